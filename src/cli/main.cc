@@ -1,0 +1,42 @@
+// vigil: real-time fraud and risk decisions. Entry point of the command.
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "cli/commands.h"
+
+#ifndef VIGIL_VERSION
+#define VIGIL_VERSION "0.1.0"
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "vigil — real-time fraud and risk decisions for exchanges and fintechs.\n"
+      "One binary: validate and profile event data, compute features, train and score\n"
+      "models, decide, and watch its own accuracy.",
+      "vigil"};
+  app.set_version_flag("--version", VIGIL_VERSION);
+  app.require_subcommand(1);
+  app.footer(
+      "Examples:\n"
+      "  vigil validate --schema examples/handbook/schema.yaml --events transactions.csv.gz\n"
+      "  vigil profile --schema examples/handbook/schema.yaml --events transactions.csv.gz \\\n"
+      "      --out profile.json\n"
+      "Run `vigil <command> --help` for a command's options. Docs: docs/README.md");
+  std::map<CLI::App*, vigil::cli::Runner> runners;
+  auto add = [&](vigil::cli::Runner r) { runners[app.get_subcommands({}).back()] = std::move(r); };
+  add(vigil::cli::AddValidateCommand(app));
+  add(vigil::cli::AddProfileCommand(app));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11 reports usage problems by exception; --help and --version exit 0.
+    const int code = app.exit(e);
+    return code == 0 ? 0 : vigil::cli::kExitError;
+  }
+  for (auto& [sub, run] : runners) {
+    if (sub->parsed()) return run();
+  }
+  return vigil::cli::kExitError;
+}

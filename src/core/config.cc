@@ -1,0 +1,265 @@
+#include "core/config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "core/strings.h"
+#include "core/time.h"
+#include "yaml-cpp/yaml.h"
+
+namespace vigil::core {
+
+struct ConfigNode::Impl {
+  std::shared_ptr<const std::string> file;
+  YAML::Node node;
+  bool missing = false;  // an absent key (a default YAML::Node counts as defined)
+  // Position to report when `node` is undefined (a missing key): its parent's.
+  int line = 0;
+  int column = 0;
+};
+
+namespace {
+
+std::string FormatWhere(const std::string& file, int line, int col) {
+  if (line <= 0) return file;
+  return StrCat(file, ":", line, ":", col);
+}
+
+absl::StatusOr<ConfigNode> Fail(const std::string& file, const YAML::Exception& e) {
+  return absl::InvalidArgumentError(
+      StrCat(FormatWhere(file, e.mark.line + 1, e.mark.column + 1), ": ", e.msg));
+}
+
+}  // namespace
+
+ConfigNode::ConfigNode() : impl_(std::make_unique<Impl>()) {
+  impl_->file = std::make_shared<const std::string>("<none>");
+}
+ConfigNode::ConfigNode(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ConfigNode::~ConfigNode() = default;
+ConfigNode::ConfigNode(const ConfigNode& o) : impl_(std::make_unique<Impl>(*o.impl_)) {}
+ConfigNode& ConfigNode::operator=(const ConfigNode& o) {
+  if (this != &o) *impl_ = *o.impl_;
+  return *this;
+}
+
+absl::StatusOr<ConfigNode> ConfigNode::LoadString(std::string_view text, std::string_view name) {
+  auto impl = std::make_unique<Impl>();
+  impl->file = std::make_shared<const std::string>(name);
+  try {
+    impl->node = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return Fail(*impl->file, e);
+  }
+  impl->line = 1;
+  impl->column = 1;
+  return ConfigNode(std::move(impl));
+}
+
+absl::StatusOr<ConfigNode> ConfigNode::LoadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(StrCat(path, ": cannot open: ", strerror(errno)));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(StrCat(path, ": read error"));
+  return LoadString(ss.str(), path);
+}
+
+bool ConfigNode::IsDefined() const { return !impl_->missing && impl_->node.IsDefined(); }
+bool ConfigNode::IsNull() const { return IsDefined() && impl_->node.IsNull(); }
+bool ConfigNode::IsMap() const { return IsDefined() && impl_->node.IsMap(); }
+bool ConfigNode::IsSequence() const { return IsDefined() && impl_->node.IsSequence(); }
+bool ConfigNode::IsScalar() const { return IsDefined() && impl_->node.IsScalar(); }
+
+ConfigNode ConfigNode::operator[](std::string_view key) const {
+  auto impl = std::make_unique<Impl>();
+  impl->file = impl_->file;
+  impl->line = line();
+  impl->column = column();
+  impl->missing = true;
+  if (IsMap()) {
+    // yaml-cpp's non-const operator[] would insert; search instead.
+    for (auto it = impl_->node.begin(); it != impl_->node.end(); ++it) {
+      if (it->first.IsScalar() && it->first.Scalar() == key) {
+        impl->node = it->second;
+        impl->missing = false;
+        if (it->second.Mark().line >= 0 && !it->second.IsNull()) {
+          impl->line = it->second.Mark().line + 1;
+          impl->column = it->second.Mark().column + 1;
+        } else {
+          impl->line = it->first.Mark().line + 1;
+          impl->column = it->first.Mark().column + 1;
+        }
+        break;
+      }
+    }
+  }
+  return ConfigNode(std::move(impl));
+}
+
+std::vector<std::pair<std::string, ConfigNode>> ConfigNode::Entries() const {
+  std::vector<std::pair<std::string, ConfigNode>> out;
+  if (!IsMap()) return out;
+  for (auto it = impl_->node.begin(); it != impl_->node.end(); ++it) {
+    auto impl = std::make_unique<Impl>();
+    impl->file = impl_->file;
+    impl->node = it->second;
+    const YAML::Mark m = (it->second.IsNull() || it->second.Mark().line < 0) ? it->first.Mark()
+                                                                           : it->second.Mark();
+    impl->line = m.line + 1;
+    impl->column = m.column + 1;
+    out.emplace_back(it->first.IsScalar() ? it->first.Scalar() : std::string("<complex key>"),
+                     ConfigNode(std::move(impl)));
+  }
+  return out;
+}
+
+std::vector<ConfigNode> ConfigNode::Items() const {
+  std::vector<ConfigNode> out;
+  if (!IsSequence()) return out;
+  for (auto it = impl_->node.begin(); it != impl_->node.end(); ++it) {
+    auto impl = std::make_unique<Impl>();
+    impl->file = impl_->file;
+    impl->node = static_cast<const YAML::Node&>(*it);
+    impl->line = it->Mark().line + 1;
+    impl->column = it->Mark().column + 1;
+    out.push_back(ConfigNode(std::move(impl)));
+  }
+  return out;
+}
+
+size_t ConfigNode::size() const { return IsDefined() ? impl_->node.size() : 0; }
+
+std::string ConfigNode::Text() const { return IsScalar() ? impl_->node.Scalar() : std::string(); }
+
+absl::StatusOr<std::string> ConfigNode::String() const {
+  if (!IsDefined()) return Error("missing value");
+  if (!IsScalar()) return Error("expected a single value (a string), found a list or a map");
+  return impl_->node.Scalar();
+}
+
+absl::StatusOr<int64_t> ConfigNode::Int() const {
+  VIGIL_ASSIGN_OR_RETURN(std::string s, String());
+  int64_t v;
+  const char* b = s.data();
+  if (!s.empty() && s[0] == '+') ++b;
+  auto [p, ec] = std::from_chars(b, s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) {
+    return Error(StrCat("expected an integer, found '", s, "'"));
+  }
+  return v;
+}
+
+absl::StatusOr<double> ConfigNode::Double() const {
+  VIGIL_ASSIGN_OR_RETURN(std::string s, String());
+  double v;
+  const char* b = s.data();
+  if (!s.empty() && s[0] == '+') ++b;
+  auto [p, ec] = std::from_chars(b, s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty() || !std::isfinite(v)) {
+    return Error(StrCat("expected a finite number, found '", s, "'"));
+  }
+  return v;
+}
+
+absl::StatusOr<bool> ConfigNode::Bool() const {
+  VIGIL_ASSIGN_OR_RETURN(std::string s, String());
+  const std::string l = absl::AsciiStrToLower(s);
+  if (l == "true" || l == "yes" || l == "on") return true;
+  if (l == "false" || l == "no" || l == "off") return false;
+  return Error(StrCat("expected true or false, found '", s, "'"));
+}
+
+absl::StatusOr<std::string> ConfigNode::GetString(std::string_view key, std::string_view def) const {
+  ConfigNode n = (*this)[key];
+  if (!n.IsDefined() || n.IsNull()) return std::string(def);
+  return n.String();
+}
+absl::StatusOr<int64_t> ConfigNode::GetInt(std::string_view key, int64_t def) const {
+  ConfigNode n = (*this)[key];
+  if (!n.IsDefined() || n.IsNull()) return def;
+  return n.Int();
+}
+absl::StatusOr<double> ConfigNode::GetDouble(std::string_view key, double def) const {
+  ConfigNode n = (*this)[key];
+  if (!n.IsDefined() || n.IsNull()) return def;
+  return n.Double();
+}
+absl::StatusOr<bool> ConfigNode::GetBool(std::string_view key, bool def) const {
+  ConfigNode n = (*this)[key];
+  if (!n.IsDefined() || n.IsNull()) return def;
+  return n.Bool();
+}
+absl::StatusOr<int64_t> ConfigNode::GetDurationMs(std::string_view key, int64_t def) const {
+  ConfigNode n = (*this)[key];
+  if (!n.IsDefined() || n.IsNull()) return def;
+  VIGIL_ASSIGN_OR_RETURN(std::string s, n.String());
+  auto d = ParseDurationMs(s);
+  if (!d.ok()) return n.Error(StrCat(key, ": ", d.status().message()));
+  return *d;
+}
+
+absl::Status ConfigNode::CheckKeys(std::initializer_list<std::string_view> allowed) const {
+  return CheckKeys(std::vector<std::string_view>(allowed));
+}
+
+absl::Status ConfigNode::CheckKeys(const std::vector<std::string_view>& allowed) const {
+  if (!IsDefined() || IsNull()) return absl::OkStatus();
+  if (!IsMap()) return Error("expected a map of keys and values");
+  for (const auto& [key, node] : Entries()) {
+    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+    std::string hint = ClosestMatch(key, allowed);
+    return node.Error(StrCat("unknown key '", key, "'",
+                                   hint.empty() ? "" : StrCat(" (did you mean '", hint, "'?)"),
+                                   "; allowed here: ", StrJoin(allowed, ", ")));
+  }
+  return absl::OkStatus();
+}
+
+const std::string& ConfigNode::file() const { return *impl_->file; }
+int ConfigNode::line() const {
+  if (!impl_->missing && impl_->node.IsDefined() && impl_->node.Mark().line >= 0 && !impl_->node.IsNull()) {
+    return impl_->node.Mark().line + 1;
+  }
+  return impl_->line;
+}
+int ConfigNode::column() const {
+  if (!impl_->missing && impl_->node.IsDefined() && impl_->node.Mark().line >= 0 && !impl_->node.IsNull()) {
+    return impl_->node.Mark().column + 1;
+  }
+  return impl_->column;
+}
+std::string ConfigNode::Where() const { return FormatWhere(*impl_->file, line(), column()); }
+
+absl::Status ConfigNode::Error(std::string_view message) const {
+  return absl::InvalidArgumentError(StrCat(Where(), ": ", message));
+}
+
+std::string ClosestMatch(std::string_view word, const std::vector<std::string_view>& candidates) {
+  size_t best = std::string::npos;
+  std::string out;
+  for (std::string_view c : candidates) {
+    // Levenshtein distance, small strings only.
+    std::vector<size_t> prev(c.size() + 1), cur(c.size() + 1);
+    for (size_t j = 0; j <= c.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= word.size(); ++i) {
+      cur[0] = i;
+      for (size_t j = 1; j <= c.size(); ++j) {
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (word[i - 1] != c[j - 1])});
+      }
+      std::swap(prev, cur);
+    }
+    const size_t d = prev[c.size()];
+    if (d < best && d <= std::max<size_t>(2, word.size() / 3)) {
+      best = d;
+      out = std::string(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace vigil::core

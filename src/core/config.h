@@ -1,0 +1,92 @@
+// Configuration files (YAML) read into a tree whose every node knows where it
+// came from, so that an error can name the file, line and column. This is the
+// only place vigil includes yaml-cpp; its exceptions stop here.
+//
+// A ConfigNode is a cheap handle into a document; it stays valid as long as
+// any handle to the same document lives. Thread-safety: read-only use from
+// several threads is safe; loading is independent per document.
+#ifndef VIGIL_CORE_CONFIG_H_
+#define VIGIL_CORE_CONFIG_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+
+namespace vigil::core {
+
+class ConfigNode {
+ public:
+  // Parses the YAML file at `path`. Syntax errors come back as
+  // InvalidArgument "path:line:col: ..."; an unreadable file as NotFound.
+  static absl::StatusOr<ConfigNode> LoadFile(const std::string& path);
+  // Parses `text`; `name` stands for the file in messages.
+  static absl::StatusOr<ConfigNode> LoadString(std::string_view text, std::string_view name);
+
+  ConfigNode();
+  ~ConfigNode();
+  ConfigNode(const ConfigNode&);
+  ConfigNode& operator=(const ConfigNode&);
+
+  bool IsDefined() const;  // false for a key that is absent
+  bool IsNull() const;     // `~`, `null`, or an empty value
+  bool IsMap() const;
+  bool IsSequence() const;
+  bool IsScalar() const;
+
+  // The child at `key` of a map; an undefined node (IsDefined() false) when
+  // absent or when this is not a map.
+  ConfigNode operator[](std::string_view key) const;
+  // A map's entries in file order; a sequence's items.
+  std::vector<std::pair<std::string, ConfigNode>> Entries() const;
+  std::vector<ConfigNode> Items() const;
+  size_t size() const;
+
+  // Typed reads. Each fails with an error at this node's position when the
+  // node is absent, not a scalar, or does not convert exactly.
+  absl::StatusOr<std::string> String() const;
+  absl::StatusOr<int64_t> Int() const;
+  absl::StatusOr<double> Double() const;
+  absl::StatusOr<bool> Bool() const;
+  // The scalar text as written (no conversion). Empty for non-scalars.
+  std::string Text() const;
+
+  // Reads with a default when the key is absent.
+  absl::StatusOr<std::string> GetString(std::string_view key, std::string_view def) const;
+  absl::StatusOr<int64_t> GetInt(std::string_view key, int64_t def) const;
+  absl::StatusOr<double> GetDouble(std::string_view key, double def) const;
+  absl::StatusOr<bool> GetBool(std::string_view key, bool def) const;
+  // A duration ("7d"; see core/time.h) with a default.
+  absl::StatusOr<int64_t> GetDurationMs(std::string_view key, int64_t def) const;
+
+  // Fails, naming the first key of this map that is not in `allowed` (with
+  // the closest allowed key as a suggestion). A typo in a config is an error.
+  absl::Status CheckKeys(std::initializer_list<std::string_view> allowed) const;
+  absl::Status CheckKeys(const std::vector<std::string_view>& allowed) const;
+
+  // "file:line:col" of this node (1-based), or of its parent for an absent key.
+  std::string Where() const;
+  const std::string& file() const;
+  int line() const;    // 1-based, 0 when unknown
+  int column() const;  // 1-based, 0 when unknown
+  // InvalidArgument("file:line:col: message").
+  absl::Status Error(std::string_view message) const;
+
+ private:
+  struct Impl;
+  explicit ConfigNode(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The closest of `candidates` to `word` by edit distance, or "" if none is
+// close; for "did you mean" hints.
+std::string ClosestMatch(std::string_view word, const std::vector<std::string_view>& candidates);
+
+}  // namespace vigil::core
+
+#endif  // VIGIL_CORE_CONFIG_H_

@@ -1,0 +1,64 @@
+#include "core/config.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vigil::core {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ConfigNodeTest, SyntaxErrorNamesFileLineAndColumn) {
+  auto r = ConfigNode::LoadString("a: 1\nb: [1, 2\n", "x.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("x.yaml:"));
+}
+
+TEST(ConfigNodeTest, TypeErrorNamesPositionOfTheValue) {
+  auto r = ConfigNode::LoadString("name: x\nsize: ten\n", "s.yaml");
+  ASSERT_TRUE(r.ok());
+  auto v = (*r)["size"].Int();
+  ASSERT_FALSE(v.ok());
+  EXPECT_THAT(v.status().message(), HasSubstr("s.yaml:2:7"));
+  EXPECT_THAT(v.status().message(), HasSubstr("'ten'"));
+}
+
+TEST(ConfigNodeTest, UnknownKeySuggestsTheClosest) {
+  auto r = ConfigNode::LoadString("nmae: x\n", "s.yaml");
+  ASSERT_TRUE(r.ok());
+  auto st = r->CheckKeys({"name", "fields"});
+  EXPECT_THAT(st.message(), HasSubstr("s.yaml:1:7"));
+  EXPECT_THAT(st.message(), HasSubstr("did you mean 'name'"));
+}
+
+TEST(ConfigNodeTest, DefaultsApplyOnlyWhenAbsent) {
+  auto r = ConfigNode::LoadString("a: 3\nd: 7d\nf: 0.5\nb: yes\n", "s.yaml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r->GetInt("a", 1), 3);
+  EXPECT_EQ(*r->GetInt("missing", 1), 1);
+  EXPECT_EQ(*r->GetDurationMs("d", 0), 7 * 86400000LL);
+  EXPECT_EQ(*r->GetDouble("f", 0), 0.5);
+  EXPECT_TRUE(*r->GetBool("b", false));
+  EXPECT_FALSE(r->GetDurationMs("a", 0).ok());
+}
+
+TEST(ConfigNodeTest, EntriesKeepFileOrderAndPositions) {
+  auto r = ConfigNode::LoadString("z: 1\na:\n  - x\n  - y\n", "s.yaml");
+  ASSERT_TRUE(r.ok());
+  auto e = r->Entries();
+  ASSERT_EQ(e.size(), 2u);
+  EXPECT_EQ(e[0].first, "z");
+  EXPECT_EQ(e[1].first, "a");
+  auto items = e[1].second.Items();
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[1].Where(), "s.yaml:4:5");
+}
+
+TEST(ConfigNodeTest, MissingFileIsNotFound) {
+  auto r = ConfigNode::LoadFile("/nonexistent/vigil.yaml");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace vigil::core

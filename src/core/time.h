@@ -1,0 +1,77 @@
+// Event time in vigil: int64 milliseconds since 1970-01-01T00:00:00Z, always
+// UTC. Days start at UTC midnight everywhere. This header parses and formats
+// the forms vigil accepts:
+//   - ISO-8601 with a zone: 2018-04-01T00:00:31Z, 2018-04-01T02:00:31.250+02:00
+//   - "YYYY-MM-DD HH:MM:SS[.fff]" with a space and no zone, read as UTC
+//   - a date alone, "YYYY-MM-DD", read as that day's UTC midnight
+//   - epoch seconds or milliseconds (integer or decimal)
+//
+// Thread-safety: pure functions except WallNowMs().
+#ifndef VIGIL_CORE_TIME_H_
+#define VIGIL_CORE_TIME_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace vigil::core {
+
+inline constexpr int64_t kMsPerSecond = 1000;
+inline constexpr int64_t kMsPerMinute = 60 * kMsPerSecond;
+inline constexpr int64_t kMsPerHour = 60 * kMsPerMinute;
+inline constexpr int64_t kMsPerDay = 24 * kMsPerHour;
+
+// How a number is read as a time.
+enum class EpochUnit {
+  kAuto,          // |v| < 1e11 is seconds (up to year 5138), else milliseconds
+  kSeconds,
+  kMilliseconds,
+};
+
+// Why a timestamp did not parse; kOk when it did.
+enum class TimeError { kOk, kSyntax, kNoZone, kOutOfRange };
+
+// Parses `text` in any of the forms above; bare numbers are epochs in `unit`.
+// Hot path: no allocation. Returns kOk and sets *ms, or the reason.
+TimeError ParseTimestamp(std::string_view text, int64_t* ms,
+                         EpochUnit unit = EpochUnit::kAuto) noexcept;
+
+// Same, as a Status whose message quotes the text and says what is wrong.
+absl::StatusOr<int64_t> ParseTimestamp(std::string_view text, EpochUnit unit = EpochUnit::kAuto);
+
+// Converts an epoch number to milliseconds. Fails (returns false) on NaN,
+// infinities and values beyond year ±292 million.
+bool EpochToMs(double v, EpochUnit unit, int64_t* ms) noexcept;
+
+// Says why a timestamp failed, for messages.
+const char* TimeErrorText(TimeError e) noexcept;
+
+// "2018-04-01T00:00:31.000Z" (always milliseconds and Z).
+std::string FormatTimestamp(int64_t ms);
+void AppendTimestamp(int64_t ms, std::string* out);
+
+// The UTC midnight at or before `ms`.
+constexpr int64_t DayStart(int64_t ms) noexcept {
+  int64_t d = ms / kMsPerDay;
+  if (ms % kMsPerDay < 0) --d;
+  return d * kMsPerDay;
+}
+
+// Days since 1970-01-01 of a civil date (proleptic Gregorian), and back.
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) noexcept;
+void CivilFromDays(int64_t days, int64_t* y, unsigned* m, unsigned* d) noexcept;
+
+// Durations as written in configs: "500ms", "30s", "15m", "12h", "7d", "2w".
+// A bare number is refused: a unit is always required.
+absl::StatusOr<int64_t> ParseDurationMs(std::string_view text);
+// The shortest of those forms that is exact: 604800000 -> "7d".
+std::string FormatDuration(int64_t ms);
+
+// Milliseconds since the epoch from the system clock.
+int64_t WallNowMs();
+
+}  // namespace vigil::core
+
+#endif  // VIGIL_CORE_TIME_H_

@@ -1,0 +1,101 @@
+#include "core/time.h"
+
+#include "gtest/gtest.h"
+
+namespace vigil::core {
+namespace {
+
+int64_t Ms(std::string_view s) {
+  auto r = ParseTimestamp(s);
+  EXPECT_TRUE(r.ok()) << s << ": " << r.status();
+  return r.ok() ? *r : 0;
+}
+
+TEST(ParseTimestampTest, SpaceFormWithoutZoneIsUtc) {
+  EXPECT_EQ(Ms("2018-04-01 00:00:31"), 1522540831000);
+}
+
+TEST(ParseTimestampTest, IsoWithZuluAndOffsetsAgree) {
+  EXPECT_EQ(Ms("2018-04-01T00:00:31Z"), 1522540831000);
+  EXPECT_EQ(Ms("2018-04-01T02:00:31+02:00"), 1522540831000);
+  EXPECT_EQ(Ms("2018-03-31T19:00:31-0500"), 1522540831000);
+  EXPECT_EQ(Ms("2018-04-01T01:00:31+01"), 1522540831000);
+}
+
+TEST(ParseTimestampTest, FractionalSecondsKeepMillisecondsAndTruncateTheRest) {
+  EXPECT_EQ(Ms("2018-04-01T00:00:31.5Z"), 1522540831500);
+  EXPECT_EQ(Ms("2018-04-01T00:00:31.123999Z"), 1522540831123);
+}
+
+TEST(ParseTimestampTest, DateAloneIsUtcMidnight) { EXPECT_EQ(Ms("1970-01-02"), kMsPerDay); }
+
+TEST(ParseTimestampTest, EpochSecondsAndMillisecondsByMagnitude) {
+  EXPECT_EQ(Ms("1522540831"), 1522540831000);
+  EXPECT_EQ(Ms("1522540831000"), 1522540831000);
+  EXPECT_EQ(Ms("1522540831.25"), 1522540831250);
+  int64_t ms;
+  EXPECT_EQ(ParseTimestamp("1522540831000", &ms, EpochUnit::kSeconds), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("15", &ms, EpochUnit::kMilliseconds), TimeError::kOk);
+  EXPECT_EQ(ms, 15);
+}
+
+TEST(ParseTimestampTest, IsoWithoutZoneIsRefusedWithReason) {
+  auto r = ParseTimestamp("2018-04-01T00:00:31");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("without a zone"), std::string_view::npos);
+}
+
+TEST(ParseTimestampTest, ImpossibleDatesAreOutOfRange) {
+  int64_t ms;
+  EXPECT_EQ(ParseTimestamp("2018-02-29 00:00:00", &ms), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("2018-13-01 00:00:00", &ms), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("2018-04-01 24:00:00", &ms), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("2016-02-29 00:00:00", &ms), TimeError::kOk);
+}
+
+TEST(ParseTimestampTest, GarbageIsASyntaxError) {
+  int64_t ms;
+  for (std::string_view s : {"", "yesterday", "2018-4-1", "2018-04-01X00:00:00", "2018-04-01 00",
+                             "2018-04-01T00:00:31Zjunk", "1e5", "--1"}) {
+    EXPECT_NE(ParseTimestamp(s, &ms), TimeError::kOk) << s;
+  }
+}
+
+TEST(FormatTimestampTest, RoundTripsWithMillisecondsAndZ) {
+  EXPECT_EQ(FormatTimestamp(1522540831000), "2018-04-01T00:00:31.000Z");
+  EXPECT_EQ(FormatTimestamp(-1), "1969-12-31T23:59:59.999Z");
+  for (int64_t ms : {int64_t{0}, int64_t{951782400123}, int64_t{4102444800000}}) {
+    EXPECT_EQ(Ms(FormatTimestamp(ms)), ms);
+  }
+}
+
+TEST(DayStartTest, FloorsToUtcMidnightAlsoBeforeEpoch) {
+  EXPECT_EQ(DayStart(1522540831000), 1522540800000);
+  EXPECT_EQ(DayStart(-1), -kMsPerDay);
+}
+
+TEST(CivilDaysTest, RoundTripsOverFourCenturies) {
+  for (int64_t d = -146097; d < 146097; d += 37) {
+    int64_t y;
+    unsigned m, dd;
+    CivilFromDays(d, &y, &m, &dd);
+    ASSERT_EQ(DaysFromCivil(y, m, dd), d);
+  }
+}
+
+TEST(ParseDurationTest, UnitsAndErrors) {
+  EXPECT_EQ(*ParseDurationMs("7d"), 7 * kMsPerDay);
+  EXPECT_EQ(*ParseDurationMs("250ms"), 250);
+  EXPECT_EQ(*ParseDurationMs("2w"), 14 * kMsPerDay);
+  EXPECT_FALSE(ParseDurationMs("7").ok());
+  auto bad = ParseDurationMs("7y");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown unit"), std::string_view::npos);
+  EXPECT_EQ(FormatDuration(7 * kMsPerDay), "1w");
+  EXPECT_EQ(FormatDuration(36 * kMsPerHour), "36h");
+  EXPECT_EQ(FormatDuration(1500), "1500ms");
+}
+
+}  // namespace
+}  // namespace vigil::core

@@ -1,0 +1,93 @@
+#include "event/decimal.h"
+
+#include <cmath>
+
+namespace vigil::event {
+namespace {
+
+constexpr int64_t kPow10[] = {1LL,
+                              10LL,
+                              100LL,
+                              1000LL,
+                              10000LL,
+                              100000LL,
+                              1000000LL,
+                              10000000LL,
+                              100000000LL,
+                              1000000000LL,
+                              10000000000LL,
+                              100000000000LL,
+                              1000000000000LL,
+                              10000000000000LL,
+                              100000000000000LL,
+                              1000000000000000LL,
+                              10000000000000000LL,
+                              100000000000000000LL,
+                              1000000000000000000LL};
+
+}  // namespace
+
+bool ParseDecimal(std::string_view s, Decimal* out) noexcept {
+  size_t i = 0;
+  bool neg = false;
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+  int64_t units = 0;
+  int digits = 0, scale = 0;
+  bool any = false, dot = false;
+  for (; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c >= '0' && c <= '9') {
+      any = true;
+      if (units == 0 && c == '0') {
+        if (dot) ++scale;  // Leading zeros cost no precision.
+        continue;
+      }
+      if (++digits > 18) return false;
+      units = units * 10 + (c - '0');
+      if (dot) ++scale;
+    } else if (c == '.' && !dot) {
+      dot = true;
+    } else {
+      return false;
+    }
+  }
+  if (!any || scale > 18) return false;
+  out->units = neg ? -units : units;
+  out->scale = static_cast<int8_t>(scale);
+  return true;
+}
+
+int CompareDecimal(const Decimal& a, const Decimal& b) noexcept {
+  __int128 x = a.units, y = b.units;
+  if (a.scale < b.scale) {
+    x *= kPow10[b.scale - a.scale];
+  } else {
+    y *= kPow10[a.scale - b.scale];
+  }
+  return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+double Decimal::ToDouble() const noexcept {
+  // Exact division by a power of ten gives the correctly rounded double for
+  // values up to 2^53 units.
+  return static_cast<double>(units) / static_cast<double>(kPow10[scale]);
+}
+
+std::string Decimal::ToString() const {
+  const bool neg = units < 0;
+  const uint64_t mag = neg ? static_cast<uint64_t>(-(units + 1)) + 1 : static_cast<uint64_t>(units);
+  std::string digits = std::to_string(mag);
+  const size_t sc = static_cast<size_t>(scale);
+  std::string out = neg ? "-" : "";
+  if (sc > 0) {
+    if (digits.size() <= sc) digits = std::string(sc - digits.size() + 1, '0') + digits;
+    out.append(digits, 0, digits.size() - sc);
+    out += '.';
+    out.append(digits, digits.size() - sc, sc);
+  } else {
+    out += digits;
+  }
+  return out;
+}
+
+}  // namespace vigil::event

@@ -1,0 +1,256 @@
+#include "event/pii.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include <cstdlib>
+#include <functional>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "core/strings.h"
+
+namespace vigil::event {
+namespace {
+
+std::string Hex(const unsigned char* p, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s(2 * n, '0');
+  for (size_t i = 0; i < n; ++i) {
+    s[2 * i] = kHex[p[i] >> 4];
+    s[2 * i + 1] = kHex[p[i] & 15];
+  }
+  return s;
+}
+
+bool IsPiiEntityKey(std::string_view key, const Schema& schema) {
+  for (const EventTypeSpec& t : schema.types) {
+    const FieldSpec* f = t.Find(key);
+    if (f && f->pii != PiiMode::kNone) return true;
+  }
+  return false;
+}
+
+// The pii mode of a JSON key at `path` ("a.b") for `type`, or of any field of
+// that last name in any type when the type is unknown.
+PiiMode PiiOfKey(std::string_view path, std::string_view last, const EventTypeSpec* type,
+                 const Schema& schema) {
+  if (type) {
+    auto it = type->json_keys.find(path);
+    if (it != type->json_keys.end()) return type->fields[it->second].pii;
+    return PiiMode::kNone;
+  }
+  PiiMode m = PiiMode::kNone;
+  for (const EventTypeSpec& t : schema.types) {
+    for (const FieldSpec& f : t.fields) {
+      if (f.pii == PiiMode::kNone) continue;
+      std::string_view n = f.name;
+      const size_t dot = n.rfind('.');
+      if (dot != std::string_view::npos) n = n.substr(dot + 1);
+      if (n == last || f.name == path) m = (m == PiiMode::kHash || f.pii == PiiMode::kHash)
+                                                ? PiiMode::kHash
+                                                : PiiMode::kRedact;
+    }
+  }
+  return m;
+}
+
+// A tolerant JSON token scanner. For every value that follows a key it calls
+// `on_value(path, last_key, begin, end)` with the token's span in `text`
+// (strings including their quotes; objects and arrays not reported, their
+// members are). Malformed text is scanned as far as it goes; an unterminated
+// string runs to the end.
+void ScanJson(std::string_view text,
+              const std::function<void(std::string_view path, std::string_view key, size_t b,
+                                       size_t e)>& on_value) {
+  std::vector<std::string> path;  // keys of enclosing objects
+  std::string pending_key;
+  bool have_key = false;
+  size_t i = 0;
+  auto string_end = [&](size_t b) {  // b at the opening quote; returns one past the closing one
+    size_t j = b + 1;
+    while (j < text.size() && text[j] != '"') j += text[j] == '\\' ? 2 : 1;
+    return std::min(j + 1, text.size());
+  };
+  std::vector<char> stack;  // '{' or '['
+  std::vector<bool> pushed;  // whether the container pushed a path component
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == '"') {
+      const size_t e = string_end(i);
+      size_t k = e;
+      while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
+      const bool in_object = !stack.empty() && stack.back() == '{';
+      if (in_object && !have_key && k < text.size() && text[k] == ':') {
+        pending_key.assign(text.substr(i + 1, e >= i + 2 ? e - i - 2 : 0));
+        have_key = true;
+        i = k + 1;
+        continue;
+      }
+      if (have_key) {
+        std::string full = path.empty() ? pending_key : StrCat(path.back(), ".", pending_key);
+        on_value(full, pending_key, i, e);
+        have_key = false;
+      }
+      i = e;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      stack.push_back(c);
+      if (have_key && c == '{') {
+        path.push_back(path.empty() ? pending_key : StrCat(path.back(), ".", pending_key));
+        pushed.push_back(true);
+      } else {
+        pushed.push_back(false);
+      }
+      have_key = false;
+      ++i;
+      continue;
+    }
+    if (c == '}' || c == ']') {
+      if (!stack.empty()) {
+        stack.pop_back();
+        if (pushed.back()) path.pop_back();
+        pushed.pop_back();
+      }
+      have_key = false;
+      ++i;
+      continue;
+    }
+    if (have_key && c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != ',') {
+      size_t e = i;
+      while (e < text.size() && text[e] != ',' && text[e] != '}' && text[e] != ']' &&
+             text[e] != ' ' && text[e] != '\n') {
+        ++e;
+      }
+      std::string full = path.empty() ? pending_key : StrCat(path.back(), ".", pending_key);
+      on_value(full, pending_key, i, e);
+      have_key = false;
+      i = e;
+      continue;
+    }
+    if (c == ',') have_key = false;
+    ++i;
+  }
+}
+
+std::string UnquoteLoose(std::string_view tok) {
+  if (tok.size() >= 2 && tok.front() == '"' && tok.back() == '"') tok = tok.substr(1, tok.size() - 2);
+  std::string out, err;
+  if (absl::CUnescape(absl::string_view(tok.data(), tok.size()), &out, &err)) return out;
+  return std::string(tok);
+}
+
+}  // namespace
+
+std::string Sha256Hex(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr);
+  return Hex(md, n);
+}
+
+PiiHasher PiiHasher::FromEnv(const std::string& env_var, std::string* warning) {
+  const char* k = std::getenv(env_var.c_str());
+  if (k && *k) return PiiHasher(k);
+  unsigned char buf[32];
+  RAND_bytes(buf, sizeof buf);
+  *warning = StrCat(env_var,
+                          " is not set: pii fields are hashed with a random key for this run, so "
+                          "their hashes will not match those of other runs");
+  return PiiHasher(std::string(reinterpret_cast<char*>(buf), sizeof buf));
+}
+
+std::string PiiHasher::Hash(std::string_view value) const {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
+       reinterpret_cast<const unsigned char*>(value.data()), value.size(), md, &n);
+  return StrCat("hmac:", Hex(md, 16));
+}
+
+std::string PiiHasher::Mask(std::string_view value, PiiMode mode) const {
+  switch (mode) {
+    case PiiMode::kNone:
+      return std::string(value);
+    case PiiMode::kHash:
+      return Hash(value);
+    case PiiMode::kRedact:
+      return std::string(kRedacted);
+  }
+  return std::string(kRedacted);
+}
+
+std::string MaskCsvLine(std::string_view line, const std::vector<const FieldSpec*>& csv_fields,
+                        const PiiHasher& hasher) {
+  bool any = false;
+  for (const FieldSpec* f : csv_fields) any |= f && f->pii != PiiMode::kNone;
+  if (!any) return std::string(line);
+  std::string out;
+  size_t col = 0, i = 0;
+  while (i <= line.size()) {
+    // One cell: quoted or plain, up to the next unquoted comma.
+    size_t b = i, e = i;
+    if (e < line.size() && line[e] == '"') {
+      ++e;
+      while (e < line.size()) {
+        if (line[e] == '"' && e + 1 < line.size() && line[e + 1] == '"') {
+          e += 2;
+        } else if (line[e] == '"') {
+          ++e;
+          break;
+        } else {
+          ++e;
+        }
+      }
+    }
+    while (e < line.size() && line[e] != ',') ++e;
+    std::string_view cell = line.substr(b, e - b);
+    const FieldSpec* f = col < csv_fields.size() ? csv_fields[col] : nullptr;
+    if (f && f->pii != PiiMode::kNone && !cell.empty()) {
+      std::string v(cell);
+      if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+      out += hasher.Mask(v, f->pii);
+    } else {
+      out.append(cell);
+    }
+    if (e >= line.size()) break;
+    out += ',';
+    i = e + 1;
+    ++col;
+  }
+  return out;
+}
+
+std::string MaskJsonText(std::string_view text, const EventTypeSpec* type, const Schema& schema,
+                         const PiiHasher& hasher) {
+  if (!schema.has_pii) return std::string(text);
+  // Pass 1: does a label's target_entity name a pii key?
+  bool entity_value_is_pii = false;
+  ScanJson(text, [&](std::string_view path, std::string_view, size_t b, size_t e) {
+    if (path == "target_entity.key" && IsPiiEntityKey(UnquoteLoose(text.substr(b, e - b)), schema)) {
+      entity_value_is_pii = true;
+    }
+  });
+  struct Span { size_t b, e; PiiMode mode; };
+  std::vector<Span> spans;
+  ScanJson(text, [&](std::string_view path, std::string_view key, size_t b, size_t e) {
+    PiiMode m = PiiOfKey(path, key, type, schema);
+    if (path == "target_entity.value" && entity_value_is_pii) m = PiiMode::kHash;
+    if (m != PiiMode::kNone) spans.push_back({b, e, m});
+  });
+  std::string out;
+  size_t at = 0;
+  for (const Span& s : spans) {
+    out.append(text.substr(at, s.b - at));
+    out += '"';
+    out += hasher.Mask(UnquoteLoose(text.substr(s.b, s.e - s.b)), s.mode);
+    out += '"';
+    at = s.e;
+  }
+  out.append(text.substr(at));
+  return out;
+}
+
+}  // namespace vigil::event

@@ -1,0 +1,86 @@
+// A parsed event: compact, typed values in a vector indexed by field, with
+// strings as views into the reader's buffer (no std::string per field) and
+// entity keys hashed. A Record is reused from one event to the next; its
+// views stay valid until the next Decode call on the Validator that filled it.
+//
+// Thread-safety: none; one Record per thread.
+#ifndef VIGIL_EVENT_RECORD_H_
+#define VIGIL_EVENT_RECORD_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "event/decimal.h"
+#include "event/schema.h"
+
+namespace vigil::event {
+
+struct Value {
+  enum class State : uint8_t { kMissing, kNull, kPresent };
+  State state = State::kMissing;
+  bool b = false;
+  int64_t i = 0;      // int; bool as 0/1; timestamp in ms
+  double d = 0;       // float; decimal and int also as double
+  Decimal dec;        // decimal
+  std::string_view text;  // strings unescaped; other types their literal text
+  uint64_t hash = 0;  // core::Hash64(text) for string and enum fields
+
+  bool present() const { return state == State::kPresent; }
+};
+
+struct Record {
+  const EventTypeSpec* type = nullptr;
+  int64_t record_no = 0;  // 1-based count of records read (CSV: data rows)
+  int64_t line_no = 0;    // 1-based line where the record starts
+  int64_t time_ms = 0;
+  std::string_view event_id;
+  uint64_t id_hash = 0;
+  std::vector<Value> values;  // by FieldSpec::index
+  std::string_view raw;       // the record's text
+
+  const Value& operator[](int field) const { return values[static_cast<size_t>(field)]; }
+};
+
+// The rules a record can break. Names are stable: reports and dead-letter
+// files use them.
+enum class Rule : uint8_t {
+  kMalformedJson,
+  kMalformedCsv,
+  kColumnCount,
+  kInvalidUtf8,
+  kRecordTooLarge,
+  kUnknownEventType,
+  kDuplicateField,
+  kUnknownField,
+  kRequired,
+  kNotNull,
+  kType,
+  kNotFinite,
+  kMin,
+  kMax,
+  kMaxLength,
+  kPattern,
+  kAllowed,
+  kTimestamp,
+  kTimeBounds,
+  kDuplicateEventId,
+  kLabelTarget,
+  // Warnings (never reject):
+  kOutlier,
+  kUnseenCategory,
+};
+inline constexpr int kRuleCount = static_cast<int>(Rule::kUnseenCategory) + 1;
+const char* RuleName(Rule r);
+
+struct Violation {
+  Rule rule;
+  std::string field;   // empty for whole-record rules
+  std::string value;   // offending value, truncated, masked when pii
+  std::string reason;  // a sentence a user can act on
+};
+
+}  // namespace vigil::event
+
+#endif  // VIGIL_EVENT_RECORD_H_

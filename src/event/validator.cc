@@ -1,0 +1,697 @@
+#include "event/validator.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "core/strings.h"
+#include "core/hash.h"
+#include "core/time.h"
+#include "re2/re2.h"
+#include "simdjson.h"
+
+namespace vigil::event {
+namespace {
+
+namespace sj = simdjson;
+namespace dom = simdjson::dom;
+
+constexpr size_t kMaxPrintable = 64;
+
+std::string_view TrimRight(std::string_view s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+bool LooksNonFinite(std::string_view s) {
+  std::string l = absl::AsciiStrToLower(std::string(s));
+  if (!l.empty() && (l[0] == '-' || l[0] == '+')) l.erase(0, 1);
+  return l == "nan" || l == "inf" || l == "infinity";
+}
+
+std::string FormatDouble(double d) {
+  char buf[32];
+  auto [p, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  return std::string(buf, p);
+}
+
+
+}  // namespace
+
+struct Validator::JsonParser {
+  dom::parser parser;
+};
+
+const char* RuleName(Rule r) {
+  switch (r) {
+    case Rule::kMalformedJson: return "malformed_json";
+    case Rule::kMalformedCsv: return "malformed_csv";
+    case Rule::kColumnCount: return "column_count";
+    case Rule::kInvalidUtf8: return "invalid_utf8";
+    case Rule::kRecordTooLarge: return "record_too_large";
+    case Rule::kUnknownEventType: return "unknown_event_type";
+    case Rule::kDuplicateField: return "duplicate_field";
+    case Rule::kUnknownField: return "unknown_field";
+    case Rule::kRequired: return "required";
+    case Rule::kNotNull: return "not_null";
+    case Rule::kType: return "type";
+    case Rule::kNotFinite: return "not_finite";
+    case Rule::kMin: return "min";
+    case Rule::kMax: return "max";
+    case Rule::kMaxLength: return "max_length";
+    case Rule::kPattern: return "pattern";
+    case Rule::kAllowed: return "allowed";
+    case Rule::kTimestamp: return "timestamp";
+    case Rule::kTimeBounds: return "time_bounds";
+    case Rule::kDuplicateEventId: return "duplicate_event_id";
+    case Rule::kLabelTarget: return "label_target";
+    case Rule::kOutlier: return "outlier";
+    case Rule::kUnseenCategory: return "unseen_category";
+  }
+  return "?";
+}
+
+DedupWindow::DedupWindow(size_t capacity) : capacity_(capacity) {
+  ring_.reserve(std::min<size_t>(capacity, 1 << 20));
+}
+
+bool DedupWindow::Insert(uint64_t h) {
+  if (capacity_ == 0) return true;
+  if (!set_.insert(h).second) return false;
+  if (ring_.size() < capacity_) {
+    ring_.push_back(h);
+  } else {
+    set_.erase(ring_[next_]);
+    ring_[next_] = h;
+    next_ = (next_ + 1) % capacity_;
+  }
+  return true;
+}
+
+Validator::Validator(std::shared_ptr<const Schema> schema, const PiiHasher* hasher)
+    : schema_(std::move(schema)),
+      hasher_(hasher),
+      json_(std::make_unique<JsonParser>()),
+      dedup_(static_cast<size_t>(schema_->duplicate_memory)) {
+  for (const EventTypeSpec& t : schema_->types) max_fields_ = std::max(max_fields_, t.fields.size());
+  // Up to 32 bytes of number text per field; views into it must stay valid.
+  numbers_.reserve(32 * (max_fields_ + 1) * 2);
+  if (json_->parser.allocate(static_cast<size_t>(schema_->max_record_bytes)) != sj::SUCCESS) {
+    // Not fatal: parse() allocates on demand.
+  }
+}
+
+Validator::~Validator() = default;
+
+std::string Validator::Printable(const FieldSpec* f, std::string_view value, const Record* rec) const {
+  if (f) {
+    PiiMode mode = f->pii;
+    if (mode == PiiMode::kNone && schema_->has_pii && f->name == "target_entity.value") {
+      // A label naming an entity by a pii key carries that key's value.
+      mode = PiiMode::kHash;
+      if (rec && rec->type) {
+        const FieldSpec* k = rec->type->Find("target_entity.key");
+        if (k && (*rec)[k->index].present()) {
+          const std::string key((*rec)[k->index].text);
+          mode = PiiMode::kNone;
+          for (const EventTypeSpec& t : schema_->types) {
+            const FieldSpec* ef = t.Find(key);
+            if (ef && ef->pii != PiiMode::kNone) mode = PiiMode::kHash;
+          }
+        }
+      }
+    }
+    if (mode != PiiMode::kNone) return hasher_->Mask(value, mode);
+  }
+  if (value.size() <= kMaxPrintable) return std::string(value);
+  return StrCat(value.substr(0, kMaxPrintable), "…(", value.size(), " bytes)");
+}
+
+void Validator::Add(std::vector<Violation>* out, Rule rule, const FieldSpec* f,
+                    std::string_view value, std::string reason) const {
+  out->push_back(Violation{rule, f ? f->name : std::string(), std::string(value), std::move(reason)});
+}
+
+absl::Status Validator::SetCsvHeader(std::string_view header) {
+  if (schema_->csv_type < 0) {
+    return absl::InvalidArgumentError(StrCat(
+        schema_->file, ": the schema declares several event types; set csv.event_type to the one "
+                       "a CSV file holds"));
+  }
+  const EventTypeSpec& t = schema_->types[schema_->csv_type];
+  header = TrimRight(header);
+  if (header.size() >= 3 && std::memcmp(header.data(), "\xEF\xBB\xBF", 3) == 0) header.remove_prefix(3);
+  csv_fields_.clear();
+  std::vector<bool> seen(t.fields.size(), false);
+  size_t col = 0;
+  for (std::string_view cell : StrSplit(header, ',')) {
+    ++col;
+    if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"') cell = cell.substr(1, cell.size() - 2);
+    auto it = t.json_keys.find(cell);
+    if (it == t.json_keys.end()) {
+      if (t.unknown_fields == UnknownFields::kReject) {
+        return absl::InvalidArgumentError(StrCat(
+            "CSV header, column ", col, " '", cell, "': not a field of event type '", t.name,
+            "' (the schema rejects unknown fields; add it to ", schema_->file,
+            " or set unknown_fields: ignore)"));
+      }
+      csv_fields_.push_back(nullptr);
+      continue;
+    }
+    if (seen[it->second]) {
+      return absl::InvalidArgumentError(
+          StrCat("CSV header, column ", col, " '", cell, "': field appears twice"));
+    }
+    seen[it->second] = true;
+    csv_fields_.push_back(&t.fields[it->second]);
+  }
+  std::vector<std::string> missing;
+  for (const FieldSpec& f : t.fields) {
+    if (f.required && !seen[f.index]) missing.push_back(f.name);
+  }
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(StrCat("CSV header lacks required column(s) of '",
+                                                   t.name, "': ", StrJoin(missing, ", ")));
+  }
+  return absl::OkStatus();
+}
+
+void Validator::PrepareRecord(const EventTypeSpec* type, Record* rec) {
+  rec->type = type;
+  if (rec->values.size() < max_fields_) rec->values.resize(max_fields_);
+  if (type) {
+    for (size_t i = 0; i < type->fields.size(); ++i) rec->values[i].state = Value::State::kMissing;
+  }
+  rec->event_id = {};
+  rec->id_hash = 0;
+  rec->time_ms = 0;
+}
+
+bool Validator::CheckValue(const FieldSpec& f, Value* v, std::vector<Violation>* out) {
+  const size_t before = out->size();
+  auto bound = [&](bool below, const std::string& limit) {
+    Add(out, below ? Rule::kMin : Rule::kMax, &f, Printable(&f, v->text, nullptr),
+        StrCat("field '", f.name, "': ", Printable(&f, v->text, nullptr), " is ",
+                     below ? "below the minimum " : "above the maximum ", limit));
+  };
+  switch (f.type) {
+    case FieldType::kString:
+    case FieldType::kEnum:
+      if (f.max_length > 0 && static_cast<int64_t>(v->text.size()) > f.max_length) {
+        Add(out, Rule::kMaxLength, &f, Printable(&f, v->text, nullptr),
+            StrCat("field '", f.name, "' is ", v->text.size(), " bytes long; the limit is ",
+                         f.max_length));
+      }
+      if (f.pattern && !RE2::FullMatch(re2::StringPiece(v->text.data(), v->text.size()), *f.pattern)) {
+        Add(out, Rule::kPattern, &f, Printable(&f, v->text, nullptr),
+            StrCat("field '", f.name, "': ", Printable(&f, v->text, nullptr),
+                         " does not match the pattern ", f.pattern_text));
+      }
+      if (!f.allowed_strings.empty() && !f.allowed_strings.contains(v->text)) {
+        Add(out, Rule::kAllowed, &f, Printable(&f, v->text, nullptr),
+            StrCat("field '", f.name, "': ", Printable(&f, v->text, nullptr),
+                         " is not one of the allowed values (", StrJoin(f.allowed_list, ", "),
+                         ")"));
+      }
+      v->hash = core::Hash64(v->text);
+      break;
+    case FieldType::kInt:
+    case FieldType::kBool:
+      if (f.min && static_cast<double>(v->i) < *f.min) bound(true, FormatDouble(*f.min));
+      if (f.max && static_cast<double>(v->i) > *f.max) bound(false, FormatDouble(*f.max));
+      if (!f.allowed_ints.empty() && !f.allowed_ints.contains(v->i)) {
+        Add(out, Rule::kAllowed, &f, Printable(&f, v->text, nullptr),
+            StrCat("field '", f.name, "': ", Printable(&f, v->text, nullptr),
+                         " is not one of the allowed values (", StrJoin(f.allowed_list, ", "),
+                         ")"));
+      }
+      break;
+    case FieldType::kFloat:
+      if (f.min && v->d < *f.min) bound(true, FormatDouble(*f.min));
+      if (f.max && v->d > *f.max) bound(false, FormatDouble(*f.max));
+      break;
+    case FieldType::kDecimal:
+      if (f.min_decimal && CompareDecimal(v->dec, *f.min_decimal) < 0) {
+        bound(true, f.min_decimal->ToString());
+      }
+      if (f.max_decimal && CompareDecimal(v->dec, *f.max_decimal) > 0) {
+        bound(false, f.max_decimal->ToString());
+      }
+      break;
+    case FieldType::kTimestamp:
+      if (f.min && static_cast<double>(v->i) < *f.min) {
+        bound(true, core::FormatTimestamp(static_cast<int64_t>(*f.min)));
+      }
+      if (f.max && static_cast<double>(v->i) > *f.max) {
+        bound(false, core::FormatTimestamp(static_cast<int64_t>(*f.max)));
+      }
+      break;
+  }
+  return out->size() == before;
+}
+
+bool Validator::SetFromText(const FieldSpec& f, std::string_view s, Value* v,
+                            std::vector<Violation>* out) {
+  v->state = Value::State::kPresent;
+  v->text = s;
+  auto type_error = [&](std::string_view expected) {
+    Add(out, Rule::kType, &f, Printable(&f, s, nullptr),
+        StrCat("field '", f.name, "': expected ", expected, ", found '",
+                     Printable(&f, s, nullptr), "'"));
+    return false;
+  };
+  switch (f.type) {
+    case FieldType::kString:
+    case FieldType::kEnum:
+      break;
+    case FieldType::kInt: {
+      const char* b = s.data();
+      const char* e = b + s.size();
+      if (b != e && *b == '+') ++b;
+      auto [p, ec] = std::from_chars(b, e, v->i);
+      if (ec == std::errc::result_out_of_range) return type_error("an integer within ±9.2e18");
+      if (ec != std::errc() || p != e || b == e) return type_error("an integer");
+      v->d = static_cast<double>(v->i);
+      break;
+    }
+    case FieldType::kFloat: {
+      const char* b = s.data();
+      const char* e = b + s.size();
+      if (b != e && *b == '+') ++b;
+      auto [p, ec] = std::from_chars(b, e, v->d);
+      if ((ec == std::errc() && p == e && !std::isfinite(v->d)) ||
+          ec == std::errc::result_out_of_range) {
+        Add(out, Rule::kNotFinite, &f, Printable(&f, s, nullptr),
+            StrCat("field '", f.name, "': ", Printable(&f, s, nullptr),
+                         " is not a finite number"));
+        return false;
+      }
+      if (ec != std::errc() || p != e || b == e) return type_error("a number");
+      break;
+    }
+    case FieldType::kDecimal:
+      if (!ParseDecimal(s, &v->dec)) {
+        if (LooksNonFinite(s)) {
+          Add(out, Rule::kNotFinite, &f, Printable(&f, s, nullptr),
+              StrCat("field '", f.name, "': ", Printable(&f, s, nullptr),
+                           " is not a finite number"));
+          return false;
+        }
+        return type_error("a decimal number (digits, an optional point; at most 18 digits)");
+      }
+      v->d = v->dec.ToDouble();
+      break;
+    case FieldType::kBool:
+      if (s == "true" || s == "1" || s == "True" || s == "TRUE") {
+        v->b = true;
+      } else if (s == "false" || s == "0" || s == "False" || s == "FALSE") {
+        v->b = false;
+      } else {
+        return type_error("true or false");
+      }
+      v->i = v->b;
+      v->d = v->i;
+      break;
+    case FieldType::kTimestamp: {
+      const core::TimeError e = core::ParseTimestamp(s, &v->i, f.epoch_unit);
+      if (e != core::TimeError::kOk) {
+        Add(out, Rule::kTimestamp, &f, Printable(&f, s, nullptr),
+            StrCat("field '", f.name, "': '", Printable(&f, s, nullptr),
+                         "' is not a valid time: ", core::TimeErrorText(e)));
+        return false;
+      }
+      v->d = static_cast<double>(v->i);
+      break;
+    }
+  }
+  return CheckValue(f, v, out);
+}
+
+bool Validator::Finish(Record* rec, std::vector<Violation>* out) {
+  const EventTypeSpec& t = *rec->type;
+  for (const FieldSpec& f : t.fields) {
+    const Value& v = rec->values[f.index];
+    if (v.state == Value::State::kMissing && f.required) {
+      Add(out, Rule::kRequired, &f, "",
+          StrCat("missing required field '", f.name, "' of event type '", t.name, "'"));
+    } else if (v.state == Value::State::kNull && !f.nullable && f.required) {
+      Add(out, Rule::kNotNull, &f, "null",
+          StrCat("field '", f.name, "' is null; it is required and not nullable"));
+    }
+  }
+  if (t.is_label) {
+    const FieldSpec* te = t.Find("target_event_id");
+    const FieldSpec* tk = t.Find("target_entity.key");
+    const FieldSpec* tv = t.Find("target_entity.value");
+    const bool by_event = (*rec)[te->index].present();
+    const bool has_key = (*rec)[tk->index].present();
+    const bool has_value = (*rec)[tv->index].present();
+    if (by_event == (has_key || has_value)) {
+      Add(out, Rule::kLabelTarget, by_event ? te : nullptr, "",
+          "a label names exactly one target: target_event_id, or target_entity {key, value}");
+    } else if (!by_event && (!has_key || !has_value)) {
+      Add(out, Rule::kLabelTarget, has_key ? tv : tk, "",
+          "target_entity needs both key (an entity field of the schema) and value");
+    } else if (has_key && !schema_->entity_fields.empty() &&
+               !schema_->entity_fields.contains((*rec)[tk->index].text)) {
+      std::vector<std::string> keys(schema_->entity_fields.begin(), schema_->entity_fields.end());
+      std::sort(keys.begin(), keys.end());
+      Add(out, Rule::kLabelTarget, tk, (*rec)[tk->index].text,
+          StrCat("target_entity.key '", Printable(nullptr, (*rec)[tk->index].text, nullptr),
+                       "' is not an entity key of the schema (", StrJoin(keys, ", "), ")"));
+    }
+  }
+  if (!out->empty()) {
+    // Values were masked as found; a label's entity value can only be judged
+    // once its key is known.
+    for (Violation& v : *out) {
+      if (v.field == "target_entity.value" && !v.value.empty() && schema_->has_pii) {
+        v.value = Printable(t.Find("target_entity.value"), (*rec)[t.Find("target_entity.value")->index].text, rec);
+        v.reason = StrCat("field 'target_entity.value' (", v.value, ") is invalid");
+      }
+    }
+    return false;
+  }
+  const Value& idv = rec->values[t.id_field];
+  rec->event_id = idv.text;
+  rec->id_hash = core::Hash64(idv.text);
+  rec->time_ms = rec->values[t.time_field].i;
+  return true;
+}
+
+bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violation>* out) {
+  out->clear();
+  PrepareRecord(&schema_->types[schema_->csv_type], rec);
+  if (!sj::validate_utf8(line.data(), line.size())) {
+    Add(out, Rule::kInvalidUtf8, nullptr, "", "the record is not valid UTF-8");
+    return false;
+  }
+  cells_.clear();
+  if (std::memchr(line.data(), '"', line.size()) == nullptr) {
+    // Fast path: no quoting.
+    const char* p = line.data();
+    const char* end = p + line.size();
+    while (true) {
+      const char* c = static_cast<const char*>(std::memchr(p, ',', static_cast<size_t>(end - p)));
+      if (!c) {
+        cells_.emplace_back(p, static_cast<size_t>(end - p));
+        break;
+      }
+      cells_.emplace_back(p, static_cast<size_t>(c - p));
+      p = c + 1;
+    }
+  } else {
+    unquoted_.clear();
+    unquoted_.reserve(line.size());  // views into it stay valid: no reallocation below
+    size_t i = 0;
+    while (true) {
+      if (i < line.size() && line[i] == '"') {
+        const size_t start = unquoted_.size();
+        ++i;
+        bool closed = false;
+        while (i < line.size()) {
+          if (line[i] == '"') {
+            if (i + 1 < line.size() && line[i + 1] == '"') {
+              unquoted_ += '"';
+              i += 2;
+              continue;
+            }
+            closed = true;
+            ++i;
+            break;
+          }
+          unquoted_ += line[i++];
+        }
+        if (!closed || (i < line.size() && line[i] != ',')) {
+          Add(out, Rule::kMalformedCsv, nullptr, "",
+              StrCat("column ", cells_.size() + 1,
+                           closed ? ": text after a closing quote" : ": a quote is never closed"));
+          return false;
+        }
+        cells_.emplace_back(unquoted_.data() + start, unquoted_.size() - start);
+      } else {
+        size_t e = i;
+        while (e < line.size() && line[e] != ',') {
+          if (line[e] == '"') {
+            Add(out, Rule::kMalformedCsv, nullptr, "",
+                StrCat("column ", cells_.size() + 1,
+                             ": a quote inside an unquoted value (quote the whole value and "
+                             "double the quote)"));
+            return false;
+          }
+          ++e;
+        }
+        cells_.push_back(line.substr(i, e - i));
+        i = e;
+      }
+      if (i >= line.size()) break;
+      ++i;  // the comma
+      if (i == line.size()) {
+        cells_.emplace_back();
+        break;
+      }
+    }
+  }
+  if (cells_.size() != csv_fields_.size()) {
+    Add(out, Rule::kColumnCount, nullptr, StrCat(cells_.size()),
+        StrCat("the row has ", cells_.size(), " columns; the header has ", csv_fields_.size()));
+    return false;
+  }
+  for (size_t i = 0; i < cells_.size(); ++i) {
+    const FieldSpec* f = csv_fields_[i];
+    if (!f || cells_[i].empty()) continue;  // an empty cell is an absent value
+    SetFromText(*f, cells_[i], &rec->values[f->index], out);
+  }
+  return Finish(rec, out);
+}
+
+template <typename Object>
+bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* rec,
+                                 std::vector<Violation>* out) {
+  const EventTypeSpec& t = *rec->type;
+  char keybuf[256];
+  for (const auto [key, val] : obj) {
+    if (prefix.empty() && key == "event_type") continue;
+    std::string_view full = key;
+    if (!prefix.empty()) {
+      if (prefix.size() + 1 + key.size() > sizeof keybuf) {
+        full = "<key too long>";
+      } else {
+        std::memcpy(keybuf, prefix.data(), prefix.size());
+        keybuf[prefix.size()] = '.';
+        std::memcpy(keybuf + prefix.size() + 1, key.data(), key.size());
+        full = std::string_view(keybuf, prefix.size() + 1 + key.size());
+      }
+    }
+    const dom::element_type jt = val.type();
+    auto it = t.json_keys.find(full);
+    if (it == t.json_keys.end()) {
+      if (jt == dom::element_type::OBJECT && t.object_prefixes.contains(full)) {
+        dom::object sub = val.get_object().value_unsafe();
+        const std::string sub_prefix(full);
+        if (!DecodeJsonObject(sub, sub_prefix, rec, out)) return false;
+        continue;
+      }
+      if (t.unknown_fields == UnknownFields::kReject) {
+        const std::string name(full);
+        const std::string shown = jt == dom::element_type::OBJECT  ? std::string("{…}")
+                                  : jt == dom::element_type::ARRAY ? std::string("[…]")
+                                  : jt == dom::element_type::STRING
+                                      ? std::string(val.get_string().value_unsafe())
+                                      : sj::minify(val);
+        out->push_back(Violation{Rule::kUnknownField, name, Printable(nullptr, shown, nullptr),
+                                 StrCat("field '", name, "' is not in event type '", t.name,
+                                        "' (the schema rejects unknown fields)")});
+      }
+      continue;
+    }
+    const FieldSpec& f = t.fields[it->second];
+    Value& v = rec->values[f.index];
+    if (v.state != Value::State::kMissing) {
+      Add(out, Rule::kDuplicateField, &f, "",
+          StrCat("field '", f.name, "' appears twice in the record"));
+      continue;
+    }
+    auto type_error = [&](std::string_view found) {
+      v.state = Value::State::kPresent;
+      Add(out, Rule::kType, &f, found,
+          StrCat("field '", f.name, "': expected ", FieldTypeName(f.type), ", found ", found));
+    };
+    switch (jt) {
+      case dom::element_type::NULL_VALUE:
+        v.state = Value::State::kNull;
+        break;
+      case dom::element_type::OBJECT:
+        type_error("an object");
+        break;
+      case dom::element_type::ARRAY:
+        type_error("an array");
+        break;
+      case dom::element_type::STRING: {
+        const std::string_view s = val.get_string().value_unsafe();
+        if (f.type == FieldType::kFloat && LooksNonFinite(s)) {
+          v.state = Value::State::kPresent;
+          Add(out, Rule::kNotFinite, &f, Printable(&f, s, nullptr),
+              StrCat("field '", f.name, "': ", Printable(&f, s, nullptr), " is not a finite number"));
+        } else if (f.type == FieldType::kInt || f.type == FieldType::kFloat ||
+                   f.type == FieldType::kBool) {
+          type_error("a string");
+        } else {
+          SetFromText(f, s, &v, out);
+        }
+        break;
+      }
+      case dom::element_type::INT64:
+      case dom::element_type::UINT64:
+      case dom::element_type::DOUBLE: {
+        // The number's text, kept for the record's lifetime in numbers_.
+        char buf[32];
+        std::to_chars_result r;
+        if (jt == dom::element_type::INT64) {
+          r = std::to_chars(buf, buf + sizeof buf, val.get_int64().value_unsafe());
+        } else if (jt == dom::element_type::UINT64) {
+          r = std::to_chars(buf, buf + sizeof buf, val.get_uint64().value_unsafe());
+        } else {
+          r = std::to_chars(buf, buf + sizeof buf, val.get_double().value_unsafe());
+        }
+        const size_t at = numbers_.size();
+        numbers_.append(buf, static_cast<size_t>(r.ptr - buf));
+        const std::string_view tok(numbers_.data() + at, numbers_.size() - at);
+        switch (f.type) {
+          case FieldType::kInt:
+            if (jt != dom::element_type::INT64) {
+              v.state = Value::State::kPresent;
+              Add(out, Rule::kType, &f, Printable(&f, tok, nullptr),
+                  StrCat("field '", f.name, "': expected an integer, found ",
+                         Printable(&f, tok, nullptr)));
+              break;
+            }
+            SetFromText(f, tok, &v, out);
+            break;
+          case FieldType::kFloat:
+          case FieldType::kDecimal:
+          case FieldType::kTimestamp:
+            SetFromText(f, tok, &v, out);
+            break;
+          case FieldType::kString:
+          case FieldType::kEnum:
+            if (f.id_like) {
+              SetFromText(f, tok, &v, out);
+            } else {
+              type_error("a number");
+            }
+            break;
+          case FieldType::kBool:
+            type_error("a number");
+            break;
+        }
+        break;
+      }
+      case dom::element_type::BOOL: {
+        if (f.type != FieldType::kBool) {
+          type_error("a boolean");
+          break;
+        }
+        SetFromText(f, val.get_bool().value_unsafe() ? "true" : "false", &v, out);
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+bool Validator::DecodeJson(std::string_view line, size_t readable, Record* rec,
+                           std::vector<Violation>* out) {
+  out->clear();
+  numbers_.clear();
+  PrepareRecord(nullptr, rec);
+  dom::element doc;
+  if (auto e = json_->parser.parse(line.data(), line.size(), /*realloc_if_needed=*/readable < line.size() + sj::SIMDJSON_PADDING).get(doc); e) {
+    if (e == sj::UTF8_ERROR) {
+      Add(out, Rule::kInvalidUtf8, nullptr, "", "the record is not valid UTF-8");
+    } else {
+      Add(out, Rule::kMalformedJson, nullptr, "", StrCat("invalid JSON: ", sj::error_message(e)));
+    }
+    return false;
+  }
+  dom::object obj;
+  if (doc.get_object().get(obj)) {
+    Add(out, Rule::kMalformedJson, nullptr, "", "a record must be a JSON object");
+    return false;
+  }
+  dom::element tv;
+  if (obj.at_key("event_type").get(tv)) {
+    Add(out, Rule::kRequired, nullptr, "",
+        "missing required field 'event_type' (every JSON event names its type)");
+    out->back().field = "event_type";
+    return false;
+  }
+  std::string_view type_name;
+  if (tv.get_string().get(type_name)) {
+    Add(out, Rule::kType, nullptr, "", "field 'event_type': expected a string");
+    out->back().field = "event_type";
+    return false;
+  }
+  const EventTypeSpec* type = schema_->FindType(type_name);
+  if (!type) {
+    std::vector<std::string_view> names;
+    for (const EventTypeSpec& t : schema_->types) names.push_back(t.name);
+    Add(out, Rule::kUnknownEventType, nullptr, Printable(nullptr, type_name, nullptr),
+        StrCat("event_type '", Printable(nullptr, type_name, nullptr),
+               "' is not in the schema (", StrJoin(names, ", "), ")"));
+    out->back().field = "event_type";
+    return false;
+  }
+  PrepareRecord(type, rec);
+  if (!DecodeJsonObject(obj, "", rec, out)) return false;
+  return Finish(rec, out);
+}
+
+bool Validator::CheckAndCommit(const Record& rec, std::vector<Violation>* out) {
+  out->clear();
+  const int64_t t = rec.time_ms;
+  const FieldSpec* tf = &rec.type->fields[rec.type->time_field];
+  auto bounds = [&](std::string_view what, int64_t delta, int64_t limit, std::string_view key) {
+    Add(out, Rule::kTimeBounds, tf, core::FormatTimestamp(t),
+        StrCat("event time ", core::FormatTimestamp(t), " is ", core::FormatDuration(delta),
+                     " ", what, "; the limit is ", core::FormatDuration(limit), " (time_bounds.",
+                     key, ")"));
+  };
+  if (latest_ms_ != INT64_MIN) {
+    if (schema_->max_ahead_of_latest_ms > 0 && t > latest_ms_ + schema_->max_ahead_of_latest_ms) {
+      bounds(StrCat("ahead of the latest event time seen (", core::FormatTimestamp(latest_ms_), ")"),
+             t - latest_ms_, schema_->max_ahead_of_latest_ms, "max_ahead_of_latest");
+    }
+    if (schema_->max_behind_latest_ms > 0 && t < latest_ms_ - schema_->max_behind_latest_ms) {
+      bounds(StrCat("behind the latest event time seen (", core::FormatTimestamp(latest_ms_), ")"),
+             latest_ms_ - t, schema_->max_behind_latest_ms, "max_behind_latest");
+    }
+  }
+  if (schema_->max_ahead_of_wall_clock_ms > 0 || schema_->max_behind_wall_clock_ms > 0) {
+    const int64_t now = core::WallNowMs();
+    if (schema_->max_ahead_of_wall_clock_ms > 0 && t > now + schema_->max_ahead_of_wall_clock_ms) {
+      bounds("ahead of the wall clock", t - now, schema_->max_ahead_of_wall_clock_ms,
+             "max_ahead_of_wall_clock");
+    }
+    if (schema_->max_behind_wall_clock_ms > 0 && t < now - schema_->max_behind_wall_clock_ms) {
+      bounds("behind the wall clock", now - t, schema_->max_behind_wall_clock_ms,
+             "max_behind_wall_clock");
+    }
+  }
+  if (schema_->duplicate_memory > 0 && dedup_.Contains(rec.id_hash)) {
+    const FieldSpec* idf = &rec.type->fields[rec.type->id_field];
+    Add(out, Rule::kDuplicateEventId, idf, Printable(idf, rec.event_id, &rec),
+        StrCat("event id ", Printable(idf, rec.event_id, &rec),
+                     " was already seen (among the last ", schema_->duplicate_memory, " ids)"));
+  }
+  if (!out->empty()) return false;
+  dedup_.Insert(rec.id_hash);
+  if (t > latest_ms_) latest_ms_ = t;
+  return true;
+}
+
+}  // namespace vigil::event

@@ -1,0 +1,104 @@
+// Decodes raw records (a CSV row or a JSON object) into typed Records and
+// checks them against the schema: types, required, null, bounds, lengths,
+// patterns, allowed values, UTF-8, NaN/Inf, unknown fields, label shape; and,
+// across records, time bounds and duplicate event ids.
+//
+// Usage: for each record, DecodeCsv/DecodeJson, then (when that succeeded)
+// CheckAndCommit, which applies the stateful checks and remembers the event.
+//
+// Thread-safety: none. One Validator per input stream.
+#ifndef VIGIL_EVENT_VALIDATOR_H_
+#define VIGIL_EVENT_VALIDATOR_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "event/pii.h"
+#include "event/record.h"
+#include "event/schema.h"
+
+namespace vigil::event {
+
+// Remembers the last `capacity` event ids (as 64-bit hashes) to catch
+// duplicates in bounded memory. Hashes make a false duplicate possible at
+// about n²/2^65 for n ids remembered: 1e-7 for two million.
+class DedupWindow {
+ public:
+  explicit DedupWindow(size_t capacity);
+  // True when `h` is new (it is then remembered); false for a duplicate.
+  bool Insert(uint64_t h);
+  bool Contains(uint64_t h) const { return set_.contains(h); }
+
+ private:
+  size_t capacity_;
+  size_t next_ = 0;
+  std::vector<uint64_t> ring_;
+  absl::flat_hash_set<uint64_t> set_;
+};
+
+class Validator {
+ public:
+  // `hasher` masks pii values in violations; it must outlive the Validator.
+  Validator(std::shared_ptr<const Schema> schema, const PiiHasher* hasher);
+  ~Validator();
+
+  const Schema& schema() const { return *schema_; }
+
+  // Reads a CSV header and maps its columns to the fields of the schema's
+  // CSV event type. Fails, naming the column, on an unknown column (when the
+  // type rejects unknown fields), a repeated column, or a missing required one.
+  absl::Status SetCsvHeader(std::string_view header);
+  // The field of each CSV column (nullptr for an ignored column).
+  const std::vector<const FieldSpec*>& csv_fields() const { return csv_fields_; }
+
+  // Decode and check one record. Return true when valid; otherwise
+  // `violations` holds at least one entry. `rec->raw`, `record_no` and
+  // `line_no` are the caller's to set.
+  // REQUIRES for DecodeJson: `readable` bytes from line.data() may be read
+  // (at least line.size() + 64: simdjson reads past the end).
+  bool DecodeCsv(std::string_view line, Record* rec, std::vector<Violation>* violations);
+  bool DecodeJson(std::string_view line, size_t readable, Record* rec,
+                  std::vector<Violation>* violations);
+
+  // Time bounds and duplicate ids for a record that decoded cleanly. When it
+  // passes, its time and id are remembered. Returns false with violations.
+  bool CheckAndCommit(const Record& rec, std::vector<Violation>* violations);
+
+  // Latest valid event time seen, or INT64_MIN.
+  int64_t latest_time_ms() const { return latest_ms_; }
+
+  // The value of `field` as it may be written out (truncated, pii masked).
+  std::string Printable(const FieldSpec* field, std::string_view value, const Record* rec) const;
+
+ private:
+  void PrepareRecord(const EventTypeSpec* type, Record* rec);
+  bool SetFromText(const FieldSpec& f, std::string_view text, Value* v, std::vector<Violation>* out);
+  bool CheckValue(const FieldSpec& f, Value* v, std::vector<Violation>* out);
+  bool Finish(Record* rec, std::vector<Violation>* out);
+  void Add(std::vector<Violation>* out, Rule rule, const FieldSpec* f, std::string_view value,
+           std::string reason) const;
+  // Object is simdjson::ondemand::object (a namespace alias, which cannot be
+  // forward-declared); instantiated only in validator.cc.
+  template <typename Object>
+  bool DecodeJsonObject(Object& obj, std::string_view prefix, Record* rec,
+                        std::vector<Violation>* out);
+  struct JsonParser;
+
+  std::shared_ptr<const Schema> schema_;
+  const PiiHasher* hasher_;
+  std::unique_ptr<JsonParser> json_;
+  std::vector<const FieldSpec*> csv_fields_;
+  std::vector<std::string_view> cells_;
+  std::string numbers_;   // JSON numbers as text; reserved, never reallocated mid-record
+  std::string unquoted_;  // unescaped CSV cells; reserved, never reallocated mid-record
+  DedupWindow dedup_;
+  int64_t latest_ms_ = INT64_MIN;
+  size_t max_fields_ = 0;
+};
+
+}  // namespace vigil::event
+
+#endif  // VIGIL_EVENT_VALIDATOR_H_
