@@ -32,7 +32,7 @@ int Run(const ProfileArgs& a) {
     std::fprintf(stderr, "vigil profile: %s\n", std::string(reader.status().message()).c_str());
     return kExitError;
   }
-  event::ProfileBuilder builder(**schema, &hasher);
+  event::ProfileBuilder builder(*schema, &hasher);
   Progress progress("profile");
   event::Record rec;
   event::Rejection rej;

@@ -262,6 +262,24 @@ std::string FormatDuration(int64_t ms) {
   return StrCat(ms, "ms");
 }
 
+std::string HumanDuration(int64_t ms) {
+  const double a = static_cast<double>(ms < 0 ? -ms : ms);
+  char buf[48];
+  const char* sign = ms < 0 ? "-" : "";
+  if (a >= kMsPerDay) {
+    snprintf(buf, sizeof buf, "%s%.1f days", sign, a / kMsPerDay);
+  } else if (a >= kMsPerHour) {
+    snprintf(buf, sizeof buf, "%s%.1f hours", sign, a / kMsPerHour);
+  } else if (a >= kMsPerMinute) {
+    snprintf(buf, sizeof buf, "%s%.1f minutes", sign, a / kMsPerMinute);
+  } else if (a >= kMsPerSecond) {
+    snprintf(buf, sizeof buf, "%s%.1f s", sign, a / kMsPerSecond);
+  } else {
+    snprintf(buf, sizeof buf, "%s%lld ms", sign, static_cast<long long>(a));
+  }
+  return buf;
+}
+
 int64_t WallNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())

@@ -69,6 +69,9 @@ absl::StatusOr<int64_t> ParseDurationMs(std::string_view text);
 // The shortest of those forms that is exact: 604800000 -> "7d".
 std::string FormatDuration(int64_t ms);
 
+// A duration for people, rounded: "3652.0 days", "5.2 hours", "42 s", "250 ms".
+std::string HumanDuration(int64_t ms);
+
 // Milliseconds since the epoch from the system clock.
 int64_t WallNowMs();
 

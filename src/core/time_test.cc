@@ -34,7 +34,7 @@ TEST(ParseTimestampTest, EpochSecondsAndMillisecondsByMagnitude) {
   EXPECT_EQ(Ms("1522540831000"), 1522540831000);
   EXPECT_EQ(Ms("1522540831.25"), 1522540831250);
   int64_t ms;
-  EXPECT_EQ(ParseTimestamp("1522540831000", &ms, EpochUnit::kSeconds), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("9300000000000000", &ms, EpochUnit::kSeconds), TimeError::kOutOfRange);
   EXPECT_EQ(ParseTimestamp("15", &ms, EpochUnit::kMilliseconds), TimeError::kOk);
   EXPECT_EQ(ms, 15);
 }
@@ -95,6 +95,13 @@ TEST(ParseDurationTest, UnitsAndErrors) {
   EXPECT_EQ(FormatDuration(7 * kMsPerDay), "1w");
   EXPECT_EQ(FormatDuration(36 * kMsPerHour), "36h");
   EXPECT_EQ(FormatDuration(1500), "1500ms");
+}
+
+TEST(HumanDurationTest, PicksAReadableUnit) {
+  EXPECT_EQ(HumanDuration(3652 * kMsPerDay), "3652.0 days");
+  EXPECT_EQ(HumanDuration(90 * kMsPerMinute), "1.5 hours");
+  EXPECT_EQ(HumanDuration(250), "250 ms");
+  EXPECT_EQ(HumanDuration(-2 * kMsPerSecond), "-2.0 s");
 }
 
 }  // namespace

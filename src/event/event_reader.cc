@@ -41,6 +41,21 @@ absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Open(const std::string
   LineReaderOptions opts;
   opts.max_record_bytes = static_cast<size_t>(schema->max_record_bytes);
   VIGIL_ASSIGN_OR_RETURN(auto lines, LineReader::Open(path, opts));
+  return Start(std::move(lines), path, std::move(schema), hasher, format);
+}
+
+absl::StatusOr<std::unique_ptr<EventReader>> EventReader::FromString(
+    std::string data, std::shared_ptr<const Schema> schema, const PiiHasher* hasher,
+    Format format) {
+  LineReaderOptions opts;
+  opts.max_record_bytes = static_cast<size_t>(schema->max_record_bytes);
+  return Start(LineReader::FromString(std::move(data), opts), "<memory>", std::move(schema), hasher,
+               format);
+}
+
+absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Start(
+    std::unique_ptr<LineReader> lines, const std::string& path,
+    std::shared_ptr<const Schema> schema, const PiiHasher* hasher, Format format) {
   if (format == Format::kAuto) {
     std::string_view head = lines->Peek(4096);
     size_t i = 0;
@@ -51,7 +66,8 @@ absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Open(const std::string
   if (!lines->status().ok()) return lines->status();
   // Quoted CSV values may hold newlines.
   lines->SetCsvQuotes(format == Format::kCsv);
-  auto reader = std::unique_ptr<EventReader>(new EventReader(std::move(lines), std::move(schema), hasher, format));
+  auto reader = std::unique_ptr<EventReader>(
+      new EventReader(std::move(lines), std::move(schema), hasher, format));
   if (format == Format::kCsv) {
     LineReader::Line header;
     if (!reader->lines_->Next(&header)) {

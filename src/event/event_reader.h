@@ -47,6 +47,12 @@ class EventReader {
                                                            const PiiHasher* hasher,
                                                            Format format = Format::kAuto);
 
+  // The same over `data` in memory (tests and fuzzers).
+  static absl::StatusOr<std::unique_ptr<EventReader>> FromString(std::string data,
+                                                                 std::shared_ptr<const Schema> schema,
+                                                                 const PiiHasher* hasher,
+                                                                 Format format = Format::kAuto);
+
   enum class Result { kRecord, kRejected, kEnd };
   // The next record: kRecord fills `rec` (views valid until the next call),
   // kRejected fills `rej`, kEnd at the end of input or on an I/O error
@@ -63,6 +69,10 @@ class EventReader {
  private:
   EventReader(std::unique_ptr<LineReader> lines, std::shared_ptr<const Schema> schema,
               const PiiHasher* hasher, Format format);
+  static absl::StatusOr<std::unique_ptr<EventReader>> Start(std::unique_ptr<LineReader> lines,
+                                                            const std::string& name,
+                                                            std::shared_ptr<const Schema> schema,
+                                                            const PiiHasher* hasher, Format format);
   void Reject(const LineReader::Line& line, const Record& rec, Rejection* rej);
 
   std::unique_ptr<LineReader> lines_;

@@ -181,7 +181,53 @@ class InflateSource : public ByteSource {
   size_t cur_pos_ = 0;
 };
 
+class StringSource : public ByteSource {
+ public:
+  explicit StringSource(std::string data) : data_(std::move(data)) {}
+  absl::StatusOr<size_t> Read(char* dst, size_t n) override {
+    const size_t k = std::min(n, data_.size() - pos_);
+    std::memcpy(dst, data_.data() + pos_, k);
+    pos_ += k;
+    return k;
+  }
+
+ private:
+  std::string data_;
+  size_t pos_ = 0;
+};
+
 }  // namespace
+
+std::unique_ptr<LineReader> LineReader::FromString(std::string data,
+                                                   const LineReaderOptions& options) {
+  const bool gz = data.size() >= 2 && static_cast<uint8_t>(data[0]) == 0x1f &&
+                  static_cast<uint8_t>(data[1]) == 0x8b;
+  if (gz) {
+    // Small inputs: inflate up front (corrupt data ends the text early).
+    std::string out;
+    z_stream zs{};
+    if (inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK) {
+      zs.next_in = reinterpret_cast<Bytef*>(data.data());
+      zs.avail_in = static_cast<uInt>(data.size());
+      char buf[1 << 16];
+      while (true) {
+        zs.next_out = reinterpret_cast<Bytef*>(buf);
+        zs.avail_out = sizeof buf;
+        const int rc = inflate(&zs, Z_NO_FLUSH);
+        out.append(buf, sizeof buf - zs.avail_out);
+        if (rc == Z_STREAM_END && zs.avail_in > 0) {
+          inflateReset(&zs);
+          continue;
+        }
+        if (rc != Z_OK) break;
+      }
+      inflateEnd(&zs);
+    }
+    data = std::move(out);
+  }
+  return std::unique_ptr<LineReader>(
+      new LineReader(std::make_unique<StringSource>(std::move(data)), options, gz));
+}
 
 absl::StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path,
                                                              const LineReaderOptions& options) {

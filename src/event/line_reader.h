@@ -35,6 +35,8 @@ class LineReader {
   // the path when it cannot be opened.
   static absl::StatusOr<std::unique_ptr<LineReader>> Open(const std::string& path,
                                                           const LineReaderOptions& options);
+  // Reads from `data` in memory (tests and fuzzers); gzip is recognised too.
+  static std::unique_ptr<LineReader> FromString(std::string data, const LineReaderOptions& options);
   ~LineReader();
 
   struct Line {

@@ -229,9 +229,9 @@ absl::Status Profile::Save(const std::string& path) const {
   return absl::OkStatus();
 }
 
-ProfileBuilder::ProfileBuilder(const Schema& schema, const PiiHasher* hasher)
-    : schema_(schema), hasher_(hasher) {
-  for (const EventTypeSpec& t : schema.types) {
+ProfileBuilder::ProfileBuilder(std::shared_ptr<const Schema> schema, const PiiHasher* hasher)
+    : schema_(std::move(schema)), hasher_(hasher) {
+  for (const EventTypeSpec& t : schema_->types) {
     std::vector<ColumnProfiler> cols;
     for (const FieldSpec& f : t.fields) {
       const bool categorical = IsCategorical(f.type) && f.pii != PiiMode::kRedact &&
@@ -240,7 +240,7 @@ ProfileBuilder::ProfileBuilder(const Schema& schema, const PiiHasher* hasher)
     }
     cols_.push_back(std::move(cols));
   }
-  records_.assign(schema.types.size(), 0);
+  records_.assign(schema_->types.size(), 0);
 }
 
 void ProfileBuilder::Add(const Record& rec) {
@@ -268,8 +268,8 @@ void ProfileBuilder::Add(const Record& rec) {
 Profile ProfileBuilder::Finish(std::string source) const {
   Profile p;
   p.source = std::move(source);
-  p.schema_hash = schema_.content_hash;
-  for (const EventTypeSpec& t : schema_.types) {
+  p.schema_hash = schema_->content_hash;
+  for (const EventTypeSpec& t : schema_->types) {
     p.records += records_[t.index];
     if (records_[t.index] == 0) continue;
     p.records_by_type[t.name] = records_[t.index];

@@ -96,12 +96,13 @@ struct Profile {
 // Profiles valid event records, one column per field of each event type.
 class ProfileBuilder {
  public:
-  ProfileBuilder(const Schema& schema, const PiiHasher* hasher);
+  // `hasher` must outlive the builder.
+  ProfileBuilder(std::shared_ptr<const Schema> schema, const PiiHasher* hasher);
   void Add(const Record& rec);
   Profile Finish(std::string source) const;
 
  private:
-  const Schema& schema_;
+  std::shared_ptr<const Schema> schema_;
   const PiiHasher* hasher_;
   std::vector<std::vector<ColumnProfiler>> cols_;  // [type][field]
   std::vector<int64_t> records_;

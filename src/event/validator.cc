@@ -516,9 +516,10 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
           StrCat("field '", f.name, "' appears twice in the record"));
       continue;
     }
-    auto type_error = [&](std::string_view found) {
+    // `shown` is the offending value as text; it is masked if the field is pii.
+    auto type_error = [&](std::string_view found, std::string_view shown) {
       v.state = Value::State::kPresent;
-      Add(out, Rule::kType, &f, found,
+      Add(out, Rule::kType, &f, Printable(&f, shown, rec),
           StrCat("field '", f.name, "': expected ", FieldTypeName(f.type), ", found ", found));
     };
     switch (jt) {
@@ -526,10 +527,10 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
         v.state = Value::State::kNull;
         break;
       case dom::element_type::OBJECT:
-        type_error("an object");
+        type_error("an object", "{…}");
         break;
       case dom::element_type::ARRAY:
-        type_error("an array");
+        type_error("an array", "[…]");
         break;
       case dom::element_type::STRING: {
         const std::string_view s = val.get_string().value_unsafe();
@@ -539,7 +540,7 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
               StrCat("field '", f.name, "': ", Printable(&f, s, nullptr), " is not a finite number"));
         } else if (f.type == FieldType::kInt || f.type == FieldType::kFloat ||
                    f.type == FieldType::kBool) {
-          type_error("a string");
+          type_error("a string", s);
         } else {
           SetFromText(f, s, &v, out);
         }
@@ -582,18 +583,18 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
             if (f.id_like) {
               SetFromText(f, tok, &v, out);
             } else {
-              type_error("a number");
+              type_error("a number", tok);
             }
             break;
           case FieldType::kBool:
-            type_error("a number");
+            type_error("a number", tok);
             break;
         }
         break;
       }
       case dom::element_type::BOOL: {
         if (f.type != FieldType::kBool) {
-          type_error("a boolean");
+          type_error("a boolean", val.get_bool().value_unsafe() ? "true" : "false");
           break;
         }
         SetFromText(f, val.get_bool().value_unsafe() ? "true" : "false", &v, out);
@@ -657,7 +658,7 @@ bool Validator::CheckAndCommit(const Record& rec, std::vector<Violation>* out) {
   const FieldSpec* tf = &rec.type->fields[rec.type->time_field];
   auto bounds = [&](std::string_view what, int64_t delta, int64_t limit, std::string_view key) {
     Add(out, Rule::kTimeBounds, tf, core::FormatTimestamp(t),
-        StrCat("event time ", core::FormatTimestamp(t), " is ", core::FormatDuration(delta),
+        StrCat("event time ", core::FormatTimestamp(t), " is ", core::HumanDuration(delta),
                      " ", what, "; the limit is ", core::FormatDuration(limit), " (time_bounds.",
                      key, ")"));
   };

@@ -1,0 +1,253 @@
+#include "event/validator.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "core/hash.h"
+#include "core/strings.h"
+
+namespace vigil::event {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr std::string_view kSchema = R"(
+name: test
+limits: {max_string_length: 16}
+duplicates: {memory: 3}
+time_bounds: {max_ahead_of_latest: 1d, max_behind_latest: 2h}
+labels: {kinds: [chargeback]}
+csv: {event_type: deposit}
+event_types:
+  deposit:
+    fields:
+      user_id: {type: string, required: true, role: entity, entity: user}
+      email: {type: string, pii: hash}
+      phone: {type: string, pii: redact}
+      amount: {type: decimal, required: true, min: 0, max: 1000000, role: amount, currency_field: asset}
+      asset: {type: enum, values: [USD, BTC], required: true}
+      method: {type: string, pattern: "card|bank"}
+      risk: {type: float, min: 0, max: 1}
+      n: {type: int, min: -5, max: 5}
+      first: bool
+      seen_at: {type: timestamp, min: "2000-01-01"}
+      note: {type: string, nullable: true}
+      kyc: {type: int, required: true, allowed: [0, 1, 2]}
+)";
+
+class ValidatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = Schema::LoadString(kSchema, "test.yaml");
+    ASSERT_TRUE(s.ok()) << s.status();
+    schema_ = *s;
+    v_ = std::make_unique<Validator>(schema_, &hasher_);
+    ASSERT_TRUE(v_->SetCsvHeader(
+                      "user_id,email,phone,amount,asset,method,risk,n,first,seen_at,note,kyc,"
+                      "event_id,time")
+                    .ok());
+  }
+  // Decodes and commits one JSON record; returns its violations.
+  std::vector<Violation> Json(std::string line) {
+    std::vector<Violation> out;
+    line.append(64, ' ');  // readable padding, as LineReader guarantees
+    std::string_view text(line.data(), line.size() - 64);
+    if (v_->DecodeJson(text, line.size(), &rec_, &out)) v_->CheckAndCommit(rec_, &out);
+    return out;
+  }
+  // Decodes and commits a CSV row: `body` and then a fresh id and a time.
+  std::vector<Violation> Csv(std::string_view body) {
+    std::vector<Violation> out;
+    line_ = StrCat(body, ",c", ++csv_rows_, ",2024-01-01 00:00:00");
+    if (v_->DecodeCsv(line_, &rec_, &out)) v_->CheckAndCommit(rec_, &out);
+    return out;
+  }
+  static std::string Deposit(std::string_view extra, std::string_view id = "e1",
+                             std::string_view time = "2024-01-01T00:00:00Z") {
+    return StrCat(R"({"event_type":"deposit","event_id":")", id, R"(","time":")", time,
+                  R"(","user_id":"u1","amount":"10.50","asset":"USD","kyc":1)", extra, "}");
+  }
+  void ExpectOne(const std::vector<Violation>& v, Rule rule, std::string_view field,
+                 std::string_view reason_part) {
+    ASSERT_EQ(v.size(), 1u) << (v.empty() ? std::string("no violation") : v[1].reason);
+    EXPECT_EQ(v[0].rule, rule) << RuleName(v[0].rule) << ": " << v[0].reason;
+    EXPECT_EQ(v[0].field, field);
+    EXPECT_THAT(v[0].reason, HasSubstr(std::string(reason_part)));
+  }
+
+  PiiHasher hasher_{"test-key"};
+  std::shared_ptr<const Schema> schema_;
+  std::unique_ptr<Validator> v_;
+  Record rec_;
+  std::string line_;
+  int csv_rows_ = 0;
+};
+
+TEST_F(ValidatorTest, ValidRecordIsTypedWithViewsAndHashedKeys) {
+  auto v = Json(Deposit(R"(,"risk":0.25,"n":-3,"first":true,"seen_at":1704067200,"note":null)"));
+  ASSERT_TRUE(v.empty()) << v[0].reason;
+  const EventTypeSpec& t = *rec_.type;
+  EXPECT_EQ(t.name, "deposit");
+  EXPECT_EQ(rec_.event_id, "e1");
+  EXPECT_EQ(rec_.time_ms, 1704067200000);
+  EXPECT_EQ(rec_[t.Find("amount")->index].dec.ToString(), "10.50");
+  EXPECT_EQ(rec_[t.Find("risk")->index].d, 0.25);
+  EXPECT_EQ(rec_[t.Find("n")->index].i, -3);
+  EXPECT_TRUE(rec_[t.Find("first")->index].b);
+  EXPECT_EQ(rec_[t.Find("seen_at")->index].i, 1704067200000);
+  EXPECT_EQ(rec_[t.Find("note")->index].state, Value::State::kNull);
+  EXPECT_EQ(rec_[t.Find("user_id")->index].hash, core::Hash64("u1"));
+}
+
+TEST_F(ValidatorTest, MalformedJson) {
+  ExpectOne(Json(R"({"event_type":"deposit",)"), Rule::kMalformedJson, "", "invalid JSON");
+  ExpectOne(Json(R"([1,2])"), Rule::kMalformedJson, "", "JSON object");
+}
+
+TEST_F(ValidatorTest, InvalidUtf8) {
+  ExpectOne(Json(Deposit(",\"note\":\"caf\xC3\x28\"")), Rule::kInvalidUtf8, "", "UTF-8");
+  ExpectOne(Csv("u1,\xff\xfe,,1,USD,card,,,,,,1"), Rule::kInvalidUtf8, "", "UTF-8");
+}
+
+TEST_F(ValidatorTest, UnknownEventTypeListsTheKnownOnes) {
+  ExpectOne(Json(R"({"event_type":"withdrawal","event_id":"x","time":1})"),
+            Rule::kUnknownEventType, "event_type", "(deposit, label)");
+}
+
+TEST_F(ValidatorTest, MissingEventTypeIsRequired) {
+  ExpectOne(Json(R"({"event_id":"x"})"), Rule::kRequired, "event_type", "event_type");
+}
+
+TEST_F(ValidatorTest, DuplicateField) {
+  ExpectOne(Json(Deposit(R"(,"n":1,"n":2)")), Rule::kDuplicateField, "n", "twice");
+}
+
+TEST_F(ValidatorTest, UnknownField) {
+  ExpectOne(Json(Deposit(R"(,"colour":"red")")), Rule::kUnknownField, "colour", "not in event type 'deposit'");
+}
+
+TEST_F(ValidatorTest, RequiredAndNotNull) {
+  ExpectOne(Json(R"({"event_type":"deposit","event_id":"e","time":1,"amount":1,"asset":"USD","kyc":0})"),
+            Rule::kRequired, "user_id", "missing required field 'user_id'");
+  auto v = Json(R"({"event_type":"deposit","event_id":"e","time":1,"user_id":null,"amount":1,"asset":"USD","kyc":0})");
+  ExpectOne(v, Rule::kNotNull, "user_id", "null");
+}
+
+TEST_F(ValidatorTest, WrongTypes) {
+  ExpectOne(Json(Deposit(R"(,"n":"3")")), Rule::kType, "n", "expected int, found a string");
+  ExpectOne(Json(Deposit(R"(,"n":3.5)")), Rule::kType, "n", "expected an integer");
+  ExpectOne(Json(Deposit(R"(,"first":1)")), Rule::kType, "first", "expected bool");
+  ExpectOne(Json(Deposit(R"(,"note":{"a":1})")), Rule::kType, "note", "found an object");
+  ExpectOne(Json(Deposit(R"(,"method":7)")), Rule::kType, "method", "found a number");
+  ExpectOne(Csv("u1,,,ten,USD,,,,,,,1"), Rule::kType, "amount", "expected a decimal");
+}
+
+TEST_F(ValidatorTest, NotFinite) {
+  ExpectOne(Json(Deposit(R"(,"risk":"NaN")")), Rule::kNotFinite, "risk", "not a finite");
+  ExpectOne(Csv("u1,,,1,USD,,inf,,,,,1"), Rule::kNotFinite, "risk", "not a finite");
+  ExpectOne(Csv("u1,,,-Infinity,USD,,,,,,,1"), Rule::kNotFinite, "amount", "not a finite");
+}
+
+TEST_F(ValidatorTest, MinAndMaxAreExactForDecimals) {
+  ExpectOne(Json(Deposit(R"(,"n":6)")), Rule::kMax, "n", "above the maximum 5");
+  ExpectOne(Json(Deposit(R"(,"risk":-0.1)")), Rule::kMin, "risk", "below the minimum 0");
+  ExpectOne(Csv("u1,,,-0.01,USD,,,,,,,1"), Rule::kMin, "amount", "-0.01 is below the minimum 0");
+  EXPECT_TRUE(Csv("u1,,,1000000.000,USD,,,,,,,1").empty());
+  ExpectOne(Csv("u1,,,1000000.001,USD,,,,,,,2"), Rule::kMax, "amount", "above the maximum 1000000");
+  ExpectOne(Json(Deposit(R"(,"seen_at":"1999-12-31T23:59:59Z")")), Rule::kMin, "seen_at",
+            "below the minimum 2000-01-01T00:00:00.000Z");
+}
+
+TEST_F(ValidatorTest, MaxLengthPatternAndAllowed) {
+  ExpectOne(Json(Deposit(R"(,"note":"0123456789abcdefg")")), Rule::kMaxLength, "note",
+            "17 bytes long; the limit is 16");
+  ExpectOne(Json(Deposit(R"(,"method":"cash")")), Rule::kPattern, "method", "card|bank");
+  ExpectOne(Json(Deposit(R"(,"method":"cards")")), Rule::kPattern, "method", "pattern");
+  ExpectOne(Csv("u1,,,1,EUR,,,,,,,1"), Rule::kAllowed, "asset", "(USD, BTC)");
+  ExpectOne(Csv("u1,,,1,USD,,,,,,,7"), Rule::kAllowed, "kyc", "(0, 1, 2)");
+}
+
+TEST_F(ValidatorTest, TimestampsThatDoNotParse) {
+  ExpectOne(Json(Deposit("", "e1", "yesterday")), Rule::kTimestamp, "time", "not a valid time");
+  ExpectOne(Json(Deposit("", "e1", "2024-01-01T00:00:00")), Rule::kTimestamp, "time", "without a zone");
+  ExpectOne(Json(Deposit("", "e1", "2024-02-30 00:00:00")), Rule::kTimestamp, "time", "out of range");
+}
+
+TEST_F(ValidatorTest, TimeBoundsAreRelativeToTheLatestValidTime) {
+  EXPECT_TRUE(Json(Deposit("", "a", "2024-01-10T00:00:00Z")).empty());
+  ExpectOne(Json(Deposit("", "b", "2024-01-12T00:00:00Z")), Rule::kTimeBounds, "time",
+            "max_ahead_of_latest");
+  ExpectOne(Json(Deposit("", "c", "2024-01-09T21:00:00Z")), Rule::kTimeBounds, "time",
+            "3.0 hours behind");
+  // Within bounds, late events are fine and do not move the latest time back.
+  EXPECT_TRUE(Json(Deposit("", "d", "2024-01-09T23:00:00Z")).empty());
+  EXPECT_EQ(v_->latest_time_ms(), 1704844800000);
+}
+
+TEST_F(ValidatorTest, DuplicateIdsWithinTheConfiguredMemory) {
+  EXPECT_TRUE(Json(Deposit("", "a")).empty());
+  ExpectOne(Json(Deposit("", "a")), Rule::kDuplicateEventId, "event_id", "already seen");
+  // A rejected record's id is not remembered: a corrected retry passes.
+  EXPECT_FALSE(Json(Deposit(R"(,"n":99)", "b")).empty());
+  EXPECT_TRUE(Json(Deposit("", "b")).empty());
+  for (std::string id : {"c", "d", "e"}) EXPECT_TRUE(Json(Deposit("", id)).empty());
+  // Memory is 3 ids: "a" has been forgotten.
+  EXPECT_TRUE(Json(Deposit("", "a")).empty());
+}
+
+TEST_F(ValidatorTest, CsvHeaderErrorsNameTheColumn) {
+  EXPECT_THAT(v_->SetCsvHeader("user_id,amount,asset,kyc,color").message(),
+              HasSubstr("column 5 'color'"));
+  EXPECT_THAT(v_->SetCsvHeader("user_id,amount,asset,kyc,kyc").message(), HasSubstr("twice"));
+  EXPECT_THAT(v_->SetCsvHeader("user_id,amount").message(), HasSubstr("asset, kyc"));
+}
+
+TEST_F(ValidatorTest, CsvQuotingAndColumnCount) {
+  EXPECT_TRUE(Csv(R"(u1,,,1,USD,,,,,,"a ""quoted"", note",1)").empty());
+  EXPECT_EQ(rec_[rec_.type->Find("note")->index].text, R"(a "quoted", note)");
+  ExpectOne(Csv(R"(u1,,,1,USD,,,,,,"open,1)"), Rule::kMalformedCsv, "", "never closed");
+  ExpectOne(Csv(R"(u1,,,1,USD,,,,,,ab"c,1)"), Rule::kMalformedCsv, "", "quote inside");
+  ExpectOne(Csv("u1,,,1,USD,,,,,,1"), Rule::kColumnCount, "", "13 columns; the header has 14");
+}
+
+TEST_F(ValidatorTest, LabelEventsNeedExactlyOneTarget) {
+  EXPECT_TRUE(Json(R"({"event_type":"label","event_id":"l1","time":1,"kind":"chargeback","target_event_id":"e1","value":1})").empty());
+  EXPECT_TRUE(Json(R"({"event_type":"label","event_id":"l2","time":1,"kind":"chargeback","target_entity":{"key":"user_id","value":"u1"},"value":0})").empty());
+  EXPECT_EQ(rec_[rec_.type->Find("target_entity.value")->index].text, "u1");
+  ExpectOne(Json(R"({"event_type":"label","event_id":"l3","time":1,"kind":"chargeback","value":1})"),
+            Rule::kLabelTarget, "", "exactly one target");
+  ExpectOne(Json(R"({"event_type":"label","event_id":"l4","time":1,"kind":"chargeback","target_entity":{"key":"ip","value":"1"},"value":1})"),
+            Rule::kLabelTarget, "target_entity.key", "not an entity key of the schema (user_id)");
+  ExpectOne(Json(R"({"event_type":"label","event_id":"l5","time":1,"kind":"chargeback","target_event_id":"e1","value":2})"),
+            Rule::kAllowed, "value", "(0, 1)");
+  ExpectOne(Json(R"({"event_type":"label","event_id":"l6","time":1,"kind":"refund","target_event_id":"e1","value":1})"),
+            Rule::kAllowed, "kind", "chargeback");
+}
+
+TEST_F(ValidatorTest, PiiValuesAreMaskedInViolations) {
+  // The e-mail is over the 16-byte limit: its violation must not show it.
+  auto v = Json(Deposit(R"(,"email":"alice@example.com","phone":"+44 20 7946 0958","n":"x")"));
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].rule, Rule::kMaxLength);
+  EXPECT_EQ(v[0].value, hasher_.Hash("alice@example.com"));
+  EXPECT_THAT(v[0].reason, Not(HasSubstr("alice")));
+  v = Json(R"({"event_type":"deposit","event_id":"p","time":1,"user_id":"u","amount":1,"asset":"USD","kyc":1,"email":12,"phone":13})");
+  ASSERT_EQ(v.size(), 2u);
+  for (const Violation& x : v) {
+    EXPECT_THAT(x.value, ::testing::AnyOf(HasSubstr("hmac:"), HasSubstr("[redacted]")));
+    EXPECT_THAT(x.reason, ::testing::Not(HasSubstr("12")));
+  }
+}
+
+TEST_F(ValidatorTest, SeveralViolationsAreAllReported) {
+  auto v = Json(Deposit(R"(,"n":9,"method":"cash","risk":2)"));
+  ASSERT_EQ(v.size(), 3u);
+  EXPECT_EQ(v[0].rule, Rule::kMax);
+  EXPECT_EQ(v[1].rule, Rule::kPattern);
+  EXPECT_EQ(v[2].rule, Rule::kMax);
+}
+
+}  // namespace
+}  // namespace vigil::event
