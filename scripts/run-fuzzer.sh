@@ -3,7 +3,7 @@
 # to a scratch folder, so the checked-in seeds never change). Fails on any
 # crash, leak or sanitizer report. Usage: run-fuzzer.sh BINARY SECONDS SEEDS
 set -euo pipefail
-bin=$1 secs=$2 seeds=$3
+bin=$(realpath "$1") secs=$2 seeds=$(realpath -m "$3")
 if [[ ! -x "$bin" ]]; then
   echo "run-fuzzer: $bin is missing: build it with 'make fuzz-build' (clang)" >&2
   exit 1

@@ -225,8 +225,9 @@ std::unique_ptr<LineReader> LineReader::FromString(std::string data,
     }
     data = std::move(out);
   }
+  const size_t n = data.size();
   return std::unique_ptr<LineReader>(
-      new LineReader(std::make_unique<StringSource>(std::move(data)), options, gz));
+      new LineReader(std::make_unique<StringSource>(std::move(data)), options, gz, n + 1));
 }
 
 absl::StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path,
@@ -254,14 +255,17 @@ absl::StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& 
   } else {
     src = std::move(fds);
   }
-  return std::unique_ptr<LineReader>(new LineReader(std::move(src), options, gz));
+  return std::unique_ptr<LineReader>(new LineReader(std::move(src), options, gz, SIZE_MAX));
 }
 
-LineReader::LineReader(std::unique_ptr<ByteSource> src, const LineReaderOptions& options, bool gzip)
+LineReader::LineReader(std::unique_ptr<ByteSource> src, const LineReaderOptions& options, bool gzip,
+                       size_t size_hint)
     : src_(std::move(src)), options_(options), gzip_(gzip) {
-  cap_ = std::max<size_t>(4 << 20, 2 * options_.max_record_bytes + 4096);
+  // Room for two whole records, and big enough reads for throughput; less
+  // for small in-memory inputs.
+  cap_ = std::max<size_t>(std::min<size_t>(1 << 20, size_hint), 2 * options_.max_record_bytes + 4096);
   buf_ = std::make_unique<char[]>(cap_ + kReadPadding);
-  std::memset(buf_.get(), 0, cap_ + kReadPadding);
+  std::memset(buf_.get(), 0, std::min<size_t>(cap_, 4096) + kReadPadding);
 }
 
 LineReader::~LineReader() = default;
@@ -286,6 +290,8 @@ bool LineReader::Fill() {
   }
   end_ += *r;
   bytes_read_ += static_cast<int64_t>(*r);
+  // simdjson reads (and ignores) padding past a record: keep it initialised.
+  std::memset(buf_.get() + end_, 0, std::min(kReadPadding, cap_ + kReadPadding - end_));
   return true;
 }
 

@@ -61,7 +61,8 @@ class LineReader {
   std::string_view Peek(size_t n);
 
  private:
-  LineReader(std::unique_ptr<ByteSource> src, const LineReaderOptions& options, bool gzip);
+  LineReader(std::unique_ptr<ByteSource> src, const LineReaderOptions& options, bool gzip,
+             size_t size_hint);
   bool Fill();  // reads more input after the unread bytes; false at EOF
 
   std::unique_ptr<ByteSource> src_;

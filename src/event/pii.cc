@@ -1,5 +1,7 @@
 #include "event/pii.h"
 
+#include "event/record.h"
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -32,28 +34,19 @@ bool IsPiiEntityKey(std::string_view key, const Schema& schema) {
   return false;
 }
 
-// The pii mode of a JSON key at `path` ("a.b") for `type`, or of any field of
-// that last name in any type when the type is unknown.
+// The pii mode of a JSON key at `path` ("a.b") for `type`; for a key the type
+// does not declare, or an unknown type, that of any pii field of that name.
 PiiMode PiiOfKey(std::string_view path, std::string_view last, const EventTypeSpec* type,
                  const Schema& schema) {
   if (type) {
     auto it = type->json_keys.find(path);
     if (it != type->json_keys.end()) return type->fields[it->second].pii;
-    return PiiMode::kNone;
   }
-  PiiMode m = PiiMode::kNone;
-  for (const EventTypeSpec& t : schema.types) {
-    for (const FieldSpec& f : t.fields) {
-      if (f.pii == PiiMode::kNone) continue;
-      std::string_view n = f.name;
-      const size_t dot = n.rfind('.');
-      if (dot != std::string_view::npos) n = n.substr(dot + 1);
-      if (n == last || f.name == path) m = (m == PiiMode::kHash || f.pii == PiiMode::kHash)
-                                                ? PiiMode::kHash
-                                                : PiiMode::kRedact;
-    }
+  for (std::string_view n : {path, last}) {
+    auto it = schema.pii_by_name.find(n);
+    if (it != schema.pii_by_name.end()) return it->second;
   }
-  return m;
+  return PiiMode::kNone;
 }
 
 // A tolerant JSON token scanner. For every value that follows a key it calls
@@ -144,6 +137,25 @@ std::string UnquoteLoose(std::string_view tok) {
 
 }  // namespace
 
+PiiMode EffectivePii(const FieldSpec* f, std::string_view name, const Record* rec,
+                     const Schema& schema) {
+  if (!schema.has_pii) return PiiMode::kNone;
+  if (!f) {
+    auto it = schema.pii_by_name.find(name);
+    if (it == schema.pii_by_name.end()) it = schema.pii_by_name.find(name.substr(name.rfind('.') + 1));
+    return it == schema.pii_by_name.end() ? PiiMode::kNone : it->second;
+  }
+  if (f->pii != PiiMode::kNone || f->name != "target_entity.value") return f->pii;
+  // A label's entity value is as sensitive as the key it belongs to.
+  if (rec && rec->type) {
+    const FieldSpec* k = rec->type->Find("target_entity.key");
+    if (k && static_cast<size_t>(k->index) < rec->values.size() && (*rec)[k->index].present()) {
+      return IsPiiEntityKey((*rec)[k->index].text, schema) ? PiiMode::kHash : PiiMode::kNone;
+    }
+  }
+  return PiiMode::kHash;  // key not known (yet): assume the worst
+}
+
 std::string Sha256Hex(std::string_view bytes) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
@@ -187,6 +199,15 @@ std::string MaskCsvLine(std::string_view line, const std::vector<const FieldSpec
   bool any = false;
   for (const FieldSpec* f : csv_fields) any |= f && f->pii != PiiMode::kNone;
   if (!any) return std::string(line);
+  // With a cell missing or extra, positions no longer say which cell is which:
+  // mask every cell.
+  size_t cells = 1;
+  bool quoted = false;
+  for (char c : line) {
+    if (c == '"') quoted = !quoted;
+    if (c == ',' && !quoted) ++cells;
+  }
+  const bool mask_all = cells != csv_fields.size();
   std::string out;
   size_t col = 0, i = 0;
   while (i <= line.size()) {
@@ -208,10 +229,11 @@ std::string MaskCsvLine(std::string_view line, const std::vector<const FieldSpec
     while (e < line.size() && line[e] != ',') ++e;
     std::string_view cell = line.substr(b, e - b);
     const FieldSpec* f = col < csv_fields.size() ? csv_fields[col] : nullptr;
-    if (f && f->pii != PiiMode::kNone && !cell.empty()) {
+    const PiiMode mode = mask_all ? PiiMode::kHash : (f ? f->pii : PiiMode::kNone);
+    if (mode != PiiMode::kNone && !cell.empty()) {
       std::string v(cell);
       if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-      out += hasher.Mask(v, f->pii);
+      out += hasher.Mask(v, mode);
     } else {
       out.append(cell);
     }

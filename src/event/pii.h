@@ -36,6 +36,15 @@ class PiiHasher {
   std::string key_;
 };
 
+struct Record;
+
+// How `field` of `rec` must be masked: its own `pii` mode; for a label's
+// target_entity.value, the mode of the entity key it names (hash while that
+// key is not known yet); for a field the type does not declare (`field`
+// null), the mode of any pii field of the same name.
+PiiMode EffectivePii(const FieldSpec* field, std::string_view name, const Record* rec,
+                     const Schema& schema);
+
 // The record text with every pii field's value masked: CSV by column (using
 // `csv_fields`, the field of each column or nullptr), JSON by key wherever the
 // key appears, even in text that does not parse.

@@ -255,9 +255,10 @@ void ProfileBuilder::Add(const Record& rec) {
       continue;
     }
     if (IsNumeric(f.type)) c.AddNumber(f.type == FieldType::kTimestamp ? static_cast<double>(v.i) : v.d);
-    if (f.pii == PiiMode::kHash) {
+    const PiiMode pii = EffectivePii(&f, f.name, &rec, *schema_);
+    if (pii == PiiMode::kHash) {
       c.AddCategory(hasher_->Hash(v.text));
-    } else if (f.pii == PiiMode::kRedact) {
+    } else if (pii == PiiMode::kRedact) {
       c.AddCategory(v.text);  // counted for distinct only; no values kept
     } else {
       c.AddCategory(f.type == FieldType::kBool ? (v.b ? "true" : "false") : v.text);

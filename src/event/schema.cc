@@ -391,7 +391,12 @@ absl::StatusOr<std::shared_ptr<const Schema>> Build(const ConfigNode& root, std:
   for (const EventTypeSpec& t : s->types) {
     for (const FieldSpec& f : t.fields) {
       if (f.role == Role::kEntity) s->entity_fields.insert(f.name);
-      if (f.pii != PiiMode::kNone) s->has_pii = true;
+      if (f.pii == PiiMode::kNone) continue;
+      s->has_pii = true;
+      for (std::string n : {f.name, f.name.substr(f.name.rfind('.') + 1)}) {
+        PiiMode& m = s->pii_by_name[n];
+        if (m != PiiMode::kHash) m = f.pii;
+      }
     }
   }
   const ConfigNode csv = root["csv"];

@@ -128,6 +128,10 @@ struct Schema {
 
   std::string pii_key_env = "VIGIL_PII_KEY";
   bool has_pii = false;
+  // Every pii field name (and the last part of a dotted one) in any type,
+  // with its mode (hash wins over redact): a field of that name where it is
+  // not declared, or in a record whose type is unknown, is masked the same.
+  StringMap<PiiMode> pii_by_name;
 
   // Loads and checks a schema file. Every error names file:line:col.
   static absl::StatusOr<std::shared_ptr<const Schema>> Load(const std::string& path);

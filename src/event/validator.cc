@@ -108,25 +108,8 @@ Validator::Validator(std::shared_ptr<const Schema> schema, const PiiHasher* hash
 Validator::~Validator() = default;
 
 std::string Validator::Printable(const FieldSpec* f, std::string_view value, const Record* rec) const {
-  if (f) {
-    PiiMode mode = f->pii;
-    if (mode == PiiMode::kNone && schema_->has_pii && f->name == "target_entity.value") {
-      // A label naming an entity by a pii key carries that key's value.
-      mode = PiiMode::kHash;
-      if (rec && rec->type) {
-        const FieldSpec* k = rec->type->Find("target_entity.key");
-        if (k && (*rec)[k->index].present()) {
-          const std::string key((*rec)[k->index].text);
-          mode = PiiMode::kNone;
-          for (const EventTypeSpec& t : schema_->types) {
-            const FieldSpec* ef = t.Find(key);
-            if (ef && ef->pii != PiiMode::kNone) mode = PiiMode::kHash;
-          }
-        }
-      }
-    }
-    if (mode != PiiMode::kNone) return hasher_->Mask(value, mode);
-  }
+  const PiiMode mode = f ? EffectivePii(f, f->name, rec, *schema_) : PiiMode::kNone;
+  if (mode != PiiMode::kNone) return hasher_->Mask(value, mode);
   if (value.size() <= kMaxPrintable) return std::string(value);
   return StrCat(value.substr(0, kMaxPrintable), "…(", value.size(), " bytes)");
 }
@@ -365,17 +348,7 @@ bool Validator::Finish(Record* rec, std::vector<Violation>* out) {
                        "' is not an entity key of the schema (", StrJoin(keys, ", "), ")"));
     }
   }
-  if (!out->empty()) {
-    // Values were masked as found; a label's entity value can only be judged
-    // once its key is known.
-    for (Violation& v : *out) {
-      if (v.field == "target_entity.value" && !v.value.empty() && schema_->has_pii) {
-        v.value = Printable(t.Find("target_entity.value"), (*rec)[t.Find("target_entity.value")->index].text, rec);
-        v.reason = StrCat("field 'target_entity.value' (", v.value, ") is invalid");
-      }
-    }
-    return false;
-  }
+  if (!out->empty()) return false;
   const Value& idv = rec->values[t.id_field];
   rec->event_id = idv.text;
   rec->id_hash = core::Hash64(idv.text);
@@ -498,12 +471,15 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
       }
       if (t.unknown_fields == UnknownFields::kReject) {
         const std::string name(full);
+        const PiiMode mode = EffectivePii(nullptr, name, rec, *schema_);
         const std::string shown = jt == dom::element_type::OBJECT  ? std::string("{…}")
                                   : jt == dom::element_type::ARRAY ? std::string("[…]")
                                   : jt == dom::element_type::STRING
                                       ? std::string(val.get_string().value_unsafe())
                                       : sj::minify(val);
-        out->push_back(Violation{Rule::kUnknownField, name, Printable(nullptr, shown, nullptr),
+        out->push_back(Violation{Rule::kUnknownField, name,
+                                 mode != PiiMode::kNone ? hasher_->Mask(shown, mode)
+                                                        : Printable(nullptr, shown, nullptr),
                                  StrCat("field '", name, "' is not in event type '", t.name,
                                         "' (the schema rejects unknown fields)")});
       }
@@ -519,6 +495,7 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
     // `shown` is the offending value as text; it is masked if the field is pii.
     auto type_error = [&](std::string_view found, std::string_view shown) {
       v.state = Value::State::kPresent;
+      v.text = shown;  // views into the parser's buffer or literals: valid for this record
       Add(out, Rule::kType, &f, Printable(&f, shown, rec),
           StrCat("field '", f.name, "': expected ", FieldTypeName(f.type), ", found ", found));
     };
