@@ -90,9 +90,9 @@ Rows MakeRows(bool json) {
     const int64_t secs = 31 + 9 * static_cast<int64_t>(i);
     const int64_t day = secs / 86400;
     const int64_t sod = secs % 86400;
-    const int customer = (i * 7919) % 5000;
-    const int terminal = (i * 104729) % 10000;
-    const int cents = 100 + (i * 3571) % 30000;
+    const int customer = static_cast<int>((int64_t{i} * 7919) % 5000);
+    const int terminal = static_cast<int>((int64_t{i} * 104729) % 10000);
+    const int cents = 100 + static_cast<int>((int64_t{i} * 3571) % 30000);
     int n;
     if (json) {
       n = std::snprintf(line, sizeof line,
