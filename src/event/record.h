@@ -25,7 +25,7 @@ struct Value {
   double d = 0;       // float; decimal and int also as double
   Decimal dec;        // decimal
   std::string_view text;  // strings unescaped; other types their literal text
-  uint64_t hash = 0;  // core::Hash64(text) for string and enum fields
+  uint64_t hash = 0;  // string, enum: core::Hash64(text); int, bool: core::HashInt(i)
 
   bool present() const { return state == State::kPresent; }
 };

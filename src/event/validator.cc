@@ -1,6 +1,7 @@
 #include "event/validator.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -31,6 +32,41 @@ bool LooksNonFinite(std::string_view s) {
   std::string l = absl::AsciiStrToLower(std::string(s));
   if (!l.empty() && (l[0] == '-' || l[0] == '+')) l.erase(0, 1);
   return l == "nan" || l == "inf" || l == "infinity";
+}
+
+// The text of the number that follows the top-level key `key` in `json`, or
+// "" when it cannot be found plainly (escaped key, nested, not a number).
+// simdjson's DOM keeps numbers as doubles; an exact decimal needs its digits.
+std::string_view FindTopLevelNumber(std::string_view json, std::string_view key) {
+  int depth = 0;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    } else if (c == '"') {
+      const size_t b = i + 1;
+      size_t e = b;
+      while (e < json.size() && json[e] != '"') e += json[e] == '\\' ? 2 : 1;
+      if (e >= json.size()) return {};
+      i = e;
+      if (depth != 1 || json.substr(b, e - b) != key) continue;
+      size_t k = e + 1;
+      while (k < json.size() && (json[k] == ' ' || json[k] == '\t')) ++k;
+      if (k >= json.size() || json[k] != ':') continue;  // a value, not a key
+      ++k;
+      while (k < json.size() && (json[k] == ' ' || json[k] == '\t')) ++k;
+      size_t n = k;
+      while (n < json.size() && (std::isdigit(static_cast<unsigned char>(json[n])) ||
+                                 json[n] == '-' || json[n] == '+' || json[n] == '.' ||
+                                 json[n] == 'e' || json[n] == 'E')) {
+        ++n;
+      }
+      return json.substr(k, n - k);
+    }
+  }
+  return {};
 }
 
 std::string FormatDouble(double d) {
@@ -76,7 +112,10 @@ const char* RuleName(Rule r) {
 }
 
 DedupWindow::DedupWindow(size_t capacity) : capacity_(capacity) {
+  // Sized up front for up to a million ids (16 MB), so that the first
+  // million records do not pay for rehashing.
   ring_.reserve(std::min<size_t>(capacity, 1 << 20));
+  set_.reserve(std::min<size_t>(capacity, 1 << 20));
 }
 
 bool DedupWindow::Insert(uint64_t h) {
@@ -204,6 +243,7 @@ bool Validator::CheckValue(const FieldSpec& f, Value* v, std::vector<Violation>*
       break;
     case FieldType::kInt:
     case FieldType::kBool:
+      v->hash = core::HashInt(static_cast<uint64_t>(v->i));
       if (f.min && static_cast<double>(v->i) < *f.min) bound(true, FormatDouble(*f.min));
       if (f.max && static_cast<double>(v->i) > *f.max) bound(false, FormatDouble(*f.max));
       if (!f.allowed_ints.empty() && !f.allowed_ints.contains(v->i)) {
@@ -536,9 +576,17 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
         } else {
           r = std::to_chars(buf, buf + sizeof buf, val.get_double().value_unsafe());
         }
-        const size_t at = numbers_.size();
-        numbers_.append(buf, static_cast<size_t>(r.ptr - buf));
-        const std::string_view tok(numbers_.data() + at, numbers_.size() - at);
+        std::string_view tok;
+        if (jt == dom::element_type::DOUBLE && prefix.empty() &&
+            (f.type == FieldType::kDecimal || f.id_like)) {
+          // A double's shortest text may not be what was written.
+          tok = FindTopLevelNumber(json_line_, key);
+        }
+        if (tok.empty()) {
+          const size_t at = numbers_.size();
+          numbers_.append(buf, static_cast<size_t>(r.ptr - buf));
+          tok = std::string_view(numbers_.data() + at, numbers_.size() - at);
+        }
         switch (f.type) {
           case FieldType::kInt:
             if (jt != dom::element_type::INT64) {
@@ -586,6 +634,7 @@ bool Validator::DecodeJson(std::string_view line, size_t readable, Record* rec,
                            std::vector<Violation>* out) {
   out->clear();
   numbers_.clear();
+  json_line_ = line;
   PrepareRecord(nullptr, rec);
   dom::element doc;
   if (auto e = json_->parser.parse(line.data(), line.size(), /*realloc_if_needed=*/readable < line.size() + sj::SIMDJSON_PADDING).get(doc); e) {
@@ -660,14 +709,17 @@ bool Validator::CheckAndCommit(const Record& rec, std::vector<Violation>* out) {
              "max_behind_wall_clock");
     }
   }
-  if (schema_->duplicate_memory > 0 && dedup_.Contains(rec.id_hash)) {
+  // A valid record costs one hash lookup: the insert, whose failure is the
+  // duplicate. A record already rejected is only looked up (its id is not
+  // remembered, so that a corrected retry passes).
+  const bool duplicate = out->empty() ? !dedup_.Insert(rec.id_hash) : dedup_.Contains(rec.id_hash);
+  if (duplicate) {
     const FieldSpec* idf = &rec.type->fields[rec.type->id_field];
     Add(out, Rule::kDuplicateEventId, idf, Printable(idf, rec.event_id, &rec),
         StrCat("event id ", Printable(idf, rec.event_id, &rec),
-                     " was already seen (among the last ", schema_->duplicate_memory, " ids)"));
+               " was already seen (among the last ", schema_->duplicate_memory, " ids)"));
   }
   if (!out->empty()) return false;
-  dedup_.Insert(rec.id_hash);
   if (t > latest_ms_) latest_ms_ = t;
   return true;
 }

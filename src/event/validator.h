@@ -30,7 +30,7 @@ class DedupWindow {
   explicit DedupWindow(size_t capacity);
   // True when `h` is new (it is then remembered); false for a duplicate.
   bool Insert(uint64_t h);
-  bool Contains(uint64_t h) const { return set_.contains(h); }
+  bool Contains(uint64_t h) const { return capacity_ > 0 && set_.contains(h); }
 
  private:
   size_t capacity_;
@@ -92,6 +92,7 @@ class Validator {
   std::unique_ptr<JsonParser> json_;
   std::vector<const FieldSpec*> csv_fields_;
   std::vector<std::string_view> cells_;
+  std::string_view json_line_;  // the JSON record being decoded
   std::string numbers_;   // JSON numbers as text; reserved, never reallocated mid-record
   std::string unquoted_;  // unescaped CSV cells; reserved, never reallocated mid-record
   DedupWindow dedup_;

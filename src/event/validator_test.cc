@@ -101,6 +101,22 @@ TEST_F(ValidatorTest, ValidRecordIsTypedWithViewsAndHashedKeys) {
   EXPECT_EQ(rec_[t.Find("user_id")->index].hash, core::Hash64("u1"));
 }
 
+TEST_F(ValidatorTest, JsonNumbersForDecimalsKeepEveryDigit) {
+  // 18 significant digits: a double keeps about 16.
+  ASSERT_TRUE(Json(R"({"event_type":"deposit","event_id":"d1","time":1,"user_id":"u","asset":"USD",)"
+                   R"("kyc":1,"amount": 123456.789012345678})")
+                  .empty());
+  EXPECT_EQ(rec_[rec_.type->Find("amount")->index].dec.ToString(), "123456.789012345678");
+  ExpectOne(Json(R"({"event_type":"deposit","event_id":"d2","time":1,"user_id":"u","asset":"USD",)"
+                 R"("kyc":1,"amount":1000000.0000000001})"),
+            Rule::kMax, "amount", "1000000.0000000001 is above the maximum 1000000");
+}
+
+TEST_F(ValidatorTest, IntegerKeysAreHashedByValue) {
+  ASSERT_TRUE(Json(Deposit(R"(,"n":3)")).empty());
+  EXPECT_EQ(rec_[rec_.type->Find("n")->index].hash, core::HashInt(3));
+}
+
 TEST_F(ValidatorTest, MalformedJson) {
   ExpectOne(Json(R"({"event_type":"deposit",)"), Rule::kMalformedJson, "", "invalid JSON");
   ExpectOne(Json(R"([1,2])"), Rule::kMalformedJson, "", "JSON object");
