@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/event_input.h"
 #include "cli/progress.h"
 #include "event/event_reader.h"
 #include "event/profile.h"
@@ -13,34 +14,23 @@ namespace vigil::cli {
 namespace {
 
 struct ProfileArgs {
-  std::string schema;
-  std::string events;
+  EventInputArgs input;
   std::string out;
 };
 
 int Run(const ProfileArgs& a) {
-  auto schema = event::Schema::Load(a.schema);
-  if (!schema.ok()) {
-    std::fprintf(stderr, "vigil profile: %s\n", std::string(schema.status().message()).c_str());
-    return kExitError;
-  }
-  std::string warning;
-  const event::PiiHasher hasher = event::PiiHasher::FromEnv((*schema)->pii_key_env, &warning);
-  if ((*schema)->has_pii && !warning.empty()) std::fprintf(stderr, "vigil profile: warning: %s\n", warning.c_str());
-  auto reader = event::EventReader::Open(a.events, *schema, &hasher);
-  if (!reader.ok()) {
-    std::fprintf(stderr, "vigil profile: %s\n", std::string(reader.status().message()).c_str());
-    return kExitError;
-  }
-  event::ProfileBuilder builder(*schema, &hasher);
+  std::optional<EventInput> in = OpenEventInput(a.input, "profile");
+  if (!in) return kExitError;
+  event::EventReader& reader = *in->reader;
+  event::ProfileBuilder builder(in->schema, in->hasher.get());
   Progress progress("profile");
   event::Record rec;
   event::Rejection rej;
   int64_t rejected = 0;
   while (true) {
-    const auto r = (*reader)->Next(&rec, &rej);
+    const auto r = reader.Next(&rec, &rej);
     if (r == event::EventReader::Result::kEnd) break;
-    progress.Tick((*reader)->records_read(), (*reader)->bytes_read());
+    progress.Tick(reader.records_read(), reader.bytes_read());
     if (r == event::EventReader::Result::kRecord) {
       builder.Add(rec);
     } else {
@@ -48,13 +38,13 @@ int Run(const ProfileArgs& a) {
     }
   }
   progress.Done();
-  if (!(*reader)->status().ok()) {
-    std::fprintf(stderr, "vigil profile: %s\n", std::string((*reader)->status().message()).c_str());
+  if (!reader.status().ok()) {
+    PrintError("profile", reader.status());
     return kExitError;
   }
-  const event::Profile p = builder.Finish(a.events);
+  const event::Profile p = builder.Finish(a.input.events);
   if (auto st = p.Save(a.out); !st.ok()) {
-    std::fprintf(stderr, "vigil profile: %s\n", std::string(st.message()).c_str());
+    PrintError("profile", st);
     return kExitError;
   }
   std::printf("profile: %s valid records (%s rejected, not profiled; run `vigil validate` for "
@@ -74,9 +64,7 @@ Runner AddProfileCommand(CLI::App& app) {
       "quantiles (KLL sketch), top categories with frequencies and a distinct-count estimate\n"
       "(HyperLogLog). Only valid records are profiled. The JSON format is in docs/profile.md;\n"
       "`vigil validate --profile` uses it to flag outliers.");
-  cmd->add_option("--schema", args->schema, "schema YAML")->required();
-  cmd->add_option("--events", args->events, "events: .csv, .jsonl, optionally .gz, or - for stdin")
-      ->required();
+  AddEventInputOptions(cmd, &args->input);
   cmd->add_option("--out", args->out, "profile JSON to write")->required();
   cmd->footer(
       "Example:\n"

@@ -8,6 +8,7 @@
 
 #include "core/strings.h"
 #include "cli/commands.h"
+#include "cli/event_input.h"
 #include "cli/progress.h"
 #include "event/dead_letter.h"
 #include "event/event_reader.h"
@@ -19,12 +20,10 @@ namespace vigil::cli {
 namespace {
 
 struct ValidateArgs {
-  std::string schema;
-  std::string events;
+  EventInputArgs input;
   std::string dead_letter;
   std::string report;
   std::string profile;
-  std::string format = "auto";
   double outlier_k = 3.0;
   int examples = 5;
 };
@@ -75,34 +74,19 @@ std::string Join(const std::map<std::string, int64_t>& m) {
 }
 
 int Run(const ValidateArgs& a) {
-  auto schema = event::Schema::Load(a.schema);
-  if (!schema.ok()) {
-    std::fprintf(stderr, "vigil validate: %s\n", std::string(schema.status().message()).c_str());
-    return kExitError;
-  }
-  std::string warning;
-  const event::PiiHasher hasher = event::PiiHasher::FromEnv((*schema)->pii_key_env, &warning);
-  if ((*schema)->has_pii && !warning.empty()) std::fprintf(stderr, "vigil validate: warning: %s\n", warning.c_str());
-
   std::unique_ptr<event::OutlierChecker> outliers;
+  std::optional<EventInput> in = OpenEventInput(a.input, "validate");
+  if (!in) return kExitError;
+  event::EventReader& reader = *in->reader;
   if (!a.profile.empty()) {
     auto p = event::Profile::Load(a.profile);
     if (!p.ok()) {
-      std::fprintf(stderr, "vigil validate: %s\n", std::string(p.status().message()).c_str());
+      PrintError("validate", p.status());
       return kExitError;
     }
-    outliers = std::make_unique<event::OutlierChecker>(std::move(*p), **schema, a.outlier_k);
+    outliers = std::make_unique<event::OutlierChecker>(std::move(*p), *in->schema, a.outlier_k);
   }
-
-  event::Format format = event::Format::kAuto;
-  if (a.format == "csv") format = event::Format::kCsv;
-  if (a.format == "jsonl") format = event::Format::kJsonLines;
-  auto reader = event::EventReader::Open(a.events, *schema, &hasher, format);
-  if (!reader.ok()) {
-    std::fprintf(stderr, "vigil validate: %s\n", std::string(reader.status().message()).c_str());
-    return kExitError;
-  }
-  const std::string dl_path = a.dead_letter.empty() ? DefaultDeadLetterPath(a.events) : a.dead_letter;
+  const std::string dl_path = a.dead_letter.empty() ? DefaultDeadLetterPath(a.input.events) : a.dead_letter;
   std::unique_ptr<event::DeadLetterWriter> dead;  // opened at the first rejection
 
   Progress progress("validate");
@@ -112,12 +96,12 @@ int Run(const ValidateArgs& a) {
   std::vector<event::Violation> warnings;
   int64_t valid = 0;
   while (true) {
-    const auto r = (*reader)->Next(&rec, &rej);
+    const auto r = reader.Next(&rec, &rej);
     if (r == event::EventReader::Result::kEnd) break;
-    progress.Tick((*reader)->records_read(), (*reader)->bytes_read());
+    progress.Tick(reader.records_read(), reader.bytes_read());
     if (r == event::EventReader::Result::kRecord) {
       ++valid;
-      if (outliers && outliers->Check(rec, (*reader)->validator(), &warnings)) {
+      if (outliers && outliers->Check(rec, reader.validator(), &warnings)) {
         event::Rejection w;
         w.record_no = rec.record_no;
         w.line_no = rec.line_no;
@@ -132,14 +116,14 @@ int Run(const ValidateArgs& a) {
       auto d = event::DeadLetterWriter::Open(dl_path);
       if (!d.ok()) {
         progress.Done();
-        std::fprintf(stderr, "vigil validate: %s\n", std::string(d.status().message()).c_str());
+        PrintError("validate", d.status());
         return kExitError;
       }
       dead = std::move(*d);
     }
     if (auto st = dead->Write(rej); !st.ok()) {
       progress.Done();
-      std::fprintf(stderr, "vigil validate: %s\n", std::string(st.message()).c_str());
+      PrintError("validate", st);
       return kExitError;
     }
   }
@@ -147,16 +131,16 @@ int Run(const ValidateArgs& a) {
   const double secs = progress.Seconds();
   if (dead) {
     if (auto st = dead->Close(); !st.ok()) {
-      std::fprintf(stderr, "vigil validate: %s\n", std::string(st.message()).c_str());
+      PrintError("validate", st);
       return kExitError;
     }
   }
-  const int64_t read = (*reader)->records_read();
-  const bool io_error = !(*reader)->status().ok();
+  const int64_t read = reader.records_read();
+  const bool io_error = !reader.status().ok();
 
-  std::printf("validate: %s (%s%s) against %s\n", a.events.c_str(),
-              event::FormatName((*reader)->format()), (*reader)->gzip() ? ", gzip" : "",
-              a.schema.c_str());
+  std::printf("validate: %s (%s%s) against %s\n", a.input.events.c_str(),
+              event::FormatName(reader.format()), reader.gzip() ? ", gzip" : "",
+              a.input.schema.c_str());
   std::printf("  read      %s records in %.2f s (%.2f M records/s)\n", Thousands(read).c_str(), secs,
               secs > 0 ? static_cast<double>(read) / secs / 1e6 : 0.0);
   std::printf("  valid     %s\n", Thousands(valid).c_str());
@@ -176,7 +160,7 @@ int Run(const ValidateArgs& a) {
   }
   if (io_error) {
     std::fprintf(stderr, "vigil validate: stopped after %s records: %s\n", Thousands(read).c_str(),
-                 std::string((*reader)->status().message()).c_str());
+                 std::string(reader.status().message()).c_str());
   }
 
   if (!a.report.empty()) {
@@ -191,13 +175,13 @@ int Run(const ValidateArgs& a) {
                      {"by_field", warned.by_field},
                      {"examples", warned.examples}};
     j["examples"] = rejected.examples;
-    j["events"] = a.events;
-    j["schema"] = a.schema;
-    j["schema_hash"] = (*schema)->content_hash;
-    j["format"] = event::FormatName((*reader)->format());
+    j["events"] = a.input.events;
+    j["schema"] = a.input.schema;
+    j["schema_hash"] = in->schema->content_hash;
+    j["format"] = event::FormatName(reader.format());
     j["dead_letter"] = dead ? nlohmann::ordered_json(dl_path) : nlohmann::ordered_json(nullptr);
     j["complete"] = !io_error;
-    if (io_error) j["error"] = std::string((*reader)->status().message());
+    if (io_error) j["error"] = std::string(reader.status().message());
     j["elapsed_s"] = secs;
     std::ofstream out(a.report);
     out << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
@@ -221,9 +205,7 @@ Runner AddValidateCommand(CLI::App& app) {
       "(CSV with a header or JSON Lines; plain, gzip or - for standard input). Every rejected\n"
       "record goes to a dead-letter JSON Lines file with the field, rule, value and reason.\n"
       "Exit status: 0 all valid (warnings allowed), 1 some rejected, 2 usage, config or I/O error.");
-  cmd->add_option("--schema", args->schema, "schema YAML (see docs/schema.md)")->required();
-  cmd->add_option("--events", args->events, "events: .csv, .jsonl, optionally .gz, or - for stdin")
-      ->required();
+  AddEventInputOptions(cmd, &args->input);
   cmd->add_option("--dead-letter", args->dead_letter,
                   "where rejected records go (default: <events name>.dead-letter.jsonl in the "
                   "current folder, created only when a record is rejected)");
@@ -235,8 +217,6 @@ Runner AddValidateCommand(CLI::App& app) {
   cmd->add_option("--outlier-k", args->outlier_k,
                   "how far outside the profile's p1..p99 range counts as an outlier, in "
                   "multiples of that range (default 3)");
-  cmd->add_option("--format", args->format, "csv, jsonl or auto (from the name, else the content)")
-      ->check(CLI::IsMember({"auto", "csv", "jsonl"}));
   cmd->add_option("--examples", args->examples, "how many example rejections to print (default 5)");
   cmd->footer(
       "Example:\n"

@@ -1,0 +1,43 @@
+#include "cli/event_input.h"
+
+namespace vigil::cli {
+
+void AddEventInputOptions(CLI::App* cmd, EventInputArgs* a) {
+  cmd->add_option("--schema", a->schema, "schema YAML (see docs/schema.md)")->required();
+  cmd->add_option("--events", a->events, "events: .csv, .jsonl, optionally .gz, or - for stdin")
+      ->required();
+  cmd->add_option("--format", a->format, "csv, jsonl or auto (from the name, else the content)")
+      ->check(CLI::IsMember({"auto", "csv", "jsonl"}));
+}
+
+void PrintError(const char* command, const absl::Status& status) {
+  std::fprintf(stderr, "vigil %s: %s\n", command, std::string(status.message()).c_str());
+}
+
+std::optional<EventInput> OpenEventInput(const EventInputArgs& a, const char* command) {
+  EventInput in;
+  auto schema = event::Schema::Load(a.schema);
+  if (!schema.ok()) {
+    PrintError(command, schema.status());
+    return std::nullopt;
+  }
+  in.schema = *schema;
+  std::string warning;
+  in.hasher = std::make_unique<event::PiiHasher>(
+      event::PiiHasher::FromEnv(in.schema->pii_key_env, &warning));
+  if (in.schema->has_pii && !warning.empty()) {
+    std::fprintf(stderr, "vigil %s: warning: %s\n", command, warning.c_str());
+  }
+  event::Format format = event::Format::kAuto;
+  if (a.format == "csv") format = event::Format::kCsv;
+  if (a.format == "jsonl") format = event::Format::kJsonLines;
+  auto reader = event::EventReader::Open(a.events, in.schema, in.hasher.get(), format);
+  if (!reader.ok()) {
+    PrintError(command, reader.status());
+    return std::nullopt;
+  }
+  in.reader = std::move(*reader);
+  return in;
+}
+
+}  // namespace vigil::cli
