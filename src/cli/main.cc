@@ -23,11 +23,14 @@ int main(int argc, char** argv) {
       "  vigil validate --schema examples/handbook/schema.yaml --events transactions.csv.gz\n"
       "  vigil profile --schema examples/handbook/schema.yaml --events transactions.csv.gz \\\n"
       "      --out profile.json\n"
+      "  vigil backfill --schema examples/handbook/schema.yaml \\\n"
+      "      --features examples/handbook/features.yaml --events transactions.csv.gz --out f.csv\n"
       "Run `vigil <command> --help` for a command's options. Docs: docs/README.md");
   std::map<CLI::App*, vigil::cli::Runner> runners;
   auto add = [&](vigil::cli::Runner r) { runners[app.get_subcommands({}).back()] = std::move(r); };
   add(vigil::cli::AddValidateCommand(app));
   add(vigil::cli::AddProfileCommand(app));
+  add(vigil::cli::AddBackfillCommand(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,222 @@
+#include "feature/backfill.h"
+
+#include <zlib.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "core/strings.h"
+#include "core/time.h"
+#include "nlohmann/json.hpp"
+
+namespace vigil::feature {
+namespace {
+
+// Buffered output to a plain file, standard output, or gzip.
+class Sink {
+ public:
+  static absl::StatusOr<std::unique_ptr<Sink>> Open(const std::string& path) {
+    auto s = std::unique_ptr<Sink>(new Sink(path));
+    if (path == "-") {
+      s->file_ = stdout;
+    } else if (EndsWith(path, ".gz")) {
+      s->gz_ = gzopen(path.c_str(), "wb4");
+      if (!s->gz_) return absl::InvalidArgumentError(StrCat(path, ": cannot create: ", strerror(errno)));
+    } else {
+      s->file_ = std::fopen(path.c_str(), "wb");
+      if (!s->file_) return absl::InvalidArgumentError(StrCat(path, ": cannot create: ", strerror(errno)));
+    }
+    s->buf_.reserve(kFlushAt + (1 << 16));
+    return s;
+  }
+  ~Sink() { (void)Close(); }
+
+  std::string* buffer() { return &buf_; }
+  absl::Status MaybeFlush() { return buf_.size() >= kFlushAt ? Flush() : absl::OkStatus(); }
+  absl::Status Flush() {
+    if (buf_.empty()) return absl::OkStatus();
+    bool ok;
+    if (gz_) {
+      ok = gzwrite(gz_, buf_.data(), static_cast<unsigned>(buf_.size())) ==
+           static_cast<int>(buf_.size());
+    } else {
+      ok = std::fwrite(buf_.data(), 1, buf_.size(), file_) == buf_.size();
+    }
+    buf_.clear();
+    if (!ok) return absl::DataLossError(StrCat(path_, ": write failed: ", strerror(errno)));
+    return absl::OkStatus();
+  }
+  absl::Status Close() {
+    absl::Status st = Flush();
+    if (gz_) {
+      if (gzclose(gz_) != Z_OK && st.ok()) st = absl::DataLossError(StrCat(path_, ": write failed"));
+      gz_ = nullptr;
+    }
+    if (file_) {
+      const bool bad = std::fflush(file_) != 0 || (file_ != stdout && std::fclose(file_) != 0);
+      if (bad && st.ok()) st = absl::DataLossError(StrCat(path_, ": write failed: ", strerror(errno)));
+      file_ = nullptr;
+    }
+    return st;
+  }
+
+ private:
+  static constexpr size_t kFlushAt = 1 << 20;
+  explicit Sink(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+  FILE* file_ = nullptr;
+  gzFile gz_ = nullptr;
+  std::string buf_;
+};
+
+// A CSV cell: quoted when it holds a comma, quote or line break.
+void AppendCell(std::string_view v, std::string* out) {
+  if (v.find_first_of(",\"\r\n") == std::string_view::npos) {
+    out->append(v);
+    return;
+  }
+  out->push_back('"');
+  for (char c : v) {
+    if (c == '"') out->push_back('"');
+    out->push_back(c);
+  }
+  out->push_back('"');
+}
+
+}  // namespace
+
+void AppendShortestDouble(double v, std::string* out) {
+  if (std::isnan(v)) return;
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, static_cast<size_t>(r.ptr - buf));
+}
+
+absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
+                                        std::shared_ptr<const FeatureSpec> spec,
+                                        const BackfillOptions& options,
+                                        event::DeadLetterWriter* dead) {
+  if (!spec->label_kinds.empty()) {
+    return absl::UnimplementedError(StrCat(
+        spec->file, ": training labels from label events (labels:) are not implemented yet"));
+  }
+  const event::Schema& schema = *spec->schema;
+  VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, Sink::Open(options.out));
+  FeatureEngine engine(spec);
+
+  // Passthrough field index per event type (-1: absent).
+  const size_t np = spec->passthrough.size();
+  std::vector<int> pass(schema.types.size() * np, -1);
+  for (const event::EventTypeSpec& t : schema.types) {
+    for (size_t i = 0; i < np; ++i) {
+      const event::FieldSpec* f = t.Find(spec->passthrough[i]);
+      if (f) pass[static_cast<size_t>(t.index) * np + i] = f->index;
+    }
+  }
+
+  std::string* out = sink->buffer();
+  out->append("event_id,event_time,event_type");
+  for (const std::string& p : spec->passthrough) {
+    out->push_back(',');
+    AppendCell(p, out);
+  }
+  for (const FeatureDef& f : spec->features) {
+    out->push_back(',');
+    AppendCell(f.name, out);
+  }
+  out->push_back('\n');
+
+  BackfillResult res;
+  std::vector<double> values(spec->features.size());
+  event::Record rec;
+  event::Rejection rej;
+  while (true) {
+    const auto r = reader.Next(&rec, &rej);
+    if (r == event::EventReader::Result::kEnd) break;
+    if (options.progress && (reader.records_read() & 0xffff) == 0) {
+      options.progress(reader.records_read(), res.rows);
+    }
+    if (r == event::EventReader::Result::kRejected) {
+      ++res.rejected;
+      if (dead) VIGIL_RETURN_IF_ERROR(dead->Write(rej));
+      continue;
+    }
+    const FeatureEngine::Result er = engine.Process(rec, values);
+    if (er == FeatureEngine::Result::kNotScored) continue;
+    if (er == FeatureEngine::Result::kTooLate) {
+      ++res.too_late;
+      continue;
+    }
+    AppendCell(rec.event_id, out);
+    out->push_back(',');
+    core::AppendTimestamp(rec.time_ms, out);
+    out->push_back(',');
+    out->append(rec.type->name);
+    const int* pt = &pass[static_cast<size_t>(rec.type->index) * np];
+    for (size_t i = 0; i < np; ++i) {
+      out->push_back(',');
+      if (pt[i] >= 0 && rec[pt[i]].present()) AppendCell(rec[pt[i]].text, out);
+    }
+    for (double v : values) {
+      out->push_back(',');
+      AppendShortestDouble(v, out);
+    }
+    out->push_back('\n');
+    ++res.rows;
+    VIGIL_RETURN_IF_ERROR(sink->MaybeFlush());
+  }
+  if (!reader.status().ok()) return reader.status();
+  VIGIL_RETURN_IF_ERROR(sink->Close());
+  res.read = reader.records_read();
+  res.engine = engine.Stats();
+  res.too_late = res.engine.too_late;
+  if (options.progress) options.progress(res.read, res.rows);
+
+  if (options.out != "-") {
+    nlohmann::ordered_json m;
+    m["format"] = "vigil.features/1";
+    m["spec"] = spec->file;
+    m["spec_hash"] = spec->content_hash;
+    m["schema"] = schema.file;
+    m["schema_hash"] = schema.content_hash;
+    m["id_column"] = "event_id";
+    m["time_column"] = "event_time";
+    m["type_column"] = "event_type";
+    m["label_column"] = spec->label_kinds.empty() ? nlohmann::ordered_json(nullptr)
+                                                  : nlohmann::ordered_json("label");
+    std::vector<std::string> labels, truth, other;
+    for (const std::string& p : spec->passthrough) {
+      event::Role role = event::Role::kNone;
+      for (const event::EventTypeSpec& t : schema.types) {
+        const event::FieldSpec* f = t.Find(p);
+        if (f && spec->score_on[t.index] && f->role != event::Role::kNone) role = f->role;
+      }
+      (role == event::Role::kLabel ? labels
+                                   : role == event::Role::kGroundTruth ? truth : other)
+          .push_back(p);
+    }
+    m["label_fields"] = labels;         // labels carried on the event (TX_FRAUD)
+    m["ground_truth_fields"] = truth;   // never features
+    m["passthrough_fields"] = other;    // not features either
+    m["feature_columns"] = spec->FeatureNames();
+    m["score_on"] = spec->score_on_names;
+    m["rows"] = res.rows;
+    m["events_read"] = res.read;
+    m["rejected"] = res.rejected;
+    m["too_late"] = res.too_late;
+    m["latest_event_time"] = engine.latest_time_ms() == INT64_MIN
+                                 ? nlohmann::ordered_json(nullptr)
+                                 : nlohmann::ordered_json(core::FormatTimestamp(engine.latest_time_ms()));
+    m["created"] = core::FormatTimestamp(core::WallNowMs());
+    res.meta_path = options.out + ".meta.json";
+    std::ofstream f(res.meta_path);
+    f << m.dump(2) << "\n";
+    if (!f) return absl::DataLossError(StrCat(res.meta_path, ": cannot write"));
+  }
+  return res;
+}
+
+}  // namespace vigil::feature

@@ -1,0 +1,54 @@
+// Backfill: replays an event file through the FeatureEngine, in file order,
+// and writes one CSV row per scored event — exactly what a server would have
+// computed for it at that instant — plus `<out>.meta.json`, which names the
+// id, time, label and feature columns so that training can never take an id,
+// a label or ground truth for a feature. docs/features.md describes the
+// columns.
+//
+// Thread-safety: one backfill per thread; the writer is internal.
+#ifndef VIGIL_FEATURE_BACKFILL_H_
+#define VIGIL_FEATURE_BACKFILL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "event/dead_letter.h"
+#include "event/event_reader.h"
+#include "feature/engine.h"
+#include "feature/spec.h"
+
+namespace vigil::feature {
+
+struct BackfillOptions {
+  std::string out;                 // .csv, .csv.gz (gzip) or - (standard output, no meta file)
+  std::optional<int64_t> as_of_ms; // the end of the data for labels (default: latest event time)
+  // Called every 65,536 records and at the end (records read, rows written).
+  std::function<void(int64_t records, int64_t rows)> progress;
+};
+
+struct BackfillResult {
+  int64_t read = 0;
+  int64_t rejected = 0;
+  int64_t rows = 0;
+  int64_t too_late = 0;  // scored events beyond the lateness bound: no row
+  EngineStats engine;
+  std::string meta_path;
+};
+
+// Runs `reader` through a new engine for `spec`; rejected records go to
+// `dead` when given. Fails on an I/O error (reading or writing), naming it.
+absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
+                                        std::shared_ptr<const FeatureSpec> spec,
+                                        const BackfillOptions& options,
+                                        event::DeadLetterWriter* dead);
+
+// Appends `v` as the shortest text that reads back as the same double; NaN
+// as nothing (an empty CSV cell).
+void AppendShortestDouble(double v, std::string* out);
+
+}  // namespace vigil::feature
+
+#endif  // VIGIL_FEATURE_BACKFILL_H_

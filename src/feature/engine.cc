@@ -1,0 +1,667 @@
+#include "feature/engine.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "absl/container/flat_hash_set.h"
+#include "core/bytes.h"
+#include "core/hash.h"
+#include "core/strings.h"
+
+namespace vigil::feature {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr int64_t kNone = INT64_MIN;
+
+struct Entry {
+  int64_t t;
+  double v;    // the value read (1 for streams without `of`)
+  uint64_t h;  // hash of the value, for distinct counts
+};
+
+// One window (lag, width) over an entity's entries: [lo, hi) absolute
+// indices of the entries in (q − width, q], with running sums.
+struct Cursor {
+  int64_t lo = 0;
+  int64_t hi = 0;
+  int64_t q = kNone;
+  double sum = 0;
+  bool valid = false;
+  absl::flat_hash_map<uint64_t, int32_t> distinct;  // value hash -> count in window
+};
+
+struct Decay {
+  double sum = 0;
+  int64_t ref = kNone;
+};
+
+struct Lifetime {
+  int64_t n = 0;
+  double sum = 0, mean = 0, m2 = 0;
+  double min = std::numeric_limits<double>::infinity();
+  double max = -std::numeric_limits<double>::infinity();
+  int64_t first_t = kNone, last_t = kNone;
+  double last_v = kNaN;
+  int64_t gaps = 0;
+  double gap_mean = 0, gap_m2 = 0;
+};
+
+struct EntityState {
+  std::vector<Entry> buf;  // time-ordered; buf[i] has absolute index base + i
+  int64_t base = 0;
+  Lifetime life;
+  std::vector<Cursor> cursors;
+  std::vector<Decay> decays;
+  // Distinct values over the whole history, for lifetime distinct_count.
+  std::unique_ptr<absl::flat_hash_set<uint64_t>> life_distinct;
+};
+
+// How a feature reads its stream.
+struct FeaturePlan {
+  int stream = -1;
+  int cursor = -1;  // -1: lifetime
+  int decay = -1;   // lifetime decayed sums
+};
+
+struct StreamPlan {
+  std::vector<std::pair<int64_t, int64_t>> windows;  // (lag, width) per cursor
+  std::vector<int64_t> half_lives;                   // lifetime decayed sums
+  std::vector<bool> cursor_distinct;                 // cursor keeps distinct counts
+  bool needs_buffer = false;
+  bool life_distinct = false;
+  size_t keys = 0;
+};
+
+// Per stream, what the current event found.
+struct Scratch {
+  bool has_key = false;
+  EntityState* entity = nullptr;
+  int64_t pre_last = kNone;   // the entity's latest time before this event
+  int64_t pre_first = kNone;  // its first time before this event
+  int64_t pre_n = 0;
+};
+
+}  // namespace
+
+struct FeatureEngine::Impl {
+  const FeatureSpec& spec;
+  std::vector<StreamPlan> streams;
+  std::vector<FeaturePlan> features;
+  std::vector<absl::flat_hash_map<uint64_t, EntityState>> entities;
+  std::vector<Scratch> scratch;
+  EngineStats stats;
+
+  explicit Impl(const FeatureSpec& s) : spec(s) {
+    streams.resize(s.streams.size());
+    for (size_t i = 0; i < s.streams.size(); ++i) streams[i].keys = s.streams[i].key_fields.size();
+    for (const FeatureDef& f : s.features) {
+      FeaturePlan p;
+      if (f.is_aggregate) {
+        p.stream = f.stream;
+        StreamPlan& sp = streams[f.stream];
+        if (f.window_ms > 0) {
+          const std::pair<int64_t, int64_t> w{f.lag_ms, f.window_ms};
+          auto it = std::find(sp.windows.begin(), sp.windows.end(), w);
+          p.cursor = static_cast<int>(it - sp.windows.begin());
+          if (it == sp.windows.end()) {
+            sp.windows.push_back(w);
+            sp.cursor_distinct.push_back(false);
+          }
+          if (f.agg == Agg::kDistinctCount) sp.cursor_distinct[p.cursor] = true;
+          sp.needs_buffer = true;
+        } else if (f.agg == Agg::kDecayedSum) {
+          p.decay = static_cast<int>(sp.half_lives.size());
+          sp.half_lives.push_back(f.half_life_ms);
+        } else if (f.agg == Agg::kDistinctCount) {
+          sp.life_distinct = true;
+        }
+      }
+      features.push_back(p);
+    }
+    entities.resize(s.streams.size());
+    scratch.resize(s.streams.size());
+  }
+
+  EntityState& NewEntity(int s, uint64_t key) {
+    auto [it, fresh] = entities[s].try_emplace(key);
+    if (fresh) {
+      it->second.cursors.resize(streams[s].windows.size());
+      it->second.decays.resize(streams[s].half_lives.size());
+    }
+    return it->second;
+  }
+
+  static double Decayed(const Decay& d, int64_t t, int64_t half_life) {
+    if (d.ref == kNone) return 0;
+    return d.sum * std::exp2(-static_cast<double>(t - d.ref) / static_cast<double>(half_life));
+  }
+
+  void Insert(int s, EntityState& e, int64_t t, double v, uint64_t h, int64_t latest,
+              int64_t lateness) {
+    const StreamPlan& sp = streams[s];
+    Lifetime& l = e.life;
+    // Lifetime statistics (order-independent, except gaps and `last`, which
+    // follow time order for events that arrive in order).
+    ++l.n;
+    l.sum += v;
+    const double d = v - l.mean;
+    l.mean += d / static_cast<double>(l.n);
+    l.m2 += d * (v - l.mean);
+    l.min = std::min(l.min, v);
+    l.max = std::max(l.max, v);
+    if (l.first_t == kNone || t < l.first_t) l.first_t = t;
+    if (l.last_t == kNone || t >= l.last_t) {
+      if (l.last_t != kNone) {
+        const double g = static_cast<double>(t - l.last_t);
+        ++l.gaps;
+        const double gd = g - l.gap_mean;
+        l.gap_mean += gd / static_cast<double>(l.gaps);
+        l.gap_m2 += gd * (g - l.gap_mean);
+      }
+      l.last_t = t;
+      l.last_v = v;
+    }
+    for (size_t i = 0; i < sp.half_lives.size(); ++i) {
+      Decay& dc = e.decays[i];
+      const double hl = static_cast<double>(sp.half_lives[i]);
+      if (dc.ref == kNone) {
+        dc.sum = v;
+        dc.ref = t;
+      } else if (t >= dc.ref) {
+        dc.sum = dc.sum * std::exp2(-static_cast<double>(t - dc.ref) / hl) + v;
+        dc.ref = t;
+      } else {
+        dc.sum += v * std::exp2(-static_cast<double>(dc.ref - t) / hl);
+      }
+    }
+    if (sp.life_distinct) {
+      if (!e.life_distinct) e.life_distinct = std::make_unique<absl::flat_hash_set<uint64_t>>();
+      e.life_distinct->insert(h);
+    }
+    if (!sp.needs_buffer) return;
+
+    if (e.buf.empty() || t >= e.buf.back().t) {
+      e.buf.push_back(Entry{t, v, h});
+    } else {
+      // Within the lateness bound: in time order, after entries of the same
+      // time (they were given first). Cursors start over.
+      auto pos = std::upper_bound(e.buf.begin(), e.buf.end(), t,
+                                  [](int64_t x, const Entry& en) { return x < en.t; });
+      e.buf.insert(pos, Entry{t, v, h});
+      for (Cursor& c : e.cursors) c.valid = false;
+    }
+    // Forget entries no future window can read: older than the latest time,
+    // less the lateness bound and the stream's reach, and already left
+    // behind by every cursor.
+    const int64_t cutoff = latest - lateness - spec.streams[s].max_reach_ms;
+    int64_t limit = e.base + static_cast<int64_t>(e.buf.size());
+    for (const Cursor& c : e.cursors) {
+      if (c.valid) limit = std::min(limit, c.lo);
+    }
+    size_t k = 0;
+    while (k < e.buf.size() && e.base + static_cast<int64_t>(k) < limit && e.buf[k].t <= cutoff) ++k;
+    if (k >= 32 || (k > 0 && 2 * k >= e.buf.size())) {
+      e.buf.erase(e.buf.begin(), e.buf.begin() + static_cast<ptrdiff_t>(k));
+      e.base += static_cast<int64_t>(k);
+      for (Cursor& c : e.cursors) {
+        if (!c.valid) continue;
+        c.lo = std::max(c.lo, e.base);
+        c.hi = std::max(c.hi, e.base);
+      }
+    }
+  }
+
+  // Moves the cursor to the window (q − width, q].
+  static void Advance(EntityState& e, Cursor& c, int64_t q, int64_t width, bool distinct) {
+    const int64_t end = e.base + static_cast<int64_t>(e.buf.size());
+    auto at = [&](int64_t i) -> const Entry& { return e.buf[static_cast<size_t>(i - e.base)]; };
+    if (!c.valid || q < c.q || c.lo < e.base) {
+      // Start over: binary search both ends and sum the range.
+      auto first = std::upper_bound(e.buf.begin(), e.buf.end(), q - width,
+                                    [](int64_t x, const Entry& en) { return x < en.t; });
+      auto last = std::upper_bound(first, e.buf.end(), q,
+                                   [](int64_t x, const Entry& en) { return x < en.t; });
+      c.lo = e.base + (first - e.buf.begin());
+      c.hi = e.base + (last - e.buf.begin());
+      c.sum = 0;
+      c.distinct.clear();
+      for (int64_t i = c.lo; i < c.hi; ++i) {
+        c.sum += at(i).v;
+        if (distinct) ++c.distinct[at(i).h];
+      }
+      c.valid = true;
+      c.q = q;
+      return;
+    }
+    while (c.hi < end && at(c.hi).t <= q) {
+      c.sum += at(c.hi).v;
+      if (distinct) ++c.distinct[at(c.hi).h];
+      ++c.hi;
+    }
+    while (c.lo < c.hi && at(c.lo).t <= q - width) {
+      c.sum -= at(c.lo).v;
+      if (distinct) {
+        auto it = c.distinct.find(at(c.lo).h);
+        if (--it->second == 0) c.distinct.erase(it);
+      }
+      ++c.lo;
+    }
+    if (c.lo == c.hi) c.sum = 0;  // no drift left behind by an empty window
+    c.q = q;
+  }
+
+  double Compute(const FeatureDef& f, const FeaturePlan& p, int64_t t) {
+    const Scratch& sc = scratch[p.stream];
+    if (!sc.has_key) return kNaN;
+    EntityState* e = sc.entity;
+    if (f.agg == Agg::kTimeSinceLast) {
+      return sc.pre_last == kNone || sc.pre_last > t ? kNaN : static_cast<double>(t - sc.pre_last);
+    }
+    if (f.agg == Agg::kFirstSeen) {
+      return sc.pre_first == kNone ? kNaN : static_cast<double>(std::max<int64_t>(0, t - sc.pre_first));
+    }
+    if (!e) return f.empty_value;
+    if (p.cursor < 0) {
+      const Lifetime& l = e->life;
+      if (l.n == 0) return f.empty_value;
+      switch (f.agg) {
+        case Agg::kCount: return static_cast<double>(l.n);
+        case Agg::kSum: return l.sum;
+        case Agg::kMean: return l.sum / static_cast<double>(l.n);
+        case Agg::kMin: return l.min;
+        case Agg::kMax: return l.max;
+        case Agg::kStddev: return l.n > 1 ? std::sqrt(l.m2 / static_cast<double>(l.n - 1)) : f.empty_value;
+        case Agg::kLast: return l.last_v;
+        case Agg::kDecayedSum: return Decayed(e->decays[p.decay], t, f.half_life_ms);
+        case Agg::kGapMean:
+          return l.n > 1 ? static_cast<double>(l.last_t - l.first_t) / static_cast<double>(l.n - 1)
+                         : f.empty_value;
+        case Agg::kGapCv:
+          return l.gaps > 1 && l.gap_mean > 0
+                     ? std::sqrt(l.gap_m2 / static_cast<double>(l.gaps)) / l.gap_mean
+                     : f.empty_value;
+        case Agg::kDistinctCount:
+          return e->life_distinct ? static_cast<double>(e->life_distinct->size()) : 0.0;
+        default: return kNaN;
+      }
+    }
+    Cursor& c = e->cursors[p.cursor];
+    const auto [lag, width] = streams[p.stream].windows[p.cursor];
+    Advance(*e, c, t - lag, width, streams[p.stream].cursor_distinct[p.cursor]);
+    const int64_t n = c.hi - c.lo;
+    if (n == 0) return f.empty_value;
+    auto at = [&](int64_t i) -> const Entry& { return e->buf[static_cast<size_t>(i - e->base)]; };
+    switch (f.agg) {
+      case Agg::kCount: return static_cast<double>(n);
+      case Agg::kSum: return c.sum;
+      case Agg::kMean: return c.sum / static_cast<double>(n);
+      case Agg::kMin: {
+        double m = at(c.lo).v;
+        for (int64_t i = c.lo + 1; i < c.hi; ++i) m = std::min(m, at(i).v);
+        return m;
+      }
+      case Agg::kMax: {
+        double m = at(c.lo).v;
+        for (int64_t i = c.lo + 1; i < c.hi; ++i) m = std::max(m, at(i).v);
+        return m;
+      }
+      case Agg::kStddev: {
+        if (n < 2) return f.empty_value;
+        const double mean = c.sum / static_cast<double>(n);
+        double ss = 0;
+        for (int64_t i = c.lo; i < c.hi; ++i) ss += (at(i).v - mean) * (at(i).v - mean);
+        return std::sqrt(ss / static_cast<double>(n - 1));
+      }
+      case Agg::kLast: return at(c.hi - 1).v;
+      case Agg::kDistinctCount: return static_cast<double>(c.distinct.size());
+      case Agg::kDecayedSum: {
+        double s = 0;
+        const double hl = static_cast<double>(f.half_life_ms);
+        for (int64_t i = c.lo; i < c.hi; ++i) {
+          s += at(i).v * std::exp2(-static_cast<double>(t - lag - at(i).t) / hl);
+        }
+        return s;
+      }
+      case Agg::kGapMean:
+        return n > 1 ? static_cast<double>(at(c.hi - 1).t - at(c.lo).t) / static_cast<double>(n - 1)
+                     : f.empty_value;
+      case Agg::kGapCv: {
+        if (n < 3) return f.empty_value;
+        const double mean =
+            static_cast<double>(at(c.hi - 1).t - at(c.lo).t) / static_cast<double>(n - 1);
+        if (mean <= 0) return f.empty_value;
+        double ss = 0;
+        for (int64_t i = c.lo + 1; i < c.hi; ++i) {
+          const double g = static_cast<double>(at(i).t - at(i - 1).t) - mean;
+          ss += g * g;
+        }
+        return std::sqrt(ss / static_cast<double>(n - 1)) / mean;
+      }
+      default: return kNaN;
+    }
+  }
+};
+
+FeatureEngine::FeatureEngine(std::shared_ptr<const FeatureSpec> spec)
+    : spec_(std::move(spec)), impl_(std::make_unique<Impl>(*spec_)) {}
+
+FeatureEngine::~FeatureEngine() = default;
+
+FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span<double> out) {
+  Impl& im = *impl_;
+  const int64_t t = rec.time_ms;
+  const int type = rec.type->index;
+  const bool scored = spec_->score_on[type];
+  ++im.stats.events;
+  if (latest_ms_ != INT64_MIN && t < latest_ms_ - spec_->lateness_ms) {
+    ++im.stats.too_late;
+    if (scored) std::fill(out.begin(), out.begin() + num_features(), kNaN);
+    return Result::kTooLate;
+  }
+  if (latest_ms_ != INT64_MIN && t < latest_ms_) ++im.stats.late_applied;
+  latest_ms_ = std::max(latest_ms_, t);
+  ++im.stats.applied;
+
+  for (const Stream& st : spec_->streams) {
+    Scratch& sc = im.scratch[st.index];
+    sc = Scratch{};
+    const size_t keys = st.key_fields.size();
+    uint64_t key = 0x9e3779b97f4a7c15ull;
+    bool has_key = true;
+    for (size_t k = 0; k < keys; ++k) {
+      const int fi = st.key_field_index[static_cast<size_t>(type) * keys + k];
+      if (fi < 0 || !rec[fi].present()) {
+        has_key = false;
+        break;
+      }
+      key = core::HashCombine(key, rec[fi].hash);
+    }
+    if (!has_key) continue;
+    sc.has_key = true;
+    bool applies = st.on_type[type];
+    double v = 1;
+    uint64_t vh = 0;
+    if (applies && !st.of.empty()) {
+      const int of = st.of_field_index[type];
+      if (of < 0 || !rec[of].present()) {
+        applies = false;
+      } else {
+        const event::Value& val = rec[of];
+        const event::FieldType ft = rec.type->fields[of].type;
+        const bool stringy = ft == event::FieldType::kString || ft == event::FieldType::kEnum;
+        v = stringy ? kNaN : val.d;
+        uint64_t bits;
+        std::memcpy(&bits, &val.d, sizeof bits);
+        vh = stringy || ft == event::FieldType::kInt || ft == event::FieldType::kBool
+                 ? val.hash
+                 : core::HashInt(bits);
+      }
+    }
+    if (applies && st.where && !st.where->EvalBool(rec, out.data())) applies = false;
+    EntityState* e;
+    if (applies) {
+      e = &im.NewEntity(st.index, key);
+    } else {
+      auto it = im.entities[st.index].find(key);
+      e = it == im.entities[st.index].end() ? nullptr : &it->second;
+    }
+    if (e) {
+      sc.pre_last = e->life.last_t;
+      sc.pre_first = e->life.first_t;
+      sc.pre_n = e->life.n;
+      if (applies) im.Insert(st.index, *e, t, v, vh, latest_ms_, spec_->lateness_ms);
+    }
+    sc.entity = e;
+  }
+  if (!scored) return Result::kNotScored;
+  for (const FeatureDef& f : spec_->features) {
+    if (f.is_aggregate) out[f.index] = im.Compute(f, im.features[f.index], t);
+  }
+  for (int i : spec_->eval_order) out[i] = spec_->features[i].expr->EvalNumber(rec, out.data());
+  return Result::kScored;
+}
+
+EngineStats FeatureEngine::Stats() const {
+  EngineStats s = impl_->stats;
+  for (const auto& m : impl_->entities) {
+    s.entities += static_cast<int64_t>(m.size());
+    s.memory_bytes += static_cast<int64_t>(m.capacity() * (sizeof(EntityState) + sizeof(uint64_t) + 1));
+    for (const auto& [k, e] : m) {
+      s.entries += static_cast<int64_t>(e.buf.size());
+      s.memory_bytes += static_cast<int64_t>(e.buf.capacity() * sizeof(Entry) +
+                                             e.cursors.capacity() * sizeof(Cursor) +
+                                             e.decays.capacity() * sizeof(Decay));
+    }
+  }
+  return s;
+}
+
+namespace {
+
+constexpr char kMagic[8] = {'V', 'I', 'G', 'I', 'L', 'F', 'E', 'S'};
+constexpr uint32_t kSnapshotVersion = 1;
+
+template <typename Map>
+std::vector<uint64_t> SortedKeys(const Map& m) {
+  std::vector<uint64_t> keys;
+  keys.reserve(m.size());
+  for (const auto& kv : m) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(kv)>, uint64_t>) {
+      keys.push_back(kv);
+    } else {
+      keys.push_back(kv.first);
+    }
+  }
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
+void WriteEntity(const EntityState& e, core::ByteWriter& w) {
+  w.I64(e.base);
+  w.U64(e.buf.size());
+  for (const Entry& en : e.buf) {
+    w.I64(en.t);
+    w.F64(en.v);
+    w.U64(en.h);
+  }
+  const Lifetime& l = e.life;
+  w.I64(l.n);
+  for (double d : {l.sum, l.mean, l.m2, l.min, l.max}) w.F64(d);
+  w.I64(l.first_t);
+  w.I64(l.last_t);
+  w.F64(l.last_v);
+  w.I64(l.gaps);
+  w.F64(l.gap_mean);
+  w.F64(l.gap_m2);
+  w.U64(e.cursors.size());
+  for (const Cursor& c : e.cursors) {
+    w.I64(c.lo);
+    w.I64(c.hi);
+    w.I64(c.q);
+    w.F64(c.sum);
+    w.U8(c.valid);
+    w.U64(c.distinct.size());
+    for (uint64_t k : SortedKeys(c.distinct)) {
+      w.U64(k);
+      w.U32(static_cast<uint32_t>(c.distinct.at(k)));
+    }
+  }
+  w.U64(e.decays.size());
+  for (const Decay& d : e.decays) {
+    w.F64(d.sum);
+    w.I64(d.ref);
+  }
+  w.U8(e.life_distinct != nullptr);
+  if (e.life_distinct) {
+    w.U64(e.life_distinct->size());
+    for (uint64_t k : SortedKeys(*e.life_distinct)) w.U64(k);
+  }
+}
+
+bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays, EntityState* e) {
+  uint64_t n;
+  if (!r.I64(&e->base) || !r.Count(&n, 24)) return false;
+  e->buf.resize(n);
+  for (Entry& en : e->buf) {
+    if (!r.I64(&en.t) || !r.F64(&en.v) || !r.U64(&en.h)) return false;
+  }
+  for (size_t i = 1; i < e->buf.size(); ++i) {
+    if (e->buf[i].t < e->buf[i - 1].t) return r.Fail("entries out of time order");
+  }
+  Lifetime& l = e->life;
+  if (!r.I64(&l.n) || !r.F64(&l.sum) || !r.F64(&l.mean) || !r.F64(&l.m2) || !r.F64(&l.min) ||
+      !r.F64(&l.max) || !r.I64(&l.first_t) || !r.I64(&l.last_t) || !r.F64(&l.last_v) ||
+      !r.I64(&l.gaps) || !r.F64(&l.gap_mean) || !r.F64(&l.gap_m2)) {
+    return false;
+  }
+  if (!r.Count(&n, 33)) return false;
+  if (n != cursors) return r.Fail("cursor count does not match the spec");
+  e->cursors.resize(n);
+  const int64_t end = e->base + static_cast<int64_t>(e->buf.size());
+  for (Cursor& c : e->cursors) {
+    uint8_t valid;
+    if (!r.I64(&c.lo) || !r.I64(&c.hi) || !r.I64(&c.q) || !r.F64(&c.sum) || !r.U8(&valid)) return false;
+    c.valid = valid != 0;
+    if (c.valid && !(e->base <= c.lo && c.lo <= c.hi && c.hi <= end)) {
+      return r.Fail("a window cursor points outside its entries");
+    }
+    if (!r.Count(&n, 12)) return false;
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t k;
+      uint32_t v;
+      if (!r.U64(&k) || !r.U32(&v)) return false;
+      c.distinct[k] = static_cast<int32_t>(v);
+    }
+  }
+  if (!r.Count(&n, 16)) return false;
+  if (n != decays) return r.Fail("decay count does not match the spec");
+  e->decays.resize(n);
+  for (Decay& d : e->decays) {
+    if (!r.F64(&d.sum) || !r.I64(&d.ref)) return false;
+  }
+  uint8_t has;
+  if (!r.U8(&has)) return false;
+  if (has) {
+    if (!r.Count(&n, 8)) return false;
+    e->life_distinct = std::make_unique<absl::flat_hash_set<uint64_t>>();
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t k;
+      if (!r.U64(&k)) return false;
+      e->life_distinct->insert(k);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void FeatureEngine::SerializeTo(std::string* out) const {
+  std::string payload;
+  core::ByteWriter w(&payload);
+  w.I64(latest_ms_);
+  const EngineStats& st = impl_->stats;
+  for (int64_t v : {st.events, st.applied, st.too_late, st.late_applied}) w.I64(v);
+  w.U64(impl_->entities.size());
+  for (const auto& m : impl_->entities) {
+    w.U64(m.size());
+    for (uint64_t k : SortedKeys(m)) {
+      w.U64(k);
+      WriteEntity(m.at(k), w);
+    }
+  }
+  out->clear();
+  core::ByteWriter h(out);
+  out->append(kMagic, sizeof kMagic);
+  h.U32(kSnapshotVersion);
+  h.Str(spec_->content_hash);
+  h.U32(static_cast<uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size()))));
+  h.Str(payload);
+}
+
+absl::Status FeatureEngine::Restore(std::string_view snapshot) {
+  impl_ = std::make_unique<Impl>(*spec_);
+  latest_ms_ = INT64_MIN;
+  core::ByteReader r(snapshot, "feature snapshot");
+  if (snapshot.size() < sizeof kMagic || std::memcmp(snapshot.data(), kMagic, sizeof kMagic) != 0) {
+    return absl::InvalidArgumentError("feature snapshot: not a vigil feature snapshot (bad magic)");
+  }
+  core::ByteReader hr(snapshot.substr(sizeof kMagic), "feature snapshot");
+  uint32_t version, crc;
+  std::string hash, payload;
+  if (!hr.U32(&version)) return hr.status();
+  if (version != kSnapshotVersion) {
+    return absl::InvalidArgumentError(StrCat("feature snapshot: version ", version,
+                                             "; this vigil reads version ", kSnapshotVersion));
+  }
+  if (!hr.Str(&hash) || !hr.U32(&crc) || !hr.Str(&payload)) return hr.status();
+  if (hash != spec_->content_hash) {
+    return absl::FailedPreconditionError(
+        StrCat("feature snapshot: taken with feature spec ", hash.substr(0, 12),
+               "…, not this one (", spec_->content_hash.substr(0, 12), "…)"));
+  }
+  if (crc != crc32(0, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size()))) {
+    return absl::InvalidArgumentError("feature snapshot: checksum mismatch (the file is corrupt)");
+  }
+  core::ByteReader pr(payload, "feature snapshot");
+  Impl& im = *impl_;
+  int64_t latest;
+  EngineStats& st = im.stats;
+  uint64_t streams;
+  bool ok = pr.I64(&latest) && pr.I64(&st.events) && pr.I64(&st.applied) && pr.I64(&st.too_late) &&
+            pr.I64(&st.late_applied) && pr.U64(&streams);
+  if (ok && streams != im.entities.size()) ok = pr.Fail("stream count does not match the spec");
+  for (size_t s = 0; ok && s < im.entities.size(); ++s) {
+    uint64_t n;
+    ok = pr.Count(&n, 8);
+    for (uint64_t i = 0; ok && i < n; ++i) {
+      uint64_t key;
+      ok = pr.U64(&key);
+      if (!ok) break;
+      EntityState& e = im.entities[s][key];
+      ok = ReadEntity(pr, im.streams[s].windows.size(), im.streams[s].half_lives.size(), &e);
+    }
+  }
+  if (ok && !pr.at_end()) ok = pr.Fail("bytes after the end of the state");
+  if (!ok) {
+    impl_ = std::make_unique<Impl>(*spec_);
+    return pr.status();
+  }
+  latest_ms_ = latest;
+  return absl::OkStatus();
+}
+
+absl::Status FeatureEngine::SaveSnapshot(const std::string& path) const {
+  std::string bytes;
+  SerializeTo(&bytes);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!f) return absl::DataLossError(StrCat(tmp, ": cannot write snapshot"));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::DataLossError(StrCat(path, ": cannot rename snapshot into place: ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FeatureEngine::LoadSnapshot(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError(StrCat(path, ": cannot open snapshot"));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  absl::Status st = Restore(ss.str());
+  if (!st.ok()) return absl::Status(st.code(), StrCat(path, ": ", st.message()));
+  return st;
+}
+
+}  // namespace vigil::feature

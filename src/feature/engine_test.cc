@@ -1,0 +1,271 @@
+#include "feature/engine.h"
+
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "core/time.h"
+#include "event/event_reader.h"
+#include "core/strings.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vigil::feature {
+namespace {
+
+constexpr int64_t kMin = 60'000;
+constexpr int64_t kHour = 3'600'000;
+constexpr int64_t kDay = 86'400'000;
+
+std::shared_ptr<const event::Schema> Schema() {
+  auto s = event::Schema::LoadString(R"(
+time_bounds: {max_behind_latest: off, max_ahead_of_latest: off}
+event_types:
+  tx:
+    fields:
+      user: {type: string, required: true, role: entity}
+      dev: {type: string, role: entity}
+      amount: {type: float, required: true}
+      fraud: {type: int, role: label, known_after: 1d}
+  login:
+    fields:
+      user: {type: string, required: true, role: entity}
+)", "schema.yaml");
+  EXPECT_TRUE(s.ok()) << s.status();
+  return *s;
+}
+
+// Runs JSON Lines through a fresh engine; returns the features of each
+// scored event (NaN where missing) in order.
+class Harness {
+ public:
+  explicit Harness(std::string_view features) : schema_(Schema()) {
+    auto spec = FeatureSpec::LoadString(StrCat("score_on: [tx]\nlateness: 1h\nfeatures:\n", features),
+                                        "f.yaml", schema_);
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    spec_ = *spec;
+    engine_ = std::make_unique<FeatureEngine>(spec_);
+  }
+  // One event; returns its features (empty if not scored or too late).
+  std::vector<double> Event(std::string_view type, int64_t t_ms, std::string_view user,
+                            double amount = 1, std::string_view extra = "") {
+    const std::string line = StrCat(R"({"event_type":")", type, R"(","event_id":"e)", ++n_,
+                                    R"(","time":")", core::FormatTimestamp(t_ms), R"(","user":")", user, "\"",
+                                    type == "tx" ? StrCat(",\"amount\":", amount) : "", extra, "}\n");
+    auto r = event::EventReader::FromString(line, schema_, &hasher_);
+    EXPECT_TRUE(r.ok());
+    event::Record rec;
+    event::Rejection rej;
+    EXPECT_EQ((*r)->Next(&rec, &rej), event::EventReader::Result::kRecord) << rej.violations[0].reason;
+    std::vector<double> out(spec_->features.size(), -999);
+    last_ = engine_->Process(rec, out);
+    if (last_ != FeatureEngine::Result::kScored) return {};
+    return out;
+  }
+  FeatureEngine& engine() { return *engine_; }
+  FeatureEngine::Result last() const { return last_; }
+
+ private:
+  event::PiiHasher hasher_{"k"};
+  std::shared_ptr<const event::Schema> schema_;
+  std::shared_ptr<const FeatureSpec> spec_;
+  std::unique_ptr<FeatureEngine> engine_;
+  FeatureEngine::Result last_{};
+  int n_ = 0;
+};
+
+TEST(FeatureEngineTest, WindowSeesTheCurrentEventAndEarlierOnesNeverLaterOnes) {
+  Harness h("  - {name: n, agg: count, key: user, window: 1h}\n");
+  EXPECT_EQ(h.Event("tx", 10 * kHour, "a")[0], 1);
+  // Same millisecond, given later: sees the first, which did not see it.
+  EXPECT_EQ(h.Event("tx", 10 * kHour, "a")[0], 2);
+  EXPECT_EQ(h.Event("tx", 10 * kHour + kHour - 1, "a")[0], 3);
+  // (t - 1h, t]: events exactly 1h old have left.
+  EXPECT_EQ(h.Event("tx", 11 * kHour, "a")[0], 2);
+  EXPECT_EQ(h.Event("tx", 11 * kHour, "b")[0], 1);
+}
+
+TEST(FeatureEngineTest, LagWindowReadsOnlyThePast) {
+  Harness h("  - {name: r, agg: mean, of: fraud, key: user, window: 1d, lag: 1d, default: 0}\n"
+            "  - {name: n, agg: count, key: user, window: 1d, lag: 1d}\n");
+  auto f = h.Event("tx", 0, "a", 1, ",\"fraud\":1");
+  EXPECT_EQ(f[0], 0);  // empty window: the default
+  EXPECT_EQ(f[1], 0);
+  h.Event("tx", kHour, "a", 1, ",\"fraud\":0");
+  f = h.Event("tx", kDay, "a", 1, ",\"fraud\":0");  // window (-1d, 0]: the first event only
+  EXPECT_EQ(f[1], 1);
+  EXPECT_EQ(f[0], 1);
+  f = h.Event("tx", kDay + kHour, "a", 1, ",\"fraud\":0");  // (−23h, 1h]: both
+  EXPECT_EQ(f[1], 2);
+  EXPECT_EQ(f[0], 0.5);
+}
+
+TEST(FeatureEngineTest, TimeSinceLastAndFirstSeenExcludeTheCurrentEvent) {
+  Harness h("  - {name: since, agg: time_since_last, key: user}\n"
+            "  - {name: age, agg: first_seen, key: user}\n");
+  auto f = h.Event("tx", 5 * kMin, "a");
+  EXPECT_TRUE(std::isnan(f[0]));
+  EXPECT_TRUE(std::isnan(f[1]));
+  f = h.Event("tx", 7 * kMin, "a");
+  EXPECT_EQ(f[0], 2 * kMin);
+  EXPECT_EQ(f[1], 2 * kMin);
+  f = h.Event("tx", 10 * kMin, "a");
+  EXPECT_EQ(f[0], 3 * kMin);
+  EXPECT_EQ(f[1], 5 * kMin);
+}
+
+TEST(FeatureEngineTest, OtherEventTypesFeedFeaturesOfScoredOnes) {
+  Harness h("  - {name: logins, agg: count, key: user, window: 1h, on: [login]}\n");
+  EXPECT_TRUE(h.Event("login", 0, "a").empty());
+  EXPECT_EQ(h.last(), FeatureEngine::Result::kNotScored);
+  h.Event("login", kMin, "a");
+  EXPECT_EQ(h.Event("tx", 2 * kMin, "a")[0], 2);  // the tx itself is not a login
+  EXPECT_EQ(h.Event("tx", 2 * kMin, "b")[0], 0);  // an entity never seen: the empty value
+}
+
+TEST(FeatureEngineTest, LateEventsWithinTheBoundAreAppliedAtTheirTimeBeyondItNot) {
+  Harness h("  - {name: n, agg: count, key: user, window: 1h}\n");
+  h.Event("tx", 10 * kHour, "a");
+  // 30 minutes late (bound 1h): applied at its own time.
+  EXPECT_EQ(h.Event("tx", 10 * kHour - 30 * kMin, "a")[0], 1);  // (9h30 - 1h, 9h30]
+  EXPECT_EQ(h.Event("tx", 10 * kHour + kMin, "a")[0], 3);
+  // 2 hours late: counted, not applied, NaN features.
+  auto f = h.Event("tx", 8 * kHour, "a");
+  EXPECT_TRUE(f.empty());
+  EXPECT_EQ(h.last(), FeatureEngine::Result::kTooLate);
+  EXPECT_EQ(h.Event("tx", 10 * kHour + 2 * kMin, "a")[0], 4);
+  EXPECT_EQ(h.engine().Stats().too_late, 1);
+  EXPECT_EQ(h.engine().Stats().late_applied, 1);
+}
+
+TEST(FeatureEngineTest, DerivedFeaturesReadAggregatesAndTheEvent) {
+  Harness h("  - {name: avg, agg: mean, of: amount, key: user, window: 1d}\n"
+            "  - {name: rel, expr: \"ratio(event.amount, features.avg, 0)\"}\n"
+            "  - {name: big, expr: \"features.rel > 1.5\"}\n");
+  h.Event("tx", 0, "a", 10);
+  auto f = h.Event("tx", kMin, "a", 30);
+  EXPECT_EQ(f[0], 20);
+  EXPECT_EQ(f[1], 1.5);
+  EXPECT_EQ(f[2], 0);
+}
+
+TEST(FeatureEngineTest, TupleKeysAndFilters) {
+  Harness h("  - {name: n, agg: count, key: [user, dev], window: 1d}\n"
+            "  - {name: big, agg: count, key: user, window: 1d, where: \"event.amount >= 100\"}\n");
+  h.Event("tx", 0, "a", 100, ",\"dev\":\"d1\"");
+  h.Event("tx", 1, "a", 5, ",\"dev\":\"d2\"");
+  auto f = h.Event("tx", 2, "a", 200, ",\"dev\":\"d1\"");
+  EXPECT_EQ(f[0], 2);
+  EXPECT_EQ(f[1], 2);
+  f = h.Event("tx", 3, "a", 1);  // no device: the tuple key is missing
+  EXPECT_TRUE(std::isnan(f[0]));
+  EXPECT_EQ(f[1], 2);
+}
+
+TEST(FeatureEngineTest, LifetimeAggregates) {
+  Harness h("  - {name: n, agg: count, key: user, window: lifetime}\n"
+            "  - {name: s, agg: sum, of: amount, key: user, window: lifetime}\n"
+            "  - {name: sd, agg: stddev, of: amount, key: user, window: lifetime}\n"
+            "  - {name: d, agg: decayed_sum, of: amount, key: user, window: lifetime, half_life: 1h}\n"
+            "  - {name: g, agg: gap_mean, key: user, window: lifetime}\n"
+            "  - {name: cv, agg: gap_cv, key: user, window: lifetime}\n"
+            "  - {name: dc, agg: distinct_count, of: dev, key: user, window: lifetime}\n");
+  h.Event("tx", 0, "a", 2, ",\"dev\":\"x\"");
+  h.Event("tx", kHour, "a", 4, ",\"dev\":\"y\"");
+  auto f = h.Event("tx", 2 * kHour, "a", 6, ",\"dev\":\"x\"");
+  EXPECT_EQ(f[0], 3);
+  EXPECT_EQ(f[1], 12);
+  EXPECT_DOUBLE_EQ(f[2], 2);
+  EXPECT_DOUBLE_EQ(f[3], 6 + 4 * 0.5 + 2 * 0.25);
+  EXPECT_EQ(f[4], kHour);
+  EXPECT_EQ(f[5], 0);  // perfectly regular: a bot's signature
+  EXPECT_EQ(f[6], 2);
+}
+
+// The engine against a brute-force reference on random streams with late
+// events: every windowed aggregate, with and without lag.
+struct Ev {
+  int64_t t;
+  int user;
+  double amount;
+  int dev;
+};
+
+TEST(FeatureEngineTest, MatchesBruteForceOnRandomStreamsWithLateEvents) {
+  const std::string aggs[] = {"count", "sum", "mean", "min", "max", "stddev", "last", "gap_mean", "gap_cv"};
+  std::string features;
+  std::vector<std::pair<int64_t, int64_t>> windows = {{kHour, 0}, {6 * kHour, 0}, {kHour, 2 * kHour}};
+  for (const auto& [w, lag] : windows) {
+    for (const std::string& a : aggs) {
+      features += StrCat("  - {name: ", a, "_", w, "_", lag, ", agg: ", a,
+                         a == "count" || a.rfind("gap", 0) == 0 ? "" : ", of: amount",
+                         ", key: user, window: ", w, "ms, lag: ", lag, "ms}\n");
+    }
+    features += StrCat("  - {name: dc_", w, "_", lag, ", agg: distinct_count, of: dev, key: user, window: ",
+                       w, "ms, lag: ", lag, "ms}\n");
+  }
+  Harness h(features);
+  std::mt19937_64 rng(42);
+  std::vector<Ev> given;
+  int64_t now = 0;
+  for (int i = 0; i < 3000; ++i) {
+    now += static_cast<int64_t>(rng() % (10 * kMin));
+    int64_t t = now;
+    if (rng() % 10 == 0) t -= static_cast<int64_t>(rng() % (50 * kMin));  // late, within 1h
+    Ev e{t, static_cast<int>(rng() % 5), static_cast<double>(rng() % 1000) / 10, static_cast<int>(rng() % 4)};
+    auto f = h.Event("tx", e.t, StrCat("u", e.user), e.amount, StrCat(",\"dev\":\"d", e.dev, "\""));
+    given.push_back(e);
+    ASSERT_EQ(f.size(), windows.size() * 10);
+    size_t k = 0;
+    for (const auto& [w, lag] : windows) {
+      // Brute force: entries given so far (this one included) in (q - w, q], in time order
+      // (ties in given order).
+      const int64_t q = e.t - lag;
+      std::vector<Ev> in;
+      for (const Ev& g : given) {
+        if (g.user == e.user && g.t > q - w && g.t <= q) in.push_back(g);
+      }
+      std::stable_sort(in.begin(), in.end(), [](const Ev& a, const Ev& b) { return a.t < b.t; });
+      const double n = static_cast<double>(in.size());
+      double sum = 0, mn = INFINITY, mx = -INFINITY;
+      std::set<int> devs;
+      for (const Ev& g : in) {
+        sum += g.amount;
+        mn = std::min(mn, g.amount);
+        mx = std::max(mx, g.amount);
+        devs.insert(g.dev);
+      }
+      double ss = 0;
+      for (const Ev& g : in) ss += (g.amount - sum / n) * (g.amount - sum / n);
+      double gm = n > 1 ? static_cast<double>(in.back().t - in.front().t) / (n - 1) : NAN;
+      double gss = 0;
+      for (size_t j = 1; j < in.size(); ++j) {
+        const double d = static_cast<double>(in[j].t - in[j - 1].t) - gm;
+        gss += d * d;
+      }
+      const double expect[] = {n,
+                               sum,
+                               n > 0 ? sum / n : NAN,
+                               n > 0 ? mn : NAN,
+                               n > 0 ? mx : NAN,
+                               n > 1 ? std::sqrt(ss / (n - 1)) : NAN,
+                               n > 0 ? in.back().amount : NAN,
+                               gm,
+                               n > 2 && gm > 0 ? std::sqrt(gss / (n - 1)) / gm : NAN,
+                               static_cast<double>(devs.size())};
+      for (double x : expect) {
+        const double got = f[k++];
+        if (std::isnan(x)) {
+          ASSERT_TRUE(std::isnan(got)) << "event " << i << " feature " << k - 1 << " got " << got;
+        } else {
+          ASSERT_NEAR(got, x, 1e-9 * std::max(1.0, std::fabs(x)))
+              << "event " << i << " feature " << k - 1 << " window " << w << " lag " << lag;
+        }
+      }
+    }
+  }
+  EXPECT_GT(h.engine().Stats().late_applied, 100);
+}
+
+}  // namespace
+}  // namespace vigil::feature

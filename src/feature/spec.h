@@ -1,0 +1,110 @@
+// A feature spec: the features vigil computes for the events it scores,
+// declared once in YAML (docs/features.md) and computed by one engine online
+// and offline. Loaded once, checked against the schema (unknown fields, bad
+// windows, type mismatches, cyclic derived features, labels read without
+// their lag), and then immutable. The order of features is the spec's order;
+// the spec has a content hash that bundles and servers compare.
+//
+// Thread-safety: immutable after Load; share freely.
+#ifndef VIGIL_FEATURE_SPEC_H_
+#define VIGIL_FEATURE_SPEC_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/string_map.h"
+#include "event/schema.h"
+#include "expr/expr.h"
+
+namespace vigil::feature {
+
+enum class Agg : uint8_t {
+  kCount,
+  kSum,
+  kMean,
+  kMin,
+  kMax,
+  kStddev,
+  kDistinctCount,
+  kLast,
+  kTimeSinceLast,  // ms since the entity's previous event (the current one excluded)
+  kFirstSeen,      // ms since the entity's first event (the current one excluded): its age
+  kDecayedSum,     // sum of values (or 1 per event) halved every half_life
+  kGapMean,        // mean ms between consecutive events in the window
+  kGapCv,          // coefficient of variation of those gaps (timing regularity)
+};
+const char* AggName(Agg a);
+
+// One stream of entries per entity: the events of chosen types that pass a
+// filter, keyed by one field or a tuple, with one value field. Aggregates
+// that share all of these share the stream (one buffer per entity).
+struct Stream {
+  int index = 0;
+  std::vector<std::string> key_fields;
+  std::vector<bool> on_type;          // by event type index
+  std::vector<int> key_field_index;   // [type * key_fields.size() + k], -1 if absent
+  std::string of;                     // value field, or "" (count-like)
+  std::vector<int> of_field_index;    // by event type index, -1 if absent
+  std::shared_ptr<const expr::Expr> where;  // optional filter
+  std::string where_text;
+  int64_t max_reach_ms = 0;  // the oldest time any of its windows reads, behind t
+  bool lifetime = false;     // some aggregate needs the whole history
+  bool distinct = false;     // entries carry a value hash for distinct_count
+  bool unit_values = false;  // a decayed_sum without `of` sums 1 per event: `of` must stay empty
+};
+
+struct FeatureDef {
+  std::string name;
+  int index = 0;
+  std::string where;  // file:line:col of its declaration
+  // Aggregate features.
+  bool is_aggregate = false;
+  Agg agg = Agg::kCount;
+  int stream = -1;
+  int64_t window_ms = 0;  // 0 = lifetime
+  int64_t lag_ms = 0;
+  int64_t half_life_ms = 0;
+  double empty_value = 0;  // value over an empty window (count and sum 0; others NaN unless `default`)
+  // Derived features.
+  std::shared_ptr<const expr::Expr> expr;
+};
+
+// Training labels from delayed label events (docs/features.md).
+struct LabelKind {
+  std::string kind;
+  int64_t horizon_ms = 0;
+};
+
+struct FeatureSpec {
+  std::string name;
+  std::string file;
+  std::string content_hash;  // SHA-256 of the spec text and the files it loads
+  std::shared_ptr<const event::Schema> schema;
+  std::vector<bool> score_on;  // by event type index
+  std::vector<std::string> score_on_names;
+  int64_t lateness_ms = 0;
+  std::vector<std::string> passthrough;  // schema field names copied to backfill rows
+  std::vector<FeatureDef> features;
+  std::vector<Stream> streams;
+  std::vector<int> eval_order;  // derived features in dependency order
+  std::vector<LabelKind> label_kinds;  // empty: no `label` column
+  std::shared_ptr<const expr::Lists> lists;
+  std::shared_ptr<const expr::Tables> tables;
+
+  // Loads `path` against `schema`. Every error names file:line:col.
+  static absl::StatusOr<std::shared_ptr<const FeatureSpec>> Load(
+      const std::string& path, std::shared_ptr<const event::Schema> schema);
+  static absl::StatusOr<std::shared_ptr<const FeatureSpec>> LoadString(
+      std::string_view yaml, std::string_view name, std::shared_ptr<const event::Schema> schema);
+
+  int FeatureIndex(std::string_view name) const;  // -1 if none
+  std::vector<std::string> FeatureNames() const;
+};
+
+}  // namespace vigil::feature
+
+#endif  // VIGIL_FEATURE_SPEC_H_

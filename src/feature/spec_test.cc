@@ -1,0 +1,145 @@
+#include "feature/spec.h"
+
+#include "core/strings.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace vigil::feature {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::shared_ptr<const event::Schema> Schema() {
+  auto s = event::Schema::LoadString(R"(
+event_types:
+  deposit:
+    fields:
+      user_id: {type: string, role: entity, entity: user}
+      amount: {type: decimal, role: amount, currency: USD}
+      method: {type: enum, values: [card, bank]}
+      fraud: {type: int, role: label, known_after: 7d}
+      scenario: {type: string, role: ground_truth}
+  login:
+    fields:
+      user_id: {type: string, role: entity, entity: user}
+      ip: {type: string, role: entity}
+)", "schema.yaml");
+  EXPECT_TRUE(s.ok()) << s.status();
+  return *s;
+}
+
+absl::Status Err(std::string_view features) {
+  auto s = FeatureSpec::LoadString(StrCat("score_on: [deposit]\nfeatures:\n", features), "f.yaml",
+                                   Schema());
+  return s.ok() ? absl::OkStatus() : s.status();
+}
+
+TEST(FeatureSpecTest, LoadsAggregatesStreamsAndDerivedInOrder) {
+  auto s = FeatureSpec::LoadString(R"y(
+score_on: [deposit]
+features:
+  - {name: n1, agg: count, key: user_id, window: 1d}
+  - {name: avg, agg: mean, of: amount, key: user_id, window: 1d}
+  - {name: ratio, expr: "ratio(features.avg, features.n1, 0)"}
+  - {name: logins, agg: count, key: user_id, window: 1h, on: [login]}
+  - {name: n7, agg: count, key: user_id, window: 7d}
+)y", "f.yaml", Schema());
+  ASSERT_TRUE(s.ok()) << s.status();
+  const FeatureSpec& f = **s;
+  EXPECT_EQ(f.features.size(), 5u);
+  EXPECT_EQ(f.FeatureIndex("ratio"), 2);
+  // n1 and n7 share a stream (same key, types, no field); amount is not
+  // required, so avg needs its own; logins are other events.
+  EXPECT_EQ(f.features[0].stream, f.features[4].stream);
+  EXPECT_NE(f.features[0].stream, f.features[1].stream);
+  EXPECT_NE(f.features[0].stream, f.features[3].stream);
+  EXPECT_EQ(f.eval_order, std::vector<int>{2});
+  EXPECT_EQ(f.content_hash.size(), 64u);
+}
+
+TEST(FeatureSpecTest, UnknownFieldNamesFileLineAndField) {
+  auto st = Err("  - {name: a, agg: sum, of: amout, key: user_id, window: 1d}\n");
+  EXPECT_THAT(st.message(), HasSubstr("f.yaml:3:"));
+  EXPECT_THAT(st.message(), HasSubstr("'amout' is in none of its event types"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: usr, window: 1d}\n").message(),
+              HasSubstr("key field 'usr'"));
+}
+
+TEST(FeatureSpecTest, UnknownAggregateSuggestsTheClosest) {
+  auto st = Err("  - {name: a, agg: cnt, key: user_id, window: 1d}\n");
+  EXPECT_THAT(st.message(), HasSubstr("f.yaml:3:"));
+  EXPECT_THAT(st.message(), HasSubstr("unknown aggregate 'cnt' (did you mean 'count'?)"));
+}
+
+TEST(FeatureSpecTest, BadWindows) {
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 1y}\n").message(),
+              HasSubstr("unknown unit"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id}\n").message(), HasSubstr("needs window"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 0d}\n").message(),
+              HasSubstr("positive duration"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: lifetime, lag: 1d}\n").message(),
+              HasSubstr("a lag needs a finite window"));
+}
+
+TEST(FeatureSpecTest, CyclicDerivedFeaturesAreRefusedWithTheCycle) {
+  auto st = Err(
+      "  - {name: a, expr: \"features.b + 1\"}\n"
+      "  - {name: b, expr: \"features.c * 2\"}\n"
+      "  - {name: c, expr: \"features.a\"}\n");
+  EXPECT_THAT(st.message(), HasSubstr("f.yaml:"));
+  EXPECT_THAT(st.message(), HasSubstr("cycle: a -> b -> c -> a"));
+}
+
+TEST(FeatureSpecTest, TypeMismatchIsRefused) {
+  EXPECT_THAT(Err("  - {name: a, agg: mean, of: method, key: user_id, window: 1d}\n").message(),
+              HasSubstr("mean needs a number; 'method' is a enum"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 1d, where: \"event.amount\"}\n")
+                  .message(),
+              HasSubstr("where must be true or false"));
+}
+
+TEST(FeatureSpecTest, LeakageGuardWantsTheLabelsDelay) {
+  auto st = Err("  - {name: r, agg: mean, of: fraud, key: user_id, window: 7d, lag: 1d}\n");
+  EXPECT_THAT(st.message(), HasSubstr("f.yaml:3:"));
+  EXPECT_THAT(st.message(), HasSubstr("reads the label fraud (known after 1w) through a lag of 1d"));
+  EXPECT_TRUE(Err("  - {name: r, agg: mean, of: fraud, key: user_id, window: 7d, lag: 7d}\n").ok());
+  EXPECT_THAT(Err("  - {name: r, expr: \"event.fraud\"}\n").message(),
+              HasSubstr("of the current event"));
+  EXPECT_THAT(Err("  - {name: r, agg: count, key: user_id, window: 1d, where: \"event.fraud == 1\"}\n")
+                  .message(),
+              HasSubstr("through a lag of 0ms"));
+  EXPECT_THAT(Err("  - {name: r, agg: distinct_count, of: scenario, key: user_id, window: 7d, lag: 30d}\n")
+                  .message(),
+              HasSubstr("ground_truth"));
+}
+
+TEST(FeatureSpecTest, OtherMistakes) {
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 1d}\n  - {name: a, expr: \"1\"}\n")
+                  .message(),
+              HasSubstr("feature 'a' twice"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 1d, expr: \"1\"}\n").message(),
+              HasSubstr("exactly one of agg"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 1d, colour: red}\n").message(),
+              HasSubstr("unknown key 'colour'"));
+  EXPECT_THAT(Err("  - {name: a, agg: decayed_sum, key: user_id, window: lifetime}\n").message(),
+              HasSubstr("needs half_life"));
+  EXPECT_THAT(Err("  - {name: a, expr: \"features.nope\"}\n").message(), HasSubstr("nope"));
+  auto no_score = FeatureSpec::LoadString("features:\n  - {name: a, expr: \"1\"}\n", "f.yaml", Schema());
+  EXPECT_THAT(no_score.status().message(), HasSubstr("score_on"));
+}
+
+TEST(FeatureSpecTest, HandbookSpecLoads) {
+  const char* src = std::getenv("VIGIL_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  auto schema = event::Schema::Load(StrCat(src, "/examples/handbook/schema.yaml"));
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  auto s = FeatureSpec::Load(StrCat(src, "/examples/handbook/features.yaml"), *schema);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ((*s)->features.size(), 14u);
+  // Counts share the buffers of the always-present field read beside them:
+  // one stream per card (amounts), one per terminal (fraud labels).
+  EXPECT_EQ((*s)->streams.size(), 2u);
+}
+
+}  // namespace
+}  // namespace vigil::feature
