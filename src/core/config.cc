@@ -136,6 +136,9 @@ size_t ConfigNode::size() const { return IsDefined() ? impl_->node.size() : 0; }
 
 std::string ConfigNode::Text() const { return IsScalar() ? impl_->node.Scalar() : std::string(); }
 
+// yaml-cpp tags a quoted scalar "!" (non-specific) and a plain one "?".
+bool ConfigNode::Quoted() const { return IsScalar() && impl_->node.Tag() == "!"; }
+
 absl::StatusOr<std::string> ConfigNode::String() const {
   if (!IsDefined()) return Error("missing value");
   if (!IsScalar()) return Error("expected a single value (a string), found a list or a map");
@@ -254,7 +257,9 @@ std::string ClosestMatch(std::string_view word, const std::vector<std::string_vi
       std::swap(prev, cur);
     }
     const size_t d = prev[c.size()];
-    if (d < best && d <= std::max<size_t>(2, word.size() / 3)) {
+    // One edit for short words (anything is two edits from "or"), more for long ones.
+    const size_t allowed = word.size() <= 3 ? 1 : std::max<size_t>(2, word.size() / 3);
+    if (d < best && d <= allowed) {
       best = d;
       out = std::string(c);
     }

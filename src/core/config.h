@@ -55,6 +55,9 @@ class ConfigNode {
   absl::StatusOr<bool> Bool() const;
   // The scalar text as written (no conversion). Empty for non-scalars.
   std::string Text() const;
+  // True for a scalar written in quotes ('…' or "…"): its text starts one
+  // column after column().
+  bool Quoted() const;
 
   // Reads with a default when the key is absent.
   absl::StatusOr<std::string> GetString(std::string_view key, std::string_view def) const;

@@ -55,6 +55,20 @@ TEST(ConfigNodeTest, EntriesKeepFileOrderAndPositions) {
   EXPECT_EQ(items[1].Where(), "s.yaml:4:5");
 }
 
+TEST(ConfigNodeTest, QuotedScalarsAreKnown) {
+  auto r = ConfigNode::LoadString("a: 'x'\nb: \"y\"\nc: z\n", "s.yaml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE((*r)["a"].Quoted());
+  EXPECT_TRUE((*r)["b"].Quoted());
+  EXPECT_FALSE((*r)["c"].Quoted());
+}
+
+TEST(ClosestMatchTest, ShortWordsNeedACloseMatch) {
+  EXPECT_EQ(ClosestMatch("x", {"or", "and"}), "");
+  EXPECT_EQ(ClosestMatch("cnt", {"count", "sum"}), "");
+  EXPECT_EQ(ClosestMatch("requird", {"required", "nullable"}), "required");
+}
+
 TEST(ConfigNodeTest, MissingFileIsNotFound) {
   auto r = ConfigNode::LoadFile("/nonexistent/vigil.yaml");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);

@@ -206,16 +206,30 @@ void AppendTimestamp(int64_t ms, std::string* out) {
   int64_t y;
   unsigned m, d;
   CivilFromDays(day, &y, &m, &d);
+  if (y < 0 || y > 9999) {
+    char buf[64];
+    const int n = snprintf(buf, sizeof buf, "%lld-%02u-%02uT", static_cast<long long>(y), m, d);
+    out->append(buf, static_cast<size_t>(n));
+  } else {
+    // Backfill writes one per row: no printf.
+    char buf[11] = {static_cast<char>('0' + y / 1000), static_cast<char>('0' + y / 100 % 10),
+                    static_cast<char>('0' + y / 10 % 10), static_cast<char>('0' + y % 10), '-',
+                    static_cast<char>('0' + m / 10), static_cast<char>('0' + m % 10), '-',
+                    static_cast<char>('0' + d / 10), static_cast<char>('0' + d % 10), 'T'};
+    out->append(buf, sizeof buf);
+  }
   const int h = static_cast<int>(rem / kMsPerHour);
   rem %= kMsPerHour;
   const int mi = static_cast<int>(rem / kMsPerMinute);
   rem %= kMsPerMinute;
   const int sec = static_cast<int>(rem / kMsPerSecond);
   const int milli = static_cast<int>(rem % kMsPerSecond);
-  char buf[64];
-  const int n = snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
-                         static_cast<long long>(y), m, d, h, mi, sec, milli);
-  out->append(buf, static_cast<size_t>(n));
+  const char t[13] = {static_cast<char>('0' + h / 10),     static_cast<char>('0' + h % 10), ':',
+                      static_cast<char>('0' + mi / 10),    static_cast<char>('0' + mi % 10), ':',
+                      static_cast<char>('0' + sec / 10),   static_cast<char>('0' + sec % 10), '.',
+                      static_cast<char>('0' + milli / 100), static_cast<char>('0' + milli / 10 % 10),
+                      static_cast<char>('0' + milli % 10), 'Z'};
+  out->append(t, sizeof t);
 }
 
 std::string FormatTimestamp(int64_t ms) {

@@ -83,6 +83,7 @@ struct StreamPlan {
 // Per stream, what the current event found.
 struct Scratch {
   bool has_key = false;
+  uint64_t key = 0;
   EntityState* entity = nullptr;
   int64_t pre_last = kNone;   // the entity's latest time before this event
   int64_t pre_first = kNone;  // its first time before this event
@@ -200,7 +201,9 @@ struct FeatureEngine::Impl {
     }
     // Forget entries no future window can read: older than the latest time,
     // less the lateness bound and the stream's reach, and already left
-    // behind by every cursor.
+    // behind by every cursor. Checked every 32 entries: reading the oldest
+    // entry costs a cache miss.
+    if ((e.base + static_cast<int64_t>(e.buf.size())) % 32 != 0) return;
     const int64_t cutoff = latest - lateness - spec.streams[s].max_reach_ms;
     int64_t limit = e.base + static_cast<int64_t>(e.buf.size());
     for (const Cursor& c : e.cursors) {
@@ -208,7 +211,7 @@ struct FeatureEngine::Impl {
     }
     size_t k = 0;
     while (k < e.buf.size() && e.base + static_cast<int64_t>(k) < limit && e.buf[k].t <= cutoff) ++k;
-    if (k >= 32 || (k > 0 && 2 * k >= e.buf.size())) {
+    if (k > 0) {
       e.buf.erase(e.buf.begin(), e.buf.begin() + static_cast<ptrdiff_t>(k));
       e.base += static_cast<int64_t>(k);
       for (Cursor& c : e.cursors) {
@@ -370,22 +373,41 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
   latest_ms_ = std::max(latest_ms_, t);
   ++im.stats.applied;
 
+  // Two passes over the streams: first the keys, prefetching each entity's
+  // slot, so that the cache misses of several streams overlap; then the
+  // lookups and updates.
   for (const Stream& st : spec_->streams) {
     Scratch& sc = im.scratch[st.index];
     sc = Scratch{};
     const size_t keys = st.key_fields.size();
     uint64_t key = 0x9e3779b97f4a7c15ull;
-    bool has_key = true;
     for (size_t k = 0; k < keys; ++k) {
       const int fi = st.key_field_index[static_cast<size_t>(type) * keys + k];
-      if (fi < 0 || !rec[fi].present()) {
-        has_key = false;
-        break;
-      }
+      if (fi < 0 || !rec[fi].present()) break;
       key = core::HashCombine(key, rec[fi].hash);
+      if (k + 1 == keys) sc.has_key = true;
     }
-    if (!has_key) continue;
-    sc.has_key = true;
+    if (!sc.has_key) continue;
+    sc.key = key;
+    im.entities[st.index].prefetch(key);
+  }
+  for (const Stream& st : spec_->streams) {
+    Scratch& sc = im.scratch[st.index];
+    if (!sc.has_key) continue;
+    auto it = im.entities[st.index].find(sc.key);
+    if (it == im.entities[st.index].end()) continue;
+    const EntityState& e = it->second;
+    sc.entity = const_cast<EntityState*>(&e);
+    if (!e.buf.empty()) __builtin_prefetch(&e.buf.back());
+    for (const Cursor& c : e.cursors) {
+      if (c.valid && c.lo >= e.base && c.lo < e.base + static_cast<int64_t>(e.buf.size())) {
+        __builtin_prefetch(&e.buf[static_cast<size_t>(c.lo - e.base)]);
+      }
+    }
+  }
+  for (const Stream& st : spec_->streams) {
+    Scratch& sc = im.scratch[st.index];
+    if (!sc.has_key) continue;
     bool applies = st.on_type[type];
     double v = 1;
     uint64_t vh = 0;
@@ -406,13 +428,8 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
       }
     }
     if (applies && st.where && !st.where->EvalBool(rec, out.data())) applies = false;
-    EntityState* e;
-    if (applies) {
-      e = &im.NewEntity(st.index, key);
-    } else {
-      auto it = im.entities[st.index].find(key);
-      e = it == im.entities[st.index].end() ? nullptr : &it->second;
-    }
+    EntityState* e = sc.entity;
+    if (applies && !e) e = &im.NewEntity(st.index, sc.key);
     if (e) {
       sc.pre_last = e->life.last_t;
       sc.pre_first = e->life.first_t;

@@ -172,6 +172,12 @@ class Builder {
       auto text = ReadFile(!rel.empty() && rel[0] == '/' ? rel : dir_ + "/" + rel);
       if (text.ok()) hashed_extra->append(*text);
     }
+    for (const auto& [name, node] : root["tables"].Entries()) {
+      const std::string rel = node["file"].Text();
+      if (rel.empty()) continue;
+      auto text = ReadFile(rel[0] == '/' ? rel : dir_ + "/" + rel);
+      if (text.ok()) hashed_extra->append(*text);
+    }
     auto tables = expr::Tables::Load(root["tables"]);
     if (!tables.ok()) return tables.status();
     spec_->tables = std::make_shared<const expr::Tables>(std::move(*tables));
@@ -234,7 +240,7 @@ class Builder {
     expr::SourcePos p;
     p.file = n.file();
     p.line = n.line();
-    p.column = n.column();
+    p.column = n.column() + (n.Quoted() ? 1 : 0);
     return p;
   }
 

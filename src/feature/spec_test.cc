@@ -66,9 +66,9 @@ TEST(FeatureSpecTest, UnknownFieldNamesFileLineAndField) {
 }
 
 TEST(FeatureSpecTest, UnknownAggregateSuggestsTheClosest) {
-  auto st = Err("  - {name: a, agg: cnt, key: user_id, window: 1d}\n");
+  auto st = Err("  - {name: a, agg: cuont, key: user_id, window: 1d}\n");
   EXPECT_THAT(st.message(), HasSubstr("f.yaml:3:"));
-  EXPECT_THAT(st.message(), HasSubstr("unknown aggregate 'cnt' (did you mean 'count'?)"));
+  EXPECT_THAT(st.message(), HasSubstr("unknown aggregate 'cuont' (did you mean 'count'?)"));
 }
 
 TEST(FeatureSpecTest, BadWindows) {
