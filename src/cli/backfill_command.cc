@@ -49,6 +49,13 @@ int Run(const BackfillArgs& a) {
     }
     dead = std::move(*d);
   }
+  // Training labels need a first pass over the same file.
+  std::optional<EventInput> label_pass;
+  if (!(*spec)->label_kinds.empty() && a.input.events != "-") {
+    label_pass = OpenEventInput(a.input, "backfill");
+    if (!label_pass) return kExitError;
+    opts.label_pass = label_pass->reader.get();
+  }
   Progress progress("backfill");
   event::EventReader& reader = *in->reader;
   opts.progress = [&](int64_t records, int64_t rows) { progress.Tick(records, reader.bytes_read()); };

@@ -2,12 +2,16 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 
+#include "absl/container/flat_hash_map.h"
+#include "core/hash.h"
+#include "core/string_map.h"
 #include "core/strings.h"
 #include "core/time.h"
 #include "nlohmann/json.hpp"
@@ -86,6 +90,126 @@ void AppendCell(std::string_view v, std::string* out) {
   out->push_back('"');
 }
 
+// Label events of the kinds the spec lists, by what they name.
+struct LabelHit {
+  int64_t t;
+  int kind;
+  int value;
+};
+
+class LabelIndex {
+ public:
+  explicit LabelIndex(const FeatureSpec& spec) : spec_(spec) {}
+
+  // Pass 1: every valid label event, and the end of the data.
+  absl::Status Collect(event::EventReader& reader) {
+    const event::Schema& schema = *spec_.schema;
+    const event::EventTypeSpec& lt = schema.types[schema.label_type];
+    const int kind = lt.Find("kind")->index, target = lt.Find("target_event_id")->index,
+              key = lt.Find("target_entity.key")->index, val = lt.Find("target_entity.value")->index,
+              value = lt.Find("value")->index;
+    event::Record rec;
+    event::Rejection rej;
+    while (true) {
+      const auto r = reader.Next(&rec, &rej);
+      if (r == event::EventReader::Result::kEnd) break;
+      if (r != event::EventReader::Result::kRecord) continue;
+      end_ = std::max(end_, rec.time_ms);
+      if (rec.type->index != schema.label_type) continue;
+      int k = -1;
+      for (size_t i = 0; i < spec_.label_kinds.size(); ++i) {
+        if (spec_.label_kinds[i].kind == rec[kind].text) k = static_cast<int>(i);
+      }
+      if (k < 0) continue;
+      const LabelHit hit{rec.time_ms, k, static_cast<int>(rec[value].i)};
+      if (rec[target].present()) {
+        by_event_[core::Hash64(rec[target].text)].push_back(hit);
+      } else {
+        auto [it, fresh] = key_index_.try_emplace(std::string(rec[key].text),
+                                                  static_cast<int>(key_index_.size()));
+        if (fresh) key_names_.push_back(it->first);
+        by_entity_[{it->second, EntityHash(it->first, rec[val].text)}].push_back(hit);
+      }
+    }
+    return reader.status();
+  }
+
+  int64_t end() const { return end_; }
+  void set_end(int64_t t) { end_ = t; }
+
+  // Appends the label and label_delay_ms cells of a row.
+  void AppendCells(const event::Record& row, std::string* out) {
+    hits_.clear();
+    auto ev = by_event_.find(row.id_hash);
+    if (ev != by_event_.end()) {
+      for (const LabelHit& h : ev->second) hits_.push_back(h);
+    }
+    for (size_t i = 0; i < key_names_.size(); ++i) {
+      const event::FieldSpec* f = row.type->Find(key_names_[i]);
+      if (!f || !row[f->index].present()) continue;
+      auto en = by_entity_.find({static_cast<int>(i), row[f->index].hash});
+      if (en == by_entity_.end()) continue;
+      for (const LabelHit& h : en->second) hits_.push_back(h);
+    }
+    std::stable_sort(hits_.begin(), hits_.end(),
+                     [](const LabelHit& a, const LabelHit& b) { return a.t < b.t; });
+    bool positive = false, pending = false;
+    int64_t delay = 0;
+    for (size_t k = 0; k < spec_.label_kinds.size(); ++k) {
+      const int64_t horizon = spec_.label_kinds[k].horizon_ms;
+      int value = 0;
+      int64_t first_positive = -1;
+      for (const LabelHit& h : hits_) {
+        if (h.kind != static_cast<int>(k) || h.t < row.time_ms || h.t > row.time_ms + horizon ||
+            h.t > end_) {
+          continue;
+        }
+        value = h.value;  // a later 0 overrides an earlier 1
+        if (h.value == 1 && first_positive < 0) first_positive = h.t - row.time_ms;
+      }
+      if (value == 1) {
+        if (!positive || first_positive < delay) delay = first_positive;
+        positive = true;
+      } else if (row.time_ms + horizon > end_) {
+        pending = true;  // the horizon has not passed: not known yet
+      }
+    }
+    if (positive) {
+      out->append("1,");
+      StrAppend(out, delay);
+    } else if (!pending) {
+      out->append("0,");
+    } else {
+      out->push_back(',');
+    }
+  }
+
+ private:
+  // The hash a row's entity field carries for `text` (vigil hashes int
+  // fields by value, strings by text).
+  uint64_t EntityHash(const std::string& key, std::string_view text) const {
+    for (const event::EventTypeSpec& t : spec_.schema->types) {
+      const event::FieldSpec* f = t.Find(key);
+      if (!f || !spec_.score_on[t.index]) continue;
+      if (f->type == event::FieldType::kInt) {
+        int64_t v = 0;
+        std::from_chars(text.data(), text.data() + text.size(), v);
+        return core::HashInt(static_cast<uint64_t>(v));
+      }
+      break;
+    }
+    return core::Hash64(text);
+  }
+
+  const FeatureSpec& spec_;
+  int64_t end_ = INT64_MIN;
+  absl::flat_hash_map<uint64_t, std::vector<LabelHit>> by_event_;
+  absl::flat_hash_map<std::pair<int, uint64_t>, std::vector<LabelHit>> by_entity_;
+  StringMap<int> key_index_;
+  std::vector<std::string> key_names_;
+  std::vector<LabelHit> hits_;
+};
+
 }  // namespace
 
 void AppendShortestDouble(double v, std::string* out) {
@@ -99,11 +223,17 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
                                         std::shared_ptr<const FeatureSpec> spec,
                                         const BackfillOptions& options,
                                         event::DeadLetterWriter* dead) {
-  if (!spec->label_kinds.empty()) {
-    return absl::UnimplementedError(StrCat(
-        spec->file, ": training labels from label events (labels:) are not implemented yet"));
-  }
   const event::Schema& schema = *spec->schema;
+  const bool labelled = !spec->label_kinds.empty();
+  LabelIndex labels(*spec);
+  if (labelled) {
+    if (!options.label_pass) {
+      return absl::InvalidArgumentError(StrCat(
+          spec->file, ": training labels (labels:) need the events read twice: not from standard input"));
+    }
+    VIGIL_RETURN_IF_ERROR(labels.Collect(*options.label_pass));
+    if (options.as_of_ms) labels.set_end(*options.as_of_ms);
+  }
   VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, Sink::Open(options.out));
   FeatureEngine engine(spec);
 
@@ -123,6 +253,7 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     out->push_back(',');
     AppendCell(p, out);
   }
+  if (labelled) out->append(",label,label_delay_ms");
   for (const FeatureDef& f : spec->features) {
     out->push_back(',');
     AppendCell(f.name, out);
@@ -160,6 +291,10 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
       out->push_back(',');
       if (pt[i] >= 0 && rec[pt[i]].present()) AppendCell(rec[pt[i]].text, out);
     }
+    if (labelled) {
+      out->push_back(',');
+      labels.AppendCells(rec, out);
+    }
     for (double v : values) {
       out->push_back(',');
       AppendShortestDouble(v, out);
@@ -185,8 +320,15 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     m["id_column"] = "event_id";
     m["time_column"] = "event_time";
     m["type_column"] = "event_type";
-    m["label_column"] = spec->label_kinds.empty() ? nlohmann::ordered_json(nullptr)
-                                                  : nlohmann::ordered_json("label");
+    m["label_column"] = labelled ? nlohmann::ordered_json("label") : nlohmann::ordered_json(nullptr);
+    m["label_delay_column"] =
+        labelled ? nlohmann::ordered_json("label_delay_ms") : nlohmann::ordered_json(nullptr);
+    if (labelled) {
+      nlohmann::ordered_json kinds;
+      for (const LabelKind& k : spec->label_kinds) kinds[k.kind] = core::FormatDuration(k.horizon_ms);
+      m["label_horizons"] = kinds;
+      m["labels_as_of"] = core::FormatTimestamp(labels.end());
+    }
     std::vector<std::string> labels, truth, other;
     for (const std::string& p : spec->passthrough) {
       event::Role role = event::Role::kNone;

@@ -25,6 +25,10 @@ namespace vigil::feature {
 struct BackfillOptions {
   std::string out;                 // .csv, .csv.gz (gzip) or - (standard output, no meta file)
   std::optional<int64_t> as_of_ms; // the end of the data for labels (default: latest event time)
+  // When the spec defines training labels (labels:), a second reader over
+  // the same events: a first pass collects the label events, so that each
+  // row can be labelled from labels that arrive after it.
+  event::EventReader* label_pass = nullptr;
   // Called every 65,536 records and at the end (records read, rows written).
   std::function<void(int64_t records, int64_t rows)> progress;
 };
@@ -38,6 +42,14 @@ struct BackfillResult {
   std::string meta_path;
 };
 
+// Training labels: `label` is 1 when a label event of a kind the spec lists
+// names the row's event (target_event_id), or its entity (target_entity, for
+// rows in [label time − horizon, label time]), within the kind's horizon
+// after the row, and no later 0 for that kind and target overrode it; 0 when
+// every horizon passed without one; empty when some horizon had not passed
+// by the end of the data (the latest event time, or as_of).
+// `label_delay_ms` is the delay of the label that made it 1.
+//
 // Runs `reader` through a new engine for `spec`; rejected records go to
 // `dead` when given. Fails on an I/O error (reading or writing), naming it.
 absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,

@@ -232,6 +232,62 @@ TEST(SnapshotTest, CorruptTruncatedOrForeignSnapshotsAreRefusedNeverCrash) {
   EXPECT_EQ(foreign.Restore(snap).code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(BackfillTest, TrainingLabelsFromDelayedLabelEvents) {
+  Fixture fx;
+  auto spec = FeatureSpec::LoadString(R"y(
+score_on: [deposit]
+labels:
+  chargeback: {horizon: 10d}
+  account_takeover: {horizon: 2d}
+features:
+  - {name: n, agg: count, key: user, window: 1d}
+)y", "f.yaml", fx.schema);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const int64_t t0 = 1704067200000, d = 86400000;
+  auto dep = [&](const char* id, int64_t t, const char* user) {
+    return StrCat(R"({"event_type":"deposit","event_id":")", id, R"(","time":)", t, R"(,"user":")",
+                  user, R"(","amount":"1"})", "\n");
+  };
+  auto lab = [&](int n, int64_t t, const char* kind, std::string target, int value) {
+    return StrCat(R"({"event_type":"label","event_id":"lb)", n, R"(","time":)", t, R"(,"kind":")",
+                  kind, R"(",)", target, R"(,"value":)", value, "}\n");
+  };
+  const std::string events =
+      dep("d1", t0, "u1") + dep("d2", t0 + d, "u1") + dep("d3", t0 + 2 * d, "u2") +
+      lab(1, t0 + 3 * d, "account_takeover", R"("target_entity":{"key":"user","value":"u2"})", 1) +
+      dep("d4", t0 + 3 * d + 1, "u2") + dep("d5", t0 + 4 * d, "u3") +
+      lab(2, t0 + 5 * d, "chargeback", R"("target_event_id":"d1")", 1) +
+      lab(3, t0 + 6 * d, "chargeback", R"("target_event_id":"d5")", 1) +
+      lab(4, t0 + 7 * d, "chargeback", R"("target_event_id":"d5")", 0) +  // dispute won
+      dep("d6", t0 + 11 * d, "u4");
+  auto run = [&](std::optional<int64_t> as_of) {
+    auto r1 = event::EventReader::FromString(events, fx.schema, &fx.hasher);
+    auto r2 = event::EventReader::FromString(events, fx.schema, &fx.hasher);
+    BackfillOptions opts;
+    opts.out = TempPath("labels.csv");
+    opts.label_pass = r1->get();
+    opts.as_of_ms = as_of;
+    auto res = Backfill(**r2, *spec, opts, nullptr);
+    EXPECT_TRUE(res.ok()) << res.status();
+    return ReadAll(opts.out);
+  };
+  const std::string csv = run(t0 + 20 * d);
+  EXPECT_THAT(csv, HasSubstr("event_id,event_time,event_type,label,label_delay_ms,n\n"));
+  EXPECT_THAT(csv, HasSubstr("\nd1,2024-01-01T00:00:00.000Z,deposit,1,432000000,1\n"));  // 5 days
+  EXPECT_THAT(csv, HasSubstr("\nd2,2024-01-02T00:00:00.000Z,deposit,0,,"));
+  EXPECT_THAT(csv, HasSubstr("\nd3,2024-01-03T00:00:00.000Z,deposit,1,86400000,"));  // entity label
+  EXPECT_THAT(csv, HasSubstr("\nd4,2024-01-04T00:00:00.001Z,deposit,0,,"));  // after the label
+  EXPECT_THAT(csv, HasSubstr("\nd5,2024-01-05T00:00:00.000Z,deposit,0,,"));  // overridden by a 0
+  // Day 11 + a 10-day horizon is past the end (day 20): not known yet.
+  EXPECT_THAT(csv, HasSubstr("\nd6,2024-01-12T00:00:00.000Z,deposit,,,"));
+  // Without as_of the data ends at d6 (day 11): horizons still open are empty.
+  const std::string open = run(std::nullopt);
+  EXPECT_THAT(open, HasSubstr("\nd1,2024-01-01T00:00:00.000Z,deposit,1,432000000,1\n"));
+  EXPECT_THAT(open, HasSubstr("\nd2,2024-01-02T00:00:00.000Z,deposit,0,,"));  // day 1 + 10d: passed
+  EXPECT_THAT(open, HasSubstr("\nd4,2024-01-04T00:00:00.001Z,deposit,,,"));  // not yet
+  EXPECT_THAT(open, HasSubstr("\nd6,2024-01-12T00:00:00.000Z,deposit,,,"));
+}
+
 TEST(BackfillTest, ShortestRoundTripDoubles) {
   std::string s;
   for (double d : {0.1, 1.0, 1e21, 57.16, 1.0 / 3}) {
