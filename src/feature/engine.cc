@@ -14,6 +14,7 @@
 #include "core/bytes.h"
 #include "core/hash.h"
 #include "core/strings.h"
+#include "core/time.h"
 
 namespace vigil::feature {
 namespace {
@@ -99,6 +100,7 @@ struct FeatureEngine::Impl {
   std::vector<absl::flat_hash_map<uint64_t, EntityState>> entities;
   std::vector<Scratch> scratch;
   EngineStats stats;
+  int64_t last_sweep = kNone;
 
   explicit Impl(const FeatureSpec& s) : spec(s) {
     streams.resize(s.streams.size());
@@ -189,6 +191,15 @@ struct FeatureEngine::Impl {
     }
     if (!sp.needs_buffer) return;
 
+    if (static_cast<int64_t>(e.buf.size()) >= spec.max_entries_per_key) {
+      // The per-key cap: drop the oldest quarter at once (so that cursors
+      // start over rarely); windows reaching further back undercount.
+      const size_t k = e.buf.size() / 4;
+      e.buf.erase(e.buf.begin(), e.buf.begin() + static_cast<ptrdiff_t>(k));
+      e.base += static_cast<int64_t>(k);
+      stats.truncated += static_cast<int64_t>(k);
+      for (Cursor& c : e.cursors) c.valid = false;
+    }
     if (e.buf.empty() || t >= e.buf.back().t) {
       e.buf.push_back(Entry{t, v, h});
     } else {
@@ -259,6 +270,22 @@ struct FeatureEngine::Impl {
     }
     if (c.lo == c.hi) c.sum = 0;  // no drift left behind by an empty window
     c.q = q;
+  }
+
+  // Forgets entities without an event for entity_ttl.
+  void Sweep(int64_t latest) {
+    const int64_t cutoff = latest - spec.entity_ttl_ms;
+    for (auto& m : entities) {
+      for (auto it = m.begin(); it != m.end();) {
+        if (it->second.life.last_t < cutoff) {
+          m.erase(it++);
+          ++stats.expired;
+        } else {
+          ++it;
+        }
+      }
+    }
+    last_sweep = latest;
   }
 
   double Compute(const FeatureDef& f, const FeaturePlan& p, int64_t t) {
@@ -372,6 +399,10 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
   if (latest_ms_ != INT64_MIN && t < latest_ms_) ++im.stats.late_applied;
   latest_ms_ = std::max(latest_ms_, t);
   ++im.stats.applied;
+  // Idle entities go once an hour of event time (the same in backfill and
+  // serving: the clock is the events').
+  if (im.last_sweep == kNone) im.last_sweep = latest_ms_;
+  if (latest_ms_ - im.last_sweep >= core::kMsPerHour) im.Sweep(latest_ms_);
 
   // Two passes over the streams: first the keys, prefetching each entity's
   // slot, so that the cache misses of several streams overlap; then the
@@ -585,7 +616,10 @@ void FeatureEngine::SerializeTo(std::string* out) const {
   core::ByteWriter w(&payload);
   w.I64(latest_ms_);
   const EngineStats& st = impl_->stats;
-  for (int64_t v : {st.events, st.applied, st.too_late, st.late_applied}) w.I64(v);
+  for (int64_t v : {st.events, st.applied, st.too_late, st.late_applied, st.expired, st.truncated,
+                    impl_->last_sweep}) {
+    w.I64(v);
+  }
   w.U64(impl_->entities.size());
   for (const auto& m : impl_->entities) {
     w.U64(m.size());
@@ -634,7 +668,8 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
   EngineStats& st = im.stats;
   uint64_t streams;
   bool ok = pr.I64(&latest) && pr.I64(&st.events) && pr.I64(&st.applied) && pr.I64(&st.too_late) &&
-            pr.I64(&st.late_applied) && pr.U64(&streams);
+            pr.I64(&st.late_applied) && pr.I64(&st.expired) && pr.I64(&st.truncated) &&
+            pr.I64(&im.last_sweep) && pr.U64(&streams);
   if (ok && streams != im.entities.size()) ok = pr.Fail("stream count does not match the spec");
   for (size_t s = 0; ok && s < im.entities.size(); ++s) {
     uint64_t n;

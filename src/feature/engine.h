@@ -34,6 +34,8 @@ struct EngineStats {
   int64_t applied = 0;        // applied to state
   int64_t too_late = 0;       // beyond the lateness bound: not applied
   int64_t late_applied = 0;   // behind the latest time, within the bound
+  int64_t expired = 0;        // entities forgotten after entity_ttl without an event
+  int64_t truncated = 0;      // entries dropped by the per-key cap
   int64_t entities = 0;       // live entity states over all streams
   int64_t entries = 0;        // buffered entries over all entities
   int64_t memory_bytes = 0;   // approximate

@@ -39,9 +39,9 @@ event_types:
 // scored event (NaN where missing) in order.
 class Harness {
  public:
-  explicit Harness(std::string_view features) : schema_(Schema()) {
-    auto spec = FeatureSpec::LoadString(StrCat("score_on: [tx]\nlateness: 1h\nfeatures:\n", features),
-                                        "f.yaml", schema_);
+  explicit Harness(std::string_view features, std::string_view head = "") : schema_(Schema()) {
+    auto spec = FeatureSpec::LoadString(
+        StrCat("score_on: [tx]\nlateness: 1h\n", head, "features:\n", features), "f.yaml", schema_);
     EXPECT_TRUE(spec.ok()) << spec.status();
     spec_ = *spec;
     engine_ = std::make_unique<FeatureEngine>(spec_);
@@ -180,6 +180,39 @@ TEST(FeatureEngineTest, LifetimeAggregates) {
   EXPECT_EQ(f[4], kHour);
   EXPECT_EQ(f[5], 0);  // perfectly regular: a bot's signature
   EXPECT_EQ(f[6], 2);
+}
+
+TEST(FeatureEngineTest, IdleEntitiesAreForgottenAfterTheirTtl) {
+  Harness h("  - {name: n, agg: count, key: user, window: 1h}\n"
+            "  - {name: age, agg: first_seen, key: user}\n",
+            "limits: {entity_ttl: 2h}\n");
+  h.Event("tx", 0, "a");
+  h.Event("tx", kMin, "a");
+  h.Event("tx", 4 * kHour, "b");  // the hourly sweep forgets a (idle 4h > 2h)
+  EXPECT_EQ(h.engine().Stats().expired, 1);
+  auto f = h.Event("tx", 4 * kHour + 1, "a");
+  EXPECT_EQ(f[0], 1);
+  EXPECT_TRUE(std::isnan(f[1]));  // a is new again
+}
+
+TEST(FeatureEngineTest, PerKeyCapDropsTheOldestEntriesAndSaysSo) {
+  Harness h("  - {name: n, agg: count, key: user, window: 1d}\n"
+            "  - {name: all, agg: count, key: user, window: lifetime}\n",
+            "limits: {max_entries_per_key: 16}\n");
+  std::vector<double> f;
+  for (int i = 0; i < 40; ++i) f = h.Event("tx", i * kMin, "a");
+  EXPECT_EQ(f[1], 40);  // lifetime statistics stay exact
+  EXPECT_LE(f[0], 16);  // the window undercounts past the cap
+  EXPECT_GE(f[0], 12);
+  EXPECT_GT(h.engine().Stats().truncated, 0);
+}
+
+TEST(FeatureEngineTest, TtlShorterThanAWindowIsRefused) {
+  auto spec = FeatureSpec::LoadString(
+      "score_on: [tx]\nlimits: {entity_ttl: 1d}\nfeatures:\n"
+      "  - {name: n, agg: count, key: user, window: 7d}\n",
+      "f.yaml", Schema());
+  EXPECT_THAT(spec.status().message(), testing::HasSubstr("entity_ttl (1d) must cover"));
 }
 
 // The engine against a brute-force reference on random streams with late

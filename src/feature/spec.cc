@@ -139,11 +139,19 @@ class Builder {
     const Schema& s = *spec_->schema;
     if (!root.IsMap()) return root.Error("a feature spec is a map with at least `features:`");
     VIGIL_RETURN_IF_ERROR(root.CheckKeys({"name", "version", "description", "score_on", "lateness",
-                                          "passthrough", "lists", "tables", "labels", "features"}));
+                                          "passthrough", "lists", "tables", "labels", "limits",
+                                          "identity", "features"}));
     VIGIL_ASSIGN_OR_RETURN(spec_->name, root.GetString("name", "features"));
     VIGIL_ASSIGN_OR_RETURN(int64_t version, root.GetInt("version", 1));
     if (version != 1) return root["version"].Error("this vigil reads feature spec version 1");
     VIGIL_ASSIGN_OR_RETURN(spec_->lateness_ms, root.GetDurationMs("lateness", core::kMsPerHour));
+    const ConfigNode limits = root["limits"];
+    VIGIL_RETURN_IF_ERROR(limits.CheckKeys({"entity_ttl", "max_entries_per_key"}));
+    VIGIL_ASSIGN_OR_RETURN(spec_->entity_ttl_ms, limits.GetDurationMs("entity_ttl", 400 * core::kMsPerDay));
+    VIGIL_ASSIGN_OR_RETURN(spec_->max_entries_per_key, limits.GetInt("max_entries_per_key", 100000));
+    if (spec_->max_entries_per_key < 16) {
+      return limits["max_entries_per_key"].Error("max_entries_per_key: at least 16");
+    }
 
     spec_->score_on.assign(s.types.size(), false);
     VIGIL_ASSIGN_OR_RETURN(spec_->score_on_names, StringList(root["score_on"]));
@@ -218,6 +226,15 @@ class Builder {
     }
     for (size_t i = 0; i < nodes.size(); ++i) {
       VIGIL_RETURN_IF_ERROR(Feature(nodes[i], &spec_->features[i]));
+    }
+    int64_t reach = 0;
+    for (const Stream& st : spec_->streams) reach = std::max(reach, st.max_reach_ms);
+    if (spec_->entity_ttl_ms < reach + spec_->lateness_ms) {
+      return limits["entity_ttl"].Error(StrCat(
+          "entity_ttl (", core::FormatDuration(spec_->entity_ttl_ms),
+          ") must cover the longest window and lag plus the lateness bound (",
+          core::FormatDuration(reach + spec_->lateness_ms), "): an entity would be forgotten while "
+          "a window still reads it"));
     }
     return OrderDerived(nodes);
   }
