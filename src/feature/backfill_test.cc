@@ -33,6 +33,13 @@ constexpr std::string_view kFeatures = R"y(
 score_on: [deposit]
 lateness: 2h
 passthrough: [amount, fraud]
+identity:
+  account: user
+  links: [card]
+  rebuild_every: 6h
+  link_ttl: 1d
+  max_degree: 8
+  counters: {deposits: {on: [deposit]}, amount: {on: [deposit], of: amount}}
 features:
   - {name: n_1h, agg: count, key: user, window: 1h}
   - {name: avg_1d, agg: mean, of: amount, key: user, window: 1d}
@@ -47,6 +54,9 @@ features:
   - {name: cv, agg: gap_cv, key: user, window: 1d}
   - {name: rel, expr: "ratio(event.amount, features.avg_1d, 1)"}
   - {name: night, expr: "hour_of_day(event.time) < 6"}
+  - {name: ring, agg: cluster_size}
+  - {name: ring_accounts, agg: cluster_accounts}
+  - {name: ring_amount, agg: cluster_counter, counter: amount}
 )y";
 
 std::string Stream(int n, uint64_t seed) {
@@ -189,9 +199,10 @@ TEST(BackfillTest, ColumnsAndMetaFile) {
   const std::string csv = ReadAll(opts.out);
   EXPECT_THAT(csv, testing::StartsWith(
                        "event_id,event_time,event_type,amount,fraud,n_1h,avg_1d,max_1d,sd_1d,"
-                       "cards_1d,fails_1h,since,age,risk,decay,cv,rel,night\n"));
+                       "cards_1d,fails_1h,since,age,risk,decay,cv,rel,night,ring,ring_accounts,"
+                       "ring_amount\n"));
   // No card on d1: the card-keyed risk is missing, not 0.
-  EXPECT_THAT(csv, HasSubstr("\nd1,2024-01-01T05:00:00.500Z,deposit,12.50,0,1,12.5,12.5,,0,0,,,,12.5,,1,1\n"));
+  EXPECT_THAT(csv, HasSubstr("\nd1,2024-01-01T05:00:00.500Z,deposit,12.50,0,1,12.5,12.5,,0,0,,,,12.5,,1,1,1,1,12.5\n"));
   EXPECT_THAT(csv, HasSubstr("\nd2,2024-01-01T05:02:00.000Z,deposit,7.5,,2,10,12.5,"));
   const std::string meta = ReadAll(res->meta_path);
   EXPECT_THAT(meta, HasSubstr("\"label_fields\": [\n    \"fraud\""));

@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "core/bytes.h"
+#include "feature/identity_graph.h"
 #include "core/hash.h"
 #include "core/strings.h"
 #include "core/time.h"
@@ -101,13 +102,17 @@ struct FeatureEngine::Impl {
   std::vector<Scratch> scratch;
   EngineStats stats;
   int64_t last_sweep = kNone;
+  std::unique_ptr<IdentityGraph> graph;
+  std::vector<uint64_t> nodes;  // the current event's graph nodes
+  uint64_t account = 0;         // its account node
+  bool has_account = false;
 
   explicit Impl(const FeatureSpec& s) : spec(s) {
     streams.resize(s.streams.size());
     for (size_t i = 0; i < s.streams.size(); ++i) streams[i].keys = s.streams[i].key_fields.size();
     for (const FeatureDef& f : s.features) {
       FeaturePlan p;
-      if (f.is_aggregate) {
+      if (f.is_aggregate && f.stream >= 0) {
         p.stream = f.stream;
         StreamPlan& sp = streams[f.stream];
         if (f.window_ms > 0) {
@@ -131,6 +136,45 @@ struct FeatureEngine::Impl {
     }
     entities.resize(s.streams.size());
     scratch.resize(s.streams.size());
+    if (s.identity.enabled) {
+      IdentityGraphOptions o;
+      o.link_ttl_ms = s.identity.link_ttl_ms;
+      o.max_degree = s.identity.max_degree;
+      o.rebuild_every_ms = s.identity.rebuild_every_ms;
+      o.counters = static_cast<int32_t>(s.identity.counters.size());
+      graph = std::make_unique<IdentityGraph>(o);
+      for (uint64_t n : s.identity.stop_nodes) graph->AddStopNode(n);
+      nodes.reserve(1 + s.identity.links.size());
+    }
+  }
+
+  // Links the event's account to its devices, cards... and counts it.
+  void Observe(const event::Record& rec, int type, int64_t t) {
+    const IdentitySpec& g = spec.identity;
+    has_account = false;
+    const int ai = g.account_index[type];
+    if (ai < 0 || !rec[ai].present()) return;
+    has_account = true;
+    account = core::HashCombine(g.account_kind, rec[ai].hash);
+    nodes.clear();
+    nodes.push_back(account);
+    const size_t nl = g.links.size();
+    for (size_t i = 0; i < nl; ++i) {
+      const int li = g.link_index[static_cast<size_t>(type) * nl + i];
+      if (li >= 0 && rec[li].present()) nodes.push_back(core::HashCombine(g.link_kind[i], rec[li].hash));
+    }
+    graph->Observe(nodes, t);
+    for (size_t c = 0; c < g.counters.size(); ++c) {
+      const IdentitySpec::Counter& counter = g.counters[c];
+      if (!counter.on_type[type]) continue;
+      double v = 1;
+      if (!counter.of.empty()) {
+        const int oi = counter.of_index[type];
+        if (oi < 0 || !rec[oi].present()) continue;
+        v = rec[oi].d;
+      }
+      graph->Add(account, static_cast<int>(c), v);
+    }
   }
 
   EntityState& NewEntity(int s, uint64_t key) {
@@ -289,6 +333,16 @@ struct FeatureEngine::Impl {
   }
 
   double Compute(const FeatureDef& f, const FeaturePlan& p, int64_t t) {
+    switch (f.agg) {
+      case Agg::kClusterSize:
+        return has_account ? static_cast<double>(graph->ClusterSize(account)) : f.empty_value;
+      case Agg::kClusterAccounts:
+        return has_account ? static_cast<double>(graph->ClusterAccounts(account)) : f.empty_value;
+      case Agg::kClusterCounter:
+        return has_account ? graph->ClusterCounter(account, f.counter) : f.empty_value;
+      default:
+        break;
+    }
     const Scratch& sc = scratch[p.stream];
     if (!sc.has_key) return kNaN;
     EntityState* e = sc.entity;
@@ -469,6 +523,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     }
     sc.entity = e;
   }
+  if (im.graph) im.Observe(rec, type, t);
   if (!scored) return Result::kNotScored;
   for (const FeatureDef& f : spec_->features) {
     if (f.is_aggregate) out[f.index] = im.Compute(f, im.features[f.index], t);
@@ -479,6 +534,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
 
 EngineStats FeatureEngine::Stats() const {
   EngineStats s = impl_->stats;
+  if (impl_->graph) s.memory_bytes += impl_->graph->stats().memory_bytes;
   for (const auto& m : impl_->entities) {
     s.entities += static_cast<int64_t>(m.size());
     s.memory_bytes += static_cast<int64_t>(m.capacity() * (sizeof(EntityState) + sizeof(uint64_t) + 1));
@@ -628,6 +684,9 @@ void FeatureEngine::SerializeTo(std::string* out) const {
       WriteEntity(m.at(k), w);
     }
   }
+  std::string graph;
+  if (impl_->graph) impl_->graph->SerializeTo(&graph);
+  w.Str(graph);
   out->clear();
   core::ByteWriter h(out);
   out->append(kMagic, sizeof kMagic);
@@ -682,7 +741,18 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
       ok = ReadEntity(pr, im.streams[s].windows.size(), im.streams[s].half_lives.size(), &e);
     }
   }
+  std::string graph;
+  if (ok) ok = pr.Str(&graph);
   if (ok && !pr.at_end()) ok = pr.Fail("bytes after the end of the state");
+  if (ok && im.graph) {
+    absl::Status gs = im.graph->ParseFrom(graph);
+    if (!gs.ok()) {
+      impl_ = std::make_unique<Impl>(*spec_);
+      return gs;
+    }
+  } else if (ok && !graph.empty()) {
+    ok = pr.Fail("an identity graph the spec does not have");
+  }
   if (!ok) {
     impl_ = std::make_unique<Impl>(*spec_);
     return pr.status();

@@ -182,6 +182,25 @@ TEST(FeatureEngineTest, LifetimeAggregates) {
   EXPECT_EQ(f[6], 2);
 }
 
+TEST(FeatureEngineTest, IdentityGraphJoinsAccountsThatShareADevice) {
+  Harness h("  - {name: size, agg: cluster_size}\n"
+            "  - {name: accounts, agg: cluster_accounts}\n"
+            "  - {name: spent, agg: cluster_counter, counter: spent}\n",
+            "identity:\n  account: user\n  links: [dev]\n"
+            "  counters: {spent: {on: [tx], of: amount}}\n");
+  auto f = h.Event("tx", 0, "a", 10, ",\"dev\":\"d1\"");
+  EXPECT_EQ(f[0], 2);  // a and d1
+  EXPECT_EQ(f[1], 1);
+  EXPECT_EQ(f[2], 10);
+  f = h.Event("tx", kMin, "b", 5, ",\"dev\":\"d1\"");
+  EXPECT_EQ(f[0], 3);
+  EXPECT_EQ(f[1], 2);
+  EXPECT_EQ(f[2], 15);  // the ring's total
+  f = h.Event("tx", 2 * kMin, "c", 1);
+  EXPECT_EQ(f[0], 1);
+  EXPECT_EQ(f[1], 1);
+}
+
 TEST(FeatureEngineTest, IdleEntitiesAreForgottenAfterTheirTtl) {
   Harness h("  - {name: n, agg: count, key: user, window: 1h}\n"
             "  - {name: age, agg: first_seen, key: user}\n",

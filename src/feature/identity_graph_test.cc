@@ -1,14 +1,18 @@
 #include "feature/identity_graph.h"
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <new>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "core/hash.h"
 #include "gtest/gtest.h"
 
@@ -394,12 +398,11 @@ std::vector<Op> RandomStream(uint64_t seed, int n) {
       op.nodes.push_back(uni(0, 30) == 0 ? Wallet(uni(0, 2)) : User(uni(0, 299)));
       const int extra = uni(0, 3);
       for (int k = 0; k < extra; ++k) {
-        switch (uni(0, 3)) {
-          case 0: op.nodes.push_back(Device(uni(0, 99))); break;
-          case 1: op.nodes.push_back(Card(uni(0, 79))); break;
-          case 2: op.nodes.push_back(Ip(uni(0, 5))); break;
-          default: op.nodes.push_back(Wallet(uni(0, 9))); break;
-        }
+        const int kind = uni(0, 3);
+        op.nodes.push_back(kind == 0   ? Device(uni(0, 99))
+                           : kind == 1 ? Card(uni(0, 79))
+                           : kind == 2 ? Ip(uni(0, 5))
+                                       : Wallet(uni(0, 9)));
       }
     }
     ops.push_back(std::move(op));

@@ -1,12 +1,14 @@
 #include "feature/spec.h"
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <sstream>
 
 #include "core/config.h"
+#include "core/hash.h"
 #include "core/strings.h"
 #include "core/time.h"
 #include "event/pii.h"
@@ -45,6 +47,9 @@ const AggInfo kAggs[] = {
     {Agg::kDecayedSum, "decayed_sum", false, true, 0},
     {Agg::kGapMean, "gap_mean", false, false, kNaN},
     {Agg::kGapCv, "gap_cv", false, false, kNaN},
+    {Agg::kClusterSize, "cluster_size", false, false, kNaN},
+    {Agg::kClusterAccounts, "cluster_accounts", false, false, kNaN},
+    {Agg::kClusterCounter, "cluster_counter", false, false, kNaN},
 };
 
 const AggInfo* FindAgg(std::string_view name) {
@@ -205,6 +210,8 @@ class Builder {
       spec_->label_kinds.push_back(k);
     }
 
+    VIGIL_RETURN_IF_ERROR(Identity(root["identity"]));
+
     const ConfigNode features = root["features"];
     if (!features.IsSequence() || features.size() == 0) {
       return features.Error("features: expected a list of features");
@@ -214,7 +221,7 @@ class Builder {
     for (size_t i = 0; i < nodes.size(); ++i) {
       VIGIL_RETURN_IF_ERROR(nodes[i].CheckKeys({"name", "description", "agg", "key", "of", "on",
                                                 "where", "window", "lag", "half_life", "default",
-                                                "expr"}));
+                                                "expr", "counter"}));
       FeatureDef f;
       VIGIL_ASSIGN_OR_RETURN(f.name, nodes[i].GetString("name", ""));
       if (f.name.empty()) return nodes[i].Error("a feature needs a name");
@@ -261,8 +268,109 @@ class Builder {
     return p;
   }
 
+  // The node kind of a field: its entity kind when it has one, else its name.
+  uint64_t KindOf(const std::string& field) const {
+    for (const EventTypeSpec& t : spec_->schema->types) {
+      const FieldSpec* f = t.Find(field);
+      if (f && !f->entity.empty()) return core::Hash64(f->entity);
+    }
+    return core::Hash64(field);
+  }
+
+  absl::Status Identity(const ConfigNode& n) {
+    if (!n.IsDefined() || n.IsNull()) return absl::OkStatus();
+    const Schema& s = *spec_->schema;
+    IdentitySpec& g = spec_->identity;
+    VIGIL_RETURN_IF_ERROR(n.CheckKeys({"account", "links", "link_ttl", "max_degree",
+                                       "rebuild_every", "stop_lists", "counters"}));
+    g.enabled = true;
+    VIGIL_ASSIGN_OR_RETURN(g.account, n.GetString("account", ""));
+    if (g.account.empty()) return n.Error("identity: needs account: the field of the account");
+    VIGIL_ASSIGN_OR_RETURN(g.links, StringList(n["links"]));
+    if (g.links.empty()) return n.Error("identity: needs links: the fields linked to the account");
+    VIGIL_ASSIGN_OR_RETURN(g.link_ttl_ms, n.GetDurationMs("link_ttl", g.link_ttl_ms));
+    VIGIL_ASSIGN_OR_RETURN(int64_t deg, n.GetInt("max_degree", g.max_degree));
+    if (deg < 1 || deg > 1000000) return n["max_degree"].Error("max_degree: 1 to 1000000");
+    g.max_degree = static_cast<int32_t>(deg);
+    VIGIL_ASSIGN_OR_RETURN(g.rebuild_every_ms, n.GetDurationMs("rebuild_every", g.rebuild_every_ms));
+    g.account_index.assign(s.types.size(), -1);
+    g.link_index.assign(s.types.size() * g.links.size(), -1);
+    bool any = false;
+    for (const EventTypeSpec& t : s.types) {
+      const FieldSpec* a = t.Find(g.account);
+      if (a) {
+        g.account_index[t.index] = a->index;
+        any = true;
+      }
+      for (size_t i = 0; i < g.links.size(); ++i) {
+        const FieldSpec* l = t.Find(g.links[i]);
+        if (l) g.link_index[t.index * g.links.size() + i] = l->index;
+      }
+    }
+    if (!any) return n["account"].Error(StrCat("identity: no event type has field '", g.account, "'"));
+    for (const std::string& l : g.links) {
+      if (!RoleField(s, std::vector<bool>(s.types.size(), true), l)) {
+        return n["links"].Error(StrCat("identity: no event type has field '", l, "'"));
+      }
+    }
+    g.account_kind = KindOf(g.account);
+    for (const std::string& l : g.links) g.link_kind.push_back(KindOf(l));
+    // Stop lists: field -> file of values that never link (a hot wallet, a NAT address).
+    for (const auto& [field, file] : n["stop_lists"].Entries()) {
+      if (std::find(g.links.begin(), g.links.end(), field) == g.links.end()) {
+        return file.Error(StrCat("identity.stop_lists: '", field, "' is not one of the links"));
+      }
+      VIGIL_ASSIGN_OR_RETURN(std::string rel, file.String());
+      const std::string path = !rel.empty() && rel[0] == '/' ? rel : dir_ + "/" + rel;
+      auto text = ReadFile(path);
+      if (!text.ok()) return file.Error(StrCat("cannot read stop list ", path));
+      bool is_int = false;
+      for (const EventTypeSpec& t : s.types) {
+        const FieldSpec* f = t.Find(field);
+        if (f) is_int = f->type == FieldType::kInt;
+      }
+      for (std::string_view line : StrSplit(*text, '\n')) {
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+        if (line.empty() || line[0] == '#') continue;
+        uint64_t h = core::Hash64(line);
+        if (is_int) {
+          int64_t v = 0;
+          std::from_chars(line.data(), line.data() + line.size(), v);
+          h = core::HashInt(static_cast<uint64_t>(v));
+        }
+        g.stop_nodes.push_back(core::HashCombine(KindOf(field), h));
+      }
+    }
+    for (const auto& [name, c] : n["counters"].Entries()) {
+      VIGIL_RETURN_IF_ERROR(c.CheckKeys({"on", "of"}));
+      IdentitySpec::Counter counter;
+      counter.name = name;
+      counter.on_type.assign(s.types.size(), false);
+      VIGIL_ASSIGN_OR_RETURN(std::vector<std::string> on, StringList(c["on"]));
+      if (on.empty()) return c.Error(StrCat("identity.counters.", name, ": needs on: event types"));
+      for (const std::string& t : on) {
+        const EventTypeSpec* et = s.FindType(t);
+        if (!et) return c["on"].Error(StrCat("no event type '", t, "'"));
+        counter.on_type[et->index] = true;
+      }
+      VIGIL_ASSIGN_OR_RETURN(counter.of, c.GetString("of", ""));
+      counter.of_index.assign(s.types.size(), -1);
+      for (const EventTypeSpec& t : s.types) {
+        const FieldSpec* f = counter.of.empty() ? nullptr : t.Find(counter.of);
+        if (f && counter.on_type[t.index]) {
+          if (!IsNumeric(f->type)) return c["of"].Error(StrCat("'", counter.of, "' is not a number"));
+          VIGIL_RETURN_IF_ERROR(CheckLeakage(c["of"], name, f, 0, false));
+          counter.of_index[t.index] = f->index;
+        }
+      }
+      g.counters.push_back(std::move(counter));
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Feature(const ConfigNode& n, FeatureDef* f) {
     const Schema& s = *spec_->schema;
+    if (n["agg"].IsDefined() && StartsWith(n["agg"].Text(), "cluster_")) return ClusterFeature(n, f);
     const bool has_expr = n["expr"].IsDefined();
     const bool has_agg = n["agg"].IsDefined();
     if (has_expr == has_agg) {
@@ -409,6 +517,39 @@ class Builder {
     if (f->window_ms == 0) stream.lifetime = true;
     stream.max_reach_ms = std::max(stream.max_reach_ms, f->lag_ms + f->window_ms);
     if (f->agg == Agg::kDistinctCount) stream.distinct = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status ClusterFeature(const ConfigNode& n, FeatureDef* f) {
+    const IdentitySpec& g = spec_->identity;
+    const std::string agg = n["agg"].Text();
+    if (!g.enabled) {
+      return n["agg"].Error(StrCat("feature '", f->name, "': ", agg, " needs an identity: section"));
+    }
+    for (const char* k : {"key", "of", "on", "where", "window", "lag", "half_life", "expr"}) {
+      if (n[k].IsDefined()) {
+        return n[k].Error(StrCat("feature '", f->name, "': ", agg,
+                                 " reads the identity graph of the event's account: no '", k, "'"));
+      }
+    }
+    f->is_aggregate = true;
+    f->agg = FindAgg(agg)->agg;
+    f->empty_value = kNaN;
+    if (f->agg == Agg::kClusterCounter) {
+      VIGIL_ASSIGN_OR_RETURN(std::string counter, n.GetString("counter", ""));
+      for (size_t i = 0; i < g.counters.size(); ++i) {
+        if (g.counters[i].name == counter) f->counter = static_cast<int>(i);
+      }
+      if (f->counter < 0) {
+        return n.Error(StrCat("feature '", f->name, "': counter: one of identity.counters (", 
+                              counter.empty() ? "none given" : StrCat("no '", counter, "'"), ")"));
+      }
+    } else if (n["counter"].IsDefined()) {
+      return n["counter"].Error("counter is for cluster_counter");
+    }
+    if (n["default"].IsDefined()) {
+      VIGIL_ASSIGN_OR_RETURN(f->empty_value, n["default"].Double());
+    }
     return absl::OkStatus();
   }
 

@@ -17,6 +17,7 @@
 
 #include "core/status.h"
 #include "core/string_map.h"
+#include "core/time.h"
 #include "event/schema.h"
 #include "expr/expr.h"
 
@@ -36,6 +37,10 @@ enum class Agg : uint8_t {
   kDecayedSum,     // sum of values (or 1 per event) halved every half_life
   kGapMean,        // mean ms between consecutive events in the window
   kGapCv,          // coefficient of variation of those gaps (timing regularity)
+  // Identity graph (docs/identity-graph.md), for the event's account:
+  kClusterSize,      // nodes (accounts, devices, cards...) in its cluster
+  kClusterAccounts,  // accounts in its cluster
+  kClusterCounter,   // a cluster counter (promo redemptions in the ring)
 };
 const char* AggName(Agg a);
 
@@ -68,9 +73,35 @@ struct FeatureDef {
   int64_t window_ms = 0;  // 0 = lifetime
   int64_t lag_ms = 0;
   int64_t half_life_ms = 0;
+  int counter = -1;  // kClusterCounter: index into IdentitySpec::counters
   double empty_value = 0;  // value over an empty window (count and sum 0; others NaN unless `default`)
   // Derived features.
   std::shared_ptr<const expr::Expr> expr;
+};
+
+// The identity graph's configuration: which fields link in an event, its
+// guardrails and its cluster counters.
+struct IdentitySpec {
+  bool enabled = false;
+  std::string account;              // the account field (first node of every event)
+  std::vector<std::string> links;   // fields linked to the account when present
+  // Per event type: field index of the account and of each link (-1 absent),
+  // and each field's node kind hash (its entity kind).
+  std::vector<int> account_index;             // [type]
+  std::vector<int> link_index;                // [type * links + i]
+  uint64_t account_kind = 0;
+  std::vector<uint64_t> link_kind;            // [i]
+  int64_t link_ttl_ms = 90 * core::kMsPerDay;
+  int32_t max_degree = 50;
+  int64_t rebuild_every_ms = core::kMsPerDay;
+  std::vector<uint64_t> stop_nodes;           // node ids that never link
+  struct Counter {
+    std::string name;
+    std::vector<bool> on_type;
+    std::string of;                // value added (default 1)
+    std::vector<int> of_index;     // [type]
+  };
+  std::vector<Counter> counters;
 };
 
 // Training labels from delayed label events (docs/features.md).
@@ -98,6 +129,7 @@ struct FeatureSpec {
   std::vector<Stream> streams;
   std::vector<int> eval_order;  // derived features in dependency order
   std::vector<LabelKind> label_kinds;  // empty: no `label` column
+  IdentitySpec identity;
   std::shared_ptr<const expr::Lists> lists;
   std::shared_ptr<const expr::Tables> tables;
 

@@ -128,6 +128,20 @@ TEST(FeatureSpecTest, OtherMistakes) {
   EXPECT_THAT(no_score.status().message(), HasSubstr("score_on"));
 }
 
+TEST(FeatureSpecTest, ClusterFeaturesNeedAnIdentitySection) {
+  EXPECT_THAT(Err("  - {name: a, agg: cluster_size}\n").message(), HasSubstr("needs an identity: section"));
+  auto st = FeatureSpec::LoadString(
+      "score_on: [deposit]\nidentity: {account: user_id, links: [ip]}\nfeatures:\n"
+      "  - {name: a, agg: cluster_counter, counter: promos}\n",
+      "f.yaml", Schema());
+  EXPECT_THAT(st.status().message(), HasSubstr("no 'promos'"));
+  auto bad = FeatureSpec::LoadString(
+      "score_on: [deposit]\nidentity: {account: user_id, links: [wallet]}\nfeatures:\n"
+      "  - {name: a, agg: cluster_size}\n",
+      "f.yaml", Schema());
+  EXPECT_THAT(bad.status().message(), HasSubstr("no event type has field 'wallet'"));
+}
+
 TEST(FeatureSpecTest, HandbookSpecLoads) {
   const char* src = std::getenv("VIGIL_SOURCE_DIR");
   ASSERT_NE(src, nullptr);
