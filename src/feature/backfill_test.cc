@@ -54,6 +54,7 @@ features:
   - {name: cv, agg: gap_cv, key: user, window: 1d}
   - {name: rel, expr: "ratio(event.amount, features.avg_1d, 1)"}
   - {name: night, expr: "hour_of_day(event.time) < 6"}
+  - {name: card_chargebacks, agg: count, key: card, on: [label], window: 7d}
   - {name: ring, agg: cluster_size}
   - {name: ring_accounts, agg: cluster_accounts}
   - {name: ring_amount, agg: cluster_counter, counter: amount}
@@ -69,7 +70,12 @@ std::string Stream(int n, uint64_t seed) {
     const int r = static_cast<int>(rng() % 20);
     if (r == 0) t -= static_cast<int64_t>(rng() % 11000000);  // late: some within 2h, some beyond
     const std::string user = StrCat("u", rng() % 40);
-    if (rng() % 3 == 0) {
+    if (i > 10 && rng() % 25 == 0) {
+      // A chargeback naming an earlier deposit (or a login: then no card).
+      s += StrCat(R"({"event_type":"label","event_id":"x)", i, R"(","time":)", t,
+                  R"(,"kind":"chargeback","target_event_id":"d)", i - 1 - rng() % 10,
+                  R"(","value":1})", "\n");
+    } else if (rng() % 3 == 0) {
       s += StrCat(R"({"event_type":"login","event_id":"l)", i, R"(","time":)", t, R"(,"user":")",
                   user, R"(","ok":)", rng() % 4 ? "true" : "false", "}\n");
     } else {
@@ -179,6 +185,14 @@ TEST(BackfillTest, ServingAndBackfillAgreeBitForBitWithLateEvents) {
     }
   }
   EXPECT_EQ(static_cast<int64_t>(offline.size()), res->rows);
+  // Not vacuous: chargebacks reached cards through the deposits they name.
+  const int cb = fx.spec->FeatureIndex("card_chargebacks");
+  int with_chargebacks = 0;
+  for (const std::string& row : offline) {
+    const std::vector<std::string_view> cells = StrSplit(row, ',');
+    if (!cells[cb].empty() && cells[cb] != "0") ++with_chargebacks;
+  }
+  EXPECT_GT(with_chargebacks, 5);
 }
 
 TEST(BackfillTest, ColumnsAndMetaFile) {
@@ -199,10 +213,10 @@ TEST(BackfillTest, ColumnsAndMetaFile) {
   const std::string csv = ReadAll(opts.out);
   EXPECT_THAT(csv, testing::StartsWith(
                        "event_id,event_time,event_type,amount,fraud,n_1h,avg_1d,max_1d,sd_1d,"
-                       "cards_1d,fails_1h,since,age,risk,decay,cv,rel,night,ring,ring_accounts,"
-                       "ring_amount\n"));
+                       "cards_1d,fails_1h,since,age,risk,decay,cv,rel,night,card_chargebacks,ring,"
+                       "ring_accounts,ring_amount\n"));
   // No card on d1: the card-keyed risk is missing, not 0.
-  EXPECT_THAT(csv, HasSubstr("\nd1,2024-01-01T05:00:00.500Z,deposit,12.50,0,1,12.5,12.5,,0,0,,,,12.5,,1,1,1,1,12.5\n"));
+  EXPECT_THAT(csv, HasSubstr("\nd1,2024-01-01T05:00:00.500Z,deposit,12.50,0,1,12.5,12.5,,0,0,,,,12.5,,1,1,,1,1,12.5\n"));
   EXPECT_THAT(csv, HasSubstr("\nd2,2024-01-01T05:02:00.000Z,deposit,7.5,,2,10,12.5,"));
   const std::string meta = ReadAll(res->meta_path);
   EXPECT_THAT(meta, HasSubstr("\"label_fields\": [\n    \"fraud\""));

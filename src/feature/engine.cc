@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -66,6 +67,27 @@ struct EntityState {
   std::unique_ptr<absl::flat_hash_set<uint64_t>> life_distinct;
 };
 
+// Event id -> entity key for a label-fed stream, for the last `capacity`
+// events: a label naming an event finds its entity here.
+struct EventIndex {
+  size_t capacity = 0;
+  size_t next = 0;
+  std::vector<uint64_t> ring;  // ids in arrival order
+  absl::flat_hash_map<uint64_t, uint64_t> keys;
+
+  void Put(uint64_t id, uint64_t key) {
+    if (capacity == 0) return;
+    if (!keys.insert_or_assign(id, key).second) return;  // known id: key updated
+    if (ring.size() < capacity) {
+      ring.push_back(id);
+    } else {
+      keys.erase(ring[next]);
+      ring[next] = id;
+      next = (next + 1) % capacity;
+    }
+  }
+};
+
 // How a feature reads its stream.
 struct FeaturePlan {
   int stream = -1;
@@ -100,6 +122,8 @@ struct FeatureEngine::Impl {
   std::vector<FeaturePlan> features;
   std::vector<absl::flat_hash_map<uint64_t, EntityState>> entities;
   std::vector<Scratch> scratch;
+  std::vector<EventIndex> event_index;  // per stream; used by label-fed streams
+  int label_fields[3] = {-1, -1, -1};   // target_event_id, target_entity.key, .value
   EngineStats stats;
   int64_t last_sweep = kNone;
   std::unique_ptr<IdentityGraph> graph;
@@ -136,6 +160,14 @@ struct FeatureEngine::Impl {
     }
     entities.resize(s.streams.size());
     scratch.resize(s.streams.size());
+    event_index.resize(s.streams.size());
+    for (const Stream& st : s.streams) {
+      if (st.label_fed) event_index[st.index].capacity = static_cast<size_t>(s.label_join_memory);
+    }
+    const event::EventTypeSpec& lt = s.schema->types[s.schema->label_type];
+    label_fields[0] = lt.Find("target_event_id")->index;
+    label_fields[1] = lt.Find("target_entity.key")->index;
+    label_fields[2] = lt.Find("target_entity.value")->index;
     if (s.identity.enabled) {
       IdentityGraphOptions o;
       o.link_ttl_ms = s.identity.link_ttl_ms;
@@ -316,6 +348,34 @@ struct FeatureEngine::Impl {
     c.q = q;
   }
 
+  // The entity a label event names in a label-fed stream: its
+  // target_entity when the key is the stream's, else the entity of the event
+  // it labels, if that event is remembered.
+  bool LabelKey(const Stream& st, const event::Record& rec, uint64_t* key) {
+    const event::Value& tk = rec[label_fields[1]];
+    if (tk.present()) {
+      if (tk.text != st.key_fields[0]) return false;
+      const std::string_view v = rec[label_fields[2]].text;
+      uint64_t h;
+      if (st.key_is_int) {
+        int64_t i = 0;
+        std::from_chars(v.data(), v.data() + v.size(), i);
+        h = core::HashInt(static_cast<uint64_t>(i));
+      } else {
+        h = core::Hash64(v);
+      }
+      *key = core::HashCombine(0x9e3779b97f4a7c15ull, h);
+      return true;
+    }
+    const event::Value& te = rec[label_fields[0]];
+    if (!te.present()) return false;
+    const EventIndex& idx = event_index[st.index];
+    auto it = idx.keys.find(core::Hash64(te.text));
+    if (it == idx.keys.end()) return false;
+    *key = it->second;
+    return true;
+  }
+
   // Forgets entities without an event for entity_ttl.
   void Sweep(int64_t latest) {
     const int64_t cutoff = latest - spec.entity_ttl_ms;
@@ -464,6 +524,11 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
   for (const Stream& st : spec_->streams) {
     Scratch& sc = im.scratch[st.index];
     sc = Scratch{};
+    if (st.label_fed && type == spec_->schema->label_type) {
+      sc.has_key = im.LabelKey(st, rec, &sc.key);
+      if (sc.has_key) im.entities[st.index].prefetch(sc.key);
+      continue;
+    }
     const size_t keys = st.key_fields.size();
     uint64_t key = 0x9e3779b97f4a7c15ull;
     for (size_t k = 0; k < keys; ++k) {
@@ -513,6 +578,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
       }
     }
     if (applies && st.where && !st.where->EvalBool(rec, out.data())) applies = false;
+    if (st.label_fed && type != spec_->schema->label_type) im.event_index[st.index].Put(rec.id_hash, sc.key);
     EntityState* e = sc.entity;
     if (applies && !e) e = &im.NewEntity(st.index, sc.key);
     if (e) {
@@ -684,6 +750,15 @@ void FeatureEngine::SerializeTo(std::string* out) const {
       WriteEntity(m.at(k), w);
     }
   }
+  for (const EventIndex& idx : impl_->event_index) {
+    // Arrival order matters (the oldest is forgotten first): the ring as is.
+    w.U64(idx.next);
+    w.U64(idx.ring.size());
+    for (uint64_t id : idx.ring) {
+      w.U64(id);
+      w.U64(idx.keys.at(id));
+    }
+  }
   std::string graph;
   if (impl_->graph) impl_->graph->SerializeTo(&graph);
   w.Str(graph);
@@ -740,6 +815,21 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
       EntityState& e = im.entities[s][key];
       ok = ReadEntity(pr, im.streams[s].windows.size(), im.streams[s].half_lives.size(), &e);
     }
+  }
+  for (size_t s = 0; ok && s < im.event_index.size(); ++s) {
+    EventIndex& idx = im.event_index[s];
+    uint64_t next, n;
+    ok = pr.U64(&next) && pr.Count(&n, 16);
+    if (ok && (n > idx.capacity || (n > 0 && next >= std::max<uint64_t>(n, 1)) || (n == 0 && next != 0))) {
+      ok = pr.Fail("label index does not fit label_join_memory");
+    }
+    for (uint64_t i = 0; ok && i < n; ++i) {
+      uint64_t id, key;
+      ok = pr.U64(&id) && pr.U64(&key);
+      if (ok && !idx.keys.emplace(id, key).second) ok = pr.Fail("an event id twice in the label index");
+      idx.ring.push_back(id);
+    }
+    idx.next = next;
   }
   std::string graph;
   if (ok) ok = pr.Str(&graph);

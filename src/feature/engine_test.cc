@@ -62,6 +62,19 @@ class Harness {
     if (last_ != FeatureEngine::Result::kScored) return {};
     return out;
   }
+  // A label event naming an event or an entity.
+  void Label(int64_t t_ms, std::string_view target, int value, std::string_view kind = "chargeback") {
+    const std::string line =
+        StrCat(R"({"event_type":"label","event_id":"l)", ++n_, R"(","time":")",
+               core::FormatTimestamp(t_ms), R"(","kind":")", kind, R"(",)", target,
+               R"(,"value":)", value, "}\n");
+    auto r = event::EventReader::FromString(line, schema_, &hasher_);
+    event::Record rec;
+    event::Rejection rej;
+    ASSERT_EQ((*r)->Next(&rec, &rej), event::EventReader::Result::kRecord) << rej.violations[0].reason;
+    std::vector<double> out(spec_->features.size());
+    EXPECT_EQ(engine_->Process(rec, out), FeatureEngine::Result::kNotScored);
+  }
   FeatureEngine& engine() { return *engine_; }
   FeatureEngine::Result last() const { return last_; }
 
@@ -199,6 +212,30 @@ TEST(FeatureEngineTest, IdentityGraphJoinsAccountsThatShareADevice) {
   f = h.Event("tx", 2 * kMin, "c", 1);
   EXPECT_EQ(f[0], 1);
   EXPECT_EQ(f[1], 1);
+}
+
+TEST(FeatureEngineTest, LabelEventsFeedLabelAwareAggregates) {
+  Harness h("  - {name: cb, agg: count, key: dev, on: [label], window: 30d,"
+            " where: \"event.kind == 'chargeback' and event.value == 1\"}\n"
+            "  - {name: user_labels, agg: sum, of: value, key: user, on: [label], window: lifetime}\n");
+  h.Event("tx", 0, "a", 1, ",\"dev\":\"d1\"");  // e1
+  h.Event("tx", kMin, "b", 1, ",\"dev\":\"d1\"");  // e2
+  auto f = h.Event("tx", 2 * kMin, "c", 1, ",\"dev\":\"d1\"");
+  EXPECT_EQ(f[0], 0);
+  // A chargeback on e1 reaches its device through the event it names; a bot
+  // finding names the user directly.
+  h.Label(kDay, R"("target_event_id":"e1")", 1);
+  h.Label(kDay, R"("target_entity":{"key":"user","value":"b"})", 1, "bot");
+  h.Label(kDay, R"("target_event_id":"nope")", 1);  // unknown event: no entity
+  f = h.Event("tx", kDay + kMin, "b", 1, ",\"dev\":\"d1\"");
+  EXPECT_EQ(f[0], 1);  // the chargeback counts for d1
+  EXPECT_EQ(f[1], 1);  // b's label (e1's user a has one too, but this is b)
+  h.Label(2 * kDay, R"("target_event_id":"e2")", 1);
+  f = h.Event("tx", 2 * kDay + kMin, "a", 1, ",\"dev\":\"d1\"");
+  EXPECT_EQ(f[0], 2);
+  EXPECT_EQ(f[1], 1);  // a: the chargeback on e1 (its user); e2 was b's
+  f = h.Event("tx", 40 * kDay, "a", 1, ",\"dev\":\"d1\"");
+  EXPECT_EQ(f[0], 0);  // out of the 30-day window
 }
 
 TEST(FeatureEngineTest, IdleEntitiesAreForgottenAfterTheirTtl) {

@@ -151,7 +151,9 @@ class Builder {
     if (version != 1) return root["version"].Error("this vigil reads feature spec version 1");
     VIGIL_ASSIGN_OR_RETURN(spec_->lateness_ms, root.GetDurationMs("lateness", core::kMsPerHour));
     const ConfigNode limits = root["limits"];
-    VIGIL_RETURN_IF_ERROR(limits.CheckKeys({"entity_ttl", "max_entries_per_key"}));
+    VIGIL_RETURN_IF_ERROR(limits.CheckKeys({"entity_ttl", "max_entries_per_key", "label_join_memory"}));
+    VIGIL_ASSIGN_OR_RETURN(spec_->label_join_memory, limits.GetInt("label_join_memory", 1000000));
+    if (spec_->label_join_memory < 0) return limits["label_join_memory"].Error("at least 0");
     VIGIL_ASSIGN_OR_RETURN(spec_->entity_ttl_ms, limits.GetDurationMs("entity_ttl", 400 * core::kMsPerDay));
     VIGIL_ASSIGN_OR_RETURN(spec_->max_entries_per_key, limits.GetInt("max_entries_per_key", 100000));
     if (spec_->max_entries_per_key < 16) {
@@ -435,9 +437,22 @@ class Builder {
         any |= st.on_type[t.index];
         st.key_field_index[t.index * st.key_fields.size() + k] = kf->index;
       }
-      if (!any) {
+      const bool label_fed = st.on_type[s.label_type];
+      const std::vector<bool> all(s.types.size(), true);
+      if (!any && !(label_fed && RoleField(s, all, st.key_fields[k]))) {
         return n["key"].Error(StrCat("feature '", f->name, "': key field '", st.key_fields[k],
                                      "' is in none of its event types"));
+      }
+      if (label_fed) {
+        if (st.key_fields.size() != 1) {
+          return n["key"].Error(StrCat("feature '", f->name,
+                                       "': a label names one entity: one key field with on: [label]"));
+        }
+        st.label_fed = true;
+        for (const EventTypeSpec& t : s.types) {
+          const FieldSpec* kf = t.Find(st.key_fields[k]);
+          if (kf) st.key_is_int = kf->type == FieldType::kInt;
+        }
       }
       const FieldSpec* rf = RoleField(s, st.on_type, st.key_fields[k]);
       if (rf && (rf->role == Role::kLabel || rf->role == Role::kGroundTruth)) {

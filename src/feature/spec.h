@@ -60,6 +60,11 @@ struct Stream {
   bool lifetime = false;     // some aggregate needs the whole history
   bool distinct = false;     // entries carry a value hash for distinct_count
   bool unit_values = false;  // a decayed_sum without `of` sums 1 per event: `of` must stay empty
+  // Fed by label events (on: [label]): a label names its entity directly
+  // (target_entity with this stream's key field) or through the event it
+  // labels (target_event_id), remembered for label_join_memory events.
+  bool label_fed = false;
+  bool key_is_int = false;  // the key field is an int (labels carry text)
 };
 
 struct FeatureDef {
@@ -124,6 +129,7 @@ struct FeatureSpec {
   // (windows reaching further back then undercount; counted in stats).
   int64_t entity_ttl_ms = 0;
   int64_t max_entries_per_key = 0;
+  int64_t label_join_memory = 0;  // event ids remembered per label-fed stream
   std::vector<std::string> passthrough;  // schema field names copied to backfill rows
   std::vector<FeatureDef> features;
   std::vector<Stream> streams;
