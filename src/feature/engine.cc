@@ -15,6 +15,7 @@
 #include "core/bytes.h"
 #include "feature/identity_graph.h"
 #include "core/hash.h"
+#include "core/sketch.h"
 #include "core/strings.h"
 #include "core/time.h"
 
@@ -65,6 +66,8 @@ struct EntityState {
   std::vector<Decay> decays;
   // Distinct values over the whole history, for lifetime distinct_count.
   std::unique_ptr<absl::flat_hash_set<uint64_t>> life_distinct;
+  // Past distinct_exact_limit values, a HyperLogLog instead (about 1.6 %).
+  std::unique_ptr<core::DistinctCounter> life_hll;
 };
 
 // Event id -> entity key for a label-fed stream, for the last `capacity`
@@ -262,8 +265,17 @@ struct FeatureEngine::Impl {
       }
     }
     if (sp.life_distinct) {
-      if (!e.life_distinct) e.life_distinct = std::make_unique<absl::flat_hash_set<uint64_t>>();
-      e.life_distinct->insert(h);
+      if (e.life_hll) {
+        e.life_hll->AddHash(h);
+      } else {
+        if (!e.life_distinct) e.life_distinct = std::make_unique<absl::flat_hash_set<uint64_t>>();
+        e.life_distinct->insert(h);
+        if (static_cast<int64_t>(e.life_distinct->size()) > spec.distinct_exact_limit) {
+          e.life_hll = std::make_unique<core::DistinctCounter>(12);
+          for (uint64_t x : *e.life_distinct) e.life_hll->AddHash(x);
+          e.life_distinct.reset();
+        }
+      }
     }
     if (!sp.needs_buffer) return;
 
@@ -433,6 +445,7 @@ struct FeatureEngine::Impl {
                      ? std::sqrt(l.gap_m2 / static_cast<double>(l.gaps)) / l.gap_mean
                      : f.empty_value;
         case Agg::kDistinctCount:
+          if (e->life_hll) return std::round(e->life_hll->Estimate());
           return e->life_distinct ? static_cast<double>(e->life_distinct->size()) : 0.0;
         default: return kNaN;
       }
@@ -669,8 +682,11 @@ void WriteEntity(const EntityState& e, core::ByteWriter& w) {
     w.F64(d.sum);
     w.I64(d.ref);
   }
-  w.U8(e.life_distinct != nullptr);
-  if (e.life_distinct) {
+  w.U8(e.life_hll ? 2 : e.life_distinct != nullptr);
+  if (e.life_hll) {
+    w.Str(std::string_view(reinterpret_cast<const char*>(e.life_hll->registers().data()),
+                           e.life_hll->registers().size()));
+  } else if (e.life_distinct) {
     w.U64(e.life_distinct->size());
     for (uint64_t k : SortedKeys(*e.life_distinct)) w.U64(k);
   }
@@ -719,7 +735,13 @@ bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays, EntityState*
   }
   uint8_t has;
   if (!r.U8(&has)) return false;
-  if (has) {
+  if (has == 2) {
+    std::string regs;
+    if (!r.Str(&regs)) return false;
+    auto hll = core::DistinctCounter::FromRegisters(12, std::vector<uint8_t>(regs.begin(), regs.end()));
+    if (!hll.ok()) return r.Fail(std::string(hll.status().message()));
+    e->life_hll = std::make_unique<core::DistinctCounter>(std::move(*hll));
+  } else if (has == 1) {
     if (!r.Count(&n, 8)) return false;
     e->life_distinct = std::make_unique<absl::flat_hash_set<uint64_t>>();
     for (uint64_t i = 0; i < n; ++i) {
@@ -727,6 +749,8 @@ bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays, EntityState*
       if (!r.U64(&k)) return false;
       e->life_distinct->insert(k);
     }
+  } else if (has != 0) {
+    return r.Fail("bad distinct-count state");
   }
   return true;
 }

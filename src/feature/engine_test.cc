@@ -238,6 +238,20 @@ TEST(FeatureEngineTest, LabelEventsFeedLabelAwareAggregates) {
   EXPECT_EQ(f[0], 0);  // out of the 30-day window
 }
 
+TEST(FeatureEngineTest, LifetimeDistinctCountsTurnToHyperLogLogPastTheLimit) {
+  Harness h("  - {name: devs, agg: distinct_count, of: dev, key: user, window: lifetime}\n",
+            "limits: {distinct_exact_limit: 100}\n");
+  std::vector<double> f;
+  for (int i = 0; i < 100; ++i) f = h.Event("tx", i, "a", 1, StrCat(",\"dev\":\"d", i % 100, "\""));
+  EXPECT_EQ(f[0], 100);  // exact up to the limit
+  for (int i = 100; i < 5000; ++i) f = h.Event("tx", i, "a", 1, StrCat(",\"dev\":\"d", i, "\""));
+  EXPECT_NEAR(f[0], 5000, 5000 * 0.05);
+  std::string snap;
+  h.engine().SerializeTo(&snap);
+  FeatureEngine copy(std::shared_ptr<const FeatureSpec>(&h.engine().spec(), [](const FeatureSpec*) {}));
+  EXPECT_TRUE(copy.Restore(snap).ok());
+}
+
 TEST(FeatureEngineTest, IdleEntitiesAreForgottenAfterTheirTtl) {
   Harness h("  - {name: n, agg: count, key: user, window: 1h}\n"
             "  - {name: age, agg: first_seen, key: user}\n",

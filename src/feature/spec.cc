@@ -151,7 +151,10 @@ class Builder {
     if (version != 1) return root["version"].Error("this vigil reads feature spec version 1");
     VIGIL_ASSIGN_OR_RETURN(spec_->lateness_ms, root.GetDurationMs("lateness", core::kMsPerHour));
     const ConfigNode limits = root["limits"];
-    VIGIL_RETURN_IF_ERROR(limits.CheckKeys({"entity_ttl", "max_entries_per_key", "label_join_memory"}));
+    VIGIL_RETURN_IF_ERROR(limits.CheckKeys({"entity_ttl", "max_entries_per_key", "label_join_memory",
+                                            "distinct_exact_limit"}));
+    VIGIL_ASSIGN_OR_RETURN(spec_->distinct_exact_limit, limits.GetInt("distinct_exact_limit", 10000));
+    if (spec_->distinct_exact_limit < 1) return limits["distinct_exact_limit"].Error("at least 1");
     VIGIL_ASSIGN_OR_RETURN(spec_->label_join_memory, limits.GetInt("label_join_memory", 1000000));
     if (spec_->label_join_memory < 0) return limits["label_join_memory"].Error("at least 0");
     VIGIL_ASSIGN_OR_RETURN(spec_->entity_ttl_ms, limits.GetDurationMs("entity_ttl", 400 * core::kMsPerDay));

@@ -130,6 +130,7 @@ struct FeatureSpec {
   int64_t entity_ttl_ms = 0;
   int64_t max_entries_per_key = 0;
   int64_t label_join_memory = 0;  // event ids remembered per label-fed stream
+  int64_t distinct_exact_limit = 0;  // lifetime distinct counts exact up to this, then HLL
   std::vector<std::string> passthrough;  // schema field names copied to backfill rows
   std::vector<FeatureDef> features;
   std::vector<Stream> streams;
