@@ -43,7 +43,12 @@ print(f"   TX_AMOUNT: mean {c['mean']:.2f}, p50 {q[0.5]:.2f}, p99 {q[0.99]:.2f},
 f = p["columns"]["transaction.TX_FRAUD"]
 print("   TX_FRAUD: " + ", ".join(f"{t['value']}: {t['frequency']:.4%}" for t in f["top"]))
 PY
-  step "4. Check new data against the profile: outliers are warnings, not rejections"
+  step "4. Point-in-time features: the book's 14 features, by the engine a server runs"
+  run backfill --schema examples/handbook/schema.yaml --features examples/handbook/features.yaml \
+    --events "$tx" --out "$out/handbook.features.csv"
+  echo "   Three rows from early June: amount, then the card's count and mean amount over 1 and 7 days:"
+  sed -n '1p;600000,600002p' "$out/handbook.features.csv" | cut -d, -f1,2,4,8-11 | column -t -s, | sed 's/^/   /'
+  step "5. Check new data against the profile: outliers are warnings, not rejections"
   printf 'TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_TIME_SECONDS,TX_TIME_DAYS,TX_FRAUD,TX_FRAUD_SCENARIO\n9000001,2018-08-01 10:00:00,17,42,54.20,10490400,121,0,0\n9000002,2018-08-01 10:00:05,18,43,98000.00,10490405,121,0,0\n' > "$out/new.csv"
   run validate --schema examples/handbook/schema.yaml --events "$out/new.csv" --profile "$out/handbook.profile.json"
 else
