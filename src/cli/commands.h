@@ -20,6 +20,7 @@ using Runner = std::function<int()>;
 Runner AddValidateCommand(CLI::App& app);
 Runner AddProfileCommand(CLI::App& app);
 Runner AddBackfillCommand(CLI::App& app);
+Runner AddSimulateCommand(CLI::App& app);
 
 }  // namespace vigil::cli
 

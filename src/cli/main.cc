@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   add(vigil::cli::AddValidateCommand(app));
   add(vigil::cli::AddProfileCommand(app));
   add(vigil::cli::AddBackfillCommand(app));
+  add(vigil::cli::AddSimulateCommand(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
