@@ -52,7 +52,7 @@ int Run(const BackfillArgs& a) {
   // Training labels need a first pass over the same file.
   std::optional<EventInput> label_pass;
   if (!(*spec)->label_kinds.empty() && a.input.events != "-") {
-    label_pass = OpenEventInput(a.input, "backfill");
+    label_pass = OpenEventInput(a.input, "backfill", /*quiet=*/true);
     if (!label_pass) return kExitError;
     opts.label_pass = label_pass->reader.get();
   }

@@ -14,7 +14,7 @@ void PrintError(const char* command, const absl::Status& status) {
   std::fprintf(stderr, "vigil %s: %s\n", command, std::string(status.message()).c_str());
 }
 
-std::optional<EventInput> OpenEventInput(const EventInputArgs& a, const char* command) {
+std::optional<EventInput> OpenEventInput(const EventInputArgs& a, const char* command, bool quiet) {
   EventInput in;
   auto schema = event::Schema::Load(a.schema);
   if (!schema.ok()) {
@@ -25,7 +25,7 @@ std::optional<EventInput> OpenEventInput(const EventInputArgs& a, const char* co
   std::string warning;
   in.hasher = std::make_unique<event::PiiHasher>(
       event::PiiHasher::FromEnv(in.schema->pii_key_env, &warning));
-  if (in.schema->has_pii && !warning.empty()) {
+  if (in.schema->has_pii && !warning.empty() && !quiet) {
     std::fprintf(stderr, "vigil %s: warning: %s\n", command, warning.c_str());
   }
   event::Format format = event::Format::kAuto;

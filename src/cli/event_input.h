@@ -33,7 +33,9 @@ struct EventInput {
 
 // Loads the schema and the pii key and opens the events. On failure prints
 // "vigil <command>: <what went wrong>" to standard error and returns nullopt.
-std::optional<EventInput> OpenEventInput(const EventInputArgs& args, const char* command);
+// `quiet` leaves out the warning about a missing pii key (a second pass).
+std::optional<EventInput> OpenEventInput(const EventInputArgs& args, const char* command,
+                                         bool quiet = false);
 
 // Prints "vigil <command>: <status message>" to standard error.
 void PrintError(const char* command, const absl::Status& status);

@@ -526,10 +526,13 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
   if (latest_ms_ != INT64_MIN && t < latest_ms_) ++im.stats.late_applied;
   latest_ms_ = std::max(latest_ms_, t);
   ++im.stats.applied;
-  // Idle entities go once an hour of event time (the same in backfill and
-  // serving: the clock is the events').
+  // Idle entities go in a sweep every sixteenth of the TTL (at least an
+  // hour) of event time: the same in backfill and serving, since the clock
+  // is the events'. An entity lives between ttl and ttl * 17/16 idle.
   if (im.last_sweep == kNone) im.last_sweep = latest_ms_;
-  if (latest_ms_ - im.last_sweep >= core::kMsPerHour) im.Sweep(latest_ms_);
+  if (latest_ms_ - im.last_sweep >= std::max(core::kMsPerHour, spec_->entity_ttl_ms / 16)) {
+    im.Sweep(latest_ms_);
+  }
 
   // Two passes over the streams: first the keys, prefetching each entity's
   // slot, so that the cache misses of several streams overlap; then the

@@ -124,7 +124,7 @@ struct FeatureSpec {
   std::vector<std::string> score_on_names;
   int64_t lateness_ms = 0;
   // Limits on state. An entity with no event for entity_ttl is forgotten
-  // (checked every hour of event time); an entity keeps at most
+  // (checked every ttl/16 of event time, at least hourly); an entity keeps at most
   // max_entries_per_key entries per stream, dropping its oldest beyond that
   // (windows reaching further back then undercount; counted in stats).
   int64_t entity_ttl_ms = 0;

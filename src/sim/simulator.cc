@@ -182,7 +182,6 @@ class World {
     for (int64_t day = 0; day < c_.days; ++day) {
       day_ = day;
       day_start_ = c_.start_ms + day * kMsPerDay;
-      evs_.clear();
       Random r = Random::Derive(c_.seed, static_cast<uint64_t>(day) + 1);
       for (User& u : users_) {
         if (u.scenario == kGenuine) GenuineDay(u, r);
@@ -191,6 +190,7 @@ class World {
       Flush();
       if (progress) progress(day + 1, stats_->events);
     }
+    stats_->events_after_end += static_cast<int64_t>(evs_.size());
     while (!labels_.empty()) {  // arrive after the last day: not written
       labels_.pop();
       ++stats_->labels_after_end;
@@ -660,6 +660,8 @@ class World {
     const int64_t day_end = day_start_ + kMsPerDay;
     size_t i = 0;
     std::string line;
+    // Events generated today that fall after midnight (a late session's
+    // actions) are written with the next day's.
     while (true) {
       const bool have_ev = i < evs_.size() && evs_[i].t < day_end;
       const bool have_label = !labels_.empty() && labels_.top().t < day_end;
@@ -705,6 +707,7 @@ class World {
       stats_->bytes += static_cast<int64_t>(line.size()) + 1;
       sink_(line);
     }
+    evs_.erase(evs_.begin(), evs_.begin() + static_cast<ptrdiff_t>(i));
   }
 
   std::string NextId() {

@@ -66,6 +66,7 @@ struct SimStats {
   int64_t events = 0;
   int64_t labels = 0;
   int64_t labels_after_end = 0;  // would arrive after the last day: not written
+  int64_t events_after_end = 0;  // actions spilling past the last midnight: not written
   int64_t bytes = 0;
   std::map<std::string, int64_t> by_type;
   std::map<std::string, int64_t> by_scenario;  // attacker events
