@@ -10,35 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "core/alloc_counter.h"
 #include "core/config.h"
 #include "event/pii.h"
 #include "event/validator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-
-// Every allocation in this test binary is counted, so that a test can assert
-// that the hot path allocates nothing.
-namespace {
-thread_local long g_allocations = 0;
-
-// Out of line, so that GCC does not pair an inlined malloc with an inlined
-// free across the replaced operators (-Wmismatched-new-delete).
-[[gnu::noinline]] void* CountedAlloc(std::size_t n) {
-  ++g_allocations;
-  return std::malloc(n == 0 ? 1 : n);
-}
-[[gnu::noinline]] void Release(void* p) noexcept { std::free(p); }
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (void* p = CountedAlloc(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { Release(p); }
-void operator delete[](void* p) noexcept { Release(p); }
-void operator delete(void* p, std::size_t) noexcept { Release(p); }
-void operator delete[](void* p, std::size_t) noexcept { Release(p); }
 
 namespace vigil::expr {
 namespace {
@@ -764,15 +741,15 @@ TEST_F(ExprTest, EvalAllocatesNothing) {
   const event::Record* recs[] = {&deposit_, &sparse_, &login_, &label_};
   int trues = 0;
   for (const event::Record* r : recs) trues += e->EvalBool(*r, features_);  // warm up
-  const long before = g_allocations;
+  const core::AllocationScope allocations;
   for (int i = 0; i < 10000; ++i) {
     const event::Record& r = *recs[i % 4];
     trues += e->EvalBool(r, features_);
     trues += e->Eval(r, features_).kind == Kind::kBool;
     trues += std::isnan(e->EvalNumber(r, features_)) ? 0 : 1;
   }
-  const long after = g_allocations;
-  EXPECT_EQ(after - before, 0);
+  const int64_t allocated = allocations.count();
+  EXPECT_EQ(allocated, 0);
   EXPECT_GT(trues, 0);
 }
 

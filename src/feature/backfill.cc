@@ -137,42 +137,41 @@ class LabelIndex {
   int64_t end() const { return end_; }
   void set_end(int64_t t) { end_ = t; }
 
-  // Appends the label and label_delay_ms cells of a row.
+  // Appends the label and label_delay_ms cells of a row. Overrides (a later
+  // 0) apply per kind and per target: a 0 about the user does not undo a
+  // chargeback on the event.
   void AppendCells(const event::Record& row, std::string* out) {
-    hits_.clear();
+    targets_.clear();
     auto ev = by_event_.find(row.id_hash);
-    if (ev != by_event_.end()) {
-      for (const LabelHit& h : ev->second) hits_.push_back(h);
-    }
+    if (ev != by_event_.end()) targets_.push_back(&ev->second);
     for (size_t i = 0; i < key_names_.size(); ++i) {
       const event::FieldSpec* f = row.type->Find(key_names_[i]);
       if (!f || !row[f->index].present()) continue;
       auto en = by_entity_.find({static_cast<int>(i), row[f->index].hash});
-      if (en == by_entity_.end()) continue;
-      for (const LabelHit& h : en->second) hits_.push_back(h);
+      if (en != by_entity_.end()) targets_.push_back(&en->second);
     }
-    std::stable_sort(hits_.begin(), hits_.end(),
-                     [](const LabelHit& a, const LabelHit& b) { return a.t < b.t; });
     bool positive = false, pending = false;
     int64_t delay = 0;
     for (size_t k = 0; k < spec_.label_kinds.size(); ++k) {
       const int64_t horizon = spec_.label_kinds[k].horizon_ms;
-      int value = 0;
-      int64_t first_positive = -1;
-      for (const LabelHit& h : hits_) {
-        if (h.kind != static_cast<int>(k) || h.t < row.time_ms || h.t > row.time_ms + horizon ||
-            h.t > end_) {
-          continue;
+      bool kind_positive = false;
+      for (const std::vector<LabelHit>* hits : targets_) {
+        int value = 0;
+        int64_t first_positive = -1;
+        for (const LabelHit& h : *hits) {  // in file (time) order
+          if (h.kind != static_cast<int>(k) || h.t < row.time_ms || h.t > row.time_ms + horizon ||
+              h.t > end_) {
+            continue;
+          }
+          value = h.value;
+          if (h.value == 1 && first_positive < 0) first_positive = h.t - row.time_ms;
         }
-        value = h.value;  // a later 0 overrides an earlier 1
-        if (h.value == 1 && first_positive < 0) first_positive = h.t - row.time_ms;
+        if (value == 1) {
+          if (!positive || first_positive < delay) delay = first_positive;
+          positive = kind_positive = true;
+        }
       }
-      if (value == 1) {
-        if (!positive || first_positive < delay) delay = first_positive;
-        positive = true;
-      } else if (row.time_ms + horizon > end_) {
-        pending = true;  // the horizon has not passed: not known yet
-      }
+      if (!kind_positive && row.time_ms + horizon > end_) pending = true;  // not known yet
     }
     if (positive) {
       out->append("1,");
@@ -207,7 +206,7 @@ class LabelIndex {
   absl::flat_hash_map<std::pair<int, uint64_t>, std::vector<LabelHit>> by_entity_;
   StringMap<int> key_index_;
   std::vector<std::string> key_names_;
-  std::vector<LabelHit> hits_;
+  std::vector<const std::vector<LabelHit>*> targets_;
 };
 
 }  // namespace
@@ -286,7 +285,7 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     core::AppendTimestamp(rec.time_ms, out);
     out->push_back(',');
     out->append(rec.type->name);
-    const int* pt = &pass[static_cast<size_t>(rec.type->index) * np];
+    const int* pt = pass.data() + static_cast<size_t>(rec.type->index) * np;
     for (size_t i = 0; i < np; ++i) {
       out->push_back(',');
       if (pt[i] >= 0 && rec[pt[i]].present()) AppendCell(rec[pt[i]].text, out);

@@ -284,6 +284,8 @@ features:
       lab(2, t0 + 5 * d, "chargeback", R"("target_event_id":"d1")", 1) +
       lab(3, t0 + 6 * d, "chargeback", R"("target_event_id":"d5")", 1) +
       lab(4, t0 + 7 * d, "chargeback", R"("target_event_id":"d5")", 0) +  // dispute won
+      // A 0 about the user does not undo the chargeback on d1 (another target).
+      lab(5, t0 + 8 * d, "chargeback", R"("target_entity":{"key":"user","value":"u1"})", 0) +
       dep("d6", t0 + 11 * d, "u4");
   auto run = [&](std::optional<int64_t> as_of) {
     auto r1 = event::EventReader::FromString(events, fx.schema, &fx.hasher);

@@ -37,8 +37,23 @@ struct Cursor {
   int64_t lo = 0;
   int64_t hi = 0;
   int64_t q = kNone;
+  // The window's sum, with Neumaier's compensation: values leave as they
+  // came, so a large one leaving does not take small ones with it.
   double sum = 0;
+  double comp = 0;
   bool valid = false;
+  void Add(double x) {
+    const double t = sum + x;
+    comp += std::fabs(sum) >= std::fabs(x) ? (sum - t) + x : (x - t) + sum;
+    sum = t;
+  }
+  double Sum() const { return sum + comp; }
+  void Clear() {
+    sum = comp = 0;
+    // erase, not clear(): clear() frees a large table, and the hot path
+    // must not allocate it again.
+    distinct.erase(distinct.begin(), distinct.end());
+  }
   absl::flat_hash_map<uint64_t, int32_t> distinct;  // value hash -> count in window
 };
 
@@ -298,25 +313,20 @@ struct FeatureEngine::Impl {
       e.buf.insert(pos, Entry{t, v, h});
       for (Cursor& c : e.cursors) c.valid = false;
     }
-    // Forget entries no future window can read: older than the latest time,
-    // less the lateness bound and the stream's reach, and already left
-    // behind by every cursor. Checked every 32 entries: reading the oldest
-    // entry costs a cache miss.
+    // Forget entries no future window can read: older than the latest time
+    // less the lateness bound and the stream's reach. Checked every 32
+    // entries: reading the oldest entry costs a cache miss.
     if ((e.base + static_cast<int64_t>(e.buf.size())) % 32 != 0) return;
     const int64_t cutoff = latest - lateness - spec.streams[s].max_reach_ms;
-    int64_t limit = e.base + static_cast<int64_t>(e.buf.size());
-    for (const Cursor& c : e.cursors) {
-      if (c.valid) limit = std::min(limit, c.lo);
-    }
     size_t k = 0;
-    while (k < e.buf.size() && e.base + static_cast<int64_t>(k) < limit && e.buf[k].t <= cutoff) ++k;
+    while (k < e.buf.size() && e.buf[k].t <= cutoff) ++k;
     if (k > 0) {
       e.buf.erase(e.buf.begin(), e.buf.begin() + static_cast<ptrdiff_t>(k));
       e.base += static_cast<int64_t>(k);
+      // A cursor that no event has moved for a while (its scored events are
+      // rare) may still count what was dropped: it starts over when read.
       for (Cursor& c : e.cursors) {
-        if (!c.valid) continue;
-        c.lo = std::max(c.lo, e.base);
-        c.hi = std::max(c.hi, e.base);
+        if (c.valid && c.lo < e.base) c.valid = false;
       }
     }
   }
@@ -333,10 +343,9 @@ struct FeatureEngine::Impl {
                                    [](int64_t x, const Entry& en) { return x < en.t; });
       c.lo = e.base + (first - e.buf.begin());
       c.hi = e.base + (last - e.buf.begin());
-      c.sum = 0;
-      c.distinct.clear();
+      c.Clear();
       for (int64_t i = c.lo; i < c.hi; ++i) {
-        c.sum += at(i).v;
+        c.Add(at(i).v);
         if (distinct) ++c.distinct[at(i).h];
       }
       c.valid = true;
@@ -344,19 +353,19 @@ struct FeatureEngine::Impl {
       return;
     }
     while (c.hi < end && at(c.hi).t <= q) {
-      c.sum += at(c.hi).v;
+      c.Add(at(c.hi).v);
       if (distinct) ++c.distinct[at(c.hi).h];
       ++c.hi;
     }
     while (c.lo < c.hi && at(c.lo).t <= q - width) {
-      c.sum -= at(c.lo).v;
+      c.Add(-at(c.lo).v);
       if (distinct) {
         auto it = c.distinct.find(at(c.lo).h);
         if (--it->second == 0) c.distinct.erase(it);
       }
       ++c.lo;
     }
-    if (c.lo == c.hi) c.sum = 0;  // no drift left behind by an empty window
+    if (c.lo == c.hi) c.sum = c.comp = 0;  // nothing left behind by an empty window
     c.q = q;
   }
 
@@ -458,8 +467,8 @@ struct FeatureEngine::Impl {
     auto at = [&](int64_t i) -> const Entry& { return e->buf[static_cast<size_t>(i - e->base)]; };
     switch (f.agg) {
       case Agg::kCount: return static_cast<double>(n);
-      case Agg::kSum: return c.sum;
-      case Agg::kMean: return c.sum / static_cast<double>(n);
+      case Agg::kSum: return c.Sum();
+      case Agg::kMean: return c.Sum() / static_cast<double>(n);
       case Agg::kMin: {
         double m = at(c.lo).v;
         for (int64_t i = c.lo + 1; i < c.hi; ++i) m = std::min(m, at(i).v);
@@ -472,7 +481,7 @@ struct FeatureEngine::Impl {
       }
       case Agg::kStddev: {
         if (n < 2) return f.empty_value;
-        const double mean = c.sum / static_cast<double>(n);
+        const double mean = c.Sum() / static_cast<double>(n);
         double ss = 0;
         for (int64_t i = c.lo; i < c.hi; ++i) ss += (at(i).v - mean) * (at(i).v - mean);
         return std::sqrt(ss / static_cast<double>(n - 1));
@@ -673,12 +682,8 @@ void WriteEntity(const EntityState& e, core::ByteWriter& w) {
     w.I64(c.hi);
     w.I64(c.q);
     w.F64(c.sum);
+    w.F64(c.comp);
     w.U8(c.valid);
-    w.U64(c.distinct.size());
-    for (uint64_t k : SortedKeys(c.distinct)) {
-      w.U64(k);
-      w.U32(static_cast<uint32_t>(c.distinct.at(k)));
-    }
   }
   w.U64(e.decays.size());
   for (const Decay& d : e.decays) {
@@ -695,9 +700,11 @@ void WriteEntity(const EntityState& e, core::ByteWriter& w) {
   }
 }
 
-bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays, EntityState* e) {
+bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays,
+                const std::vector<bool>& distinct, EntityState* e) {
   uint64_t n;
   if (!r.I64(&e->base) || !r.Count(&n, 24)) return false;
+  if (e->base < 0 || e->base > (int64_t{1} << 60)) return r.Fail("entry index out of range");
   e->buf.resize(n);
   for (Entry& en : e->buf) {
     if (!r.I64(&en.t) || !r.F64(&en.v) || !r.U64(&en.h)) return false;
@@ -711,23 +718,24 @@ bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays, EntityState*
       !r.I64(&l.gaps) || !r.F64(&l.gap_mean) || !r.F64(&l.gap_m2)) {
     return false;
   }
-  if (!r.Count(&n, 33)) return false;
+  if (!r.Count(&n, 41)) return false;
   if (n != cursors) return r.Fail("cursor count does not match the spec");
   e->cursors.resize(n);
   const int64_t end = e->base + static_cast<int64_t>(e->buf.size());
-  for (Cursor& c : e->cursors) {
+  for (size_t ci = 0; ci < e->cursors.size(); ++ci) {
+    Cursor& c = e->cursors[ci];
     uint8_t valid;
-    if (!r.I64(&c.lo) || !r.I64(&c.hi) || !r.I64(&c.q) || !r.F64(&c.sum) || !r.U8(&valid)) return false;
+    if (!r.I64(&c.lo) || !r.I64(&c.hi) || !r.I64(&c.q) || !r.F64(&c.sum) || !r.F64(&c.comp) ||
+        !r.U8(&valid)) {
+      return false;
+    }
     c.valid = valid != 0;
     if (c.valid && !(e->base <= c.lo && c.lo <= c.hi && c.hi <= end)) {
       return r.Fail("a window cursor points outside its entries");
     }
-    if (!r.Count(&n, 12)) return false;
-    for (uint64_t i = 0; i < n; ++i) {
-      uint64_t k;
-      uint32_t v;
-      if (!r.U64(&k) || !r.U32(&v)) return false;
-      c.distinct[k] = static_cast<int32_t>(v);
+    // Distinct counts are not stored: they follow from the entries.
+    if (c.valid && distinct[ci]) {
+      for (int64_t i = c.lo; i < c.hi; ++i) ++c.distinct[e->buf[static_cast<size_t>(i - e->base)].h];
     }
   }
   if (!r.Count(&n, 16)) return false;
@@ -840,7 +848,8 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
       ok = pr.U64(&key);
       if (!ok) break;
       EntityState& e = im.entities[s][key];
-      ok = ReadEntity(pr, im.streams[s].windows.size(), im.streams[s].half_lives.size(), &e);
+      ok = ReadEntity(pr, im.streams[s].windows.size(), im.streams[s].half_lives.size(),
+                      im.streams[s].cursor_distinct, &e);
     }
   }
   for (size_t s = 0; ok && s < im.event_index.size(); ++s) {
@@ -867,6 +876,8 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
       impl_ = std::make_unique<Impl>(*spec_);
       return gs;
     }
+    // The spec's stop list wins over the snapshot's: it may have changed.
+    for (uint64_t node : spec_->identity.stop_nodes) im.graph->AddStopNode(node);
   } else if (ok && !graph.empty()) {
     ok = pr.Fail("an identity graph the spec does not have");
   }

@@ -21,6 +21,7 @@
 //          [--schema FILE] [--spec FILE] [--users N] [--events N] [--days N]
 //          [--entities N] [--seed N]
 #include <malloc.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <algorithm>
@@ -88,12 +89,14 @@ Options ParseOptions(int argc, char** argv) {
       const std::string v = value();
       char* end = nullptr;
       const long long n = std::strtoll(v.c_str(), &end, 10);
-      if (end == v.c_str() || *end != '\0' || n <= 0) Die(std::string(a) + ": not a positive integer: " + v);
+      if (end == v.c_str() || *end != '\0' || n <= 0)
+        Die(std::string(a) + ": not a positive integer: " + v);
       return n;
     };
     if (a == "--mode") {
       o.mode = value();
-      if (o.mode != "all" && o.mode != "memory" && o.mode != "latency") Die("--mode: all, memory or latency");
+      if (o.mode != "all" && o.mode != "memory" && o.mode != "latency")
+        Die("--mode: all, memory or latency");
     } else if (a == "--json") {
       o.json = value();
     } else if (a == "--schema") {
@@ -143,6 +146,13 @@ int64_t RssBytes() {
   return 0;
 }
 
+// Times this thread was descheduled against its will (another process took the core).
+int64_t InvoluntarySwitches() {
+  rusage ru;
+  getrusage(RUSAGE_THREAD, &ru);
+  return ru.ru_nivcsw;
+}
+
 // Bytes malloc has handed out and not had back (chunks, with their headers):
 // in the main arena's heap plus in mmap'ed chunks.
 int64_t MallocInUse() {
@@ -190,12 +200,12 @@ constexpr int64_t kStartMs = 1709251200000;
 
 struct Asset {
   const char* name;
-  double usd;   // USD per unit
+  double usd;  // USD per unit
   int decimals;
   double share;
 };
 constexpr Asset kAssets[] = {
-    {"USD", 1, 2, 0.30}, {"USDT", 1, 2, 0.30}, {"EUR", 1.08, 2, 0.10},
+    {"USD", 1, 2, 0.30},     {"USDT", 1, 2, 0.30},   {"EUR", 1.08, 2, 0.10},
     {"BTC", 60000, 8, 0.20}, {"ETH", 3000, 8, 0.10},
 };
 
@@ -206,7 +216,10 @@ constexpr Asset kAssets[] = {
 class Exchange {
  public:
   Exchange(int64_t users, int64_t events, int64_t days, uint64_t seed)
-      : users_(users), events_(events), rng_(seed), cdf_(static_cast<size_t>(users)),
+      : users_(users),
+        events_(events),
+        rng_(seed),
+        cdf_(static_cast<size_t>(users)),
         counts_(static_cast<size_t>(users)) {
     double total = 0;
     for (int64_t r = 0; r < users; ++r) {
@@ -234,8 +247,9 @@ class Exchange {
     const double pick = rng_.Uniform();
     const char* type = pick < 0.45 ? "login" : pick < 0.80 ? "deposit" : "withdrawal";
     char buf[512];
-    int n = std::snprintf(buf, sizeof buf, "{\"event_type\":\"%s\",\"event_id\":\"e%" PRId64 "\",\"time\":\"",
-                          type, n_);
+    int n =
+        std::snprintf(buf, sizeof buf,
+                      "{\"event_type\":\"%s\",\"event_id\":\"e%" PRId64 "\",\"time\":\"", type, n_);
     out->append(buf, static_cast<size_t>(n));
     core::AppendTimestamp(t_, out);
     n = std::snprintf(buf, sizeof buf, "\",\"user_id\":\"u%" PRId64 "\"", user);
@@ -268,7 +282,8 @@ class Exchange {
     out->append(buf, static_cast<size_t>(n));
 
     if (type[0] == 'l') {
-      n = std::snprintf(buf, sizeof buf, ",\"success\":%s}", rng_.Uniform() < 0.93 ? "true" : "false");
+      n = std::snprintf(buf, sizeof buf, ",\"success\":%s}",
+                        rng_.Uniform() < 0.93 ? "true" : "false");
       out->append(buf, static_cast<size_t>(n));
     } else {
       if (type[0] == 'd') {
@@ -280,13 +295,15 @@ class Exchange {
             n = std::snprintf(buf, sizeof buf, ",\"method\":\"card\",\"card_id\":\"s%" PRIu64 "\"",
                               rng_.Below(200));
           } else {
-            n = std::snprintf(buf, sizeof buf, ",\"method\":\"card\",\"card_id\":\"c%" PRId64 "\"", user);
+            n = std::snprintf(buf, sizeof buf, ",\"method\":\"card\",\"card_id\":\"c%" PRId64 "\"",
+                              user);
           }
         } else {
           n = std::snprintf(buf, sizeof buf, ",\"method\":\"%s\"", m < 0.8 ? "bank" : "crypto");
         }
       } else {
-        n = std::snprintf(buf, sizeof buf, ",\"wallet\":\"w%" PRId64 "-%" PRIu64 "\"", user, rng_.Below(2));
+        n = std::snprintf(buf, sizeof buf, ",\"wallet\":\"w%" PRId64 "-%" PRIu64 "\"", user,
+                          rng_.Below(2));
       }
       out->append(buf, static_cast<size_t>(n));
       double a = rng_.Uniform();
@@ -370,8 +387,11 @@ class Block {
       }
       rec.raw = {};
       rec.event_id = Keep(rec.event_id);
-      for (event::Value& v : rec.values) {
-        if (!v.text.empty()) v.text = Keep(v.text);
+      // Only the type's own fields are reset by a decode: values beyond them,
+      // and absent ones, may keep views from an earlier record.
+      for (size_t f = 0; f < rec.values.size(); ++f) {
+        event::Value& v = rec.values[f];
+        v.text = f < rec.type->fields.size() && v.present() ? Keep(v.text) : std::string_view();
       }
     }
     if (arena_.data() != arena_start) Die("block arena reallocated: views would dangle");
@@ -422,11 +442,11 @@ struct MemoryResult {
   std::string name;
   int64_t entities = 0;
   int64_t window_features = 0;
-  int64_t cursors = 0;  // distinct (lag, window) pairs of the stream
+  int64_t cursors = 0;   // distinct (lag, window) pairs of the stream
   double insert_ns = 0;  // Process() per new entity, wall
   EngineStats stats;
   int64_t malloc_delta = 0;
-  int64_t rss_delta = 0;          // after malloc_trim(0)
+  int64_t rss_delta = 0;  // after malloc_trim(0)
   int64_t rss_delta_untrimmed = 0;
 };
 
@@ -470,7 +490,8 @@ MemoryResult MeasureMemory(const std::string& name, std::string_view yaml, int64
     line += "}";
     const size_t size = line.size();
     line.append(kJsonPadding, ' ');
-    if (!validator.DecodeJson(std::string_view(line.data(), size), line.size(), &rec, &violations)) {
+    if (!validator.DecodeJson(std::string_view(line.data(), size), line.size(), &rec,
+                              &violations)) {
       Die("memory: event rejected: " + line);
     }
     const int64_t t0 = WallNs();
@@ -509,7 +530,8 @@ score_on: [deposit]
 features:
   - {name: n_1d, agg: count, key: user_id, window: 1d}
   - {name: mean_1d, agg: mean, of: amount_usd, key: user_id, window: 1d}
-)", 1, schema, o.entities));
+)",
+                                  1, schema, o.entities));
   results.push_back(MeasureMemory("4-aggs-3-windows", R"(
 name: memory-12
 score_on: [deposit]
@@ -526,9 +548,11 @@ features:
   - {name: sum_7d, agg: sum, of: amount_usd, key: user_id, window: 7d}
   - {name: mean_7d, agg: mean, of: amount_usd, key: user_id, window: 7d}
   - {name: max_7d, agg: max, of: amount_usd, key: user_id, window: 7d}
-)", 3, schema, o.entities));
+)",
+                                  3, schema, o.entities));
 
-  std::printf("FeatureEngine memory — %" PRId64 " distinct entities (key user_id), one deposit each\n",
+  std::printf("FeatureEngine memory — %" PRId64
+              " distinct entities (key user_id), one deposit each\n",
               o.entities);
   std::printf("  bytes per entity per window feature (per entity in brackets):\n");
   std::printf("  %-18s %8s %8s  %16s %16s %16s  %10s\n", "spec", "features", "windows",
@@ -556,6 +580,7 @@ features:
 struct Percentiles {
   int64_t n = 0;
   double p50 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0, mean = 0;
+  int64_t over_1ms = 0;  // calls that took a millisecond or more
 };
 
 Percentiles Summarise(std::vector<int32_t>& ns) {
@@ -564,7 +589,8 @@ Percentiles Summarise(std::vector<int32_t>& ns) {
   if (ns.empty()) return p;
   std::sort(ns.begin(), ns.end());
   auto at = [&](double q) {
-    const size_t i = std::min(ns.size() - 1, static_cast<size_t>(q * static_cast<double>(ns.size())));
+    const size_t i =
+        std::min(ns.size() - 1, static_cast<size_t>(q * static_cast<double>(ns.size())));
     return static_cast<double>(ns[i]);
   };
   p.p50 = at(0.50);
@@ -573,7 +599,10 @@ Percentiles Summarise(std::vector<int32_t>& ns) {
   p.p999 = at(0.999);
   p.max = static_cast<double>(ns.back());
   double sum = 0;
-  for (int32_t v : ns) sum += v;
+  for (int32_t v : ns) {
+    sum += v;
+    p.over_1ms += v >= 1'000'000;
+  }
   p.mean = sum / static_cast<double>(ns.size());
   return p;
 }
@@ -582,9 +611,13 @@ struct LatencyResult {
   int64_t events = 0, warmup_events = 0, timed_events = 0, timed_scored = 0;
   int64_t active_users = 0, top_user_events = 0, median_user_events = 0;
   double clock_overhead_ns = 0;
+  int64_t preempted = 0;  // involuntary context switches while calls were timed one by one
   Percentiles all, scored;
   double throughput_wall_s = 0, throughput_cpu_s = 0;
   double warmup_wall_s = 0;
+  // malloc's bytes in use at the end of the pass less at its start: the
+  // engine, plus the block's buffers (a few MB).
+  int64_t malloc_delta = 0;
   EngineStats stats;
   double checksum = 0;
 };
@@ -598,6 +631,7 @@ EngineStats Pass(const Options& o, std::shared_ptr<const FeatureSpec> spec, int6
   const event::PiiHasher hasher("engine-benchmark-key");
   Exchange gen(o.users, o.events, o.days, o.seed);
   Block block(spec->schema, &hasher);
+  const int64_t heap0 = MallocInUse();
   FeatureEngine engine(spec);
   std::vector<double> out(spec->features.size());
   const std::span<double> outs(out);
@@ -618,6 +652,7 @@ EngineStats Pass(const Options& o, std::shared_ptr<const FeatureSpec> spec, int6
 
   int64_t wall_ns = 0, cpu_ns = 0, timed = 0, scored = 0;
   double checksum = 0;
+  const int64_t switches0 = InvoluntarySwitches();
   while ((n = static_cast<int64_t>(block.Fill(gen, INT64_MAX, o.events))) > 0) {
     if (lat_all != nullptr) {
       for (int64_t i = 0; i < n; ++i) {
@@ -643,6 +678,7 @@ EngineStats Pass(const Options& o, std::shared_ptr<const FeatureSpec> spec, int6
     timed += n;
   }
   if (lat_all == nullptr) {
+    res->malloc_delta = MallocInUse() - heap0;
     res->timed_events = timed;
     res->throughput_wall_s = static_cast<double>(wall_ns) * 1e-9;
     res->throughput_cpu_s = static_cast<double>(cpu_ns) * 1e-9;
@@ -657,6 +693,7 @@ EngineStats Pass(const Options& o, std::shared_ptr<const FeatureSpec> spec, int6
     res->median_user_events = counts.empty() ? 0 : counts[counts.size() / 2];
   } else {
     res->timed_scored = scored;
+    res->preempted = InvoluntarySwitches() - switches0;
     res->checksum = checksum;
   }
   return engine.Stats();
@@ -700,23 +737,32 @@ LatencyResult RunLatency(const Options& o) {
               "), seed %" PRIu64 "\n",
               res.events, o.days, res.active_users, o.users, res.top_user_events,
               res.median_user_events, o.seed);
-  std::printf("  warm-up: the first 7 days, %" PRId64 " events (%.2f M events/s while state grows);"
+  std::printf("  warm-up: the first 7 days, %" PRId64
+              " events (%.2f M events/s while state grows);"
               " timed: the last %" PRId64 " days, %" PRId64 " events, %" PRId64 " scored\n",
               res.warmup_events, static_cast<double>(res.warmup_events) / res.warmup_wall_s / 1e6,
               o.days - 7, res.timed_events, res.timed_scored);
-  std::printf("  state at the end: %" PRId64 " entities, %" PRId64 " entries, about %.1f MB\n",
-              res.stats.entities, res.stats.entries, static_cast<double>(res.stats.memory_bytes) / 1e6);
-  std::printf("  throughput, one core: %.2f M events/s wall, %.2f M events/s CPU"
-              " (%.0f ns per event; blocks of %zu calls)\n",
-              eps_wall / 1e6, eps_cpu / 1e6, 1e9 / eps_wall, Block::kSize);
-  std::printf("  latency per call, ns (clock pair costs %.0f ns, included):\n", res.clock_overhead_ns);
-  std::printf("  %-28s %9s %8s %8s %8s %8s %9s %8s\n", "", "calls", "p50", "p90", "p99", "p99.9",
-              "max", "mean");
+  std::printf("  state at the end: %" PRId64 " entities, %" PRId64
+              " entries; Stats() estimate %.1f MB,"
+              " malloc in use %.1f MB\n",
+              res.stats.entities, res.stats.entries,
+              static_cast<double>(res.stats.memory_bytes) / 1e6,
+              static_cast<double>(res.malloc_delta) / 1e6);
+  std::printf(
+      "  throughput, one core: %.2f M events/s wall, %.2f M events/s CPU"
+      " (%.0f ns per event; blocks of %zu calls)\n",
+      eps_wall / 1e6, eps_cpu / 1e6, 1e9 / eps_wall, Block::kSize);
+  std::printf(
+      "  latency per call, ns (clock pair costs %.0f ns, included; the process was preempted "
+      "%" PRId64 " times meanwhile):\n",
+      res.clock_overhead_ns, res.preempted);
+  std::printf("  %-28s %9s %8s %8s %8s %8s %9s %8s %7s\n", "", "calls", "p50", "p90", "p99",
+              "p99.9", "max", "mean", ">=1ms");
   const std::pair<const char*, const Percentiles*> rows[] = {
       {"scored (deposit, withdrawal)", &res.scored}, {"all (logins too)", &res.all}};
   for (const auto& [label, p] : rows) {
-    std::printf("  %-28s %9" PRId64 " %8.0f %8.0f %8.0f %8.0f %9.0f %8.0f\n", label, p->n, p->p50,
-                p->p90, p->p99, p->p999, p->max, p->mean);
+    std::printf("  %-28s %9" PRId64 " %8.0f %8.0f %8.0f %8.0f %9.0f %8.0f %7" PRId64 "\n", label,
+                p->n, p->p50, p->p90, p->p99, p->p999, p->max, p->mean, p->over_1ms);
   }
   std::printf("  feature checksum %.6e (same seed, same engine: same value)\n", res.checksum);
   return res;
@@ -727,48 +773,67 @@ LatencyResult RunLatency(const Options& o) {
 void WriteJson(const Options& o, const std::vector<MemoryResult>& mem, const LatencyResult* lat) {
   FILE* f = std::fopen(o.json.c_str(), "w");
   if (!f) Die(o.json + ": cannot create: " + std::strerror(errno));
+  std::string load;
+  {
+    std::ifstream la("/proc/loadavg");
+    std::string a, b, c;
+    if (la >> a >> b >> c) load = a + " " + b + " " + c;
+  }
   std::fprintf(f, "{\n  \"benchmark\": \"engine_benchmark\",\n");
+  std::fprintf(f, "  \"load_at_end\": \"%s\",\n", load.c_str());
   std::fprintf(f, "  \"memory\": [");
   for (size_t i = 0; i < mem.size(); ++i) {
     const MemoryResult& r = mem[i];
-    std::fprintf(f,
-                 "%s\n    {\"spec\": \"%s\", \"entities\": %" PRId64 ", \"window_features\": %" PRId64
-                 ", \"windows\": %" PRId64 ", \"entries\": %" PRId64 ",\n"
-                 "     \"stats_memory_bytes\": %" PRId64 ", \"malloc_delta_bytes\": %" PRId64
-                 ", \"rss_delta_bytes\": %" PRId64 ", \"rss_delta_untrimmed_bytes\": %" PRId64 ",\n"
-                 "     \"bytes_per_entity_per_window_feature\": {\"stats\": %.1f, \"malloc\": %.1f, "
-                 "\"rss\": %.1f},\n     \"process_ns_per_new_entity\": %.1f}",
-                 i ? "," : "", r.name.c_str(), r.entities, r.window_features, r.cursors, r.stats.entries,
-                 r.stats.memory_bytes, r.malloc_delta, r.rss_delta, r.rss_delta_untrimmed,
-                 PerEntityFeature(r.stats.memory_bytes, r), PerEntityFeature(r.malloc_delta, r),
-                 PerEntityFeature(r.rss_delta, r), r.insert_ns);
+    std::fprintf(
+        f,
+        "%s\n    {\"spec\": \"%s\", \"entities\": %" PRId64 ", \"window_features\": %" PRId64
+        ", \"windows\": %" PRId64 ", \"entries\": %" PRId64
+        ",\n"
+        "     \"stats_memory_bytes\": %" PRId64 ", \"malloc_delta_bytes\": %" PRId64
+        ", \"rss_delta_bytes\": %" PRId64 ", \"rss_delta_untrimmed_bytes\": %" PRId64
+        ",\n"
+        "     \"bytes_per_entity_per_window_feature\": {\"stats\": %.1f, \"malloc\": %.1f, "
+        "\"rss\": %.1f},\n     \"process_ns_per_new_entity\": %.1f}",
+        i ? "," : "", r.name.c_str(), r.entities, r.window_features, r.cursors, r.stats.entries,
+        r.stats.memory_bytes, r.malloc_delta, r.rss_delta, r.rss_delta_untrimmed,
+        PerEntityFeature(r.stats.memory_bytes, r), PerEntityFeature(r.malloc_delta, r),
+        PerEntityFeature(r.rss_delta, r), r.insert_ns);
   }
   std::fprintf(f, "%s],\n", mem.empty() ? "" : "\n  ");
   if (lat) {
     auto pct = [&](const Percentiles& p) {
-      char b[256];
-      std::snprintf(b, sizeof b,
-                    "{\"calls\": %" PRId64 ", \"p50_ns\": %.0f, \"p90_ns\": %.0f, \"p99_ns\": %.0f, "
-                    "\"p999_ns\": %.0f, \"max_ns\": %.0f, \"mean_ns\": %.1f}",
-                    p.n, p.p50, p.p90, p.p99, p.p999, p.max, p.mean);
+      char b[384];
+      std::snprintf(
+          b, sizeof b,
+          "{\"calls\": %" PRId64
+          ", \"p50_ns\": %.0f, \"p90_ns\": %.0f, \"p99_ns\": %.0f, "
+          "\"p999_ns\": %.0f, \"max_ns\": %.0f, \"mean_ns\": %.1f, \"calls_over_1ms\": %" PRId64
+          "}",
+          p.n, p.p50, p.p90, p.p99, p.p999, p.max, p.mean, p.over_1ms);
       return std::string(b);
     };
     std::fprintf(f, "  \"latency\": {\n");
-    std::fprintf(f, "    \"spec\": \"%s\", \"users\": %" PRId64 ", \"events\": %" PRId64
-                    ", \"days\": %" PRId64 ", \"seed\": %" PRIu64 ",\n",
+    std::fprintf(f,
+                 "    \"spec\": \"%s\", \"users\": %" PRId64 ", \"events\": %" PRId64
+                 ", \"days\": %" PRId64 ", \"seed\": %" PRIu64 ",\n",
                  o.spec.c_str(), o.users, lat->events, o.days, o.seed);
-    std::fprintf(f, "    \"warmup_events\": %" PRId64 ", \"timed_events\": %" PRId64
-                    ", \"timed_scored\": %" PRId64 ",\n",
+    std::fprintf(f,
+                 "    \"warmup_events\": %" PRId64 ", \"timed_events\": %" PRId64
+                 ", \"timed_scored\": %" PRId64 ",\n",
                  lat->warmup_events, lat->timed_events, lat->timed_scored);
     std::fprintf(f, "    \"events_per_s_wall\": %.0f, \"events_per_s_cpu\": %.0f,\n",
                  static_cast<double>(lat->timed_events) / lat->throughput_wall_s,
                  static_cast<double>(lat->timed_events) / lat->throughput_cpu_s);
-    std::fprintf(f, "    \"clock_overhead_ns\": %.0f,\n", lat->clock_overhead_ns);
+    std::fprintf(
+        f, "    \"clock_overhead_ns\": %.0f, \"involuntary_context_switches\": %" PRId64 ",\n",
+        lat->clock_overhead_ns, lat->preempted);
     std::fprintf(f, "    \"scored\": %s,\n", pct(lat->scored).c_str());
     std::fprintf(f, "    \"all\": %s,\n", pct(lat->all).c_str());
-    std::fprintf(f, "    \"entities\": %" PRId64 ", \"entries\": %" PRId64 ", \"memory_bytes\": %" PRId64
-                    "\n  }\n",
-                 lat->stats.entities, lat->stats.entries, lat->stats.memory_bytes);
+    std::fprintf(
+        f,
+        "    \"entities\": %" PRId64 ", \"entries\": %" PRId64 ", \"stats_memory_bytes\": %" PRId64
+        ", \"malloc_delta_bytes\": %" PRId64 "\n  }\n",
+        lat->stats.entities, lat->stats.entries, lat->stats.memory_bytes, lat->malloc_delta);
   } else {
     std::fprintf(f, "  \"latency\": null\n");
   }

@@ -4,7 +4,9 @@
 #include <random>
 #include <set>
 
+#include "core/alloc_counter.h"
 #include "core/time.h"
+#include "event/validator.h"
 #include "event/event_reader.h"
 #include "core/strings.h"
 #include "gmock/gmock.h"
@@ -252,6 +254,32 @@ TEST(FeatureEngineTest, LifetimeDistinctCountsTurnToHyperLogLogPastTheLimit) {
   EXPECT_TRUE(copy.Restore(snap).ok());
 }
 
+TEST(FeatureEngineTest, CountDecayedSumStaysACountWhenAFieldJoinsItsStream) {
+  Harness h("  - {name: n, agg: count, key: user, window: 1h}\n"
+            "  - {name: d, agg: decayed_sum, key: user, window: lifetime, half_life: 1h}\n"
+            "  - {name: s, agg: sum, of: amount, key: user, window: 1h}\n");
+  std::vector<double> f;
+  for (int i = 0; i < 3; ++i) f = h.Event("tx", 0, "a", 100);
+  EXPECT_EQ(f[1], 3);
+  EXPECT_EQ(f[2], 300);
+}
+
+TEST(FeatureEngineTest, WindowSumsDoNotDriftWhenALargeValueLeaves) {
+  Harness h("  - {name: s, agg: sum, of: amount, key: user, window: 1h}\n");
+  h.Event("tx", 0, "a", 1e17);
+  h.Event("tx", kMin, "a", 1);
+  h.Event("tx", 2 * kMin, "a", 1);
+  EXPECT_EQ(h.Event("tx", kHour + kMin / 2, "a", 0)[0], 2);
+}
+
+TEST(FeatureEngineTest, RarelyReadWindowsDoNotPinOldEntries) {
+  Harness h("  - {name: logins, agg: count, key: user, window: 1h, on: [login]}\n");
+  h.Event("tx", 0, "a");
+  for (int i = 1; i <= 20000; ++i) h.Event("login", i * kMin, "a");
+  EXPECT_LT(h.engine().Stats().entries, 200);
+  EXPECT_EQ(h.Event("tx", 20000 * kMin + 1, "a")[0], 60);
+}
+
 TEST(FeatureEngineTest, IdleEntitiesAreForgottenAfterTheirTtl) {
   Harness h("  - {name: n, agg: count, key: user, window: 1h}\n"
             "  - {name: age, agg: first_seen, key: user}\n",
@@ -283,6 +311,47 @@ TEST(FeatureEngineTest, TtlShorterThanAWindowIsRefused) {
       "  - {name: n, agg: count, key: user, window: 7d}\n",
       "f.yaml", Schema());
   EXPECT_THAT(spec.status().message(), testing::HasSubstr("entity_ttl (1d) must cover"));
+}
+
+// The hot path from an event already received: decode, validate, features.
+TEST(FeatureEngineTest, DecodeAndProcessAllocateNothingOnceEntitiesExist) {
+  auto schema = Schema();
+  auto spec = FeatureSpec::LoadString(
+      "score_on: [tx]\nfeatures:\n"
+      "  - {name: n, agg: count, key: user, window: 1h}\n"
+      "  - {name: avg, agg: mean, of: amount, key: user, window: 1d}\n"
+      "  - {name: mx, agg: max, of: amount, key: dev, window: 1d}\n"
+      "  - {name: devs, agg: distinct_count, of: dev, key: user, window: 1d}\n"
+      "  - {name: since, agg: time_since_last, key: user}\n"
+      "  - {name: rel, expr: \"ratio(event.amount, features.avg, 1) > 2\"}\n",
+      "f.yaml", schema);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  FeatureEngine engine(*spec);
+  event::PiiHasher hasher("k");
+  event::Validator v(schema, &hasher);
+  event::Record rec;
+  std::vector<event::Violation> errs;
+  errs.reserve(8);
+  std::vector<double> out((*spec)->features.size());
+  std::vector<std::string> lines;
+  for (int i = 0; i < 4000; ++i) {
+    lines.push_back(StrCat(R"({"event_type":"tx","event_id":"e)", i, R"(","time":")",
+                           core::FormatTimestamp(1704067200000 + i * 60000LL), R"(","user":"u)", i % 7,
+                           R"(","dev":"d)", i % 3, R"(","amount":)", i % 100, "}") +
+                    std::string(64, ' '));
+  }
+  auto run = [&](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      const std::string& l = lines[i];
+      ASSERT_TRUE(v.DecodeJson(std::string_view(l.data(), l.size() - 64), l.size(), &rec, &errs));
+      ASSERT_TRUE(v.CheckAndCommit(rec, &errs));
+      engine.Process(rec, out);
+    }
+  };
+  run(0, 2000);  // warm-up: entities, buffers and tables reach their size
+  const core::AllocationScope allocations;
+  run(2000, 4000);
+  EXPECT_EQ(allocations.count(), 0);
 }
 
 // The engine against a brute-force reference on random streams with late

@@ -15,24 +15,7 @@
 #include "absl/status/status.h"
 #include "core/hash.h"
 #include "gtest/gtest.h"
-
-// Counts heap allocations made while g_count_allocs is set, to guard the hot
-// path. (Replaces the global operator new for the whole test binary; it only
-// counts, and only inside the window a test opens.)
-namespace {
-std::atomic<bool> g_count_allocs{false};
-std::atomic<int64_t> g_allocs{0};
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (g_count_allocs.load(std::memory_order_relaxed)) g_allocs.fetch_add(1);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-// noinline: once inlined, GCC 12 sees free() on memory from new and warns
-// (-Wmismatched-new-delete), not knowing this new is malloc.
-__attribute__((noinline)) void operator delete(void* p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "core/alloc_counter.h"
 
 namespace vigil::feature {
 namespace {
@@ -351,8 +334,7 @@ TEST(IdentityGraphTest, ObserveAddAndReadsDoNotAllocateOnceNodesAndLinksExist) {
   g.Add(User(1), 0, 1);
   ASSERT_TRUE(g.IsHub(Ip(1)));
   int64_t sink = 0;
-  g_allocs = 0;
-  g_count_allocs = true;
+  const core::AllocationScope allocations;
   for (int i = 0; i < 1000; ++i) {
     g.Observe(ev1, 2 * kHour + i);
     g.Observe(ev2, 2 * kHour + i);
@@ -360,8 +342,7 @@ TEST(IdentityGraphTest, ObserveAddAndReadsDoNotAllocateOnceNodesAndLinksExist) {
     sink += g.ClusterSize(User(1)) + g.ClusterAccounts(Card(1));
     sink += static_cast<int64_t>(g.ClusterCounter(Device(1), 1));
   }
-  g_count_allocs = false;
-  EXPECT_EQ(g_allocs.load(), 0);
+  EXPECT_EQ(allocations.count(), 0);
   EXPECT_GT(sink, 0);
 }
 

@@ -150,6 +150,7 @@ class Builder {
     VIGIL_ASSIGN_OR_RETURN(int64_t version, root.GetInt("version", 1));
     if (version != 1) return root["version"].Error("this vigil reads feature spec version 1");
     VIGIL_ASSIGN_OR_RETURN(spec_->lateness_ms, root.GetDurationMs("lateness", core::kMsPerHour));
+    if (spec_->lateness_ms > 365 * core::kMsPerDay) return root["lateness"].Error("lateness: at most 365d");
     const ConfigNode limits = root["limits"];
     VIGIL_RETURN_IF_ERROR(limits.CheckKeys({"entity_ttl", "max_entries_per_key", "label_join_memory",
                                             "distinct_exact_limit"}));
@@ -158,6 +159,7 @@ class Builder {
     VIGIL_ASSIGN_OR_RETURN(spec_->label_join_memory, limits.GetInt("label_join_memory", 1000000));
     if (spec_->label_join_memory < 0) return limits["label_join_memory"].Error("at least 0");
     VIGIL_ASSIGN_OR_RETURN(spec_->entity_ttl_ms, limits.GetDurationMs("entity_ttl", 400 * core::kMsPerDay));
+    if (spec_->entity_ttl_ms > 36500 * core::kMsPerDay) return limits["entity_ttl"].Error("entity_ttl: at most 36500d");
     VIGIL_ASSIGN_OR_RETURN(spec_->max_entries_per_key, limits.GetInt("max_entries_per_key", 100000));
     if (spec_->max_entries_per_key < 16) {
       return limits["max_entries_per_key"].Error("max_entries_per_key: at least 16");
@@ -215,7 +217,7 @@ class Builder {
       spec_->label_kinds.push_back(k);
     }
 
-    VIGIL_RETURN_IF_ERROR(Identity(root["identity"]));
+    VIGIL_RETURN_IF_ERROR(Identity(root["identity"], hashed_extra));
 
     const ConfigNode features = root["features"];
     if (!features.IsSequence() || features.size() == 0) {
@@ -282,7 +284,7 @@ class Builder {
     return core::Hash64(field);
   }
 
-  absl::Status Identity(const ConfigNode& n) {
+  absl::Status Identity(const ConfigNode& n, std::string* hashed_extra) {
     if (!n.IsDefined() || n.IsNull()) return absl::OkStatus();
     const Schema& s = *spec_->schema;
     IdentitySpec& g = spec_->identity;
@@ -298,6 +300,12 @@ class Builder {
     if (deg < 1 || deg > 1000000) return n["max_degree"].Error("max_degree: 1 to 1000000");
     g.max_degree = static_cast<int32_t>(deg);
     VIGIL_ASSIGN_OR_RETURN(g.rebuild_every_ms, n.GetDurationMs("rebuild_every", g.rebuild_every_ms));
+    if (g.rebuild_every_ms <= 0) {
+      return n["rebuild_every"].Error("rebuild_every: a positive duration (rebuilds apply the guardrails)");
+    }
+    if (g.link_ttl_ms <= 0 || g.link_ttl_ms > 3650 * core::kMsPerDay) {
+      return n["link_ttl"].Error("link_ttl: a positive duration up to 3650d");
+    }
     g.account_index.assign(s.types.size(), -1);
     g.link_index.assign(s.types.size() * g.links.size(), -1);
     bool any = false;
@@ -318,6 +326,17 @@ class Builder {
         return n["links"].Error(StrCat("identity: no event type has field '", l, "'"));
       }
     }
+    for (const std::string& field : [&] {
+           std::vector<std::string> all = g.links;
+           all.push_back(g.account);
+           return all;
+         }()) {
+      const FieldSpec* rf = RoleField(s, std::vector<bool>(s.types.size(), true), field);
+      if (rf && (rf->role == Role::kLabel || rf->role == Role::kGroundTruth)) {
+        return n.Error(StrCat("identity: '", field, "' is a ", event::RoleName(rf->role),
+                              " field: it cannot link accounts"));
+      }
+    }
     g.account_kind = KindOf(g.account);
     for (const std::string& l : g.links) g.link_kind.push_back(KindOf(l));
     // Stop lists: field -> file of values that never link (a hot wallet, a NAT address).
@@ -329,6 +348,7 @@ class Builder {
       const std::string path = !rel.empty() && rel[0] == '/' ? rel : dir_ + "/" + rel;
       auto text = ReadFile(path);
       if (!text.ok()) return file.Error(StrCat("cannot read stop list ", path));
+      hashed_extra->append(*text);
       bool is_int = false;
       for (const EventTypeSpec& t : s.types) {
         const FieldSpec* f = t.Find(field);
@@ -360,13 +380,19 @@ class Builder {
       }
       VIGIL_ASSIGN_OR_RETURN(counter.of, c.GetString("of", ""));
       counter.of_index.assign(s.types.size(), -1);
+      bool of_found = counter.of.empty();
       for (const EventTypeSpec& t : s.types) {
         const FieldSpec* f = counter.of.empty() ? nullptr : t.Find(counter.of);
         if (f && counter.on_type[t.index]) {
           if (!IsNumeric(f->type)) return c["of"].Error(StrCat("'", counter.of, "' is not a number"));
           VIGIL_RETURN_IF_ERROR(CheckLeakage(c["of"], name, f, 0, false));
           counter.of_index[t.index] = f->index;
+          of_found = true;
         }
+      }
+      if (!of_found) {
+        return c["of"].Error(StrCat("identity.counters.", name, ": '", counter.of,
+                                    "' is in none of its event types"));
       }
       g.counters.push_back(std::move(counter));
     }
@@ -457,7 +483,8 @@ class Builder {
           if (kf) st.key_is_int = kf->type == FieldType::kInt;
         }
       }
-      const FieldSpec* rf = RoleField(s, st.on_type, st.key_fields[k]);
+      // Keys are read from every type that has them, so check every type.
+      const FieldSpec* rf = RoleField(s, std::vector<bool>(s.types.size(), true), st.key_fields[k]);
       if (rf && (rf->role == Role::kLabel || rf->role == Role::kGroundTruth)) {
         return n["key"].Error(StrCat("feature '", f->name, "': key field '", rf->name, "' is a ",
                                      event::RoleName(rf->role), " field"));
@@ -465,6 +492,7 @@ class Builder {
     }
     VIGIL_ASSIGN_OR_RETURN(f->window_ms, WindowOf(n, f));
     VIGIL_ASSIGN_OR_RETURN(f->lag_ms, n.GetDurationMs("lag", 0));
+    if (f->lag_ms < 0 || f->lag_ms > 3650 * core::kMsPerDay) return n["lag"].Error("lag: at most 3650d");
     if (f->lag_ms > 0 && f->window_ms == 0) {
       return n["lag"].Error(StrCat("feature '", f->name, "': a lag needs a finite window"));
     }
@@ -479,6 +507,10 @@ class Builder {
       return n["half_life"].Error("half_life is for decayed_sum");
     }
     if (n["default"].IsDefined()) {
+      if (f->agg == Agg::kTimeSinceLast || f->agg == Agg::kFirstSeen) {
+        return n["default"].Error(StrCat(info->name, " is missing (NaN) for an entity never seen: ",
+                                         "no default; use coalesce() in a derived feature"));
+      }
       VIGIL_ASSIGN_OR_RETURN(f->empty_value, n["default"].Double());
     }
 
@@ -573,6 +605,9 @@ class Builder {
 
   absl::StatusOr<int64_t> WindowOf(const ConfigNode& n, const FeatureDef* f) {
     const ConfigNode w = n["window"];
+    if (f->agg == Agg::kTimeSinceLast && w.IsDefined() && w.Text() != "lifetime") {
+      return w.Error("time_since_last reads the entity's previous event, however old: no window");
+    }
     if (!w.IsDefined()) {
       if (f->agg == Agg::kFirstSeen || f->agg == Agg::kTimeSinceLast) return 0;
       return n.Error(StrCat("feature '", f->name, "' needs window: a duration (1d) or lifetime"));
@@ -605,7 +640,10 @@ class Builder {
       if (s.key_fields != st.key_fields || s.on_type != st.on_type || s.where_text != st.where_text) {
         continue;
       }
-      if (s.of == st.of) return s.index;
+      if (s.of == st.of) {
+        s.unit_values |= st.unit_values;
+        return s.index;
+      }
       if (!reads_value && st.of.empty() && AlwaysPresent(s, s.of)) return s.index;
       if (s.of.empty() && !s.unit_values && AlwaysPresent(st, st.of)) {
         s.of = st.of;

@@ -142,6 +142,29 @@ TEST(FeatureSpecTest, ClusterFeaturesNeedAnIdentitySection) {
   EXPECT_THAT(bad.status().message(), HasSubstr("no event type has field 'wallet'"));
 }
 
+TEST(FeatureSpecTest, ReviewedHolesAreClosed) {
+  // A label-fed aggregate keyed by a label field would read the event's own label.
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: fraud, on: [label], window: 30d}\n").message(),
+              HasSubstr("key field 'fraud' is a label field"));
+  auto id = [&](std::string_view identity) {
+    auto s = FeatureSpec::LoadString(StrCat("score_on: [deposit]\nidentity: ", identity,
+                                            "\nfeatures:\n  - {name: a, agg: cluster_size}\n"),
+                                     "f.yaml", Schema());
+    return s.ok() ? absl::OkStatus() : s.status();
+  };
+  EXPECT_THAT(id("{account: user_id, links: [scenario]}").message(), HasSubstr("ground_truth field"));
+  EXPECT_THAT(id("{account: user_id, links: [ip], rebuild_every: 0d}").message(), HasSubstr("positive"));
+  EXPECT_THAT(id("{account: user_id, links: [ip], counters: {c: {on: [deposit], of: amout}}}").message(),
+              HasSubstr("'amout' is in none"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 1d, lag: 9223372036854775000ms}\n")
+                  .message(),
+              HasSubstr("at most 3650d"));
+  EXPECT_THAT(Err("  - {name: a, agg: time_since_last, key: user_id, window: 1h}\n").message(),
+              HasSubstr("no window"));
+  EXPECT_THAT(Err("  - {name: a, agg: first_seen, key: user_id, default: 0}\n").message(),
+              HasSubstr("no default"));
+}
+
 TEST(FeatureSpecTest, HandbookSpecLoads) {
   const char* src = std::getenv("VIGIL_SOURCE_DIR");
   ASSERT_NE(src, nullptr);
