@@ -5,7 +5,7 @@ FUZZ_BUILD ?= build-fuzz
 BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build vigil fuzz-build test unit integration demo bench clean help
+.PHONY: all deps build vigil fuzz-build test unit integration demo bench scenario-table clean help
 
 all: build
 
@@ -13,6 +13,7 @@ help:
 	@echo "make demo   install, build and run the demo"
 	@echo "make test   install, build and run every test (ctest labels: unit, integration, slow)"
 	@echo "make bench  run the benchmarks (bench/README.md)"
+	@echo "make scenario-table  regenerate README.md's per-scenario table"
 	@echo "make build  build everything; make vigil builds the command only"
 
 deps:
@@ -49,6 +50,10 @@ demo: build
 
 bench: build
 	scripts/bench.sh $(BUILD)
+
+# Regenerates README.md's per-scenario table from a fresh simulation.
+scenario-table: build
+	scripts/scenario_table.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole demo pipeline on a small simulation (600 users, 21 days): simulate,
+# validate, backfill with training labels, summarise per scenario. Fails if a
+# step fails or an output is missing or empty.
+set -euo pipefail
+build=$1 src=$2
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cd "$src"
+OUT="$out" DEMO_USERS=600 DEMO_DAYS=21 DEMO_HANDBOOK=0 scripts/demo.sh "$build" > "$out/demo.log" 2>&1 ||
+  { cat "$out/demo.log"; echo "demo-smoke: the demo failed" >&2; exit 1; }
+fail() { cat "$out/demo.log"; echo "demo-smoke: $*" >&2; exit 1; }
+[[ $(wc -l < "$out/events.jsonl") -gt 10000 ]] || fail "too few events"
+grep -q '"rejected": 0' "$out/validate.json" || fail "simulated events were rejected"
+[[ $(wc -l < "$out/features.csv") -gt 5000 ]] || fail "too few feature rows"
+head -1 "$out/features.csv" | grep -q ',label,label_delay_ms,' || fail "no label columns"
+grep -q '"label_column": "label"' "$out/features.csv.meta.json" || fail "meta has no label column"
+grep -q '^bot ' "$out/demo.log" || fail "no per-scenario summary"
+echo "demo-smoke: $(wc -l < "$out/events.jsonl") events, $(($(wc -l < "$out/features.csv") - 1)) feature rows"
