@@ -17,10 +17,11 @@ export VIGIL_PII_KEY=scenario-table
 import re, sys
 table = open(sys.argv[1]).read().strip()
 readme = open("README.md").read()
-new = re.sub(r"(<!-- scenario-table -->\n).*?(\n<!-- /scenario-table -->)",
-             lambda m: m.group(1) + table + m.group(2), readme, flags=re.S)
-if new == readme and "<!-- scenario-table -->" not in readme:
+if "<!-- scenario-table -->" not in readme:
     sys.exit("README.md has no <!-- scenario-table --> markers")
+new = re.sub(r"<!-- scenario-table -->.*?<!-- /scenario-table -->",
+             lambda m: "<!-- scenario-table -->\n" + table + "\n<!-- /scenario-table -->",
+             readme, flags=re.S)
 open("README.md", "w").write(new)
 print(table)
 PY
