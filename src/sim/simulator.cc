@@ -88,17 +88,19 @@ std::string Wallet(Random& r, bool eth) {
   for (int i = 0; i < 38; ++i) s += kB32[r.Below(32)];
   return s;
 }
-std::string Amount(double usd, const Asset& a) {
-  const double v = usd / a.usd;
-  char buf[48];
-  snprintf(buf, sizeof buf, "%.*f", a.decimals, v);
-  return buf;
+// `v` rounded to `decimals` places, as text (no printf: it is per event).
+std::string Fixed(double v, int decimals) {
+  static constexpr int64_t kPow[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
+  const int64_t scaled = std::llround(v * static_cast<double>(kPow[decimals]));
+  std::string s = std::to_string(scaled / kPow[decimals]);
+  std::string frac = std::to_string(scaled % kPow[decimals]);
+  s += '.';
+  s.append(static_cast<size_t>(decimals) - frac.size(), '0');
+  s += frac;
+  return s;
 }
-std::string Usd(double usd) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%.2f", usd);
-  return buf;
-}
+std::string Amount(double usd, const Asset& a) { return Fixed(usd / a.usd, a.decimals); }
+std::string Usd(double usd) { return Fixed(usd, 2); }
 
 // ---------------------------------------------------------------------------
 // Actors.
@@ -150,6 +152,7 @@ struct PendingLabel {
 
 class Body {
  public:
+  Body() { s_.reserve(256); }
   Body& S(std::string_view k, std::string_view v) {
     StrAppend(&s_, ",\"", k, "\":\"", v, "\"");
     return *this;
@@ -288,8 +291,11 @@ class World {
     e.type = type;
     e.user = u.id;
     e.scenario = u.scenario;
-    std::string body = StrCat(",\"user_id\":\"u", Pad7(u.id), "\"");
-    body += b.Take();
+    std::string body;
+    const std::string fields = b.Take();
+    body.reserve(fields.size() + 64);
+    StrAppend(&body, ",\"user_id\":\"u", Pad7(u.id), "\"");
+    body += fields;
     if (u.scenario != kGenuine) StrAppend(&body, ",\"scenario\":\"", kScenarioName[u.scenario], "\"");
     e.body = std::move(body);
     evs_.push_back(std::move(e));
