@@ -8,9 +8,17 @@
 #                            JSON Lines) beside pandas.read_csv
 #   validator_benchmark      Google Benchmark micro-benchmarks of decoding and
 #                            checking one record, and of timestamp parsing
+#   bench/backfill.sh        `vigil backfill` of the handbook's 14 features (CSV in,
+#                            CSV out; gzip too) beside the vectorised pandas reference
+#   bench/simulate.sh        `vigil simulate` events/s to plain JSON Lines, and the size
+#                            of 10 k users x 30 days, beside Python's json
+#   engine_benchmark         FeatureEngine::Process on a 30-feature spec: p50/p99/p99.9
+#                            per call and events/s on one core; memory per entity per
+#                            window feature with 1 M entities
 #
 # Usage: scripts/bench.sh [build-dir]     (default: build)
-# Results: bench/results/validate.json, bench/results/validator_benchmark.json
+# Results: bench/results/validate.json, bench/results/validator_benchmark.json,
+#          bench/results/backfill.json, bench/results/engine_benchmark.json
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
 cd "$(dirname "$0")/.."
@@ -19,7 +27,11 @@ if [[ -z "${VIGIL_HANDBOOK_DIR:-}" && -d ../shared/data/handbook ]]; then
 fi
 mkdir -p bench/results
 log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-log.XXXXXX")
-trap 'rm -f "$log"' EXIT
+backfill_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-log.XXXXXX")
+engine_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-log.XXXXXX")
+trap 'rm -f "$log" "$backfill_log" "$engine_log"' EXIT
+# The first CPU this process may run on ("0-3,6" -> 0).
+cpu=$(taskset -cp $$ | sed 's/.*: //; s/[-,].*//')
 
 echo "== bench/validate.sh"
 bench/validate.sh "$build" | tee "$log"
@@ -29,8 +41,6 @@ echo "== validator_benchmark (one core)"
 micro="$build/src/event/validator_benchmark"
 micro_summary=""
 if [[ -x "$micro" ]]; then
-  # The first CPU this process may run on ("0-3,6" -> 0).
-  cpu=$(taskset -cp $$ | sed 's/.*: //; s/[-,].*//')
   taskset -c "$cpu" "$micro" --benchmark_min_time=0.2 \
     --benchmark_out=bench/results/validator_benchmark.json --benchmark_out_format=json 2>&1 \
     | tee -a "$log"
@@ -48,10 +58,40 @@ else
 fi
 
 echo
+echo "== bench/backfill.sh"
+bench/backfill.sh "$build" | tee "$backfill_log"
+
+echo
+echo "== engine_benchmark (one core)"
+engine="$build/src/feature/engine_benchmark"
+if [[ -x "$engine" ]]; then
+  taskset -c "$cpu" "$engine" --json bench/results/engine_benchmark.json | tee "$engine_log"
+else
+  echo "engine_benchmark: skipped, $engine not built (configure with -DVIGIL_BENCHMARKS=ON)" \
+    | tee "$engine_log"
+fi
+
+echo
+echo "== bench/simulate.sh"
+sim_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-sim.XXXXXX")
+bench/simulate.sh "$build" | tee "$sim_log"
+
+echo
 echo "== summary"
+echo "  vigil validate:"
 grep -E '^  (vigil validate|pandas|ratio|goal)' "$log" || grep -E '^validate-bench:' "$log" || true
 if [[ -n "$micro_summary" ]]; then
   echo "  micro-benchmarks (per record / per call, one core):"
   echo "$micro_summary"
 fi
+echo "  vigil backfill:"
+grep -E '^  (vigil backfill|pandas|ratio|goal)' "$backfill_log" \
+  || grep -E '^backfill-bench:' "$backfill_log" || true
+echo "  FeatureEngine::Process (engine_benchmark):"
+grep -E '^  (throughput|scored|spec  |count-mean|4-aggs|bytes per)|^ +calls +p50' "$engine_log" \
+  || grep -E '^engine_benchmark' "$engine_log" || true
+echo "  vigil simulate:"
+sed 's/^/    /' "$sim_log"
+rm -f "$sim_log"
+echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  results in bench/results/; figures are from shared cores and noisy"

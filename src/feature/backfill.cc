@@ -214,6 +214,14 @@ class LabelIndex {
 void AppendShortestDouble(double v, std::string* out) {
   if (std::isnan(v)) return;
   char buf[32];
+  // Counts and flags are most cells: whole numbers print faster as integers,
+  // and identically (below 1e15 the shortest form has no exponent; -0 keeps
+  // its sign through the general path).
+  if (v == std::trunc(v) && std::fabs(v) < 1e15 && !(v == 0 && std::signbit(v))) {
+    auto r = std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(v));
+    out->append(buf, static_cast<size_t>(r.ptr - buf));
+    return;
+  }
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   out->append(buf, static_cast<size_t>(r.ptr - buf));
 }

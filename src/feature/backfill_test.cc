@@ -317,7 +317,7 @@ features:
 
 TEST(BackfillTest, ShortestRoundTripDoubles) {
   std::string s;
-  for (double d : {0.1, 1.0, 1e21, 57.16, 1.0 / 3}) {
+  for (double d : {0.1, 1.0, 1e21, 57.16, 1.0 / 3, 123456789012345.0, 1e15, -0.0, -42.0}) {
     s.clear();
     AppendShortestDouble(d, &s);
     EXPECT_EQ(std::stod(s), d) << s;
@@ -328,6 +328,14 @@ TEST(BackfillTest, ShortestRoundTripDoubles) {
   s.clear();
   AppendShortestDouble(NAN, &s);
   EXPECT_EQ(s, "");
+  // The integer fast path prints what the general one would.
+  for (double d : {0.0, -0.0, 7.0, -3.0, 99999999999999.0, 1e15, 4503599627370496.0}) {
+    std::string fast, general;
+    AppendShortestDouble(d, &fast);
+    char buf[32];
+    general.assign(buf, std::to_chars(buf, buf + sizeof buf, d).ptr);
+    EXPECT_EQ(fast, general) << d;
+  }
 }
 
 }  // namespace

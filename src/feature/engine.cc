@@ -571,9 +571,17 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     if (!sc.has_key) continue;
     auto it = im.entities[st.index].find(sc.key);
     if (it == im.entities[st.index].end()) continue;
-    const EntityState& e = it->second;
-    sc.entity = const_cast<EntityState*>(&e);
+    EntityState& e = it->second;
+    sc.entity = &e;
     if (!e.buf.empty()) __builtin_prefetch(&e.buf.back());
+    // The cursors live in their own block: fetch it before reading it below.
+    const char* cur = reinterpret_cast<const char*>(e.cursors.data());
+    for (size_t b = 0; b < e.cursors.size() * sizeof(Cursor); b += 64) __builtin_prefetch(cur + b);
+  }
+  for (const Stream& st : spec_->streams) {
+    const Scratch& sc = im.scratch[st.index];
+    if (!sc.entity) continue;
+    const EntityState& e = *sc.entity;
     for (const Cursor& c : e.cursors) {
       if (c.valid && c.lo >= e.base && c.lo < e.base + static_cast<int64_t>(e.buf.size())) {
         __builtin_prefetch(&e.buf[static_cast<size_t>(c.lo - e.base)]);
