@@ -168,6 +168,7 @@ absl::Status Validator::SetCsvHeader(std::string_view header) {
   header = TrimRight(header);
   if (header.size() >= 3 && std::memcmp(header.data(), "\xEF\xBB\xBF", 3) == 0) header.remove_prefix(3);
   csv_fields_.clear();
+  csv_id_column_ = -1;
   std::vector<bool> seen(t.fields.size(), false);
   size_t col = 0;
   for (std::string_view cell : StrSplit(header, ',')) {
@@ -189,6 +190,7 @@ absl::Status Validator::SetCsvHeader(std::string_view header) {
           StrCat("CSV header, column ", col, " '", cell, "': field appears twice"));
     }
     seen[it->second] = true;
+    if (it->second == t.id_field) csv_id_column_ = static_cast<int>(csv_fields_.size());
     csv_fields_.push_back(&t.fields[it->second]);
   }
   std::vector<std::string> missing;
@@ -474,6 +476,9 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
         StrCat("the row has ", cells_.size(), " columns; the header has ", csv_fields_.size()));
     return false;
   }
+  if (csv_id_column_ >= 0 && schema_->duplicate_memory > 0) {
+    dedup_.Prefetch(core::Hash64(cells_[static_cast<size_t>(csv_id_column_)]));
+  }
   for (size_t i = 0; i < cells_.size(); ++i) {
     const FieldSpec* f = csv_fields_[i];
     if (!f || cells_[i].empty()) continue;  // an empty cell is an absent value
@@ -551,6 +556,7 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
         break;
       case dom::element_type::STRING: {
         const std::string_view s = val.get_string().value_unsafe();
+        if (f.index == t.id_field && schema_->duplicate_memory > 0) dedup_.Prefetch(core::Hash64(s));
         if (f.type == FieldType::kFloat && LooksNonFinite(s)) {
           v.state = Value::State::kPresent;
           Add(out, Rule::kNotFinite, &f, Printable(&f, s, nullptr),

@@ -31,6 +31,9 @@ class DedupWindow {
   // True when `h` is new (it is then remembered); false for a duplicate.
   bool Insert(uint64_t h);
   bool Contains(uint64_t h) const { return capacity_ > 0 && set_.contains(h); }
+  // Starts loading `h`'s slot: the set is large and each lookup a cache miss,
+  // so the decoder asks for it as soon as it has the id.
+  void Prefetch(uint64_t h) const { set_.prefetch(h); }
 
  private:
   size_t capacity_;
@@ -91,6 +94,7 @@ class Validator {
   const PiiHasher* hasher_;
   std::unique_ptr<JsonParser> json_;
   std::vector<const FieldSpec*> csv_fields_;
+  int csv_id_column_ = -1;  // the CSV column of the event id
   std::vector<std::string_view> cells_;
   std::string_view json_line_;  // the JSON record being decoded
   std::string numbers_;   // JSON numbers as text; reserved, never reallocated mid-record
