@@ -37,7 +37,10 @@ struct Record {
   int64_t time_ms = 0;
   std::string_view event_id;
   uint64_t id_hash = 0;
-  std::vector<Value> values;  // by FieldSpec::index
+  // By FieldSpec::index. Only the first type->fields.size() entries belong
+  // to this record: the vector is sized for the largest type and reused, so
+  // entries past them hold an earlier record's leftovers.
+  std::vector<Value> values;
   std::string_view raw;       // the record's text
 
   const Value& operator[](int field) const { return values[static_cast<size_t>(field)]; }

@@ -632,6 +632,9 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
 }
 
 EngineStats FeatureEngine::Stats() const {
+  // An estimate: table slots, buffers, cursors with their distinct-count
+  // tables, lifetime distinct sets and HyperLogLogs, the label join index,
+  // the identity graph. Allocator overhead (about 10 %) is not counted.
   EngineStats s = impl_->stats;
   if (impl_->graph) s.memory_bytes += impl_->graph->stats().memory_bytes;
   for (const auto& m : impl_->entities) {
@@ -642,7 +645,18 @@ EngineStats FeatureEngine::Stats() const {
       s.memory_bytes += static_cast<int64_t>(e.buf.capacity() * sizeof(Entry) +
                                              e.cursors.capacity() * sizeof(Cursor) +
                                              e.decays.capacity() * sizeof(Decay));
+      for (const Cursor& c : e.cursors) {
+        s.memory_bytes += static_cast<int64_t>(c.distinct.capacity() * (sizeof(uint64_t) + sizeof(int32_t) + 1));
+      }
+      if (e.life_distinct) {
+        s.memory_bytes += static_cast<int64_t>(e.life_distinct->capacity() * (sizeof(uint64_t) + 1));
+      }
+      if (e.life_hll) s.memory_bytes += static_cast<int64_t>(e.life_hll->registers().size());
     }
+  }
+  for (const EventIndex& idx : impl_->event_index) {
+    s.memory_bytes += static_cast<int64_t>(idx.ring.capacity() * sizeof(uint64_t) +
+                                           idx.keys.capacity() * (2 * sizeof(uint64_t) + 1));
   }
   return s;
 }
