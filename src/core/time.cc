@@ -266,8 +266,9 @@ absl::StatusOr<int64_t> ParseDurationMs(std::string_view text) {
 
 std::string FormatDuration(int64_t ms) {
   struct U { int64_t ms; const char* name; };
-  static constexpr U kUnits[] = {{7 * kMsPerDay, "w"}, {kMsPerDay, "d"}, {kMsPerHour, "h"},
-                                 {kMsPerMinute, "m"},  {kMsPerSecond, "s"}};
+  // Days at most: "7d" reads as people write it ("2w" parses, too).
+  static constexpr U kUnits[] = {{kMsPerDay, "d"}, {kMsPerHour, "h"}, {kMsPerMinute, "m"},
+                                 {kMsPerSecond, "s"}};
   if (ms != 0) {
     for (const U& u : kUnits) {
       if (ms % u.ms == 0) return StrCat(ms / u.ms, u.name);

@@ -66,7 +66,7 @@ void CivilFromDays(int64_t days, int64_t* y, unsigned* m, unsigned* d) noexcept;
 // Durations as written in configs: "500ms", "30s", "15m", "12h", "7d", "2w".
 // A bare number is refused: a unit is always required.
 absl::StatusOr<int64_t> ParseDurationMs(std::string_view text);
-// The shortest of those forms that is exact: 604800000 -> "7d".
+// The largest unit, up to days, that is exact: 604800000 -> "7d".
 std::string FormatDuration(int64_t ms);
 
 // A duration for people, rounded: "3652.0 days", "5.2 hours", "42 s", "250 ms".

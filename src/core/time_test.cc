@@ -92,7 +92,7 @@ TEST(ParseDurationTest, UnitsAndErrors) {
   auto bad = ParseDurationMs("7y");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("unknown unit"), std::string_view::npos);
-  EXPECT_EQ(FormatDuration(7 * kMsPerDay), "1w");
+  EXPECT_EQ(FormatDuration(7 * kMsPerDay), "7d");
   EXPECT_EQ(FormatDuration(36 * kMsPerHour), "36h");
   EXPECT_EQ(FormatDuration(1500), "1500ms");
 }

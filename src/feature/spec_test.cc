@@ -101,7 +101,7 @@ TEST(FeatureSpecTest, TypeMismatchIsRefused) {
 TEST(FeatureSpecTest, LeakageGuardWantsTheLabelsDelay) {
   auto st = Err("  - {name: r, agg: mean, of: fraud, key: user_id, window: 7d, lag: 1d}\n");
   EXPECT_THAT(st.message(), HasSubstr("f.yaml:3:"));
-  EXPECT_THAT(st.message(), HasSubstr("reads the label fraud (known after 1w) through a lag of 1d"));
+  EXPECT_THAT(st.message(), HasSubstr("reads the label fraud (known after 7d) through a lag of 1d"));
   EXPECT_TRUE(Err("  - {name: r, agg: mean, of: fraud, key: user_id, window: 7d, lag: 7d}\n").ok());
   EXPECT_THAT(Err("  - {name: r, expr: \"event.fraud\"}\n").message(),
               HasSubstr("of the current event"));
