@@ -557,9 +557,22 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     const size_t keys = st.key_fields.size();
     uint64_t key = 0x9e3779b97f4a7c15ull;
     for (size_t k = 0; k < keys; ++k) {
-      const int fi = st.key_field_index[static_cast<size_t>(type) * keys + k];
-      if (fi < 0 || !rec[fi].present()) break;
-      key = core::HashCombine(key, rec[fi].hash);
+      if (st.key_exprs[k]) {
+        const expr::Value kv = st.key_exprs[k]->Eval(rec, nullptr);
+        if (kv.kind == expr::Kind::kString) {
+          key = core::HashCombine(key, core::Hash64(kv.str));
+        } else if (kv.kind == expr::Kind::kNumber) {
+          uint64_t bits;
+          std::memcpy(&bits, &kv.num, sizeof bits);
+          key = core::HashCombine(key, core::HashInt(bits));
+        } else {
+          break;  // null: no key
+        }
+      } else {
+        const int fi = st.key_field_index[static_cast<size_t>(type) * keys + k];
+        if (fi < 0 || !rec[fi].present()) break;
+        key = core::HashCombine(key, rec[fi].hash);
+      }
       if (k + 1 == keys) sc.has_key = true;
     }
     if (!sc.has_key) continue;

@@ -280,6 +280,21 @@ TEST(FeatureEngineTest, RarelyReadWindowsDoNotPinOldEntries) {
   EXPECT_EQ(h.Event("tx", 20000 * kMin + 1, "a")[0], 60);
 }
 
+TEST(FeatureEngineTest, ExpressionKeysGroupByWhatTheyCompute) {
+  // Accounts per device prefix: the key is an expression over the event.
+  Harness h("  - {name: n, agg: count, key: \"ip_prefix(event.dev, 24)\", window: 1h}\n"
+            "  - {name: users, agg: distinct_count, of: user, key: \"ip_prefix(event.dev, 24)\", window: 1h}\n");
+  h.Event("tx", 0, "a", 1, ",\"dev\":\"10.0.0.1\"");
+  h.Event("tx", 1, "b", 1, ",\"dev\":\"10.0.0.2\"");
+  auto f = h.Event("tx", 2, "c", 1, ",\"dev\":\"10.0.0.77\"");
+  EXPECT_EQ(f[0], 3);
+  EXPECT_EQ(f[1], 3);
+  f = h.Event("tx", 3, "a", 1, ",\"dev\":\"10.0.1.1\"");  // another /24
+  EXPECT_EQ(f[0], 1);
+  f = h.Event("tx", 4, "a", 1, ",\"dev\":\"not-an-ip\"");  // null: no key
+  EXPECT_TRUE(std::isnan(f[0]));
+}
+
 TEST(FeatureEngineTest, IdleEntitiesAreForgottenAfterTheirTtl) {
   Harness h("  - {name: n, agg: count, key: user, window: 1h}\n"
             "  - {name: age, agg: first_seen, key: user}\n",

@@ -458,7 +458,29 @@ class Builder {
     st.key_field_index.assign(s.types.size() * st.key_fields.size(), -1);
     // The key is read from every type that has it: an event of one type reads
     // aggregates fed by others (logins in the last hour, at a withdrawal).
+    st.key_exprs.assign(st.key_fields.size(), nullptr);
     for (size_t k = 0; k < st.key_fields.size(); ++k) {
+      if (st.key_fields[k].find('(') != std::string::npos) {
+        // An expression key: the /24 of an address, an e-mail's domain.
+        if (st.on_type[s.label_type]) {
+          return n["key"].Error(StrCat("feature '", f->name,
+                                       "': labels name a field, not an expression: use a field key"));
+        }
+        expr::Bindings b = Bind(f->index);
+        b.feature = [](std::string_view) -> std::optional<int> { return std::nullopt; };
+        auto e = expr::Expr::Compile(st.key_fields[k], b, Pos(n["key"]));
+        if (!e.ok()) return e.status();
+        if (e->result_kind() == expr::Kind::kBool) {
+          return n["key"].Error(StrCat("feature '", f->name, "': a key is a string or a number"));
+        }
+        for (const std::string& field : e->event_fields_read()) {
+          VIGIL_RETURN_IF_ERROR(CheckLeakage(n["key"], f->name,
+                                             RoleField(s, std::vector<bool>(s.types.size(), true), field),
+                                             0, false));
+        }
+        st.key_exprs[k] = std::make_shared<const expr::Expr>(std::move(*e));
+        continue;
+      }
       bool any = false;
       for (const EventTypeSpec& t : s.types) {
         const FieldSpec* kf = t.Find(st.key_fields[k]);

@@ -49,7 +49,10 @@ const char* AggName(Agg a);
 // that share all of these share the stream (one buffer per entity).
 struct Stream {
   int index = 0;
+  // A field name, or an expression (text with a parenthesis, such as
+  // "ip_prefix(event.ip, 24)") whose value is the key; null: no key.
   std::vector<std::string> key_fields;
+  std::vector<std::shared_ptr<const expr::Expr>> key_exprs;  // [k], null for a field
   std::vector<bool> on_type;          // by event type index
   std::vector<int> key_field_index;   // [type * key_fields.size() + k], -1 if absent
   std::string of;                     // value field, or "" (count-like)

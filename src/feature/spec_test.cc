@@ -165,6 +165,17 @@ TEST(FeatureSpecTest, ReviewedHolesAreClosed) {
               HasSubstr("no default"));
 }
 
+TEST(FeatureSpecTest, ExpressionKeysAreCheckedLikeFields) {
+  EXPECT_TRUE(Err("  - {name: a, agg: count, key: \"email_domain(event.user_id)\", window: 1d}\n").ok());
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: \"coalesce(event.scenario, 'x')\", window: 1d}\n").message(),
+              HasSubstr("ground_truth"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: \"(event.amount > 1)\", window: 1d}\n").message(),
+              HasSubstr("a key is a string or a number"));
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: \"ip_prefix(event.ip, 24)\", on: [label], window: 1d}\n")
+                  .message(),
+              HasSubstr("labels name a field"));
+}
+
 TEST(FeatureSpecTest, HandbookSpecLoads) {
   const char* src = std::getenv("VIGIL_SOURCE_DIR");
   ASSERT_NE(src, nullptr);
