@@ -112,14 +112,68 @@ const char* RuleName(Rule r) {
 }
 
 DedupWindow::DedupWindow(size_t capacity) : capacity_(capacity) {
-  // Sized up front for up to a million ids (16 MB), so that the first
-  // million records do not pay for rehashing.
+  // Sized up front for up to a million ids, so that the first million
+  // records do not pay for growing.
+  seq_.reserve(std::min<size_t>(capacity, 1 << 20));
   ring_.reserve(std::min<size_t>(capacity, 1 << 20));
   set_.reserve(std::min<size_t>(capacity, 1 << 20));
 }
 
-bool DedupWindow::Insert(uint64_t h) {
+bool DedupWindow::AsNumber(std::string_view id, uint64_t* n) {
+  if (id.empty() || id.size() > 19 || (id[0] == '0' && id.size() > 1)) return false;
+  uint64_t v = 0;
+  for (char c : id) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *n = v;
+  return true;
+}
+
+bool DedupWindow::InSequence(uint64_t n) const {
+  // The ring read oldest first is increasing: binary search on that order.
+  const size_t size = seq_.size();
+  size_t lo = 0, hi = size;
+  while (lo < hi) {
+    const size_t mid = lo + (hi - lo) / 2;
+    const uint64_t v = seq_[(seq_head_ + mid) % size];
+    if (v == n) return true;
+    if (v < n) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return false;
+}
+
+bool DedupWindow::Contains(uint64_t h, std::string_view id) const {
+  if (capacity_ == 0) return false;
+  uint64_t n;
+  if (AsNumber(id, &n) && InSequence(n)) return true;
+  return set_.contains(h);
+}
+
+bool DedupWindow::Insert(uint64_t h, std::string_view id) {
   if (capacity_ == 0) return true;
+  uint64_t n;
+  if (AsNumber(id, &n)) {
+    const size_t size = seq_.size();
+    const bool newest =
+        size == 0 || n > seq_[(seq_head_ + size - 1) % size];
+    if (newest) {
+      // Larger than every numeric id in sequence; those out of sequence went
+      // to the set and are smaller than the newest at their time, so smaller.
+      if (size < capacity_) {
+        seq_.push_back(n);
+      } else {
+        seq_[seq_head_] = n;
+        seq_head_ = (seq_head_ + 1) % capacity_;
+      }
+      return true;
+    }
+    if (InSequence(n)) return false;
+  }
   if (!set_.insert(h).second) return false;
   if (ring_.size() < capacity_) {
     ring_.push_back(h);
@@ -718,7 +772,8 @@ bool Validator::CheckAndCommit(const Record& rec, std::vector<Violation>* out) {
   // A valid record costs one hash lookup: the insert, whose failure is the
   // duplicate. A record already rejected is only looked up (its id is not
   // remembered, so that a corrected retry passes).
-  const bool duplicate = out->empty() ? !dedup_.Insert(rec.id_hash) : dedup_.Contains(rec.id_hash);
+  const bool duplicate = out->empty() ? !dedup_.Insert(rec.id_hash, rec.event_id)
+                                      : dedup_.Contains(rec.id_hash, rec.event_id);
   if (duplicate) {
     const FieldSpec* idf = &rec.type->fields[rec.type->id_field];
     Add(out, Rule::kDuplicateEventId, idf, Printable(idf, rec.event_id, &rec),

@@ -22,21 +22,34 @@
 
 namespace vigil::event {
 
-// Remembers the last `capacity` event ids (as 64-bit hashes) to catch
-// duplicates in bounded memory. Hashes make a false duplicate possible at
-// about n²/2^65 for n ids remembered: 1e-7 for two million.
+// Remembers recent event ids to catch duplicates in bounded memory. Ids
+// that are canonical decimal numbers and arrive in increasing order (database
+// sequences, the handbook's TRANSACTION_ID) are kept, as numbers, in a sorted
+// ring: appending is sequential and cache-friendly, a repeat is found by
+// binary search. Other ids go, as 64-bit hashes, to a hash set, where a
+// false duplicate has a probability of about n²/2^65 for n ids remembered
+// (1e-7 for two million). Each of the two keeps its last `capacity` ids.
 class DedupWindow {
  public:
   explicit DedupWindow(size_t capacity);
-  // True when `h` is new (it is then remembered); false for a duplicate.
-  bool Insert(uint64_t h);
-  bool Contains(uint64_t h) const { return capacity_ > 0 && set_.contains(h); }
+  // True when the id (its text `id` and its hash `h`) is new, and then
+  // remembers it; false for a duplicate.
+  bool Insert(uint64_t h, std::string_view id);
+  bool Contains(uint64_t h, std::string_view id) const;
   // Starts loading `h`'s slot: the set is large and each lookup a cache miss,
   // so the decoder asks for it as soon as it has the id.
   void Prefetch(uint64_t h) const { set_.prefetch(h); }
 
  private:
+  // The id as a number, when it is canonical decimal (no sign, no leading zero).
+  static bool AsNumber(std::string_view id, uint64_t* n);
+  bool InSequence(uint64_t n) const;
+
   size_t capacity_;
+  // Increasing numeric ids, oldest first from seq_head_ (a ring).
+  std::vector<uint64_t> seq_;
+  size_t seq_head_ = 0;
+  // Everything else.
   size_t next_ = 0;
   std::vector<uint64_t> ring_;
   absl::flat_hash_set<uint64_t> set_;

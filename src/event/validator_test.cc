@@ -267,3 +267,36 @@ TEST_F(ValidatorTest, SeveralViolationsAreAllReported) {
 
 }  // namespace
 }  // namespace vigil::event
+
+namespace vigil::event {
+namespace {
+
+TEST(DedupWindowTest, IncreasingNumbersOutOfOrderNumbersAndTextIdsAllCatchRepeats) {
+  DedupWindow d(100);
+  auto ins = [&](std::string_view id) { return d.Insert(core::Hash64(id), id); };
+  for (int i = 1; i <= 50; ++i) ASSERT_TRUE(ins(std::to_string(i * 2)));  // in sequence
+  EXPECT_FALSE(ins("40"));    // a repeat found in the sequence
+  EXPECT_TRUE(ins("41"));     // out of order: the hash set
+  EXPECT_FALSE(ins("41"));
+  EXPECT_TRUE(ins("0041"));   // not canonical: another id, by its text
+  EXPECT_FALSE(ins("0041"));
+  EXPECT_TRUE(ins("tx-7"));
+  EXPECT_FALSE(ins("tx-7"));
+  EXPECT_TRUE(ins("102"));    // the sequence goes on
+  EXPECT_FALSE(ins("102"));
+  EXPECT_TRUE(d.Contains(core::Hash64("41"), "41"));
+  EXPECT_TRUE(d.Contains(core::Hash64("2"), "2"));
+  EXPECT_FALSE(d.Contains(core::Hash64("3"), "3"));
+}
+
+TEST(DedupWindowTest, EachPartRemembersItsLastCapacityIds) {
+  DedupWindow d(10);
+  auto ins = [&](uint64_t n) { const std::string id = std::to_string(n); return d.Insert(core::Hash64(id), id); };
+  for (uint64_t i = 1; i <= 25; ++i) ASSERT_TRUE(ins(i));
+  EXPECT_TRUE(ins(5));    // forgotten: only 16..25 are remembered
+  EXPECT_FALSE(ins(20));  // still remembered
+  EXPECT_FALSE(ins(25));
+}
+
+}  // namespace
+}  // namespace vigil::event
