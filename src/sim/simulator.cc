@@ -126,6 +126,8 @@ struct User {
   std::string wallet;      // their own withdrawal address
   int kyc = 0;
   bool redeemed = false;
+  bool vpn = false;            // often connects through a VPN
+  int64_t api_interval = 0;    // > 0: trades through the API every this many ms
 };
 
 // One event being built: its time, a tie-breaking sequence number, its type
@@ -271,6 +273,8 @@ class World {
       if (r.Chance(0.5)) u.devices.push_back(Device(r));
       if (r.Chance(0.7)) u.cards.push_back(NewCard(r, u.country));
       if (r.Chance(c_.office_share)) u.office_ip = offices[r.Below(offices.size())];
+      u.vpn = r.Chance(c_.vpn_user_share);
+      if (u.pro && r.Chance(c_.api_trader_share)) u.api_interval = r.Between(60, 900) * kMsPerSecond;
       // Families: share the previous user's device and home address.
       if (r.Chance(c_.family_share) && users_.size() > 1) {
         User& prev = users_[users_.size() - 2];
@@ -342,7 +346,8 @@ class World {
       if (r.Chance(c_.abuse_found_rate)) {
         e.label_kind = u.scenario;
         e.label_entity = true;
-        e.label_delay = static_cast<int64_t>(r.Uniform(1, 21) * kMsPerDay);
+        const double u = r.Uniform();  // 1 to 21 days, most within ten
+        e.label_delay = static_cast<int64_t>((1 + 20 * u * u) * kMsPerDay);
       }
     }
   }
@@ -370,20 +375,45 @@ class World {
       int64_t t = std::max(TimeOfDay(r, u.country), floor);
       if (t >= day_end) continue;
       active = true;
+      // Where from: home, office, a carrier's shared address, a VPN, abroad.
+      session_country_ = u.country;
+      std::string ip;
+      if (r.Chance(c_.travel_share)) {
+        session_country_ = (u.country + 1 + static_cast<int>(r.Below(kNumCountries - 2))) % (kNumCountries - 1);
+        ip = r.Chance(0.5) ? MobileIp(r, session_country_) : HomeIp(r, session_country_);
+        if (r.Chance(0.2)) u.devices.push_back(Device(r));  // a new phone on the trip
+      } else if (u.vpn && r.Chance(0.5)) {
+        ip = VpnIp(r);
+        session_country_ = static_cast<int>(r.Below(kNumCountries - 1));
+      } else if (r.Chance(c_.mobile_share)) {
+        ip = MobileIp(r, u.country);
+      } else {
+        ip = !u.office_ip.empty() && r.Chance(0.5) ? u.office_ip : u.home_ip;
+      }
       const std::string& device = u.devices[r.Below(u.devices.size())];
-      const bool mobile = r.Chance(c_.mobile_share);
-      const std::string ip = mobile ? MobileIp(r, u.country) : (!u.office_ip.empty() && r.Chance(0.5) ? u.office_ip : u.home_ip);
       const char* agent = kBrowserAgents[r.Below(std::size(kBrowserAgents))];
       if (r.Chance(0.04)) {
-        Emit(t, "login", u, Net(device, ip, u.country).N("success", "false").S("user_agent", agent));
+        Emit(t, "login", u, Net(device, ip, session_country_).N("success", "false").S("user_agent", agent));
         t += static_cast<int64_t>(r.Exponential(30 * kMsPerSecond)) + 1;
       }
-      Emit(t, "login", u, Net(device, ip, u.country).N("success", "true").S("user_agent", agent));
+      Emit(t, "login", u, Net(device, ip, session_country_).N("success", "true").S("user_agent", agent));
       const int64_t actions = 1 + r.Poisson(1.2);
       for (int64_t a = 0; a < actions; ++a) {
         t += static_cast<int64_t>(r.Exponential(3 * kMsPerMinute)) + kMsPerSecond;
         if (t >= day_end) break;
         GenuineAction(r, u, t, device, ip);
+      }
+    }
+    // A genuine API trader: a schedule like a bot's, on a real account.
+    if (u.api_interval > 0 && u.signup_ms < day_start_ && r.Chance(0.7)) {
+      int64_t t = day_start_ + (u.id % 20) * kMsPerHour;
+      const int64_t stop = t + r.Between(1, 4) * kMsPerHour;
+      const char* pairs[] = {"BTC-USDT", "ETH-USDT", "BTC-USD"};
+      for (; t < std::min(stop, day_end); t += u.api_interval + r.Between(-2000, 2000)) {
+        Emit(t, "trade", u, Net("", u.home_ip, u.country).S("pair", pairs[u.id % 3])
+                                .S("side", r.Chance(0.5) ? "buy" : "sell")
+                                .S("amount_usd", Usd(r.LogNormal(400, 0.8))).S("via", "api"));
+        active = true;
       }
     }
     if (active) ++stats_->active_user_days;
@@ -394,16 +424,17 @@ class World {
     switch (what) {
       case 0: {  // trade
         const char* pairs[] = {"BTC-USD", "ETH-USD", "BTC-USDT", "ETH-USDT"};
-        Emit(t, "trade", u, Net(device, ip, u.country).S("pair", pairs[r.Below(4)])
+        Emit(t, "trade", u, Net(device, ip, session_country_).S("pair", pairs[r.Below(4)])
                                 .S("side", r.Chance(0.5) ? "buy" : "sell")
                                 .S("amount_usd", Usd(r.LogNormal(u.pro ? 900 : 120, 1.2)))
                                 .S("via", "web"));
         break;
       }
       case 1: {  // deposit
-        const double usd = r.LogNormal(u.pro ? 2500 : 250, 1.0);
+        const double usd = r.Chance(c_.small_card_share) && !u.cards.empty() ? r.Uniform(1, 5)
+                                                                            : r.LogNormal(u.pro ? 2500 : 250, 1.0);
         const size_t method = u.cards.empty() ? 1 + r.Below(2) : r.Pick({0.45, 0.35, 0.2});
-        Body b = Net(device, ip, u.country);
+        Body b = Net(device, ip, session_country_);
         if (method == 0) {
           const Card& c = u.cards[0];
           b.S("method", "card").S("amount", Amount(usd, kAssets[0])).S("asset", "USD")
@@ -423,24 +454,24 @@ class World {
       case 2: {  // withdrawal to their own address
         const Asset& a = kAssets[2 + r.Below(3)];
         const double usd = r.LogNormal(u.pro ? 2000 : 200, 1.0);
-        Emit(t, "withdrawal", u, Net(device, ip, u.country).S("asset", a.code).S("amount", Amount(usd, a))
+        Emit(t, "withdrawal", u, Net(device, ip, session_country_).S("asset", a.code).S("amount", Amount(usd, a))
                                      .S("amount_usd", Usd(usd)).S("wallet", u.wallet));
         break;
       }
       case 3:
         if (!u.redeemed) {
           u.redeemed = true;
-          Emit(t, "promo_redeem", u, Net(device, ip, u.country).S("promo", "deposit_match").S("amount_usd", "25.00"));
+          Emit(t, "promo_redeem", u, Net(device, ip, session_country_).S("promo", "deposit_match").S("amount_usd", "25.00"));
         }
         break;
       case 4:
-        Emit(t, "password_reset", u, Net(device, ip, u.country));
+        Emit(t, "password_reset", u, Net(device, ip, session_country_));
         break;
       case 5:
-        Emit(t, "2fa_change", u, Net(device, ip, u.country).S("method", r.Chance(0.7) ? "totp" : "sms"));
+        Emit(t, "2fa_change", u, Net(device, ip, session_country_).S("method", r.Chance(0.7) ? "totp" : "sms"));
         break;
       case 6:
-        Emit(t, "api_key_create", u, Net(device, ip, u.country).S("permissions", "read"));
+        Emit(t, "api_key_create", u, Net(device, ip, session_country_).S("permissions", "read"));
         break;
       case 7: {
         const User& other = users_[r.Below(genuine_)];
@@ -452,7 +483,7 @@ class World {
       default:
         if (u.kyc < 2) {
           ++u.kyc;
-          Emit(t, "kyc_submit", u, Net(device, ip, u.country).N("level", StrCat(u.kyc)).S("document_country", kCountries[u.country].code));
+          Emit(t, "kyc_submit", u, Net(device, ip, session_country_).N("level", StrCat(u.kyc)).S("document_country", kCountries[u.country].code));
         }
         break;
     }
@@ -468,13 +499,18 @@ class World {
   void PlanAttacks() {
     Random r = Random::Derive(c_.seed, 0xa77ac);
     const double scale = static_cast<double>(c_.users) / 10000.0;
+    // The first burst of each kind lands in the first quarter of the period,
+    // so that a short run shows every attack and, later, its labels.
     auto plan = [&](Scenario kind, double total, int lo, int hi) {
       double made = 0;
       const double want = total * scale;
+      bool first = true;
       while (made < want) {
         const int size = static_cast<int>(r.Between(lo, hi));
-        bursts_.push_back(Burst{static_cast<int64_t>(r.Below(static_cast<uint64_t>(std::max<int64_t>(1, c_.days)))), kind, size});
+        const int64_t span = first ? std::max<int64_t>(1, c_.days / 4) : std::max<int64_t>(1, c_.days);
+        bursts_.push_back(Burst{static_cast<int64_t>(r.Below(static_cast<uint64_t>(span))), kind, size});
         made += kind == kBot ? size : 1;
+        first = false;
       }
     };
     plan(kBot, c_.bot_accounts, 5, 10);
@@ -610,7 +646,9 @@ class World {
     auto chargeback = [&](Ev& e) {
       if (r.Chance(c_.chargeback_rate)) {
         e.label_kind = kCard;
-        e.label_delay = static_cast<int64_t>(r.Uniform(10, 60) * kMsPerDay);
+        // 10 to 60 days, most in the first weeks (median about 16 days).
+        const double u = r.Uniform();
+        e.label_delay = static_cast<int64_t>((10 + 50 * u * u * u) * kMsPerDay);
       }
     };
     for (int64_t i = r.Between(2, 5); i > 0; --i) {
@@ -633,7 +671,10 @@ class World {
   // then a withdrawal to a new address within hours.
   void Takeover(Random& r) {
     if (genuine_ == 0) return;
-    User& victim = users_[r.Below(genuine_)];
+    // A victim with some history: signed up before today.
+    size_t v = r.Below(genuine_);
+    for (int tries = 0; tries < 20 && users_[v].signup_ms >= day_start_; ++tries) v = r.Below(genuine_);
+    User& victim = users_[v];
     if (victim.signup_ms >= day_start_) return;
     User thief = victim;  // the attacker acts as the victim's account
     thief.scenario = kTakeover;
@@ -654,7 +695,8 @@ class World {
                                              .S("amount_usd", Usd(usd)).S("wallet", Wallet(r, false)));
     if (r.Chance(c_.takeover_confirm_rate)) {
       w.label_kind = kTakeover;
-      w.label_delay = static_cast<int64_t>(r.Uniform(1, 14) * kMsPerDay);
+      const double u = r.Uniform();  // 1 to 14 days, most within the first week
+      w.label_delay = static_cast<int64_t>((1 + 13 * u * u) * kMsPerDay);
     }
   }
 
@@ -736,6 +778,7 @@ class World {
   std::priority_queue<PendingLabel, std::vector<PendingLabel>, std::greater<>> labels_;
   int64_t day_ = 0;
   int64_t day_start_ = 0;
+  int session_country_ = 0;  // where the current genuine session comes from
   uint64_t seq_ = 0;
   uint64_t ids_ = 0;
 };
@@ -747,6 +790,7 @@ absl::Status SimConfig::Merge(const core::ConfigNode& y) {
   VIGIL_RETURN_IF_ERROR(y.CheckKeys(
       {"users", "days", "seed", "start", "existing_share", "sessions_median", "sessions_sigma",
        "weekend_factor", "family_share", "office_share", "mobile_share", "pro_share",
+       "travel_share", "vpn_user_share", "api_trader_share", "small_card_share",
        "bot_accounts", "promo_rings", "card_fraud_per_day", "takeovers_per_day",
        "fake_signup_bursts", "attacker_young_share", "chargeback_rate", "takeover_confirm_rate",
        "abuse_found_rate", "drift_day", "new_country"}));
@@ -767,6 +811,9 @@ absl::Status SimConfig::Merge(const core::ConfigNode& y) {
                      D{"sessions_sigma", &sessions_sigma}, D{"weekend_factor", &weekend_factor},
                      D{"family_share", &family_share}, D{"office_share", &office_share},
                      D{"mobile_share", &mobile_share}, D{"pro_share", &pro_share},
+                     D{"travel_share", &travel_share}, D{"vpn_user_share", &vpn_user_share},
+                     D{"api_trader_share", &api_trader_share},
+                     D{"small_card_share", &small_card_share},
                      D{"bot_accounts", &bot_accounts}, D{"promo_rings", &promo_rings},
                      D{"card_fraud_per_day", &card_fraud_per_day},
                      D{"takeovers_per_day", &takeovers_per_day},

@@ -38,11 +38,16 @@ struct SimConfig {
   double office_share = 0.05;        // users behind an office NAT
   double mobile_share = 0.35;        // sessions from a carrier's shared mobile IPs
   double pro_share = 0.2;            // segment "pro" (the group attribute), else "retail"
+  // Genuine look-alikes, so that no single signal means fraud:
+  double travel_share = 0.03;        // sessions from abroad (sometimes on a new phone)
+  double vpn_user_share = 0.04;      // users who often connect through a VPN
+  double api_trader_share = 0.15;    // "pro" users trading through the API on a schedule
+  double small_card_share = 0.05;    // card deposits of $1-5 (checking a new card)
   // Attacks: volumes per 10,000 genuine users (over the period, or per day).
   double bot_accounts = 40;          // scripted accounts, created in bursts
   double promo_rings = 12;           // rings of 5..15 accounts
-  double card_fraud_per_day = 2;     // stolen-card attacks a day
-  double takeovers_per_day = 1;      // account takeovers a day
+  double card_fraud_per_day = 4;     // stolen-card attacks a day
+  double takeovers_per_day = 3;      // account takeovers a day
   double fake_signup_bursts = 10;    // bursts of 10..30 fake sign-ups
   // Share of attacker accounts in the young age bands (genuine: about 0.45):
   // base rates differ by group, for fairness reports to find.
