@@ -23,6 +23,17 @@ struct BackfillArgs {
 };
 
 int Run(const BackfillArgs& a) {
+  // The configuration first: a mistake in the spec is reported before the
+  // events are opened.
+  auto schema = event::Schema::Load(a.input.schema);
+  if (!schema.ok()) {
+    PrintError("backfill", schema.status());
+    return kExitError;
+  }
+  if (auto checked = feature::FeatureSpec::Load(a.features, *schema); !checked.ok()) {
+    PrintError("backfill", checked.status());
+    return kExitError;
+  }
   std::optional<EventInput> in = OpenEventInput(a.input, "backfill");
   if (!in) return kExitError;
   auto spec = feature::FeatureSpec::Load(a.features, in->schema);
