@@ -552,6 +552,7 @@ class World {
   // A scripted account: trades through the API at a fixed interval for
   // hours a day (with jitter after the drift).
   void BotDay(Random& r, User& u, bool drifted) {
+    const bool careful = drifted || (u.id % 10) < static_cast<uint32_t>(c_.evasive_share * 10);
     const int64_t interval = static_cast<int64_t>(u.rate) * kMsPerSecond;
     int64_t t = day_start_ + (u.id % 12) * kMsPerHour;
     const int64_t stop = t + 6 * kMsPerHour;
@@ -559,8 +560,8 @@ class World {
     Emit(t - kMsPerMinute, "login", u, Net(u.devices[0], ip, u.country).N("success", "true")
                                           .S("user_agent", drifted ? kBrowserAgents[0] : kBotAgent));
     const char* pairs[] = {"BTC-USDT", "ETH-USDT"};
-    for (; t < stop; t += interval + (drifted ? static_cast<int64_t>(r.Normal(0, 60000)) : r.Between(-500, 500))) {
-      Emit(t, "trade", u, Net("", ip, u.country).S("pair", pairs[u.id % 2]).S("side", r.Chance(0.5) ? "buy" : "sell")
+    for (; t < stop; t += interval + (careful ? static_cast<int64_t>(r.Normal(0, 60000)) : r.Between(-500, 500))) {
+      Emit(t, "trade", u, Net(careful ? u.devices[0] : "", ip, u.country).S("pair", pairs[u.id % 2]).S("side", r.Chance(0.5) ? "buy" : "sell")
                               .S("amount_usd", Usd(r.Uniform(40, 60))).S("via", "api"));
     }
   }
@@ -568,7 +569,11 @@ class World {
   void PromoRing(Random& r, int n) {
     int64_t t = day_start_ + static_cast<int64_t>(r.Uniform() * 18 * kMsPerHour);
     const int country = PickCountry(r, false);
+    const bool careful = r.Chance(c_.evasive_share);
     std::vector<std::string> devices = {Device(r), Device(r)};
+    if (careful) {
+      for (int i = 0; i < 3; ++i) devices.push_back(Device(r));
+    }
     const Card card = NewCard(r, country);
     const std::string payout = Wallet(r, false);
     const Country& c = kCountries[country];
@@ -578,7 +583,8 @@ class World {
       User& u = NewUser(r, kPromo, country);
       u.signup_ms = t;
       const std::string& device = devices[r.Below(devices.size())];
-      const std::string ip = Ip(c.ip_a, c.ip_b, c3, 1 + static_cast<int>(r.Below(254)));
+      const std::string ip = careful ? (r.Chance(0.5) ? MobileIp(r, country) : HomeIp(r, country))
+                                     : Ip(c.ip_a, c.ip_b, c3, 1 + static_cast<int>(r.Below(254)));
       Signup(r, u, t, device, ip, country, kBrowserAgents[r.Below(4)],
              referrer >= 0 ? &users_[static_cast<size_t>(referrer)] : nullptr);
       int64_t s = t + static_cast<int64_t>(r.Exponential(10 * kMsPerMinute)) + kMsPerMinute;
@@ -599,7 +605,7 @@ class World {
                                      .S("amount_usd", "29.00").S("wallet", payout));
       }
       referrer = static_cast<int64_t>(users_.size()) - 1;
-      t += static_cast<int64_t>(r.Exponential(15 * kMsPerMinute)) + kMsPerMinute;
+      t += static_cast<int64_t>(r.Exponential(careful ? kMsPerHour : 15 * kMsPerMinute)) + kMsPerMinute;
     }
   }
 
@@ -612,11 +618,14 @@ class World {
     const std::string last = kLast[r.Below(std::size(kLast))];
     const int64_t base = r.Between(1000, 9000);
     const std::string device = Device(r);
+    const bool careful = r.Chance(c_.evasive_share);
     for (int i = 0; i < n; ++i) {
       User& u = NewUser(r, kFake, country);
       u.signup_ms = t;
-      u.email = StrCat(first, ".", last, base + i, "@", kDisposable[r.Below(std::size(kDisposable))]);
-      const std::string ip = Ip(c.ip_a, c.ip_b, c3, 10 + i % 200);
+      u.email = StrCat(first, ".", last, base + i, "@",
+                       careful && r.Chance(0.5) ? kMailDomains[r.Below(std::size(kMailDomains))]
+                                                : kDisposable[r.Below(std::size(kDisposable))]);
+      const std::string ip = careful ? HomeIp(r, country) : Ip(c.ip_a, c.ip_b, c3, 10 + i % 200);
       Signup(r, u, t, r.Chance(0.5) ? device : u.devices[0], ip, country, kBrowserAgents[r.Below(4)], nullptr);
       if (r.Chance(0.5)) {
         Emit(t + kMsPerMinute, "promo_redeem", u, Net(u.devices[0], ip, country).S("promo", "signup_bonus").S("amount_usd", "10.00"));
@@ -627,15 +636,17 @@ class World {
 
   // A stolen card: small test deposits, a large one, a fast crypto withdrawal.
   void CardFraud(Random& r, bool drifted) {
-    const int ip_country = drifted ? (new_country_ >= 0 ? new_country_ : 1) : 5;  // NG, then the new country
+    const bool careful = r.Chance(c_.evasive_share);
+    int ip_country = drifted ? (new_country_ >= 0 ? new_country_ : 1) : 5;  // NG, then the new country
     int card_country;
     do {
       card_country = PickCountry(r, false);
     } while (card_country == ip_country);
+    if (careful) ip_country = card_country;  // a residential proxy in the card's country
     User& u = NewUser(r, kCard, ip_country);
     int64_t t = day_start_ + static_cast<int64_t>(r.Uniform() * 20 * kMsPerHour);
     u.signup_ms = t;
-    const std::string ip = r.Chance(0.5) ? VpnIp(r) : HomeIp(r, ip_country);
+    const std::string ip = !careful && r.Chance(0.5) ? VpnIp(r) : HomeIp(r, ip_country);
     Signup(r, u, t, u.devices[0], ip, ip_country, kBrowserAgents[r.Below(4)], nullptr);
     const Card card = NewCard(r, card_country);
     auto deposit = [&](double usd) -> Ev& {
@@ -646,12 +657,12 @@ class World {
     auto chargeback = [&](Ev& e) {
       if (r.Chance(c_.chargeback_rate)) {
         e.label_kind = kCard;
-        // 10 to 60 days, most in the first weeks (median about 16 days).
+        // 10 to 60 days, most in the first weeks (median about 13 days).
         const double u = r.Uniform();
-        e.label_delay = static_cast<int64_t>((10 + 50 * u * u * u) * kMsPerDay);
+        e.label_delay = static_cast<int64_t>((10 + 50 * u * u * u * u) * kMsPerDay);
       }
     };
-    for (int64_t i = r.Between(2, 5); i > 0; --i) {
+    for (int64_t i = careful ? r.Between(0, 1) : r.Between(2, 5); i > 0; --i) {
       t += static_cast<int64_t>(r.Exponential(2 * kMsPerMinute)) + kMsPerSecond;
       chargeback(deposit(drifted ? r.Uniform(5, 10) : r.Uniform(1, 5)));
     }
@@ -662,7 +673,7 @@ class World {
       total += usd;
       chargeback(deposit(usd));
     }
-    t += static_cast<int64_t>(r.Uniform(5, 30) * kMsPerMinute);
+    t += static_cast<int64_t>(careful ? r.Uniform(2, 20) * kMsPerHour : r.Uniform(5, 30) * kMsPerMinute);
     Emit(t, "withdrawal", u, Net(u.devices[0], ip, ip_country).S("asset", "BTC").S("amount", Amount(total * 0.97, kAssets[3]))
                                  .S("amount_usd", Usd(total * 0.97)).S("wallet", Wallet(r, false)));
   }
@@ -679,9 +690,12 @@ class World {
     User thief = victim;  // the attacker acts as the victim's account
     thief.scenario = kTakeover;
     int64_t t = day_start_ + static_cast<int64_t>(r.Uniform() * 20 * kMsPerHour);
-    const int country = (victim.country + 1 + static_cast<int>(r.Below(kNumCountries - 2))) % (kNumCountries - 1);
+    const bool careful = r.Chance(c_.evasive_share);
+    const int country = careful ? victim.country
+                                : (victim.country + 1 + static_cast<int>(r.Below(kNumCountries - 2))) %
+                                      (kNumCountries - 1);
     const std::string device = Device(r);
-    const std::string ip = r.Chance(0.6) ? VpnIp(r) : HomeIp(r, country);
+    const std::string ip = !careful && r.Chance(0.6) ? VpnIp(r) : HomeIp(r, country);
     if (r.Chance(0.6)) {
       Emit(t, "password_reset", thief, Net(device, ip, country));
     } else {
@@ -792,7 +806,7 @@ absl::Status SimConfig::Merge(const core::ConfigNode& y) {
        "weekend_factor", "family_share", "office_share", "mobile_share", "pro_share",
        "travel_share", "vpn_user_share", "api_trader_share", "small_card_share",
        "bot_accounts", "promo_rings", "card_fraud_per_day", "takeovers_per_day",
-       "fake_signup_bursts", "attacker_young_share", "chargeback_rate", "takeover_confirm_rate",
+       "fake_signup_bursts", "evasive_share", "attacker_young_share", "chargeback_rate", "takeover_confirm_rate",
        "abuse_found_rate", "drift_day", "new_country"}));
   VIGIL_ASSIGN_OR_RETURN(users, y.GetInt("users", users));
   VIGIL_ASSIGN_OR_RETURN(days, y.GetInt("days", days));
@@ -818,6 +832,7 @@ absl::Status SimConfig::Merge(const core::ConfigNode& y) {
                      D{"card_fraud_per_day", &card_fraud_per_day},
                      D{"takeovers_per_day", &takeovers_per_day},
                      D{"fake_signup_bursts", &fake_signup_bursts},
+                     D{"evasive_share", &evasive_share},
                      D{"attacker_young_share", &attacker_young_share},
                      D{"chargeback_rate", &chargeback_rate},
                      D{"takeover_confirm_rate", &takeover_confirm_rate},

@@ -46,9 +46,14 @@ struct SimConfig {
   // Attacks: volumes per 10,000 genuine users (over the period, or per day).
   double bot_accounts = 40;          // scripted accounts, created in bursts
   double promo_rings = 12;           // rings of 5..15 accounts
-  double card_fraud_per_day = 4;     // stolen-card attacks a day
+  double card_fraud_per_day = 5;     // stolen-card attacks a day
   double takeovers_per_day = 3;      // account takeovers a day
   double fake_signup_bursts = 10;    // bursts of 10..30 fake sign-ups
+  // Share of attacks by careful attackers, who hide the obvious signals (a
+  // card used from its own country, a ring spread over several networks,
+  // fake sign-ups with ordinary mail domains, takeovers without a VPN, bots
+  // with jitter and device ids): detection needs more than one feature.
+  double evasive_share = 0.3;
   // Share of attacker accounts in the young age bands (genuine: about 0.45):
   // base rates differ by group, for fairness reports to find.
   double attacker_young_share = 0.75;
