@@ -77,6 +77,12 @@ enum class Rule : uint8_t {
 inline constexpr int kRuleCount = static_cast<int>(Rule::kUnseenCategory) + 1;
 const char* RuleName(Rule r);
 
+// The hash that a field of `type` carries, in Value::hash, for the value
+// written as `text`: ints and bools by value, everything else by text. For
+// keys that arrive as text elsewhere (a label's target_entity.value, a stop
+// list), so that they meet the records they name. Hot path: no allocation.
+uint64_t KeyHashOfText(FieldType type, std::string_view text) noexcept;
+
 struct Violation {
   Rule rule;
   std::string field;   // empty for whole-record rules

@@ -111,6 +111,19 @@ const char* RuleName(Rule r) {
   return "?";
 }
 
+uint64_t KeyHashOfText(FieldType type, std::string_view text) noexcept {
+  if (type == FieldType::kInt) {
+    int64_t v = 0;
+    std::from_chars(text.data() + (!text.empty() && text[0] == '+'), text.data() + text.size(), v);
+    return core::HashInt(static_cast<uint64_t>(v));
+  }
+  if (type == FieldType::kBool) {
+    const bool b = text == "true" || text == "1" || text == "True" || text == "TRUE";
+    return core::HashInt(b ? 1 : 0);
+  }
+  return core::Hash64(text);
+}
+
 DedupWindow::DedupWindow(size_t capacity) : capacity_(capacity) {
   // Sized up front for up to a million ids, so that the first million
   // records do not pay for growing.

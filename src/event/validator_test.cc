@@ -300,3 +300,18 @@ TEST(DedupWindowTest, EachPartRemembersItsLastCapacityIds) {
 
 }  // namespace
 }  // namespace vigil::event
+
+namespace vigil::event {
+namespace {
+
+TEST_F(ValidatorTest, KeyHashOfTextMatchesTheHashRecordsCarry) {
+  ASSERT_TRUE(Json(Deposit(R"(,"n":3,"first":true)")).empty());
+  const EventTypeSpec& t = *rec_.type;
+  EXPECT_EQ(KeyHashOfText(FieldType::kInt, "3"), rec_[t.Find("n")->index].hash);
+  EXPECT_EQ(KeyHashOfText(FieldType::kBool, "true"), rec_[t.Find("first")->index].hash);
+  EXPECT_EQ(KeyHashOfText(FieldType::kString, "u1"), rec_[t.Find("user_id")->index].hash);
+  EXPECT_NE(KeyHashOfText(FieldType::kInt, "3"), KeyHashOfText(FieldType::kString, "3"));
+}
+
+}  // namespace
+}  // namespace vigil::event

@@ -184,18 +184,11 @@ class LabelIndex {
   }
 
  private:
-  // The hash a row's entity field carries for `text` (vigil hashes int
-  // fields by value, strings by text).
+  // The hash a row's entity field carries for `text`.
   uint64_t EntityHash(const std::string& key, std::string_view text) const {
     for (const event::EventTypeSpec& t : spec_.schema->types) {
       const event::FieldSpec* f = t.Find(key);
-      if (!f || !spec_.score_on[t.index]) continue;
-      if (f->type == event::FieldType::kInt) {
-        int64_t v = 0;
-        std::from_chars(text.data(), text.data() + text.size(), v);
-        return core::HashInt(static_cast<uint64_t>(v));
-      }
-      break;
+      if (f && spec_.score_on[t.index]) return event::KeyHashOfText(f->type, text);
     }
     return core::Hash64(text);
   }

@@ -376,16 +376,8 @@ struct FeatureEngine::Impl {
     const event::Value& tk = rec[label_fields[1]];
     if (tk.present()) {
       if (tk.text != st.key_fields[0]) return false;
-      const std::string_view v = rec[label_fields[2]].text;
-      uint64_t h;
-      if (st.key_is_int) {
-        int64_t i = 0;
-        std::from_chars(v.data(), v.data() + v.size(), i);
-        h = core::HashInt(static_cast<uint64_t>(i));
-      } else {
-        h = core::Hash64(v);
-      }
-      *key = core::HashCombine(0x9e3779b97f4a7c15ull, h);
+      *key = core::HashCombine(0x9e3779b97f4a7c15ull,
+                               event::KeyHashOfText(st.key_type, rec[label_fields[2]].text));
       return true;
     }
     const event::Value& te = rec[label_fields[0]];

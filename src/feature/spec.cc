@@ -275,6 +275,9 @@ class Builder {
     return p;
   }
 
+  // Every event type: keys, links and derived features read any of them.
+  std::vector<bool> AllTypes() const { return std::vector<bool>(spec_->schema->types.size(), true); }
+
   // The node kind of a field: its entity kind when it has one, else its name.
   uint64_t KindOf(const std::string& field) const {
     for (const EventTypeSpec& t : spec_->schema->types) {
@@ -322,7 +325,7 @@ class Builder {
     }
     if (!any) return n["account"].Error(StrCat("identity: no event type has field '", g.account, "'"));
     for (const std::string& l : g.links) {
-      if (!RoleField(s, std::vector<bool>(s.types.size(), true), l)) {
+      if (!RoleField(s, AllTypes(), l)) {
         return n["links"].Error(StrCat("identity: no event type has field '", l, "'"));
       }
     }
@@ -331,7 +334,7 @@ class Builder {
            all.push_back(g.account);
            return all;
          }()) {
-      const FieldSpec* rf = RoleField(s, std::vector<bool>(s.types.size(), true), field);
+      const FieldSpec* rf = RoleField(s, AllTypes(), field);
       if (rf && (rf->role == Role::kLabel || rf->role == Role::kGroundTruth)) {
         return n.Error(StrCat("identity: '", field, "' is a ", event::RoleName(rf->role),
                               " field: it cannot link accounts"));
@@ -349,21 +352,15 @@ class Builder {
       auto text = ReadFile(path);
       if (!text.ok()) return file.Error(StrCat("cannot read stop list ", path));
       hashed_extra->append(*text);
-      bool is_int = false;
+      FieldType type = FieldType::kString;
       for (const EventTypeSpec& t : s.types) {
         const FieldSpec* f = t.Find(field);
-        if (f) is_int = f->type == FieldType::kInt;
+        if (f) type = f->type;
       }
       for (std::string_view line : StrSplit(*text, '\n')) {
         while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
         if (line.empty() || line[0] == '#') continue;
-        uint64_t h = core::Hash64(line);
-        if (is_int) {
-          int64_t v = 0;
-          std::from_chars(line.data(), line.data() + line.size(), v);
-          h = core::HashInt(static_cast<uint64_t>(v));
-        }
-        g.stop_nodes.push_back(core::HashCombine(KindOf(field), h));
+        g.stop_nodes.push_back(core::HashCombine(KindOf(field), event::KeyHashOfText(type, line)));
       }
     }
     for (const auto& [name, c] : n["counters"].Entries()) {
@@ -417,9 +414,8 @@ class Builder {
       VIGIL_ASSIGN_OR_RETURN(std::string text, n["expr"].String());
       auto e = expr::Expr::Compile(text, Bind(f->index), Pos(n["expr"]));
       if (!e.ok()) return e.status();
-      std::vector<bool> all(s.types.size(), true);
       for (const std::string& field : e->event_fields_read()) {
-        VIGIL_RETURN_IF_ERROR(CheckLeakage(n["expr"], f->name, RoleField(s, all, field), 0, false));
+        VIGIL_RETURN_IF_ERROR(CheckLeakage(n["expr"], f->name, RoleField(s, AllTypes(), field), 0, false));
       }
       f->expr = std::make_shared<const expr::Expr>(std::move(*e));
       return absl::OkStatus();
@@ -475,7 +471,7 @@ class Builder {
         }
         for (const std::string& field : e->event_fields_read()) {
           VIGIL_RETURN_IF_ERROR(CheckLeakage(n["key"], f->name,
-                                             RoleField(s, std::vector<bool>(s.types.size(), true), field),
+                                             RoleField(s, AllTypes(), field),
                                              0, false));
         }
         st.key_exprs[k] = std::make_shared<const expr::Expr>(std::move(*e));
@@ -489,8 +485,7 @@ class Builder {
         st.key_field_index[t.index * st.key_fields.size() + k] = kf->index;
       }
       const bool label_fed = st.on_type[s.label_type];
-      const std::vector<bool> all(s.types.size(), true);
-      if (!any && !(label_fed && RoleField(s, all, st.key_fields[k]))) {
+      if (!any && !(label_fed && RoleField(s, AllTypes(), st.key_fields[k]))) {
         return n["key"].Error(StrCat("feature '", f->name, "': key field '", st.key_fields[k],
                                      "' is in none of its event types"));
       }
@@ -502,11 +497,11 @@ class Builder {
         st.label_fed = true;
         for (const EventTypeSpec& t : s.types) {
           const FieldSpec* kf = t.Find(st.key_fields[k]);
-          if (kf) st.key_is_int = kf->type == FieldType::kInt;
+          if (kf) st.key_type = kf->type;
         }
       }
       // Keys are read from every type that has them, so check every type.
-      const FieldSpec* rf = RoleField(s, std::vector<bool>(s.types.size(), true), st.key_fields[k]);
+      const FieldSpec* rf = RoleField(s, AllTypes(), st.key_fields[k]);
       if (rf && (rf->role == Role::kLabel || rf->role == Role::kGroundTruth)) {
         return n["key"].Error(StrCat("feature '", f->name, "': key field '", rf->name, "' is a ",
                                      event::RoleName(rf->role), " field"));

@@ -67,7 +67,7 @@ struct Stream {
   // (target_entity with this stream's key field) or through the event it
   // labels (target_event_id), remembered for label_join_memory events.
   bool label_fed = false;
-  bool key_is_int = false;  // the key field is an int (labels carry text)
+  event::FieldType key_type = event::FieldType::kString;  // of the key field (labels carry text)
 };
 
 struct FeatureDef {
