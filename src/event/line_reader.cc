@@ -74,7 +74,8 @@ class FdSource : public ByteSource {
 // chunks through a small bounded queue.
 class InflateSource : public ByteSource {
  public:
-  explicit InflateSource(std::unique_ptr<FdSource> in) : in_(std::move(in)) {
+  InflateSource(std::unique_ptr<ByteSource> in, std::string name)
+      : in_(std::move(in)), name_(std::move(name)) {
     worker_ = std::thread([this] { Run(); });
   }
   ~InflateSource() override {
@@ -142,7 +143,7 @@ class InflateSource : public ByteSource {
           break;
         }
         if (*r == 0) {
-          if (in_member) st = absl::DataLossError(StrCat(in_->name(), ": gzip data is truncated"));
+          if (in_member) st = absl::DataLossError(StrCat(name_, ": gzip data is truncated"));
           break;
         }
         zs.next_in = reinterpret_cast<Bytef*>(in.data());
@@ -160,7 +161,7 @@ class InflateSource : public ByteSource {
         in_member = false;
         inflateReset(&zs);  // a following gzip member, if any
       } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-        st = absl::DataLossError(StrCat(in_->name(), ": corrupt gzip data (",
+        st = absl::DataLossError(StrCat(name_, ": corrupt gzip data (",
                                               zs.msg ? zs.msg : "zlib error", ")"));
         break;
       }
@@ -169,7 +170,8 @@ class InflateSource : public ByteSource {
     Finish(std::move(st));
   }
 
-  std::unique_ptr<FdSource> in_;
+  std::unique_ptr<ByteSource> in_;
+  std::string name_;
   std::thread worker_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -202,32 +204,10 @@ std::unique_ptr<LineReader> LineReader::FromString(std::string data,
                                                    const LineReaderOptions& options) {
   const bool gz = data.size() >= 2 && static_cast<uint8_t>(data[0]) == 0x1f &&
                   static_cast<uint8_t>(data[1]) == 0x8b;
-  if (gz) {
-    // Small inputs: inflate up front (corrupt data ends the text early).
-    std::string out;
-    z_stream zs{};
-    if (inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK) {
-      zs.next_in = reinterpret_cast<Bytef*>(data.data());
-      zs.avail_in = static_cast<uInt>(data.size());
-      char buf[1 << 16];
-      while (true) {
-        zs.next_out = reinterpret_cast<Bytef*>(buf);
-        zs.avail_out = sizeof buf;
-        const int rc = inflate(&zs, Z_NO_FLUSH);
-        out.append(buf, sizeof buf - zs.avail_out);
-        if (rc == Z_STREAM_END && zs.avail_in > 0) {
-          inflateReset(&zs);
-          continue;
-        }
-        if (rc != Z_OK) break;
-      }
-      inflateEnd(&zs);
-    }
-    data = std::move(out);
-  }
   const size_t n = data.size();
-  return std::unique_ptr<LineReader>(
-      new LineReader(std::make_unique<StringSource>(std::move(data)), options, gz, n + 1));
+  std::unique_ptr<ByteSource> src = std::make_unique<StringSource>(std::move(data));
+  if (gz) src = std::make_unique<InflateSource>(std::move(src), "<memory>");
+  return std::unique_ptr<LineReader>(new LineReader(std::move(src), options, gz, n + 1));
 }
 
 absl::StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path,
@@ -251,7 +231,8 @@ absl::StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& 
                   static_cast<uint8_t>(magic[1]) == 0x8b;
   std::unique_ptr<ByteSource> src;
   if (gz) {
-    src = std::make_unique<InflateSource>(std::move(fds));
+    const std::string name = fds->name();
+    src = std::make_unique<InflateSource>(std::move(fds), name);
   } else {
     src = std::move(fds);
   }
