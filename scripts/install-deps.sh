@@ -14,10 +14,11 @@ PACKAGES=(
   # libraries
   libabsl-dev libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev zlib1g-dev libssl-dev libre2-dev
+  libxgboost-dev xgboost              # training (xgboost: find_package needs the CLI)
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # reference scripts for benchmarks (/usr/bin/python3)
-  python3 python3-pandas
+  python3 python3-pandas python3-sklearn python3-xgboost python3-scipy
 )
 
 missing=()
