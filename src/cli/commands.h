@@ -21,6 +21,10 @@ Runner AddValidateCommand(CLI::App& app);
 Runner AddProfileCommand(CLI::App& app);
 Runner AddBackfillCommand(CLI::App& app);
 Runner AddSimulateCommand(CLI::App& app);
+Runner AddTrainCommand(CLI::App& app);
+Runner AddPredictCommand(CLI::App& app);
+Runner AddEvaluateCommand(CLI::App& app);
+Runner AddThresholdsCommand(CLI::App& app);
 
 }  // namespace vigil::cli
 

@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
       "      --out profile.json\n"
       "  vigil backfill --schema examples/handbook/schema.yaml \\\n"
       "      --features examples/handbook/features.yaml --events transactions.csv.gz --out f.csv\n"
+      "  vigil train --features f.csv --label TX_FRAUD --train 2018-07-04..2018-07-10 --out model/\n"
+      "  vigil predict --model model/ --features f.csv --out scores.csv\n"
       "Run `vigil <command> --help` for a command's options. Docs: docs/README.md");
   std::map<CLI::App*, vigil::cli::Runner> runners;
   auto add = [&](vigil::cli::Runner r) { runners[app.get_subcommands({}).back()] = std::move(r); };
@@ -32,6 +34,10 @@ int main(int argc, char** argv) {
   add(vigil::cli::AddProfileCommand(app));
   add(vigil::cli::AddBackfillCommand(app));
   add(vigil::cli::AddSimulateCommand(app));
+  add(vigil::cli::AddTrainCommand(app));
+  add(vigil::cli::AddPredictCommand(app));
+  add(vigil::cli::AddEvaluateCommand(app));
+  add(vigil::cli::AddThresholdsCommand(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

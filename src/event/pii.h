@@ -19,6 +19,21 @@ namespace vigil::event {
 // Lower-case hex SHA-256 of `bytes`.
 std::string Sha256Hex(std::string_view bytes);
 
+// SHA-256 over bytes given piece by piece (a file as it is read).
+// Thread-safety: one thread.
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+  void Update(std::string_view bytes);
+  std::string Hex();  // ends the stream
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
+
 inline constexpr std::string_view kRedacted = "[redacted]";
 
 class PiiHasher {

@@ -1,0 +1,117 @@
+#include "model/bundle.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/strings.h"
+
+namespace vigil::model {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError(StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The feature names an XGBoost JSON model stores (learner.feature_names).
+absl::StatusOr<std::vector<std::string>> ModelFeatureNames(const std::string& json, const std::string& path) {
+  auto j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("learner") || !j["learner"].is_object()) {
+    return absl::InvalidArgumentError(StrCat(path, ": not an XGBoost JSON model (no 'learner' object)"));
+  }
+  const auto& learner = j["learner"];
+  std::vector<std::string> names;
+  if (learner.contains("feature_names") && learner["feature_names"].is_array()) {
+    for (const auto& n : learner["feature_names"]) {
+      if (n.is_string()) names.push_back(n.get<std::string>());
+    }
+  }
+  if (names.empty()) {
+    return absl::InvalidArgumentError(
+        StrCat(path, ": the model stores no feature names, so columns cannot be matched; train it "
+                     "from a pandas DataFrame or set feature_names on the DMatrix"));
+  }
+  return names;
+}
+
+}  // namespace
+
+absl::StatusOr<Bundle> Bundle::Load(const std::string& path) {
+  namespace fs = std::filesystem;
+  Bundle b;
+  b.path = path;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) {
+    if (!fs::exists(path, ec)) return absl::NotFoundError(StrCat(path, ": no such model bundle or file"));
+    b.bare = true;
+    VIGIL_ASSIGN_OR_RETURN(b.model_json, ReadFile(path));
+    VIGIL_ASSIGN_OR_RETURN(auto names, ModelFeatureNames(b.model_json, path));
+    b.layout = FeatureLayout::Numeric(std::move(names));
+    return b;
+  }
+  const std::string manifest_path = (fs::path(path) / "manifest.json").string();
+  VIGIL_ASSIGN_OR_RETURN(std::string text, ReadFile(manifest_path));
+  b.manifest = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (b.manifest.is_discarded() || !b.manifest.is_object()) {
+    return absl::InvalidArgumentError(StrCat(manifest_path, ": not a JSON object"));
+  }
+  if (b.manifest.value("format", "") != kManifestFormat) {
+    return absl::InvalidArgumentError(
+        StrCat(manifest_path, ": format is not ", kManifestFormat));
+  }
+  if (!b.manifest.contains("inputs")) return absl::InvalidArgumentError(StrCat(manifest_path, ": no 'inputs'"));
+  auto layout = FeatureLayout::FromJson(b.manifest["inputs"]);
+  if (!layout.ok()) return absl::InvalidArgumentError(StrCat(manifest_path, ": ", layout.status().message()));
+  b.layout = std::move(*layout);
+  b.id_column = b.manifest.value("id_column", "");
+  b.spec_hash = b.manifest.contains("feature_spec_hash") && b.manifest["feature_spec_hash"].is_string()
+                    ? b.manifest["feature_spec_hash"].get<std::string>()
+                    : "";
+  if (b.manifest.contains("calibration") && b.manifest["calibration"].is_object()) {
+    auto cal = IsotonicCalibration::FromJson(b.manifest["calibration"]);
+    if (!cal.ok()) return absl::InvalidArgumentError(StrCat(manifest_path, ": calibration: ", cal.status().message()));
+    b.calibration = std::move(*cal);
+  }
+  const std::string model_path = (fs::path(path) / "model.json").string();
+  VIGIL_ASSIGN_OR_RETURN(b.model_json, ReadFile(model_path));
+  // The manifest and the model must name the same features in the same order.
+  auto names = ModelFeatureNames(b.model_json, model_path);
+  if (names.ok() && *names != b.layout.feature_names) {
+    return absl::InvalidArgumentError(StrCat(path, ": model.json's features differ from manifest.json's"));
+  }
+  return b;
+}
+
+std::string Bundle::name() const {
+  std::filesystem::path p(path);
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+absl::Status CheckCompatible(const Bundle& bundle, const CsvTable& table, const TableColumns& cols) {
+  if (!cols.from_meta) return absl::OkStatus();  // any CSV: columns are matched by name
+  if (!bundle.spec_hash.empty() && !cols.spec_hash.empty() && bundle.spec_hash != cols.spec_hash) {
+    return absl::FailedPreconditionError(StrCat(
+        "model ", bundle.name(), " was trained on features of spec ", bundle.spec_hash.substr(0, 12),
+        " but ", table.path(), " was computed by spec ", cols.spec_hash.substr(0, 12),
+        ": rebuild the features with the model's spec, or retrain"));
+  }
+  // Every model input must be one of the features the spec computes (a
+  // model may use a subset: --drop).
+  for (const FeatureLayout::Input& in : bundle.layout.inputs) {
+    bool found = false;
+    for (int c : cols.inputs) found = found || table.header()[static_cast<size_t>(c)] == in.column;
+    if (!found) {
+      return absl::FailedPreconditionError(
+          StrCat("model ", bundle.name(), " needs feature ", in.column, ", which ", table.path(),
+                 ".meta.json does not list among its feature columns"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace vigil::model

@@ -1,0 +1,83 @@
+#include "model/scoring.h"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "core/strings.h"
+#include "model/xgb.h"
+
+namespace vigil::model {
+
+absl::StatusOr<ScoredTable> ScoreTable(const std::string& model_path, const std::string& features_path,
+                                       const std::string& id, bool margin, const std::string& label) {
+  ScoredTable s;
+  s.margin = margin;
+  VIGIL_ASSIGN_OR_RETURN(s.bundle, Bundle::Load(model_path));
+  VIGIL_ASSIGN_OR_RETURN(s.table, CsvTable::Read(features_path));
+  ColumnOptions co;
+  co.label = label;
+  co.time_optional = true;
+  co.id = id;
+  VIGIL_ASSIGN_OR_RETURN(s.cols, ResolveColumns(s.table, co));
+  VIGIL_RETURN_IF_ERROR(CheckCompatible(s.bundle, s.table, s.cols));
+  // The id column: --id, the table's meta, the bundle's, event_id.
+  s.id_name = !id.empty() ? id : s.cols.from_meta ? s.cols.id_name
+                               : !s.bundle.id_column.empty() ? s.bundle.id_column : "event_id";
+  s.id_col = s.table.Column(s.id_name);
+  if (s.id_col < 0) {
+    return absl::InvalidArgumentError(StrCat(features_path, ": no id column '", s.id_name,
+                                             "' (name it with --id); columns: ", StrJoin(s.table.header(), ", ")));
+  }
+  std::vector<uint32_t> rows(s.table.rows());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<uint32_t>(i);
+  VIGIL_ASSIGN_OR_RETURN(Dataset d, BuildDataset(s.table, s.bundle.layout, rows, -1, -1));
+  VIGIL_ASSIGN_OR_RETURN(Booster b, Booster::FromJson(s.bundle.model_json));
+  VIGIL_ASSIGN_OR_RETURN(std::vector<float> out, b.Predict(d, margin));
+  s.scores.assign(out.begin(), out.end());
+  if (!margin && s.bundle.calibration) {
+    for (double& v : s.scores) v = s.bundle.calibration->Apply(v);
+  }
+  return s;
+}
+
+absl::Status WriteScores(const ScoredTable& s, const std::string& out) {
+  std::ofstream file;
+  std::ostream* os = &std::cout;
+  if (out != "-") {
+    file.open(out, std::ios::binary | std::ios::trunc);
+    if (!file) return absl::PermissionDeniedError(StrCat(out, ": cannot write"));
+    os = &file;
+  }
+  std::string buf = StrCat(s.id_name, s.margin ? ",margin\n" : ",score\n");
+  std::vector<std::string_view> cells;
+  std::string scratch;
+  char num[32];
+  for (size_t r = 0; r < s.scores.size(); ++r) {
+    std::string_view id = s.table.Cell(r, s.id_col, &cells, &scratch);
+    const bool quote = id.find_first_of(",\"\n") != std::string_view::npos;
+    if (quote) {
+      buf.push_back('"');
+      for (char c : id) {
+        if (c == '"') buf.push_back('"');
+        buf.push_back(c);
+      }
+      buf.push_back('"');
+    } else {
+      buf.append(id);
+    }
+    // float32 scores: 9 significant digits round-trip.
+    const int n = std::snprintf(num, sizeof num, ",%.9g\n", s.scores[r]);
+    buf.append(num, static_cast<size_t>(n));
+    if (buf.size() > (1 << 20)) {
+      os->write(buf.data(), static_cast<std::streamsize>(buf.size()));
+      buf.clear();
+    }
+  }
+  os->write(buf.data(), static_cast<std::streamsize>(buf.size()));
+  os->flush();
+  if (!*os) return absl::DataLossError(StrCat(out, ": write failed"));
+  return absl::OkStatus();
+}
+
+}  // namespace vigil::model
