@@ -17,6 +17,7 @@ PACKAGES=(
   libxgboost-dev xgboost              # training (xgboost: find_package needs the CLI)
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
+  chromium                            # HTML reports are checked in a real browser
   # reference scripts for benchmarks (/usr/bin/python3)
   python3 python3-pandas python3-sklearn python3-xgboost python3-scipy
 )
