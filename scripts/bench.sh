@@ -12,6 +12,8 @@
 #                            CSV out; gzip too) beside the vectorised pandas reference
 #   bench/simulate.sh        `vigil simulate` events/s to plain JSON Lines, and the size
 #                            of 10 k users x 30 days, beside Python's json
+#   bench/train.sh           `vigil train`: reading and preparing data as a share of the
+#                            run, beside pandas + DMatrix and xgboost.train
 #   engine_benchmark         FeatureEngine::Process on a 30-feature spec: p50/p99/p99.9
 #                            per call and events/s on one core; memory per entity per
 #                            window feature with 1 M entities
@@ -77,6 +79,11 @@ sim_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-sim.XXXXXX")
 bench/simulate.sh "$build" | tee "$sim_log"
 
 echo
+echo "== bench/train.sh"
+train_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-train.XXXXXX")
+bench/train.sh "$build" | tee "$train_log"
+
+echo
 echo "== summary"
 echo "  vigil validate:"
 grep -E '^  (vigil validate|pandas|ratio|goal)' "$log" || grep -E '^validate-bench:' "$log" || true
@@ -92,6 +99,8 @@ grep -E '^  (throughput|scored|spec  |count-mean|4-aggs|bytes per)|^ +calls +p50
   || grep -E '^engine_benchmark' "$engine_log" || true
 echo "  vigil simulate:"
 sed 's/^/    /' "$sim_log"
-rm -f "$sim_log"
+echo "  vigil train (data preparation vs training):"
+sed 's/^train-bench: /    /' "$train_log"
+rm -f "$sim_log" "$train_log"
 echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  results in bench/results/; figures are from shared cores and noisy"
