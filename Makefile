@@ -5,7 +5,7 @@ FUZZ_BUILD ?= build-fuzz
 BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build vigil fuzz-build test unit integration demo bench scenario-table clean help
+.PHONY: all deps build vigil fuzz-build test unit integration demo bench scenario-table handbook-compare clean help
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make test   install, build and run every test (ctest labels: unit, integration, slow)"
 	@echo "make bench  run the benchmarks (bench/README.md)"
 	@echo "make scenario-table  regenerate README.md's per-scenario table"
+	@echo "make handbook-compare  the handbook's protocol: book baseline vs vigil (docs/training.md)"
 	@echo "make build  build everything; make vigil builds the command only"
 
 deps:
@@ -54,6 +55,10 @@ bench: build
 # Regenerates README.md's per-scenario table from a fresh simulation.
 scenario-table: build
 	scripts/scenario_table.sh $(BUILD)
+
+# The Fraud Detection Handbook comparison in docs/training.md.
+handbook-compare: build
+	scripts/handbook_compare.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)
