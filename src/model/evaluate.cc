@@ -411,12 +411,15 @@ absl::StatusOr<ThresholdResult> ChooseThresholds(const ThresholdOptions& o) {
   const nlohmann::ordered_json c = describe(chosen);
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.9g", chosen);
-  const std::string recall = c["recall"].is_null() ? "n/a" : StrCat(c["recall"].get<double>());
+  auto fixed = [&](const char* key) {
+    if (!c.contains(key) || !c[key].is_number()) return std::string("n/a");
+    char b[32];
+    std::snprintf(b, sizeof b, "%.4f", c[key].get<double>());
+    return std::string(b);
+  };
   res.summary = StrCat("score ≥ ", buf, " meets ", constraint, ": ", c["alerts"].get<uint64_t>(), " alerts over ",
-                       days, " days, recall ", recall,
-                       c.contains("amount_recall") && !c["amount_recall"].is_null()
-                           ? StrCat(", amount caught ", c["amount_recall"].get<double>())
-                           : std::string());
+                       days, " days, recall ", fixed("recall"), ", precision ", fixed("precision"),
+                       c.contains("amount_recall") ? StrCat(", amount caught ", fixed("amount_recall")) : std::string());
   res.snippet = StrCat("# vigil thresholds: model ", e.scored.bundle.name(), ", ",
                        o.eval.range.empty() ? std::string("all rows") : o.eval.range, ", ", constraint, "\n",
                        "# ", res.summary, "\n",
