@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "core/strings.h"
-#include "model/xgb.h"
+#include "model/forest.h"
 
 namespace vigil::model {
 
@@ -32,9 +32,15 @@ absl::StatusOr<ScoredTable> ScoreTable(const std::string& model_path, const std:
   std::vector<uint32_t> rows(s.table.rows());
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<uint32_t>(i);
   VIGIL_ASSIGN_OR_RETURN(Dataset d, BuildDataset(s.table, s.bundle.layout, rows, -1, -1));
-  VIGIL_ASSIGN_OR_RETURN(Booster b, Booster::FromJson(s.bundle.model_json));
-  VIGIL_ASSIGN_OR_RETURN(std::vector<float> out, b.Predict(d, margin));
-  s.scores.assign(out.begin(), out.end());
+  VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<const Forest> forest, Forest::FromJson(s.bundle.model_json, model_path));
+  if (forest->num_features() != d.cols) {
+    return absl::InvalidArgumentError(StrCat(model_path, ": the model has ", forest->num_features(),
+                                             " features but its manifest names ", d.cols));
+  }
+  std::vector<float> out(d.rows);
+  forest->MarginBatch(d.x.data(), d.rows, out.data());
+  s.scores.resize(d.rows);
+  for (size_t i = 0; i < d.rows; ++i) s.scores[i] = margin ? out[i] : forest->Transform(out[i]);
   if (!margin && s.bundle.calibration) {
     for (double& v : s.scores) v = s.bundle.calibration->Apply(v);
   }

@@ -1,0 +1,429 @@
+#include "model/forest.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "core/strings.h"
+#include "simdjson.h"
+
+namespace vigil::model {
+namespace {
+
+using simdjson::dom::array;
+using simdjson::dom::element;
+using simdjson::dom::object;
+
+constexpr size_t kMaxNodes = size_t{1} << 26;  // 1 GB of layout: far beyond any real model
+constexpr int kMaxDepth = 255;
+
+// XGBoost writes numbers in model parameters as strings ("5E-1", "15").
+bool NumberOrString(element e, double* out) {
+  if (e.get_double().get(*out) == simdjson::SUCCESS) return true;
+  std::string_view s;
+  if (e.get_string().get(s) != simdjson::SUCCESS) return false;
+  std::string tmp(s);
+  char* end = nullptr;
+  *out = std::strtod(tmp.c_str(), &end);
+  return end != tmp.c_str() && *end == '\0';
+}
+
+// An array of numbers (or booleans, as older XGBoost wrote default_left).
+absl::Status Numbers(object tree, const char* key, size_t tree_no, std::vector<double>* out) {
+  array a;
+  if (tree[key].get_array().get(a) != simdjson::SUCCESS) {
+    return absl::InvalidArgumentError(StrCat("tree ", tree_no, ": '", key, "' is missing or not an array"));
+  }
+  out->clear();
+  for (element v : a) {
+    double d;
+    bool b;
+    if (v.get_double().get(d) == simdjson::SUCCESS) {
+      out->push_back(d);
+    } else if (v.get_bool().get(b) == simdjson::SUCCESS) {
+      out->push_back(b ? 1 : 0);
+    } else {
+      return absl::InvalidArgumentError(StrCat("tree ", tree_no, ": '", key, "' holds a non-number"));
+    }
+    if (out->size() > kMaxNodes) {
+      return absl::InvalidArgumentError(StrCat("tree ", tree_no, ": '", key, "' is too long"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const Forest>> Forest::Load(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError(StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return FromJson(ss.str(), path);
+}
+
+absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view json, std::string_view name) {
+  auto fail = [&](std::string_view why) {
+    return absl::InvalidArgumentError(StrCat(name, ": not a model vigil can score: ", why));
+  };
+  simdjson::dom::parser parser;
+  element root;
+  if (auto err = parser.parse(simdjson::padded_string(json)).get(root); err) {
+    return fail(StrCat("invalid JSON (", simdjson::error_message(err), ")"));
+  }
+  object learner;
+  if (root["learner"].get_object().get(learner)) return fail("no 'learner' object (an XGBoost JSON model has one)");
+
+  auto forest = std::make_shared<Forest>();
+  Forest& F = *forest;
+
+  // Parameters.
+  object lmp;
+  if (learner["learner_model_param"].get_object().get(lmp)) return fail("no learner_model_param");
+  double num_feature = 0, base_score = 0.5, num_class = 0, num_target = 1;
+  if (!NumberOrString(lmp["num_feature"], &num_feature) || !(num_feature >= 1 && num_feature <= 65535) ||
+      num_feature != std::floor(num_feature)) {
+    return fail("num_feature must be a whole number within 1..65535");
+  }
+  F.num_features_ = static_cast<size_t>(num_feature);
+  if (!NumberOrString(lmp["base_score"], &base_score) || !std::isfinite(base_score)) {
+    return fail("base_score is missing or not a number");
+  }
+  if (element e; lmp["num_class"].get(e) == simdjson::SUCCESS && (!NumberOrString(e, &num_class) || num_class > 1)) {
+    return fail("multi-class models are not supported (num_class > 1)");
+  }
+  if (element e; lmp["num_target"].get(e) == simdjson::SUCCESS && (!NumberOrString(e, &num_target) || num_target != 1)) {
+    return fail("multi-target models are not supported");
+  }
+  std::string_view objective;
+  if (learner["objective"]["name"].get_string().get(objective)) return fail("no objective name");
+  if (objective == "binary:logistic") {
+    F.objective_ = Objective::kBinaryLogistic;
+  } else if (objective == "reg:logistic") {
+    F.objective_ = Objective::kRegLogistic;
+  } else if (objective == "reg:squarederror" || objective == "reg:linear") {
+    F.objective_ = Objective::kSquaredError;
+  } else {
+    return fail(StrCat("objective ", objective, " (supported: binary:logistic, reg:logistic, reg:squarederror)"));
+  }
+  // XGBoost 1.7 keeps base_score as a probability for the logistic
+  // objectives and turns it into a margin in float.
+  const float p = static_cast<float>(base_score);
+  if (F.objective_ == Objective::kSquaredError) {
+    F.base_margin_ = p;
+  } else {
+    if (!(p > 0 && p < 1)) return fail("base_score of a logistic model must lie strictly between 0 and 1");
+    F.base_margin_ = -std::log(1.0f / p - 1.0f);
+  }
+  if (array names; learner["feature_names"].get_array().get(names) == simdjson::SUCCESS) {
+    for (element n : names) {
+      std::string_view s;
+      if (n.get_string().get(s)) return fail("feature_names holds a non-string");
+      F.feature_names_.emplace_back(s);
+    }
+    if (!F.feature_names_.empty() && F.feature_names_.size() != F.num_features_) {
+      return fail(StrCat(F.feature_names_.size(), " feature names for num_feature ", F.num_features_));
+    }
+  }
+
+  object booster;
+  if (learner["gradient_booster"].get_object().get(booster)) return fail("no gradient_booster");
+  std::string_view booster_name;
+  if (booster["name"].get_string().get(booster_name) || booster_name != "gbtree") {
+    return fail(StrCat("booster '", booster_name, "' (only gbtree is supported)"));
+  }
+  array trees;
+  if (booster["model"]["trees"].get_array().get(trees)) return fail("no gradient_booster.model.trees array");
+
+  // Trees.
+  std::vector<double> left, right, feature, cond, dleft, hess, stype;
+  size_t tree_no = 0;
+  for (element te : trees) {
+    object t;
+    if (te.get_object().get(t)) return fail(StrCat("tree ", tree_no, " is not an object"));
+    absl::Status s;
+    if (!(s = Numbers(t, "left_children", tree_no, &left)).ok() ||
+        !(s = Numbers(t, "right_children", tree_no, &right)).ok() ||
+        !(s = Numbers(t, "split_indices", tree_no, &feature)).ok() ||
+        !(s = Numbers(t, "split_conditions", tree_no, &cond)).ok() ||
+        !(s = Numbers(t, "default_left", tree_no, &dleft)).ok() ||
+        !(s = Numbers(t, "sum_hessian", tree_no, &hess)).ok()) {
+      return fail(std::string(s.message()));
+    }
+    const size_t n = left.size();
+    if (n == 0) return fail(StrCat("tree ", tree_no, " has no nodes"));
+    if (right.size() != n || feature.size() != n || cond.size() != n || dleft.size() != n || hess.size() != n) {
+      return fail(StrCat("tree ", tree_no, ": its node arrays have different lengths"));
+    }
+    if (Numbers(t, "split_type", tree_no, &stype).ok()) {
+      for (double v : stype) {
+        if (v != 0) return fail(StrCat("tree ", tree_no, " has a categorical split (not supported; one-hot encode instead)"));
+      }
+    }
+    if (F.nodes_.size() + n > kMaxNodes) return fail("too many nodes");
+
+    // Breadth-first from the root: every node reached once (a tree, no
+    // cycle), children in range, depth bounded.
+    const uint32_t base = static_cast<uint32_t>(F.nodes_.size());
+    std::vector<int64_t> order{0};  // original indices in BFS order
+    std::vector<int32_t> new_index(n, -1), depth_of(n, 0);
+    new_index[0] = 0;
+    int depth = 0;
+    for (size_t k = 0; k < order.size(); ++k) {
+      const int64_t i = order[k];
+      const double l = left[static_cast<size_t>(i)], r = right[static_cast<size_t>(i)];
+      if (l == -1 && r == -1) continue;
+      for (double c : {l, r}) {
+        if (!(c >= 0 && c < static_cast<double>(n)) || c != std::floor(c)) {
+          return fail(StrCat("tree ", tree_no, ": node ", i, " has child ", c, " outside 0..", n - 1));
+        }
+        const size_t ci = static_cast<size_t>(c);
+        if (new_index[ci] >= 0) {
+          return fail(StrCat("tree ", tree_no, ": node ", ci, " is reached twice (a cycle or a shared child)"));
+        }
+        new_index[ci] = static_cast<int32_t>(order.size());
+        depth_of[ci] = depth_of[static_cast<size_t>(i)] + 1;
+        depth = std::max(depth, depth_of[ci]);
+        if (depth > kMaxDepth) return fail(StrCat("tree ", tree_no, " is deeper than ", kMaxDepth));
+        order.push_back(static_cast<int64_t>(ci));
+      }
+    }
+    for (size_t k = 0; k < order.size(); ++k) {
+      const size_t i = static_cast<size_t>(order[k]);
+      Node node{};
+      const bool leaf = left[i] == -1;
+      const uint32_t self = base + static_cast<uint32_t>(k);
+      if (!std::isfinite(cond[i])) return fail(StrCat("tree ", tree_no, ": node ", i, " has a non-finite value"));
+      node.value = static_cast<float>(cond[i]);
+      node.leaf = leaf;
+      if (leaf) {
+        node.child[0] = node.child[1] = self;
+        node.feature = 0;
+        node.default_right = 0;
+      } else {
+        if (!(feature[i] >= 0 && feature[i] < static_cast<double>(F.num_features_)) || feature[i] != std::floor(feature[i])) {
+          return fail(StrCat("tree ", tree_no, ": node ", i, " splits on feature ", feature[i],
+                             " but the model has ", F.num_features_));
+        }
+        node.feature = static_cast<uint16_t>(feature[i]);
+        node.default_right = dleft[i] == 0;
+        node.child[0] = base + static_cast<uint32_t>(new_index[static_cast<size_t>(left[i])]);
+        node.child[1] = base + static_cast<uint32_t>(new_index[static_cast<size_t>(right[i])]);
+      }
+      F.nodes_.push_back(node);
+      F.stats_.push_back({std::isfinite(hess[i]) ? hess[i] : 0.0, 0.0});
+    }
+    // Cover-weighted means, children before parents (reverse BFS order).
+    for (size_t k = order.size(); k-- > 0;) {
+      const uint32_t at = base + static_cast<uint32_t>(k);
+      const Node& node = F.nodes_[at];
+      NodeStats& st = F.stats_[at];
+      if (node.leaf) {
+        st.mean = node.value;
+      } else {
+        const NodeStats& l = F.stats_[node.child[0]];
+        const NodeStats& r = F.stats_[node.child[1]];
+        st.mean = st.cover > 0 ? (l.mean * l.cover + r.mean * r.cover) / st.cover : 0.5 * (l.mean + r.mean);
+      }
+    }
+    F.roots_.push_back(base);
+    F.depths_.push_back(static_cast<uint8_t>(depth));
+    F.max_depth_ = std::max(F.max_depth_, depth);
+    ++tree_no;
+  }
+  return std::shared_ptr<const Forest>(std::move(forest));
+}
+
+// ------------------------------------------------------------------ scoring
+
+namespace {
+
+inline uint32_t Step(const auto& node, const float* row) {
+  const float x = row[node.feature];
+  const uint32_t dir = std::isnan(x) ? node.default_right : static_cast<uint32_t>(!(x < node.value));
+  return node.child[dir];
+}
+
+}  // namespace
+
+template <int kTrees>
+float Forest::MarginInterleaved(const float* row) const noexcept {
+  float margin = base_margin_;
+  const size_t n = roots_.size();
+  size_t t = 0;
+  for (; t + kTrees <= n; t += kTrees) {
+    uint32_t idx[kTrees];
+    int depth = 0;
+    for (int k = 0; k < kTrees; ++k) {
+      idx[k] = roots_[t + static_cast<size_t>(k)];
+      depth = std::max(depth, static_cast<int>(depths_[t + static_cast<size_t>(k)]));
+    }
+    for (int d = 0; d < depth; ++d) {
+      for (int k = 0; k < kTrees; ++k) idx[k] = Step(nodes_[idx[k]], row);
+    }
+    for (int k = 0; k < kTrees; ++k) margin += nodes_[idx[k]].value;  // tree order
+  }
+  for (; t < n; ++t) {
+    uint32_t idx = roots_[t];
+    for (int d = 0; d < depths_[t]; ++d) idx = Step(nodes_[idx], row);
+    margin += nodes_[idx].value;
+  }
+  return margin;
+}
+
+float Forest::Margin(const float* row) const noexcept { return MarginInterleaved<8>(row); }
+
+float Forest::Transform(float margin) const noexcept {
+  if (objective_ == Objective::kSquaredError) return margin;
+  return 1.0f / (1.0f + std::exp(-margin));
+}
+
+void Forest::MarginBatch(const float* rows, size_t n, float* out) const noexcept {
+  constexpr size_t kBlock = 16;
+  const size_t stride = num_features_;
+  for (size_t start = 0; start < n; start += kBlock) {
+    const size_t m = std::min(kBlock, n - start);
+    float acc[kBlock];
+    for (size_t r = 0; r < m; ++r) acc[r] = base_margin_;
+    const float* block = rows + start * stride;
+    for (size_t t = 0; t < roots_.size(); ++t) {
+      uint32_t idx[kBlock];
+      for (size_t r = 0; r < m; ++r) idx[r] = roots_[t];
+      for (int d = 0; d < depths_[t]; ++d) {
+        for (size_t r = 0; r < m; ++r) idx[r] = Step(nodes_[idx[r]], block + r * stride);
+      }
+      for (size_t r = 0; r < m; ++r) acc[r] += nodes_[idx[r]].value;
+    }
+    for (size_t r = 0; r < m; ++r) out[start + r] = acc[r];
+  }
+}
+
+// ------------------------------------------------------------------ reasons
+
+void Forest::PathContributions(const float* row, float* contrib) const noexcept {
+  std::fill(contrib, contrib + num_features_ + 1, 0.0f);
+  double bias = base_margin_;
+  for (size_t t = 0; t < roots_.size(); ++t) {
+    uint32_t idx = roots_[t];
+    double value = stats_[idx].mean;
+    bias += value;
+    while (!nodes_[idx].leaf) {
+      const uint16_t f = nodes_[idx].feature;
+      idx = Step(nodes_[idx], row);
+      const double next = stats_[idx].mean;
+      contrib[f] += static_cast<float>(next - value);
+      value = next;
+    }
+  }
+  contrib[num_features_] = static_cast<float>(bias);
+}
+
+// TreeSHAP (Lundberg, Erion and Lee 2018, algorithm 2), path-dependent, as
+// XGBoost's RegTree::TreeShap computes pred_contribs.
+struct ShapPath {
+  int feature;
+  double zero_fraction, one_fraction, pweight;
+};
+
+namespace {
+
+void ExtendPath(ShapPath* path, unsigned depth, double zero, double one, int feature) {
+  path[depth] = {feature, zero, one, depth == 0 ? 1.0 : 0.0};
+  for (int i = static_cast<int>(depth) - 1; i >= 0; --i) {
+    path[i + 1].pweight += one * path[i].pweight * (i + 1) / static_cast<double>(depth + 1);
+    path[i].pweight = zero * path[i].pweight * (depth - i) / static_cast<double>(depth + 1);
+  }
+}
+
+void UnwindPath(ShapPath* path, unsigned depth, unsigned index) {
+  const double one = path[index].one_fraction, zero = path[index].zero_fraction;
+  double next = path[depth].pweight;
+  for (int i = static_cast<int>(depth) - 1; i >= 0; --i) {
+    if (one != 0) {
+      const double tmp = path[i].pweight;
+      path[i].pweight = next * (depth + 1) / ((i + 1) * one);
+      next = tmp - path[i].pweight * zero * (depth - i) / static_cast<double>(depth + 1);
+    } else {
+      path[i].pweight = path[i].pweight * (depth + 1) / (zero * (depth - i));
+    }
+  }
+  for (unsigned i = index; i < depth; ++i) {
+    path[i].feature = path[i + 1].feature;
+    path[i].zero_fraction = path[i + 1].zero_fraction;
+    path[i].one_fraction = path[i + 1].one_fraction;
+  }
+}
+
+double UnwoundPathSum(const ShapPath* path, unsigned depth, unsigned index) {
+  const double one = path[index].one_fraction, zero = path[index].zero_fraction;
+  double next = path[depth].pweight, total = 0;
+  for (int i = static_cast<int>(depth) - 1; i >= 0; --i) {
+    if (one != 0) {
+      const double tmp = next * (depth + 1) / ((i + 1) * one);
+      total += tmp;
+      next = path[i].pweight - tmp * zero * ((depth - i) / static_cast<double>(depth + 1));
+    } else if (zero != 0) {
+      total += (path[i].pweight / zero) / ((depth - i) / static_cast<double>(depth + 1));
+    }
+  }
+  return total;
+}
+
+}  // namespace
+
+void Forest::ShapContributions(const float* row, double* contrib) const {
+  std::fill(contrib, contrib + num_features_ + 1, 0.0);
+  const int maxd = max_depth_ + 2;
+  std::vector<ShapPath> scratch(static_cast<size_t>(maxd * (maxd + 1)) / 2 + 1);
+  double bias = base_margin_;
+  for (size_t t = 0; t < roots_.size(); ++t) bias += ShapTree(t, row, contrib, scratch.data());
+  contrib[num_features_] += bias;
+}
+
+double Forest::ShapTree(size_t tree, const float* row, double* phi, ShapPath* scratch) const {
+  // Recursion over nodes, as XGBoost's; the depth is bounded at load.
+  struct Walker {
+    const Forest& f;
+    const float* row;
+    double* phi;
+    void Go(uint32_t node, unsigned depth, ShapPath* parent_path, double parent_zero, double parent_one,
+            int parent_feature) {
+      ShapPath* path = parent_path + depth + 1;
+      std::copy(parent_path, parent_path + depth + 1, path);
+      ExtendPath(path, depth, parent_zero, parent_one, parent_feature);
+      const Node& n = f.nodes_[node];
+      if (n.leaf) {
+        for (unsigned i = 1; i <= depth; ++i) {
+          const double w = UnwoundPathSum(path, depth, i);
+          phi[path[i].feature] += w * (path[i].one_fraction - path[i].zero_fraction) * n.value;
+        }
+        return;
+      }
+      const uint32_t hot = Step(n, row);
+      const uint32_t cold = hot == n.child[0] ? n.child[1] : n.child[0];
+      const double w = f.stats_[node].cover;
+      const double hot_zero = f.stats_[hot].cover / w;
+      const double cold_zero = f.stats_[cold].cover / w;
+      double incoming_zero = 1, incoming_one = 1;
+      unsigned index = 0;
+      for (; index <= depth; ++index) {
+        if (path[index].feature == static_cast<int>(n.feature)) break;
+      }
+      if (index != depth + 1) {
+        incoming_zero = path[index].zero_fraction;
+        incoming_one = path[index].one_fraction;
+        UnwindPath(path, depth, index);
+        depth -= 1;
+      }
+      Go(hot, depth + 1, path, hot_zero * incoming_zero, incoming_one, n.feature);
+      Go(cold, depth + 1, path, cold_zero * incoming_zero, 0, n.feature);
+    }
+  };
+  Walker walker{*this, row, phi};
+  const uint32_t root = roots_[tree];
+  walker.Go(root, 0, scratch, 1, 1, -1);
+  return stats_[root].mean;
+}
+
+}  // namespace vigil::model
