@@ -9,20 +9,19 @@
 #include "cli/progress.h"
 #include "core/strings.h"
 #include "model/bundle.h"
-#include "model/dataset.h"
 #include "model/scoring.h"
 
 namespace vigil::cli {
 namespace {
 
 struct PredictArgs {
-  std::string model, features, id, out;
-  bool margin = false;
+  std::string model, features, out;
+  model::ScoreOptions o;
 };
 
 int Run(const PredictArgs& a) {
   Progress progress("predict");
-  auto scored = model::ScoreTable(a.model, a.features, a.id, a.margin);
+  auto scored = model::ScoreTable(a.model, a.features, a.o);
   if (!scored.ok()) {
     PrintError("predict", scored.status());
     return kExitError;
@@ -47,12 +46,17 @@ Runner AddPredictCommand(CLI::App& app) {
       "order. A bundle is refused when the table was computed by another feature spec.");
   cmd->add_option("--model", a->model, "bundle directory or XGBoost JSON model")->required();
   cmd->add_option("--features", a->features, "feature table (CSV, plain or gzip)")->required();
-  cmd->add_option("--id", a->id, "id column (default: the .meta.json's, the bundle's, else event_id)");
+  cmd->add_option("--id", a->o.id, "id column (default: the .meta.json's, the bundle's, else event_id)");
   cmd->add_option("--out", a->out, "scores CSV, or - for standard output")->required();
-  cmd->add_flag("--margin", a->margin, "write the raw margin (log-odds) instead of the probability");
+  cmd->add_flag("--margin", a->o.margin, "write the raw margin (log-odds) instead of the probability");
+  cmd->add_option("--reasons", a->o.reasons,
+                  "add the K features that moved the score most: r1_feature,r1_value,r1_contrib,… "
+                  "(contributions to the margin; the path attribution, cheap)");
+  cmd->add_flag("--exact", a->o.exact, "reasons by exact TreeSHAP (milliseconds per row)");
   cmd->footer(
       "Example:\n"
-      "  vigil predict --model model/ --features f.csv --out scores.csv");
+      "  vigil predict --model model/ --features f.csv --out scores.csv\n"
+      "  vigil predict --model model/ --features f.csv --reasons 3 --out scores.csv");
   return [a] { return Run(*a); };
 }
 

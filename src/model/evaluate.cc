@@ -89,7 +89,10 @@ void Thin(size_t size, size_t n, F&& keep) {
 absl::StatusOr<EvalRows> LoadEvalRows(const EvalOptions& o) {
   if (o.label.empty()) return absl::InvalidArgumentError("--label is required");
   EvalRows e;
-  VIGIL_ASSIGN_OR_RETURN(e.scored, ScoreTable(o.model, o.features, o.id, /*margin=*/false, o.label));
+  ScoreOptions so;
+  so.id = o.id;
+  so.label = o.label;
+  VIGIL_ASSIGN_OR_RETURN(e.scored, ScoreTable(o.model, o.features, so));
   const CsvTable& t = e.scored.table;
   const TableColumns& cols = e.scored.cols;
   TimeRange range;

@@ -15,6 +15,21 @@
 
 namespace vigil::model {
 
+// One reason: a feature, its value and its contribution to the margin.
+struct Reason {
+  uint32_t feature = 0;
+  float value = 0;
+  float contrib = 0;
+};
+
+struct ScoreOptions {
+  std::string id;       // overrides the id column (else the table's .meta.json, the bundle's, event_id)
+  std::string label;    // when given, must be a column of the table
+  bool margin = false;  // raw margins instead of probabilities
+  size_t reasons = 0;   // the top K features by |contribution| per row
+  bool exact = false;   // reasons by exact TreeSHAP instead of the path attribution
+};
+
 struct ScoredTable {
   CsvTable table;
   TableColumns cols;
@@ -23,14 +38,15 @@ struct ScoredTable {
   int id_col = -1;
   std::string id_name;
   bool margin = false;
+  size_t k = 0;                 // reasons per row
+  std::vector<Reason> reasons;  // rows × k, largest |contribution| first
 };
 
-// `id` overrides the id column (else the table's .meta.json, the bundle's,
-// then event_id); `label`, when given, must be a column of the table.
 absl::StatusOr<ScoredTable> ScoreTable(const std::string& model_path, const std::string& features_path,
-                                       const std::string& id, bool margin, const std::string& label = "");
+                                       const ScoreOptions& options);
 
-// `<id column>,score` per row ("-" = standard output).
+// `<id column>,score` per row ("-" = standard output), then
+// r1_feature,r1_value,r1_contrib,… when reasons were asked for.
 absl::Status WriteScores(const ScoredTable& s, const std::string& out);
 
 }  // namespace vigil::model
