@@ -25,6 +25,7 @@ Runner AddTrainCommand(CLI::App& app);
 Runner AddPredictCommand(CLI::App& app);
 Runner AddEvaluateCommand(CLI::App& app);
 Runner AddThresholdsCommand(CLI::App& app);
+Runner AddBenchCommand(CLI::App& app);
 
 }  // namespace vigil::cli
 

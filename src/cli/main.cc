@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   add(vigil::cli::AddPredictCommand(app));
   add(vigil::cli::AddEvaluateCommand(app));
   add(vigil::cli::AddThresholdsCommand(app));
+  add(vigil::cli::AddBenchCommand(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

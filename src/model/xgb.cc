@@ -2,7 +2,10 @@
 
 #include <xgboost/c_api.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
+#include <cstdio>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -181,6 +184,35 @@ absl::StatusOr<std::vector<float>> Booster::Predict(const Dataset& data, bool ma
         StrCat("the model gives ", n, " outputs for ", data.rows, " rows: only single-output models are supported"));
   }
   return std::vector<float>(out, out + n);
+}
+
+absl::Status Booster::PredictRows(Path path, const float* rows, size_t n, size_t cols, float* out) const {
+  static const char kConfig[] =
+      R"({"type": 1, "training": false, "iteration_begin": 0, "iteration_end": 0, "strict_shape": false, )"
+      R"("cache_id": 0, "missing": NaN})";
+  const bst_ulong* shape = nullptr;
+  bst_ulong dim = 0;
+  const float* result = nullptr;
+  if (path == Path::kDMatrix) {
+    Matrix m;
+    VIGIL_RETURN_IF_ERROR(Check(XGDMatrixCreateFromMat(rows, n, cols, std::numeric_limits<float>::quiet_NaN(), &m.h),
+                                "DMatrix"));
+    VIGIL_RETURN_IF_ERROR(
+        Check(XGBoosterPredictFromDMatrix(handle_, m.h, kConfig, &shape, &dim, &result), "predict"));
+  } else {
+    char iface[160];
+    std::snprintf(iface, sizeof iface,
+                  R"({"data": [%llu, true], "shape": [%zu, %zu], "typestr": "<f4", "version": 3})",
+                  static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(rows)), n, cols);
+    VIGIL_RETURN_IF_ERROR(Check(
+        XGBoosterPredictFromDense(handle_, iface, kConfig, nullptr, &shape, &dim, &result), "predict (dense)"));
+  }
+  std::copy(result, result + n, out);
+  return absl::OkStatus();
+}
+
+absl::Status Booster::SetParam(const std::string& name, const std::string& value) {
+  return Check(XGBoosterSetParam(handle_, name.c_str(), value.c_str()), StrCat("parameter ", name));
 }
 
 std::vector<std::string> Booster::FeatureNames() const {

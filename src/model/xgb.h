@@ -51,6 +51,14 @@ class Booster {
   absl::StatusOr<std::string> ToJson() const;
   // Probabilities (or raw margins) for every row of `data`.
   absl::StatusOr<std::vector<float>> Predict(const Dataset& data, bool margin) const;
+  // XGBoost's own predictor on raw rows, for comparisons (`vigil bench
+  // model`): `n` rows of `cols` floats each, margins into `out`. kDMatrix
+  // builds a DMatrix and calls XGBoosterPredictFromDMatrix; kDense calls
+  // XGBoosterPredictFromDense (in-place prediction).
+  enum class Path { kDMatrix, kDense };
+  absl::Status PredictRows(Path path, const float* rows, size_t n, size_t cols, float* out) const;
+  absl::Status SetParam(const std::string& name, const std::string& value);
+
   // The feature names stored in the model (empty when it has none).
   std::vector<std::string> FeatureNames() const;
 
