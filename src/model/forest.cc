@@ -19,7 +19,11 @@ constexpr size_t kMaxNodes = size_t{1} << 26;  // 1 GB of layout: far beyond any
 constexpr int kMaxDepth = 255;
 
 // XGBoost writes numbers in model parameters as strings ("5E-1", "15").
-bool NumberOrString(element e, double* out) {
+// Takes the lookup's result, not an element: converting a failed lookup (a
+// missing key) to an element throws.
+bool NumberOrString(simdjson::simdjson_result<element> field, double* out) {
+  element e;
+  if (field.get(e) != simdjson::SUCCESS) return false;
   if (e.get_double().get(*out) == simdjson::SUCCESS) return true;
   std::string_view s;
   if (e.get_string().get(s) != simdjson::SUCCESS) return false;
@@ -90,10 +94,10 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
   if (!NumberOrString(lmp["base_score"], &base_score) || !std::isfinite(base_score)) {
     return fail("base_score is missing or not a number");
   }
-  if (element e; lmp["num_class"].get(e) == simdjson::SUCCESS && (!NumberOrString(e, &num_class) || num_class > 1)) {
+  if (auto e = lmp["num_class"]; e.error() == simdjson::SUCCESS && (!NumberOrString(e, &num_class) || num_class > 1)) {
     return fail("multi-class models are not supported (num_class > 1)");
   }
-  if (element e; lmp["num_target"].get(e) == simdjson::SUCCESS && (!NumberOrString(e, &num_target) || num_target != 1)) {
+  if (auto e = lmp["num_target"]; e.error() == simdjson::SUCCESS && (!NumberOrString(e, &num_target) || num_target != 1)) {
     return fail("multi-target models are not supported");
   }
   std::string_view objective;

@@ -365,6 +365,16 @@ TEST(ForestTest, WrongTypesAreInvalidArgumentNamingTheField) {
               HasSubstr("different lengths"));
 }
 
+// A required field that is absent is an error, never an exception (simdjson
+// throws when a missing key is read as a value).
+TEST(ForestTest, MissingParametersAreInvalidArgument) {
+  EXPECT_THAT(LoadError(Edit(R"("base_score":"5E-1",)", "")).message(), HasSubstr("base_score"));
+  EXPECT_THAT(LoadError(Edit(R"("num_feature":"2",)", "")).message(), HasSubstr("num_feature"));
+  EXPECT_THAT(LoadError(Edit(R"("objective":{"name":"binary:logistic"},)", "")).message(),
+              HasSubstr("objective"));
+  EXPECT_THAT(LoadError(Edit(R"("name":"gbtree",)", "")).message(), HasSubstr("booster"));
+}
+
 TEST(ForestTest, ChildIndexOutOfRangeIsInvalidArgument) {
   EXPECT_THAT(LoadError(Edit(R"("left_children":[1,-1,-1])", R"("left_children":[3,-1,-1])")).message(),
               HasSubstr("node 0 has child 3 outside 0..2"));
