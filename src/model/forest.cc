@@ -160,7 +160,11 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
     if (right.size() != n || feature.size() != n || cond.size() != n || dleft.size() != n || hess.size() != n) {
       return fail(StrCat("tree ", tree_no, ": its node arrays have different lengths"));
     }
-    if (Numbers(t, "split_type", tree_no, &stype).ok()) {
+    // Older models have no split_type; one that is there must be read, or a
+    // malformed one would hide a categorical split.
+    if (t["split_type"].error() != simdjson::NO_SUCH_FIELD) {
+      if (!(s = Numbers(t, "split_type", tree_no, &stype)).ok()) return fail(std::string(s.message()));
+      if (stype.size() != n) return fail(StrCat("tree ", tree_no, ": its node arrays have different lengths"));
       for (double v : stype) {
         if (v != 0) return fail(StrCat("tree ", tree_no, " has a categorical split (not supported; one-hot encode instead)"));
       }
@@ -276,7 +280,7 @@ float Forest::MarginInterleaved(const float* row) const noexcept {
   return margin;
 }
 
-float Forest::Margin(const float* row) const noexcept { return MarginInterleaved<8>(row); }
+float Forest::Margin(const float* row) const noexcept { return MarginInterleaved<4>(row); }
 
 float Forest::Transform(float margin) const noexcept {
   if (objective_ == Objective::kSquaredError) return margin;

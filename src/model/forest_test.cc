@@ -413,6 +413,19 @@ TEST(ForestTest, CategoricalSplitIsInvalidArgument) {
               HasSubstr("categorical split"));
 }
 
+// A malformed split_type must not hide a categorical split.
+TEST(ForestTest, MalformedSplitTypeIsInvalidArgument) {
+  EXPECT_THAT(LoadError(Edit(R"("split_type":[0,0,0])", R"("split_type":[1,"x",0])")).message(),
+              HasSubstr("'split_type' holds a non-number"));
+  EXPECT_THAT(LoadError(Edit(R"("split_type":[0,0,0])", R"("split_type":"categorical")")).message(),
+              HasSubstr("'split_type'"));
+  EXPECT_THAT(LoadError(Edit(R"("split_type":[0,0,0])", R"("split_type":[0])")).message(),
+              HasSubstr("different lengths"));
+  // Older models have no split_type: every split is numerical.
+  auto f = Forest::FromJson(Edit(R"(,"split_type":[0,0,0])", ""), "old");
+  EXPECT_TRUE(f.ok()) << f.status();
+}
+
 TEST(ForestTest, MultiClassIsInvalidArgument) {
   EXPECT_THAT(LoadError(Edit(R"("num_class":"0")", R"("num_class":"3")")).message(), HasSubstr("multi-class"));
   EXPECT_THAT(LoadError(Edit(R"("num_target":"1")", R"("num_target":"2")")).message(), HasSubstr("multi-target"));
