@@ -114,6 +114,7 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
   // XGBoost 1.7 keeps base_score as a probability for the logistic
   // objectives and turns it into a margin in float.
   const float p = static_cast<float>(base_score);
+  if (!std::isfinite(p)) return fail("base_score is outside float's range");
   if (F.objective_ == Objective::kSquaredError) {
     F.base_margin_ = p;
   } else {
@@ -202,8 +203,11 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
       Node node{};
       const bool leaf = left[i] == -1;
       const uint32_t self = base + static_cast<uint32_t>(k);
-      if (!std::isfinite(cond[i])) return fail(StrCat("tree ", tree_no, ": node ", i, " has a non-finite value"));
+      // A double beyond float's range is finite here but infinite as a float.
       node.value = static_cast<float>(cond[i]);
+      if (!std::isfinite(node.value)) {
+        return fail(StrCat("tree ", tree_no, ": node ", i, " has a value outside float's range"));
+      }
       node.leaf = leaf;
       if (leaf) {
         node.child[0] = node.child[1] = self;
@@ -280,7 +284,7 @@ float Forest::MarginInterleaved(const float* row) const noexcept {
   return margin;
 }
 
-float Forest::Margin(const float* row) const noexcept { return MarginInterleaved<4>(row); }
+float Forest::Margin(const float* row) const noexcept { return MarginInterleaved<8>(row); }
 
 float Forest::Transform(float margin) const noexcept {
   if (objective_ == Objective::kSquaredError) return margin;

@@ -426,6 +426,25 @@ TEST(ForestTest, MalformedSplitTypeIsInvalidArgument) {
   EXPECT_TRUE(f.ok()) << f.status();
 }
 
+// A value finite in the file but beyond float's range would be an infinite
+// leaf or threshold (and inf - inf a NaN margin).
+TEST(ForestTest, ValueBeyondFloatRangeIsInvalidArgument) {
+  EXPECT_THAT(LoadError(Edit("-0.25,0.75]", "-0.25,1e39]")).message(),
+              HasSubstr("node 2 has a value outside float's range"));
+  EXPECT_THAT(LoadError(Edit(R"("split_conditions":[0.5,)", R"("split_conditions":[-1e300,)")).message(),
+              HasSubstr("node 0 has a value outside float's range"));
+  const std::string reg = Edit(R"("name":"binary:logistic")", R"("name":"reg:squarederror")");
+  std::string huge = reg;
+  huge.replace(huge.find("5E-1"), 4, "1E39");
+  EXPECT_THAT(LoadError(huge).message(), HasSubstr("base_score"));
+  // FLT_MAX as XGBoost writes it (shortest form, a little above FLT_MAX as a
+  // double) is in range.
+  auto f = Forest::FromJson(Edit("-0.25,0.75]", "-0.25,3.4028235E38]"), "max");
+  ASSERT_TRUE(f.ok()) << f.status();
+  const float row[] = {0, 1};
+  EXPECT_EQ((*f)->Margin(row), std::numeric_limits<float>::max());
+}
+
 TEST(ForestTest, MultiClassIsInvalidArgument) {
   EXPECT_THAT(LoadError(Edit(R"("num_class":"0")", R"("num_class":"3")")).message(), HasSubstr("multi-class"));
   EXPECT_THAT(LoadError(Edit(R"("num_target":"1")", R"("num_target":"2")")).message(), HasSubstr("multi-target"));
