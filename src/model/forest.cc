@@ -202,26 +202,21 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
       const size_t i = static_cast<size_t>(order[k]);
       Node node{};
       const bool leaf = left[i] == -1;
-      const uint32_t self = base + static_cast<uint32_t>(k);
-      // A double beyond float's range is finite here but infinite as a float.
+      if (!std::isfinite(cond[i])) return fail(StrCat("tree ", tree_no, ": node ", i, " has a non-finite value"));
       node.value = static_cast<float>(cond[i]);
-      if (!std::isfinite(node.value)) {
-        return fail(StrCat("tree ", tree_no, ": node ", i, " has a value outside float's range"));
-      }
-      node.leaf = leaf;
-      if (leaf) {
-        node.child[0] = node.child[1] = self;
-        node.feature = 0;
-        node.default_right = 0;
-      } else {
+      if (!leaf) {
         if (!(feature[i] >= 0 && feature[i] < static_cast<double>(F.num_features_)) || feature[i] != std::floor(feature[i])) {
           return fail(StrCat("tree ", tree_no, ": node ", i, " splits on feature ", feature[i],
                              " but the model has ", F.num_features_));
         }
-        node.feature = static_cast<uint16_t>(feature[i]);
-        node.default_right = dleft[i] == 0;
-        node.child[0] = base + static_cast<uint32_t>(new_index[static_cast<size_t>(left[i])]);
-        node.child[1] = base + static_cast<uint32_t>(new_index[static_cast<size_t>(right[i])]);
+        // Breadth-first order put the children side by side, left first.
+        const size_t l = static_cast<size_t>(new_index[static_cast<size_t>(left[i])]);
+        const size_t offset = l - k;
+        if (offset > kMaxOffset) {
+          return fail(StrCat("tree ", tree_no, " is wider than ", kMaxOffset, " nodes on one level"));
+        }
+        node.info = static_cast<uint32_t>(feature[i]) | (dleft[i] == 0 ? 1u << 16 : 0u) | (1u << 17) |
+                    static_cast<uint32_t>(offset) << 18;
       }
       F.nodes_.push_back(node);
       F.stats_.push_back({std::isfinite(hess[i]) ? hess[i] : 0.0, 0.0});
@@ -231,11 +226,11 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
       const uint32_t at = base + static_cast<uint32_t>(k);
       const Node& node = F.nodes_[at];
       NodeStats& st = F.stats_[at];
-      if (node.leaf) {
+      if (node.leaf()) {
         st.mean = node.value;
       } else {
-        const NodeStats& l = F.stats_[node.child[0]];
-        const NodeStats& r = F.stats_[node.child[1]];
+        const NodeStats& l = F.stats_[at + node.offset()];
+        const NodeStats& r = F.stats_[at + node.offset() + 1];
         st.mean = st.cover > 0 ? (l.mean * l.cover + r.mean * r.cover) / st.cover : 0.5 * (l.mean + r.mean);
       }
     }
@@ -251,10 +246,12 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
 
 namespace {
 
-inline uint32_t Step(const auto& node, const float* row) {
-  const float x = row[node.feature];
-  const uint32_t dir = std::isnan(x) ? node.default_right : static_cast<uint32_t>(!(x < node.value));
-  return node.child[dir];
+// The next node from `idx`: x < threshold goes left, NaN the default way;
+// a leaf stays where it is.
+inline uint32_t Step(const auto& node, uint32_t idx, const float* row) {
+  const float x = row[node.feature()];
+  const uint32_t dir = std::isnan(x) ? node.default_right() : static_cast<uint32_t>(!(x < node.value));
+  return idx + node.offset() + (dir & node.internal());
 }
 
 }  // namespace
@@ -272,19 +269,19 @@ float Forest::MarginInterleaved(const float* row) const noexcept {
       depth = std::max(depth, static_cast<int>(depths_[t + static_cast<size_t>(k)]));
     }
     for (int d = 0; d < depth; ++d) {
-      for (int k = 0; k < kTrees; ++k) idx[k] = Step(nodes_[idx[k]], row);
+      for (int k = 0; k < kTrees; ++k) idx[k] = Step(nodes_[idx[k]], idx[k], row);
     }
     for (int k = 0; k < kTrees; ++k) margin += nodes_[idx[k]].value;  // tree order
   }
   for (; t < n; ++t) {
     uint32_t idx = roots_[t];
-    for (int d = 0; d < depths_[t]; ++d) idx = Step(nodes_[idx], row);
+    for (int d = 0; d < depths_[t]; ++d) idx = Step(nodes_[idx], idx, row);
     margin += nodes_[idx].value;
   }
   return margin;
 }
 
-float Forest::Margin(const float* row) const noexcept { return MarginInterleaved<8>(row); }
+float Forest::Margin(const float* row) const noexcept { return MarginInterleaved<16>(row); }
 
 float Forest::Transform(float margin) const noexcept {
   if (objective_ == Objective::kSquaredError) return margin;
@@ -292,7 +289,7 @@ float Forest::Transform(float margin) const noexcept {
 }
 
 void Forest::MarginBatch(const float* rows, size_t n, float* out) const noexcept {
-  constexpr size_t kBlock = 16;
+  constexpr size_t kBlock = 32;
   const size_t stride = num_features_;
   for (size_t start = 0; start < n; start += kBlock) {
     const size_t m = std::min(kBlock, n - start);
@@ -303,7 +300,7 @@ void Forest::MarginBatch(const float* rows, size_t n, float* out) const noexcept
       uint32_t idx[kBlock];
       for (size_t r = 0; r < m; ++r) idx[r] = roots_[t];
       for (int d = 0; d < depths_[t]; ++d) {
-        for (size_t r = 0; r < m; ++r) idx[r] = Step(nodes_[idx[r]], block + r * stride);
+        for (size_t r = 0; r < m; ++r) idx[r] = Step(nodes_[idx[r]], idx[r], block + r * stride);
       }
       for (size_t r = 0; r < m; ++r) acc[r] += nodes_[idx[r]].value;
     }
@@ -320,9 +317,9 @@ void Forest::PathContributions(const float* row, float* contrib) const noexcept 
     uint32_t idx = roots_[t];
     double value = stats_[idx].mean;
     bias += value;
-    while (!nodes_[idx].leaf) {
-      const uint16_t f = nodes_[idx].feature;
-      idx = Step(nodes_[idx], row);
+    while (!nodes_[idx].leaf()) {
+      const uint32_t f = nodes_[idx].feature();
+      idx = Step(nodes_[idx], idx, row);
       const double next = stats_[idx].mean;
       contrib[f] += static_cast<float>(next - value);
       value = next;
@@ -405,22 +402,23 @@ double Forest::ShapTree(size_t tree, const float* row, double* phi, ShapPath* sc
       std::copy(parent_path, parent_path + depth + 1, path);
       ExtendPath(path, depth, parent_zero, parent_one, parent_feature);
       const Node& n = f.nodes_[node];
-      if (n.leaf) {
+      if (n.leaf()) {
         for (unsigned i = 1; i <= depth; ++i) {
           const double w = UnwoundPathSum(path, depth, i);
           phi[path[i].feature] += w * (path[i].one_fraction - path[i].zero_fraction) * n.value;
         }
         return;
       }
-      const uint32_t hot = Step(n, row);
-      const uint32_t cold = hot == n.child[0] ? n.child[1] : n.child[0];
+      const uint32_t hot = Step(n, node, row);
+      const uint32_t left = node + n.offset();
+      const uint32_t cold = hot == left ? left + 1 : left;
       const double w = f.stats_[node].cover;
       const double hot_zero = f.stats_[hot].cover / w;
       const double cold_zero = f.stats_[cold].cover / w;
       double incoming_zero = 1, incoming_one = 1;
       unsigned index = 0;
       for (; index <= depth; ++index) {
-        if (path[index].feature == static_cast<int>(n.feature)) break;
+        if (path[index].feature == static_cast<int>(n.feature())) break;
       }
       if (index != depth + 1) {
         incoming_zero = path[index].zero_fraction;
@@ -428,8 +426,8 @@ double Forest::ShapTree(size_t tree, const float* row, double* phi, ShapPath* sc
         UnwindPath(path, depth, index);
         depth -= 1;
       }
-      Go(hot, depth + 1, path, hot_zero * incoming_zero, incoming_one, n.feature);
-      Go(cold, depth + 1, path, cold_zero * incoming_zero, 0, n.feature);
+      Go(hot, depth + 1, path, hot_zero * incoming_zero, incoming_one, static_cast<int>(n.feature()));
+      Go(cold, depth + 1, path, cold_zero * incoming_zero, 0, static_cast<int>(n.feature()));
     }
   };
   Walker walker{*this, row, phi};

@@ -71,15 +71,20 @@ class Forest {
   void ShapContributions(const float* row, double* contrib) const;
 
  private:
-  // One node, 16 bytes. A leaf's children are itself, so a walk of a fixed
-  // number of steps ends on the leaf whatever the tree's shape.
+  // One node, 8 bytes: trees are laid out breadth-first, so a node's two
+  // children are neighbours, `offset` after it. A leaf has no offset and
+  // never moves (the direction is masked), so a walk of a fixed number of
+  // steps ends on the leaf whatever the tree's shape.
   struct Node {
-    float value;      // threshold, or the leaf value
-    uint32_t child[2];
-    uint16_t feature;
-    uint8_t default_right;  // NaN goes to child[default_right]
-    uint8_t leaf;
+    float value;    // threshold, or the leaf value
+    uint32_t info;  // feature (16 bits) | NaN goes right (1) | internal (1) | offset (14)
+    uint32_t feature() const { return info & 0xffffu; }
+    uint32_t default_right() const { return (info >> 16) & 1u; }
+    uint32_t internal() const { return (info >> 17) & 1u; }
+    bool leaf() const { return internal() == 0; }
+    uint32_t offset() const { return info >> 18; }
   };
+  static constexpr uint32_t kMaxOffset = (1u << 14) - 1;
   // Per-node data for the reasons (same indices as nodes_).
   struct NodeStats {
     double cover;  // sum of hessians
