@@ -40,6 +40,11 @@ std::string ShellQuote(const std::string& s) {
 
 std::string VigilBinary() { return VIGIL_BINARY; }
 
+std::string Describe(const RunResult& r) {
+  return "command: " + r.command + "\nexit: " + std::to_string(r.exit_code) + "\nstdout:\n" +
+         r.out + "\nstderr:\n" + r.err;
+}
+
 std::string SourceDir() {
   const char* d = std::getenv("VIGIL_SOURCE_DIR");
   if (d == nullptr || *d == '\0') {
@@ -148,8 +153,13 @@ std::optional<std::string> Base64Decode(std::string_view in) {
 }
 
 RunResult RunVigil(const std::vector<std::string>& args, const RunOptions& options) {
+  return RunProgram(VigilBinary(), args, options);
+}
+
+RunResult RunProgram(const std::string& program, const std::vector<std::string>& args,
+                     const RunOptions& options) {
   RunResult result;
-  result.command = VigilBinary();
+  result.command = program;
   for (const std::string& a : args) result.command += " " + ShellQuote(a);
   if (!options.stdin_path.empty()) result.command += " < " + ShellQuote(options.stdin_path);
 
@@ -161,7 +171,7 @@ RunResult RunVigil(const std::vector<std::string>& args, const RunOptions& optio
   // Everything the child needs is prepared before fork: after it, only
   // async-signal-safe calls.
   std::vector<std::string> argv_s;
-  argv_s.push_back(VigilBinary());
+  argv_s.push_back(program);
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& a : argv_s) argv.push_back(a.data());

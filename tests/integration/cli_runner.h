@@ -1,4 +1,5 @@
-// Helpers for whole-program tests: run the `vigil` binary as a user would,
+// Helpers for whole-program tests: run the `vigil` binary as a user would
+// (or another program, such as a reference script),
 // with arguments, an optional standard input and environment changes, in a
 // working folder of the test's choosing, and capture its exit code, standard
 // output and standard error. Also a fresh temporary folder per test, and
@@ -37,6 +38,14 @@ struct RunResult {
 // files in a private folder, so any amount of output is captured without a
 // deadlock.
 RunResult RunVigil(const std::vector<std::string>& args, const RunOptions& options = {});
+
+// The same for any program, named by its absolute path (no PATH search):
+// the reference scripts of /usr/bin/python3, a browser.
+RunResult RunProgram(const std::string& program, const std::vector<std::string>& args,
+                     const RunOptions& options = {});
+
+// The command, its exit code and both outputs, for a failure message.
+std::string Describe(const RunResult& r);
 
 // Path of the vigil binary under test.
 std::string VigilBinary();

@@ -63,11 +63,6 @@ RunOptions In(const TempDir& dir) {
   return o;
 }
 
-std::string Describe(const RunResult& r) {
-  return "command: " + r.command + "\nexit: " + std::to_string(r.exit_code) + "\nstdout:\n" +
-         r.out + "\nstderr:\n" + r.err;
-}
-
 // Parses a JSON document; fails the test (and returns null) when it is not one.
 Json ParseJson(const std::string& text, const std::string& what) {
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
