@@ -38,6 +38,12 @@ absl::StatusOr<std::vector<std::string>> ModelFeatureNames(const std::string& js
   return names;
 }
 
+// A string field of the manifest; "" when absent or not a string (train
+// writes null for an id column the table did not have).
+std::string StringField(const nlohmann::ordered_json& manifest, const char* key) {
+  return manifest.contains(key) && manifest[key].is_string() ? manifest[key].get<std::string>() : "";
+}
+
 }  // namespace
 
 absl::StatusOr<Bundle> Bundle::Load(const std::string& path) {
@@ -59,7 +65,7 @@ absl::StatusOr<Bundle> Bundle::Load(const std::string& path) {
   if (b.manifest.is_discarded() || !b.manifest.is_object()) {
     return absl::InvalidArgumentError(StrCat(manifest_path, ": not a JSON object"));
   }
-  if (b.manifest.value("format", "") != kManifestFormat) {
+  if (StringField(b.manifest, "format") != kManifestFormat) {
     return absl::InvalidArgumentError(
         StrCat(manifest_path, ": format is not ", kManifestFormat));
   }
@@ -67,10 +73,8 @@ absl::StatusOr<Bundle> Bundle::Load(const std::string& path) {
   auto layout = FeatureLayout::FromJson(b.manifest["inputs"]);
   if (!layout.ok()) return absl::InvalidArgumentError(StrCat(manifest_path, ": ", layout.status().message()));
   b.layout = std::move(*layout);
-  b.id_column = b.manifest.value("id_column", "");
-  b.spec_hash = b.manifest.contains("feature_spec_hash") && b.manifest["feature_spec_hash"].is_string()
-                    ? b.manifest["feature_spec_hash"].get<std::string>()
-                    : "";
+  b.id_column = StringField(b.manifest, "id_column");
+  b.spec_hash = StringField(b.manifest, "feature_spec_hash");
   if (b.manifest.contains("calibration") && b.manifest["calibration"].is_object()) {
     auto cal = IsotonicCalibration::FromJson(b.manifest["calibration"]);
     if (!cal.ok()) return absl::InvalidArgumentError(StrCat(manifest_path, ": calibration: ", cal.status().message()));
