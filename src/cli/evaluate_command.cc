@@ -141,6 +141,8 @@ void AddDataOptions(CLI::App* cmd, model::EvalOptions& o) {
   cmd->add_option("--label", o.label, "the 0/1 label column; rows with it empty are left out")->required();
   cmd->add_option("--range", o.range, "rows of FROM..TO only (UTC dates or timestamps; a date as TO includes that day)");
   cmd->add_option("--id", o.id, "id column (default: the .meta.json's, the bundle's, else event_id)");
+  cmd->add_option("--time", o.time,
+                  "time column (default: the .meta.json's, event_time, else the model's training --time)");
 }
 
 }  // namespace

@@ -74,6 +74,7 @@ absl::StatusOr<Bundle> Bundle::Load(const std::string& path) {
   if (!layout.ok()) return absl::InvalidArgumentError(StrCat(manifest_path, ": ", layout.status().message()));
   b.layout = std::move(*layout);
   b.id_column = StringField(b.manifest, "id_column");
+  b.time_column = StringField(b.manifest, "time_column");
   b.spec_hash = StringField(b.manifest, "feature_spec_hash");
   if (b.manifest.contains("calibration") && b.manifest["calibration"].is_object()) {
     auto cal = IsotonicCalibration::FromJson(b.manifest["calibration"]);

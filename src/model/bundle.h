@@ -35,6 +35,7 @@ struct Bundle {
   std::string model_json;
   FeatureLayout layout;
   std::string id_column;         // the id column it was trained with ("" when unknown)
+  std::string time_column;       // the time column it was trained with ("" when unknown)
   std::string spec_hash;         // the feature spec's hash ("" when not from backfill)
   std::optional<IsotonicCalibration> calibration;
 

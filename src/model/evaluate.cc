@@ -92,6 +92,7 @@ absl::StatusOr<EvalRows> LoadEvalRows(const EvalOptions& o) {
   ScoreOptions so;
   so.id = o.id;
   so.label = o.label;
+  so.time = o.time;
   VIGIL_ASSIGN_OR_RETURN(e.scored, ScoreTable(o.model, o.features, so));
   const CsvTable& t = e.scored.table;
   const TableColumns& cols = e.scored.cols;

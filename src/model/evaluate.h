@@ -19,6 +19,7 @@ namespace vigil::model {
 
 struct EvalOptions {
   std::string model, features, label, id;
+  std::string time;                   // "" = the .meta.json's, event_time, else the bundle's
   std::string range;                  // "" = every row
   std::string entity;                 // entity precision@k per day
   std::string amount;                 // amount-weighted recall

@@ -24,7 +24,14 @@ absl::StatusOr<ScoredTable> ScoreTable(const std::string& model_path, const std:
   co.label = options.label;
   co.time_optional = true;
   co.id = id;
+  co.time = options.time;
   VIGIL_ASSIGN_OR_RETURN(s.cols, ResolveColumns(s.table, co));
+  if (options.time.empty() && !s.cols.from_meta && s.cols.time < 0 && !s.bundle.time_column.empty()) {
+    // A plain CSV without event_time: its time column is the one the model
+    // was trained with (`vigil train --time`), as for the id column below.
+    co.time = s.bundle.time_column;
+    VIGIL_ASSIGN_OR_RETURN(s.cols, ResolveColumns(s.table, co));
+  }
   VIGIL_RETURN_IF_ERROR(CheckCompatible(s.bundle, s.table, s.cols));
   // The id column: --id, the table's meta, the bundle's, event_id.
   s.id_name = !id.empty() ? id : s.cols.from_meta ? s.cols.id_name

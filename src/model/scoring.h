@@ -25,6 +25,7 @@ struct Reason {
 struct ScoreOptions {
   std::string id;       // overrides the id column (else the table's .meta.json, the bundle's, event_id)
   std::string label;    // when given, must be a column of the table
+  std::string time;     // overrides the time column (else the .meta.json's, event_time, the bundle's)
   bool margin = false;  // raw margins instead of probabilities
   size_t reasons = 0;   // the top K features by |contribution| per row
   bool exact = false;   // reasons by exact TreeSHAP instead of the path attribution
