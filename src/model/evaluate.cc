@@ -398,6 +398,13 @@ absl::StatusOr<ThresholdResult> ChooseThresholds(const ThresholdOptions& o) {
     chosen = ThresholdForMaxFpr(s, y, o.max_fpr).threshold;
     constraint = StrCat("false-positive rate at most ", Percent(o.max_fpr));
   }
+  if (!std::isfinite(chosen)) {
+    // +inf: not even the highest score alone fits. A snippet saying
+    // `score_at_least: inf` would be no rule (and not a YAML number).
+    return absl::InvalidArgumentError(
+        StrCat(o.review_budget >= 0 ? "--review-budget" : "--max-fpr", ": no threshold meets ", constraint,
+               " on the ", e.rows.size(), " rows of ", days, " days: even the highest score alone exceeds it"));
+  }
   ThresholdResult res;
   res.table = nlohmann::ordered_json::array();
   // The chosen threshold and, for context, the budgets around it.
