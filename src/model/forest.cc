@@ -202,8 +202,11 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
       const size_t i = static_cast<size_t>(order[k]);
       Node node{};
       const bool leaf = left[i] == -1;
-      if (!std::isfinite(cond[i])) return fail(StrCat("tree ", tree_no, ": node ", i, " has a non-finite value"));
+      // A double beyond float's range is finite here but infinite as a float.
       node.value = static_cast<float>(cond[i]);
+      if (!std::isfinite(node.value)) {
+        return fail(StrCat("tree ", tree_no, ": node ", i, " has a value outside float's range"));
+      }
       if (!leaf) {
         if (!(feature[i] >= 0 && feature[i] < static_cast<double>(F.num_features_)) || feature[i] != std::floor(feature[i])) {
           return fail(StrCat("tree ", tree_no, ": node ", i, " splits on feature ", feature[i],
