@@ -12,6 +12,8 @@
 #                            CSV out; gzip too) beside the vectorised pandas reference
 #   bench/simulate.sh        `vigil simulate` events/s to plain JSON Lines, and the size
 #                            of 10 k users x 30 days, beside Python's json
+#   bench/forest.sh          the forest evaluator beside XGBoost's predictor (one row,
+#                            batches, reasons, load) on a 300- and a 1,000-tree model
 #   bench/train.sh           `vigil train`: reading and preparing data as a share of the
 #                            run, beside pandas + DMatrix and xgboost.train
 #   engine_benchmark         FeatureEngine::Process on a 30-feature spec: p50/p99/p99.9
@@ -79,6 +81,11 @@ sim_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-sim.XXXXXX")
 bench/simulate.sh "$build" | tee "$sim_log"
 
 echo
+echo "== bench/forest.sh"
+forest_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-forest.XXXXXX")
+bench/forest.sh "$build" | tee "$forest_log"
+
+echo
 echo "== bench/train.sh"
 train_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-train.XXXXXX")
 bench/train.sh "$build" | tee "$train_log"
@@ -99,8 +106,10 @@ grep -E '^  (throughput|scored|spec  |count-mean|4-aggs|bytes per)|^ +calls +p50
   || grep -E '^engine_benchmark' "$engine_log" || true
 echo "  vigil simulate:"
 sed 's/^/    /' "$sim_log"
+echo "  forest evaluator vs XGBoost (one thread):"
+grep '^forest-bench:' "$forest_log" | sed 's/^forest-bench: /    /'
 echo "  vigil train (data preparation vs training):"
 sed 's/^train-bench: /    /' "$train_log"
-rm -f "$sim_log" "$train_log"
+rm -f "$sim_log" "$train_log" "$forest_log"
 echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  results in bench/results/; figures are from shared cores and noisy"
