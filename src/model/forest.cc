@@ -1,6 +1,7 @@
 #include "model/forest.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -31,6 +32,28 @@ bool NumberOrString(simdjson::simdjson_result<element> field, double* out) {
   char* end = nullptr;
   *out = std::strtod(tmp.c_str(), &end);
   return end != tmp.c_str() && *end == '\0';
+}
+
+// The float XGBoost reads from the number simdjson read as `d`. XGBoost writes
+// each float in its shortest decimal form and parses it straight into a
+// float; rounding the nearest double instead gives the same float for every
+// finite float but +-7.038531E-26 (checked over all 2^32), whose nearest
+// double lies exactly halfway between two floats, where rounding to even
+// picks the wrong one. So at a halfway point, the float is the neighbour
+// whose shortest form reads back as `d`; a halfway number no float prints as
+// rounds to even, as a float parser would.
+float ToFloat(double d) {
+  const float f = static_cast<float>(d);
+  if (!std::isfinite(f) || static_cast<double>(f) == d) return f;
+  const float other = std::nextafter(f, d > f ? HUGE_VALF : -HUGE_VALF);
+  if ((static_cast<double>(f) + static_cast<double>(other)) / 2 != d) return f;  // exact in double
+  for (float candidate : {f, other}) {
+    char text[32];
+    const char* end = std::to_chars(text, text + sizeof text, candidate).ptr;
+    double back = 0;
+    if (std::from_chars(text, end, back).ptr == end && back == d) return candidate;
+  }
+  return f;
 }
 
 // An array of numbers (or booleans, as older XGBoost wrote default_left).
@@ -113,7 +136,7 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
   }
   // XGBoost 1.7 keeps base_score as a probability for the logistic
   // objectives and turns it into a margin in float.
-  const float p = static_cast<float>(base_score);
+  const float p = ToFloat(base_score);
   if (!std::isfinite(p)) return fail("base_score is outside float's range");
   if (F.objective_ == Objective::kSquaredError) {
     F.base_margin_ = p;
@@ -203,7 +226,7 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
       Node node{};
       const bool leaf = left[i] == -1;
       // A double beyond float's range is finite here but infinite as a float.
-      node.value = static_cast<float>(cond[i]);
+      node.value = ToFloat(cond[i]);
       if (!std::isfinite(node.value)) {
         return fail(StrCat("tree ", tree_no, ": node ", i, " has a value outside float's range"));
       }

@@ -334,6 +334,32 @@ TEST(ForestTest, MinimalModelScoresAsWorkedByHand) {
   EXPECT_EQ((*r)->Margin(missing), 0.75f);
 }
 
+// XGBoost writes a float in its shortest decimal form and reads it straight
+// into a float; vigil's parser reads a double. Rounding that double to float
+// gives the same float for every finite float but one pair, +-7.038531E-26
+// (0x15ae43fd, checked over all 2^32): its nearest double lies exactly
+// halfway between two floats. python3-xgboost 1.7.4, given this threshold,
+// sends x == 0x15ae43fd right and the float below it left.
+TEST(ForestTest, ThresholdWhoseDoubleIsHalfwayBetweenFloatsReadsAsXGBoostReadsIt) {
+  for (const char* sign : {"", "-"}) {
+    SCOPED_TRACE(sign);
+    auto f = Forest::FromJson(Edit("[0.5,-0.25", StrCat("[", sign, "7.038531E-26,-0.25")), "m.json");
+    ASSERT_TRUE(f.ok()) << f.status();
+    const float threshold = std::bit_cast<float>(0x15ae43fdu) * (*sign ? -1 : 1);
+    const float at[] = {0, threshold}, below[] = {0, std::nextafter(threshold, -1.0f)};
+    EXPECT_EQ((*f)->Margin(at), 0.75f);
+    EXPECT_EQ((*f)->Margin(below), -0.25f);
+    const float above[] = {0, std::nextafter(threshold, 1.0f)};
+    EXPECT_EQ((*f)->Margin(above), 0.75f);
+  }
+  // A midpoint written on purpose (not a float's shortest form) rounds to
+  // even, as a float parser would: 1 + 2^-24 lies between 1 and 1 + 2^-23.
+  auto g = Forest::FromJson(Edit("[0.5,-0.25", "[1.000000059604644775390625,-0.25"), "m.json");
+  ASSERT_TRUE(g.ok()) << g.status();
+  const float one[] = {0, 1.0f};
+  EXPECT_EQ((*g)->Margin(one), 0.75f);
+}
+
 TEST(ForestTest, TruncatedFileIsInvalidArgument) {
   const std::string full =
       ReadFile(StrCat(SourceDir(), "/tests/data/models/", kGoldenModels[0].name, "/model.json"));
