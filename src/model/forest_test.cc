@@ -169,9 +169,10 @@ TEST(ForestGoldenTest, MarginBatchIsBitEqualToXGBoostForEveryBatchSize) {
     const Golden g = LoadGolden(m);
     ASSERT_TRUE(g.forest);
     const size_t n = g.rows.rows;
-    // 1: one row per call; 7: under one block; 16: whole blocks; 33: two
-    // blocks and one row; n: every row at once (ends in a partial block).
-    for (size_t batch : {size_t{1}, size_t{7}, size_t{16}, size_t{33}, n}) {
+    // Around the row blocks MarginBatch scores together (16 rows, then 32):
+    // one row per call, part of a block, whole blocks, blocks and a remainder,
+    // every row at once.
+    for (size_t batch : {size_t{1}, size_t{7}, size_t{16}, size_t{31}, size_t{32}, size_t{33}, n}) {
       SCOPED_TRACE(StrCat("batch ", batch));
       // One canary past the end of each batch: MarginBatch writes n outputs, no more.
       std::vector<float> out(n + 1, -12345.0f);
@@ -358,6 +359,67 @@ TEST(ForestTest, ThresholdWhoseDoubleIsHalfwayBetweenFloatsReadsAsXGBoostReadsIt
   ASSERT_TRUE(g.ok()) << g.status();
   const float one[] = {0, 1.0f};
   EXPECT_EQ((*g)->Margin(one), 0.75f);
+}
+
+// A complete tree of `depth` levels; level l splits on feature l at 0.5 (NaN
+// left) and leaf j, counted left to right, holds j. A row of 0s and 1s then
+// scores as the binary number it spells, feature 0 the top bit.
+std::string CompleteTree(int depth) {
+  const int nodes = (1 << (depth + 1)) - 1, first_leaf = (1 << depth) - 1;
+  std::string left, right, feature, cond, dleft, hess;
+  for (int i = 0; i < nodes; ++i) {
+    const char* sep = i ? "," : "";
+    const bool leaf = i >= first_leaf;
+    const int level = std::bit_width(static_cast<unsigned>(i + 1)) - 1;
+    StrAppend(&left, sep, leaf ? -1 : 2 * i + 1);
+    StrAppend(&right, sep, leaf ? -1 : 2 * i + 2);
+    StrAppend(&feature, sep, leaf ? 0 : level);
+    StrAppend(&cond, sep, leaf ? i - first_leaf : 0.5);
+    StrAppend(&dleft, sep, 1);
+    StrAppend(&hess, sep, 1 << (depth - level));
+  }
+  return StrCat(R"({"learner":{"learner_model_param":{"base_score":"5E-1","num_feature":")",
+                std::max(depth, 1), R"("},"objective":{"name":"binary:logistic"},)",
+                R"("gradient_booster":{"name":"gbtree","model":{"trees":[{"left_children":[)", left,
+                R"(],"right_children":[)", right, R"(],"split_indices":[)", feature,
+                R"(],"split_conditions":[)", cond, R"(],"default_left":[)", dleft,
+                R"(],"sum_hessian":[)", hess, "]}]}}}}");
+}
+
+// The widest tree the layout takes (16,384 leaves on one level): every leaf
+// reachable, the last one at the largest child offset.
+TEST(ForestTest, CompleteTreeOfDepth14ScoresEveryLeaf) {
+  constexpr int kDepth = 14;
+  auto f = Forest::FromJson(CompleteTree(kDepth), "complete");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->max_depth(), kDepth);
+  std::vector<float> rows, want;
+  for (unsigned leaf = 0; leaf < (1u << kDepth); leaf += 1 + leaf / 64) {
+    for (int l = 0; l < kDepth; ++l) rows.push_back(static_cast<float>((leaf >> (kDepth - 1 - l)) & 1));
+    want.push_back(static_cast<float>(leaf));
+  }
+  for (int l = 0; l < kDepth; ++l) rows.push_back(1.0f);  // the last leaf
+  want.push_back((1 << kDepth) - 1);
+  std::vector<float> got(want.size());
+  (*f)->MarginBatch(rows.data(), want.size(), got.data());
+  std::vector<double> phi(kDepth + 1);
+  for (size_t r = 0; r < want.size(); ++r) {
+    const float* row = rows.data() + r * kDepth;
+    EXPECT_EQ((*f)->Margin(row), want[r]) << "row " << r;
+    EXPECT_EQ(got[r], want[r]) << "row " << r;
+    if (r % 16 == 0) {
+      (*f)->ShapContributions(row, phi.data());
+      double sum = 0;
+      for (double v : phi) sum += v;
+      EXPECT_NEAR(sum, want[r], 1e-6) << "row " << r;
+    }
+  }
+  std::vector<float> missing(kDepth, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_EQ((*f)->Margin(missing.data()), 0.0f);  // NaN left all the way
+}
+
+TEST(ForestTest, TreeTooWideForTheLayoutIsInvalidArgument) {
+  EXPECT_THAT(LoadError(CompleteTree(15)).message(), HasSubstr("tree 0 is wider than"));
 }
 
 TEST(ForestTest, TruncatedFileIsInvalidArgument) {
