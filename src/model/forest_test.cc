@@ -212,23 +212,34 @@ TEST(ForestGoldenTest, ScoreIsWithinOneUlpOfXGBoostAndUsuallyBitEqual) {
   EXPECT_EQ(bit_equal, rows) << "probabilities within one ulp of XGBoost's but not all bit-equal";
 }
 
+// Checks one attribution against XGBoost's on every golden row: each column
+// within ContribTolerance, nothing for the feature never split on, and the
+// columns (the bias included) summing to the margin. `attribute(forest, row,
+// out)` fills width + 1 values of type T.
+template <typename T, typename Attribute>
+void ExpectAttributionsMatch(const Golden& g, const Table& expected, Attribute attribute) {
+  std::vector<T> got(g.width + 1);
+  for (size_t r = 0; r < g.rows.rows; ++r) {
+    attribute(*g.forest, g.Row(r), got.data());
+    double sum = 0;
+    for (size_t j = 0; j <= g.width; ++j) {
+      const double want = expected.values[r * (g.width + 1) + j];
+      EXPECT_NEAR(got[j], want, ContribTolerance(want)) << "row " << r << " column " << expected.header[j];
+      sum += got[j];
+    }
+    EXPECT_EQ(got[kNeverSplit], 0) << "row " << r;
+    EXPECT_NEAR(sum, g.margins[r], ContribTolerance(g.margins[r])) << "row " << r;
+  }
+}
+
 TEST(ForestGoldenTest, ShapContributionsMatchPredContribsAndSumToTheMargin) {
   for (const GoldenModel& m : kGoldenModels) {
     SCOPED_TRACE(m.name);
     const Golden g = LoadGolden(m);
     ASSERT_TRUE(g.forest);
-    std::vector<double> phi(g.width + 1);
-    for (size_t r = 0; r < g.rows.rows; ++r) {
-      g.forest->ShapContributions(g.Row(r), phi.data());
-      double sum = 0;
-      for (size_t j = 0; j <= g.width; ++j) {
-        const double want = g.shap.values[r * (g.width + 1) + j];
-        EXPECT_NEAR(phi[j], want, ContribTolerance(want)) << "row " << r << " column " << g.shap.header[j];
-        sum += phi[j];
-      }
-      EXPECT_EQ(phi[kNeverSplit], 0.0) << "row " << r;
-      EXPECT_NEAR(sum, g.margins[r], ContribTolerance(g.margins[r])) << "row " << r;
-    }
+    ExpectAttributionsMatch<double>(g, g.shap, [](const Forest& f, const float* row, double* out) {
+      f.ShapContributions(row, out);
+    });
   }
 }
 
@@ -237,18 +248,9 @@ TEST(ForestGoldenTest, PathContributionsMatchApproxContribsAndSumToTheMargin) {
     SCOPED_TRACE(m.name);
     const Golden g = LoadGolden(m);
     ASSERT_TRUE(g.forest);
-    std::vector<float> contrib(g.width + 1);
-    for (size_t r = 0; r < g.rows.rows; ++r) {
-      g.forest->PathContributions(g.Row(r), contrib.data());
-      double sum = 0;
-      for (size_t j = 0; j <= g.width; ++j) {
-        const double want = g.saabas.values[r * (g.width + 1) + j];
-        EXPECT_NEAR(contrib[j], want, ContribTolerance(want)) << "row " << r << " column " << g.saabas.header[j];
-        sum += contrib[j];
-      }
-      EXPECT_EQ(contrib[kNeverSplit], 0.0f) << "row " << r;
-      EXPECT_NEAR(sum, g.margins[r], ContribTolerance(g.margins[r])) << "row " << r;
-    }
+    ExpectAttributionsMatch<float>(g, g.saabas, [](const Forest& f, const float* row, float* out) {
+      f.PathContributions(row, out);
+    });
   }
 }
 
