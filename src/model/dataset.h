@@ -28,7 +28,12 @@ class LineReader;
 
 namespace vigil::model {
 
-inline constexpr size_t kMaxCategories = 100;
+// Categories kept per column. Every one costs a float per row in the dense
+// matrix, but a cap cuts off the long tail of columns such as a merchant,
+// where fraud often sits: at 100, on a table with 250 merchants, vigil's
+// defaults lost 0.008 AUC and 0.013 average precision to XGBoost's defaults
+// on pandas.get_dummies (TabularCliTest); at 1,000 they are equal.
+inline constexpr size_t kMaxCategories = 1000;
 
 // [from_ms, to_ms) parsed from "FROM..TO": dates or timestamps, UTC; a date
 // as TO includes that whole day, a timestamp as TO is included itself.
