@@ -270,44 +270,36 @@ TEST(ResolveColumnsTest, MetaFileNamesFeaturesIdTimeAndHashes) {
   EXPECT_THAT(c->inputs, ElementsAre(4));
 }
 
-TEST(ResolveColumnsTest, MetaFeatureMissingFromTableIsAnError) {
+// Columns of the table "event_id,event_time,f1,y" beside a .meta.json
+// holding `meta`, with label y.
+absl::StatusOr<TableColumns> ResolveBesideMeta(const std::string& meta) {
   TempFolder dir;
-  ASSERT_TRUE(dir.ok());
+  if (!dir.ok()) return absl::InternalError("no temporary folder");
   const std::string path = dir.Write("f.csv", "event_id,event_time,f1,y\n1,2024-01-01,3,0\n");
-  dir.Write("f.csv.meta.json", R"({"feature_columns": ["f1", "f9"]})");
-  auto t = CsvTable::Read(path);
-  ASSERT_TRUE(t.ok()) << t.status();
+  dir.Write("f.csv.meta.json", meta);
+  VIGIL_ASSIGN_OR_RETURN(CsvTable t, CsvTable::Read(path));
   ColumnOptions o;
   o.label = "y";
-  auto c = ResolveColumns(*t, o);
+  return ResolveColumns(t, o);
+}
+
+TEST(ResolveColumnsTest, MetaFeatureMissingFromTableIsAnError) {
+  auto c = ResolveBesideMeta(R"({"feature_columns": ["f1", "f9"]})");
   ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("'f9'"));
 }
 
 TEST(ResolveColumnsTest, LabelListedAsMetaFeatureIsAnError) {
-  TempFolder dir;
-  ASSERT_TRUE(dir.ok());
-  const std::string path = dir.Write("f.csv", "event_id,event_time,f1,y\n1,2024-01-01,3,0\n");
-  dir.Write("f.csv.meta.json", R"({"feature_columns": ["f1", "y"]})");
-  auto t = CsvTable::Read(path);
-  ASSERT_TRUE(t.ok()) << t.status();
-  ColumnOptions o;
-  o.label = "y";
-  auto c = ResolveColumns(*t, o);
+  auto c = ResolveBesideMeta(R"({"feature_columns": ["f1", "y"]})");
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("never a feature"));
 }
 
 TEST(ResolveColumnsTest, MalformedMetaFileIsAnError) {
-  TempFolder dir;
-  ASSERT_TRUE(dir.ok());
-  const std::string path = dir.Write("f.csv", "event_id,event_time,f1,y\n1,2024-01-01,3,0\n");
-  dir.Write("f.csv.meta.json", "{not json");
-  auto t = CsvTable::Read(path);
-  ASSERT_TRUE(t.ok()) << t.status();
-  auto c = ResolveColumns(*t, ColumnOptions{});
+  auto c = ResolveBesideMeta("{not json");
   ASSERT_FALSE(c.ok());
-  EXPECT_THAT(std::string(c.status().message()), HasSubstr(".meta.json"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("f.csv.meta.json"));
 }
 
 // ---------------------------------------------------------------- layout
