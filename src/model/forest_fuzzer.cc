@@ -2,7 +2,11 @@
 // Forest::FromJson and, when a model loads, every scoring and reason path on
 // a few rows (zeros, NaNs, extremes). A crash, a sanitizer report or a leak
 // is a bug: loading a hostile file must only ever produce an error, and a
-// loaded forest can always score. Seeds: tests/data/fuzz/forest.
+// loaded forest can always score. So is a row whose margin differs, bit for
+// bit, between Margin and MarginBatch: the two walk the trees differently
+// (trees interleaved, rows in blocks) and must add the same leaves in the
+// same order, whatever the trees' shapes. Seeds: tests/data/fuzz/forest.
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -28,6 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<double> shap(n + 1);
   f.MarginBatch(rows.data(), 3, out.data());
   for (size_t r = 0; r < 3; ++r) {
+    const float margin = f.Margin(rows.data() + r * n);
+    if (std::bit_cast<uint32_t>(margin) != std::bit_cast<uint32_t>(out[r])) __builtin_trap();
     volatile float s = f.Score(rows.data() + r * n);
     (void)s;
     f.PathContributions(rows.data() + r * n, contrib.data());
