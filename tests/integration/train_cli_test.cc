@@ -329,12 +329,12 @@ TEST_F(TrainCliTest, TextInNumericColumnOfBackfillTableNamesLineAndColumn) {
   for (size_t i = 1; i < table_.size() && row == 0; ++i) {
     if (DayOf(table_[i][1]) == 12) row = i;
   }
-  table_[row][Col(table_, "x4")] = "n/a";
+  table_[row][Col(table_, "x4")] = "abc";
   const std::string f = Write("bf.csv");
   WriteFile(f + ".meta.json", R"({"id_column": "event_id", "time_column": "event_time",
     "feature_columns": ["x1", "x2", "x3", "x4", "x5"], "spec_hash": "0123456789abcdef"})");
   const RunResult r = Train(f, dir_.File("m"));
-  ExpectError(r, {"bf.csv:" + std::to_string(row + 1) + ":", "x4", "'n/a' is text in a numeric column"});
+  ExpectError(r, {"bf.csv:" + std::to_string(row + 1) + ":", "x4", "'abc' is text in a numeric column"});
 }
 
 // ---------------------------------------------------------------- predict
@@ -352,7 +352,8 @@ TEST_F(TrainCliTest, PredictWritesEveryRowInInputOrderAsXgboostScoresThem) {
 import json, math, sys
 import numpy as np, pandas as pd, xgboost as xgb
 model_dir, features = sys.argv[1], sys.argv[2]
-inputs = json.load(open(model_dir + "/manifest.json"))["inputs"]
+manifest = json.load(open(model_dir + "/manifest.json"))
+inputs = manifest["inputs"]
 df = pd.read_csv(features, dtype=str, keep_default_na=False)
 cols = []
 for inp in inputs:
@@ -363,7 +364,7 @@ for inp in inputs:
         cols.append(np.array([float(s) if s != "" else math.nan for s in v], dtype=np.float32))
 booster = xgb.Booster()
 booster.load_model(model_dir + "/model.json")
-p = booster.predict(xgb.DMatrix(np.column_stack(cols), missing=math.nan))
+p = booster.predict(xgb.DMatrix(np.column_stack(cols), missing=math.nan, feature_names=manifest["features"]))
 print("\n".join(repr(float(x)) for x in p))
 )PY";
   ASSERT_EQ(access(kPython, X_OK), 0) << kPython << " is missing: run scripts/install-deps.sh";
@@ -379,6 +380,15 @@ print("\n".join(repr(float(x)) for x in p))
     ASSERT_NEAR(got, want, 1e-6) << "row " << i << " (event_id " << scores[i].first << ")";
   }
   std::printf("largest difference from python3-xgboost: %g\n", worst);
+}
+
+TEST_F(TrainCliTest, ModelJsonKeepsTheFeatureNamesInTheManifestsOrder) {
+  const std::string model = TrainFast(Write("f.csv"));
+  const Json m = ParseJsonText(ReadFile(model + "/manifest.json"), "manifest.json");
+  const Json x = ParseJsonText(ReadFile(model + "/model.json"), "model.json");
+  ASSERT_TRUE(x["learner"].contains("feature_names"));
+  EXPECT_EQ(x["learner"]["feature_names"], m["features"]);
+  EXPECT_GT(m["features"].size(), 5u);  // x1..x5 and the channel categories
 }
 
 TEST_F(TrainCliTest, ModelTrainedWithoutAnIdColumnScoresTables) {
