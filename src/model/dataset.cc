@@ -23,6 +23,22 @@ bool IsDate(std::string_view s) {
   return s.size() == 10 && s[4] == '-' && s[7] == '-';
 }
 
+}  // namespace
+
+bool IsMissingCell(std::string_view v) {
+  // pandas.read_csv's default na_values, so a table means the same to both.
+  static constexpr std::string_view kMissing[] = {
+      "",     "#N/A", "#N/A N/A", "#NA",  "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+      "<NA>", "N/A",  "NA",       "NULL", "NaN",     "None",     "n/a",  "nan",  "null"};
+  if (v.size() > 8) return false;
+  for (std::string_view m : kMissing) {
+    if (v == m) return true;
+  }
+  return false;
+}
+
+namespace {
+
 // A number cell: from_chars' grammar, plus a leading '+'.
 bool ParseNumber(std::string_view s, double* out) {
   if (!s.empty() && s.front() == '+') s.remove_prefix(1);
@@ -341,7 +357,7 @@ absl::StatusOr<FeatureLayout> InferLayout(const CsvTable& table, const std::vect
     table.Split(r, &cells, &scratch);
     for (size_t k = 0; k < n; ++k) {
       std::string_view v = cells[static_cast<size_t>(inputs[k])];
-      if (v.empty()) continue;
+      if (IsMissingCell(v)) continue;
       double d;
       if (numeric[k] && ParseNumber(v, &d)) continue;
       if (numeric_only) {
@@ -372,7 +388,7 @@ absl::StatusOr<FeatureLayout> InferLayout(const CsvTable& table, const std::vect
       where[k].clear();
       for (uint32_t r : rows) {
         std::string_view v = table.Cell(r, inputs[k], &cells, &scratch);
-        if (v.empty()) continue;
+        if (IsMissingCell(v)) continue;
         auto it = where[k].find(v);
         if (it == where[k].end()) {
           where[k].emplace(std::string(v), counts[k].size());
@@ -419,7 +435,7 @@ absl::StatusOr<RowSelection> SelectRows(const CsvTable& table, int time_col, int
     s.first_ms = std::min(s.first_ms, t);
     s.last_ms = std::max(s.last_ms, t);
     if (!range.Contains(t)) continue;
-    if (label_col >= 0 && cells[static_cast<size_t>(label_col)].empty()) {
+    if (label_col >= 0 && IsMissingCell(cells[static_cast<size_t>(label_col)])) {
       ++s.unlabelled;
       continue;
     }
@@ -481,11 +497,11 @@ absl::StatusOr<Dataset> BuildDataset(const CsvTable& table, const FeatureLayout&
       std::string_view v = cells[static_cast<size_t>(cols[k])];
       if (in.categorical) {
         for (size_t c = 0; c < in.categories.size(); ++c) x[in.first + c] = 0;
-        if (v.empty()) continue;
+        if (IsMissingCell(v)) continue;
         if (auto it = cats[k].find(v); it != cats[k].end()) x[in.first + it->second] = 1;
         continue;
       }
-      if (v.empty()) continue;
+      if (IsMissingCell(v)) continue;
       double num;
       if (!ParseNumber(v, &num)) {
         return absl::InvalidArgumentError(StrCat(table.path(), ":", table.line_of(r), ": column ",

@@ -3,8 +3,9 @@
 // backfill's .meta.json or by elimination), time ranges, and the dense
 // float32 matrix XGBoost and the forest evaluator read.
 //
-// A column is numeric when every non-empty value of the training rows
-// parses as a number; otherwise it is categorical and becomes one 0/1
+// A column is numeric when every present value of the training rows parses
+// as a number (missing: empty or one of pandas' NA spellings, IsMissingCell);
+// otherwise it is categorical and becomes one 0/1
 // feature per category seen in training ("column=value", the most frequent
 // kMaxCategories); a missing or unseen category sets none of them.
 //
@@ -155,6 +156,11 @@ struct Dataset {
 absl::StatusOr<Dataset> BuildDataset(const CsvTable& table, const FeatureLayout& layout,
                                      const std::vector<uint32_t>& rows, int label_col,
                                      int time_col);
+
+// An empty cell or one of pandas.read_csv's missing-value spellings (NA,
+// N/A, NaN, null, None, …): missing in any column, an unlabelled row in the
+// label column.
+bool IsMissingCell(std::string_view cell);
 
 // Reads a 0/1 label cell ("0", "1", "0.0", "1.0", "true", "false").
 bool ParseLabel(std::string_view cell, float* out);

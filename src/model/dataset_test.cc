@@ -68,6 +68,25 @@ std::vector<int> Inputs(const CsvTable& t, std::initializer_list<const char*> na
 
 // ---------------------------------------------------------------- ranges
 
+TEST(IsMissingCellTest, EmptyAndPandasNaSpellingsAreMissingOtherTextIsNot) {
+  for (const char* v : {"", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "<NA>", "#N/A"}) {
+    EXPECT_TRUE(IsMissingCell(v)) << v;
+  }
+  for (const char* v : {"0", "abc", "na", "none", "-", " "}) EXPECT_FALSE(IsMissingCell(v)) << v;
+}
+
+TEST(InferLayoutTest, NaSpellingsKeepANumericColumnNumericAndReadAsMissing) {
+  CsvTable t = Table("x,y\n1.5,0\nNA,1\nnull,0\n2,1\n", "na.csv");
+  auto l = InferLayout(t, {0}, {0, 1, 2, 3}, /*numeric_only=*/true);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_FALSE(l->inputs[0].categorical);
+  auto d = BuildDataset(t, *l, {0, 1, 2, 3}, 1, -1);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->row(0)[0], 1.5f);
+  EXPECT_TRUE(std::isnan(d->row(1)[0]));
+  EXPECT_TRUE(std::isnan(d->row(2)[0]));
+}
+
 TEST(ParseTimeRangeTest, DateAsToIncludesTheWholeDay) {
   auto r = ParseTimeRange("2018-07-25..2018-07-31");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -452,14 +471,14 @@ TEST(BuildDatasetTest, NumbersLabelsAndTimes) {
 }
 
 TEST(BuildDatasetTest, TextInNumericColumnNamesFileLineAndColumn) {
-  CsvTable t = Table("x,z,y\n1,2,0\n3,n/a,1\n", "s.csv");
+  CsvTable t = Table("x,z,y\n1,2,0\n3,abc,1\n", "s.csv");
   auto d = BuildDataset(t, FeatureLayout::Numeric({"x", "z"}), AllRows(t), 2, -1);
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
   const std::string m(d.status().message());
   EXPECT_THAT(m, HasSubstr("s.csv:3"));
   EXPECT_THAT(m, HasSubstr("column z"));
-  EXPECT_THAT(m, HasSubstr("'n/a' is text in a numeric column"));
+  EXPECT_THAT(m, HasSubstr("'abc' is text in a numeric column"));
 }
 
 TEST(BuildDatasetTest, LabelNotZeroOrOneNamesLineAndValue) {
