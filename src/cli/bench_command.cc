@@ -35,6 +35,9 @@ Runner AddBenchCommand(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* bench = app.add_subcommand("bench", "Measure how fast vigil does its work on this machine.");
   bench->require_subcommand(1);
+  bench->footer(
+      "Example:\n"
+      "  vigil bench model --model model/        (vigil bench model --help for more)");
   CLI::App* cmd = bench->add_subcommand(
       "model",
       "How fast will a model score? Single-row p50 and p99 and batch rows/s on one thread, for\n"

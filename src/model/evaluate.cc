@@ -420,8 +420,12 @@ absl::StatusOr<ThresholdResult> ChooseThresholds(const ThresholdOptions& o) {
     res.table.push_back(j);
   }
   const nlohmann::ordered_json c = describe(chosen);
+  // The threshold as `vigil predict` writes scores: the shortest text of the
+  // float (model scores are float32), or of the double (calibrated scores).
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", chosen);
+  const float as_float = static_cast<float>(chosen);
+  *(static_cast<double>(as_float) == chosen ? std::to_chars(buf, buf + sizeof buf - 1, as_float).ptr
+                                            : std::to_chars(buf, buf + sizeof buf - 1, chosen).ptr) = '\0';
   auto fixed = [&](const char* key) {
     if (!c.contains(key) || !c[key].is_number()) return std::string("n/a");
     char b[32];
