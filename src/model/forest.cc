@@ -1,8 +1,11 @@
 #include "model/forest.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -265,6 +268,12 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
     F.max_depth_ = std::max(F.max_depth_, depth);
     ++tree_no;
   }
+  // Groups of kGroup trees walk to the deepest of them (MarginAvx2).
+  for (size_t t = 0; t + kGroup <= F.roots_.size(); t += kGroup) {
+    F.group_depths_.push_back(*std::max_element(F.depths_.begin() + static_cast<std::ptrdiff_t>(t),
+                                                F.depths_.begin() + static_cast<std::ptrdiff_t>(t + kGroup)));
+  }
+  F.avx2_ = __builtin_cpu_supports("avx2") && std::getenv("VIGIL_NO_AVX2") == nullptr;
   return std::shared_ptr<const Forest>(std::move(forest));
 }
 
@@ -280,7 +289,109 @@ inline uint32_t Step(const auto& node, uint32_t idx, const float* row) {
   return idx + node.offset() + (dir & node.internal());
 }
 
+// The same step for 8 walks at once with AVX2 gathers: `idx` holds node
+// indices, lane i reads its feature from rowbase[rowoff[i] + feature].
+// Bit for bit the scalar Step: x < v is an ordered compare (false for NaN),
+// and NaN lanes take the node's default way.
+__attribute__((target("avx2"))) inline __m256i Step8(const float* nodes, __m256i idx, const float* rowbase,
+                                                     __m256i rowoff) {
+  // Each node is one 8-byte load: two gathers of four, then split into the
+  // thresholds (low words) and the info words (high words).
+  const auto* base = reinterpret_cast<const long long*>(nodes);
+  const __m256i g0 = _mm256_i32gather_epi64(base, _mm256_castsi256_si128(idx), 8);
+  const __m256i g1 = _mm256_i32gather_epi64(base, _mm256_extracti128_si256(idx, 1), 8);
+  const __m256i split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256i p0 = _mm256_permutevar8x32_epi32(g0, split);
+  const __m256i p1 = _mm256_permutevar8x32_epi32(g1, split);
+  const __m256 v = _mm256_castsi256_ps(_mm256_permute2x128_si256(p0, p1, 0x20));
+  const __m256i info = _mm256_permute2x128_si256(p0, p1, 0x31);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i feature = _mm256_and_si256(info, _mm256_set1_epi32(0xffff));
+  const __m256 x = _mm256_i32gather_ps(rowbase, _mm256_add_epi32(rowoff, feature), 4);
+  const __m256i lt = _mm256_castps_si256(_mm256_cmp_ps(x, v, _CMP_LT_OQ));
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  __m256i dir = _mm256_andnot_si256(lt, one);
+  dir = _mm256_blendv_epi8(dir, _mm256_and_si256(_mm256_srli_epi32(info, 16), one), nan);
+  dir = _mm256_and_si256(dir, _mm256_srli_epi32(info, 17));  // leaves stay (internal bit)
+  return _mm256_add_epi32(_mm256_add_epi32(idx, _mm256_srli_epi32(info, 18)), dir);
+}
+
 }  // namespace
+
+// One row, kGroup trees at a time (16 walks in two vectors, 16 scalar);
+// leaves added to the margin one by one in tree order.
+__attribute__((target("avx2"))) float Forest::MarginAvx2(const float* row) const noexcept {
+  const float* nodes = reinterpret_cast<const float*>(nodes_.data());
+  const __m256i zero = _mm256_setzero_si256();
+  float margin = base_margin_;
+  const size_t n = roots_.size();
+  size_t t = 0;
+  alignas(32) float leaf[kGroup];
+  for (; t + kGroup <= n; t += kGroup) {
+    // Trees t..t+15 with gathers, t+16..t+31 with scalar code, in one loop.
+    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t));
+    __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t + 8));
+    uint32_t b[16];
+    for (int k = 0; k < 16; ++k) b[k] = roots_[t + 16 + static_cast<size_t>(k)];
+    const int depth = group_depths_[t / kGroup];
+    for (int d = 0; d < depth; ++d) {
+      a = Step8(nodes, a, row, zero);
+      c = Step8(nodes, c, row, zero);
+      for (int k = 0; k < 16; ++k) b[k] = Step(nodes_[b[k]], b[k], row);
+    }
+    _mm256_store_ps(leaf, _mm256_i32gather_ps(nodes, _mm256_slli_epi32(a, 1), 4));
+    _mm256_store_ps(leaf + 8, _mm256_i32gather_ps(nodes, _mm256_slli_epi32(c, 1), 4));
+    for (int k = 0; k < 16; ++k) leaf[16 + k] = nodes_[b[k]].value;
+    for (size_t k = 0; k < kGroup; ++k) margin += leaf[k];  // tree order
+  }
+  for (; t < n; ++t) {
+    uint32_t idx = roots_[t];
+    for (int d = 0; d < depths_[t]; ++d) idx = Step(nodes_[idx], idx, row);
+    margin += nodes_[idx].value;
+  }
+  return margin;
+}
+
+// Blocks of kVectors × 8 rows walked with gathers plus kScalar rows walked
+// by scalar code in the same loop, each tree in turn: the gathers and the
+// scalar loads use different parts of the core, so they overlap.
+__attribute__((target("avx2"))) size_t Forest::MarginBatchAvx2(const float* rows, size_t n,
+                                                               float* out) const noexcept {
+  constexpr int kVectors = 2;
+  constexpr size_t kScalar = 16;
+  constexpr size_t kRows = 8 * kVectors + kScalar;
+  const float* nodes = reinterpret_cast<const float*>(nodes_.data());
+  const int stride = static_cast<int>(num_features_);
+  const __m256i lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+  __m256i off[kVectors];
+  for (int v = 0; v < kVectors; ++v) off[v] = _mm256_add_epi32(lanes, _mm256_set1_epi32(8 * v * stride));
+  size_t start = 0;
+  for (; start + kRows <= n; start += kRows) {
+    const float* block = rows + start * num_features_;
+    const float* tail = block + 8 * kVectors * num_features_;
+    __m256 acc[kVectors];
+    float sacc[kScalar];
+    for (int v = 0; v < kVectors; ++v) acc[v] = _mm256_set1_ps(base_margin_);
+    for (size_t r = 0; r < kScalar; ++r) sacc[r] = base_margin_;
+    for (size_t t = 0; t < roots_.size(); ++t) {
+      __m256i idx[kVectors];
+      uint32_t sidx[kScalar];
+      for (int v = 0; v < kVectors; ++v) idx[v] = _mm256_set1_epi32(static_cast<int>(roots_[t]));
+      for (size_t r = 0; r < kScalar; ++r) sidx[r] = roots_[t];
+      for (int d = 0; d < depths_[t]; ++d) {
+        for (int v = 0; v < kVectors; ++v) idx[v] = Step8(nodes, idx[v], block, off[v]);
+        for (size_t r = 0; r < kScalar; ++r) sidx[r] = Step(nodes_[sidx[r]], sidx[r], tail + r * num_features_);
+      }
+      for (int v = 0; v < kVectors; ++v) {
+        acc[v] = _mm256_add_ps(acc[v], _mm256_i32gather_ps(nodes, _mm256_slli_epi32(idx[v], 1), 4));
+      }
+      for (size_t r = 0; r < kScalar; ++r) sacc[r] += nodes_[sidx[r]].value;
+    }
+    for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(out + start + 8 * static_cast<size_t>(v), acc[v]);
+    for (size_t r = 0; r < kScalar; ++r) out[start + 8 * kVectors + r] = sacc[r];
+  }
+  return start;
+}
 
 template <int kTrees>
 float Forest::MarginInterleaved(const float* row) const noexcept {
@@ -307,7 +418,9 @@ float Forest::MarginInterleaved(const float* row) const noexcept {
   return margin;
 }
 
-float Forest::Margin(const float* row) const noexcept { return MarginInterleaved<16>(row); }
+float Forest::Margin(const float* row) const noexcept {
+  return avx2_ ? MarginAvx2(row) : MarginInterleaved<16>(row);
+}
 
 float Forest::Transform(float margin) const noexcept {
   if (objective_ == Objective::kSquaredError) return margin;
@@ -317,7 +430,9 @@ float Forest::Transform(float margin) const noexcept {
 void Forest::MarginBatch(const float* rows, size_t n, float* out) const noexcept {
   constexpr size_t kBlock = 32;
   const size_t stride = num_features_;
-  for (size_t start = 0; start < n; start += kBlock) {
+  // Whole blocks with AVX2 where the lane offsets fit an int; the rest here.
+  const size_t first = avx2_ && stride * 64 < (size_t{1} << 30) ? MarginBatchAvx2(rows, n, out) : 0;
+  for (size_t start = first; start < n; start += kBlock) {
     const size_t m = std::min(kBlock, n - start);
     float acc[kBlock];
     for (size_t r = 0; r < m; ++r) acc[r] = base_margin_;
