@@ -38,6 +38,9 @@ print(f"forest-bench: {name}: vigil p50 {v['p50_us']:.2f} µs p99 {v['p99_us']:.
 print(f"forest-bench: {name}: one row {r['speedup_p50']:.1f}x ({ok(r['speedup_p50'], goal)} the {goal:g}x goal), "
       f"batch {r['speedup_batch']:.1f}x ({ok(r['speedup_batch'], 2)} the 2x goal); reasons per row: path "
       f"{r['reasons_us_per_row']['path']:.1f} µs, TreeSHAP {r['reasons_us_per_row']['treeshap']:.0f} µs; load {r['load_ms']:.1f} ms")
+d = r["path_vs_treeshap"]
+print(f"forest-bench: {name}: path attribution vs TreeSHAP on {d['rows']} rows: same top feature {100*d['same_top1']:.0f} %, "
+      f"same top-3 set {100*d['same_top3']:.0f} %, {100*d['l1_difference']:.0f} % of the attribution on other features")
 PY
   if [[ -x "$micro" ]]; then
     VIGIL_BENCH_MODEL="$models/$name.json" VIGIL_BENCH_ROWS="$models/rows.csv" \

@@ -192,6 +192,35 @@ absl::StatusOr<ModelBenchResult> BenchModel(const ModelBenchOptions& o) {
   t0 = Clock::now();
   for (size_t i = 0; i < sn; ++i) f.ShapContributions(row(i), shap.data());
   r.shap_reasons_us = Us(Clock::now() - t0) / static_cast<double>(sn);
+
+  // How far the cheap attribution is from TreeSHAP on the same rows: the
+  // same top feature, the same top-3 set, and the share of the total
+  // absolute contribution that moves between features.
+  auto top = [&](auto&& c, size_t k) {
+    std::vector<uint32_t> o(nf);
+    for (uint32_t i = 0; i < nf; ++i) o[i] = i;
+    std::partial_sort(o.begin(), o.begin() + static_cast<std::ptrdiff_t>(std::min(k, o.size())), o.end(),
+                      [&](uint32_t a, uint32_t b) { return std::fabs(c[a]) > std::fabs(c[b]); });
+    o.resize(std::min(k, o.size()));
+    std::sort(o.begin(), o.end());
+    return o;
+  };
+  size_t same1 = 0, same3 = 0;
+  double moved = 0, total = 0;
+  for (size_t i = 0; i < sn; ++i) {
+    f.PathContributions(row(i), contrib.data());
+    f.ShapContributions(row(i), shap.data());
+    same1 += top(contrib, 1) == top(shap, 1);
+    same3 += top(contrib, 3) == top(shap, 3);
+    for (size_t j = 0; j < nf; ++j) {
+      moved += std::fabs(contrib[j] - shap[j]);
+      total += std::fabs(shap[j]);
+    }
+  }
+  r.reasons_rows = sn;
+  r.top1_agreement = static_cast<double>(same1) / static_cast<double>(sn);
+  r.top3_agreement = static_cast<double>(same3) / static_cast<double>(sn);
+  r.l1_difference = total > 0 ? moved / total : 0;
   (void)sink;
   return r;
 }
@@ -208,6 +237,8 @@ nlohmann::ordered_json ModelBenchResult::ToJson() const {
   j["speedup_batch"] = speedup_batch;
   j["xgboost_paths"] = {{"dmatrix", fig(xgb_dmatrix)}, {"dense", fig(xgb_dense)}};
   j["reasons_us_per_row"] = {{"path", path_reasons_us}, {"treeshap", shap_reasons_us}};
+  j["path_vs_treeshap"] = {{"rows", reasons_rows}, {"same_top1", top1_agreement}, {"same_top3", top3_agreement},
+                           {"l1_difference", l1_difference}};
   j["load_ms"] = load_ms;
   j["model"] = {{"path", model}, {"trees", trees}, {"nodes", nodes}, {"features", features}, {"max_depth", max_depth}};
   j["rows"] = {{"count", rows}, {"from", rows_from}};
@@ -236,6 +267,11 @@ std::string ModelBenchResult::ToText() const {
   s += b;
   std::snprintf(b, sizeof b, "  reasons per row: path attribution %.2f µs, exact TreeSHAP %.1f µs\n", path_reasons_us,
                 shap_reasons_us);
+  s += b;
+  std::snprintf(b, sizeof b,
+                "  path attribution vs TreeSHAP on %zu rows: same top feature %.0f %%, same top-3 set %.0f %%, "
+                "%.0f %% of the attribution on other features\n",
+                reasons_rows, 100 * top1_agreement, 100 * top3_agreement, 100 * l1_difference);
   s += b;
   return s;
 }

@@ -36,6 +36,10 @@ struct ModelBenchResult {
   LatencyFigures xgb_best;  // the better of the two paths for each figure
   std::string xgb_path;     // the path of the best p50
   double path_reasons_us = 0, shap_reasons_us = 0;  // per row
+  // The path attribution against TreeSHAP: rows compared, how often the top
+  // feature and the top-3 set agree, and Σ|path − shap| / Σ|shap|.
+  size_t reasons_rows = 0;
+  double top1_agreement = 0, top3_agreement = 0, l1_difference = 0;
   double speedup_p50 = 0, speedup_batch = 0;
 
   // {"vigil": {"p50_us", "p99_us", "batch_rows_per_s"}, "xgboost": {…, "path"},
