@@ -572,5 +572,127 @@ TEST_F(TrainCliTest, ThresholdsRefusesABudgetNoThresholdMeets) {
   EXPECT_THAT(r.out, Not(HasSubstr("score_at_least")));
 }
 
+
+// ---------------------------------------------------------------- search, calibration, bundle
+
+TEST_F(TrainCliTest, SearchRecordsEveryTrialAndKeepsTheBestByValidationAp) {
+  const std::string model = dir_.File("searched");
+  const RunResult r = Train(Write("f.csv"), model,
+                            {"--valid", "2024-01-31..2024-02-09", "--search", "3", "--seed", "5", "--params",
+                             Params("few.yaml", "rounds: 40\nearly_stopping_rounds: 10\n")});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const Json m = ParseJsonText(ReadFile(model + "/manifest.json"), "manifest.json");
+  ASSERT_EQ(m["search"].size(), 3u);
+  double best = -1;
+  Json best_params;
+  for (const Json& t : m["search"]) {
+    EXPECT_TRUE(t["params"].contains("max_depth"));
+    EXPECT_TRUE(t["params"].contains("eta"));
+    if (t["valid_average_precision"].get<double>() > best) {
+      best = t["valid_average_precision"].get<double>();
+      best_params = t["params"];
+    }
+  }
+  EXPECT_EQ(m["params"], best_params);                              // the winner is the bundle
+  EXPECT_NEAR(m["valid"]["average_precision"].get<double>(), best, 1e-12);
+}
+
+TEST_F(TrainCliTest, SearchWithoutValidationIsAnError) {
+  ExpectError(Train(Write("f.csv"), dir_.File("m"), {"--search", "2"}), {"--search needs --valid"});
+}
+
+TEST_F(TrainCliTest, CalibrationIsFittedOnValidationAndAppliedByPredict) {
+  const std::string f = Write("f.csv");
+  const std::string model = dir_.File("cal");
+  const RunResult r = Train(f, model, {"--valid", "2024-01-31..2024-02-09", "--calibrate", "--params",
+                                       Params("fast.yaml", kFastParams)});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const Json m = ParseJsonText(ReadFile(model + "/manifest.json"), "manifest.json");
+  ASSERT_TRUE(m["calibration"].is_object());
+  const std::vector<double> x = m["calibration"]["x"], y = m["calibration"]["y"];
+  ASSERT_GE(x.size(), 2u);
+  for (size_t i = 1; i < y.size(); ++i) EXPECT_LE(y[i - 1], y[i]);  // increasing
+  // Scores are the calibration's values of the margins: in [0, 1], and a
+  // higher margin never gets a lower score.
+  const auto scores = Predict(model, f);
+  const std::string margins_path = dir_.File("margins.csv");
+  const RunResult mr = RunVigil({"predict", "--model", model, "--features", f, "--margin", "--out", margins_path});
+  ASSERT_EQ(mr.exit_code, 0) << Describe(mr);
+  const std::vector<std::string> lines = SplitLines(ReadFile(margins_path));
+  ASSERT_EQ(lines.size(), scores.size() + 1);
+  std::vector<std::pair<double, double>> pairs;  // (margin, score)
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const double s = std::stod(scores[i].second);
+    EXPECT_GE(s, 0.0);
+    EXPECT_LE(s, 1.0);
+    pairs.emplace_back(std::stod(lines[i + 1].substr(lines[i + 1].find(',') + 1)), s);
+  }
+  std::sort(pairs.begin(), pairs.end());
+  for (size_t i = 1; i < pairs.size(); ++i) EXPECT_LE(pairs[i - 1].second, pairs[i].second + 1e-12);
+}
+
+TEST_F(TrainCliTest, BundleHoldsAReferenceProfileOfEveryFeatureAndTheScore) {
+  const std::string model = TrainFast(Write("f.csv"));
+  const Json m = ParseJsonText(ReadFile(model + "/manifest.json"), "manifest.json");
+  const Json p = ParseJsonText(ReadFile(model + "/reference_profile.json"), "reference_profile.json");
+  EXPECT_EQ(p["format"], "vigil.profile/1");
+  std::string text = p.dump();
+  for (const Json& f : m["features"]) EXPECT_THAT(text, HasSubstr("\"" + f.get<std::string>() + "\""));
+  EXPECT_THAT(text, HasSubstr("\"score\""));
+  EXPECT_EQ(m["data"]["rows"].get<size_t>(), kRows);
+  EXPECT_EQ(m["data"]["sha256"].get<std::string>().size(), 64u);
+}
+
+// Entities, the known-entity protocol and groups, checked against counts
+// recomputed here from the generated table.
+TEST_F(TrainCliTest, EvaluateEntityPrecisionExclusionAndGroups) {
+  // Entity: one of 1,000 "cards" (three rows each), by row.
+  Table t = table_;
+  t[0].push_back("card");
+  for (size_t i = 1; i < t.size(); ++i) t[i].push_back("c" + std::to_string(i % 1000));
+  const std::string f = Write("cards.csv", t);
+  const std::string model = TrainFast(f);
+  const std::string out = dir_.File("r.json");
+  const RunResult r = RunVigil({"evaluate", "--model", model, "--features", f, "--label", "label", "--range",
+                                "2024-02-10..2024-02-29", "--entity", "card", "--k", "5",
+                                "--exclude-known-entities", "card", "--delay", "7d", "--group-by", "channel",
+                                "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const Json j = ParseJsonText(ReadFile(out), "r.json");
+  // Expected exclusions: a row on day d of a card with a fraud on any day
+  // from the training start (day 0) to d - 8.
+  std::map<std::string, int> first_fraud;
+  for (size_t i = 1; i < t.size(); ++i) {
+    if (t[i][2] != "1") continue;
+    const int d = DayOf(t[i][1]);
+    auto it = first_fraud.find(t[i].back());
+    if (it == first_fraud.end() || d < it->second) first_fraud[t[i].back()] = d;
+  }
+  int64_t excluded = 0, kept = 0;
+  for (size_t i = 1; i < t.size(); ++i) {
+    const int d = DayOf(t[i][1]);
+    if (d < 40) continue;  // 2024-02-10 is day 40
+    auto it = first_fraud.find(t[i].back());
+    (it != first_fraud.end() && it->second <= d - 8 ? excluded : kept)++;
+  }
+  ASSERT_GT(excluded, 0);  // the protocol has something to do here
+  ASSERT_GT(kept, 0);
+  EXPECT_EQ(j["data"]["known_entities_excluded"]["rows"].get<int64_t>(), excluded);
+  EXPECT_EQ(j["data"]["rows"].get<int64_t>(), kept);
+  const Json& ep = j["metrics"]["entity_precision_at_k"];
+  EXPECT_EQ(ep["k"], 5);
+  EXPECT_FALSE(ep["days"].empty());
+  for (const Json& d : ep["days"]) {
+    EXPECT_GE(d["precision"].get<double>(), 0.0);
+    EXPECT_LE(d["precision"].get<double>(), 1.0);
+  }
+  const Json& g = j["fairness"]["by"]["channel"];
+  ASSERT_EQ(g["groups"].size(), 3u);  // web, app, pos
+  int64_t rows = 0;
+  for (const Json& x : g["groups"]) rows += x["rows"].get<int64_t>();
+  EXPECT_EQ(rows, kept);
+  EXPECT_TRUE(g["reference"] == "web" || g["reference"] == "app");  // the largest groups
+}
+
 }  // namespace
 }  // namespace vigil::testing
