@@ -366,13 +366,6 @@ absl::StatusOr<FeatureLayout> InferLayout(const CsvTable& table, const std::vect
                                                  ": '", v, "' is text in a numeric column"));
       }
       numeric[k] = false;
-      auto it = where[k].find(v);
-      if (it == where[k].end()) {
-        where[k].emplace(std::string(v), counts[k].size());
-        counts[k].emplace_back(std::string(v), 1);
-      } else {
-        ++counts[k][it->second].second;
-      }
     }
   }
   FeatureLayout l;
@@ -382,10 +375,7 @@ absl::StatusOr<FeatureLayout> InferLayout(const CsvTable& table, const std::vect
     in.first = l.feature_names.size();
     in.categorical = !numeric[k];
     if (in.categorical) {
-      // Numbers seen before the first text in this column are categories too:
-      // count every non-empty value again.
-      counts[k].clear();
-      where[k].clear();
+      // Every present value is a category, numbers included.
       for (uint32_t r : rows) {
         std::string_view v = table.Cell(r, inputs[k], &cells, &scratch);
         if (IsMissingCell(v)) continue;

@@ -57,6 +57,29 @@ absl::StatusOr<int> NeedColumn(const CsvTable& t, const std::string& name, const
   return col;
 }
 
+// The --amount column of `rows` (empty or missing = 0); text is an error.
+absl::StatusOr<std::vector<double>> ReadAmounts(const CsvTable& t, const std::string& name,
+                                                const std::vector<uint32_t>& rows) {
+  VIGIL_ASSIGN_OR_RETURN(int col, NeedColumn(t, name, "--amount"));
+  std::vector<std::string_view> cells;
+  std::string scratch;
+  std::vector<double> amounts;
+  amounts.reserve(rows.size());
+  for (uint32_t row : rows) {
+    std::string_view v = t.Cell(row, col, &cells, &scratch);
+    double a = 0;
+    if (!IsMissingCell(v)) {
+      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), a);
+      if (ec != std::errc() || p != v.data() + v.size()) {
+        return absl::InvalidArgumentError(
+            StrCat(t.path(), ":", t.line_of(row), ": --amount ", name, ": '", v, "' is not a number"));
+      }
+    }
+    amounts.push_back(a);
+  }
+  return amounts;
+}
+
 nlohmann::ordered_json ConfusionJson(const Confusion& c) {
   nlohmann::ordered_json j;
   j["tp"] = c.tp;
@@ -255,22 +278,7 @@ absl::StatusOr<nlohmann::ordered_json> Evaluate(const EvalOptions& o) {
   // Operating points: the FPR levels, then any thresholds asked for.
   std::vector<double> amounts;
   if (!o.amount.empty()) {
-    VIGIL_ASSIGN_OR_RETURN(int col, NeedColumn(t, o.amount, "--amount"));
-    std::vector<std::string_view> cells;
-    std::string scratch;
-    for (uint32_t row : e.rows) {
-      std::string_view v = t.Cell(row, col, &cells, &scratch);
-      double a = 0;
-      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), a);
-      if (ec != std::errc() || p != v.data() + v.size()) {
-        if (!v.empty()) {
-          return absl::InvalidArgumentError(StrCat(t.path(), ":", t.line_of(row), ": --amount ", o.amount,
-                                                   ": '", v, "' is not a number"));
-        }
-        a = 0;
-      }
-      amounts.push_back(a);
-    }
+    VIGIL_ASSIGN_OR_RETURN(amounts, ReadAmounts(t, o.amount, e.rows));
   }
   nlohmann::ordered_json points = nlohmann::ordered_json::array();
   auto add_point = [&](std::string name, double thr) {
@@ -361,15 +369,7 @@ absl::StatusOr<ThresholdResult> ChooseThresholds(const ThresholdOptions& o) {
   const auto& y = e.labels;
   std::vector<double> amounts;
   if (!o.eval.amount.empty()) {
-    VIGIL_ASSIGN_OR_RETURN(int col, NeedColumn(e.scored.table, o.eval.amount, "--amount"));
-    std::vector<std::string_view> cells;
-    std::string scratch;
-    for (uint32_t row : e.rows) {
-      std::string_view v = e.scored.table.Cell(row, col, &cells, &scratch);
-      double a = 0;
-      std::from_chars(v.data(), v.data() + v.size(), a);
-      amounts.push_back(a);
-    }
+    VIGIL_ASSIGN_OR_RETURN(amounts, ReadAmounts(e.scored.table, o.eval.amount, e.rows));
   }
   size_t days = 0;
   {
