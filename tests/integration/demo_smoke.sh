@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The whole demo pipeline on a small simulation (600 users, 21 days): simulate,
-# validate, backfill with training labels, summarise per scenario. Fails if a
-# step fails or an output is missing or empty.
+# The whole demo pipeline on a small simulation (1,000 users over 75 days, so
+# that 15 days have known labels): simulate, validate, backfill with training
+# labels, summarise per scenario, train, evaluate, thresholds, predict with
+# reasons. Fails if a step fails or an output is missing or empty.
 set -euo pipefail
 build=$1 src=$2
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 cd "$src"
-OUT="$out" DEMO_USERS=600 DEMO_DAYS=21 DEMO_HANDBOOK=0 scripts/demo.sh "$build" > "$out/demo.log" 2>&1 ||
+OUT="$out" DEMO_USERS=1000 DEMO_DAYS=75 DEMO_HANDBOOK=0 scripts/demo.sh "$build" > "$out/demo.log" 2>&1 ||
   { cat "$out/demo.log"; echo "demo-smoke: the demo failed" >&2; exit 1; }
 fail() { cat "$out/demo.log"; echo "demo-smoke: $*" >&2; exit 1; }
 [[ $(wc -l < "$out/events.jsonl") -gt 10000 ]] || fail "too few events"
@@ -16,4 +17,9 @@ grep -q '"rejected": 0' "$out/validate.json" || fail "simulated events were reje
 head -1 "$out/features.csv" | grep -q ',label,label_delay_ms,' || fail "no label columns"
 grep -q '"label_column": "label"' "$out/features.csv.meta.json" || fail "meta has no label column"
 grep -q '^bot ' "$out/demo.log" || fail "no per-scenario summary"
+[[ -s "$out/model/model.json" && -s "$out/model/manifest.json" ]] || fail "no model bundle"
+grep -q '"auc"' "$out/report.json" || fail "no evaluation report"
+grep -q '<svg' "$out/report.html" || fail "no HTML report"
+grep -q 'score_at_least' "$out/thresholds.yaml" || fail "no threshold snippet"
+head -1 "$out/scores.csv" | grep -q 'r1_feature' || fail "no reasons in the scores"
 echo "demo-smoke: $(wc -l < "$out/events.jsonl") events, $(($(wc -l < "$out/features.csv") - 1)) feature rows"
