@@ -1,4 +1,5 @@
 #include "core/config.h"
+#include "core/file.h"
 
 #include <algorithm>
 #include <charconv>
@@ -61,12 +62,8 @@ absl::StatusOr<ConfigNode> ConfigNode::LoadString(std::string_view text, std::st
 }
 
 absl::StatusOr<ConfigNode> ConfigNode::LoadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(StrCat(path, ": cannot open: ", strerror(errno)));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(StrCat(path, ": read error"));
-  return LoadString(ss.str(), path);
+  VIGIL_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  return LoadString(text, path);
 }
 
 bool ConfigNode::IsDefined() const { return !impl_->missing && impl_->node.IsDefined(); }

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/file.h"
 #include "core/strings.h"
 #include "core/time.h"
 #include "nlohmann/json.hpp"
@@ -214,11 +215,8 @@ absl::StatusOr<Profile> Profile::FromJson(std::string_view text, std::string_vie
 }
 
 absl::StatusOr<Profile> Profile::Load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(StrCat(path, ": cannot open profile"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return FromJson(ss.str(), path);
+  VIGIL_ASSIGN_OR_RETURN(std::string text, core::ReadFile(path));
+  return FromJson(text, path);
 }
 
 absl::Status Profile::Save(const std::string& path) const {

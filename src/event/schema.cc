@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/file.h"
 #include "core/strings.h"
 #include "core/config.h"
 #include "event/pii.h"
@@ -453,11 +454,7 @@ const EventTypeSpec* Schema::FindType(std::string_view name) const {
 }
 
 absl::StatusOr<std::shared_ptr<const Schema>> Schema::Load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(StrCat(path, ": cannot open schema: ", strerror(errno)));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  VIGIL_ASSIGN_OR_RETURN(const std::string text, core::ReadFile(path));
   VIGIL_ASSIGN_OR_RETURN(ConfigNode root, ConfigNode::LoadString(text, path));
   return Build(root, path, Sha256Hex(text));
 }

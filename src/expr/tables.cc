@@ -7,10 +7,13 @@
 #include <sstream>
 #include <utility>
 
+#include "core/file.h"
 #include "core/strings.h"
 
 namespace vigil::expr {
 namespace {
+
+using core::ReadFile;
 
 bool IsIdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool IsIdentChar(char c) { return IsIdentStart(c) || (c >= '0' && c <= '9'); }
@@ -47,14 +50,6 @@ void LowerAscii(std::string* s) {
   }
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(StrCat("cannot read '", path, "'"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::NotFoundError(StrCat("cannot read '", path, "'"));
-  return std::move(ss).str();
-}
 
 // `path` as written in the config file `config_file`: relative paths are
 // relative to that file's directory.

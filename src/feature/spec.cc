@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 
+#include "core/file.h"
 #include "core/config.h"
 #include "core/hash.h"
 #include "core/strings.h"
@@ -17,6 +18,7 @@ namespace vigil::feature {
 namespace {
 
 using core::ConfigNode;
+using core::ReadFile;
 using event::EventTypeSpec;
 using event::FieldSpec;
 using event::FieldType;
@@ -82,14 +84,6 @@ absl::StatusOr<std::vector<std::string>> StringList(const ConfigNode& n) {
 std::string DirOf(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? "." : path.substr(0, slash);
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // The declaration of `field` in the types `on` that matters most for leakage:

@@ -4,18 +4,13 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/file.h"
 #include "core/strings.h"
 
 namespace vigil::model {
 namespace {
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return absl::NotFoundError(StrCat(path, ": cannot open"));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using core::ReadFile;
 
 // The feature names an XGBoost JSON model stores (learner.feature_names).
 absl::StatusOr<std::vector<std::string>> ModelFeatureNames(const std::string& json, const std::string& path) {

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <utility>
 
+#include "core/file.h"
 #include "core/string_map.h"
 #include "core/strings.h"
 #include "core/time.h"
@@ -212,10 +214,9 @@ absl::StatusOr<TableColumns> ResolveColumns(const CsvTable& table, const ColumnO
   TableColumns c;
   nlohmann::json meta;
   const std::string meta_path = table.path() + ".meta.json";
-  if (std::ifstream f(meta_path); f) {
-    std::stringstream ss;
-    ss << f.rdbuf();
-    meta = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  if (std::filesystem::exists(meta_path)) {
+    VIGIL_ASSIGN_OR_RETURN(std::string text, core::ReadFile(meta_path));
+    meta = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (meta.is_discarded() || !meta.is_object()) {
       return absl::InvalidArgumentError(StrCat(meta_path, ": not a JSON object"));
     }

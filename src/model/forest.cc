@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/file.h"
 #include "core/strings.h"
 #include "simdjson.h"
 
@@ -86,11 +87,8 @@ absl::Status Numbers(object tree, const char* key, size_t tree_no, std::vector<d
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const Forest>> Forest::Load(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return absl::NotFoundError(StrCat(path, ": cannot open"));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return FromJson(ss.str(), path);
+  VIGIL_ASSIGN_OR_RETURN(std::string text, core::ReadFile(path));
+  return FromJson(text, path);
 }
 
 absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view json, std::string_view name) {
