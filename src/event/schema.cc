@@ -1,7 +1,5 @@
 #include "event/schema.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "core/file.h"
 #include "core/strings.h"

@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <functional>
 #include <limits>
-#include <sstream>
 
 #include "core/file.h"
 #include "core/config.h"

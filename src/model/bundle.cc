@@ -1,8 +1,6 @@
 #include "model/bundle.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/file.h"
 #include "core/strings.h"
@@ -11,27 +9,6 @@ namespace vigil::model {
 namespace {
 
 using core::ReadFile;
-
-// The feature names an XGBoost JSON model stores (learner.feature_names).
-absl::StatusOr<std::vector<std::string>> ModelFeatureNames(const std::string& json, const std::string& path) {
-  auto j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("learner") || !j["learner"].is_object()) {
-    return absl::InvalidArgumentError(StrCat(path, ": not an XGBoost JSON model (no 'learner' object)"));
-  }
-  const auto& learner = j["learner"];
-  std::vector<std::string> names;
-  if (learner.contains("feature_names") && learner["feature_names"].is_array()) {
-    for (const auto& n : learner["feature_names"]) {
-      if (n.is_string()) names.push_back(n.get<std::string>());
-    }
-  }
-  if (names.empty()) {
-    return absl::InvalidArgumentError(
-        StrCat(path, ": the model stores no feature names, so columns cannot be matched; train it "
-                     "from a pandas DataFrame or set feature_names on the DMatrix"));
-  }
-  return names;
-}
 
 // A string field of the manifest; "" when absent or not a string (train
 // writes null for an id column the table did not have).
@@ -50,8 +27,13 @@ absl::StatusOr<Bundle> Bundle::Load(const std::string& path) {
     if (!fs::exists(path, ec)) return absl::NotFoundError(StrCat(path, ": no such model bundle or file"));
     b.bare = true;
     VIGIL_ASSIGN_OR_RETURN(b.model_json, ReadFile(path));
-    VIGIL_ASSIGN_OR_RETURN(auto names, ModelFeatureNames(b.model_json, path));
-    b.layout = FeatureLayout::Numeric(std::move(names));
+    VIGIL_ASSIGN_OR_RETURN(b.forest, Forest::FromJson(b.model_json, path));
+    if (b.forest->feature_names().empty()) {
+      return absl::InvalidArgumentError(
+          StrCat(path, ": the model stores no feature names, so columns cannot be matched; train it "
+                       "from a pandas DataFrame or set feature_names on the DMatrix"));
+    }
+    b.layout = FeatureLayout::Numeric(b.forest->feature_names());
     return b;
   }
   const std::string manifest_path = (fs::path(path) / "manifest.json").string();
@@ -78,9 +60,11 @@ absl::StatusOr<Bundle> Bundle::Load(const std::string& path) {
   }
   const std::string model_path = (fs::path(path) / "model.json").string();
   VIGIL_ASSIGN_OR_RETURN(b.model_json, ReadFile(model_path));
-  // The manifest and the model must name the same features in the same order.
-  auto names = ModelFeatureNames(b.model_json, model_path);
-  if (names.ok() && *names != b.layout.feature_names) {
+  VIGIL_ASSIGN_OR_RETURN(b.forest, Forest::FromJson(b.model_json, model_path));
+  // The manifest and the model must agree on the features (model.json may
+  // lack names: bundles written before train stored them).
+  if (b.forest->num_features() != b.layout.num_features() ||
+      (!b.forest->feature_names().empty() && b.forest->feature_names() != b.layout.feature_names)) {
     return absl::InvalidArgumentError(StrCat(path, ": model.json's features differ from manifest.json's"));
   }
   return b;

@@ -16,11 +16,13 @@
 #ifndef VIGIL_MODEL_BUNDLE_H_
 #define VIGIL_MODEL_BUNDLE_H_
 
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "core/status.h"
 #include "model/dataset.h"
+#include "model/forest.h"
 #include "model/isotonic.h"
 #include "nlohmann/json.hpp"
 
@@ -33,6 +35,7 @@ struct Bundle {
   bool bare = false;  // a bare XGBoost JSON model
   nlohmann::ordered_json manifest;  // empty for a bare model
   std::string model_json;
+  std::shared_ptr<const Forest> forest;  // model.json, loaded and checked
   FeatureLayout layout;
   std::string id_column;         // the id column it was trained with ("" when unknown)
   std::string time_column;       // the time column it was trained with ("" when unknown)

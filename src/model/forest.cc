@@ -6,8 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <limits>
 
 #include "core/file.h"
 #include "core/strings.h"
@@ -273,6 +272,16 @@ absl::StatusOr<std::shared_ptr<const Forest>> Forest::FromJson(std::string_view 
   }
   F.avx2_ = __builtin_cpu_supports("avx2") && std::getenv("VIGIL_NO_AVX2") == nullptr;
   return std::shared_ptr<const Forest>(std::move(forest));
+}
+
+void Forest::SplitRanges(std::vector<float>* lo, std::vector<float>* hi) const {
+  lo->assign(num_features_, std::numeric_limits<float>::infinity());
+  hi->assign(num_features_, -std::numeric_limits<float>::infinity());
+  for (const Node& n : nodes_) {
+    if (n.leaf()) continue;
+    (*lo)[n.feature()] = std::min((*lo)[n.feature()], n.value);
+    (*hi)[n.feature()] = std::max((*hi)[n.feature()], n.value);
+  }
 }
 
 // ------------------------------------------------------------------ scoring

@@ -54,6 +54,10 @@ class Forest {
   Objective objective() const { return objective_; }
   float base_margin() const { return base_margin_; }
 
+  // Per feature, the lowest and highest threshold it is split on; lo > hi
+  // (+inf, -inf) for a feature no split uses.
+  void SplitRanges(std::vector<float>* lo, std::vector<float>* hi) const;
+
   // `row` holds num_features() floats (NaN = missing).
   float Margin(const float* row) const noexcept;
   // The prediction: a probability for the logistic objectives.

@@ -44,11 +44,7 @@ absl::StatusOr<ScoredTable> ScoreTable(const std::string& model_path, const std:
   std::vector<uint32_t> rows(s.table.rows());
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<uint32_t>(i);
   VIGIL_ASSIGN_OR_RETURN(Dataset d, BuildDataset(s.table, s.bundle.layout, rows, -1, -1));
-  VIGIL_ASSIGN_OR_RETURN(std::shared_ptr<const Forest> forest, Forest::FromJson(s.bundle.model_json, model_path));
-  if (forest->num_features() != d.cols) {
-    return absl::InvalidArgumentError(StrCat(model_path, ": the model has ", forest->num_features(),
-                                             " features but its manifest names ", d.cols));
-  }
+  const std::shared_ptr<const Forest>& forest = s.bundle.forest;
   std::vector<float> out(d.rows);
   forest->MarginBatch(d.x.data(), d.rows, out.data());
   s.scores.resize(d.rows);
