@@ -134,11 +134,6 @@ absl::StatusOr<EvalRows> LoadEvalRows(const EvalOptions& o) {
   // Every row's day and label (the exclusion protocol reads rows before the range).
   std::vector<std::string_view> cells;
   std::string scratch;
-  auto day_of_row = [&](uint32_t r) {
-    int64_t ms = 0;
-    core::ParseTimestamp(t.Cell(r, cols.time, &cells, &scratch), &ms);
-    return DayOf(ms);
-  };
 
   // The handbook's protocol: drop, from each evaluated day d, the entities
   // with a fraud on a day in [start, d - delay - 1].
@@ -182,9 +177,10 @@ absl::StatusOr<EvalRows> LoadEvalRows(const EvalOptions& o) {
       return absl::InvalidArgumentError(StrCat(t.path(), ":", t.line_of(r), ": label ", cols.label_name, ": '",
                                                cells[static_cast<size_t>(cols.label)], "' is not 0 or 1"));
     }
-    const int64_t day = day_of_row(r);
+    int64_t ms = 0;  // SelectRows checked every time cell
+    core::ParseTimestamp(cells[static_cast<size_t>(cols.time)], &ms);
+    const int64_t day = DayOf(ms);
     if (ent_col >= 0) {
-      t.Split(r, &cells, &scratch);
       auto it = entity_code.find(cells[static_cast<size_t>(ent_col)]);
       if (it != entity_code.end() && first_fraud_day[it->second] <= day - delay_days - 1) {
         ++e.excluded;
