@@ -5,12 +5,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <span>
 #include <thread>
 #include <utility>
 
 #include "core/config.h"
+#include "core/random.h"
 #include "core/strings.h"
 #include "core/time.h"
 #include "event/profile.h"
@@ -71,12 +71,12 @@ absl::StatusOr<RowSelection> SelectSplit(const CsvTable& table, const TableColum
 }
 
 // The random search space (docs/training.md), drawn from a seeded generator.
-std::map<std::string, std::string> DrawParams(std::mt19937_64& rng) {
+std::map<std::string, std::string> DrawParams(core::SplitMix64& rng) {
   auto uniform = [&](double lo, double hi) {
-    return lo + (hi - lo) * (static_cast<double>(rng() >> 11) * 0x1.0p-53);
+    return lo + (hi - lo) * rng.Uniform();
   };
   auto pick = [&](std::initializer_list<const char*> options) {
-    return std::string(options.begin()[rng() % options.size()]);
+    return std::string(options.begin()[rng.Below(options.size())]);
   };
   std::map<std::string, std::string> p;
   p["max_depth"] = pick({"2", "3", "4", "5", "6", "8"});
@@ -226,7 +226,7 @@ absl::StatusOr<TrainSummary> TrainModel(const TrainOptions& o) {
   nlohmann::ordered_json trials = nlohmann::ordered_json::array();
   std::optional<Booster> booster;
   if (o.search_trials > 0) {
-    std::mt19937_64 rng(o.seed);
+    core::SplitMix64 rng(o.seed);
     double best_ap = -1;
     for (int trial = 0; trial < o.search_trials; ++trial) {
       TrainParams p = params;
