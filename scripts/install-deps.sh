@@ -15,11 +15,14 @@ PACKAGES=(
   libabsl-dev libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev zlib1g-dev libssl-dev libre2-dev
   libxgboost-dev xgboost              # training (xgboost: find_package needs the CLI)
+  libcpp-httplib-dev libsqlite3-dev   # the decision service: HTTP server, default store
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   chromium                            # HTML reports are checked in a real browser
+  wrk                                 # HTTP load for the serving benchmark
   # reference scripts for benchmarks (/usr/bin/python3)
   python3 python3-pandas python3-sklearn python3-xgboost python3-scipy
+  python3-flask gunicorn              # the reference scoring service of the serving benchmark
 )
 
 missing=()
