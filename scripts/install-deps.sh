@@ -20,6 +20,7 @@ PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   chromium                            # HTML reports are checked in a real browser
   wrk                                 # HTTP load for the serving benchmark
+  prometheus                          # promtool checks the /metrics exposition (monitor_test)
   # reference scripts for benchmarks (/usr/bin/python3)
   python3 python3-pandas python3-sklearn python3-xgboost python3-scipy
   python3-flask gunicorn              # the reference scoring service of the serving benchmark
