@@ -1,0 +1,121 @@
+// The serving event log: every event and label the server accepts, appended
+// in arrival order as one JSON line each, so that `vigil backfill` over the
+// log replays exactly what the server saw, in that order (the training data
+// of tomorrow is today's traffic). docs/monitoring.md, "The event log".
+//
+// The log is a directory of files named
+//   <dir>/<prefix>-YYYYMMDD-HHMMSS-<seq>.jsonl
+// where the time is the UTC wall clock when the file was opened and <seq> is
+// six digits, one more than the highest seq in the directory. A file is never
+// reopened: each Open and each rotation creates a new one (O_EXCL), so a
+// restart never overwrites what an earlier process wrote. Names sort in write
+// order: should the wall clock step back, a new file takes the previous
+// file's time instead of the clock's. A new file starts when the current one
+// would grow past rotate_bytes, or on the first Append of a new UTC day. A
+// line is never split across files. Files are created 0640 (they hold raw
+// events); rotated files may be gzipped in place (`.jsonl.gz`), and Files()
+// and `vigil backfill --events <dir>` still find them.
+//
+// Durability: Append buffers in memory; Flush hands the buffer to the OS
+// (write, no fsync), so an acknowledged event survives the process crashing,
+// not the machine. After a failed write the log is cut back to its last
+// whole line and refuses every later call with that error: reopen to carry
+// on, in a new file.
+//
+// Thread-safety: none. The server calls it under its sequencing lock, which
+// is also what makes the log's order the order the engine saw.
+#ifndef VIGIL_EVENT_EVENT_LOG_H_
+#define VIGIL_EVENT_EVENT_LOG_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace vigil::event {
+
+struct EventLogOptions {
+  // The directory of the log; created (with its parents) if missing.
+  std::string dir;
+  // File names start with "<prefix>-". Not empty, no '/'.
+  std::string prefix = "events";
+  // A new file starts when a line would take the current one past this many
+  // bytes; a single longer line gets a file of its own. Must be > 0.
+  int64_t rotate_bytes = 256 << 20;
+  // A new file starts at the first Append of a new UTC day.
+  bool rotate_daily = true;
+  // Append writes the buffer to the OS by itself once it holds this much,
+  // bounding memory between Flush calls.
+  size_t buffer_bytes = 1 << 20;
+  // The UTC wall clock in ms since the epoch; empty: the system clock.
+  // Tests inject one to cross midnight.
+  std::function<int64_t()> now_ms;
+};
+
+class EventLog {
+ public:
+  // Creates the directory if needed and opens a new file in it.
+  // InvalidArgument for bad options; the OS's reason with the path
+  // (PermissionDenied, NotFound, Unavailable) when the directory or the file
+  // cannot be created.
+  static absl::StatusOr<std::unique_ptr<EventLog>> Open(EventLogOptions options);
+  // Flushes and closes; a failure here is lost (call Close to see it).
+  ~EventLog();
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
+
+  // Appends `line` and a '\n', rotating first if the current file would
+  // outgrow rotate_bytes or the UTC day changed. InvalidArgument (nothing
+  // appended) when `line` holds a '\n'; FailedPrecondition after Close; the
+  // write error (Unavailable, with the path and the OS's reason) if a
+  // rotation or a full buffer had to be written and that failed.
+  absl::Status Append(std::string_view line);
+  // Writes the buffered lines to the OS. Unavailable with the path and the
+  // reason when writing fails (e.g. the disk is full).
+  absl::Status Flush();
+  // Flushes and closes the current file. Later calls fail; Close again is OK.
+  absl::Status Close();
+
+  // The file being written (empty after Close).
+  std::string current_path() const;
+  // Paths of all the log's files in the directory — this prefix, named as
+  // above, .jsonl or .jsonl.gz, also those of earlier processes — in name
+  // order, which is write order. Empty if the directory cannot be read.
+  std::vector<std::string> Files() const;
+  // Bytes appended through this object since Open, newlines included, over
+  // all its files (buffered ones too).
+  int64_t bytes_written() const { return bytes_written_; }
+
+ private:
+  explicit EventLog(EventLogOptions options);
+  absl::Status OpenNextFile(int64_t now_ms);  // REQUIRES: no file open
+  absl::Status WriteBuffer();                 // the buffer to the current file
+  absl::Status CloseFile();                   // writes the buffer, closes the file
+  absl::Status Fail(absl::Status st);         // records a sticky error
+
+  EventLogOptions options_;
+  int fd_ = -1;
+  std::string path_;
+  std::string buffer_;
+  int64_t file_bytes_ = 0;    // in the current file, buffered ones included
+  int64_t file_written_ = 0;  // of those, handed to the OS
+  int64_t file_time_ms_ = 0;  // the time in the current file's name
+  int64_t last_name_ms_ = 0;  // latest time in any name seen (clock step-back guard)
+  int64_t next_seq_ = 1;
+  int64_t bytes_written_ = 0;
+  bool closed_ = false;
+  absl::Status status_;  // sticky: the first write error
+};
+
+// The files of the event log `prefix` in `dir` (the same as
+// EventLog::Files()), with the error when `dir` cannot be listed.
+absl::StatusOr<std::vector<std::string>> ListEventLogFiles(const std::string& dir,
+                                                           const std::string& prefix);
+
+}  // namespace vigil::event
+
+#endif  // VIGIL_EVENT_EVENT_LOG_H_
