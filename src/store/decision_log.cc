@@ -1,0 +1,292 @@
+#include "store/decision_log.h"
+
+#include <algorithm>
+#include <iterator>
+
+#include "core/strings.h"
+
+namespace vigil::store {
+
+absl::StatusOr<std::unique_ptr<DecisionLog>> DecisionLog::Start(Store* store,
+                                                                DecisionLogOptions options) {
+  if (store == nullptr) return absl::InvalidArgumentError("decision log: no store");
+  if (options.journal_path.empty())
+    return absl::InvalidArgumentError("decision log: journal_path is required");
+  if (options.batch_size == 0)
+    return absl::InvalidArgumentError("decision log: batch_size must be > 0");
+  if (options.retry_interval_ms <= 0) {
+    return absl::InvalidArgumentError(
+        StrCat("decision log: retry_interval_ms must be > 0, got ", options.retry_interval_ms));
+  }
+  VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<Journal> journal, Journal::Open(options.journal_path));
+  std::unique_ptr<DecisionLog> log(new DecisionLog(store, std::move(options), std::move(journal)));
+  log->writer_ = std::thread([p = log.get()] { p->Run(); });
+  return log;
+}
+
+DecisionLog::DecisionLog(Store* store, DecisionLogOptions options, std::unique_ptr<Journal> journal)
+    : store_(store),
+      options_(std::move(options)),
+      journal_(std::move(journal)),
+      // Due now: a journal left by a previous run is replayed first.
+      next_retry_(Clock::now()) {
+  inflight_.reserve(options_.batch_size);
+}
+
+DecisionLog::~DecisionLog() { Stop(); }
+
+void DecisionLog::Submit(DecisionRow row) {
+  submitted_.fetch_add(1, std::memory_order_relaxed);
+  bool queued = false;
+  bool wake = false;
+  bool full = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stop_) {
+      if (queue_.size() < options_.queue_capacity) {
+        // The writer sleeps only on an empty queue, so only the first push
+        // needs to wake it.
+        wake = queue_.empty();
+        queue_.push_back(std::move(row));
+        ++enqueued_;
+        queued = true;
+      } else {
+        full = true;
+      }
+    }
+  }
+  if (queued) {
+    if (wake) work_cv_.notify_one();
+    return;
+  }
+  // Slow path, out of the lock: the queue is full (the store is slower than
+  // the traffic) or the log is stopped.
+  if (full) queue_full_.fetch_add(1, std::memory_order_relaxed);
+  JournalRows(std::span<const DecisionRow>(&row, 1));
+}
+
+void DecisionLog::JournalRows(std::span<const DecisionRow> rows) {
+  const absl::Status st = journal_->Append(rows);
+  if (st.ok()) {
+    journaled_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
+    return;
+  }
+  lost_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
+  SetLastError(StrCat(st.message(), " (", rows.size(), " decisions lost: the store failed too)"));
+}
+
+void DecisionLog::SetLastError(std::string message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  last_error_ = std::move(message);
+}
+
+void DecisionLog::Run() {
+  const auto interval = std::chrono::milliseconds(options_.retry_interval_ms);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    const bool requested = replay_requested_ > replay_done_;
+    const bool due =
+        !stop_ && (degraded_ || journal_->pending() > 0) && Clock::now() >= next_retry_;
+    if (requested || due) {
+      const int64_t covers = replay_requested_;
+      lock.unlock();
+      absl::Status st = ReplayJournal();
+      lock.lock();
+      replay_done_ = std::max(replay_done_, covers);
+      degraded_ = !st.ok();
+      last_replay_ = std::move(st);
+      next_retry_ = Clock::now() + interval;
+      done_cv_.notify_all();
+      continue;
+    }
+
+    if (!queue_.empty()) {
+      const size_t n = std::min(options_.batch_size, queue_.size());
+      const auto end = queue_.begin() + static_cast<ptrdiff_t>(n);
+      inflight_.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+      queue_.erase(queue_.begin(), end);
+      const bool degraded = degraded_;
+      lock.unlock();
+
+      // inflight_ is read here without the lock: only this thread changes it.
+      absl::Status st;
+      if (!degraded) {
+        int64_t refused = 0;
+        st = Put(inflight_, &refused);
+        if (st.ok()) {
+          stored_.fetch_add(static_cast<int64_t>(n) - refused, std::memory_order_relaxed);
+        } else {
+          SetLastError(std::string(st.message()));
+        }
+      }
+      // Until the next retry, the store is not asked again: batches would
+      // each wait out its timeout while the queue fills.
+      if (degraded || !st.ok()) JournalRows(inflight_);
+
+      lock.lock();
+      if (!st.ok()) {
+        degraded_ = true;
+        next_retry_ = Clock::now() + interval;
+      }
+      // Cleared only now, so that FindPending sees a row here until it is in
+      // the store or the journal.
+      inflight_.clear();
+      dequeued_ += static_cast<int64_t>(n);
+      done_cv_.notify_all();
+      continue;
+    }
+
+    if (stop_) break;
+    if (degraded_ || journal_->pending() > 0) {
+      work_cv_.wait_until(lock, next_retry_);
+    } else {
+      work_cv_.wait(lock);
+    }
+  }
+  writer_done_ = true;
+  done_cv_.notify_all();
+}
+
+absl::Status DecisionLog::Put(std::span<const DecisionRow> rows, int64_t* refused) {
+  absl::Status st = store_->PutDecisions(rows);
+  if (st.code() == absl::StatusCode::kInvalidArgument) {
+    // A row the store will never take (InvalidArgument is about the rows,
+    // not the store) must not hold the others back, or the journal would be
+    // replayed and refused forever: store them one by one, set aside those
+    // refused. A replay redone later may set one aside again.
+    st = absl::OkStatus();
+    for (const DecisionRow& row : rows) {
+      absl::Status one = store_->PutDecisions(std::span<const DecisionRow>(&row, 1));
+      if (one.code() == absl::StatusCode::kInvalidArgument) {
+        one = journal_->SetAsideRow(row, std::string(one.message()));
+        if (one.ok()) {
+          ++*refused;
+          refused_.fetch_add(1, std::memory_order_relaxed);
+          SetLastError(journal_->last_bad_line());
+          continue;
+        }
+      }
+      if (!one.ok()) {
+        st = std::move(one);
+        break;
+      }
+    }
+  }
+  if (!st.ok()) store_errors_.fetch_add(1, std::memory_order_relaxed);
+  return st;
+}
+
+absl::Status DecisionLog::ReplayJournal() {
+  const auto put = [this](std::span<const DecisionRow> rows) {
+    int64_t refused = 0;
+    return Put(rows, &refused);
+  };
+  absl::Status st;
+  // Round 0 replays a file left by an interrupted attempt, or the active
+  // file; round 1 the active file if round 0 took a leftover one. So one
+  // attempt covers every row journaled before it began.
+  for (int round = 0; round < 2 && st.ok(); ++round) {
+    absl::StatusOr<bool> have = journal_->BeginReplay();
+    if (!have.ok()) {
+      st = have.status();
+      break;
+    }
+    if (!*have) break;
+    const int64_t bad_before = journal_->bad_lines();
+    st = journal_->ReplayBatches(options_.batch_size, put);
+    if (journal_->bad_lines() != bad_before) SetLastError(journal_->last_bad_line());
+    if (!st.ok()) break;
+    absl::StatusOr<int64_t> lines = journal_->FinishReplay();
+    if (!lines.ok()) {
+      st = lines.status();
+      break;
+    }
+    replayed_.fetch_add(*lines - (journal_->bad_lines() - bad_before), std::memory_order_relaxed);
+  }
+  if (!st.ok()) SetLastError(std::string(st.message()));
+  return st;
+}
+
+absl::Status DecisionLog::Flush(absl::Duration timeout) {
+  // Clamped so that an infinite timeout does not overflow the clock.
+  const auto deadline =
+      Clock::now() + absl::ToChronoNanoseconds(std::min(timeout, absl::Hours(24 * 365)));
+  std::unique_lock<std::mutex> lock(mu_);
+  const int64_t target = enqueued_;
+  if (!done_cv_.wait_until(lock, deadline, [&] { return dequeued_ >= target || writer_done_; })) {
+    return absl::DeadlineExceededError(StrCat("decision log: ", target - dequeued_,
+                                              " decisions still waiting for the store after ",
+                                              absl::FormatDuration(timeout)));
+  }
+  if (journal_->pending() > 0 || degraded_) {
+    if (!writer_done_) {
+      const int64_t request = ++replay_requested_;
+      work_cv_.notify_one();
+      if (!done_cv_.wait_until(lock, deadline,
+                               [&] { return replay_done_ >= request || writer_done_; })) {
+        return absl::DeadlineExceededError(StrCat("decision log: replay of the journal ",
+                                                  journal_->path(), " not finished after ",
+                                                  absl::FormatDuration(timeout)));
+      }
+    }
+    if (journal_->pending() > 0) {
+      const std::string why = !last_replay_.ok() ? std::string(last_replay_.message())
+                              : writer_done_     ? std::string("the decision log is stopped")
+                                                 : last_error_;
+      return absl::Status(last_replay_.ok() ? absl::StatusCode::kUnavailable : last_replay_.code(),
+                          StrCat("decision log: ", journal_->pending(),
+                                 " decisions still in the journal ", journal_->path(), ": ", why));
+    }
+  }
+  if (const int64_t lost = lost_.load(std::memory_order_relaxed); lost > 0) {
+    return absl::DataLossError(StrCat(
+        "decision log: ", lost, " decisions could be neither stored nor journaled: ", last_error_));
+  }
+  return absl::OkStatus();
+}
+
+void DecisionLog::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+DecisionLogStats DecisionLog::Stats() const {
+  DecisionLogStats s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s.queue_depth = static_cast<int64_t>(queue_.size() + inflight_.size());
+    s.last_error = last_error_;
+  }
+  s.submitted = submitted_.load(std::memory_order_relaxed);
+  s.stored = stored_.load(std::memory_order_relaxed);
+  s.journaled = journaled_.load(std::memory_order_relaxed);
+  s.replayed = replayed_.load(std::memory_order_relaxed);
+  s.store_errors = store_errors_.load(std::memory_order_relaxed);
+  s.journal_pending = journal_->pending();
+  s.queue_full = queue_full_.load(std::memory_order_relaxed);
+  s.lost = lost_.load(std::memory_order_relaxed);
+  s.journal_bad_lines = journal_->bad_lines();
+  s.refused = refused_.load(std::memory_order_relaxed);
+  return s;
+}
+
+std::optional<DecisionRow> DecisionLog::FindPending(std::string_view event_id) const {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Newest first: the usual question is about a decision just made.
+    for (auto it = queue_.rbegin(); it != queue_.rend(); ++it) {
+      if (it->event_id == event_id) return *it;
+    }
+    for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
+      if (it->event_id == event_id) return *it;
+    }
+  }
+  // After the queue: a row leaves inflight_ only once it is in the journal.
+  return journal_->Find(event_id);
+}
+
+}  // namespace vigil::store

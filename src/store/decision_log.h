@@ -1,0 +1,175 @@
+// The decision log: how `vigil serve` stores every decision without ever
+// making scoring wait for the database, and without losing one.
+//
+// Submit puts a decision in a bounded in-memory queue; one background writer
+// thread takes up to batch_size decisions at a time and stores them in one
+// transaction (Store::PutDecisions). When the store fails, the batch goes to
+// the journal (store/journal.h: local JSON Lines files) and so does every
+// batch after it until retry_interval_ms has passed; then the writer replays
+// the journal into the store and, once all of it is stored, deletes it and
+// goes back to the store. A full queue also spills to the journal, from
+// Submit itself. The journal outlives the process: Start replays what a
+// previous run left. Replays are safe to redo because PutDecisions is
+// idempotent; a decision is therefore stored once, whatever fails when.
+// docs/store.md has the journal format and the replay rules.
+//
+// The DecisionLog does not own the Store; the Store must outlive it.
+//
+// Thread-safety: Submit, FindPending, Stats and Flush from any number of
+// threads; Stop and the destructor from one. One background writer thread.
+#ifndef VIGIL_STORE_DECISION_LOG_H_
+#define VIGIL_STORE_DECISION_LOG_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "core/status.h"
+#include "store/journal.h"
+#include "store/store.h"
+
+namespace vigil::store {
+
+struct DecisionLogOptions {
+  // Decisions waiting for the store; beyond it, Submit writes to the journal.
+  // 0 sends every decision through the journal.
+  size_t queue_capacity = 65536;
+  // Decisions per transaction (> 0).
+  size_t batch_size = 512;
+  // Required: the append-only JSON Lines file of decisions not yet in the
+  // store (PATH.replay, PATH.bad and PATH.lock sit beside it).
+  std::string journal_path;
+  // How often to retry the store after a failure, replaying the journal
+  // first; also how often decisions spilled by a full queue are replayed
+  // (> 0).
+  int64_t retry_interval_ms = 1000;
+};
+
+// Counters since Start. Every submitted decision is counted once in stored,
+// journaled, lost or queue_depth (a decision the store refused from the
+// queue counts in refused instead of stored); journaled rows reach the store
+// as `replayed`, or PATH.bad as refused.
+struct DecisionLogStats {
+  int64_t submitted = 0;
+  int64_t stored = 0;             // written to the store from the queue
+  int64_t journaled = 0;          // written to the journal (store failed, or queue full)
+  int64_t replayed = 0;           // journal rows confirmed stored (also a previous run's)
+  int64_t store_errors = 0;       // failed store writes (batches and replay attempts)
+  int64_t queue_depth = 0;        // waiting in the queue or being stored now
+  int64_t journal_pending = 0;    // rows in the journal, not yet confirmed stored
+  std::string last_error;         // the last store or journal error, "" when none
+  int64_t queue_full = 0;         // of `journaled`: spilled by Submit because the queue was full
+  int64_t lost = 0;               // written nowhere: the store and the journal both failed
+  int64_t journal_bad_lines = 0;  // lines moved to PATH.bad: not a decision, or `refused`
+  int64_t refused = 0;            // refused by the store (InvalidArgument), moved to PATH.bad
+};
+
+class DecisionLog {
+ public:
+  // Opens the journal (creating it), then starts the writer thread, which
+  // replays any journal left by a previous run before anything else.
+  // InvalidArgument when an option is out of range or `store` is null,
+  // FailedPrecondition when another DecisionLog (in any process) has the
+  // journal open, Unavailable when the journal cannot be opened.
+  static absl::StatusOr<std::unique_ptr<DecisionLog>> Start(Store* store,
+                                                            DecisionLogOptions options);
+  // Stop().
+  ~DecisionLog();
+  DecisionLog(const DecisionLog&) = delete;
+  DecisionLog& operator=(const DecisionLog&) = delete;
+
+  // Hands a decision over for storing. Never waits for the store or the
+  // writer: takes the queue's mutex for a deque push (it is held elsewhere
+  // only for pops, pushes and FindPending's scan, never across I/O), or when
+  // the queue is full (counted in queue_full) or the log stopped, appends the
+  // row to the journal itself: a write(2) of one line. A row that cannot be
+  // journaled either is counted in `lost` and reported in last_error.
+  void Submit(DecisionRow row);
+
+  // Waits until every decision submitted before the call is in the store or
+  // the journal, then, if the journal holds rows, has the writer replay it
+  // at once (without waiting for retry_interval_ms) and waits for that.
+  // Returns OK when all of them are in the store; the store's error when the
+  // journal still holds rows; DeadlineExceeded after `timeout`.
+  absl::Status Flush(absl::Duration timeout);
+
+  // Stores what is in the queue (to the journal when the store fails or has
+  // been failing) and stops the writer. The journal is not replayed: call
+  // Flush first for that, or let the next Start do it. Later Submits go to
+  // the journal. Idempotent.
+  void Stop();
+
+  DecisionLogStats Stats() const;
+
+  // The decision with this event_id if it is still in the queue, being
+  // stored, or in the journal, i.e. not yet confirmed in the store: so that
+  // a GET right after a decision finds it. Look here first and then in the
+  // store: a decision moves from here to the store, never back, so in that
+  // order it cannot be missed. Scans the queue (newest first) under its
+  // mutex, then reads one journal line.
+  std::optional<DecisionRow> FindPending(std::string_view event_id) const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  DecisionLog(Store* store, DecisionLogOptions options, std::unique_ptr<Journal> journal);
+  void Run();
+  // Stores `rows` in one transaction; when the store refuses one of them
+  // (InvalidArgument), stores them one by one and moves those it refuses to
+  // PATH.bad, adding their number to *refused. Returns the store's error
+  // otherwise (then some rows may be stored: retrying all is safe).
+  absl::Status Put(std::span<const DecisionRow> rows, int64_t* refused);
+  // One replay attempt: every file the journal had when it began, into the
+  // store. OK when all of it is stored and deleted.
+  absl::Status ReplayJournal();
+  void JournalRows(std::span<const DecisionRow> rows);
+  void SetLastError(std::string message);
+
+  Store* const store_;
+  const DecisionLogOptions options_;
+  const std::unique_ptr<Journal> journal_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;  // wakes the writer
+  std::condition_variable done_cv_;  // wakes Flush
+  std::deque<DecisionRow> queue_;    // guarded by mu_
+  // The batch being stored: filled and cleared by the writer under mu_, read
+  // by the writer without it and by FindPending with it.
+  std::vector<DecisionRow> inflight_;
+  bool stop_ = false;             // guarded by mu_
+  bool writer_done_ = false;      // guarded by mu_
+  bool degraded_ = false;         // guarded by mu_: the store failed, journal until next_retry_
+  Clock::time_point next_retry_;  // guarded by mu_
+  int64_t enqueued_ = 0;          // guarded by mu_: rows ever pushed to queue_
+  int64_t dequeued_ = 0;          // guarded by mu_: of those, stored, journaled or lost
+  int64_t replay_requested_ = 0;  // guarded by mu_: Flush's replay requests
+  int64_t replay_done_ = 0;       // guarded by mu_: requests the last finished attempt covered
+  absl::Status last_replay_;      // guarded by mu_
+  std::string last_error_;        // guarded by mu_
+
+  std::atomic<int64_t> submitted_{0};
+  std::atomic<int64_t> stored_{0};
+  std::atomic<int64_t> journaled_{0};
+  std::atomic<int64_t> replayed_{0};
+  std::atomic<int64_t> store_errors_{0};
+  std::atomic<int64_t> queue_full_{0};
+  std::atomic<int64_t> lost_{0};
+  std::atomic<int64_t> refused_{0};
+
+  std::thread writer_;
+};
+
+}  // namespace vigil::store
+
+#endif  // VIGIL_STORE_DECISION_LOG_H_

@@ -1,0 +1,384 @@
+#include "store/decision_log.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "store/journal.h"
+#include "store/store_test_util.h"
+
+namespace vigil::store {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Row;
+using testing::SqliteLock;
+using testing::TempDir;
+
+// Polls `done` until it holds or 20 s have passed; whether it held.
+bool WaitFor(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// A SQLite store and the journal path of a decision log, in a temporary
+// directory.
+class DecisionLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_path_ = dir_.File("vigil.db");
+    auto store = OpenStore(StrCat("sqlite:", db_path_));
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    options_.journal_path = dir_.File("decisions.jsonl");
+    options_.retry_interval_ms = 50;
+  }
+
+  std::unique_ptr<DecisionLog> Start() {
+    auto log = DecisionLog::Start(store_.get(), options_);
+    EXPECT_TRUE(log.ok()) << log.status();
+    return log.ok() ? *std::move(log) : nullptr;
+  }
+
+  int64_t Count() {
+    auto n = store_->CountDecisions();
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? *n : -1;
+  }
+
+  // Nothing left in the journal's files.
+  void ExpectJournalEmpty() {
+    EXPECT_EQ(testing::ReadAll(options_.journal_path), "");
+    EXPECT_FALSE(testing::Exists(options_.journal_path + ".replay"));
+  }
+
+  TempDir dir_;
+  std::string db_path_;
+  std::unique_ptr<Store> store_;
+  DecisionLogOptions options_;
+};
+
+TEST_F(DecisionLogTest, StoresEveryDecisionSubmittedFromManyThreads) {
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 2000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) log->Submit(Row(t * kPerThread + i));
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), kThreads * kPerThread);
+  const DecisionLogStats s = log->Stats();
+  EXPECT_EQ(s.submitted, kThreads * kPerThread);
+  EXPECT_EQ(s.stored, kThreads * kPerThread);
+  EXPECT_EQ(s.journaled, 0);
+  EXPECT_EQ(s.store_errors, 0);
+  EXPECT_EQ(s.queue_depth, 0);
+  EXPECT_EQ(s.last_error, "");
+  ExpectJournalEmpty();
+}
+
+// The store-failure test: another connection holds the database's
+// write lock, so every store write fails with SQLITE_BUSY after the busy
+// timeout, while two threads submit. Submit must not wait for the store,
+// decisions must go to the journal, and once the lock is gone every one of
+// them must be in the store exactly once.
+TEST_F(DecisionLogTest, LockedStoreSpillsToTheJournalWithoutBlockingAndLosesNothing) {
+  options_.batch_size = 256;
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  SqliteLock lock(db_path_);
+
+  constexpr int kN = 5000;
+  constexpr int kThreads = 2;
+  std::atomic<int64_t> max_submit_ns{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      int64_t worst = 0;
+      for (int i = t; i < kN; i += kThreads) {
+        const auto t0 = std::chrono::steady_clock::now();
+        log->Submit(Row(i));
+        worst = std::max<int64_t>(
+            worst, std::chrono::nanoseconds(std::chrono::steady_clock::now() - t0).count());
+      }
+      int64_t seen = max_submit_ns.load();
+      while (worst > seen && !max_submit_ns.compare_exchange_weak(seen, worst)) {
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  // A sanity bound, not a timing test: a Submit that waited for the store
+  // would take the busy timeout (50 ms) at least, once per batch.
+  EXPECT_LT(max_submit_ns.load(), 100'000'000) << "Submit blocked";
+
+  // While the lock is held every store write fails, so the writer must end
+  // up journaling; wait for it rather than for a time.
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().journaled > 0; }));
+  EXPECT_EQ(Count(), 0);
+  DecisionLogStats s = log->Stats();
+  EXPECT_GT(s.store_errors, 0);
+  EXPECT_GT(s.journal_pending, 0);
+  EXPECT_THAT(s.last_error, HasSubstr("locked"));
+
+  lock.Release();
+  const absl::Status flushed = log->Flush(absl::Seconds(30));
+  ASSERT_TRUE(flushed.ok()) << flushed;
+
+  EXPECT_EQ(Count(), kN);  // event_id is the primary key: N distinct decisions
+  for (int i : {0, 1, 2499, 4999}) {
+    auto got = store_->GetDecision(Row(i).event_id);
+    ASSERT_TRUE(got.ok() && got->has_value()) << i;
+    EXPECT_EQ((*got)->json, Row(i).json);
+  }
+  s = log->Stats();
+  EXPECT_EQ(s.submitted, kN);
+  EXPECT_EQ(s.stored + s.journaled, kN);
+  EXPECT_GT(s.journaled, 0);
+  EXPECT_EQ(s.replayed, s.journaled);
+  EXPECT_EQ(s.journal_pending, 0);
+  EXPECT_EQ(s.queue_depth, 0);
+  EXPECT_EQ(s.lost, 0);
+  ExpectJournalEmpty();
+}
+
+TEST_F(DecisionLogTest, RetriesTheStoreOnItsOwnAfterRetryInterval) {
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  SqliteLock lock(db_path_);
+  for (int i = 0; i < 300; ++i) log->Submit(Row(i));
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().journaled == 300; }));
+  lock.Release();
+  // No Flush: the writer retries every retry_interval_ms by itself.
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().journal_pending == 0; }));
+  EXPECT_EQ(Count(), 300);
+  // New decisions go to the store again, not through the journal.
+  log->Submit(Row(300));
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 301);
+  EXPECT_EQ(log->Stats().stored, 1);
+  ExpectJournalEmpty();
+}
+
+TEST_F(DecisionLogTest, FlushReturnsTheStoreErrorWhileTheJournalHoldsRows) {
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  SqliteLock lock(db_path_);
+  for (int i = 0; i < 10; ++i) log->Submit(Row(i));
+  const absl::Status st = log->Flush(absl::Seconds(30));
+  ASSERT_EQ(st.code(), absl::StatusCode::kUnavailable) << st;
+  EXPECT_THAT(st.message(), HasSubstr("10 decisions still in the journal"));
+  EXPECT_THAT(st.message(), HasSubstr("locked"));
+  lock.Release();
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 10);
+}
+
+TEST_F(DecisionLogTest, RestartReplaysTheJournalLeftByThePreviousRun) {
+  {
+    SqliteLock lock(db_path_);
+    auto log = Start();
+    ASSERT_NE(log, nullptr);
+    for (int i = 0; i < 100; ++i) log->Submit(Row(i));
+    log->Stop();  // the store fails: the queue goes to the journal
+    const DecisionLogStats s = log->Stats();
+    EXPECT_EQ(s.journaled, 100);
+    EXPECT_EQ(s.journal_pending, 100);
+  }
+  EXPECT_EQ(Count(), 0);
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  // Start alone replays it, before any Flush.
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().journal_pending == 0; }));
+  EXPECT_EQ(Count(), 100);
+  EXPECT_EQ(log->Stats().replayed, 100);
+  ExpectJournalEmpty();
+}
+
+TEST_F(DecisionLogTest, RestartFinishesAnInterruptedReplayThenReplaysTheJournal) {
+  // A previous run was replaying 50 decisions, had stored the first 10, and
+  // had journaled 30 more, when it died.
+  {
+    auto journal = Journal::Open(options_.journal_path);
+    ASSERT_TRUE(journal.ok()) << journal.status();
+    std::vector<DecisionRow> rows;
+    for (int i = 0; i < 50; ++i) rows.push_back(Row(i));
+    ASSERT_TRUE((*journal)->Append(rows).ok());
+    ASSERT_TRUE(*(*journal)->BeginReplay());
+    ASSERT_TRUE(store_->PutDecisions(std::span(rows).first(10)).ok());
+    rows.clear();
+    for (int i = 50; i < 80; ++i) rows.push_back(Row(i));
+    ASSERT_TRUE((*journal)->Append(rows).ok());
+  }
+  ASSERT_TRUE(testing::Exists(options_.journal_path + ".replay"));
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->Stats().journal_pending, 80);
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 80);
+  EXPECT_EQ(log->Stats().replayed, 80);
+  ExpectJournalEmpty();
+}
+
+TEST_F(DecisionLogTest, FullQueueSpillsToTheJournalAndLosesNothing) {
+  options_.queue_capacity = 2;
+  options_.batch_size = 1;
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  // Each batch is a committed transaction; Submit is far faster, so the
+  // queue soon overflows. Submit until it has, whatever the machine.
+  int n = 0;
+  while (log->Stats().queue_full == 0 && n < 200000) log->Submit(Row(n++));
+  for (int k = 0; k < 100; ++k) log->Submit(Row(n++));
+  ASSERT_GT(log->Stats().queue_full, 0);
+  ASSERT_TRUE(log->Flush(absl::Seconds(60)).ok());
+  EXPECT_EQ(Count(), n);
+  const DecisionLogStats s = log->Stats();
+  EXPECT_EQ(s.submitted, n);
+  EXPECT_EQ(s.stored + s.journaled, n);
+  EXPECT_EQ(s.journaled, s.queue_full);
+  EXPECT_EQ(s.replayed, s.journaled);
+  EXPECT_EQ(s.store_errors, 0);
+  ExpectJournalEmpty();
+}
+
+TEST_F(DecisionLogTest, ZeroQueueCapacitySendsEveryDecisionThroughTheJournal) {
+  options_.queue_capacity = 0;
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  for (int i = 0; i < 50; ++i) log->Submit(Row(i));
+  EXPECT_EQ(log->Stats().queue_full, 50);
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 50);
+  EXPECT_EQ(log->Stats().replayed, 50);
+}
+
+TEST_F(DecisionLogTest, FindPendingSeesADecisionUntilItIsInTheStore) {
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  EXPECT_FALSE(log->FindPending("e1").has_value());
+  SqliteLock lock(db_path_);
+  log->Submit(Row(1));
+  // In the queue, being stored, or journaled: found wherever it is.
+  auto found = log->FindPending("e1");
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->json, Row(1).json);
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().journaled == 1; }));
+  ASSERT_TRUE(log->FindPending("e1").has_value());  // now from the journal
+  EXPECT_FALSE(log->FindPending("e2").has_value());
+  lock.Release();
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_FALSE(log->FindPending("e1").has_value());
+  EXPECT_TRUE(store_->GetDecision("e1")->has_value());
+}
+
+TEST_F(DecisionLogTest, ADecisionTheStoreRefusesIsSetAsideAndDoesNotHoldTheOthersBack) {
+  testing::RefuseEventId(db_path_, "poison");
+  DecisionRow poison = Row(0);
+  poison.event_id = "poison";
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  // From the queue...
+  log->Submit(Row(1));
+  log->Submit(poison);
+  log->Submit(Row(2));
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 2);
+  // ...and from the journal.
+  SqliteLock lock(db_path_);
+  log->Submit(Row(3));
+  log->Submit(poison);
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().journaled == 2; }));
+  lock.Release();
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 3);
+
+  const DecisionLogStats s = log->Stats();
+  EXPECT_EQ(s.refused, 2);
+  EXPECT_EQ(s.journal_bad_lines, 2);
+  EXPECT_EQ(s.stored, 2);
+  EXPECT_EQ(s.replayed, 1);
+  EXPECT_THAT(s.last_error, HasSubstr("decision 'poison' refused by the store"));
+  const std::string bad = testing::ReadAll(options_.journal_path + ".bad");
+  EXPECT_EQ(std::count(bad.begin(), bad.end(), '\n'), 2);
+  EXPECT_EQ(DecisionFromJson(bad.substr(0, bad.find('\n')))->json, poison.json);
+  ExpectJournalEmpty();
+}
+
+TEST_F(DecisionLogTest, ADecisionSubmittedTwiceIsStoredOnceAsFirstSubmitted) {
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  DecisionRow again = Row(1);
+  again.action = "review";
+  log->Submit(Row(1));
+  log->Submit(again);
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 1);
+  EXPECT_EQ((*store_->GetDecision("e1"))->action, Row(1).action);
+}
+
+TEST_F(DecisionLogTest, AfterStopSubmitWritesToTheJournal) {
+  {
+    auto log = Start();
+    ASSERT_NE(log, nullptr);
+    log->Submit(Row(1));
+    log->Stop();
+    EXPECT_EQ(Count(), 1);  // Stop stored the queue
+    log->Submit(Row(2));
+    const DecisionLogStats s = log->Stats();
+    EXPECT_EQ(s.journaled, 1);
+    EXPECT_EQ(s.queue_full, 0);
+    EXPECT_TRUE(log->FindPending("e2").has_value());
+    const absl::Status st = log->Flush(absl::Seconds(1));
+    EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(st.message(), HasSubstr("stopped"));
+    log->Stop();  // idempotent
+  }
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 2);
+}
+
+TEST_F(DecisionLogTest, SecondLogOnTheSameJournalIsRefused) {
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  auto second = DecisionLog::Start(store_.get(), options_);
+  ASSERT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(second.status().message(), HasSubstr("in use"));
+}
+
+TEST_F(DecisionLogTest, StartRejectsOptionsOutOfRange) {
+  DecisionLogOptions o = options_;
+  EXPECT_THAT(DecisionLog::Start(nullptr, o).status().message(), HasSubstr("no store"));
+  o.journal_path = "";
+  auto st = DecisionLog::Start(store_.get(), o).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), HasSubstr("journal_path"));
+  o = options_;
+  o.batch_size = 0;
+  EXPECT_THAT(DecisionLog::Start(store_.get(), o).status().message(), HasSubstr("batch_size"));
+  o = options_;
+  o.retry_interval_ms = 0;
+  EXPECT_THAT(DecisionLog::Start(store_.get(), o).status().message(),
+              HasSubstr("retry_interval_ms"));
+  o = options_;
+  o.journal_path = dir_.File("no/such/dir/decisions.jsonl");
+  EXPECT_EQ(DecisionLog::Start(store_.get(), o).status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace vigil::store

@@ -1,0 +1,35 @@
+// The SQLite backend of store::Store (store.h). sqlite_store.cc is the only
+// file in vigil that includes sqlite3.h.
+//
+// One connection per store, opened in WAL mode with synchronous=FULL (a
+// committed batch survives a power cut) and a 50 ms busy timeout: when
+// another process holds the write lock, a write fails fast with Unavailable
+// instead of blocking its caller. Writes use BEGIN IMMEDIATE so that a busy
+// database is detected when the transaction starts.
+//
+// Thread-safety: every method may be called from any thread; one mutex
+// serialises them on the connection (a read waits for a write in progress).
+#ifndef VIGIL_STORE_SQLITE_STORE_H_
+#define VIGIL_STORE_SQLITE_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "store/store.h"
+
+namespace vigil::store {
+
+// How long a statement waits for another connection's lock before failing.
+inline constexpr int kSqliteBusyTimeoutMs = 50;
+
+// Opens the SQLite database at `path` (":memory:" for a private in-memory
+// one), creating the file and the schema when missing. `url` is what
+// messages and Store::url() say. Unavailable when the file cannot be opened
+// or is locked, DataLoss when it is not a database, FailedPrecondition when
+// its schema is newer than this build knows.
+absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(std::string url, std::string path);
+
+}  // namespace vigil::store
+
+#endif  // VIGIL_STORE_SQLITE_STORE_H_
