@@ -1,7 +1,9 @@
-// `vigil backfill`: point-in-time features for every scored event of a file.
+// `vigil backfill`: point-in-time features for every scored event of a file,
+// or of several read as one stream (a rotated event log).
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/event_input.h"
@@ -60,10 +62,11 @@ int Run(const BackfillArgs& a) {
     }
     dead = std::move(*d);
   }
-  // Training labels need a first pass over the same file.
+  // Training labels need a first pass over the same files (exactly these: a
+  // directory being written to may have gained one since).
   std::optional<EventInput> label_pass;
-  if (!(*spec)->label_kinds.empty() && a.input.events != "-") {
-    label_pass = OpenEventInput(a.input, "backfill", /*quiet=*/true);
+  if (!(*spec)->label_kinds.empty() && in->files != std::vector<std::string>{"-"}) {
+    label_pass = OpenEventInput(a.input, "backfill", /*quiet=*/true, &in->files);
     if (!label_pass) return kExitError;
     opts.label_pass = label_pass->reader.get();
   }
@@ -100,12 +103,14 @@ Runner AddBackfillCommand(CLI::App& app) {
   auto args = std::make_shared<BackfillArgs>();
   CLI::App* cmd = app.add_subcommand(
       "backfill",
-      "Compute point-in-time features for every scored event of a file, with the same engine\n"
-      "that serves live traffic: each row holds exactly what the server would have seen at that\n"
-      "instant (no leakage from the future). Writes a CSV (event_id, event_time, event_type,\n"
-      "passthrough fields, features in spec order; doubles as shortest round-trip decimals) and\n"
-      "<out>.meta.json naming the id, time, label and feature columns. docs/features.md.");
-  AddEventInputOptions(cmd, &args->input);
+      "Compute point-in-time features for every scored event of a file, or of several read as\n"
+      "one stream in the order given (a directory: its *.jsonl[.gz] files in name order, as the\n"
+      "server's event log writes them), with the same engine that serves live traffic: each row\n"
+      "holds exactly what the server would have seen at that instant (no leakage from the\n"
+      "future). Writes a CSV (event_id, event_time, event_type, passthrough fields, features in\n"
+      "spec order; doubles as shortest round-trip decimals) and <out>.meta.json naming the id,\n"
+      "time, label and feature columns. docs/features.md.");
+  AddEventInputOptions(cmd, &args->input, EventsArity::kMany);
   cmd->add_option("--features", args->features, "feature spec YAML")->required();
   cmd->add_option("--out", args->out, "features CSV to write (.csv, .csv.gz, or - for stdout)")
       ->required();
@@ -116,7 +121,10 @@ Runner AddBackfillCommand(CLI::App& app) {
       "Example:\n"
       "  vigil backfill --schema examples/handbook/schema.yaml \\\n"
       "      --features examples/handbook/features.yaml \\\n"
-      "      --events transactions.csv.gz --out features.csv");
+      "      --events transactions.csv.gz --out features.csv\n"
+      "  vigil backfill --schema examples/exchange/schema.yaml \\\n"
+      "      --features examples/exchange/features.yaml \\\n"
+      "      --events /var/lib/vigil/events --out features.csv   # the server's event log");
   return [args] { return Run(*args); };
 }
 

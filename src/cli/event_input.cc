@@ -2,10 +2,20 @@
 
 namespace vigil::cli {
 
-void AddEventInputOptions(CLI::App* cmd, EventInputArgs* a) {
+void AddEventInputOptions(CLI::App* cmd, EventInputArgs* a, EventsArity arity) {
   cmd->add_option("--schema", a->schema, "schema YAML (see docs/schema.md)")->required();
-  cmd->add_option("--events", a->events, "events: .csv, .jsonl, optionally .gz, or - for stdin")
-      ->required();
+  if (arity == EventsArity::kMany) {
+    cmd->add_option("--events", a->events_list,
+                    "events: .csv, .jsonl, optionally .gz, - for stdin, or a directory (its "
+                    "*.jsonl[.gz] in name order); several (--events A B, or --events A --events B) "
+                    "are read as one stream, in the order given")
+        ->required();
+  } else {
+    cmd->add_option("--events", a->events,
+                    "events: .csv, .jsonl, optionally .gz, - for stdin, or a directory (its "
+                    "*.jsonl[.gz] in name order)")
+        ->required();
+  }
   cmd->add_option("--format", a->format, "csv, jsonl or auto (from the name, else the content)")
       ->check(CLI::IsMember({"auto", "csv", "jsonl"}));
 }
@@ -14,7 +24,8 @@ void PrintError(const char* command, const absl::Status& status) {
   std::fprintf(stderr, "vigil %s: %s\n", command, std::string(status.message()).c_str());
 }
 
-std::optional<EventInput> OpenEventInput(const EventInputArgs& a, const char* command, bool quiet) {
+std::optional<EventInput> OpenEventInput(const EventInputArgs& a, const char* command, bool quiet,
+                                         const std::vector<std::string>* files) {
   EventInput in;
   auto schema = event::Schema::Load(a.schema);
   if (!schema.ok()) {
@@ -31,7 +42,19 @@ std::optional<EventInput> OpenEventInput(const EventInputArgs& a, const char* co
   event::Format format = event::Format::kAuto;
   if (a.format == "csv") format = event::Format::kCsv;
   if (a.format == "jsonl") format = event::Format::kJsonLines;
-  auto reader = event::EventReader::Open(a.events, in.schema, in.hasher.get(), format);
+  if (files) {
+    in.files = *files;
+  } else {
+    auto expanded = event::ExpandEventPaths(a.events_list.empty()
+                                                ? std::vector<std::string>{a.events}
+                                                : a.events_list);
+    if (!expanded.ok()) {
+      PrintError(command, expanded.status());
+      return std::nullopt;
+    }
+    in.files = std::move(*expanded);
+  }
+  auto reader = event::EventReader::OpenFiles(in.files, in.schema, in.hasher.get(), format);
   if (!reader.ok()) {
     PrintError(command, reader.status());
     return std::nullopt;

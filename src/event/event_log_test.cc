@@ -14,6 +14,7 @@
 
 #include "core/strings.h"
 #include "core/time.h"
+#include "event/event_reader.h"
 #include "event/line_reader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -291,6 +292,193 @@ TEST(EventLogTest, AWriteErrorLeavesWholeLinesAndStopsTheLog) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "the step that failed: see the _exit codes in the test";
+}
+
+// --- Reading the log back: ExpandEventPaths and EventReader::OpenFiles ---
+
+std::shared_ptr<const Schema> TxSchema() {
+  auto s = Schema::LoadString(R"(
+csv:
+  event_type: tx
+event_types:
+  tx:
+    fields:
+      id: {type: int, role: event_id}
+      ts: {type: timestamp, role: event_time}
+      amount: {type: decimal, min: 0, required: true, role: amount, currency: EUR}
+)",
+                              "s.yaml");
+  EXPECT_TRUE(s.ok()) << s.status();
+  return *s;
+}
+
+std::string Write(const TempDir& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir.path() + "/" + name;
+  std::ofstream(path, std::ios::binary) << text;
+  return path;
+}
+
+std::string Json(int id, int amount = 1) {
+  return StrCat("{\"event_type\":\"tx\",\"id\":", id,
+                ",\"ts\":\"2024-01-01T00:00:", id < 10 ? "0" : "", id, "Z\",\"amount\":", amount,
+                "}\n");
+}
+
+struct Read {
+  std::vector<std::string> ids;  // accepted, in order
+  std::vector<Rejection> rejected;
+  std::vector<int64_t> record_nos;  // of every record
+  std::vector<std::string> files;   // current_path() after every record
+};
+
+Read ReadAll(EventReader& r) {
+  Read out;
+  Record rec;
+  Rejection rej;
+  while (true) {
+    const auto res = r.Next(&rec, &rej);
+    if (res == EventReader::Result::kEnd) break;
+    out.files.push_back(Basename(r.current_path()));
+    if (res == EventReader::Result::kRecord) {
+      out.ids.push_back(std::string(rec.event_id));
+      out.record_nos.push_back(rec.record_no);
+    } else {
+      out.rejected.push_back(rej);
+      out.record_nos.push_back(rej.record_no);
+    }
+  }
+  return out;
+}
+
+TEST(EventReaderFilesTest, ReadsFilesAsOneStreamNumberingRecordsAcrossAndLinesWithin) {
+  TempDir dir;
+  PiiHasher h("k");
+  const std::string a_text = Json(1) + Json(2);
+  const std::string c_text = Json(3) + "\n" + Json(4, -5) + Json(1);
+  const std::string a = Write(dir, "a.jsonl", a_text);
+  const std::string b = Write(dir, "b.jsonl", "");  // a freshly rotated, empty file
+  const std::string c = dir.path() + "/c.jsonl.gz";
+  ASSERT_EQ(std::system(StrCat("printf '%s' '", c_text, "' | gzip > '", c, "'").c_str()), 0);
+  auto r = EventReader::OpenFiles({a, b, c}, TxSchema(), &h);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Read got = ReadAll(**r);
+  ASSERT_TRUE((*r)->status().ok()) << (*r)->status();
+  EXPECT_THAT(got.ids, ElementsAre("1", "2", "3"));
+  EXPECT_THAT(got.record_nos, ElementsAre(1, 2, 3, 4, 5));
+  EXPECT_THAT(got.files,
+              ElementsAre("a.jsonl", "a.jsonl", "c.jsonl.gz", "c.jsonl.gz", "c.jsonl.gz"));
+  EXPECT_EQ((*r)->file_index(), 2u);
+  ASSERT_EQ(got.rejected.size(), 2u);
+  // Line 3 of c: a blank line is not a record but counts as a line.
+  EXPECT_EQ(got.rejected[0].file, c);
+  EXPECT_EQ(got.rejected[0].line_no, 3);
+  EXPECT_EQ(got.rejected[0].record_no, 4);
+  EXPECT_EQ(got.rejected[0].violations[0].rule, Rule::kMin);
+  // Event 1 again, in another file: duplicates are caught across files.
+  EXPECT_EQ(got.rejected[1].line_no, 4);
+  EXPECT_EQ(got.rejected[1].violations[0].rule, Rule::kDuplicateEventId);
+  EXPECT_EQ((*r)->bytes_read(), static_cast<int64_t>(a_text.size() + c_text.size()));
+}
+
+TEST(EventReaderFilesTest, EachCsvFileHasItsOwnHeader) {
+  TempDir dir;
+  PiiHasher h("k");
+  const std::string a = Write(dir, "a.csv", "id,ts,amount\n1,2024-01-01 00:00:01,5\n");
+  const std::string b =
+      Write(dir, "b.csv", "amount,id,ts\n6,2,2024-01-01 00:00:02\n-1,3,2024-01-01 00:00:03\n");
+  auto r = EventReader::OpenFiles({a, b}, TxSchema(), &h);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Read got = ReadAll(**r);
+  EXPECT_TRUE((*r)->status().ok()) << (*r)->status();
+  EXPECT_THAT(got.ids, ElementsAre("1", "2"));
+  ASSERT_EQ(got.rejected.size(), 1u);
+  EXPECT_EQ(got.rejected[0].file, b);
+  EXPECT_EQ(got.rejected[0].line_no, 3);
+  EXPECT_EQ(got.rejected[0].record_no, 3);
+}
+
+TEST(EventReaderFilesTest, RefusesMissingFilesMixedFormatsAndStdinAmongOthers) {
+  TempDir dir;
+  PiiHasher h("k");
+  const std::string a = Write(dir, "a.jsonl", Json(1));
+  const std::string csv = Write(dir, "b.csv", "id,ts,amount\n");
+  auto missing = EventReader::OpenFiles({a, dir.path() + "/gone.jsonl"}, TxSchema(), &h);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("gone.jsonl"));
+  auto mixed = EventReader::OpenFiles({a, csv}, TxSchema(), &h);
+  EXPECT_EQ(mixed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(mixed.status().message()), HasSubstr("one format"));
+  auto stdin_too = EventReader::OpenFiles({a, "-"}, TxSchema(), &h);
+  EXPECT_THAT(std::string(stdin_too.status().message()), HasSubstr("standard input"));
+  auto a_dir = EventReader::OpenFiles({dir.path()}, TxSchema(), &h);
+  EXPECT_THAT(std::string(a_dir.status().message()), HasSubstr("is a directory"));
+  EXPECT_EQ(EventReader::OpenFiles({}, TxSchema(), &h).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(EventReaderFilesTest, AFileOfAnotherFormatFoundByContentEndsTheStreamWithAnError) {
+  TempDir dir;
+  PiiHasher h("k");
+  const std::string a = Write(dir, "a", Json(1));  // no extension: sniffed
+  const std::string b = Write(dir, "b", "id,ts,amount\n2,2024-01-01 00:00:02,5\n");
+  auto r = EventReader::OpenFiles({a, b}, TxSchema(), &h);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Read got = ReadAll(**r);
+  EXPECT_THAT(got.ids, ElementsAre("1"));
+  EXPECT_EQ((*r)->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string((*r)->status().message()), HasSubstr(b + ": csv, but " + a));
+}
+
+TEST(ExpandEventPathsTest, ADirectoryIsItsJsonlFilesInNameOrder) {
+  TempDir dir;
+  Write(dir, "events-2.jsonl", "");
+  Write(dir, "events-1.jsonl.gz", "");
+  Write(dir, "events-3.jsonl", "");
+  Write(dir, ".hidden.jsonl", "");
+  Write(dir, "notes.txt", "");
+  Write(dir, "events-4.jsonl.tmp", "");
+  std::filesystem::create_directory(dir.path() + "/sub.jsonl");
+  const std::string other = Write(dir, "sub.jsonl/x.csv", "");
+  auto paths = ExpandEventPaths({other, dir.path() + "/", "-"});
+  EXPECT_FALSE(paths.ok()) << "- among others";
+  paths = ExpandEventPaths({other, dir.path() + "/"});
+  ASSERT_TRUE(paths.ok()) << paths.status();
+  EXPECT_THAT(*paths, ElementsAre(other, dir.path() + "/events-1.jsonl.gz",
+                                  dir.path() + "/events-2.jsonl", dir.path() + "/events-3.jsonl"));
+  auto empty = ExpandEventPaths({dir.path() + "/sub.jsonl"});
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(empty.status().message()), HasSubstr("no *.jsonl"));
+  EXPECT_EQ(ExpandEventPaths({dir.path() + "/nope"}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(*ExpandEventPaths({"-"}), ElementsAre("-"));
+}
+
+TEST(EventReaderFilesTest, ARotatedEventLogReadsBackInAppendOrder) {
+  TempDir dir;
+  PiiHasher h("k");
+  FakeClock clock{Ms("2024-03-05T23:59:00Z")};
+  EventLogOptions o = Options(dir, &clock);
+  o.rotate_bytes = 150;
+  auto log = EventLog::Open(o);
+  ASSERT_TRUE(log.ok()) << log.status();
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 40; ++i) {
+    if (i == 30) clock.now = Ms("2024-03-06T00:00:01Z");
+    std::string line = Json(i % 60);
+    line.pop_back();
+    ASSERT_TRUE((*log)->Append(line).ok());
+    ids.push_back(StrCat(i % 60));
+  }
+  ASSERT_TRUE((*log)->Close().ok());
+  auto paths = ExpandEventPaths({dir.path()});
+  ASSERT_TRUE(paths.ok()) << paths.status();
+  EXPECT_EQ(*paths, (*log)->Files());
+  ASSERT_GT(paths->size(), 5u);
+  auto r = EventReader::OpenFiles(*paths, TxSchema(), &h);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Read got = ReadAll(**r);
+  EXPECT_TRUE((*r)->status().ok()) << (*r)->status();
+  EXPECT_TRUE(got.rejected.empty());
+  EXPECT_EQ(got.ids, ids);
 }
 
 }  // namespace

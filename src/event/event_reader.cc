@@ -1,6 +1,12 @@
 #include "event/event_reader.h"
 
-#include "core/strings.h"
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
 #include "core/strings.h"
 #include "simdjson.h"
 
@@ -25,23 +31,111 @@ Format FormatFromPath(const std::string& path) {
   return Format::kAuto;
 }
 
-EventReader::EventReader(std::unique_ptr<LineReader> lines, std::shared_ptr<const Schema> schema,
-                         const PiiHasher* hasher, Format format)
-    : lines_(std::move(lines)),
-      schema_(schema),
+namespace {
+
+absl::Status CannotOpen(const std::string& path, int err) {
+  const std::string msg = StrCat(path, ": cannot open: ", strerror(err));
+  if (err == ENOENT || err == ENOTDIR) return absl::NotFoundError(msg);
+  if (err == EACCES) return absl::PermissionDeniedError(msg);
+  return absl::InvalidArgumentError(msg);
+}
+
+bool IsEventFileName(std::string_view name) {
+  return !StartsWith(name, ".") && (EndsWith(name, ".jsonl") || EndsWith(name, ".jsonl.gz"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ExpandEventPaths(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (const std::string& a : args) {
+    if (a == "-") {
+      out.push_back(a);
+      continue;
+    }
+    struct stat st;
+    if (stat(a.c_str(), &st) != 0) return CannotOpen(a, errno);
+    if (!S_ISDIR(st.st_mode)) {
+      out.push_back(a);
+      continue;
+    }
+    DIR* d = opendir(a.c_str());
+    if (!d) return CannotOpen(a, errno);
+    const std::string dir = EndsWith(a, "/") ? a : a + "/";
+    std::vector<std::string> names;
+    while (const dirent* e = readdir(d)) {
+      if (!IsEventFileName(e->d_name)) continue;
+      struct stat fst;
+      const std::string path = dir + e->d_name;
+      if (stat(path.c_str(), &fst) == 0 && S_ISREG(fst.st_mode)) names.push_back(e->d_name);
+    }
+    closedir(d);
+    if (names.empty()) {
+      return absl::InvalidArgumentError(
+          StrCat(a, ": the directory holds no *.jsonl or *.jsonl.gz files"));
+    }
+    std::sort(names.begin(), names.end());
+    for (const std::string& n : names) out.push_back(dir + n);
+  }
+  if (out.size() > 1 && std::find(out.begin(), out.end(), "-") != out.end()) {
+    return absl::InvalidArgumentError(
+        "- (standard input) cannot be read together with other event files");
+  }
+  return out;
+}
+
+EventReader::EventReader(std::shared_ptr<const Schema> schema, const PiiHasher* hasher,
+                         Format format)
+    : schema_(schema),
       hasher_(hasher),
-      format_(format),
+      requested_(format),
+      format_(Format::kAuto),
       validator_(std::move(schema), hasher) {}
 
 absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Open(const std::string& path,
                                                                std::shared_ptr<const Schema> schema,
                                                                const PiiHasher* hasher,
                                                                Format format) {
-  if (format == Format::kAuto) format = FormatFromPath(path);
+  return OpenFiles({path}, std::move(schema), hasher, format);
+}
+
+absl::StatusOr<std::unique_ptr<EventReader>> EventReader::OpenFiles(
+    const std::vector<std::string>& paths, std::shared_ptr<const Schema> schema,
+    const PiiHasher* hasher, Format format) {
+  if (paths.empty()) return absl::InvalidArgumentError("no event file given");
+  Format named = Format::kAuto;  // the first format known from a name
+  for (const std::string& p : paths) {
+    if (p == "-") {
+      if (paths.size() > 1) {
+        return absl::InvalidArgumentError(
+            "- (standard input) cannot be read together with other event files");
+      }
+      continue;
+    }
+    // Every file up front: a missing one fails now, not after an hour of
+    // reading the others.
+    struct stat st;
+    if (stat(p.c_str(), &st) != 0) return CannotOpen(p, errno);
+    if (S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(StrCat(p, ": is a directory, not an event file"));
+    }
+    const Format f = FormatFromPath(p);
+    if (format != Format::kAuto || f == Format::kAuto) continue;
+    if (named == Format::kAuto) {
+      named = f;
+    } else if (f != named) {
+      return absl::InvalidArgumentError(StrCat(p, ": ", FormatName(f), " among ", FormatName(named),
+                                               " files; the files of one input share one format"));
+    }
+  }
   LineReaderOptions opts;
   opts.max_record_bytes = static_cast<size_t>(schema->max_record_bytes);
-  VIGIL_ASSIGN_OR_RETURN(auto lines, LineReader::Open(path, opts));
-  return Start(std::move(lines), path, std::move(schema), hasher, format);
+  VIGIL_ASSIGN_OR_RETURN(auto lines, LineReader::Open(paths[0], opts));
+  auto reader = std::unique_ptr<EventReader>(new EventReader(std::move(schema), hasher, format));
+  reader->paths_ = paths;
+  VIGIL_RETURN_IF_ERROR(
+      reader->BeginFile(std::move(lines), paths[0] == "-" ? "<stdin>" : paths[0]));
+  return reader;
 }
 
 absl::StatusOr<std::unique_ptr<EventReader>> EventReader::FromString(
@@ -49,43 +143,70 @@ absl::StatusOr<std::unique_ptr<EventReader>> EventReader::FromString(
     Format format) {
   LineReaderOptions opts;
   opts.max_record_bytes = static_cast<size_t>(schema->max_record_bytes);
-  return Start(LineReader::FromString(std::move(data), opts), "<memory>", std::move(schema), hasher,
-               format);
+  auto lines = LineReader::FromString(std::move(data), opts);
+  auto reader = std::unique_ptr<EventReader>(new EventReader(std::move(schema), hasher, format));
+  VIGIL_RETURN_IF_ERROR(reader->BeginFile(std::move(lines), "<memory>"));
+  return reader;
 }
 
-absl::StatusOr<std::unique_ptr<EventReader>> EventReader::Start(
-    std::unique_ptr<LineReader> lines, const std::string& path,
-    std::shared_ptr<const Schema> schema, const PiiHasher* hasher, Format format) {
+absl::Status EventReader::BeginFile(std::unique_ptr<LineReader> lines, const std::string& name) {
+  Format format = requested_;
+  if (format == Format::kAuto) format = FormatFromPath(name);
   if (format == Format::kAuto) {
     std::string_view head = lines->Peek(4096);
     size_t i = 0;
     if (head.size() >= 3 && head.substr(0, 3) == "\xEF\xBB\xBF") i = 3;
     while (i < head.size() && (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t')) ++i;
-    format = (i < head.size() && head[i] == '{') ? Format::kJsonLines : Format::kCsv;
+    if (i < head.size()) {
+      format = head[i] == '{' ? Format::kJsonLines : Format::kCsv;
+    } else {
+      // Nothing to sniff: an empty file is whatever the stream is.
+      format = format_ != Format::kAuto ? format_ : Format::kCsv;
+    }
   }
   if (!lines->status().ok()) return lines->status();
+  if (format_ != Format::kAuto && format != format_) {
+    return absl::InvalidArgumentError(StrCat(name, ": ", FormatName(format), ", but ", name_,
+                                             " before it is ", FormatName(format_),
+                                             "; the files of one input share one format"));
+  }
+  format_ = format;
   // Quoted CSV values may hold newlines.
   lines->SetCsvQuotes(format == Format::kCsv);
-  auto reader = std::unique_ptr<EventReader>(
-      new EventReader(std::move(lines), std::move(schema), hasher, format));
+  if (lines_) bytes_before_ += lines_->bytes_read();
+  lines_ = std::move(lines);
+  name_ = name;
   if (format == Format::kCsv) {
     LineReader::Line header;
-    if (!reader->lines_->Next(&header)) {
-      if (!reader->lines_->status().ok()) return reader->lines_->status();
-      return absl::InvalidArgumentError(StrCat(path, ": empty file (a CSV file needs a header line)"));
+    if (!lines_->Next(&header)) {
+      if (!lines_->status().ok()) return lines_->status();
+      return absl::InvalidArgumentError(
+          StrCat(name, ": empty file (a CSV file needs a header line)"));
     }
     if (header.truncated) {
-      return absl::InvalidArgumentError(StrCat(path, ": the CSV header is longer than max_record_bytes"));
+      return absl::InvalidArgumentError(
+          StrCat(name, ": the CSV header is longer than max_record_bytes"));
     }
-    absl::Status st = reader->validator_.SetCsvHeader(header.text);
-    if (!st.ok()) return absl::InvalidArgumentError(StrCat(path, ": ", st.message()));
+    absl::Status st = validator_.SetCsvHeader(header.text);
+    if (!st.ok()) return absl::InvalidArgumentError(StrCat(name, ": ", st.message()));
   }
-  return reader;
+  return absl::OkStatus();
+}
+
+bool EventReader::NextFile() {
+  if (!status_.ok() || file_ + 1 >= paths_.size()) return false;
+  ++file_;
+  LineReaderOptions opts;
+  opts.max_record_bytes = static_cast<size_t>(schema_->max_record_bytes);
+  auto lines = LineReader::Open(paths_[file_], opts);
+  status_ = lines.ok() ? BeginFile(std::move(*lines), paths_[file_]) : lines.status();
+  return status_.ok();
 }
 
 void EventReader::Reject(const LineReader::Line& line, const Record& rec, Rejection* rej) {
   rej->record_no = records_;
   rej->line_no = line.line_no;
+  rej->file = name_;
   rej->violations = violations_;
   rej->raw_truncated = line.truncated;
   rej->raw_bytes = line.truncated ? line.full_size : line.text.size();
@@ -107,7 +228,11 @@ void EventReader::Reject(const LineReader::Line& line, const Record& rec, Reject
 EventReader::Result EventReader::Next(Record* rec, Rejection* rej) {
   LineReader::Line line;
   while (true) {
-    if (!lines_->Next(&line)) return Result::kEnd;
+    if (!lines_->Next(&line)) {
+      // The end of a file: on to the next, unless reading failed.
+      if (!lines_->status().ok() || !NextFile()) return Result::kEnd;
+      continue;
+    }
     if (format_ == Format::kJsonLines) {
       // Blank lines separate nothing in JSON Lines; they are not records.
       bool blank = true;

@@ -4,6 +4,13 @@
 // rule and the value. This is the one way into vigil for event files:
 // `validate`, `profile` and backfill all read through it.
 //
+// Several files (a rotated event log) read as one stream: one after the
+// other in the order given, as if concatenated, except that each CSV file
+// starts with its own header. Record numbers count over the whole stream
+// (the position the engine sees); line numbers are within the record's file,
+// which Rejection::file and current_path() name. Duplicate ids and time
+// bounds are checked across files.
+//
 // Thread-safety: none; one reader per thread.
 #ifndef VIGIL_EVENT_EVENT_READER_H_
 #define VIGIL_EVENT_EVENT_READER_H_
@@ -26,11 +33,20 @@ const char* FormatName(Format f);
 // Lines; anything else (and standard input) is sniffed from the first byte.
 Format FormatFromPath(const std::string& path);
 
+// The event files named by `args`, in order: a file as is ("-" is standard
+// input, and only alone), a directory as its *.jsonl and *.jsonl.gz files
+// (not hidden, not in subdirectories) in name order — an event log
+// (event_log.h) in write order. NotFound naming the path when it does not
+// exist; InvalidArgument for a directory without such files, or "-" among
+// others.
+absl::StatusOr<std::vector<std::string>> ExpandEventPaths(const std::vector<std::string>& args);
+
 // A record that failed. Fields are safe to write out: pii values masked.
 struct Rejection {
-  int64_t record_no = 0;
-  int64_t line_no = 0;
-  std::string event_id;  // when the record had a readable one
+  int64_t record_no = 0;  // over the whole stream
+  int64_t line_no = 0;    // within `file`
+  std::string file;       // the path it came from ("<stdin>", "<memory>")
+  std::string event_id;   // when the record had a readable one
   std::vector<Violation> violations;
   std::string raw;        // the record's text, pii masked (truncated if too large)
   bool raw_truncated = false;
@@ -47,6 +63,16 @@ class EventReader {
                                                            const PiiHasher* hasher,
                                                            Format format = Format::kAuto);
 
+  // Opens `paths` as one stream (see the top of this file); `paths` may not
+  // be empty. Every path is checked to exist before anything is read
+  // (NotFound naming it). With Format::kAuto each file's format comes from
+  // its name, else its content, and files that disagree are an error
+  // (InvalidArgument naming both); the error of a later file (it vanished,
+  // a bad CSV header) ends the stream and shows in status().
+  static absl::StatusOr<std::unique_ptr<EventReader>> OpenFiles(
+      const std::vector<std::string>& paths, std::shared_ptr<const Schema> schema,
+      const PiiHasher* hasher, Format format = Format::kAuto);
+
   // The same over `data` in memory (tests and fuzzers).
   static absl::StatusOr<std::unique_ptr<EventReader>> FromString(std::string data,
                                                                  std::shared_ptr<const Schema> schema,
@@ -59,29 +85,40 @@ class EventReader {
   // (status() tells which).
   Result Next(Record* rec, Rejection* rej);
 
-  const absl::Status& status() const { return lines_->status(); }
+  const absl::Status& status() const { return status_.ok() ? lines_->status() : status_; }
   Format format() const { return format_; }
+  // Whether the current file is gzip.
   bool gzip() const { return lines_->gzip(); }
   int64_t records_read() const { return records_; }
-  int64_t bytes_read() const { return lines_->bytes_read(); }
+  // Uncompressed bytes over all the files read so far.
+  int64_t bytes_read() const { return bytes_before_ + lines_->bytes_read(); }
   const Validator& validator() const { return validator_; }
+  // The file the last record came from, and its index in the paths.
+  const std::string& current_path() const { return name_; }
+  size_t file_index() const { return file_; }
 
  private:
-  EventReader(std::unique_ptr<LineReader> lines, std::shared_ptr<const Schema> schema,
-              const PiiHasher* hasher, Format format);
-  static absl::StatusOr<std::unique_ptr<EventReader>> Start(std::unique_ptr<LineReader> lines,
-                                                            const std::string& name,
-                                                            std::shared_ptr<const Schema> schema,
-                                                            const PiiHasher* hasher, Format format);
+  EventReader(std::shared_ptr<const Schema> schema, const PiiHasher* hasher, Format format);
+  // Makes `lines` the current file: decides its format (checking it against
+  // the stream's) and reads its CSV header.
+  absl::Status BeginFile(std::unique_ptr<LineReader> lines, const std::string& name);
+  // Opens the next of paths_; false at the end or on an error (status_).
+  bool NextFile();
   void Reject(const LineReader::Line& line, const Record& rec, Rejection* rej);
 
   std::unique_ptr<LineReader> lines_;
   std::shared_ptr<const Schema> schema_;
   const PiiHasher* hasher_;
-  Format format_;
+  Format requested_;  // what the caller asked for, kAuto included
+  Format format_;     // the stream's, decided by its first file
   Validator validator_;
   std::vector<Violation> violations_;
   int64_t records_ = 0;
+  std::vector<std::string> paths_;  // of Open / OpenFiles; empty for FromString
+  size_t file_ = 0;
+  std::string name_;          // the current file, for messages
+  int64_t bytes_before_ = 0;  // bytes of the files before the current one
+  absl::Status status_;       // the error that ended the stream, past lines_'s own
 };
 
 }  // namespace vigil::event
