@@ -26,6 +26,9 @@ Runner AddPredictCommand(CLI::App& app);
 Runner AddEvaluateCommand(CLI::App& app);
 Runner AddThresholdsCommand(CLI::App& app);
 Runner AddBenchCommand(CLI::App& app);
+Runner AddServeCommand(CLI::App& app);
+Runner AddKeysCommand(CLI::App& app);
+Runner AddDecideCommand(CLI::App& app);
 
 }  // namespace vigil::cli
 

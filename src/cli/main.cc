@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
   add(vigil::cli::AddEvaluateCommand(app));
   add(vigil::cli::AddThresholdsCommand(app));
   add(vigil::cli::AddBenchCommand(app));
+  add(vigil::cli::AddServeCommand(app));
+  add(vigil::cli::AddKeysCommand(app));
+  add(vigil::cli::AddDecideCommand(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,141 @@
+// vigil's decision pipeline, callable in-process: one event (JSON) in, one
+// decision out — parse, validate, features, models, policy — exactly what
+// `vigil serve` does for POST /v1/events, which wraps this class.
+//
+//   auto engine = vigil::Engine::Open({.config_path = "vigil.yaml"});
+//   vigil::Decision d;
+//   absl::Status s = (*engine)->Decide(R"({"event_id": ...})", &d);
+//   if (d.status == vigil::Decision::Status::kDecided && d.action == "block") ...
+//
+// The feature state is one ordered sequence (the order of Decide calls is the
+// order of the event log, which backfill replays), so an Engine is used by one
+// thread at a time; a caller with several threads serialises its calls (the
+// HTTP server does, with one lock around Decide). From an event already
+// received, Decide allocates nothing in steady state except the copies a
+// decision log and the retry memory keep (docs/api.md, "Hot path").
+//
+// Thread-safety: Decide, Label and Get* from one thread at a time; Reload
+// and Stats from any thread, concurrently with Decide.
+#ifndef VIGIL_ENGINE_H_
+#define VIGIL_ENGINE_H_
+
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace vigil {
+
+// One decision. Reused from call to call: its strings and vectors keep their
+// capacity, so a warm Decision costs no allocation.
+struct Decision {
+  enum class Status {
+    kDecided,    // a scored event type: action, score, reasons...
+    kNotScored,  // applied to feature state and logged; not a scored type
+    kRejected,   // invalid: `error` says the field and the rule; dead-lettered
+    kRetry,      // an event id already decided: `json` is the stored decision, state unchanged
+  };
+  struct Reason {
+    std::string feature;
+    double value = 0;
+    double contribution = 0;  // to the margin (log-odds)
+  };
+  struct Rule {
+    std::string name, action, reason;
+  };
+  struct Shadow {
+    std::string model;  // name@version
+    double score = 0;
+  };
+
+  Status status = Status::kRejected;
+  std::string event_id;
+  std::string event_type;
+  std::string action;  // allow | challenge | review | block ("" unless kDecided)
+  double score = std::numeric_limits<double>::quiet_NaN();  // NaN: no model score
+  std::string model;   // name@version of the model that decided, or ""
+  std::vector<Reason> reasons;
+  std::vector<Rule> rules;  // every rule that fired
+  std::string decided_by;   // "threshold", "rule:<name>", "on_model_unavailable", "default"
+  std::string path;         // model | rules_only | fail_open | fail_closed
+  std::string arm;          // the experiment arm
+  double propensity = 1;    // probability of this arm (times the holdout's draw)
+  bool holdout = false;     // a would-be block let through by the random holdout
+  std::vector<Shadow> shadow;
+  std::vector<double> features;  // in feature_names() order (NaN = missing)
+  int64_t latency_us = 0;
+  // Where the time went, in ns: decode and validate, features, models, policy.
+  struct Timings {
+    int64_t parse_ns = 0, features_ns = 0, model_ns = 0, policy_ns = 0;
+  } timings;
+  int http_status = 200;  // what the HTTP API answers: 200, 400 (kRejected), 503
+  std::string error;      // kRejected: "field 'amount': rule min: ..." (every violation)
+  std::string json;       // the answer document (docs/api.md), without features
+  std::string json_with_features;  // the stored document
+};
+
+struct EngineOptions {
+  std::string config_path;     // vigil.yaml
+  std::string model_override;  // a bundle to use as the champion of every scored type
+  // Offline (vigil decide): no store, no decision log, no event log, no dead-letter file.
+  bool offline = false;
+};
+
+struct EngineStats {
+  int64_t events = 0, decided = 0, not_scored = 0, rejected = 0, retries = 0, labels = 0;
+  int64_t too_late = 0;
+  int64_t decisions_queued = 0, decisions_stored = 0, decisions_journaled = 0;
+  int64_t store_errors = 0;
+  std::string store_error;  // the last one
+};
+
+// Hits of one policy rule since start (or the last reload of the policy).
+struct RuleHits {
+  std::string event_type, rule, action;
+  int64_t hits = 0;
+};
+
+class Engine {
+ public:
+  // Loads vigil.yaml and everything it names, checked: errors name the file,
+  // line and problem. A bundle whose features don't match the spec is an
+  // error. Opens the store, the decision log, the event log.
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(const EngineOptions& options);
+  ~Engine();
+
+  // Decides one event (a JSON object). A non-OK status only for a failure of
+  // vigil itself (the event log cannot be written); a bad event is a
+  // kRejected decision. `with_features` adds the features to `json`.
+  absl::Status Decide(std::string_view event_json, Decision* out, bool with_features = false);
+
+  // The stored decision of `event_id` (JSON, features included) with exact
+  // TreeSHAP reasons added when its model is loaded; NotFound if none.
+  absl::StatusOr<std::string> GetDecision(std::string_view event_id);
+
+  // Reloads the models and the policy named by the configuration. On any
+  // failure the running ones stay and the error is returned.
+  absl::Status Reload();
+  // The loaded models, as JSON (name, version, path, event types, role).
+  std::string ModelsJson() const;
+
+  const std::vector<std::string>& feature_names() const;
+  std::vector<RuleHits> RuleHitCounts() const;
+  EngineStats Stats() const;
+  // Everything submitted so far is in the store or the journal.
+  absl::Status Flush();
+
+  struct Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vigil
+
+#endif  // VIGIL_ENGINE_H_

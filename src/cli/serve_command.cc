@@ -1,0 +1,322 @@
+// `vigil serve` (the decision service), `vigil keys create` (API keys) and
+// `vigil decide` (the same engine over an event file, offline).
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/event_input.h"
+#include "cli/progress.h"
+#include "core/strings.h"
+#include "core/time.h"
+#include "event/line_reader.h"
+#include "monitor/metrics.h"
+#include "nlohmann/json.hpp"
+#include "serve/auth.h"
+#include "serve/config.h"
+#include "serve/http_server.h"
+#include "store/store.h"
+#include "vigil/engine.h"
+
+namespace vigil::cli {
+namespace {
+
+struct ServeArgs {
+  std::string config, listen, model;
+  bool check = false;
+};
+
+int RunServe(const ServeArgs& a) {
+  auto config = serve::LoadServeConfig(a.config);
+  if (!config.ok()) {
+    PrintError("serve", config.status());
+    return kExitError;
+  }
+  if (!a.listen.empty()) config->listen = a.listen;
+  std::string host;
+  int port = 0;
+  if (auto s = serve::ParseListen(config->listen, &host, &port); !s.ok()) {
+    PrintError("serve", s);
+    return kExitError;
+  }
+  // Block the stop signals before any thread starts; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  EngineOptions eo;
+  eo.config_path = a.config;
+  eo.model_override = a.model;
+  eo.offline = a.check;
+  auto engine = Engine::Open(eo);
+  if (!engine.ok()) {
+    PrintError("serve", engine.status());
+    return kExitError;
+  }
+  if (a.check) {
+    std::fprintf(stderr, "serve: %s is valid: %zu features, models %s\n", a.config.c_str(),
+                 (*engine)->feature_names().size(), (*engine)->ModelsJson().c_str());
+    return kExitOk;
+  }
+  monitor::Registry registry;
+  serve::Auth auth({config->limits.rate_per_key, config->limits.burst_per_key});
+  serve::HttpServer server(engine->get(), &auth, &registry, *config);
+  if (auto s = server.LoadKeys(); !s.ok()) {
+    PrintError("serve", s);
+    return kExitError;
+  }
+  if (auth.num_keys() == 0) {
+    std::fprintf(stderr, "serve: warning: no API keys yet; every endpoint but /healthz and /readyz will answer 401.\n"
+                         "       Create one: vigil keys create --config %s --role score\n", a.config.c_str());
+  }
+  if (auto s = server.Bind(host, port); !s.ok()) {
+    PrintError("serve", s);
+    return kExitError;
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    std::fprintf(stderr, "serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server.Stop();
+  });
+  // The port on its own line first: scripts and tests read it.
+  std::fprintf(stderr, "serve: listening on %s:%d%s\n", host.c_str(), server.port(),
+               config->tls_cert.empty() ? "" : " (TLS)");
+  std::fflush(stderr);
+  server.Run();
+  // Run returned: stopped by a signal (the waiter is done) or failed.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  absl::Status flushed = (*engine)->Flush();
+  EngineStats st = (*engine)->Stats();
+  engine->reset();
+  std::fprintf(stderr, "serve: stopped after %s events (%s decisions, %s rejected); %s\n",
+               Thousands(st.events).c_str(), Thousands(st.decided).c_str(), Thousands(st.rejected).c_str(),
+               flushed.ok() ? "every decision is in the store" : std::string(flushed.message()).c_str());
+  return kExitOk;
+}
+
+struct KeysArgs {
+  std::string config, role, name;
+};
+
+int RunKeysCreate(const KeysArgs& a) {
+  auto config = serve::LoadServeConfig(a.config);
+  if (!config.ok()) {
+    PrintError("keys", config.status());
+    return kExitError;
+  }
+  if (!serve::ParseRole(a.role)) {
+    std::fprintf(stderr, "vigil keys: --role %s: one of score, label, admin\n", a.role.c_str());
+    return kExitError;
+  }
+  auto key = serve::NewApiKey();
+  if (!key.ok()) {
+    PrintError("keys", key.status());
+    return kExitError;
+  }
+  store::KeyRow row;
+  row.sha256_hex = serve::KeyHash(*key);
+  row.role = a.role;
+  row.name = a.name;
+  row.created_ms = core::WallNowMs();
+  absl::Status s = serve::EnsureStateDirs(*config);
+  std::string where;
+  if (!s.ok()) {
+  } else if (!config->keys_file.empty()) {
+    s = serve::AppendKeysFile(config->keys_file, row);
+    where = config->keys_file;
+  } else {
+    auto st = store::OpenStore(config->store);
+    s = st.ok() ? (*st)->PutKey(row) : st.status();
+    where = config->store;
+  }
+  if (!s.ok()) {
+    PrintError("keys", s);
+    return kExitError;
+  }
+  std::fprintf(stderr, "keys: a new %s key; only its SHA-256 is kept (%s). It is shown once:\n", a.role.c_str(),
+               where.c_str());
+  std::printf("%s\n", key->c_str());
+  return kExitOk;
+}
+
+struct DecideArgs {
+  std::string config, events, out, model, report;
+};
+
+struct DayCounts {
+  int64_t events = 0, scored = 0, rejected = 0, holdout = 0;
+  std::map<std::string, int64_t> actions;
+  std::map<std::string, int64_t> rules;
+};
+
+int RunDecide(const DecideArgs& a) {
+  Progress progress("decide");
+  EngineOptions eo;
+  eo.config_path = a.config;
+  eo.model_override = a.model;
+  eo.offline = true;
+  auto engine = Engine::Open(eo);
+  if (!engine.ok()) {
+    PrintError("decide", engine.status());
+    return kExitError;
+  }
+  event::LineReaderOptions lo;
+  auto lines = event::LineReader::Open(a.events, lo);
+  if (!lines.ok()) {
+    PrintError("decide", lines.status());
+    return kExitError;
+  }
+  FILE* out = a.out == "-" ? stdout : std::fopen(a.out.c_str(), "w");
+  if (!out) {
+    std::fprintf(stderr, "vigil decide: cannot create %s\n", a.out.c_str());
+    return kExitError;
+  }
+  Decision d;
+  std::map<std::string, DayCounts> days;  // by UTC day
+  int64_t n = 0, rejected = 0;
+  event::LineReader::Line line;
+  std::string day;
+  while ((*lines)->Next(&line)) {
+    std::string_view t = line.text;
+    if (t.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    ++n;
+    if (auto s = (*engine)->Decide(t, &d); !s.ok()) {
+      PrintError("decide", s);
+      return kExitError;
+    }
+    // The day of the event's time, from the decision's stored document.
+    day = "unknown";
+    if (d.status != Decision::Status::kRejected) {
+      auto tpos = t.find("\"time\"");
+      if (tpos != std::string_view::npos) {
+        auto q = t.find('"', t.find(':', tpos) + 1);
+        if (q != std::string_view::npos && q + 11 <= t.size()) day = std::string(t.substr(q + 1, 10));
+      }
+    }
+    DayCounts& c = days[day];
+    ++c.events;
+    if (d.status == Decision::Status::kRejected) {
+      ++c.rejected;
+      ++rejected;
+    }
+    if (d.status == Decision::Status::kDecided) {
+      ++c.scored;
+      ++c.actions[d.action];
+      if (d.holdout) ++c.holdout;
+      for (const Decision::Rule& r : d.rules) ++c.rules[r.name];
+      std::fwrite(d.json.data(), 1, d.json.size(), out);
+      std::fputc('\n', out);
+    } else if (d.status == Decision::Status::kRejected) {
+      std::fwrite(d.json.data(), 1, d.json.size(), out);
+      std::fputc('\n', out);
+    }
+    if ((n & 0xffff) == 0) progress.Tick(n, (*lines)->bytes_read());
+  }
+  if (!(*lines)->status().ok()) {
+    PrintError("decide", (*lines)->status());
+    return kExitError;
+  }
+  if (out != stdout && std::fclose(out) != 0) {
+    std::fprintf(stderr, "vigil decide: cannot write %s\n", a.out.c_str());
+    return kExitError;
+  }
+  // Per day: actions, alerts (review + block: what analysts see), top rules.
+  std::fprintf(stderr, "%-10s %9s %8s %8s %9s %7s %7s %7s %8s  %s\n", "day", "events", "scored", "allow",
+               "challenge", "review", "block", "alerts", "rejected", "rules fired");
+  nlohmann::ordered_json report = nlohmann::ordered_json::array();
+  for (const auto& [dd, c] : days) {
+    auto get = [&](const char* k) {
+      auto it = c.actions.find(k);
+      return it == c.actions.end() ? int64_t{0} : it->second;
+    };
+    std::string rules;
+    for (const auto& [r, h] : c.rules) StrAppend(&rules, rules.empty() ? "" : ", ", r, " ", h);
+    std::fprintf(stderr, "%-10s %9lld %8lld %8lld %9lld %7lld %7lld %7lld %8lld  %s\n", dd.c_str(),
+                 static_cast<long long>(c.events), static_cast<long long>(c.scored),
+                 static_cast<long long>(get("allow")), static_cast<long long>(get("challenge")),
+                 static_cast<long long>(get("review")), static_cast<long long>(get("block")),
+                 static_cast<long long>(get("review") + get("block")), static_cast<long long>(c.rejected),
+                 rules.c_str());
+    report.push_back({{"day", dd}, {"events", c.events}, {"scored", c.scored}, {"actions", c.actions},
+                      {"alerts", get("review") + get("block")}, {"holdout", c.holdout},
+                      {"rejected", c.rejected}, {"rules", c.rules}});
+  }
+  if (!a.report.empty()) {
+    FILE* f = std::fopen(a.report.c_str(), "w");
+    std::string text = nlohmann::ordered_json{{"days", report}}.dump(2) + "\n";
+    if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fclose(f) != 0) {
+      std::fprintf(stderr, "vigil decide: cannot write %s\n", a.report.c_str());
+      return kExitError;
+    }
+  }
+  EngineStats st = (*engine)->Stats();
+  std::fprintf(stderr, "decide: %s events, %s decisions, %s rejected, %s retried ids in %.2f s; %s\n",
+               Thousands(n).c_str(), Thousands(st.decided).c_str(), Thousands(rejected).c_str(),
+               Thousands(st.retries).c_str(), progress.Seconds(), a.out.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner AddServeCommand(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve",
+      "The decision service: POST /v1/events answers each event with a decision (allow,\n"
+      "challenge, review, block), its score, reasons and rules, and logs it (docs/api.md).\n"
+      "Everything vigil.yaml names is checked at start; a model trained on another feature\n"
+      "spec is refused. SIGINT or SIGTERM stops it after flushing every decision.");
+  cmd->add_option("--config", a->config, "vigil.yaml")->required();
+  cmd->add_option("--listen", a->listen, "HOST:PORT, overriding the config's listen (port 0: any free port)");
+  cmd->add_option("--model", a->model, "a bundle to use as the champion of every scored event type");
+  cmd->add_flag("--check", a->check, "only check the configuration and the models, then exit");
+  cmd->footer(
+      "Example:\n"
+      "  vigil serve --config examples/exchange/vigil.yaml --check\n"
+      "  vigil serve --config examples/exchange/vigil.yaml --listen 127.0.0.1:8080");
+  return [a] { return RunServe(*a); };
+}
+
+Runner AddKeysCommand(CLI::App& app) {
+  auto a = std::make_shared<KeysArgs>();
+  CLI::App* cmd = app.add_subcommand("keys", "API keys for vigil serve (only their SHA-256 is kept).");
+  CLI::App* create = cmd->add_subcommand(
+      "create", "Create a 256-bit key with a role; print it once, alone on standard output.");
+  cmd->require_subcommand(1);
+  create->add_option("--config", a->config, "vigil.yaml (keys go to its keys_file, else its store)")->required();
+  create->add_option("--role", a->role, "score, label or admin")->required();
+  create->add_option("--name", a->name, "a note kept beside the hash (who or what uses it)");
+  cmd->footer(
+      "Example:\n"
+      "  vigil keys create --config vigil.yaml --role score --name checkout\n"
+      "  KEY=$(vigil keys create --config vigil.yaml --role admin 2>/dev/null)");
+  return [a] { return RunKeysCreate(*a); };
+}
+
+Runner AddDecideCommand(CLI::App& app) {
+  auto a = std::make_shared<DecideArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "decide",
+      "Run the serving engine over an event file (JSON Lines, plain or gzip), in file order,\n"
+      "without a store or logs: one decision per scored event to --out, and per day the\n"
+      "actions, the alerts (review + block) and the rules fired. How a risk team tries a\n"
+      "policy or model change on history before it ships.");
+  cmd->add_option("--config", a->config, "vigil.yaml")->required();
+  cmd->add_option("--events", a->events, "events, JSON Lines (e.g. the event log of vigil serve)")->required();
+  cmd->add_option("--out", a->out, "decisions, JSON Lines (- for standard output)")->required();
+  cmd->add_option("--model", a->model, "a bundle to use as the champion of every scored event type");
+  cmd->add_option("--report", a->report, "the per-day summary as JSON");
+  cmd->footer(
+      "Example:\n"
+      "  vigil decide --config examples/exchange/vigil.yaml --events events.jsonl --out decisions.jsonl");
+  return [a] { return RunDecide(*a); };
+}
+
+}  // namespace vigil::cli

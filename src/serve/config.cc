@@ -1,0 +1,206 @@
+#include "serve/config.h"
+
+#include <filesystem>
+
+#include "core/config.h"
+#include "core/strings.h"
+
+namespace vigil::serve {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Resolve(const std::string& dir, const std::string& p) {
+  if (p.empty() || fs::path(p).is_absolute()) return p;
+  return (fs::path(dir) / p).lexically_normal().string();
+}
+
+absl::StatusOr<std::string> RequiredPath(const core::ConfigNode& root, std::string_view key,
+                                         const std::string& dir) {
+  core::ConfigNode n = root[key];
+  if (!n.IsDefined() || n.IsNull()) return root.Error(StrCat("'", key, "' is required"));
+  VIGIL_ASSIGN_OR_RETURN(std::string p, n.String());
+  std::string full = Resolve(dir, p);
+  std::error_code ec;
+  if (!fs::exists(full, ec)) return n.Error(StrCat("'", key, "': ", full, " does not exist"));
+  return full;
+}
+
+absl::StatusOr<ModelRef> ParseModel(const core::ConfigNode& n, const std::string& dir,
+                                    bool challenger) {
+  ModelRef m;
+  m.where = n.Where();
+  if (n.IsScalar()) {  // champion: models/w1
+    VIGIL_ASSIGN_OR_RETURN(m.bundle, n.String());
+  } else {
+    VIGIL_RETURN_IF_ERROR(n.CheckKeys({"name", "bundle", "mode", "share"}));
+    VIGIL_ASSIGN_OR_RETURN(m.bundle, n["bundle"].String());
+    VIGIL_ASSIGN_OR_RETURN(m.name, n.GetString("name", ""));
+    VIGIL_ASSIGN_OR_RETURN(std::string mode, n.GetString("mode", challenger ? "shadow" : "champion"));
+    if (!challenger) {
+      if (mode != "champion") return n["mode"].Error("the champion's mode is 'champion'");
+    } else if (mode == "shadow") {
+      m.mode = ModelRef::Mode::kShadow;
+    } else if (mode == "ab") {
+      m.mode = ModelRef::Mode::kAb;
+      VIGIL_ASSIGN_OR_RETURN(m.share, n["share"].Double());
+      if (!(m.share > 0 && m.share < 1)) return n["share"].Error("share must be in (0, 1)");
+    } else {
+      return n["mode"].Error(StrCat("mode '", mode, "': a challenger is 'shadow' or 'ab'"));
+    }
+    if (m.mode != ModelRef::Mode::kAb && n["share"].IsDefined())
+      return n["share"].Error("share is for mode: ab");
+  }
+  m.bundle = Resolve(dir, m.bundle);
+  std::error_code ec;
+  if (!fs::exists(m.bundle, ec)) return n.Error(StrCat("model bundle ", m.bundle, " does not exist"));
+  if (m.name.empty()) m.name = fs::path(m.bundle).filename().string();
+  return m;
+}
+
+}  // namespace
+
+absl::Status ParseListen(std::string_view text, std::string* host, int* port) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0)
+    return absl::InvalidArgumentError(StrCat("listen address '", text, "': expected HOST:PORT"));
+  *host = std::string(text.substr(0, colon));
+  std::string_view p = text.substr(colon + 1);
+  int v = 0;
+  if (p.empty() || p.size() > 5) v = -1;
+  for (char c : p) {
+    if (c < '0' || c > '9') { v = -1; break; }
+    v = v * 10 + (c - '0');
+  }
+  if (v < 0 || v > 65535)
+    return absl::InvalidArgumentError(StrCat("listen address '", text, "': the port must be 0..65535"));
+  *port = v;
+  return absl::OkStatus();
+}
+
+absl::Status EnsureStateDirs(const ServeConfig& c) {
+  std::vector<fs::path> dirs = {fs::path(c.journal).parent_path(), fs::path(c.dead_letter).parent_path(),
+                                fs::path(c.event_log_dir)};
+  if (c.store.rfind("sqlite:", 0) == 0) dirs.push_back(fs::path(c.store.substr(7)).parent_path());
+  if (!c.keys_file.empty()) dirs.push_back(fs::path(c.keys_file).parent_path());
+  for (const fs::path& d : dirs) {
+    if (d.empty()) continue;
+    std::error_code ec;
+    fs::create_directories(d, ec);
+    if (ec) return absl::PermissionDeniedError(StrCat("cannot create the folder ", d.string(), ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
+  VIGIL_ASSIGN_OR_RETURN(core::ConfigNode root, core::ConfigNode::LoadFile(path));
+  if (!root.IsMap()) return root.Error("vigil.yaml must be a map (schema:, features:, models:, ...)");
+  VIGIL_RETURN_IF_ERROR(root.CheckKeys({"schema", "features", "policy", "models", "store", "journal",
+                                        "event_log", "dead_letter", "listen", "keys_file", "tls",
+                                        "reasons", "experiment_salt", "limits"}));
+  ServeConfig c;
+  c.file = path;
+  c.dir = fs::path(path).parent_path().string();
+  if (c.dir.empty()) c.dir = ".";
+  VIGIL_ASSIGN_OR_RETURN(c.schema, RequiredPath(root, "schema", c.dir));
+  VIGIL_ASSIGN_OR_RETURN(c.features, RequiredPath(root, "features", c.dir));
+  VIGIL_ASSIGN_OR_RETURN(c.policy, RequiredPath(root, "policy", c.dir));
+
+  core::ConfigNode models = root["models"];
+  if (models.IsDefined() && !models.IsNull()) {
+    if (!models.IsMap()) return models.Error("models: a map from event type to its models");
+    for (auto& [type, n] : models.Entries()) {
+      TypeModels t;
+      t.event_type = type;
+      t.where = n.Where();
+      if (n.IsScalar()) {
+        VIGIL_ASSIGN_OR_RETURN(t.champion, ParseModel(n, c.dir, false));
+      } else {
+        VIGIL_RETURN_IF_ERROR(n.CheckKeys({"champion", "challengers", "holdout"}));
+        if (!n["champion"].IsDefined()) return n.Error(StrCat("models.", type, ": 'champion' is required"));
+        VIGIL_ASSIGN_OR_RETURN(t.champion, ParseModel(n["champion"], c.dir, false));
+        if (n["challengers"].IsDefined()) {
+          if (!n["challengers"].IsSequence()) return n["challengers"].Error("challengers: a list");
+          double ab = 0;
+          for (const core::ConfigNode& ch : n["challengers"].Items()) {
+            VIGIL_ASSIGN_OR_RETURN(ModelRef m, ParseModel(ch, c.dir, true));
+            if (m.mode == ModelRef::Mode::kAb) ab += m.share;
+            for (const ModelRef& o : t.challengers)
+              if (o.name == m.name || m.name == t.champion.name)
+                return ch.Error(StrCat("two models of ", type, " are named '", m.name, "'"));
+            t.challengers.push_back(std::move(m));
+          }
+          if (ab >= 1) return n["challengers"].Error("the A/B shares must leave the champion a share (sum < 1)");
+        }
+        VIGIL_ASSIGN_OR_RETURN(t.holdout, n.GetDouble("holdout", 0));
+        if (!(t.holdout >= 0 && t.holdout <= 0.5))
+          return n["holdout"].Error("holdout must be in [0, 0.5]: the share of would-be blocks let through");
+      }
+      c.models.push_back(std::move(t));
+    }
+  }
+
+  VIGIL_ASSIGN_OR_RETURN(c.store, root.GetString("store", c.store));
+  if (c.store.rfind("sqlite:", 0) == 0) {
+    std::string p = c.store.substr(7);
+    if (p.empty()) return root["store"].Error("store: sqlite:PATH needs a path");
+    c.store = "sqlite:" + Resolve(c.dir, p);
+  } else {
+    return root["store"].Error(StrCat("store '", c.store, "': supported is sqlite:PATH"));
+  }
+  VIGIL_ASSIGN_OR_RETURN(c.journal, root.GetString("journal", "decisions.journal.jsonl"));
+  c.journal = Resolve(c.dir, c.journal);
+  VIGIL_ASSIGN_OR_RETURN(c.dead_letter, root.GetString("dead_letter", "dead-letter.jsonl"));
+  c.dead_letter = Resolve(c.dir, c.dead_letter);
+  core::ConfigNode log = root["event_log"];
+  c.event_log_dir = "eventlog";
+  if (log.IsDefined() && log.IsScalar()) {
+    VIGIL_ASSIGN_OR_RETURN(c.event_log_dir, log.String());
+  } else if (log.IsDefined()) {
+    VIGIL_RETURN_IF_ERROR(log.CheckKeys({"dir", "rotate_mb", "rotate_daily"}));
+    VIGIL_ASSIGN_OR_RETURN(c.event_log_dir, log.GetString("dir", c.event_log_dir));
+    VIGIL_ASSIGN_OR_RETURN(int64_t mb, log.GetInt("rotate_mb", c.event_log_rotate_bytes >> 20));
+    if (mb < 1) return log["rotate_mb"].Error("rotate_mb must be at least 1");
+    c.event_log_rotate_bytes = mb << 20;
+    VIGIL_ASSIGN_OR_RETURN(c.event_log_rotate_daily, log.GetBool("rotate_daily", true));
+  }
+  c.event_log_dir = Resolve(c.dir, c.event_log_dir);
+
+  VIGIL_ASSIGN_OR_RETURN(c.listen, root.GetString("listen", c.listen));
+  std::string host;
+  int port = 0;
+  if (absl::Status s = ParseListen(c.listen, &host, &port); !s.ok()) return root["listen"].Error(std::string(s.message()));
+  VIGIL_ASSIGN_OR_RETURN(c.keys_file, root.GetString("keys_file", ""));
+  c.keys_file = Resolve(c.dir, c.keys_file);
+  if (core::ConfigNode tls = root["tls"]; tls.IsDefined()) {
+    VIGIL_RETURN_IF_ERROR(tls.CheckKeys({"cert", "key"}));
+    VIGIL_ASSIGN_OR_RETURN(c.tls_cert, RequiredPath(tls, "cert", c.dir));
+    VIGIL_ASSIGN_OR_RETURN(c.tls_key, RequiredPath(tls, "key", c.dir));
+  }
+  VIGIL_ASSIGN_OR_RETURN(c.reasons, root.GetInt("reasons", c.reasons));
+  if (c.reasons < 0 || c.reasons > 32) return root["reasons"].Error("reasons must be in 0..32");
+  VIGIL_ASSIGN_OR_RETURN(int64_t salt, root.GetInt("experiment_salt", 0));
+  c.experiment_salt = static_cast<uint64_t>(salt);
+
+  if (core::ConfigNode l = root["limits"]; l.IsDefined()) {
+    VIGIL_RETURN_IF_ERROR(l.CheckKeys({"max_body_bytes", "max_batch", "rate_per_key", "burst_per_key",
+                                       "threads", "recent_decisions", "queue_capacity"}));
+    Limits& x = c.limits;
+    VIGIL_ASSIGN_OR_RETURN(x.max_body_bytes, l.GetInt("max_body_bytes", x.max_body_bytes));
+    VIGIL_ASSIGN_OR_RETURN(x.max_batch, l.GetInt("max_batch", x.max_batch));
+    VIGIL_ASSIGN_OR_RETURN(x.rate_per_key, l.GetDouble("rate_per_key", x.rate_per_key));
+    VIGIL_ASSIGN_OR_RETURN(x.burst_per_key, l.GetDouble("burst_per_key", x.burst_per_key));
+    VIGIL_ASSIGN_OR_RETURN(x.threads, l.GetInt("threads", x.threads));
+    VIGIL_ASSIGN_OR_RETURN(x.recent_decisions, l.GetInt("recent_decisions", x.recent_decisions));
+    VIGIL_ASSIGN_OR_RETURN(x.queue_capacity, l.GetInt("queue_capacity", x.queue_capacity));
+    if (x.max_body_bytes < 256) return l["max_body_bytes"].Error("max_body_bytes must be at least 256");
+    if (x.max_batch < 1) return l["max_batch"].Error("max_batch must be at least 1");
+    if (x.rate_per_key < 0) return l["rate_per_key"].Error("rate_per_key must be >= 0 (0 = off)");
+    if (x.threads < 2 || x.threads > 1024) return l["threads"].Error("threads must be in 2..1024");
+    if (x.recent_decisions < 0) return l["recent_decisions"].Error("recent_decisions must be >= 0");
+    if (x.queue_capacity < 1) return l["queue_capacity"].Error("queue_capacity must be at least 1");
+  }
+  return c;
+}
+
+}  // namespace vigil::serve

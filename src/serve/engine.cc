@@ -1,0 +1,872 @@
+// The decision pipeline behind include/vigil/engine.h: parse → validate →
+// features → models → policy → decision document, then the decision log and
+// the retry memory (docs/api.md).
+#include "vigil/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+
+#include "absl/container/flat_hash_map.h"
+#include "core/hash.h"
+#include "core/slot.h"
+#include "core/strings.h"
+#include "core/time.h"
+#include "event/dead_letter.h"
+#include "event/event_log.h"
+#include "event/pii.h"
+#include "event/schema.h"
+#include "event/validator.h"
+#include "feature/engine.h"
+#include "feature/spec.h"
+#include "model/bundle.h"
+#include "nlohmann/json.hpp"
+#include "policy/experiment.h"
+#include "policy/policy.h"
+#include "serve/config.h"
+#include "serve/json_writer.h"
+#include "simdjson.h"
+#include "store/decision_log.h"
+#include "store/store.h"
+
+namespace vigil {
+namespace {
+
+namespace fs = std::filesystem;
+using serve::AppendJsonNumber;
+using serve::AppendJsonString;
+using serve::AppendKey;
+
+int64_t WallMs() {  // wall clock, for decided_at
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One model bundle, loaded and matched to the feature spec.
+struct LoadedModel {
+  std::string name;
+  std::string version;  // the first 12 hex digits of SHA-256(model.json)
+  std::string path;
+  model::Bundle bundle;
+  std::vector<int> spec_index;  // per model feature: the spec feature it reads
+  std::string label;            // name@version
+
+  size_t num_features() const { return spec_index.size(); }
+};
+
+// A bundle is usable only on the features it was trained on: the same spec
+// (by content hash) and every input a numeric feature of the spec.
+absl::StatusOr<std::shared_ptr<const LoadedModel>> LoadModel(const serve::ModelRef& ref,
+                                                             const feature::FeatureSpec& spec) {
+  auto bundle = model::Bundle::Load(ref.bundle);
+  if (!bundle.ok()) return absl::InvalidArgumentError(StrCat(ref.where, ": model ", ref.name, ": ", bundle.status().message()));
+  auto m = std::make_shared<LoadedModel>();
+  m->name = ref.name;
+  m->path = ref.bundle;
+  m->bundle = std::move(*bundle);
+  m->version = event::Sha256Hex(m->bundle.model_json).substr(0, 12);
+  m->label = StrCat(m->name, "@", m->version);
+  const model::Bundle& b = m->bundle;
+  if (!b.spec_hash.empty() && b.spec_hash != spec.content_hash) {
+    return absl::FailedPreconditionError(
+        StrCat(ref.where, ": model ", ref.name, " (", ref.bundle, ") was trained on features of another spec (hash ",
+               b.spec_hash.substr(0, 12), "), not ", spec.file, " (hash ", spec.content_hash.substr(0, 12),
+               "): backfill with this spec and train again"));
+  }
+  m->spec_index.assign(b.layout.num_features(), -1);
+  for (const model::FeatureLayout::Input& in : b.layout.inputs) {
+    int idx = spec.FeatureIndex(in.column);
+    if (idx < 0) {
+      return absl::FailedPreconditionError(StrCat(ref.where, ": model ", ref.name, " reads '", in.column,
+                                                  "', which is not a feature of ", spec.file));
+    }
+    if (in.categorical) {
+      return absl::FailedPreconditionError(StrCat(ref.where, ": model ", ref.name, " reads '", in.column,
+                                                  "' as categorical; features are numbers when serving"));
+    }
+    m->spec_index[in.first] = idx;
+  }
+  if (b.forest->num_features() > m->spec_index.size()) {
+    return absl::FailedPreconditionError(StrCat(ref.where, ": model ", ref.name, " has ", b.forest->num_features(),
+                                                " inputs but its manifest names ", m->spec_index.size()));
+  }
+  return std::shared_ptr<const LoadedModel>(std::move(m));
+}
+
+// What a reload replaces: the models of every scored type and the policy.
+struct Runtime {
+  struct Challenger {
+    std::shared_ptr<const LoadedModel> model;
+    bool ab = false;
+  };
+  struct Type {
+    bool configured = false;  // a model is configured (NaN score = unavailable)
+    std::shared_ptr<const LoadedModel> champion;
+    std::vector<Challenger> challengers;
+    std::optional<policy::ArmAssigner> arms;  // arm 0 = champion; arm i = ab_model[i]
+    std::vector<int> ab_model;                // arm -> challenger index (-1: champion)
+    std::optional<policy::Holdout> holdout;
+  };
+  std::shared_ptr<const policy::Policy> policy;
+  std::vector<Type> types;  // by event type index
+  std::vector<std::string> errors;  // models kept from before because their reload failed
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  EngineOptions options;
+  serve::ServeConfig config;
+  std::shared_ptr<const event::Schema> schema;
+  std::shared_ptr<const feature::FeatureSpec> spec;
+  std::unique_ptr<event::PiiHasher> hasher;
+  std::unique_ptr<event::Validator> validator;
+  std::unique_ptr<feature::FeatureEngine> features;
+  std::vector<std::string> feature_names;
+
+  core::Slot<Runtime> runtime;
+  std::unique_ptr<core::Slot<Runtime>::Reader> reader;
+  std::mutex reload_mu;
+
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<store::DecisionLog> log;
+  std::unique_ptr<event::EventLog> event_log;
+  std::unique_ptr<event::DeadLetterWriter> dead;
+
+  // Per event type: the field that names the experiment unit (the user), -1 none.
+  std::vector<int> unit_field;
+  // The label type's fields.
+  int label_kind = -1, label_target_event = -1, label_target_key = -1, label_target_value = -1,
+      label_value = -1;
+
+  // Retry memory: decisions of the last `recent_decisions` event ids.
+  absl::flat_hash_map<std::string, std::string> recent;
+  std::deque<std::string> recent_order;
+
+  // Scratch, reused by every Decide.
+  std::string buf;
+  std::string line;
+  event::Record rec;
+  std::vector<event::Violation> violations;
+  std::vector<double> values;
+  std::vector<float> row;
+  std::vector<float> contrib;
+  std::vector<uint32_t> order;
+  int64_t records = 0;
+
+  // Counters (read by Stats from any thread).
+  std::atomic<int64_t> n_events{0}, n_decided{0}, n_not_scored{0}, n_rejected{0}, n_retries{0},
+      n_labels{0}, n_too_late{0}, n_label_store_errors{0};
+
+  absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const Runtime* previous);
+  void Reject(std::string_view raw, Decision* out);
+  void RenderRetry(std::string_view stored, bool with_features, Decision* out);
+  void Score(const Runtime& rt, const Runtime::Type& tr, Decision* out);
+  void Render(Decision* out, bool late, bool with_features);
+  void Remember(const Decision& d);
+  void StoreLabel(std::string_view raw);
+};
+
+absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const Runtime* previous) {
+  auto rt = std::make_shared<Runtime>();
+  VIGIL_ASSIGN_OR_RETURN(rt->policy, policy::Policy::Load(config.policy, spec));
+  rt->types.resize(schema->types.size());
+  auto previous_model = [&](int type, const std::string& name) -> std::shared_ptr<const LoadedModel> {
+    if (!previous) return nullptr;
+    const Runtime::Type& p = previous->types[static_cast<size_t>(type)];
+    if (p.champion && p.champion->name == name) return p.champion;
+    for (const auto& c : p.challengers)
+      if (c.model && c.model->name == name) return c.model;
+    return nullptr;
+  };
+  // At start every model must load; at a reload, a model that fails keeps
+  // its last good version and the error is reported.
+  auto load = [&](const serve::ModelRef& ref, int type) -> absl::StatusOr<std::shared_ptr<const LoadedModel>> {
+    auto m = LoadModel(ref, *spec);
+    if (m.ok() || !previous) return m;
+    rt->errors.push_back(std::string(m.status().message()));
+    auto kept = previous_model(type, ref.name);
+    if (!kept) rt->errors.back() += " (no earlier version: the policy's fallback applies)";
+    return kept;
+  };
+  for (const serve::TypeModels& tm : config.models) {
+    auto it = schema->type_index.find(tm.event_type);
+    if (it == schema->type_index.end())
+      return absl::InvalidArgumentError(StrCat(tm.where, ": models: '", tm.event_type, "' is not an event type of ", schema->file));
+    int type = it->second;
+    if (!spec->score_on[static_cast<size_t>(type)])
+      return absl::InvalidArgumentError(StrCat(tm.where, ": models: '", tm.event_type, "' is not in score_on of ", spec->file));
+    Runtime::Type& t = rt->types[static_cast<size_t>(type)];
+    t.configured = true;
+    serve::ModelRef champion = tm.champion;
+    if (!options.model_override.empty()) {
+      champion.bundle = options.model_override;
+      champion.name = fs::path(options.model_override).filename().string();
+      champion.where = "--model";
+    }
+    VIGIL_ASSIGN_OR_RETURN(t.champion, load(champion, type));
+    std::vector<policy::Arm> arms;
+    double ab = 0;
+    t.ab_model.push_back(-1);
+    for (const serve::ModelRef& ch : tm.challengers) {
+      VIGIL_ASSIGN_OR_RETURN(auto m, load(ch, type));
+      bool is_ab = ch.mode == serve::ModelRef::Mode::kAb;
+      if (is_ab) {
+        arms.push_back({ch.name, ch.share});
+        ab += ch.share;
+        t.ab_model.push_back(static_cast<int>(t.challengers.size()));
+      }
+      t.challengers.push_back({std::move(m), is_ab});
+    }
+    if (!arms.empty()) {
+      arms.insert(arms.begin(), policy::Arm{t.champion ? t.champion->name : champion.name, 1 - ab});
+      VIGIL_ASSIGN_OR_RETURN(auto assigner, policy::ArmAssigner::Create(std::move(arms), config.experiment_salt));
+      t.arms.emplace(std::move(assigner));
+    }
+    if (tm.holdout > 0) t.holdout.emplace(tm.holdout, config.experiment_salt ^ 0x9e3779b97f4a7c15ull);
+  }
+  return std::shared_ptr<const Runtime>(std::move(rt));
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  VIGIL_ASSIGN_OR_RETURN(impl->config, serve::LoadServeConfig(options.config_path));
+  const serve::ServeConfig& c = impl->config;
+  VIGIL_ASSIGN_OR_RETURN(impl->schema, event::Schema::Load(c.schema));
+  VIGIL_ASSIGN_OR_RETURN(impl->spec, feature::FeatureSpec::Load(c.features, impl->schema));
+  std::string warning;
+  impl->hasher = std::make_unique<event::PiiHasher>(event::PiiHasher::FromEnv(impl->schema->pii_key_env, &warning));
+  impl->validator = std::make_unique<event::Validator>(impl->schema, impl->hasher.get());
+  impl->features = std::make_unique<feature::FeatureEngine>(impl->spec);
+  impl->feature_names = impl->spec->FeatureNames();
+  impl->values.assign(impl->feature_names.size(), 0);
+
+  VIGIL_ASSIGN_OR_RETURN(auto rt, impl->LoadRuntime(nullptr));
+  size_t max_inputs = 0;
+  for (const Runtime::Type& t : rt->types) {
+    if (t.champion) max_inputs = std::max(max_inputs, t.champion->num_features());
+    for (const auto& ch : t.challengers)
+      if (ch.model) max_inputs = std::max(max_inputs, ch.model->num_features());
+  }
+  impl->row.resize(std::max<size_t>(max_inputs, 1));
+  impl->contrib.resize(impl->row.size() + 1);
+  impl->order.reserve(impl->row.size());
+  impl->runtime.Set(std::move(rt));
+  impl->reader = std::make_unique<core::Slot<Runtime>::Reader>(impl->runtime);
+
+  // The experiment unit: the identity graph's account field, else user_id.
+  std::string unit = impl->spec->identity.enabled ? impl->spec->identity.account : "user_id";
+  for (const event::EventTypeSpec& t : impl->schema->types) {
+    const event::FieldSpec* f = t.Find(unit);
+    impl->unit_field.push_back(f ? f->index : -1);
+  }
+  if (impl->schema->label_type >= 0) {
+    const event::EventTypeSpec& lt = impl->schema->types[static_cast<size_t>(impl->schema->label_type)];
+    auto idx = [&](std::string_view n) { const event::FieldSpec* f = lt.Find(n); return f ? f->index : -1; };
+    impl->label_kind = idx("kind");
+    impl->label_target_event = idx("target_event_id");
+    impl->label_target_key = idx("target_entity.key");
+    impl->label_target_value = idx("target_entity.value");
+    impl->label_value = idx("value");
+  }
+  size_t max_fields = 0;
+  for (const event::EventTypeSpec& t : impl->schema->types) max_fields = std::max(max_fields, t.fields.size());
+  impl->rec.values.resize(max_fields);
+
+  if (!options.offline) {
+    VIGIL_RETURN_IF_ERROR(serve::EnsureStateDirs(c));
+    VIGIL_ASSIGN_OR_RETURN(impl->store, store::OpenStore(c.store));
+    store::DecisionLogOptions lo;
+    lo.queue_capacity = static_cast<size_t>(c.limits.queue_capacity);
+    lo.journal_path = c.journal;
+    VIGIL_ASSIGN_OR_RETURN(impl->log, store::DecisionLog::Start(impl->store.get(), lo));
+    event::EventLogOptions eo;
+    eo.dir = c.event_log_dir;
+    eo.rotate_bytes = c.event_log_rotate_bytes;
+    eo.rotate_daily = c.event_log_rotate_daily;
+    VIGIL_ASSIGN_OR_RETURN(impl->event_log, event::EventLog::Open(eo));
+    VIGIL_ASSIGN_OR_RETURN(impl->dead, event::DeadLetterWriter::Open(c.dead_letter));
+  }
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Engine::~Engine() {
+  if (!impl_) return;
+  if (impl_->event_log) (void)impl_->event_log->Close();
+  if (impl_->log) impl_->log->Stop();
+  if (impl_->dead) (void)impl_->dead->Close();
+}
+
+const std::vector<std::string>& Engine::feature_names() const { return impl_->feature_names; }
+
+void Engine::Impl::Reject(std::string_view raw, Decision* out) {
+  n_rejected.fetch_add(1, std::memory_order_relaxed);
+  out->status = Decision::Status::kRejected;
+  out->http_status = 400;
+  out->error.clear();
+  for (const event::Violation& v : violations) {
+    if (v.rule == event::Rule::kOutlier || v.rule == event::Rule::kUnseenCategory) continue;
+    if (!out->error.empty()) out->error += "; ";
+    if (!v.field.empty()) StrAppend(&out->error, "field '", v.field, "': ");
+    StrAppend(&out->error, "rule ", event::RuleName(v.rule), ": ", v.reason);
+  }
+  std::string& j = out->json;
+  j.assign("{");
+  AppendKey("error", &j);
+  AppendJsonString("invalid_event", &j);
+  if (!out->event_id.empty()) {
+    AppendKey("event_id", &j);
+    AppendJsonString(out->event_id, &j);
+  }
+  AppendKey("violations", &j);
+  j.push_back('[');
+  for (const event::Violation& v : violations) {
+    if (j.back() != '[') j.push_back(',');
+    j.push_back('{');
+    AppendKey("field", &j);
+    AppendJsonString(v.field, &j);
+    AppendKey("rule", &j);
+    AppendJsonString(event::RuleName(v.rule), &j);
+    AppendKey("value", &j);
+    AppendJsonString(v.value, &j);
+    AppendKey("reason", &j);
+    AppendJsonString(v.reason, &j);
+    j.push_back('}');
+  }
+  j.append("]}");
+  out->json_with_features = out->json;
+  if (dead) {
+    event::Rejection r;
+    r.record_no = records;
+    r.line_no = records;
+    r.event_id = out->event_id;
+    r.violations = violations;
+    r.raw = event::MaskJsonText(raw, rec.type, *schema, *hasher);
+    r.raw_bytes = raw.size();
+    (void)dead->Write(r);
+  }
+}
+
+void Engine::Impl::RenderRetry(std::string_view stored, bool with_features, Decision* out) {
+  n_retries.fetch_add(1, std::memory_order_relaxed);
+  out->status = Decision::Status::kRetry;
+  out->http_status = 200;
+  out->json_with_features.assign(stored);
+  // The stored document ends with its features (Render writes them last, a
+  // flat object): the answer leaves them out unless asked.
+  size_t f = stored.rfind(",\"features\":{");
+  if (with_features || f == std::string_view::npos) {
+    out->json.assign(stored);
+  } else {
+    out->json.assign(stored.substr(0, f));
+    out->json.push_back('}');
+  }
+}
+
+void Engine::Impl::Remember(const Decision& d) {
+  if (config.limits.recent_decisions <= 0) return;
+  if (static_cast<int64_t>(recent_order.size()) >= config.limits.recent_decisions) {
+    recent.erase(recent_order.front());
+    recent_order.pop_front();
+  }
+  auto [it, inserted] = recent.try_emplace(d.event_id, d.json_with_features);
+  if (inserted) recent_order.push_back(d.event_id);
+}
+
+void Engine::Impl::StoreLabel(std::string_view raw) {
+  n_labels.fetch_add(1, std::memory_order_relaxed);
+  if (!store) return;
+  store::LabelRow l;
+  l.label_id = std::string(rec.event_id);
+  l.time_ms = rec.time_ms;
+  auto text = [&](int f) { return f >= 0 && rec[f].present() ? std::string(rec[f].text) : std::string(); };
+  l.kind = text(label_kind);
+  l.target_event_id = text(label_target_event);
+  l.target_key = text(label_target_key);
+  l.target_value = text(label_target_value);
+  l.value = label_value >= 0 && rec[label_value].present() ? rec[label_value].d : 0;
+  l.json = std::string(raw);
+  // Labels are rare and also in the event log: a failed write is counted and
+  // reported (/metrics, Stats), and the label stays applied to the features.
+  if (!store->PutLabels(std::span<const store::LabelRow>(&l, 1)).ok())
+    n_label_store_errors.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* out) {
+  auto t_model = std::chrono::steady_clock::now();
+  // The deciding model: the champion, or an A/B challenger for this user.
+  const LoadedModel* decider = tr.champion.get();
+  int deciding_challenger = -1;
+  out->arm = decider ? decider->name : "";
+  out->propensity = 1;
+  if (tr.arms) {
+    int uf = unit_field[static_cast<size_t>(rec.type->index)];
+    uint64_t unit = uf >= 0 && rec[uf].present() ? rec[uf].hash : rec.id_hash;
+    int arm = tr.arms->Assign(unit);
+    out->arm = tr.arms->name(arm);
+    out->propensity = tr.arms->share(arm);
+    deciding_challenger = tr.ab_model[static_cast<size_t>(arm)];
+    if (deciding_challenger >= 0) decider = tr.challengers[static_cast<size_t>(deciding_challenger)].model.get();
+  }
+  auto score_with = [&](const LoadedModel& m, bool reasons) -> double {
+    for (size_t i = 0; i < m.num_features(); ++i) {
+      int s = m.spec_index[i];
+      row[i] = s >= 0 ? static_cast<float>(values[static_cast<size_t>(s)]) : std::numeric_limits<float>::quiet_NaN();
+    }
+    const model::Forest& f = *m.bundle.forest;
+    float margin = f.Margin(row.data());
+    double score = f.Transform(margin);
+    if (m.bundle.calibration) score = m.bundle.calibration->Apply(score);
+    if (reasons && config.reasons > 0) {
+      f.PathContributions(row.data(), contrib.data());
+      size_t n = f.num_features();
+      order.clear();
+      for (uint32_t i = 0; i < n; ++i) order.push_back(i);
+      size_t k = std::min<size_t>(static_cast<size_t>(config.reasons), n);
+      std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(k), order.end(),
+                        [&](uint32_t a, uint32_t b) { return std::fabs(contrib[a]) > std::fabs(contrib[b]); });
+      out->reasons.resize(k);
+      for (size_t r = 0; r < k; ++r) {
+        uint32_t i = order[r];
+        out->reasons[r].feature.assign(m.bundle.layout.feature_names[i]);
+        out->reasons[r].value = row[i];
+        out->reasons[r].contribution = contrib[i];
+      }
+    }
+    return score;
+  };
+  out->reasons.clear();
+  out->score = std::numeric_limits<double>::quiet_NaN();
+  out->model.clear();
+  if (decider) {
+    out->score = score_with(*decider, true);
+    out->model.assign(decider->label);
+  }
+  out->shadow.clear();
+  for (size_t i = 0; i < tr.challengers.size(); ++i) {
+    if (static_cast<int>(i) == deciding_challenger || !tr.challengers[i].model) continue;
+    if (tr.challengers[i].ab) {
+      // An A/B arm that did not decide this user is scored in shadow too: its
+      // score is logged for comparison, never acted on.
+    }
+    out->shadow.emplace_back();
+    out->shadow.back().model.assign(tr.challengers[i].model->label);
+    out->shadow.back().score = score_with(*tr.challengers[i].model, false);
+  }
+  if (deciding_challenger >= 0 && tr.champion) {
+    out->shadow.emplace_back();
+    out->shadow.back().model.assign(tr.champion->label);
+    out->shadow.back().score = score_with(*tr.champion, false);
+  }
+
+  auto t_policy = std::chrono::steady_clock::now();
+  out->timings.model_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t_policy - t_model).count();
+  const policy::Policy& pol = *rt.policy;
+  policy::Outcome o = pol.Decide(rec, values.data(), out->score, tr.configured);
+  const auto& rules = pol.rules_of(rec.type->index);
+  out->rules.resize(static_cast<size_t>(o.num_listed()));
+  for (int i = 0; i < o.num_listed(); ++i) {
+    const policy::RuleInfo& r = rules[static_cast<size_t>(o.fired[static_cast<size_t>(i)].rule)];
+    out->rules[static_cast<size_t>(i)].name.assign(r.name);
+    out->rules[static_cast<size_t>(i)].action.assign(policy::ActionName(r.action));
+    out->rules[static_cast<size_t>(i)].reason.assign(r.reason);
+  }
+  // The holdout lets through only blocks the model's thresholds decided, never
+  // a deny list or a block rule; the decision keeps what would have decided.
+  if (tr.holdout) out->propensity *= tr.holdout->Apply(&o, rec.id_hash);
+  out->holdout = o.held_out;
+  policy::Action action = o.action;
+  out->decided_by.assign(o.decided_by);
+  out->path.assign(policy::PathName(o.path));
+  out->action.assign(policy::ActionName(action));
+  out->timings.policy_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t_policy).count();
+}
+
+void Engine::Impl::Render(Decision* out, bool late, bool with_features) {
+  std::string& j = out->json;
+  j.assign("{");
+  AppendKey("event_id", &j);
+  AppendJsonString(out->event_id, &j);
+  AppendKey("event_type", &j);
+  AppendJsonString(out->event_type, &j);
+  AppendKey("scored", &j);
+  bool scored = out->status == Decision::Status::kDecided;
+  j.append(scored ? "true" : "false");
+  if (scored) {
+    AppendKey("action", &j);
+    AppendJsonString(out->action, &j);
+    AppendKey("score", &j);
+    AppendJsonNumber(out->score, &j);
+    AppendKey("model", &j);
+    AppendJsonString(out->model, &j);
+    AppendKey("reasons", &j);
+    j.push_back('[');
+    for (const Decision::Reason& r : out->reasons) {
+      if (j.back() != '[') j.push_back(',');
+      j.push_back('{');
+      AppendKey("feature", &j);
+      AppendJsonString(r.feature, &j);
+      AppendKey("value", &j);
+      AppendJsonNumber(r.value, &j);
+      AppendKey("contribution", &j);
+      AppendJsonNumber(r.contribution, &j);
+      j.push_back('}');
+    }
+    j.push_back(']');
+    AppendKey("rules", &j);
+    j.push_back('[');
+    for (const Decision::Rule& r : out->rules) {
+      if (j.back() != '[') j.push_back(',');
+      j.push_back('{');
+      AppendKey("name", &j);
+      AppendJsonString(r.name, &j);
+      AppendKey("action", &j);
+      AppendJsonString(r.action, &j);
+      AppendKey("reason", &j);
+      AppendJsonString(r.reason, &j);
+      j.push_back('}');
+    }
+    j.push_back(']');
+    AppendKey("decided_by", &j);
+    AppendJsonString(out->decided_by, &j);
+    AppendKey("path", &j);
+    AppendJsonString(out->path, &j);
+    AppendKey("experiment", &j);
+    j.push_back('{');
+    AppendKey("arm", &j);
+    AppendJsonString(out->arm, &j);
+    AppendKey("propensity", &j);
+    AppendJsonNumber(out->propensity, &j);
+    AppendKey("holdout", &j);
+    j.append(out->holdout ? "true" : "false");
+    j.push_back('}');
+    AppendKey("shadow", &j);
+    j.push_back('[');
+    for (const Decision::Shadow& s : out->shadow) {
+      if (j.back() != '[') j.push_back(',');
+      j.push_back('{');
+      AppendKey("model", &j);
+      AppendJsonString(s.model, &j);
+      AppendKey("score", &j);
+      AppendJsonNumber(s.score, &j);
+      j.push_back('}');
+    }
+    j.push_back(']');
+  }
+  if (late) {
+    AppendKey("late", &j);
+    j.append("true");
+  }
+  AppendKey("latency_us", &j);
+  serve::AppendJsonInt(out->latency_us, &j);
+  // The stored document always carries the features; the answer on request.
+  std::string& s = out->json_with_features;
+  s.assign(j);
+  if (scored) {
+    AppendKey("features", &s);
+    s.push_back('{');
+    for (size_t i = 0; i < feature_names.size(); ++i) {
+      AppendKey(feature_names[i], &s);
+      AppendJsonNumber(out->features[i], &s);
+    }
+    s.push_back('}');
+  }
+  s.push_back('}');
+  if (with_features) {
+    j.assign(s);
+  } else {
+    j.push_back('}');
+  }
+}
+
+absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool with_features) {
+  Impl& m = *impl_;
+  auto t0 = std::chrono::steady_clock::now();
+  m.n_events.fetch_add(1, std::memory_order_relaxed);
+  ++m.records;
+  out->event_id.clear();
+  out->event_type.clear();
+  out->action.clear();
+  out->score = std::numeric_limits<double>::quiet_NaN();
+  out->model.clear();
+  out->reasons.clear();
+  out->rules.clear();
+  out->shadow.clear();
+  out->decided_by.clear();
+  out->path.clear();
+  out->arm.clear();
+  out->propensity = 1;
+  out->holdout = false;
+  out->error.clear();
+  out->http_status = 200;
+
+  // simdjson reads up to 64 bytes past the end: a padded copy.
+  m.buf.assign(event_json);
+  m.buf.append(64, '\0');
+  std::string_view text(m.buf.data(), event_json.size());
+  m.violations.clear();
+  m.rec.raw = text;
+  m.rec.record_no = m.records;
+  m.rec.line_no = m.records;
+  if (!m.validator->DecodeJson(text, m.buf.size(), &m.rec, &m.violations)) {
+    if (!m.rec.event_id.empty()) {
+      out->event_id.assign(m.rec.event_id);
+    } else if (m.rec.type && m.rec.type->id_field >= 0 && m.rec[m.rec.type->id_field].present()) {
+      const event::FieldSpec* idf = &m.rec.type->fields[static_cast<size_t>(m.rec.type->id_field)];
+      out->event_id = m.validator->Printable(idf, m.rec[m.rec.type->id_field].text, &m.rec);
+    }
+    m.Reject(text, out);
+    return absl::OkStatus();
+  }
+  out->event_id.assign(m.rec.event_id);
+  out->event_type.assign(m.rec.type->name);
+
+  // A retried event id: the stored decision, feature state untouched.
+  if (auto it = m.recent.find(out->event_id); it != m.recent.end()) {
+    m.RenderRetry(it->second, with_features, out);
+    return absl::OkStatus();
+  }
+  if (!m.validator->CheckAndCommit(m.rec, &m.violations)) {
+    bool duplicate = m.violations.size() == 1 && m.violations[0].rule == event::Rule::kDuplicateEventId;
+    if (!duplicate) {
+      m.Reject(text, out);
+      return absl::OkStatus();
+    }
+    std::optional<std::string> stored;
+    if (m.log) {
+      if (auto p = m.log->FindPending(out->event_id)) stored = p->json;
+    }
+    if (!stored && m.store) {
+      auto s = m.store->GetDecision(out->event_id);
+      if (s.ok() && s->has_value()) stored = (*s)->json;
+    }
+    if (stored) {
+      m.RenderRetry(*stored, with_features, out);
+    } else {
+      // Seen before and not a stored decision (an unscored event, or one
+      // older than the retry memory and the store): not applied again.
+      m.n_retries.fetch_add(1, std::memory_order_relaxed);
+      out->status = Decision::Status::kRetry;
+      out->json.assign("{");
+      AppendKey("event_id", &out->json);
+      AppendJsonString(out->event_id, &out->json);
+      out->json.append(",\"scored\":false,\"retry\":true}");
+      out->json_with_features = out->json;
+    }
+    return absl::OkStatus();
+  }
+
+  // Accepted: into the event log first, in the order the engine sees it.
+  if (m.event_log) {
+    m.line.resize(text.size());
+    size_t len = 0;
+    if (simdjson::minify(text.data(), text.size(), m.line.data(), len) != simdjson::SUCCESS) {
+      return absl::InternalError(StrCat("event ", out->event_id, ": minify failed after a valid parse"));
+    }
+    m.line.resize(len);
+    VIGIL_RETURN_IF_ERROR(m.event_log->Append(m.line));
+    // To the operating system before the answer: an acknowledged event is in the log.
+    VIGIL_RETURN_IF_ERROR(m.event_log->Flush());
+  }
+
+  auto t1 = std::chrono::steady_clock::now();
+  out->timings.parse_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
+  feature::FeatureEngine::Result r = m.features->Process(m.rec, m.values);
+  auto t2 = std::chrono::steady_clock::now();
+  out->timings.features_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1).count();
+  out->timings.model_ns = out->timings.policy_ns = 0;
+  bool late = r == feature::FeatureEngine::Result::kTooLate;
+  if (late) m.n_too_late.fetch_add(1, std::memory_order_relaxed);
+  bool scored = m.rec.type->index >= 0 && m.spec->score_on[static_cast<size_t>(m.rec.type->index)];
+  if (m.rec.type->is_label) m.StoreLabel(text);
+
+  if (!scored) {
+    m.n_not_scored.fetch_add(1, std::memory_order_relaxed);
+    out->status = Decision::Status::kNotScored;
+    out->features.clear();
+  } else {
+    m.n_decided.fetch_add(1, std::memory_order_relaxed);
+    out->status = Decision::Status::kDecided;
+    out->features.assign(m.values.begin(), m.values.end());
+    const std::shared_ptr<const Runtime>& rt = m.reader->Get();
+    m.Score(*rt, rt->types[static_cast<size_t>(m.rec.type->index)], out);
+  }
+  out->latency_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  m.Render(out, late, with_features);
+  if (scored) {
+    if (m.log) {
+      store::DecisionRow row;
+      row.event_id = out->event_id;
+      row.event_time_ms = m.rec.time_ms;
+      row.event_type = out->event_type;
+      row.action = out->action;
+      row.score = out->score;
+      row.model = out->model;
+      row.arm = out->arm;
+      row.decided_at_ms = WallMs();
+      row.json = out->json_with_features;
+      m.log->Submit(std::move(row));
+    }
+    m.Remember(*out);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
+  Impl& m = *impl_;
+  std::optional<std::string> doc;
+  if (m.log) {
+    if (auto p = m.log->FindPending(event_id)) doc = p->json;
+  }
+  if (!doc && m.store) {
+    VIGIL_ASSIGN_OR_RETURN(auto s, m.store->GetDecision(event_id));
+    if (s) doc = s->json;
+  }
+  if (!doc) return absl::NotFoundError(StrCat("no decision for event '", event_id, "'"));
+  // Exact TreeSHAP reasons, when the model that decided is still loaded.
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(*doc, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::DataLossError(StrCat("the stored decision of '", event_id, "' is not JSON"));
+  std::string label = j.value("model", "");
+  std::shared_ptr<const Runtime> rt = m.runtime.Load();
+  const LoadedModel* model = nullptr;
+  for (const Runtime::Type& t : rt->types) {
+    if (t.champion && t.champion->label == label) model = t.champion.get();
+    for (const auto& c : t.challengers)
+      if (c.model && c.model->label == label) model = c.model.get();
+  }
+  if (model && j.contains("features") && j["features"].is_object()) {
+    const auto& feats = j["features"];
+    std::vector<float> row(model->num_features(), std::numeric_limits<float>::quiet_NaN());
+    for (size_t i = 0; i < model->num_features(); ++i) {
+      int s = model->spec_index[i];
+      if (s < 0) continue;
+      auto it = feats.find(m.feature_names[static_cast<size_t>(s)]);
+      if (it != feats.end() && it->is_number()) row[i] = static_cast<float>(it->get<double>());
+    }
+    const model::Forest& f = *model->bundle.forest;
+    std::vector<double> shap(f.num_features() + 1);
+    f.ShapContributions(row.data(), shap.data());
+    std::vector<uint32_t> idx(f.num_features());
+    for (uint32_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    std::sort(idx.begin(), idx.end(), [&](uint32_t a, uint32_t b) { return std::fabs(shap[a]) > std::fabs(shap[b]); });
+    nlohmann::ordered_json exact = nlohmann::ordered_json::array();
+    for (uint32_t i : idx) {
+      if (shap[i] == 0) break;
+      exact.push_back({{"feature", model->bundle.layout.feature_names[i]},
+                       {"value", std::isnan(row[i]) ? nlohmann::ordered_json() : nlohmann::ordered_json(row[i])},
+                       {"contribution", shap[i]}});
+    }
+    j["exact_reasons"] = std::move(exact);
+    j["bias"] = shap[f.num_features()];
+  } else {
+    j["exact_reasons"] = nullptr;
+    j["exact_reasons_note"] = model ? "no features stored" : "the model that decided is no longer loaded";
+  }
+  return j.dump();
+}
+
+absl::Status Engine::Reload() {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.reload_mu);
+  std::shared_ptr<const Runtime> current = m.runtime.Load();
+  VIGIL_ASSIGN_OR_RETURN(auto next, m.LoadRuntime(current.get()));
+  // New models must fit the scratch rows sized at start.
+  for (const Runtime::Type& t : next->types) {
+    auto fits = [&](const std::shared_ptr<const LoadedModel>& lm) { return !lm || lm->num_features() <= m.row.size(); };
+    bool ok = fits(t.champion);
+    for (const auto& c : t.challengers) ok = ok && fits(c.model);
+    if (!ok) return absl::FailedPreconditionError("a reloaded model has more inputs than the spec had at start: restart to use it");
+  }
+  std::vector<std::string> errors = next->errors;
+  m.runtime.Set(std::move(next));
+  if (!errors.empty()) {
+    std::string msg = "reloaded, keeping the last good version of:";
+    for (const std::string& e : errors) StrAppend(&msg, " ", e, ";");
+    return absl::UnavailableError(msg);
+  }
+  return absl::OkStatus();
+}
+
+std::string Engine::ModelsJson() const {
+  std::shared_ptr<const Runtime> rt = impl_->runtime.Load();
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < rt->types.size(); ++i) {
+    const Runtime::Type& t = rt->types[i];
+    if (!t.configured) continue;
+    auto one = [&](const std::shared_ptr<const LoadedModel>& m, const char* role) {
+      nlohmann::ordered_json j;
+      j["event_type"] = impl_->schema->types[i].name;
+      j["role"] = role;
+      if (m) {
+        j["name"] = m->name;
+        j["version"] = m->version;
+        j["path"] = m->path;
+        j["trees"] = m->bundle.forest->num_trees();
+        j["features"] = m->num_features();
+      } else {
+        j["name"] = nullptr;
+        j["status"] = "unavailable: the policy's fallback applies";
+      }
+      out.push_back(std::move(j));
+    };
+    one(t.champion, "champion");
+    for (const auto& c : t.challengers) one(c.model, c.ab ? "ab" : "shadow");
+  }
+  nlohmann::ordered_json doc;
+  doc["models"] = std::move(out);
+  doc["policy_hash"] = rt->policy->content_hash();
+  doc["feature_spec_hash"] = impl_->spec->content_hash;
+  if (!rt->errors.empty()) doc["reload_errors"] = rt->errors;
+  return doc.dump();
+}
+
+std::vector<RuleHits> Engine::RuleHitCounts() const {
+  std::shared_ptr<const Runtime> rt = impl_->runtime.Load();
+  std::vector<RuleHits> out;
+  for (const event::EventTypeSpec& t : impl_->schema->types) {
+    const auto& rules = rt->policy->rules_of(t.index);
+    for (size_t i = 0; i < rules.size(); ++i) {
+      out.push_back({t.name, rules[i].name, policy::ActionName(rules[i].action),
+                     rt->policy->hits(t.index, static_cast<int>(i))});
+    }
+  }
+  return out;
+}
+
+EngineStats Engine::Stats() const {
+  const Impl& m = *impl_;
+  EngineStats s;
+  s.events = m.n_events.load(std::memory_order_relaxed);
+  s.decided = m.n_decided.load(std::memory_order_relaxed);
+  s.not_scored = m.n_not_scored.load(std::memory_order_relaxed);
+  s.rejected = m.n_rejected.load(std::memory_order_relaxed);
+  s.retries = m.n_retries.load(std::memory_order_relaxed);
+  s.labels = m.n_labels.load(std::memory_order_relaxed);
+  s.too_late = m.n_too_late.load(std::memory_order_relaxed);
+  if (m.log) {
+    store::DecisionLogStats l = m.log->Stats();
+    s.decisions_queued = l.queue_depth;
+    s.decisions_stored = l.stored;
+    s.decisions_journaled = l.journaled;
+    s.store_errors = l.store_errors + m.n_label_store_errors.load(std::memory_order_relaxed);
+    s.store_error = l.last_error;
+  }
+  return s;
+}
+
+absl::Status Engine::Flush() {
+  Impl& m = *impl_;
+  if (m.event_log) VIGIL_RETURN_IF_ERROR(m.event_log->Flush());
+  if (m.log) return m.log->Flush(absl::Seconds(30));
+  return absl::OkStatus();
+}
+
+}  // namespace vigil
