@@ -19,7 +19,7 @@ PACKAGES=(
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   chromium                            # HTML reports are checked in a real browser
-  wrk curl                            # HTTP load for the serving benchmark; the API examples
+  wrk curl openssl                    # HTTP load for the serving benchmark; the API examples; TLS test certificates
   prometheus                          # promtool checks the /metrics exposition (monitor_test)
   # reference scripts for benchmarks (/usr/bin/python3)
   python3 python3-pandas python3-sklearn python3-xgboost python3-scipy

@@ -90,6 +90,7 @@ struct EngineStats {
   int64_t events = 0, decided = 0, not_scored = 0, rejected = 0, retries = 0, labels = 0;
   int64_t too_late = 0;
   int64_t decisions_queued = 0, decisions_stored = 0, decisions_journaled = 0;
+  int64_t decisions_queue_full = 0, journal_pending = 0, decisions_lost = 0, decisions_refused = 0;
   int64_t store_errors = 0;
   std::string store_error;  // the last one
 };

@@ -59,8 +59,14 @@ int RunServe(const ServeArgs& a) {
     return kExitError;
   }
   if (a.check) {
-    std::fprintf(stderr, "serve: %s is valid: %zu features, models %s\n", a.config.c_str(),
-                 (*engine)->feature_names().size(), (*engine)->ModelsJson().c_str());
+    nlohmann::json models = nlohmann::json::parse((*engine)->ModelsJson());
+    std::fprintf(stderr, "serve: %s is valid: %zu features, policy %.12s\n", a.config.c_str(),
+                 (*engine)->feature_names().size(), models["policy_hash"].get<std::string>().c_str());
+    for (const auto& m : models["models"]) {
+      std::fprintf(stderr, "  %-16s %-9s %s@%s  %d trees  %s\n", m["event_type"].get<std::string>().c_str(),
+                   m["role"].get<std::string>().c_str(), m["name"].get<std::string>().c_str(),
+                   m["version"].get<std::string>().c_str(), m["trees"].get<int>(), m["path"].get<std::string>().c_str());
+    }
     return kExitOk;
   }
   monitor::Registry registry;
@@ -68,6 +74,10 @@ int RunServe(const ServeArgs& a) {
   serve::HttpServer server(engine->get(), &auth, &registry, *config);
   if (auto s = server.LoadKeys(); !s.ok()) {
     PrintError("serve", s);
+    return kExitError;
+  }
+  if (absl::Status s = registry.status(); !s.ok()) {
+    PrintError("serve", s);  // a metric registered wrongly: a bug, caught at start
     return kExitError;
   }
   if (auth.num_keys() == 0) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <map>
 #include <filesystem>
 #include <mutex>
 
@@ -186,8 +187,13 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const R
   };
   // At start every model must load; at a reload, a model that fails keeps
   // its last good version and the error is reported.
+  // A bundle named by several event types is loaded once.
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<const LoadedModel>> loaded;
   auto load = [&](const serve::ModelRef& ref, int type) -> absl::StatusOr<std::shared_ptr<const LoadedModel>> {
+    auto key = std::make_pair(ref.name, ref.bundle);
+    if (auto it = loaded.find(key); it != loaded.end()) return it->second;
     auto m = LoadModel(ref, *spec);
+    if (m.ok()) loaded[key] = *m;
     if (m.ok() || !previous) return m;
     rt->errors.push_back(std::string(m.status().message()));
     auto kept = previous_model(type, ref.name);
@@ -854,8 +860,12 @@ EngineStats Engine::Stats() const {
   if (m.log) {
     store::DecisionLogStats l = m.log->Stats();
     s.decisions_queued = l.queue_depth;
-    s.decisions_stored = l.stored;
+    s.decisions_stored = l.stored + l.replayed;
     s.decisions_journaled = l.journaled;
+    s.decisions_queue_full = l.queue_full;
+    s.journal_pending = l.journal_pending;
+    s.decisions_lost = l.lost;
+    s.decisions_refused = l.refused;
     s.store_errors = l.store_errors + m.n_label_store_errors.load(std::memory_order_relaxed);
     s.store_error = l.last_error;
   }

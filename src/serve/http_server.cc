@@ -228,30 +228,34 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
   }
   m.rate_limited = registry->GetCounter("vigil_rate_limited_total", "Requests refused by the per-key rate limit");
   registry->AddCollector([engine](std::string* out) {
+    using monitor::MetricType;
     EngineStats st = engine->Stats();
-    auto gauge = [out](const char* name, const char* help, const char* type, double v) {
-      StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ");
-      AppendJsonNumber(v, out);
-      out->push_back('\n');
+    auto one = [out](const char* name, const char* help, MetricType type, int64_t v) {
+      monitor::AppendHeader(out, name, help, type);
+      monitor::AppendSample(out, name, {}, v);
     };
-    gauge("vigil_decision_queue_depth", "Decisions waiting for the store", "gauge", static_cast<double>(st.decisions_queued));
-    gauge("vigil_decisions_stored_total", "Decisions written to the store", "counter", static_cast<double>(st.decisions_stored));
-    gauge("vigil_decisions_journaled_total", "Decisions written to the local journal (store slow or down)", "counter",
-          static_cast<double>(st.decisions_journaled));
-    gauge("vigil_store_errors_total", "Failed writes to the store", "counter", static_cast<double>(st.store_errors));
-    gauge("vigil_events_too_late_total", "Events beyond the lateness bound (not applied to features)", "counter",
-          static_cast<double>(st.too_late));
+    one("vigil_decision_queue_depth", "Decisions waiting for the store", MetricType::kGauge, st.decisions_queued);
+    one("vigil_decisions_stored_total", "Decisions written to the store, from the queue or replayed from the journal",
+        MetricType::kCounter, st.decisions_stored);
+    one("vigil_decisions_journaled_total", "Decisions written to the local journal (store slow or down, or queue full)",
+        MetricType::kCounter, st.decisions_journaled);
+    one("vigil_decisions_queue_full_total", "Of the journaled decisions: those spilled because the queue was full",
+        MetricType::kCounter, st.decisions_queue_full);
+    one("vigil_journal_pending", "Decisions in the journal, not yet confirmed in the store", MetricType::kGauge,
+        st.journal_pending);
+    one("vigil_decisions_lost_total", "Decisions neither the store nor the journal could take (alert on any)",
+        MetricType::kCounter, st.decisions_lost);
+    one("vigil_decisions_refused_total", "Decisions the store refused as invalid, set aside in the journal's .bad file",
+        MetricType::kCounter, st.decisions_refused);
+    one("vigil_store_errors_total", "Failed writes to the store", MetricType::kCounter, st.store_errors);
+    one("vigil_events_too_late_total", "Events beyond the lateness bound (decided, not applied to features)",
+        MetricType::kCounter, st.too_late);
     std::vector<RuleHits> hits = engine->RuleHitCounts();
     if (!hits.empty()) {
-      StrAppend(out, "# HELP vigil_rule_hits_total Policy rule hits\n# TYPE vigil_rule_hits_total counter\n");
+      monitor::AppendHeader(out, "vigil_rule_hits_total", "Policy rule hits", MetricType::kCounter);
       for (const RuleHits& h : hits) {
-        StrAppend(out, "vigil_rule_hits_total{event_type=");
-        AppendJsonString(h.event_type, out);
-        StrAppend(out, ",rule=");
-        AppendJsonString(h.rule, out);
-        StrAppend(out, ",action=");
-        AppendJsonString(h.action, out);
-        StrAppend(out, "} ", h.hits, "\n");
+        monitor::AppendSample(out, "vigil_rule_hits_total",
+                              {{"event_type", h.event_type}, {"rule", h.rule}, {"action", h.action}}, h.hits);
       }
     }
   });

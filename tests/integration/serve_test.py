@@ -44,7 +44,7 @@ def check(cond, msg):
 class Server:
     """A vigil serve process with its own state folder and three keys."""
 
-    def __init__(self, work, limits=None, models=True, extra=""):
+    def __init__(self, work, limits=None, models=True, extra="", keys_file=True, tls=False):
         self.work = work
         self.cfg = os.path.join(work, "vigil.yaml")
         lim = {"max_body_bytes": 65536, "max_batch": 100, "threads": 8}
@@ -58,7 +58,7 @@ class Server:
             f.write(f"schema: {EX}/schema.yaml\nfeatures: {EX}/features.yaml\npolicy: {EX}/policy.yaml\n"
                     f"{model_block}store: sqlite:{work}/var/vigil.db\njournal: {work}/var/journal.jsonl\n"
                     f"event_log: {{dir: {work}/var/eventlog}}\ndead_letter: {work}/var/dead-letter.jsonl\n"
-                    f"keys_file: {work}/var/keys.txt\nlisten: 127.0.0.1:0\n"
+                    + (f"keys_file: {work}/var/keys.txt\n" if keys_file else "") + "listen: 127.0.0.1:0\n"
                     "limits: {" + ", ".join(f"{k}: {v}" for k, v in lim.items()) + "}\n" + extra)
         self.keys = {}
         for role in ["score", "label", "admin"]:
@@ -69,8 +69,9 @@ class Server:
             check(re.fullmatch(r"vk_[0-9a-f]{64}", key) and r.stdout == key + "\n",
                   f"keys create prints the key alone: {r.stdout!r}")
             self.keys[role] = key
-        stored = open(os.path.join(work, "var", "keys.txt")).read()
-        check(all(k not in stored for k in self.keys.values()), "the keys file holds no key")
+        stored = open(os.path.join(work, "var", "keys.txt" if keys_file else "vigil.db"), "rb").read()
+        check(all(k.encode() not in stored for k in self.keys.values()), "the keys are not kept, only hashes")
+        self.tls = tls
         self.proc = None
         self.start()
 
@@ -92,7 +93,13 @@ class Server:
         LIVE.append(self.proc)
         check(self.port, "the server did not start:\n" + "".join(self.log))
         threading.Thread(target=lambda: self.log.extend(self.proc.stderr), daemon=True).start()
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        if self.tls:
+            import ssl
+            ctx = ssl.create_default_context(cafile=os.path.join(self.work, "cert.pem"))
+            ctx.check_hostname = False
+            self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30, context=ctx)
+        else:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
     def stop(self):
         self.conn.close()
@@ -223,6 +230,8 @@ def test_errors():
         check(st == 200 and "vigil_rate_limited_total" in metrics, f"/metrics with a label key: {st}")
         m = re.search(r"^vigil_rate_limited_total (\d+)", metrics, re.M)
         check(m and int(m.group(1)) == codes.count(429), "rate-limited requests counted")
+        promtool = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
+        check(promtool.returncode == 0, f"promtool check metrics: {promtool.stdout} {promtool.stderr}")
         check(re.search(r'vigil_http_requests_total\{code="413",endpoint="events"\} 1', metrics),
               "413 counted on /metrics: " + "".join(l for l in metrics.splitlines(True) if "413" in l))
         s.stop()
@@ -421,6 +430,55 @@ def test_config():
         print("ok: configuration errors name file:line; the exchange example checks")
 
 
-{"api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
+# ------------------------------------------------------------------ decide
+def test_decide():
+    with tempfile.TemporaryDirectory() as work:
+        out, rep = os.path.join(work, "d.jsonl"), os.path.join(work, "r.json")
+        r = subprocess.run([VIGIL, "decide", "--config", os.path.join(EX, "vigil.yaml"), "--events",
+                            os.path.join(EX, "sample.jsonl"), "--out", out, "--report", rep],
+                           capture_output=True, text=True, env=ENV)
+        check(r.returncode == 0, f"decide: {r.stderr}")
+        check(not os.path.exists(os.path.join(EX, "var")), "decide writes no state beside the config")
+        decisions = [json.loads(l) for l in open(out)]
+        events = sample_events()
+        scored_types = {"signup", "deposit", "withdrawal", "trade", "promo_redeem", "api_key_create"}
+        want = [e["event_id"] for e in events if e["event_type"] in scored_types]
+        check([d["event_id"] for d in decisions] == want, f"one decision per scored event, in order: {len(decisions)}")
+        check(all(d["action"] in ("allow", "challenge", "review", "block") for d in decisions), "actions")
+        ato = [d for d in decisions if d["event_id"] == "e000000000025"][0]
+        check(any(x["name"] == "takeover_new_wallet" for x in ato["rules"]), f"the takeover story fires its rule: {ato}")
+        days = json.load(open(rep))["days"]
+        check(sum(d["scored"] for d in days) == len(decisions) and sum(d["events"] for d in days) == len(events),
+              f"per-day report: {days}")
+        check("alerts" in r.stderr and "takeover_new_wallet" in r.stderr, f"per-day table: {r.stderr}")
+        print(f"ok: vigil decide over the sample: {len(decisions)} decisions, report per day")
+
+
+# --------------------------------------------------------------------- tls
+def test_tls():
+    with tempfile.TemporaryDirectory() as work:
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", os.path.join(work, "key.pem"), "-out", os.path.join(work, "cert.pem")],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, f"openssl: {r.stderr}")
+        s = Server(work, keys_file=False, tls=True,
+                   extra=f"tls: {{cert: {work}/cert.pem, key: {work}/key.pem}}\n")
+        check(any("(TLS)" in l for l in s.log), "serve says it listens with TLS")
+        st, d = s.post(sample_events()[0])
+        check(st == 200 and d["scored"], f"HTTPS with a key kept in the store: {st} {d}")
+        plain = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+        try:
+            plain.request("GET", "/healthz")
+            ok = plain.getresponse().status == 200
+        except Exception:
+            ok = False
+        check(not ok, "plain HTTP is not served on the TLS port")
+        s.stop()
+        print("ok: TLS with a configured certificate; keys in the store")
+
+
+{"decide": test_decide, "tls": test_tls,
+ "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}[TEST]()
