@@ -5,6 +5,7 @@
 # backfilled with training labels from the late label events, a summary of
 # what the features show per attack, a model trained on the first weeks and
 # judged on the last ones (report, HTML page, review threshold, reasons);
+# the decision service serving it (decisions, reasons, metrics, event log);
 # then the Fraud Detection Handbook's data when ../shared/data/handbook is
 # there, with the book's protocol on one fold.
 #
@@ -83,16 +84,70 @@ echo "   The three highest scores, with the features that moved them most:"
 (head -1 "$out/scores.csv"; tail -n +2 "$out/scores.csv" | sort -t, -k2 -g -r | awk 'NR <= 3') | cut -d, -f1-8 |
   column -t -s, | sed 's/^/   /'
 
+step "8. Serve it: vigil serve answers each event with a decision and its reasons, and logs it"
+srv="$(realpath "$out")/serve"
+rm -rf "$srv" && mkdir -p "$srv"
+models=""
+for t in signup deposit withdrawal trade promo_redeem api_key_create; do
+  models+="  $t: {champion: {name: demo, bundle: $(realpath "$out")/model}}"$'\n'
+done
+cat > "$srv/vigil.yaml" <<EOF2
+schema: $PWD/examples/exchange/schema.yaml
+features: $PWD/examples/exchange/features.yaml
+policy: $PWD/examples/exchange/policy.yaml
+models:
+$models
+store: sqlite:var/vigil.db
+event_log: var/eventlog
+journal: var/decisions.journal.jsonl
+dead_letter: var/dead-letter.jsonl
+keys_file: var/keys.txt
+listen: 127.0.0.1:0
+EOF2
+run serve --config "$srv/vigil.yaml" --check
+echo "\$ vigil keys create --config $srv/vigil.yaml --role score"
+key=$("$vigil" keys create --config "$srv/vigil.yaml" --role score)
+"$vigil" serve --config "$srv/vigil.yaml" 2> "$srv/serve.log" &
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "listening on" "$srv/serve.log" && break; sleep 0.1; done
+url="http://$(grep -o '127\.0\.0\.1:[0-9]*' "$srv/serve.log" | head -1)"
+echo "   listening on $url; the 30 hand-written events of examples/exchange/sample.jsonl, one POST each:"
+while IFS= read -r ev; do
+  curl -s -X POST "$url/v1/events" -H "Authorization: Bearer $key" -H 'Content-Type: application/json' -d "$ev"
+  echo
+done < examples/exchange/sample.jsonl > "$srv/answers.jsonl"
+/usr/bin/python3 - "$srv/answers.jsonl" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    if d.get("scored"):
+        rules = ", ".join(r["name"] for r in d["rules"]) or "-"
+        top = d["reasons"][0]["feature"] if d["reasons"] else "-"
+        print(f"   {d['event_id']} {d['event_type']:<15} {d['action']:<9} score {d['score']:.3f}  "
+              f"{d['decided_by']:<28} rules: {rules:<22} top reason: {top}  {d['latency_us']} us")
+PY
+echo "   The account takeover's withdrawal, as an analyst reads it (exact TreeSHAP, top 3):"
+curl -s "$url/v1/decisions/e000000000025" -H "Authorization: Bearer $key" |
+  /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print("  ", d["action"], d["decided_by"], [r["name"] for r in d["rules"]]); [print("   ", r) for r in d["exact_reasons"][:3]]'
+curl -s "$url/metrics" -H "Authorization: Bearer $key" | grep -E '^vigil_(decisions_total|rule_hits_total)' | sed 's/^/   /'
+kill -TERM "$serve_pid"; wait "$serve_pid" || true
+trap - EXIT
+tail -1 "$srv/serve.log" | sed 's/^/   /'
+run backfill --schema examples/exchange/schema.yaml --features examples/exchange/features.yaml \
+  --events "$srv/var/eventlog" --out "$srv/replayed.csv"
+echo "   The event log replays into the same features the server used (docs/api.md; serve.backfill_parity)."
+
 handbook=${VIGIL_HANDBOOK_DIR:-../shared/data/handbook}
 tx="$handbook/transactions_2018-04-01_to_07-31.csv.gz"
 if [[ ${DEMO_HANDBOOK:-1} != 0 && -f "$tx" ]]; then
-  step "8. The Fraud Detection Handbook: 1.17 M card transactions, the book's 14 features"
+  step "9. The Fraud Detection Handbook: 1.17 M card transactions, the book's 14 features"
   run validate --schema examples/handbook/schema.yaml --events "$tx"
   run backfill --schema examples/handbook/schema.yaml --features examples/handbook/features.yaml \
     --events "$tx" --out "$out/handbook.features.csv"
   echo "   Three rows from early June: amount, then the card's count and mean amount over 1 and 7 days:"
   sed -n '1p;600000,600002p' "$out/handbook.features.csv" | cut -d, -f1,2,4,8-11 | column -t -s, | sed 's/^/   /'
-  step "9. The book's protocol: train one week, skip one, test the next without the cards already known"
+  step "10. The book's protocol: train one week, skip one, test the next without the cards already known"
   run train --features "$out/handbook.features.csv" --label TX_FRAUD --train 2018-07-04..2018-07-10 \
     --out "$out/handbook.model"
   run evaluate --model "$out/handbook.model" --features "$out/handbook.features.csv" --label TX_FRAUD \
@@ -109,6 +164,6 @@ cat <<EOF2
    Outputs are in $out/: events.jsonl, features.csv (+ .meta.json), validate.json, model/,
    report.json and report.html, thresholds.yaml, scores.csv.
    Try: $vigil --help; examples/exchange/README.md explains which feature serves which
-   threat; docs/README.md lists the docs. The decision service comes next (see the
-   issues); this demo grows with it.
+   threat; docs/README.md lists the docs; docs/api.md the decision service (serve/ holds
+   its config, event log, store and answers).
 EOF2

@@ -2,7 +2,7 @@
 # The whole demo pipeline on a small simulation (1,000 users over 75 days, so
 # that 15 days have known labels): simulate, validate, backfill with training
 # labels, summarise per scenario, train, evaluate, thresholds, predict with
-# reasons. Fails if a step fails or an output is missing or empty.
+# reasons, serve the sample events over HTTP and replay the event log. Fails if a step fails or an output is missing or empty.
 set -euo pipefail
 build=$1 src=$2
 out=$(mktemp -d)
@@ -22,4 +22,8 @@ grep -q '"auc"' "$out/report.json" || fail "no evaluation report"
 grep -q '<svg' "$out/report.html" || fail "no HTML report"
 grep -q 'score_at_least' "$out/thresholds.yaml" || fail "no threshold snippet"
 head -1 "$out/scores.csv" | grep -q 'r1_feature' || fail "no reasons in the scores"
+[[ $(grep -c '"scored":true' "$out/serve/answers.jsonl") -eq 20 ]] || fail "the served sample did not get 20 decisions"
+grep -q 'exact' "$out/demo.log" || fail "no analyst view of a decision"
+[[ $(wc -l < "$out/serve/replayed.csv") -eq 21 ]] || fail "backfill over the event log: not 20 rows"
+grep -q 'stopped after 30 events' "$out/serve/serve.log" || fail "serve did not stop cleanly"
 echo "demo-smoke: $(wc -l < "$out/events.jsonl") events, $(($(wc -l < "$out/features.csv") - 1)) feature rows"
