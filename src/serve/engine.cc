@@ -164,7 +164,7 @@ struct Engine::Impl {
   std::atomic<int64_t> n_events{0}, n_decided{0}, n_not_scored{0}, n_rejected{0}, n_retries{0},
       n_labels{0}, n_too_late{0}, n_label_store_errors{0};
 
-  absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const Runtime* previous);
+  absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
   void RenderRetry(std::string_view stored, bool with_features, Decision* out);
   void Score(const Runtime& rt, const Runtime::Type& tr, Decision* out);
@@ -173,9 +173,10 @@ struct Engine::Impl {
   void StoreLabel(std::string_view raw);
 };
 
-absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const Runtime* previous) {
+absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const serve::ServeConfig& cfg,
+                                                                        const Runtime* previous) {
   auto rt = std::make_shared<Runtime>();
-  VIGIL_ASSIGN_OR_RETURN(rt->policy, policy::Policy::Load(config.policy, spec));
+  VIGIL_ASSIGN_OR_RETURN(rt->policy, policy::Policy::Load(cfg.policy, spec));
   rt->types.resize(schema->types.size());
   auto previous_model = [&](int type, const std::string& name) -> std::shared_ptr<const LoadedModel> {
     if (!previous) return nullptr;
@@ -200,7 +201,7 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const R
     if (!kept) rt->errors.back() += " (no earlier version: the policy's fallback applies)";
     return kept;
   };
-  for (const serve::TypeModels& tm : config.models) {
+  for (const serve::TypeModels& tm : cfg.models) {
     auto it = schema->type_index.find(tm.event_type);
     if (it == schema->type_index.end())
       return absl::InvalidArgumentError(StrCat(tm.where, ": models: '", tm.event_type, "' is not an event type of ", schema->file));
@@ -231,10 +232,10 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const R
     }
     if (!arms.empty()) {
       arms.insert(arms.begin(), policy::Arm{t.champion ? t.champion->name : champion.name, 1 - ab});
-      VIGIL_ASSIGN_OR_RETURN(auto assigner, policy::ArmAssigner::Create(std::move(arms), config.experiment_salt));
+      VIGIL_ASSIGN_OR_RETURN(auto assigner, policy::ArmAssigner::Create(std::move(arms), cfg.experiment_salt));
       t.arms.emplace(std::move(assigner));
     }
-    if (tm.holdout > 0) t.holdout.emplace(tm.holdout, config.experiment_salt ^ 0x9e3779b97f4a7c15ull);
+    if (tm.holdout > 0) t.holdout.emplace(tm.holdout, cfg.experiment_salt ^ 0x9e3779b97f4a7c15ull);
   }
   return std::shared_ptr<const Runtime>(std::move(rt));
 }
@@ -253,7 +254,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   impl->feature_names = impl->spec->FeatureNames();
   impl->values.assign(impl->feature_names.size(), 0);
 
-  VIGIL_ASSIGN_OR_RETURN(auto rt, impl->LoadRuntime(nullptr));
+  VIGIL_ASSIGN_OR_RETURN(auto rt, impl->LoadRuntime(impl->config, nullptr));
   size_t max_inputs = 0;
   for (const Runtime::Type& t : rt->types) {
     if (t.champion) max_inputs = std::max(max_inputs, t.champion->num_features());
@@ -782,8 +783,11 @@ absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
 absl::Status Engine::Reload() {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lock(m.reload_mu);
+  // vigil.yaml is read again for its models, challengers, holdouts and
+  // policy; the other settings (store, logs, limits, listen) need a restart.
+  VIGIL_ASSIGN_OR_RETURN(serve::ServeConfig cfg, serve::LoadServeConfig(m.options.config_path));
   std::shared_ptr<const Runtime> current = m.runtime.Load();
-  VIGIL_ASSIGN_OR_RETURN(auto next, m.LoadRuntime(current.get()));
+  VIGIL_ASSIGN_OR_RETURN(auto next, m.LoadRuntime(cfg, current.get()));
   // New models must fit the scratch rows sized at start.
   for (const Runtime::Type& t : next->types) {
     auto fits = [&](const std::shared_ptr<const LoadedModel>& lm) { return !lm || lm->num_features() <= m.row.size(); };

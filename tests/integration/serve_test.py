@@ -478,7 +478,61 @@ def test_tls():
         print("ok: TLS with a configured certificate; keys in the store")
 
 
-{"decide": test_decide, "tls": test_tls,
+# ------------------------------------------------------------------ reload
+def test_reload():
+    with tempfile.TemporaryDirectory() as work:
+        lines = simulate(work, 80, 3)
+        s = Server(work)
+        statuses, stop = [], threading.Event()
+
+        def load():
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+            for l in lines:
+                if stop.is_set():
+                    break
+                c.request("POST", "/v1/events", body=l, headers={
+                    "Authorization": "Bearer " + s.keys["score"], "Content-Type": "application/json"})
+                r = c.getresponse()
+                r.read()
+                statuses.append(r.status)
+            c.close()
+
+        t = threading.Thread(target=load)
+        t.start()
+        versions = set()
+        for _ in range(5):
+            st, doc = s.request("POST", "/v1/admin/reload", "", key="admin")
+            check(st == 200 and doc["reloaded"], f"reload: {st} {doc}")
+            versions.update(m["version"] for m in doc["models"]["models"])
+            time.sleep(0.05)
+        # A broken model: the reload keeps the last good version and says so.
+        bad = os.path.join(work, "model")
+        subprocess.run(["cp", "-r", os.path.join(EX, "model"), bad], check=True)
+        cfg = open(s.cfg).read().replace(f"{EX}/model", bad)
+        open(s.cfg, "w").write(cfg)
+        st, doc = s.request("POST", "/v1/admin/reload", "", key="admin")
+        check(st == 200 and "warning" not in doc, f"reload onto a copy: {doc}")
+        open(os.path.join(bad, "model.json"), "w").write("{broken")
+        st, doc = s.request("POST", "/v1/admin/reload", "", key="admin")
+        check(st == 200 and "keeping the last good version" in doc.get("warning", ""), f"broken model: {doc}")
+        check({m["version"] for m in doc["models"]["models"]} == versions, "the last good version still decides")
+        # A broken policy: nothing changes (409).
+        pol = os.path.join(work, "policy.yaml")
+        open(pol, "w").write("version: 1\nevent_types: {withdrawal: {thresholds: [{action: bloc, score_at_least: 2}]}}\n")
+        open(s.cfg, "w").write(cfg.replace(f"{EX}/policy.yaml", pol))
+        st, doc = s.request("POST", "/v1/admin/reload", "", key="admin")
+        check(st == 409 and "policy.yaml" in doc["message"], f"broken policy: {st} {doc}")
+        stop.set()
+        t.join()
+        check(statuses and all(x == 200 for x in statuses), f"requests during reloads: {set(statuses)}")
+        st, d = s.post(json.loads(lines[-1]) | {"event_id": "e999999999999"})
+        check(st == 200, "still serving")
+        s.stop()
+        print(f"ok: 7 reloads while {len(statuses)} requests were served, every one 200; a broken model "
+              "keeps its last good version, a broken policy changes nothing")
+
+
+{"decide": test_decide, "tls": test_tls, "reload": test_reload,
  "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}[TEST]()
