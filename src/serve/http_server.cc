@@ -68,6 +68,7 @@ struct HttpServer::Impl {
   monitor::Histogram* stage_seconds[5] = {};  // parse, features, model, policy, total
   monitor::Counter* events_by_outcome[4] = {};  // decided, not_scored, rejected, retry
   absl::flat_hash_map<std::string, monitor::Counter*> decisions_by;  // under decide_mu
+  std::string decision_key;                                          // under decide_mu
   monitor::Counter* rate_limited = nullptr;
 
   void Count(Endpoint e, int status, double seconds) {
@@ -120,11 +121,13 @@ struct HttpServer::Impl {
     stage_seconds[2]->Observe(static_cast<double>(d.timings.model_ns) * 1e-9);
     stage_seconds[3]->Observe(static_cast<double>(d.timings.policy_ns) * 1e-9);
     stage_seconds[4]->Observe(static_cast<double>(d.latency_us) * 1e-6);
-    std::string key = StrCat(d.action, "\x1f", d.model);
-    auto it = decisions_by.find(key);
+    decision_key.assign(d.action);  // reused: no allocation once grown
+    decision_key.push_back('\x1f');
+    decision_key.append(d.model);
+    auto it = decisions_by.find(decision_key);
     if (it == decisions_by.end()) {
       it = decisions_by
-               .emplace(key, registry->GetCounter("vigil_decisions_total", "Decisions by action and model version",
+               .emplace(decision_key, registry->GetCounter("vigil_decisions_total", "Decisions by action and model version",
                                                   {{"action", d.action}, {"model", d.model}}))
                .first;
     }
