@@ -89,6 +89,10 @@ struct EngineOptions {
 struct EngineStats {
   int64_t events = 0, decided = 0, not_scored = 0, rejected = 0, retries = 0, labels = 0;
   int64_t too_late = 0;
+  // At start: events of the event log replayed into the feature state, those
+  // the current schema rejected, and the time it took.
+  int64_t replayed = 0, replay_rejected = 0;
+  double replay_seconds = 0;
   int64_t decisions_queued = 0, decisions_stored = 0, decisions_journaled = 0;
   int64_t decisions_queue_full = 0, journal_pending = 0, decisions_lost = 0, decisions_refused = 0;
   int64_t store_errors = 0;

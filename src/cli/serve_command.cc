@@ -69,6 +69,12 @@ int RunServe(const ServeArgs& a) {
     }
     return kExitOk;
   }
+  if (EngineStats st = (*engine)->Stats(); st.replayed + st.replay_rejected > 0) {
+    std::fprintf(stderr, "serve: replayed %s events of the event log into the features in %.2f s%s\n",
+                 Thousands(st.replayed).c_str(), st.replay_seconds,
+                 st.replay_rejected ? StrCat("; ", st.replay_rejected, " no longer valid under the schema, skipped").c_str()
+                                    : "");
+  }
   monitor::Registry registry;
   serve::Auth auth({config->limits.rate_per_key, config->limits.burst_per_key});
   serve::HttpServer server(engine->get(), &auth, &registry, *config);

@@ -19,6 +19,7 @@
 #include "core/time.h"
 #include "event/dead_letter.h"
 #include "event/event_log.h"
+#include "event/line_reader.h"
 #include "event/pii.h"
 #include "event/schema.h"
 #include "event/validator.h"
@@ -171,7 +172,36 @@ struct Engine::Impl {
   void Render(Decision* out, bool late, bool with_features);
   void Remember(const Decision& d);
   void StoreLabel(std::string_view raw);
+  absl::Status ReplayEventLog();
+  int64_t replayed = 0, replay_rejected = 0;
+  double replay_seconds = 0;
 };
+
+absl::Status Engine::Impl::ReplayEventLog() {
+  std::error_code ec;
+  if (!fs::exists(config.event_log_dir, ec)) return absl::OkStatus();
+  VIGIL_ASSIGN_OR_RETURN(std::vector<std::string> files, event::ListEventLogFiles(config.event_log_dir, "events"));
+  auto t0 = std::chrono::steady_clock::now();
+  for (const std::string& path : files) {
+    VIGIL_ASSIGN_OR_RETURN(auto lines, event::LineReader::Open(path, event::LineReaderOptions{}));
+    event::LineReader::Line line;
+    while (lines->Next(&line)) {
+      if (line.text.empty()) continue;
+      violations.clear();
+      ++records;
+      if (!validator->DecodeJson(line.text, line.readable, &rec, &violations) ||
+          !validator->CheckAndCommit(rec, &violations)) {
+        ++replay_rejected;  // the schema changed since: reported at start
+        continue;
+      }
+      features->Process(rec, values);
+      ++replayed;
+    }
+    VIGIL_RETURN_IF_ERROR(lines->status());
+  }
+  replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const serve::ServeConfig& cfg,
                                                                         const Runtime* previous) {
@@ -293,6 +323,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     lo.queue_capacity = static_cast<size_t>(c.limits.queue_capacity);
     lo.journal_path = c.journal;
     VIGIL_ASSIGN_OR_RETURN(impl->log, store::DecisionLog::Start(impl->store.get(), lo));
+    // The event log is the server's memory: replaying it restores the
+    // feature state and the duplicate-id window exactly as they were, so a
+    // restart changes no feature and a retry of an old id is still a retry.
+    VIGIL_RETURN_IF_ERROR(impl->ReplayEventLog());
     event::EventLogOptions eo;
     eo.dir = c.event_log_dir;
     eo.rotate_bytes = c.event_log_rotate_bytes;
@@ -738,6 +772,17 @@ absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
     if (s) doc = s->json;
   }
   if (!doc) return absl::NotFoundError(StrCat("no decision for event '", event_id, "'"));
+  // Labels that arrived for it.
+  nlohmann::ordered_json labels = nlohmann::ordered_json::array();
+  if (m.store) {
+    auto rows = m.store->LabelsForEvent(event_id);
+    if (rows.ok()) {
+      for (const store::LabelRow& l : *rows) {
+        labels.push_back({{"label_id", l.label_id}, {"kind", l.kind}, {"value", l.value},
+                          {"time", core::FormatTimestamp(l.time_ms)}});
+      }
+    }
+  }
   // Exact TreeSHAP reasons, when the model that decided is still loaded.
   nlohmann::ordered_json j = nlohmann::ordered_json::parse(*doc, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return absl::DataLossError(StrCat("the stored decision of '", event_id, "' is not JSON"));
@@ -773,9 +818,11 @@ absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
     }
     j["exact_reasons"] = std::move(exact);
     j["bias"] = shap[f.num_features()];
+    j["labels"] = std::move(labels);
   } else {
     j["exact_reasons"] = nullptr;
     j["exact_reasons_note"] = model ? "no features stored" : "the model that decided is no longer loaded";
+    j["labels"] = std::move(labels);
   }
   return j.dump();
 }
@@ -861,6 +908,9 @@ EngineStats Engine::Stats() const {
   s.retries = m.n_retries.load(std::memory_order_relaxed);
   s.labels = m.n_labels.load(std::memory_order_relaxed);
   s.too_late = m.n_too_late.load(std::memory_order_relaxed);
+  s.replayed = m.replayed;
+  s.replay_rejected = m.replay_rejected;
+  s.replay_seconds = m.replay_seconds;
   if (m.log) {
     store::DecisionLogStats l = m.log->Stats();
     s.decisions_queued = l.queue_depth;
