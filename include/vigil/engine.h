@@ -14,8 +14,9 @@
 // received, Decide allocates nothing in steady state except the copies a
 // decision log and the retry memory keep (docs/api.md, "Hot path").
 //
-// Thread-safety: Decide, Label and Get* from one thread at a time; Reload
-// and Stats from any thread, concurrently with Decide.
+// Thread-safety: Decide from one thread at a time; GetDecision, Reload,
+// ModelsJson, RuleHitCounts, Stats and Flush from any thread, concurrently
+// with Decide.
 #ifndef VIGIL_ENGINE_H_
 #define VIGIL_ENGINE_H_
 
