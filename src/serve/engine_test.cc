@@ -1,0 +1,769 @@
+// vigil::Engine on the exchange example (examples/exchange): the sample's
+// decisions, the documented answer, allocations on the hot path, A/B arms,
+// shadow challengers and the holdout, reloads that fail, a model unavailable
+// at run time, and the errors Open reports. Every test writes its own
+// vigil.yaml (and, where it needs them, model copies and a policy) in a
+// temporary folder.
+#include "vigil/engine.h"
+
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/alloc_counter.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace vigil {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using Json = nlohmann::ordered_json;
+
+// The message as a std::string, which gMock prints readably.
+std::string Msg(const absl::Status& s) { return std::string(s.message()); }
+
+std::string Example() {
+  const char* src = std::getenv("VIGIL_SOURCE_DIR");
+  return std::string(src ? src : ".") + "/examples/exchange";
+}
+
+void WriteText(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  ASSERT_TRUE(out.good()) << path;
+}
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<std::string> SampleLines() {
+  std::vector<std::string> lines;
+  std::ifstream in(Example() + "/sample.jsonl");
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty()) lines.push_back(l);
+  return lines;
+}
+
+// The sample's event of id e0000000000NN, parsed (for tests that derive events from it).
+Json SampleEvent(int n) {
+  return Json::parse(SampleLines().at(static_cast<size_t>(n - 1)));
+}
+
+// "e" + 12 digits, as the schema wants.
+std::string EventId(int64_t n) {
+  char b[48];
+  std::snprintf(b, sizeof b, "e%012lld", static_cast<long long>(n));
+  return b;
+}
+
+std::string UserId(int n) {
+  char b[48];
+  std::snprintf(b, sizeof b, "u%07d", n);
+  return b;
+}
+
+// 2024-01-03T00:00:00Z plus `s` seconds (within January): after the sample.
+std::string Time(int64_t s) {
+  char b[64];
+  const auto ll = [](int64_t v) { return static_cast<long long>(v); };
+  std::snprintf(b, sizeof b, "2024-01-%02lldT%02lld:%02lld:%02lld.000Z", ll(3 + s / 86400), ll(s / 3600 % 24),
+                ll(s / 60 % 60), ll(s % 60));
+  return b;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "vigil-engine-test-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    // A fixed PII key: no warning, the same hashes in every run.
+    setenv("VIGIL_PII_KEY", "engine-test", 1);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // vigil.yaml over the exchange schema and features; `models` is the
+  // models: section (indented by two), `rest` more top-level keys.
+  std::string Config(const std::string& models, const std::string& policy = "",
+                     const std::string& rest = "") {
+    const std::string ex = Example();
+    std::string text = "schema: " + ex + "/schema.yaml\nfeatures: " + ex + "/features.yaml\npolicy: " +
+                       (policy.empty() ? ex + "/policy.yaml" : policy) + "\nmodels:\n" + models +
+                       "store: sqlite:var/vigil.db\njournal: var/journal.jsonl\nevent_log: var/eventlog\n"
+                       "dead_letter: var/dead-letter.jsonl\n" + rest;
+    std::string path = (dir_ / "vigil.yaml").string();
+    WriteText(path, text);
+    return path;
+  }
+  // Every scored type on the example's bundle.
+  std::string ExampleConfig(const std::string& rest = "") {
+    std::string models;
+    for (const char* t : {"signup", "deposit", "withdrawal", "trade", "promo_redeem", "api_key_create"})
+      models += std::string("  ") + t + ": {champion: {name: exchange, bundle: " + Example() + "/model}}\n";
+    return Config(models, "", rest);
+  }
+  // A copy of the example's bundle at dir_/name.
+  std::string CopyModel(const std::string& name) {
+    fs::path to = dir_ / name;
+    fs::copy(Example() + "/model", to, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    return to.string();
+  }
+  std::unique_ptr<Engine> Open(const std::string& config, bool offline = true) {
+    EngineOptions o;
+    o.config_path = config;
+    o.offline = offline;
+    auto e = Engine::Open(o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+
+  fs::path dir_;
+};
+
+// --- the sample, in order -------------------------------------------------
+
+TEST_F(EngineTest, DecidesEveryScoredEventOfTheSampleAndAnswersTheOthersUnscored) {
+  auto engine = Open(ExampleConfig());
+  ASSERT_NE(engine, nullptr);
+  const std::set<std::string> scored = {"signup", "deposit", "withdrawal", "trade", "promo_redeem",
+                                        "api_key_create"};
+  const std::set<std::string> actions = {"allow", "challenge", "review", "block"};
+  Decision d;
+  int decided = 0, not_scored = 0;
+  for (const std::string& line : SampleLines()) {
+    ASSERT_TRUE(engine->Decide(line, &d).ok());
+    const Json ev = Json::parse(line);
+    const std::string type = ev["event_type"];
+    SCOPED_TRACE(ev["event_id"].get<std::string>());
+    EXPECT_EQ(d.event_id, ev["event_id"]);
+    EXPECT_EQ(d.event_type, type);
+    EXPECT_EQ(d.http_status, 200);
+    Json j = Json::parse(d.json);  // throws, failing the test, if not JSON
+    if (scored.count(type)) {
+      ++decided;
+      ASSERT_EQ(d.status, Decision::Status::kDecided);
+      EXPECT_TRUE(actions.count(d.action)) << d.action;
+      EXPECT_GE(d.score, 0);
+      EXPECT_LE(d.score, 1);
+      EXPECT_THAT(d.model, ::testing::StartsWith("exchange@"));
+      EXPECT_EQ(d.path, "model");
+      EXPECT_EQ(d.arm, "exchange");
+      EXPECT_EQ(d.propensity, 1);
+      EXPECT_EQ(d.reasons.size(), 3u);
+      // The documented keys, in the documented order (docs/api.md).
+      std::vector<std::string> keys;
+      for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
+      EXPECT_THAT(keys, ::testing::ElementsAre("event_id", "event_type", "scored", "action", "score", "model",
+                                               "reasons", "rules", "decided_by", "path", "experiment",
+                                               "shadow", "latency_us"));
+      EXPECT_EQ(j["scored"], true);
+      EXPECT_EQ(j["action"], d.action);
+      EXPECT_DOUBLE_EQ(j["score"].get<double>(), d.score);
+      EXPECT_EQ(j["model"], d.model);
+      ASSERT_EQ(j["reasons"].size(), 3u);
+      for (const Json& r : j["reasons"]) {
+        EXPECT_TRUE(r["feature"].is_string());
+        EXPECT_TRUE(r["value"].is_number() || r["value"].is_null());
+        EXPECT_TRUE(r["contribution"].is_number());
+      }
+      EXPECT_TRUE(j["rules"].is_array());
+      EXPECT_EQ(j["decided_by"], d.decided_by);
+      EXPECT_EQ(j["path"], "model");
+      EXPECT_EQ(j["experiment"], Json::parse(R"({"arm": "exchange", "propensity": 1, "holdout": false})"));
+      EXPECT_EQ(j["shadow"], Json::array());
+      EXPECT_TRUE(j["latency_us"].is_number_integer());
+      // The stored document is the answer plus every feature.
+      Json stored = Json::parse(d.json_with_features);
+      ASSERT_TRUE(stored["features"].is_object());
+      EXPECT_EQ(stored["features"].size(), engine->feature_names().size());
+      stored.erase("features");
+      EXPECT_EQ(stored, j);
+    } else {
+      ++not_scored;
+      EXPECT_EQ(d.status, Decision::Status::kNotScored);
+      EXPECT_EQ(d.action, "");
+      EXPECT_TRUE(std::isnan(d.score));
+      EXPECT_EQ(j, Json::parse(R"({"event_id": ")" + d.event_id + R"(", "event_type": ")" + type +
+                               R"(", "scored": false, "latency_us": )" + std::to_string(d.latency_us) + "}"));
+    }
+  }
+  EXPECT_EQ(decided, 20);
+  EXPECT_EQ(not_scored, 10);
+  EngineStats s = engine->Stats();
+  EXPECT_EQ(s.events, 30);
+  EXPECT_EQ(s.decided, 20);
+  EXPECT_EQ(s.not_scored, 10);
+  EXPECT_EQ(s.labels, 3);
+  EXPECT_EQ(s.rejected, 0);
+}
+
+// The chargeback on e000000000018 (card c0deadbee) reaches the next deposit
+// on that card through the features: the policy's rule blocks it. Without
+// the label events the same deposit is not blocked by the rule.
+TEST_F(EngineTest, AppliesLabelsToTheFeaturesOfLaterEvents) {
+  auto decide_last = [&](bool with_labels) {
+    auto engine = Open(ExampleConfig());
+    Decision d;
+    for (const std::string& line : SampleLines()) {
+      if (!with_labels && Json::parse(line)["event_type"] == "label") continue;
+      EXPECT_TRUE(engine->Decide(line, &d).ok());
+      if (d.event_id == "e000000000029") break;
+    }
+    return d;
+  };
+  Decision with = decide_last(true);
+  ASSERT_EQ(with.status, Decision::Status::kDecided);
+  EXPECT_EQ(with.action, "block");
+  EXPECT_EQ(with.decided_by, "rule:card_with_chargeback");
+  ASSERT_EQ(with.rules.size(), 1u);
+  EXPECT_EQ(with.rules[0].name, "card_with_chargeback");
+  EXPECT_EQ(with.rules[0].action, "block");
+  EXPECT_THAT(Json::parse(with.json)["rules"][0]["reason"].get<std::string>(), HasSubstr("chargeback"));
+
+  Decision without = decide_last(false);
+  ASSERT_EQ(without.status, Decision::Status::kDecided);
+  EXPECT_TRUE(without.rules.empty());
+  EXPECT_NE(without.decided_by, "rule:card_with_chargeback");
+}
+
+TEST_F(EngineTest, AddsEveryFeatureToTheAnswerOnlyWhenAsked) {
+  auto engine = Open(ExampleConfig());
+  Decision d;
+  const auto lines = SampleLines();
+  ASSERT_TRUE(engine->Decide(lines[0], &d, /*with_features=*/true).ok());
+  Json j = Json::parse(d.json);
+  ASSERT_TRUE(j.contains("features"));
+  ASSERT_EQ(j["features"].size(), engine->feature_names().size());
+  for (const std::string& name : engine->feature_names()) EXPECT_TRUE(j["features"].contains(name)) << name;
+  EXPECT_EQ(d.json, d.json_with_features);
+  // A missing feature is null; it is NaN in Decision::features.
+  ASSERT_EQ(d.features.size(), engine->feature_names().size());
+  for (size_t i = 0; i < d.features.size(); ++i) {
+    const Json& v = j["features"][engine->feature_names()[i]];
+    if (std::isnan(d.features[i])) {
+      EXPECT_TRUE(v.is_null());
+    } else {
+      EXPECT_DOUBLE_EQ(v.get<double>(), d.features[i]);
+    }
+  }
+  ASSERT_TRUE(engine->Decide(lines[3], &d).ok());
+  EXPECT_FALSE(Json::parse(d.json).contains("features"));
+}
+
+TEST_F(EngineTest, RejectsAnInvalidEventWithEveryViolationAndLeavesTheStateAlone) {
+  auto engine = Open(ExampleConfig());
+  Decision d;
+  ASSERT_TRUE(engine->Decide(
+      R"({"event_id": "e900000000003", "event_type": "deposit", "time": "2024-03-01T10:02:00.000Z", "user_id": "u9000001", "method": "card", "amount": "-5", "asset": "EUR", "amount_usd": "-5.4", "device_id": "d9a2b3c4d", "ip": "81.23.45.67"})",
+      &d).ok());
+  EXPECT_EQ(d.status, Decision::Status::kRejected);
+  EXPECT_EQ(d.http_status, 400);
+  EXPECT_EQ(d.event_id, "e900000000003");
+  EXPECT_THAT(d.error, HasSubstr("field 'amount': rule min"));
+  Json j = Json::parse(d.json);
+  EXPECT_EQ(j["error"], "invalid_event");
+  EXPECT_EQ(j["violations"].size(), 4u);
+
+  ASSERT_TRUE(engine->Decide("not json", &d).ok());
+  EXPECT_EQ(d.status, Decision::Status::kRejected);
+  EXPECT_EQ(Json::parse(d.json)["error"], "invalid_event");
+  EXPECT_EQ(engine->Stats().rejected, 2);
+  EXPECT_EQ(engine->Stats().decided, 0);
+}
+
+TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) {
+  auto engine = Open(ExampleConfig());
+  const auto lines = SampleLines();
+  Decision first, again;
+  ASSERT_TRUE(engine->Decide(lines[0], &first).ok());
+  Json features_before = Json::parse(first.json_with_features)["features"];
+  ASSERT_TRUE(engine->Decide(lines[0], &again).ok());
+  EXPECT_EQ(again.status, Decision::Status::kRetry);
+  EXPECT_EQ(again.json, first.json);
+  // The state was not updated again: the same event a second time under a
+  // new id sees one more sign-up from its IP than the first did.
+  Json ev = Json::parse(lines[0]);
+  ev["event_id"] = EventId(900000000100);
+  ev["user_id"] = UserId(9000100);
+  ASSERT_TRUE(engine->Decide(ev.dump(), &again).ok());
+  ASSERT_EQ(again.status, Decision::Status::kDecided);
+  EXPECT_EQ(Json::parse(again.json_with_features)["features"]["ip_signups_1d"].get<double>(),
+            features_before["ip_signups_1d"].get<double>() + 1);
+  EXPECT_EQ(engine->Stats().retries, 1);
+  EXPECT_EQ(engine->Stats().decided, 2);
+}
+
+// Online: the store, the decision log and the event log in the temporary folder.
+TEST_F(EngineTest, StoresDecisionsAndReadsThemBackWithExactReasons) {
+  auto engine = Open(ExampleConfig(), /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  Decision d;
+  for (const std::string& line : SampleLines()) ASSERT_TRUE(engine->Decide(line, &d).ok());
+  ASSERT_TRUE(engine->Flush().ok());
+  EXPECT_EQ(engine->Stats().decisions_stored, 20);
+
+  auto doc = engine->GetDecision("e000000000025");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  Json j = Json::parse(*doc);
+  EXPECT_EQ(j["event_id"], "e000000000025");
+  EXPECT_EQ(j["action"], "review");
+  ASSERT_TRUE(j["exact_reasons"].is_array());
+  EXPECT_GT(j["exact_reasons"].size(), 3u);
+  EXPECT_TRUE(j["bias"].is_number());
+  // The contributions and the bias add up to the margin: logit(score).
+  double margin = j["bias"].get<double>();
+  for (const Json& r : j["exact_reasons"]) margin += r["contribution"].get<double>();
+  const double score = j["score"].get<double>();
+  EXPECT_NEAR(margin, std::log(score / (1 - score)), 1e-4);
+
+  // The labels that named a decided event come with it.
+  doc = engine->GetDecision("e000000000018");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  j = Json::parse(*doc);
+  ASSERT_EQ(j["labels"].size(), 1u) << *doc;
+  EXPECT_EQ(j["labels"][0]["label_id"], "e000000000028");
+  EXPECT_EQ(j["labels"][0]["kind"], "chargeback");
+
+  auto unscored = engine->GetDecision("e000000000002");
+  EXPECT_TRUE(absl::IsNotFound(unscored.status())) << unscored.status();
+  EXPECT_THAT(Msg(unscored.status()), HasSubstr("e000000000002"));
+  // Every accepted event is in the event log, in order.
+  size_t lines = 0;
+  for (const auto& f : fs::directory_iterator(dir_ / "var/eventlog")) {
+    std::ifstream in(f.path());
+    for (std::string l; std::getline(in, l);) ++lines;
+  }
+  EXPECT_EQ(lines, 30u);
+}
+
+// --- the hot path's allocations ---------------------------------------------
+//
+// What a warm Decide of a scored event allocates offline (no store, no logs):
+//  - nothing of the engine's own with `reasons: 0` and no retry memory;
+//  - one string per reason whose feature name is longer than std::string's
+//    inline buffer (15 bytes): Decide clears Decision::reasons, so their
+//    strings are built again (2 of the 3 reasons of these trades, e.g.
+//    user_usd_mean_30d_before); likewise, though not in these tests, one per
+//    shadow model label ("exchange@425403a31cf3") and up to two per fired
+//    rule (name, reason);
+//  - with the retry memory (limits.recent_decisions, default 100000): the
+//    copy of the stored document, a deque block every 16 ids, and the hash
+//    map's growth until it is full.
+// The feature state allocates too while its windows fill (per-entity
+// histories and the label index double their capacity; the identity graph
+// rebuilds at midnight of event time). The stream is sized so that the
+// warm-up reaches the capacities the measured events need: 300 trades ten
+// seconds apart, then 140, all on one day. A change in src/feature may move
+// these numbers.
+
+// Allocations of each of `n` Decides of trades of one user (one device, one
+// IP), after `warm` of the same. The bodies are built beforehand.
+std::vector<int64_t> DecideAllocations(Engine* engine, int warm, int n) {
+  Json ev = SampleEvent(5);  // a trade of u0000001
+  std::vector<std::string> bodies;
+  for (int i = 0; i < warm + n; ++i) {
+    ev["event_id"] = EventId(100000000 + i);
+    ev["time"] = Time(10 * i);
+    bodies.push_back(ev.dump());
+  }
+  Decision d;
+  std::vector<int64_t> counts;
+  counts.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < warm + n; ++i) {
+    core::AllocationScope scope;
+    absl::Status s = engine->Decide(bodies[static_cast<size_t>(i)], &d);
+    const int64_t count = scope.count();
+    EXPECT_TRUE(s.ok()) << s;
+    EXPECT_EQ(d.status, Decision::Status::kDecided) << d.json;
+    if (i >= warm) counts.push_back(count);
+  }
+  return counts;
+}
+
+int64_t Max(const std::vector<int64_t>& v) { return *std::max_element(v.begin(), v.end()); }
+int64_t Sum(const std::vector<int64_t>& v) { return std::accumulate(v.begin(), v.end(), int64_t{0}); }
+
+// Printed for the record (the test log): the exact counts of this stream.
+void Report(const char* what, const std::vector<int64_t>& counts) {
+  std::printf("%s: %lld allocations over %zu decisions, at most %lld in one\n", what,
+              static_cast<long long>(Sum(counts)), counts.size(), static_cast<long long>(Max(counts)));
+}
+
+constexpr int kWarm = 300, kMeasured = 140;
+
+TEST_F(EngineTest, DecideAllocatesNothingInSteadyStateWithoutReasonsOrRetryMemory) {
+  auto engine = Open(ExampleConfig("reasons: 0\nlimits: {recent_decisions: 0}\n"));
+  ASSERT_NE(engine, nullptr);
+  std::vector<int64_t> counts = DecideAllocations(engine.get(), kWarm, kMeasured);
+  Report("offline, reasons 0, recent_decisions 0", counts);
+  EXPECT_EQ(Max(counts), 0);
+}
+
+TEST_F(EngineTest, DecideAllocatesAtMostOneStringPerReasonWithoutRetryMemory) {
+  auto engine = Open(ExampleConfig("limits: {recent_decisions: 0}\n"));
+  ASSERT_NE(engine, nullptr);
+  std::vector<int64_t> counts = DecideAllocations(engine.get(), kWarm, kMeasured);
+  Report("offline, reasons 3, recent_decisions 0", counts);  // 2 per Decide
+  EXPECT_LE(Max(counts), 3);
+}
+
+TEST_F(EngineTest, DecideAllocatesTheReasonsAndTheRetryCopyInSteadyState) {
+  auto engine = Open(ExampleConfig());
+  ASSERT_NE(engine, nullptr);
+  std::vector<int64_t> counts = DecideAllocations(engine.get(), kWarm, kMeasured);
+  Report("offline, reasons 3, recent_decisions 100000", counts);  // 3 per Decide and the containers' growth
+  // Per Decide: 3 reasons and 1 copy, sometimes a deque block or a rehash.
+  EXPECT_LE(Max(counts), 6);
+  EXPECT_LE(Sum(counts), 4 * kMeasured + kMeasured / 8);
+}
+
+// --- experiments: A/B arms, shadow challengers, the holdout -----------------
+
+// A policy that blocks every deposit by its threshold (score >= 0), and by a
+// rule the deposits of a card with a chargeback.
+constexpr char kBlockingPolicy[] = R"(name: test
+version: 1
+event_types:
+  deposit:
+    thresholds:
+      - {action: block, score_at_least: 0.0}
+    rules:
+      - name: card_with_chargeback
+        when: features.card_chargebacks_90d > 0
+        action: block
+        reason: this card had a chargeback in the last 90 days
+    on_model_unavailable: open
+  withdrawal:
+    thresholds:
+      - {action: block, score_at_least: 0.97}
+    on_model_unavailable: closed
+    closed_action: review
+default:
+  thresholds:
+    - {action: challenge, score_at_least: 0.90}
+  on_model_unavailable: open
+)";
+
+// A card deposit of user `user` on its own card and device, at Time(t).
+std::string Deposit(int64_t id, int user, int64_t t) {
+  Json ev = SampleEvent(4);
+  ev["event_id"] = EventId(id);
+  ev["user_id"] = UserId(user);
+  char card[32], device[32];
+  std::snprintf(card, sizeof card, "c%08x", 0x10000000u + static_cast<unsigned>(user));
+  std::snprintf(device, sizeof device, "d%08x", 0x20000000u + static_cast<unsigned>(user));
+  ev["card_id"] = card;
+  ev["device_id"] = device;
+  ev["time"] = Time(t);
+  return ev.dump();
+}
+
+std::string ChargebackOn(int64_t id, int64_t target, int64_t t) {
+  Json ev = SampleEvent(28);
+  ev["event_id"] = EventId(id);
+  ev["target_event_id"] = EventId(target);
+  ev["time"] = Time(t);
+  return ev.dump();
+}
+
+std::string ModelVersion(const std::string& label) { return label.substr(label.find('@') + 1); }
+
+TEST_F(EngineTest, DrawsArmsPerUserScoresChallengersInShadowAndHoldsOutOnlyThresholdBlocks) {
+  const std::string policy = (dir_ / "policy.yaml").string();
+  WriteText(policy, kBlockingPolicy);
+  const std::string shadow = CopyModel("candidate_model"), variant = CopyModel("variant_model");
+  const std::string config = Config("  deposit:\n    champion: {name: exchange, bundle: " + Example() +
+                                        "/model}\n    challengers:\n"
+                                        "      - {name: candidate, bundle: " + shadow + ", mode: shadow}\n"
+                                        "      - {name: variant, bundle: " + variant + ", mode: ab, share: 0.3}\n"
+                                        "    holdout: 0.5\n",
+                                    policy);
+  auto engine = Open(config);
+  ASSERT_NE(engine, nullptr);
+
+  constexpr int kUsers = 60, kPerUser = 3;
+  std::map<int, std::string> arm_of;
+  std::map<int64_t, bool> held_out;
+  int variant_users = 0, held = 0;
+  std::string version;
+  Decision d;
+  int64_t id = 200000000, t = 0;
+  for (int round = 0; round < kPerUser; ++round) {
+    for (int u = 0; u < kUsers; ++u) {
+      ASSERT_TRUE(engine->Decide(Deposit(++id, 1000000 + u, t += 30), &d).ok());
+      ASSERT_EQ(d.status, Decision::Status::kDecided) << d.json;
+      SCOPED_TRACE(d.json);
+      // One arm per user, whatever the event.
+      auto [it, first] = arm_of.try_emplace(u, d.arm);
+      EXPECT_EQ(it->second, d.arm);
+      if (first && d.arm == "variant") ++variant_users;
+      ASSERT_TRUE(d.arm == "exchange" || d.arm == "variant") << d.arm;
+      EXPECT_EQ(d.model.substr(0, d.model.find('@')), d.arm);
+      if (version.empty()) version = ModelVersion(d.model);
+      // The others are scored in shadow: the shadow challenger, and the A/B
+      // model that did not decide. The copies are the same model: the same score.
+      std::set<std::string> shadows;
+      for (const Decision::Shadow& s : d.shadow) {
+        shadows.insert(s.model);
+        EXPECT_DOUBLE_EQ(s.score, d.score) << s.model;
+      }
+      const std::string other = d.arm == "variant" ? "exchange" : "variant";
+      EXPECT_EQ(shadows, (std::set<std::string>{"candidate@" + version, other + "@" + version}));
+      EXPECT_EQ(Json::parse(d.json)["shadow"].size(), 2u);
+      // Every deposit crosses the block threshold; the holdout lets half through.
+      EXPECT_EQ(d.decided_by, "threshold");
+      if (d.holdout) {
+        ++held;
+        EXPECT_EQ(d.action, "allow");
+      } else {
+        EXPECT_EQ(d.action, "block");
+      }
+      held_out[id] = d.holdout;
+      // The arm's share times the holdout's draw (0.5 either way).
+      EXPECT_DOUBLE_EQ(d.propensity, (d.arm == "variant" ? 0.3 : 0.7) * 0.5);
+      Json e = Json::parse(d.json)["experiment"];
+      EXPECT_EQ(e["arm"], d.arm);
+      EXPECT_DOUBLE_EQ(e["propensity"].get<double>(), d.propensity);
+      EXPECT_EQ(e["holdout"], d.holdout);
+    }
+  }
+  std::printf("%d of %d users in the variant arm, %d of %d deposits held out\n", variant_users, kUsers, held,
+              kUsers * kPerUser);
+  EXPECT_GT(variant_users, 5);
+  EXPECT_LT(variant_users, 35);
+  EXPECT_GT(held, kUsers * kPerUser / 5);
+  EXPECT_LT(held, kUsers * kPerUser * 4 / 5);
+
+  // A chargeback on each user's first deposit: the next deposit on that card
+  // is blocked by the rule, and a rule's block is never held out.
+  for (int u = 0; u < kUsers; ++u) ASSERT_TRUE(engine->Decide(ChargebackOn(++id, 200000001 + u, t += 30), &d).ok());
+  for (int u = 0; u < kUsers; ++u) {
+    ASSERT_TRUE(engine->Decide(Deposit(++id, 1000000 + u, t += 30), &d).ok());
+    ASSERT_EQ(d.status, Decision::Status::kDecided) << d.json;
+    EXPECT_EQ(d.decided_by, "rule:card_with_chargeback") << d.json;
+    EXPECT_EQ(d.action, "block");
+    EXPECT_FALSE(d.holdout);
+    EXPECT_EQ(d.arm, arm_of[u]);
+    EXPECT_DOUBLE_EQ(d.propensity, d.arm == "variant" ? 0.3 : 0.7);
+  }
+
+  // Arms and holdout draws are the same in another process: the same
+  // events on a new engine get the same answers.
+  auto again = Open(config);
+  ASSERT_NE(again, nullptr);
+  id = 200000000;
+  t = 0;
+  for (int round = 0; round < kPerUser; ++round) {
+    for (int u = 0; u < kUsers; ++u) {
+      ASSERT_TRUE(again->Decide(Deposit(++id, 1000000 + u, t += 30), &d).ok());
+      EXPECT_EQ(d.arm, arm_of[u]);
+      EXPECT_EQ(d.holdout, held_out[id]);
+    }
+  }
+}
+
+// --- reloads ------------------------------------------------------------------
+
+// A withdrawal and a deposit of a new user, which no rule of the example's
+// policy blocks.
+std::pair<std::string, std::string> WithdrawalAndDeposit(int64_t id, int64_t t) {
+  Json w = SampleEvent(6);
+  w["event_id"] = EventId(id);
+  w["time"] = Time(t);
+  return {w.dump(), Deposit(id + 1, 3000000 + static_cast<int>(id % 1000), t + 1)};
+}
+
+TEST_F(EngineTest, KeepsTheRunningModelWhenItsReloadIsBrokenAndNamesIt) {
+  const std::string model = CopyModel("model");
+  const std::string config = Config("  deposit: {champion: {name: exchange, bundle: " + model + "}}\n");
+  auto engine = Open(config);
+  ASSERT_NE(engine, nullptr);
+  Decision d;
+  ASSERT_TRUE(engine->Decide(Deposit(300000001, 3000001, 0), &d).ok());
+  const std::string before = d.model;
+  ASSERT_THAT(before, ::testing::StartsWith("exchange@"));
+
+  WriteText(fs::path(model) / "model.json", "{\"learner\": ");
+  absl::Status s = engine->Reload();
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_THAT(Msg(s), HasSubstr("model exchange"));
+  EXPECT_THAT(Msg(s), HasSubstr("model.json"));
+  EXPECT_THAT(Msg(s), HasSubstr("keeping the last good version"));
+  EXPECT_THAT(engine->ModelsJson(), HasSubstr("reload_errors"));
+
+  ASSERT_TRUE(engine->Decide(Deposit(300000002, 3000002, 60), &d).ok());
+  EXPECT_EQ(d.status, Decision::Status::kDecided);
+  EXPECT_EQ(d.model, before);
+  EXPECT_EQ(d.path, "model");
+  EXPECT_FALSE(std::isnan(d.score));
+
+  // Mended, it reloads cleanly (the same file: the same version).
+  fs::copy_file(Example() + "/model/model.json", fs::path(model) / "model.json",
+                fs::copy_options::overwrite_existing);
+  EXPECT_TRUE(engine->Reload().ok());
+  EXPECT_THAT(engine->ModelsJson(), ::testing::Not(HasSubstr("reload_errors")));
+}
+
+TEST_F(EngineTest, KeepsModelsAndPolicyWhenThePolicyOfAReloadIsBroken) {
+  const std::string model = CopyModel("model");
+  const std::string policy = (dir_ / "policy.yaml").string();
+  WriteText(policy, kBlockingPolicy);
+  const std::string config = Config("  deposit: {champion: {name: exchange, bundle: " + model + "}}\n", policy);
+  auto engine = Open(config);
+  ASSERT_NE(engine, nullptr);
+  Decision d;
+  ASSERT_TRUE(engine->Decide(Deposit(300000001, 3000001, 0), &d).ok());
+  const std::string model_before = d.model;
+  EXPECT_EQ(d.action, "block");
+  const std::string models_before = engine->ModelsJson();
+
+  // A new model (another base score: another version) and a broken policy.
+  std::string json = ReadText(fs::path(model) / "model.json");
+  const size_t at = json.find("\"base_score\":\"5E-1\"");
+  ASSERT_NE(at, std::string::npos);
+  json.replace(at + 14, 4, "4E-1");
+  WriteText(fs::path(model) / "model.json", json);
+  WriteText(policy, std::string(kBlockingPolicy) + "  surprise: [\n");
+  absl::Status s = engine->Reload();
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(absl::IsUnavailable(s)) << s;  // not "reloaded with warnings": nothing changed
+  EXPECT_THAT(Msg(s), HasSubstr("policy.yaml"));
+  EXPECT_EQ(engine->ModelsJson(), models_before);
+
+  ASSERT_TRUE(engine->Decide(Deposit(300000002, 3000002, 60), &d).ok());
+  EXPECT_EQ(d.model, model_before);
+  EXPECT_EQ(d.action, "block");
+  EXPECT_EQ(d.decided_by, "threshold");
+
+  // The policy mended, the same reload takes the new model.
+  WriteText(policy, kBlockingPolicy);
+  ASSERT_TRUE(engine->Reload().ok());
+  ASSERT_TRUE(engine->Decide(Deposit(300000003, 3000003, 120), &d).ok());
+  EXPECT_THAT(d.model, ::testing::StartsWith("exchange@"));
+  EXPECT_NE(d.model, model_before);
+}
+
+TEST_F(EngineTest, AppliesOnModelUnavailableWhenAReloadedModelHasNoEarlierVersion) {
+  const std::string policy = (dir_ / "policy.yaml").string();
+  WriteText(policy, kBlockingPolicy);
+  const std::string good = Example() + "/model";
+  auto engine = Open(Config("  deposit: {champion: {name: exchange, bundle: " + good + "}}\n"
+                            "  withdrawal: {champion: {name: exchange, bundle: " + good + "}}\n",
+                            policy));
+  ASSERT_NE(engine, nullptr);
+  // vigil.yaml now names models never loaded before, whose bundle is broken:
+  // a new champion for both types, and an A/B challenger for deposits.
+  const std::string broken = CopyModel("broken");
+  WriteText(fs::path(broken) / "model.json", "{}");
+  Config("  deposit: {champion: {name: exchange, bundle: " + good + "}, challengers: [{name: fresh_ab, bundle: " +
+             broken + ", mode: ab, share: 0.5}]}\n"
+             "  withdrawal: {champion: {name: fresh, bundle: " + broken + "}}\n",
+         policy);
+  absl::Status s = engine->Reload();
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_THAT(Msg(s), HasSubstr("model fresh"));
+  EXPECT_THAT(Msg(s), HasSubstr("no earlier version"));
+  Json models = Json::parse(engine->ModelsJson());
+  int unavailable = 0;
+  for (const Json& m : models["models"]) unavailable += m["name"].is_null();
+  EXPECT_EQ(unavailable, 2);
+
+  // Withdrawals fail closed: the policy's closed_action, no score.
+  Decision d;
+  auto [withdrawal, deposit] = WithdrawalAndDeposit(400000001, 0);
+  ASSERT_TRUE(engine->Decide(withdrawal, &d).ok());
+  ASSERT_EQ(d.status, Decision::Status::kDecided);
+  EXPECT_EQ(d.path, "fail_closed");
+  EXPECT_EQ(d.action, "review");
+  EXPECT_EQ(d.decided_by, "on_model_unavailable");
+  EXPECT_TRUE(std::isnan(d.score));
+  EXPECT_EQ(d.model, "");
+  EXPECT_TRUE(Json::parse(d.json)["score"].is_null());
+
+  // Deposits fail open for the users of the broken A/B arm; the champion's
+  // users are decided by the model as before.
+  int fail_open = 0, by_model = 0;
+  for (int u = 0; u < 40; ++u) {
+    ASSERT_TRUE(engine->Decide(Deposit(400000100 + u, 4000000 + u, 10 + u), &d).ok());
+    ASSERT_EQ(d.status, Decision::Status::kDecided);
+    if (d.arm == "fresh_ab") {
+      ++fail_open;
+      EXPECT_EQ(d.path, "fail_open");
+      EXPECT_EQ(d.action, "allow");
+      EXPECT_TRUE(std::isnan(d.score));
+    } else {
+      ++by_model;
+      EXPECT_EQ(d.arm, "exchange");
+      EXPECT_EQ(d.path, "model");
+      EXPECT_EQ(d.action, "block");  // the threshold at 0
+    }
+  }
+  EXPECT_GT(fail_open, 0);
+  EXPECT_GT(by_model, 0);
+
+  // A type without a model is decided by rules alone.
+  Json trade = SampleEvent(5);
+  trade["event_id"] = EventId(400000900);
+  trade["time"] = Time(100);
+  ASSERT_TRUE(engine->Decide(trade.dump(), &d).ok());
+  EXPECT_EQ(d.path, "rules_only");
+}
+
+// --- what Open refuses --------------------------------------------------------
+
+TEST_F(EngineTest, RefusesABundleTrainedOnAnotherFeatureSpec) {
+  const std::string model = CopyModel("model");
+  std::string manifest = ReadText(fs::path(model) / "manifest.json");
+  const std::string key = "\"feature_spec_hash\": \"";
+  const size_t at = manifest.find(key);
+  ASSERT_NE(at, std::string::npos);
+  manifest.replace(at + key.size(), 64, std::string(64, '0'));
+  WriteText(fs::path(model) / "manifest.json", manifest);
+  auto e = Engine::Open({.config_path = Config("  deposit: {champion: {name: exchange, bundle: " + model + "}}\n"),
+                         .model_override = "",
+                         .offline = true});
+  ASSERT_FALSE(e.ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(e.status())) << e.status();
+  EXPECT_THAT(Msg(e.status()), HasSubstr("another spec"));
+  EXPECT_THAT(Msg(e.status()), HasSubstr("vigil.yaml:"));
+  EXPECT_THAT(Msg(e.status()), HasSubstr("train again"));
+}
+
+TEST_F(EngineTest, RefusesAModelForAnEventTypeTheSpecDoesNotScore) {
+  auto e = Engine::Open({.config_path = Config("  login: " + Example() + "/model\n"),
+                         .model_override = "",
+                         .offline = true});
+  ASSERT_FALSE(e.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(e.status())) << e.status();
+  EXPECT_THAT(Msg(e.status()), HasSubstr("'login' is not in score_on"));
+  EXPECT_THAT(Msg(e.status()), HasSubstr("vigil.yaml:"));
+
+  e = Engine::Open({.config_path = Config("  teleport: " + Example() + "/model\n"),
+                    .model_override = "",
+                    .offline = true});
+  ASSERT_FALSE(e.ok());
+  EXPECT_THAT(Msg(e.status()), HasSubstr("'teleport' is not an event type"));
+}
+
+}  // namespace
+}  // namespace vigil
