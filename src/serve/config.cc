@@ -125,9 +125,9 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
           for (const core::ConfigNode& ch : n["challengers"].Items()) {
             VIGIL_ASSIGN_OR_RETURN(ModelRef m, ParseModel(ch, c.dir, true));
             if (m.mode == ModelRef::Mode::kAb) ab += m.share;
-            for (const ModelRef& o : t.challengers)
-              if (o.name == m.name || m.name == t.champion.name)
-                return ch.Error(StrCat("two models of ", type, " are named '", m.name, "'"));
+            bool taken = m.name == t.champion.name;
+            for (const ModelRef& o : t.challengers) taken = taken || o.name == m.name;
+            if (taken) return ch.Error(StrCat("two models of ", type, " are named '", m.name, "'"));
             t.challengers.push_back(std::move(m));
           }
           if (ab >= 1) return n["challengers"].Error("the A/B shares must leave the champion a share (sum < 1)");

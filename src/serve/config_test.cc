@@ -162,6 +162,17 @@ TEST_F(ConfigTest, RefusesTwoModelsOfATypeWithOneName) {
   EXPECT_THAT(Msg(s), HasSubstr("two models of deposit are named 'y'"));
 }
 
+// Decisions and the admin API tell models apart by name: a challenger named
+// as its champion would be reported as the champion.
+TEST_F(ConfigTest, RefusesAChallengerNamedAsItsChampion) {
+  const std::string m = Example() + "/model";
+  absl::Status s = Error("models:\n  deposit:\n    champion: {name: x, bundle: " + m + "}\n    challengers:\n"
+                         "      - {name: x, bundle: " + m + ", mode: shadow}\n");
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(Msg(s), HasSubstr("vigil.yaml:8:"));
+  EXPECT_THAT(Msg(s), HasSubstr("two models of deposit are named 'x'"));
+}
+
 TEST_F(ConfigTest, RefusesLimitsOutOfRangeAndAStoreItCannotOpen) {
   EXPECT_THAT(Msg(Error("limits: {threads: 1}\n")), HasSubstr("threads must be in 2..1024"));
   EXPECT_THAT(Msg(Error("limits: {max_body_bytes: 100}\n")), HasSubstr("max_body_bytes must be at least 256"));
