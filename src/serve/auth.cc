@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -143,7 +144,9 @@ Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::strin
 
 bool Auth::Allow(const std::string& key_id) {
   if (limits_.rate_per_key <= 0) return true;
-  double burst = limits_.burst > 0 ? limits_.burst : limits_.rate_per_key;
+  // One second's worth by default, but never less than one request: a rate
+  // below 1/s would otherwise never hold a whole token.
+  double burst = limits_.burst > 0 ? limits_.burst : std::max(1.0, limits_.rate_per_key);
   auto now = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
   auto [it, fresh] = buckets_.try_emplace(key_id);

@@ -206,6 +206,14 @@ TEST(RateLimitTest, DefaultsTheBurstToOneSecondsWorth) {
   EXPECT_LE(allowed, 6);
 }
 
+// One request every two seconds: a bucket of one second's worth (half a
+// token) would never hold a whole one.
+TEST(RateLimitTest, AllowsOneRequestAtOnceAtARateBelowOnePerSecond) {
+  Auth auth(Auth::Limits{.rate_per_key = 0.5, .burst = 0});
+  EXPECT_TRUE(auth.Allow("k"));
+  EXPECT_FALSE(auth.Allow("k"));
+}
+
 TEST(RateLimitTest, RefillsAtTheRate) {
   // 1000 per second, a bucket of 1: empty after one request, full again
   // after a few milliseconds.
