@@ -19,10 +19,15 @@
 #   engine_benchmark         FeatureEngine::Process on a 30-feature spec: p50/p99/p99.9
 #                            per call and events/s on one core; memory per entity per
 #                            window feature with 1 M entities
+#   bench/serve.sh           the decision service: Engine::Decide in-process (serve_engine_
+#                            benchmark: p50/p99 µs, events/s per core) and `vigil serve` over
+#                            loopback HTTP (wrk: req/s, p99) beside a Flask + XGBoost service
+#                            under gunicorn, for the exchange model and a 1,000-tree one
 #
 # Usage: scripts/bench.sh [build-dir]     (default: build)
 # Results: bench/results/validate.json, bench/results/validator_benchmark.json,
-#          bench/results/backfill.json, bench/results/engine_benchmark.json
+#          bench/results/backfill.json, bench/results/engine_benchmark.json,
+#          bench/results/serve.json, bench/results/serve_engine_benchmark.json
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
 cd "$(dirname "$0")/.."
@@ -91,6 +96,11 @@ train_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-train.XXXXXX")
 bench/train.sh "$build" | tee "$train_log"
 
 echo
+echo "== bench/serve.sh"
+serve_log=$(mktemp "${TMPDIR:-/tmp}/vigil-bench-serve.XXXXXX")
+bench/serve.sh "$build" | tee "$serve_log"
+
+echo
 echo "== summary"
 echo "  vigil validate:"
 grep -E '^  (vigil validate|pandas|ratio|goal)' "$log" || grep -E '^validate-bench:' "$log" || true
@@ -110,6 +120,9 @@ echo "  forest evaluator vs XGBoost (one thread):"
 grep '^forest-bench:' "$forest_log" | sed 's/^forest-bench: /    /'
 echo "  vigil train (data preparation vs training):"
 sed 's/^train-bench: /    /' "$train_log"
-rm -f "$sim_log" "$train_log" "$forest_log"
+echo "  vigil serve and Engine::Decide (bench/serve.sh):"
+sed -n '/^vigil serve vs a Flask/,/^  results:/p' "$serve_log" | grep -vE '^vigil serve vs|^  results:|^$' \
+  | sed 's/^/  /'
+rm -f "$sim_log" "$train_log" "$forest_log" "$serve_log"
 echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  results in bench/results/; figures are from shared cores and noisy"
