@@ -8,8 +8,8 @@
 // and retries through the decision log and the store.
 //
 // An input is split into lines; each line is one request:
-//   '[' ...   a batch body, as HandleMany parses it (nlohmann::json) and
-//             passes each element on (dump, then Decide);
+//   '[' ...   a batch body, split as HandleMany splits it (serve::SplitBatch)
+//             and each element decided;
 //   '@' ...   a labels body (the rest of the line): one object or an array,
 //             only label events decided;
 //   '?' ...   GET /v1/decisions/<rest of the line>;
@@ -42,6 +42,7 @@
 #include <string_view>
 
 #include "nlohmann/json.hpp"
+#include "serve/batch.h"
 #include "vigil/engine.h"
 
 #ifndef VIGIL_SOURCE_DIR
@@ -217,22 +218,15 @@ void Event(Fixture& f, std::string_view body, bool with_features) {
   if (d.status == vigil::Decision::Status::kDecided) CheckStored(f.online.get(), d.event_id);
 }
 
-// HttpServer's HandleMany: the body parsed by nlohmann::json, each element
-// dumped and decided. `labels`: a single object is an array of one, and only
-// objects with "event_type": "label" are decided.
+// HttpServer's HandleMany: serve::SplitBatch splits the body into its
+// elements as posted; with `labels`, a single object is a batch of one, and
+// only elements serve::IsLabelEvent accepts are decided.
 void Many(Fixture& f, std::string_view text, bool labels) {
-  nlohmann::json body = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return;
-  if (labels && body.is_object()) body = nlohmann::json::array({std::move(body)});
-  if (!body.is_array() || static_cast<int64_t>(body.size()) > kMaxBatch) return;
-  for (const nlohmann::json& ev : body) {
-    if (labels) {
-      // Not ev.value("event_type", ""): that throws for a non-string
-      // event_type (nlohmann type_error 302).
-      auto t = ev.is_object() ? ev.find("event_type") : ev.end();
-      if (!ev.is_object() || t == ev.end() || !t->is_string() || *t != "label") continue;
-    }
-    Event(f, ev.dump(), false);
+  auto items = vigil::serve::SplitBatch(text, /*allow_object=*/labels);
+  if (!items.ok() || static_cast<int64_t>(items->size()) > kMaxBatch) return;
+  for (const std::string& ev : *items) {
+    if (labels && !vigil::serve::IsLabelEvent(ev)) continue;
+    Event(f, ev, false);
   }
 }
 

@@ -3,11 +3,14 @@
 #include <httplib.h>
 
 #include <array>
+#include <cstdio>
+#include <exception>
 #include <mutex>
 
 #include "absl/container/flat_hash_map.h"
 #include "core/strings.h"
 #include "nlohmann/json.hpp"
+#include "serve/batch.h"
 #include "serve/json_writer.h"
 #include "store/store.h"
 
@@ -160,29 +163,24 @@ struct HttpServer::Impl {
   void HandleMany(const httplib::Request& req, httplib::Response& res, bool labels) {
     if (!Authorize(req, res, labels ? Role::kLabel : Role::kScore, true)) return;
     if (!IsJson(req)) return SetError(res, 415, "unsupported_media_type", "Content-Type must be application/json");
-    nlohmann::json body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded()) return SetError(res, 400, "invalid_json", "the body is not valid JSON");
-    if (labels && body.is_object()) body = nlohmann::json::array({std::move(body)});
-    if (!body.is_array()) {
-      return SetError(res, 400, "invalid_batch",
-                      labels ? "a label event object or an array of them" : "the body must be a JSON array of events");
-    }
-    if (static_cast<int64_t>(body.size()) > config.limits.max_batch) {
+    auto items = SplitBatch(req.body, /*allow_object=*/labels);
+    if (!items.ok()) return SetError(res, 400, "invalid_batch", std::string(items.status().message()));
+    if (static_cast<int64_t>(items->size()) > config.limits.max_batch) {
       return SetError(res, 413, "batch_too_large",
-                      StrCat("a batch of ", body.size(), " events; the limit is ", config.limits.max_batch,
+                      StrCat("a batch of ", items->size(), " events; the limit is ", config.limits.max_batch,
                              " (limits.max_batch)"));
     }
     std::string out = "{\"results\":[";
     std::string answer;
-    for (size_t i = 0; i < body.size(); ++i) {
+    for (size_t i = 0; i < items->size(); ++i) {
       if (i) out.push_back(',');
-      const nlohmann::json& ev = body[i];
+      const std::string& ev = (*items)[i];
       int status;
-      if (labels && !(ev.is_object() && ev.value("event_type", "") == "label")) {
+      if (labels && !IsLabelEvent(ev)) {
         status = 400;
         answer = ErrorJson("not_a_label", "POST /v1/labels takes events with \"event_type\": \"label\"");
       } else {
-        status = DecideOne(ev.dump(), false, &answer);
+        status = DecideOne(ev, false, &answer);
       }
       out += "{\"status\":";
       out += std::to_string(status);
@@ -270,7 +268,15 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
   s.set_payload_max_length(static_cast<size_t>(config.limits.max_body_bytes));
   size_t threads = static_cast<size_t>(config.limits.threads);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+  s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    std::fprintf(stderr, "serve: %s %s failed: %s\n", req.method.c_str(), req.path.c_str(), what.c_str());
     SetError(res, 500, "internal", "the request failed inside vigil; see the server's log");
   });
   s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {

@@ -217,6 +217,16 @@ def test_errors():
         bad = dict(ev, event_id="e800000000002", country=17)
         st, doc = s.request("POST", "/v1/events", bad, key="admin")
         check(st == 400 and any(v["field"] == "country" for v in doc["violations"]), f"schema violation: {st} {doc}")
+        time.sleep(1.1)  # the admin key's bucket (5/s) refills
+        st, doc = s.request("POST", "/v1/labels", [{"event_type": 5}], key="admin")
+        check(st == 200 and doc["results"][0]["status"] == 400 and doc["results"][0]["answer"]["error"] == "not_a_label",
+              f"a label whose event_type is a number: {st} {doc}")
+        st, doc = s.request("POST", "/v1/events:batch", "[" * 2000 + "]" * 2000, key="admin")
+        check(st == 400 and doc["error"] == "invalid_batch", f"2000 nested arrays: {st} {doc}")
+        st, doc = s.request("POST", "/v1/events:batch",
+                            '[{"event_type": "login", "user_id": "u0000001", "user_id": "u0000002"}]', key="admin")
+        check(st == 200 and any(v["rule"] == "duplicate_field" for v in doc["results"][0]["answer"]["violations"]),
+              f"a batch element is validated as posted (duplicate key): {doc}")
         st, doc = s.request("POST", "/v1/events", "hi", key="admin", ctype="text/plain")
         check(st == 415, f"text/plain: {st}")
         st, doc = s.request("GET", "/v1/nothing", key="admin")
@@ -236,7 +246,8 @@ def test_errors():
               "413 counted on /metrics: " + "".join(l for l in metrics.splitlines(True) if "413" in l))
         s.stop()
         dead = [json.loads(l) for l in open(os.path.join(work, "var", "dead-letter.jsonl"))]
-        check(len(dead) == 2 and dead[1]["event_id"] == "e800000000002" and dead[1]["field"] == "country",
+        check(len(dead) == 3 and dead[1]["event_id"] == "e800000000002" and dead[1]["field"] == "country"
+              and dead[2]["rule"] == "duplicate_field",
               f"dead-letter file: {dead}")
         print("ok: 400 401 403 404 413 415 429, dead-letter file, metrics")
 
