@@ -33,7 +33,9 @@
 namespace vigil {
 
 // One decision. Reused from call to call: its strings and vectors keep their
-// capacity, so a warm Decision costs no allocation.
+// capacity, so a warm Decision costs no allocation. `reasons`, `rules`,
+// `shadow` and `features` hold this event's values only when status is
+// kDecided (otherwise they keep an earlier decision's).
 struct Decision {
   enum class Status {
     kDecided,    // a scored event type: action, score, reasons...

@@ -7,7 +7,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <deque>
 #include <map>
 #include <filesystem>
 #include <mutex>
@@ -146,9 +145,12 @@ struct Engine::Impl {
   int label_kind = -1, label_target_event = -1, label_target_key = -1, label_target_value = -1,
       label_value = -1;
 
-  // Retry memory: decisions of the last `recent_decisions` event ids.
+  // Retry memory: decisions of the last `recent_decisions` event ids, and a
+  // ring of those ids, oldest at recent_head once full. Once full, the
+  // evicted entry's strings are reused for the new one.
   absl::flat_hash_map<std::string, std::string> recent;
-  std::deque<std::string> recent_order;
+  std::vector<std::string> recent_ring;
+  size_t recent_head = 0;
 
   // Scratch, reused by every Decide.
   std::string buf;
@@ -413,13 +415,24 @@ void Engine::Impl::RenderRetry(std::string_view stored, bool with_features, Deci
 }
 
 void Engine::Impl::Remember(const Decision& d) {
-  if (config.limits.recent_decisions <= 0) return;
-  if (static_cast<int64_t>(recent_order.size()) >= config.limits.recent_decisions) {
-    recent.erase(recent_order.front());
-    recent_order.pop_front();
+  const size_t cap = static_cast<size_t>(std::max<int64_t>(config.limits.recent_decisions, 0));
+  if (cap == 0 || recent.contains(d.event_id)) return;
+  if (recent_ring.size() < cap) {
+    recent_ring.push_back(d.event_id);
+    recent.emplace(d.event_id, d.json_with_features);
+    return;
   }
-  auto [it, inserted] = recent.try_emplace(d.event_id, d.json_with_features);
-  if (inserted) recent_order.push_back(d.event_id);
+  std::string& oldest = recent_ring[recent_head];
+  recent_head = (recent_head + 1) % cap;
+  auto node = recent.extract(oldest);
+  oldest.assign(d.event_id);
+  if (node) {
+    node.key().assign(d.event_id);
+    node.mapped().assign(d.json_with_features);
+    recent.insert(std::move(node));
+  } else {
+    recent.emplace(d.event_id, d.json_with_features);
+  }
 }
 
 void Engine::Impl::StoreLabel(std::string_view raw) {
@@ -484,29 +497,32 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
     }
     return score;
   };
-  out->reasons.clear();
+  // Reasons, shadow scores and rules are resized, never cleared first: their
+  // strings keep their buffers from one decision to the next.
   out->score = std::numeric_limits<double>::quiet_NaN();
   out->model.clear();
   if (decider) {
     out->score = score_with(*decider, true);
     out->model.assign(decider->label);
+  } else {
+    out->reasons.resize(0);
   }
-  out->shadow.clear();
+  // Every challenger that did not decide is scored in shadow (an A/B arm
+  // included, for the users of other arms), and the champion too when an
+  // A/B arm decided: logged for comparison, never acted on.
+  size_t n_shadow = 0;
+  auto add_shadow = [&](const LoadedModel& lm) {
+    if (out->shadow.size() <= n_shadow) out->shadow.resize(n_shadow + 1);
+    out->shadow[n_shadow].model.assign(lm.label);
+    out->shadow[n_shadow].score = score_with(lm, false);
+    ++n_shadow;
+  };
   for (size_t i = 0; i < tr.challengers.size(); ++i) {
     if (static_cast<int>(i) == deciding_challenger || !tr.challengers[i].model) continue;
-    if (tr.challengers[i].ab) {
-      // An A/B arm that did not decide this user is scored in shadow too: its
-      // score is logged for comparison, never acted on.
-    }
-    out->shadow.emplace_back();
-    out->shadow.back().model.assign(tr.challengers[i].model->label);
-    out->shadow.back().score = score_with(*tr.challengers[i].model, false);
+    add_shadow(*tr.challengers[i].model);
   }
-  if (deciding_challenger >= 0 && tr.champion) {
-    out->shadow.emplace_back();
-    out->shadow.back().model.assign(tr.champion->label);
-    out->shadow.back().score = score_with(*tr.champion, false);
-  }
+  if (deciding_challenger >= 0 && tr.champion) add_shadow(*tr.champion);
+  out->shadow.resize(n_shadow);
 
   auto t_policy = std::chrono::steady_clock::now();
   out->timings.model_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t_policy - t_model).count();
@@ -638,9 +654,6 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   out->action.clear();
   out->score = std::numeric_limits<double>::quiet_NaN();
   out->model.clear();
-  out->reasons.clear();
-  out->rules.clear();
-  out->shadow.clear();
   out->decided_by.clear();
   out->path.clear();
   out->arm.clear();
