@@ -689,7 +689,9 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
     return absl::OkStatus();
   }
   if (!m.validator->CheckAndCommit(m.rec, &m.violations)) {
-    bool duplicate = m.violations.size() == 1 && m.violations[0].rule == event::Rule::kDuplicateEventId;
+    bool duplicate = std::any_of(m.violations.begin(), m.violations.end(), [](const event::Violation& v) {
+      return v.rule == event::Rule::kDuplicateEventId;
+    });
     if (!duplicate) {
       m.Reject(text, out);
       return absl::OkStatus();
