@@ -55,10 +55,15 @@ export VIGIL_PII_KEY=${VIGIL_PII_KEY:-serve-bench-key}
 mkdir -p "$results_dir"
 
 # --- build, tools ----------------------------------------------------------
-# Built when missing (`make bench` builds the whole tree first). The benchmark
-# exists only in a tree configured with -DVIGIL_BENCHMARKS=ON.
-[[ -x "$vigil" ]] || cmake --build "$build" --target vigil >/dev/null
-[[ -x "$micro" ]] || cmake --build "$build" --target serve_engine_benchmark >/dev/null 2>&1 || true
+# Brought up to date (a no-op after `make bench`'s build): never measure a
+# stale binary. The benchmark exists only with -DVIGIL_BENCHMARKS=ON.
+cmake --build "$build" --target vigil >/dev/null
+if grep -q '^VIGIL_BENCHMARKS:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
+  cmake --build "$build" --target serve_engine_benchmark >/dev/null
+fi
+# What was measured: the commit, and whether the sources differ from it.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || commit="$commit+working-changes"
 for tool in wrk curl; do
   command -v "$tool" >/dev/null || { say "error: $tool not found (apt-get install $tool)" >&2; exit 2; }
 done
@@ -318,7 +323,8 @@ cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 ms() { awk -v u="$1" 'BEGIN { printf "%.2f ms", u / 1000 }'; }
 echo
 echo "vigil serve vs a Flask + XGBoost service — loopback HTTP, wrk -t1 -c16 -d${seconds}s --latency, keep-alive"
-echo "  machine: $(nproc) CPUs ($cpu_model), servers and wrk sharing them; load $load_start at the start, $load_end at the end"
+echo "  commit $commit; machine: $(nproc) CPUs ($cpu_model), servers and wrk sharing them"
+echo "  load $load_start at the start, $load_end at the end (the servers' own threads count)"
 echo "  uptime at the start: $uptime_start"
 echo
 printf '  %-32s %7s %9s %9s %9s  %-20s\n' "" "req/s" p50 p99 p99.9 "CPU µs/req srv, wrk"
@@ -357,7 +363,7 @@ grep '^decide-bench:' "$decide_log" | sed 's/^decide-bench: /  in-process Engine
 # --- JSON ------------------------------------------------------------------
 {
   printf '{"date": "%s", "commit": "%s", "load_start": "%s", "load_end": "%s", "wrk": "-t1 -c16 -d%ss --latency",\n' \
-    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" \
     "$load_start" "$load_end" "$seconds"
   printf ' "runs": {'
   first=1
