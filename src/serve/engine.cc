@@ -170,6 +170,10 @@ struct Engine::Impl {
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
   void RenderRetry(std::string_view stored, bool with_features, Decision* out);
+  // The stored (compact) document `doc` as the API answers it: with the
+  // features as a named object, or without them.
+  void Expand(std::string_view doc, bool with_features, std::string* out) const;
+  std::string stored;  // the stored document of the last decision (Render)
   void Score(const Runtime& rt, const Runtime::Type& tr, Decision* out);
   void Render(Decision* out, bool late, bool with_features);
   void Remember(const Decision& d);
@@ -398,20 +402,12 @@ void Engine::Impl::Reject(std::string_view raw, Decision* out) {
   }
 }
 
-void Engine::Impl::RenderRetry(std::string_view stored, bool with_features, Decision* out) {
+void Engine::Impl::RenderRetry(std::string_view stored_doc, bool with_features, Decision* out) {
   n_retries.fetch_add(1, std::memory_order_relaxed);
   out->status = Decision::Status::kRetry;
   out->http_status = 200;
-  out->json_with_features.assign(stored);
-  // The stored document ends with its features (Render writes them last, a
-  // flat object): the answer leaves them out unless asked.
-  size_t f = stored.rfind(",\"features\":{");
-  if (with_features || f == std::string_view::npos) {
-    out->json.assign(stored);
-  } else {
-    out->json.assign(stored.substr(0, f));
-    out->json.push_back('}');
-  }
+  Expand(stored_doc, true, &out->json_with_features);
+  Expand(stored_doc, with_features, &out->json);
 }
 
 void Engine::Impl::Remember(const Decision& d) {
@@ -419,7 +415,7 @@ void Engine::Impl::Remember(const Decision& d) {
   if (cap == 0 || recent.contains(d.event_id)) return;
   if (recent_ring.size() < cap) {
     recent_ring.push_back(d.event_id);
-    recent.emplace(d.event_id, d.json_with_features);
+    recent.emplace(d.event_id, stored);
     return;
   }
   std::string& oldest = recent_ring[recent_head];
@@ -428,10 +424,10 @@ void Engine::Impl::Remember(const Decision& d) {
   oldest.assign(d.event_id);
   if (node) {
     node.key().assign(d.event_id);
-    node.mapped().assign(d.json_with_features);
+    node.mapped().assign(stored);
     recent.insert(std::move(node));
   } else {
-    recent.emplace(d.event_id, d.json_with_features);
+    recent.emplace(d.event_id, stored);
   }
 }
 
@@ -637,11 +633,55 @@ void Engine::Impl::Render(Decision* out, bool late, bool with_features) {
     s.push_back('}');
   }
   s.push_back('}');
+  // What the store and the retry memory keep: the answer and the feature
+  // values as an array in spec order (their names are the spec's), less
+  // than half the size of the named object. Expand() gives the names back.
+  stored.assign(j);
+  if (scored) {
+    AppendKey("feature_values", &stored);
+    stored.push_back('[');
+    for (size_t i = 0; i < feature_names.size(); ++i) {
+      if (i) stored.push_back(',');
+      AppendJsonNumber(out->features[i], &stored);
+    }
+    stored.push_back(']');
+  }
+  stored.push_back('}');
   if (with_features) {
     j.assign(s);
   } else {
     j.push_back('}');
   }
+}
+
+void Engine::Impl::Expand(std::string_view doc, bool with_features, std::string* out) const {
+  static constexpr std::string_view kValues = ",\"feature_values\":[";
+  size_t f = doc.rfind(kValues);
+  if (f == std::string_view::npos) {
+    out->assign(doc);
+    return;
+  }
+  std::string_view values = doc.substr(f + kValues.size());
+  values = values.substr(0, values.find(']'));
+  out->assign(doc.substr(0, f));
+  if (with_features) {
+    size_t n = values.empty() ? 0 : static_cast<size_t>(std::count(values.begin(), values.end(), ',')) + 1;
+    if (n == feature_names.size()) {
+      AppendKey("features", out);
+      out->push_back('{');
+      for (size_t i = 0; i < n; ++i) {
+        size_t comma = values.find(',');
+        AppendKey(feature_names[i], out);
+        out->append(values.substr(0, comma));
+        values = comma == std::string_view::npos ? std::string_view() : values.substr(comma + 1);
+      }
+      out->push_back('}');
+    } else {
+      // Stored under another spec: the values without names.
+      out->append(doc.substr(f, kValues.size() + values.size() + 1));
+    }
+  }
+  out->push_back('}');
 }
 
 absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool with_features) {
@@ -768,7 +808,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
       row.model = out->model;
       row.arm = out->arm;
       row.decided_at_ms = WallMs();
-      row.json = out->json_with_features;
+      row.json = m.stored;
       m.log->Submit(std::move(row));
     }
     m.Remember(*out);
@@ -799,7 +839,9 @@ absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
     }
   }
   // Exact TreeSHAP reasons, when the model that decided is still loaded.
-  nlohmann::ordered_json j = nlohmann::ordered_json::parse(*doc, nullptr, /*allow_exceptions=*/false);
+  std::string full;
+  m.Expand(*doc, /*with_features=*/true, &full);
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(full, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return absl::DataLossError(StrCat("the stored decision of '", event_id, "' is not JSON"));
   std::string label = j.value("model", "");
   std::shared_ptr<const Runtime> rt = m.runtime.Load();
