@@ -59,6 +59,7 @@ struct Decision {
   Status status = Status::kRejected;
   std::string event_id;
   std::string event_type;
+  int64_t event_time_ms = 0;  // the event's time (ms since the epoch, UTC); 0 when rejected
   std::string action;  // allow | challenge | review | block ("" unless kDecided)
   double score = std::numeric_limits<double>::quiet_NaN();  // NaN: no model score
   std::string model;   // name@version of the model that decided, or ""
@@ -78,8 +79,7 @@ struct Decision {
   } timings;
   int http_status = 200;  // what the HTTP API answers: 200, 400 (kRejected), 503
   std::string error;      // kRejected: "field 'amount': rule min: ..." (every violation)
-  std::string json;       // the answer document (docs/api.md), without features
-  std::string json_with_features;  // the stored document
+  std::string json;  // the answer document (docs/api.md); features only when asked
 };
 
 struct EngineOptions {

@@ -207,15 +207,8 @@ int RunDecide(const DecideArgs& a) {
       PrintError("decide", s);
       return kExitError;
     }
-    // The day of the event's time, from the decision's stored document.
-    day = "unknown";
-    if (d.status != Decision::Status::kRejected) {
-      auto tpos = t.find("\"time\"");
-      if (tpos != std::string_view::npos) {
-        auto q = t.find('"', t.find(':', tpos) + 1);
-        if (q != std::string_view::npos && q + 11 <= t.size()) day = std::string(t.substr(q + 1, 10));
-      }
-    }
+    // The UTC day of the event's time.
+    day = d.status == Decision::Status::kRejected ? "rejected" : core::FormatTimestamp(d.event_time_ms).substr(0, 10);
     DayCounts& c = days[day];
     ++c.events;
     if (d.status == Decision::Status::kRejected) {

@@ -42,11 +42,6 @@ using serve::AppendJsonNumber;
 using serve::AppendJsonString;
 using serve::AppendKey;
 
-int64_t WallMs() {  // wall clock, for decided_at
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // One model bundle, loaded and matched to the feature spec.
 struct LoadedModel {
@@ -389,7 +384,6 @@ void Engine::Impl::Reject(std::string_view raw, Decision* out) {
     j.push_back('}');
   }
   j.append("]}");
-  out->json_with_features = out->json;
   if (dead) {
     event::Rejection r;
     r.record_no = records;
@@ -406,7 +400,6 @@ void Engine::Impl::RenderRetry(std::string_view stored_doc, bool with_features, 
   n_retries.fetch_add(1, std::memory_order_relaxed);
   out->status = Decision::Status::kRetry;
   out->http_status = 200;
-  Expand(stored_doc, true, &out->json_with_features);
   Expand(stored_doc, with_features, &out->json);
 }
 
@@ -620,22 +613,10 @@ void Engine::Impl::Render(Decision* out, bool late, bool with_features) {
   }
   AppendKey("latency_us", &j);
   serve::AppendJsonInt(out->latency_us, &j);
-  // The stored document always carries the features; the answer on request.
-  std::string& s = out->json_with_features;
-  s.assign(j);
-  if (scored) {
-    AppendKey("features", &s);
-    s.push_back('{');
-    for (size_t i = 0; i < feature_names.size(); ++i) {
-      AppendKey(feature_names[i], &s);
-      AppendJsonNumber(out->features[i], &s);
-    }
-    s.push_back('}');
-  }
-  s.push_back('}');
   // What the store and the retry memory keep: the answer and the feature
   // values as an array in spec order (their names are the spec's), less
-  // than half the size of the named object. Expand() gives the names back.
+  // than half the size of the named object. Expand() gives the names back,
+  // for an answer that asks for the features.
   stored.assign(j);
   if (scored) {
     AppendKey("feature_values", &stored);
@@ -647,8 +628,8 @@ void Engine::Impl::Render(Decision* out, bool late, bool with_features) {
     stored.push_back(']');
   }
   stored.push_back('}');
-  if (with_features) {
-    j.assign(s);
+  if (with_features && scored) {
+    Expand(stored, true, &j);
   } else {
     j.push_back('}');
   }
@@ -691,6 +672,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   ++m.records;
   out->event_id.clear();
   out->event_type.clear();
+  out->event_time_ms = 0;
   out->action.clear();
   out->score = std::numeric_limits<double>::quiet_NaN();
   out->model.clear();
@@ -722,6 +704,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   }
   out->event_id.assign(m.rec.event_id);
   out->event_type.assign(m.rec.type->name);
+  out->event_time_ms = m.rec.time_ms;
 
   // A retried event id: the stored decision, feature state untouched.
   if (auto it = m.recent.find(out->event_id); it != m.recent.end()) {
@@ -755,7 +738,6 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
       AppendKey("event_id", &out->json);
       AppendJsonString(out->event_id, &out->json);
       out->json.append(",\"scored\":false,\"retry\":true}");
-      out->json_with_features = out->json;
     }
     return absl::OkStatus();
   }
@@ -807,7 +789,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
       row.score = out->score;
       row.model = out->model;
       row.arm = out->arm;
-      row.decided_at_ms = WallMs();
+      row.decided_at_ms = core::WallNowMs();
       row.json = m.stored;
       m.log->Submit(std::move(row));
     }
