@@ -3,6 +3,8 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 
 #include "core/strings.h"
 
@@ -200,23 +202,22 @@ absl::StatusOr<int64_t> ParseTimestamp(std::string_view text, EpochUnit unit) {
   return ms;
 }
 
-void AppendTimestamp(int64_t ms, std::string* out) {
+char* WriteTimestamp(int64_t ms, char* out) {
   const int64_t day = DayStart(ms) / kMsPerDay;
   int64_t rem = ms - day * kMsPerDay;
   int64_t y;
   unsigned m, d;
   CivilFromDays(day, &y, &m, &d);
   if (y < 0 || y > 9999) {
-    char buf[64];
-    const int n = snprintf(buf, sizeof buf, "%lld-%02u-%02uT", static_cast<long long>(y), m, d);
-    out->append(buf, static_cast<size_t>(n));
+    out += snprintf(out, 32, "%lld-%02u-%02uT", static_cast<long long>(y), m, d);
   } else {
     // Backfill writes one per row: no printf.
-    char buf[11] = {static_cast<char>('0' + y / 1000), static_cast<char>('0' + y / 100 % 10),
-                    static_cast<char>('0' + y / 10 % 10), static_cast<char>('0' + y % 10), '-',
-                    static_cast<char>('0' + m / 10), static_cast<char>('0' + m % 10), '-',
-                    static_cast<char>('0' + d / 10), static_cast<char>('0' + d % 10), 'T'};
-    out->append(buf, sizeof buf);
+    const char date[11] = {static_cast<char>('0' + y / 1000), static_cast<char>('0' + y / 100 % 10),
+                           static_cast<char>('0' + y / 10 % 10), static_cast<char>('0' + y % 10), '-',
+                           static_cast<char>('0' + m / 10), static_cast<char>('0' + m % 10), '-',
+                           static_cast<char>('0' + d / 10), static_cast<char>('0' + d % 10), 'T'};
+    std::memcpy(out, date, sizeof date);
+    out += sizeof date;
   }
   const int h = static_cast<int>(rem / kMsPerHour);
   rem %= kMsPerHour;
@@ -229,7 +230,13 @@ void AppendTimestamp(int64_t ms, std::string* out) {
                       static_cast<char>('0' + sec / 10),   static_cast<char>('0' + sec % 10), '.',
                       static_cast<char>('0' + milli / 100), static_cast<char>('0' + milli / 10 % 10),
                       static_cast<char>('0' + milli % 10), 'Z'};
-  out->append(t, sizeof t);
+  std::memcpy(out, t, sizeof t);
+  return out + sizeof t;
+}
+
+void AppendTimestamp(int64_t ms, std::string* out) {
+  char buf[kMaxTimestampChars];
+  out->append(buf, static_cast<size_t>(WriteTimestamp(ms, buf) - buf));
 }
 
 std::string FormatTimestamp(int64_t ms) {

@@ -51,6 +51,10 @@ const char* TimeErrorText(TimeError e) noexcept;
 // "2018-04-01T00:00:31.000Z" (always milliseconds and Z).
 std::string FormatTimestamp(int64_t ms);
 void AppendTimestamp(int64_t ms, std::string* out);
+// The same written at `out`, returning the end. REQUIRES: kMaxTimestampChars
+// bytes at `out`.
+inline constexpr size_t kMaxTimestampChars = 48;
+char* WriteTimestamp(int64_t ms, char* out);
 
 // The UTC midnight at or before `ms`.
 constexpr int64_t DayStart(int64_t ms) noexcept {

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "core/strings.h"
 #include "core/hash.h"
+#include "core/numbers.h"
 #include "core/time.h"
 #include "re2/re2.h"
 #include "simdjson.h"
@@ -364,9 +365,9 @@ bool Validator::SetFromText(const FieldSpec& f, std::string_view s, Value* v,
       const char* b = s.data();
       const char* e = b + s.size();
       if (b != e && *b == '+') ++b;
-      auto [p, ec] = std::from_chars(b, e, v->i);
-      if (ec == std::errc::result_out_of_range) return type_error("an integer within ±9.2e18");
-      if (ec != std::errc() || p != e || b == e) return type_error("an integer");
+      const core::ParseIntError pe = core::ParseInt64(std::string_view(b, static_cast<size_t>(e - b)), &v->i);
+      if (pe == core::ParseIntError::kOutOfRange) return type_error("an integer within ±9.2e18");
+      if (pe != core::ParseIntError::kOk) return type_error("an integer");
       v->d = static_cast<double>(v->i);
       break;
     }

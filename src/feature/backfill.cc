@@ -3,7 +3,6 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +10,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "core/hash.h"
+#include "core/numbers.h"
 #include "core/string_map.h"
 #include "core/strings.h"
 #include "core/time.h"
@@ -33,23 +33,37 @@ class Sink {
       s->file_ = std::fopen(path.c_str(), "wb");
       if (!s->file_) return absl::InvalidArgumentError(StrCat(path, ": cannot create: ", strerror(errno)));
     }
-    s->buf_.reserve(kFlushAt + (1 << 16));
+    s->buf_.resize(kSize);
     return s;
   }
   ~Sink() { (void)Close(); }
 
-  std::string* buffer() { return &buf_; }
-  absl::Status MaybeFlush() { return buf_.size() >= kFlushAt ? Flush() : absl::OkStatus(); }
+  // Where to write up to `n` bytes (written out first when the buffer has
+  // less room); End() with the end of what was written. Rows are written in
+  // place, with no call per character.
+  absl::StatusOr<char*> Begin(size_t n) {
+    if (len_ + n > buf_.size()) {
+      VIGIL_RETURN_IF_ERROR(Flush());
+      if (n > buf_.size()) buf_.resize(n);
+    }
+    return buf_.data() + len_;
+  }
+  void End(const char* end) { len_ = static_cast<size_t>(end - buf_.data()); }
+  absl::Status Append(std::string_view text) {
+    VIGIL_ASSIGN_OR_RETURN(char* p, Begin(text.size()));
+    std::memcpy(p, text.data(), text.size());
+    End(p + text.size());
+    return absl::OkStatus();
+  }
   absl::Status Flush() {
-    if (buf_.empty()) return absl::OkStatus();
+    if (len_ == 0) return absl::OkStatus();
     bool ok;
     if (gz_) {
-      ok = gzwrite(gz_, buf_.data(), static_cast<unsigned>(buf_.size())) ==
-           static_cast<int>(buf_.size());
+      ok = gzwrite(gz_, buf_.data(), static_cast<unsigned>(len_)) == static_cast<int>(len_);
     } else {
-      ok = std::fwrite(buf_.data(), 1, buf_.size(), file_) == buf_.size();
+      ok = std::fwrite(buf_.data(), 1, len_, file_) == len_;
     }
-    buf_.clear();
+    len_ = 0;
     if (!ok) return absl::DataLossError(StrCat(path_, ": write failed: ", strerror(errno)));
     return absl::OkStatus();
   }
@@ -68,26 +82,35 @@ class Sink {
   }
 
  private:
-  static constexpr size_t kFlushAt = 1 << 20;
+  static constexpr size_t kSize = 1 << 20;
   explicit Sink(std::string path) : path_(std::move(path)) {}
   std::string path_;
   FILE* file_ = nullptr;
   gzFile gz_ = nullptr;
-  std::string buf_;
+  std::string buf_;  // its first len_ bytes are to be written
+  size_t len_ = 0;
 };
 
-// A CSV cell: quoted when it holds a comma, quote or line break.
-void AppendCell(std::string_view v, std::string* out) {
+// Writes a CSV cell, quoted when it holds a comma, quote or line break, and
+// returns the end. REQUIRES: CellRoom(v) bytes at `out`.
+size_t CellRoom(std::string_view v) { return 2 * v.size() + 2; }
+char* WriteCell(std::string_view v, char* out) {
   if (v.find_first_of(",\"\r\n") == std::string_view::npos) {
-    out->append(v);
-    return;
+    std::memcpy(out, v.data(), v.size());
+    return out + v.size();
   }
-  out->push_back('"');
+  *out++ = '"';
   for (char c : v) {
-    if (c == '"') out->push_back('"');
-    out->push_back(c);
+    if (c == '"') *out++ = '"';
+    *out++ = c;
   }
-  out->push_back('"');
+  *out++ = '"';
+  return out;
+}
+void AppendCell(std::string_view v, std::string* out) {
+  const size_t at = out->size();
+  out->resize(at + CellRoom(v));
+  out->resize(static_cast<size_t>(WriteCell(v, out->data() + at) - out->data()));
 }
 
 // Label events of the kinds the spec lists, by what they name.
@@ -204,21 +227,6 @@ class LabelIndex {
 
 }  // namespace
 
-void AppendShortestDouble(double v, std::string* out) {
-  if (std::isnan(v)) return;
-  char buf[32];
-  // Counts and flags are most cells: whole numbers print faster as integers,
-  // and identically (below 1e15 the shortest form has no exponent; -0 keeps
-  // its sign through the general path).
-  if (v == std::trunc(v) && std::fabs(v) < 1e15 && !(v == 0 && std::signbit(v))) {
-    auto r = std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(v));
-    out->append(buf, static_cast<size_t>(r.ptr - buf));
-    return;
-  }
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out->append(buf, static_cast<size_t>(r.ptr - buf));
-}
-
 absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
                                         std::shared_ptr<const FeatureSpec> spec,
                                         const BackfillOptions& options,
@@ -247,18 +255,19 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     }
   }
 
-  std::string* out = sink->buffer();
-  out->append("event_id,event_time,event_type");
+  std::string header = "event_id,event_time,event_type";
   for (const std::string& p : spec->passthrough) {
-    out->push_back(',');
-    AppendCell(p, out);
+    header.push_back(',');
+    AppendCell(p, &header);
   }
-  if (labelled) out->append(",label,label_delay_ms");
+  if (labelled) header.append(",label,label_delay_ms");
   for (const FeatureDef& f : spec->features) {
-    out->push_back(',');
-    AppendCell(f.name, out);
+    header.push_back(',');
+    AppendCell(f.name, &header);
   }
-  out->push_back('\n');
+  header.push_back('\n');
+  VIGIL_RETURN_IF_ERROR(sink->Append(header));
+  std::string label_cells;
 
   BackfillResult res;
   std::vector<double> values(spec->features.size());
@@ -281,27 +290,40 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
       ++res.too_late;
       continue;
     }
-    AppendCell(rec.event_id, out);
-    out->push_back(',');
-    core::AppendTimestamp(rec.time_ms, out);
-    out->push_back(',');
-    out->append(rec.type->name);
     const int* pt = pass.data() + static_cast<size_t>(rec.type->index) * np;
+    size_t room = CellRoom(rec.event_id) + 64 + rec.type->name.size() +
+                  values.size() * (core::kMaxDoubleChars + 1);
     for (size_t i = 0; i < np; ++i) {
-      out->push_back(',');
-      if (pt[i] >= 0 && rec[pt[i]].present()) AppendCell(rec[pt[i]].text, out);
+      if (pt[i] >= 0) room += CellRoom(rec[pt[i]].text) + 1;
     }
     if (labelled) {
-      out->push_back(',');
-      labels.AppendCells(rec, out);
+      label_cells.clear();
+      labels.AppendCells(rec, &label_cells);
+      room += label_cells.size() + 1;
+    }
+    VIGIL_ASSIGN_OR_RETURN(char* p, sink->Begin(room));
+    p = WriteCell(rec.event_id, p);
+    *p++ = ',';
+    p = core::WriteTimestamp(rec.time_ms, p);
+    *p++ = ',';
+    std::memcpy(p, rec.type->name.data(), rec.type->name.size());
+    p += rec.type->name.size();
+    for (size_t i = 0; i < np; ++i) {
+      *p++ = ',';
+      if (pt[i] >= 0 && rec[pt[i]].present()) p = WriteCell(rec[pt[i]].text, p);
+    }
+    if (labelled) {
+      *p++ = ',';
+      std::memcpy(p, label_cells.data(), label_cells.size());
+      p += label_cells.size();
     }
     for (double v : values) {
-      out->push_back(',');
-      AppendShortestDouble(v, out);
+      *p++ = ',';
+      p = core::WriteShortestDouble(v, p);
     }
-    out->push_back('\n');
+    *p++ = '\n';
+    sink->End(p);
     ++res.rows;
-    VIGIL_RETURN_IF_ERROR(sink->MaybeFlush());
   }
   if (!reader.status().ok()) return reader.status();
   VIGIL_RETURN_IF_ERROR(sink->Close());

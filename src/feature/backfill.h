@@ -57,10 +57,6 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
                                         const BackfillOptions& options,
                                         event::DeadLetterWriter* dead);
 
-// Appends `v` as the shortest text that reads back as the same double; NaN
-// as nothing (an empty CSV cell).
-void AppendShortestDouble(double v, std::string* out);
-
 }  // namespace vigil::feature
 
 #endif  // VIGIL_FEATURE_BACKFILL_H_

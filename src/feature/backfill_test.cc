@@ -4,8 +4,9 @@
 #include <random>
 #include <sstream>
 
-#include "event/validator.h"
+#include "core/numbers.h"
 #include "core/strings.h"
+#include "event/validator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -139,7 +140,7 @@ std::vector<std::string> Online(const Fixture& fx, const std::string& stream, in
     std::string row;
     for (size_t i = 0; i < out.size(); ++i) {
       if (i) row += ',';
-      AppendShortestDouble(out[i], &row);
+      core::AppendShortestDouble(out[i], &row);
     }
     rows.push_back(row);
   }
@@ -315,28 +316,6 @@ features:
   EXPECT_THAT(open, HasSubstr("\nd6,2024-01-12T00:00:00.000Z,deposit,,,"));
 }
 
-TEST(BackfillTest, ShortestRoundTripDoubles) {
-  std::string s;
-  for (double d : {0.1, 1.0, 1e21, 57.16, 1.0 / 3, 123456789012345.0, 1e15, -0.0, -42.0}) {
-    s.clear();
-    AppendShortestDouble(d, &s);
-    EXPECT_EQ(std::stod(s), d) << s;
-  }
-  s.clear();
-  AppendShortestDouble(57.16, &s);
-  EXPECT_EQ(s, "57.16");
-  s.clear();
-  AppendShortestDouble(NAN, &s);
-  EXPECT_EQ(s, "");
-  // The integer fast path prints what the general one would.
-  for (double d : {0.0, -0.0, 7.0, -3.0, 99999999999999.0, 1e15, 4503599627370496.0}) {
-    std::string fast, general;
-    AppendShortestDouble(d, &fast);
-    char buf[32];
-    general.assign(buf, std::to_chars(buf, buf + sizeof buf, d).ptr);
-    EXPECT_EQ(fast, general) << d;
-  }
-}
 
 }  // namespace
 }  // namespace vigil::feature

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "feature/backfill.h"
+#include "core/numbers.h"
 
 namespace vigil::serve {
 
@@ -45,7 +45,7 @@ inline void AppendJsonNumber(double v, std::string* out) {
     out->append("null");
     return;
   }
-  feature::AppendShortestDouble(v, out);
+  core::AppendShortestDouble(v, out);
 }
 
 inline void AppendJsonInt(int64_t v, std::string* out) { out->append(std::to_string(v)); }

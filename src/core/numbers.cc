@@ -1,0 +1,152 @@
+#include "core/numbers.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+#include "fmt/format.h"
+
+namespace vigil::core {
+namespace {
+
+constexpr char kDigitPairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+int CountDigits(uint64_t v) {
+  int n = 1;
+  while (v >= 10000) {
+    v /= 10000;
+    n += 4;
+  }
+  if (v >= 1000) return n + 3;
+  if (v >= 100) return n + 2;
+  if (v >= 10) return n + 1;
+  return n;
+}
+
+// Writes the `n` digits of `v` ending at out + n.
+void WriteDigits(uint64_t v, int n, char* out) {
+  char* p = out + n;
+  while (v >= 100) {
+    const size_t i = (v % 100) * 2;
+    v /= 100;
+    p -= 2;
+    std::memcpy(p, kDigitPairs + i, 2);
+  }
+  if (v >= 10) {
+    p -= 2;
+    std::memcpy(p, kDigitPairs + v * 2, 2);
+  } else {
+    *--p = static_cast<char>('0' + v);
+  }
+}
+
+char* WriteUint64(uint64_t v, char* out) {
+  if (v < 10) {  // flags and small counts: most cells
+    *out = static_cast<char>('0' + v);
+    return out + 1;
+  }
+  const int n = CountDigits(v);
+  WriteDigits(v, n, out);
+  return out + n;
+}
+
+}  // namespace
+
+char* WriteInt64(int64_t v, char* out) {
+  uint64_t u = static_cast<uint64_t>(v);
+  if (v < 0) {
+    *out++ = '-';
+    u = ~u + 1;
+  }
+  return WriteUint64(u, out);
+}
+
+char* WriteShortestDouble(double v, char* out) {
+  if (std::isnan(v)) return out;
+  // Counts and flags are most cells: whole numbers below 1e15 as integers
+  // (-0 keeps its sign through the general path).
+  // (No std::trunc: without SSE4.1 it is a call.)
+  if (std::fabs(v) < 1e15) {
+    const int64_t i = static_cast<int64_t>(v);
+    if (static_cast<double>(i) == v && !(i == 0 && std::signbit(v))) return WriteInt64(i, out);
+  }
+  if (!std::isfinite(v) || v == 0) return std::to_chars(out, out + kMaxDoubleChars, v).ptr;
+  if (v < 0) {
+    *out++ = '-';
+    v = -v;
+  }
+  // The shortest digits that read back as v: significand * 10^exponent,
+  // without trailing zeros.
+  const auto dec = fmt::detail::dragonbox::to_decimal(v);
+  const uint64_t digits = dec.significand;
+  const int n = CountDigits(digits);
+  const int e = dec.exponent;
+  // std::to_chars's choice: the shorter of fixed and scientific, fixed on a tie.
+  const int sci_exp = e + n - 1;
+  const int sci_len = n + (n > 1 ? 1 : 0) + 2 + (sci_exp >= 100 || sci_exp <= -100 ? 3 : 2);
+  const int fixed_len = e >= 0 ? n + e : (-e < n ? n + 1 : 2 - e);
+  if (fixed_len <= sci_len) {
+    if (e >= 0) {
+      // A whole number of 1e15 or more: std::to_chars writes all of its
+      // exact digits, not the shortest ones padded with zeros.
+      return std::to_chars(out, out + kMaxDoubleChars, v).ptr;
+    }
+    if (-e < n) {  // 12.34: the point inside the digits
+      const int whole = n + e;
+      WriteDigits(digits, n, out + 1);
+      std::memmove(out, out + 1, static_cast<size_t>(whole));
+      out[whole] = '.';
+      return out + n + 1;
+    }
+    out[0] = '0';  // 0.00123
+    out[1] = '.';
+    std::memset(out + 2, '0', static_cast<size_t>(-e - n));
+    WriteDigits(digits, n, out + 2 - e - n);
+    return out + 2 - e;
+  }
+  // 1.234e+25, 5e-324
+  WriteDigits(digits, n, out + 1);
+  out[0] = out[1];
+  char* p = out + 1;
+  if (n > 1) {
+    *p = '.';
+    p += n;
+  }
+  *p++ = 'e';
+  int x = sci_exp;
+  *p++ = x < 0 ? '-' : '+';
+  if (x < 0) x = -x;
+  if (x >= 100) {
+    *p++ = static_cast<char>('0' + x / 100);
+    x %= 100;
+  }
+  std::memcpy(p, kDigitPairs + x * 2, 2);
+  return p + 2;
+}
+
+ParseIntError ParseInt64(std::string_view s, int64_t* out) {
+  const char* p = s.data();
+  const char* end = p + s.size();
+  const bool neg = p != end && *p == '-';
+  if (neg) ++p;
+  const size_t n = static_cast<size_t>(end - p);
+  if (n == 0) return ParseIntError::kInvalid;
+  if (n > 18) {  // may overflow: the careful way
+    auto [q, ec] = std::from_chars(s.data(), end, *out);
+    if (ec == std::errc::result_out_of_range) return ParseIntError::kOutOfRange;
+    return ec == std::errc() && q == end ? ParseIntError::kOk : ParseIntError::kInvalid;
+  }
+  uint64_t v = 0;
+  for (; p != end; ++p) {
+    const unsigned d = static_cast<unsigned char>(*p) - static_cast<unsigned>('0');
+    if (d > 9) return ParseIntError::kInvalid;
+    v = v * 10 + d;
+  }
+  *out = neg ? -static_cast<int64_t>(v) : static_cast<int64_t>(v);
+  return ParseIntError::kOk;
+}
+
+}  // namespace vigil::core
