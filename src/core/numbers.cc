@@ -53,6 +53,21 @@ char* WriteUint64(uint64_t v, char* out) {
   return out + n;
 }
 
+// Writes v with `kDecimals` decimals when that reads back as v (see the
+// caller) and returns the end, else nullptr. The scale is a constant: no
+// division instruction.
+template <uint64_t kScale, int kDecimals>
+char* WriteFewDecimals(double v, char* out) {
+  const auto r = static_cast<uint64_t>(v * static_cast<double>(kScale) + 0.5);
+  if (static_cast<double>(r) / static_cast<double>(kScale) != v) return nullptr;
+  // A smaller scale did not match, so the last decimal is not 0.
+  out = WriteUint64(r / kScale, out);
+  *out++ = '.';
+  std::memset(out, '0', kDecimals);  // the leading zeros of 0.05
+  WriteDigits(r % kScale, kDecimals, out);
+  return out + kDecimals;
+}
+
 }  // namespace
 
 char* WriteInt64(int64_t v, char* out) {
@@ -77,6 +92,17 @@ char* WriteShortestDouble(double v, char* out) {
   if (v < 0) {
     *out++ = '-';
     v = -v;
+  }
+  // Amounts and simple ratios have one to three decimals: the first k for
+  // which the digits of round(v * 10^k), read back, give v. Then those are
+  // the shortest digits, and the fixed form is what std::to_chars chooses
+  // (it is never longer than the scientific one from 0.001 up). Below 1e12
+  // v * 1000 is exact as an integer and at most one k-decimal number rounds
+  // to v.
+  if (v >= 0.001 && v < 1e12) {
+    if (char* end = WriteFewDecimals<10, 1>(v, out)) return end;
+    if (char* end = WriteFewDecimals<100, 2>(v, out)) return end;
+    if (char* end = WriteFewDecimals<1000, 3>(v, out)) return end;
   }
   // The shortest digits that read back as v: significand * 10^exponent,
   // without trailing zeros.

@@ -83,6 +83,25 @@ TEST(WriteShortestDoubleTest, WritesWhatToCharsWritesForEverydayValues) {
   }
 }
 
+TEST(WriteShortestDoubleTest, FewDecimalsPathWritesWhatToCharsWrites) {
+  // The fast path for one to three decimals, at and around its edges (0.001,
+  // 1e12), and values with four decimals that must not take it.
+  std::mt19937_64 rng(13);
+  for (int64_t scale : {10, 100, 1000, 10000}) {
+    for (int64_t top : {int64_t{10}, int64_t{1000}, int64_t{10'000'000}, int64_t{1'000'000'000'000'000}}) {
+      std::uniform_int_distribution<int64_t> units(1, top);
+      for (int i = 0; i < 50'000; ++i) {
+        const double v = static_cast<double>(units(rng)) / static_cast<double>(scale);
+        ASSERT_EQ(Shortest(v), Expected(v)) << v;
+      }
+    }
+  }
+  for (double v : {0.001, 0.0011, 0.00099, 0.05, 0.005, 1.005, 999999999999.99, 1e12 + 0.5,
+                   999999999999.999, 0.999, 9.9999}) {
+    EXPECT_EQ(Shortest(v), Expected(v)) << v;
+  }
+}
+
 TEST(WriteShortestDoubleTest, ReadsBackAsTheSameDouble) {
   std::mt19937_64 rng(3);
   for (int i = 0; i < 200'000; ++i) {

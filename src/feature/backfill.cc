@@ -95,7 +95,10 @@ class Sink {
 // returns the end. REQUIRES: CellRoom(v) bytes at `out`.
 size_t CellRoom(std::string_view v) { return 2 * v.size() + 2; }
 char* WriteCell(std::string_view v, char* out) {
-  if (v.find_first_of(",\"\r\n") == std::string_view::npos) {
+  // (Not find_first_of: it calls memchr once per character.)
+  bool plain = true;
+  for (char c : v) plain &= c != ',' && c != '"' && c != '\r' && c != '\n';
+  if (plain) {
     std::memcpy(out, v.data(), v.size());
     return out + v.size();
   }

@@ -111,6 +111,9 @@ struct FeaturePlan {
   int stream = -1;
   int cursor = -1;  // -1: lifetime
   int decay = -1;   // lifetime decayed sums
+  // count, sum or mean over a window: read straight off its cursor (most
+  // features), without Compute.
+  bool windowed_sum = false;
 };
 
 struct StreamPlan {
@@ -118,6 +121,9 @@ struct StreamPlan {
   std::vector<int64_t> half_lives;                   // lifetime decayed sums
   std::vector<bool> cursor_distinct;                 // cursor keeps distinct counts
   bool needs_buffer = false;
+  // Lifetime statistics beyond count, first, last: kept only when read.
+  bool life_moments = false;  // sum, mean, m2, min, max
+  bool life_gaps = false;     // gap mean and variance
   bool life_distinct = false;
   size_t keys = 0;
 };
@@ -167,11 +173,17 @@ struct FeatureEngine::Impl {
           }
           if (f.agg == Agg::kDistinctCount) sp.cursor_distinct[p.cursor] = true;
           sp.needs_buffer = true;
+          p.windowed_sum = f.agg == Agg::kCount || f.agg == Agg::kSum || f.agg == Agg::kMean;
         } else if (f.agg == Agg::kDecayedSum) {
           p.decay = static_cast<int>(sp.half_lives.size());
           sp.half_lives.push_back(f.half_life_ms);
         } else if (f.agg == Agg::kDistinctCount) {
           sp.life_distinct = true;
+        } else if (f.agg == Agg::kGapCv) {
+          sp.life_gaps = true;
+        } else if (f.agg == Agg::kSum || f.agg == Agg::kMean || f.agg == Agg::kMin ||
+                   f.agg == Agg::kMax || f.agg == Agg::kStddev) {
+          sp.life_moments = true;
         }
       }
       features.push_back(p);
@@ -248,15 +260,17 @@ struct FeatureEngine::Impl {
     // Lifetime statistics (order-independent, except gaps and `last`, which
     // follow time order for events that arrive in order).
     ++l.n;
-    l.sum += v;
-    const double d = v - l.mean;
-    l.mean += d / static_cast<double>(l.n);
-    l.m2 += d * (v - l.mean);
-    l.min = std::min(l.min, v);
-    l.max = std::max(l.max, v);
+    if (sp.life_moments) {
+      l.sum += v;
+      const double d = v - l.mean;
+      l.mean += d / static_cast<double>(l.n);
+      l.m2 += d * (v - l.mean);
+      l.min = std::min(l.min, v);
+      l.max = std::max(l.max, v);
+    }
     if (l.first_t == kNone || t < l.first_t) l.first_t = t;
     if (l.last_t == kNone || t >= l.last_t) {
-      if (l.last_t != kNone) {
+      if (l.last_t != kNone && sp.life_gaps) {
         const double g = static_cast<double>(t - l.last_t);
         ++l.gaps;
         const double gd = g - l.gap_mean;
@@ -332,7 +346,8 @@ struct FeatureEngine::Impl {
   }
 
   // Moves the cursor to the window (q − width, q].
-  static void Advance(EntityState& e, Cursor& c, int64_t q, int64_t width, bool distinct) {
+  __attribute__((always_inline)) static void Advance(EntityState& e, Cursor& c, int64_t q,
+                                                     int64_t width, bool distinct) {
     const int64_t end = e.base + static_cast<int64_t>(e.buf.size());
     auto at = [&](int64_t i) -> const Entry& { return e.buf[static_cast<size_t>(i - e.base)]; };
     if (!c.valid || q < c.q || c.lo < e.base) {
@@ -629,8 +644,37 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
   }
   if (im.graph) im.Observe(rec, type, t);
   if (!scored) return Result::kNotScored;
+  // Each window once (features sharing it read it as it is), then the
+  // features: counts, sums and means off their cursor, the rest in Compute.
+  for (const Stream& st : spec_->streams) {
+    const Scratch& sc = im.scratch[st.index];
+    if (!sc.entity) continue;
+    const StreamPlan& sp = im.streams[st.index];
+    for (size_t i = 0; i < sp.windows.size(); ++i) {
+      const auto [lag, width] = sp.windows[i];
+      Impl::Advance(*sc.entity, sc.entity->cursors[i], t - lag, width, sp.cursor_distinct[i]);
+    }
+  }
   for (const FeatureDef& f : spec_->features) {
-    if (f.is_aggregate) out[f.index] = im.Compute(f, im.features[f.index], t);
+    if (!f.is_aggregate) continue;
+    const FeaturePlan& p = im.features[f.index];
+    if (!p.windowed_sum) {
+      out[f.index] = im.Compute(f, p, t);
+      continue;
+    }
+    const Scratch& sc = im.scratch[p.stream];
+    double v = kNaN;
+    if (sc.entity) {
+      const Cursor& c = sc.entity->cursors[p.cursor];
+      const int64_t n = c.hi - c.lo;
+      v = n == 0                   ? f.empty_value
+          : f.agg == Agg::kCount ? static_cast<double>(n)
+          : f.agg == Agg::kSum   ? c.Sum()
+                                 : c.Sum() / static_cast<double>(n);
+    } else if (sc.has_key) {
+      v = f.empty_value;
+    }
+    out[f.index] = v;
   }
   for (int i : spec_->eval_order) out[i] = spec_->features[i].expr->EvalNumber(rec, out.data());
   return Result::kScored;
