@@ -202,23 +202,27 @@ absl::StatusOr<int64_t> ParseTimestamp(std::string_view text, EpochUnit unit) {
   return ms;
 }
 
-char* WriteTimestamp(int64_t ms, char* out) {
-  const int64_t day = DayStart(ms) / kMsPerDay;
-  int64_t rem = ms - day * kMsPerDay;
+namespace {
+
+// "2018-04-01T" for a day number since the epoch.
+char* WriteDate(int64_t day, char* out) {
   int64_t y;
   unsigned m, d;
   CivilFromDays(day, &y, &m, &d);
   if (y < 0 || y > 9999) {
-    out += snprintf(out, 32, "%lld-%02u-%02uT", static_cast<long long>(y), m, d);
-  } else {
-    // Backfill writes one per row: no printf.
-    const char date[11] = {static_cast<char>('0' + y / 1000), static_cast<char>('0' + y / 100 % 10),
-                           static_cast<char>('0' + y / 10 % 10), static_cast<char>('0' + y % 10), '-',
-                           static_cast<char>('0' + m / 10), static_cast<char>('0' + m % 10), '-',
-                           static_cast<char>('0' + d / 10), static_cast<char>('0' + d % 10), 'T'};
-    std::memcpy(out, date, sizeof date);
-    out += sizeof date;
+    return out + snprintf(out, 32, "%lld-%02u-%02uT", static_cast<long long>(y), m, d);
   }
+  // Backfill writes one per row: no printf.
+  const char date[11] = {static_cast<char>('0' + y / 1000), static_cast<char>('0' + y / 100 % 10),
+                         static_cast<char>('0' + y / 10 % 10), static_cast<char>('0' + y % 10), '-',
+                         static_cast<char>('0' + m / 10), static_cast<char>('0' + m % 10), '-',
+                         static_cast<char>('0' + d / 10), static_cast<char>('0' + d % 10), 'T'};
+  std::memcpy(out, date, sizeof date);
+  return out + sizeof date;
+}
+
+// "00:00:31.000Z" for milliseconds since midnight.
+char* WriteTimeOfDay(int64_t rem, char* out) {
   const int h = static_cast<int>(rem / kMsPerHour);
   rem %= kMsPerHour;
   const int mi = static_cast<int>(rem / kMsPerMinute);
@@ -232,6 +236,23 @@ char* WriteTimestamp(int64_t ms, char* out) {
                       static_cast<char>('0' + milli % 10), 'Z'};
   std::memcpy(out, t, sizeof t);
   return out + sizeof t;
+}
+
+}  // namespace
+
+char* WriteTimestamp(int64_t ms, char* out) {
+  const int64_t day = DayStart(ms) / kMsPerDay;
+  return WriteTimeOfDay(ms - day * kMsPerDay, WriteDate(day, out));
+}
+
+char* TimestampWriter::Write(int64_t ms, char* out) {
+  const int64_t day = DayStart(ms) / kMsPerDay;
+  if (day != day_) {
+    day_ = day;
+    date_len_ = static_cast<size_t>(WriteDate(day, date_) - date_);
+  }
+  std::memcpy(out, date_, date_len_);
+  return WriteTimeOfDay(ms - day * kMsPerDay, out + date_len_);
 }
 
 void AppendTimestamp(int64_t ms, std::string* out) {

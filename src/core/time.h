@@ -55,6 +55,18 @@ void AppendTimestamp(int64_t ms, std::string* out);
 // bytes at `out`.
 inline constexpr size_t kMaxTimestampChars = 48;
 char* WriteTimestamp(int64_t ms, char* out);
+// WriteTimestamp for many times in a row, most of them on the day of the
+// one before (a backfill's rows): the date is formatted once per day.
+// Thread-safety: one per thread.
+class TimestampWriter {
+ public:
+  char* Write(int64_t ms, char* out);
+
+ private:
+  int64_t day_ = INT64_MIN;
+  char date_[kMaxTimestampChars];
+  size_t date_len_ = 0;
+};
 
 // The UTC midnight at or before `ms`.
 constexpr int64_t DayStart(int64_t ms) noexcept {

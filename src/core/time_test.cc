@@ -104,5 +104,22 @@ TEST(HumanDurationTest, PicksAReadableUnit) {
   EXPECT_EQ(HumanDuration(-2 * kMsPerSecond), "-2.0 s");
 }
 
+TEST(TimestampWriterTest, WritesWhatFormatTimestampWritesAcrossDaysAndYears) {
+  TimestampWriter w;
+  std::vector<int64_t> times;
+  for (int64_t t = 1522540831000; t < 1522540831000 + 3 * kMsPerDay; t += 7 * kMsPerHour + 12345) {
+    times.push_back(t);
+  }
+  // Back in time, before the epoch, beyond year 9999, and the same day again.
+  for (int64_t t : {int64_t{1522540831000}, int64_t{-1}, int64_t{0}, int64_t{253402300800000},
+                    int64_t{-62135596800001}, int64_t{1522540831000}}) {
+    times.push_back(t);
+  }
+  for (int64_t t : times) {
+    char buf[kMaxTimestampChars];
+    EXPECT_EQ(std::string(buf, w.Write(t, buf)), FormatTimestamp(t)) << t;
+  }
+}
+
 }  // namespace
 }  // namespace vigil::core

@@ -283,31 +283,62 @@ void Validator::PrepareRecord(const EventTypeSpec* type, Record* rec) {
   rec->time_ms = 0;
 }
 
+void Validator::BoundError(const FieldSpec& f, const Value& v, bool below, const std::string& limit,
+                           std::vector<Violation>* out) const {
+  Add(out, below ? Rule::kMin : Rule::kMax, &f, Printable(&f, v.text, nullptr),
+      StrCat("field '", f.name, "': ", Printable(&f, v.text, nullptr), " is ",
+             below ? "below the minimum " : "above the maximum ", limit));
+}
+
+void Validator::RuleError(const FieldSpec& f, const Value& v, Rule rule,
+                          std::vector<Violation>* out) const {
+  const std::string shown = Printable(&f, v.text, nullptr);
+  switch (rule) {
+    case Rule::kMaxLength:
+      Add(out, rule, &f, shown,
+          StrCat("field '", f.name, "' is ", v.text.size(), " bytes long; the limit is ", f.max_length));
+      break;
+    case Rule::kPattern:
+      Add(out, rule, &f, shown,
+          StrCat("field '", f.name, "': ", shown, " does not match the pattern ", f.pattern_text));
+      break;
+    default:  // kAllowed
+      Add(out, rule, &f, shown,
+          StrCat("field '", f.name, "': ", shown, " is not one of the allowed values (",
+                 StrJoin(f.allowed_list, ", "), ")"));
+      break;
+  }
+}
+
+bool Validator::TypeError(const FieldSpec& f, std::string_view s, std::string_view expected,
+                          std::vector<Violation>* out) const {
+  Add(out, Rule::kType, &f, Printable(&f, s, nullptr),
+      StrCat("field '", f.name, "': expected ", expected, ", found '", Printable(&f, s, nullptr), "'"));
+  return false;
+}
+
+bool Validator::NotFiniteError(const FieldSpec& f, std::string_view s, std::vector<Violation>* out) const {
+  Add(out, Rule::kNotFinite, &f, Printable(&f, s, nullptr),
+      StrCat("field '", f.name, "': ", Printable(&f, s, nullptr), " is not a finite number"));
+  return false;
+}
+
 bool Validator::CheckValue(const FieldSpec& f, Value* v, std::vector<Violation>* out) {
   const size_t before = out->size();
-  auto bound = [&](bool below, const std::string& limit) {
-    Add(out, below ? Rule::kMin : Rule::kMax, &f, Printable(&f, v->text, nullptr),
-        StrCat("field '", f.name, "': ", Printable(&f, v->text, nullptr), " is ",
-                     below ? "below the minimum " : "above the maximum ", limit));
+  auto bound = [this, &f, v, out](bool below, const std::string& limit) {
+    BoundError(f, *v, below, limit, out);
   };
   switch (f.type) {
     case FieldType::kString:
     case FieldType::kEnum:
       if (f.max_length > 0 && static_cast<int64_t>(v->text.size()) > f.max_length) {
-        Add(out, Rule::kMaxLength, &f, Printable(&f, v->text, nullptr),
-            StrCat("field '", f.name, "' is ", v->text.size(), " bytes long; the limit is ",
-                         f.max_length));
+        RuleError(f, *v, Rule::kMaxLength, out);
       }
       if (f.pattern && !RE2::FullMatch(re2::StringPiece(v->text.data(), v->text.size()), *f.pattern)) {
-        Add(out, Rule::kPattern, &f, Printable(&f, v->text, nullptr),
-            StrCat("field '", f.name, "': ", Printable(&f, v->text, nullptr),
-                         " does not match the pattern ", f.pattern_text));
+        RuleError(f, *v, Rule::kPattern, out);
       }
       if (!f.allowed_strings.empty() && !f.allowed_strings.contains(v->text)) {
-        Add(out, Rule::kAllowed, &f, Printable(&f, v->text, nullptr),
-            StrCat("field '", f.name, "': ", Printable(&f, v->text, nullptr),
-                         " is not one of the allowed values (", StrJoin(f.allowed_list, ", "),
-                         ")"));
+        RuleError(f, *v, Rule::kAllowed, out);
       }
       v->hash = core::Hash64(v->text);
       break;
@@ -316,12 +347,7 @@ bool Validator::CheckValue(const FieldSpec& f, Value* v, std::vector<Violation>*
       v->hash = core::HashInt(static_cast<uint64_t>(v->i));
       if (f.min && static_cast<double>(v->i) < *f.min) bound(true, FormatDouble(*f.min));
       if (f.max && static_cast<double>(v->i) > *f.max) bound(false, FormatDouble(*f.max));
-      if (!f.allowed_ints.empty() && !f.allowed_ints.contains(v->i)) {
-        Add(out, Rule::kAllowed, &f, Printable(&f, v->text, nullptr),
-            StrCat("field '", f.name, "': ", Printable(&f, v->text, nullptr),
-                         " is not one of the allowed values (", StrJoin(f.allowed_list, ", "),
-                         ")"));
-      }
+      if (!f.allowed_ints.empty() && !f.allowed_ints.contains(v->i)) RuleError(f, *v, Rule::kAllowed, out);
       break;
     case FieldType::kFloat:
       if (f.min && v->d < *f.min) bound(true, FormatDouble(*f.min));
@@ -351,12 +377,7 @@ bool Validator::SetFromText(const FieldSpec& f, std::string_view s, Value* v,
                             std::vector<Violation>* out) {
   v->state = Value::State::kPresent;
   v->text = s;
-  auto type_error = [&](std::string_view expected) {
-    Add(out, Rule::kType, &f, Printable(&f, s, nullptr),
-        StrCat("field '", f.name, "': expected ", expected, ", found '",
-                     Printable(&f, s, nullptr), "'"));
-    return false;
-  };
+  auto type_error = [this, &f, s, out](std::string_view expected) { return TypeError(f, s, expected, out); };
   switch (f.type) {
     case FieldType::kString:
     case FieldType::kEnum:
@@ -378,22 +399,14 @@ bool Validator::SetFromText(const FieldSpec& f, std::string_view s, Value* v,
       auto [p, ec] = std::from_chars(b, e, v->d);
       if ((ec == std::errc() && p == e && !std::isfinite(v->d)) ||
           ec == std::errc::result_out_of_range) {
-        Add(out, Rule::kNotFinite, &f, Printable(&f, s, nullptr),
-            StrCat("field '", f.name, "': ", Printable(&f, s, nullptr),
-                         " is not a finite number"));
-        return false;
+        return NotFiniteError(f, s, out);
       }
       if (ec != std::errc() || p != e || b == e) return type_error("a number");
       break;
     }
     case FieldType::kDecimal:
       if (!ParseDecimal(s, &v->dec)) {
-        if (LooksNonFinite(s)) {
-          Add(out, Rule::kNotFinite, &f, Printable(&f, s, nullptr),
-              StrCat("field '", f.name, "': ", Printable(&f, s, nullptr),
-                           " is not a finite number"));
-          return false;
-        }
+        if (LooksNonFinite(s)) return NotFiniteError(f, s, out);
         return type_error("a decimal number (digits, an optional point; at most 18 digits)");
       }
       v->d = v->dec.ToDouble();

@@ -94,6 +94,16 @@ class Validator {
   bool SetFromText(const FieldSpec& f, std::string_view text, Value* v, std::vector<Violation>* out);
   bool CheckValue(const FieldSpec& f, Value* v, std::vector<Violation>* out);
   bool Finish(Record* rec, std::vector<Violation>* out);
+  // The violations of a value, out of line: the checks stay small.
+  [[gnu::cold, gnu::noinline]] void BoundError(const FieldSpec& f, const Value& v, bool below,
+                                               const std::string& limit, std::vector<Violation>* out) const;
+  // kMaxLength, kPattern or kAllowed.
+  [[gnu::cold, gnu::noinline]] void RuleError(const FieldSpec& f, const Value& v, Rule rule,
+                                              std::vector<Violation>* out) const;
+  [[gnu::cold, gnu::noinline]] bool TypeError(const FieldSpec& f, std::string_view s,
+                                              std::string_view expected, std::vector<Violation>* out) const;
+  [[gnu::cold, gnu::noinline]] bool NotFiniteError(const FieldSpec& f, std::string_view s,
+                                                   std::vector<Violation>* out) const;
   void Add(std::vector<Violation>* out, Rule rule, const FieldSpec* f, std::string_view value,
            std::string reason) const;
   // Object is simdjson::ondemand::object (a namespace alias, which cannot be

@@ -271,6 +271,7 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
   header.push_back('\n');
   VIGIL_RETURN_IF_ERROR(sink->Append(header));
   std::string label_cells;
+  core::TimestampWriter timestamps;
 
   BackfillResult res;
   std::vector<double> values(spec->features.size());
@@ -307,7 +308,7 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     VIGIL_ASSIGN_OR_RETURN(char* p, sink->Begin(room));
     p = WriteCell(rec.event_id, p);
     *p++ = ',';
-    p = core::WriteTimestamp(rec.time_ms, p);
+    p = timestamps.Write(rec.time_ms, p);
     *p++ = ',';
     std::memcpy(p, rec.type->name.data(), rec.type->name.size());
     p += rec.type->name.size();
