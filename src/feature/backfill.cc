@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -96,9 +97,14 @@ class Sink {
 size_t CellRoom(std::string_view v) { return 2 * v.size() + 2; }
 char* WriteCell(std::string_view v, char* out) {
   // (Not find_first_of: it calls memchr once per character.)
-  bool plain = true;
-  for (char c : v) plain &= c != ',' && c != '"' && c != '\r' && c != '\n';
-  if (plain) {
+  static constexpr auto kSpecial = [] {
+    std::array<bool, 256> t{};
+    t[','] = t['"'] = t['\r'] = t['\n'] = true;
+    return t;
+  }();
+  bool special = false;
+  for (char c : v) special |= kSpecial[static_cast<unsigned char>(c)];
+  if (!special) {
     std::memcpy(out, v.data(), v.size());
     return out + v.size();
   }

@@ -119,7 +119,7 @@ struct FeaturePlan {
 struct StreamPlan {
   std::vector<std::pair<int64_t, int64_t>> windows;  // (lag, width) per cursor
   std::vector<int64_t> half_lives;                   // lifetime decayed sums
-  std::vector<bool> cursor_distinct;                 // cursor keeps distinct counts
+  std::vector<uint8_t> cursor_distinct;  // cursor keeps distinct counts (not vector<bool>: read per event)
   bool needs_buffer = false;
   // Lifetime statistics beyond count, first, last: kept only when read.
   bool life_moments = false;  // sum, mean, m2, min, max
@@ -772,7 +772,7 @@ void WriteEntity(const EntityState& e, core::ByteWriter& w) {
 }
 
 bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays,
-                const std::vector<bool>& distinct, EntityState* e) {
+                const std::vector<uint8_t>& distinct, EntityState* e) {
   uint64_t n;
   if (!r.I64(&e->base) || !r.Count(&n, 24)) return false;
   if (e->base < 0 || e->base > (int64_t{1} << 60)) return r.Fail("entry index out of range");
