@@ -18,8 +18,11 @@ inline constexpr size_t kMaxDoubleChars = 32;
 // double and returns the end; NaN writes nothing. Whole numbers below 1e15
 // are written as integers ("1000000", not "1e+06"); every other value as
 // std::to_chars(out, end, v) writes it (fixed or scientific, whichever is
-// shorter, fixed on a tie), but about three times faster (Dragonbox, from
-// libfmt). REQUIRES: kMaxDoubleChars bytes at `out`.
+// shorter, fixed on a tie), in a third of its instructions: values with one
+// to three decimals directly, the others through Dragonbox (libfmt's
+// fmt::detail::dragonbox::to_decimal, an internal of libfmt 9: the tests
+// compare the output with std::to_chars, so a libfmt that changes it fails
+// them). REQUIRES: kMaxDoubleChars bytes at `out`.
 char* WriteShortestDouble(double v, char* out);
 inline void AppendShortestDouble(double v, std::string* out) {
   char buf[kMaxDoubleChars];
