@@ -5,6 +5,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "absl/strings/ascii.h"
 #include "core/strings.h"
@@ -479,6 +482,47 @@ bool Validator::Finish(Record* rec, std::vector<Violation>* out) {
   return true;
 }
 
+namespace {
+
+// Splits a CSV line at its commas into `cells` when it has no quote (most
+// data), 16 bytes at a time; false, with `cells` cleared, at a quote.
+bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cells) {
+  cells->clear();
+  const char* cell = line.data();
+  const char* p = cell;
+  const char* const end = p + line.size();
+#if defined(__SSE2__)
+  const __m128i comma = _mm_set1_epi8(',');
+  const __m128i quote = _mm_set1_epi8('"');
+  for (; end - p >= 16; p += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if (_mm_movemask_epi8(_mm_cmpeq_epi8(x, quote)) != 0) {
+      cells->clear();
+      return false;
+    }
+    for (unsigned m = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, comma))); m != 0;
+         m &= m - 1) {
+      const char* c = p + __builtin_ctz(m);
+      cells->emplace_back(cell, static_cast<size_t>(c - cell));
+      cell = c + 1;
+    }
+  }
+#endif
+  for (; p != end; ++p) {
+    if (*p == ',') {
+      cells->emplace_back(cell, static_cast<size_t>(p - cell));
+      cell = p + 1;
+    } else if (*p == '"') {
+      cells->clear();
+      return false;
+    }
+  }
+  cells->emplace_back(cell, static_cast<size_t>(end - cell));
+  return true;
+}
+
+}  // namespace
+
 bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violation>* out) {
   out->clear();
   PrepareRecord(&schema_->types[schema_->csv_type], rec);
@@ -486,21 +530,7 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
     Add(out, Rule::kInvalidUtf8, nullptr, "", "the record is not valid UTF-8");
     return false;
   }
-  cells_.clear();
-  if (std::memchr(line.data(), '"', line.size()) == nullptr) {
-    // Fast path: no quoting.
-    const char* p = line.data();
-    const char* end = p + line.size();
-    while (true) {
-      const char* c = static_cast<const char*>(std::memchr(p, ',', static_cast<size_t>(end - p)));
-      if (!c) {
-        cells_.emplace_back(p, static_cast<size_t>(end - p));
-        break;
-      }
-      cells_.emplace_back(p, static_cast<size_t>(c - p));
-      p = c + 1;
-    }
-  } else {
+  if (!SplitUnquotedCsv(line, &cells_)) {
     unquoted_.clear();
     unquoted_.reserve(line.size());  // views into it stay valid: no reallocation below
     size_t i = 0;
