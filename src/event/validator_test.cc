@@ -228,6 +228,20 @@ TEST_F(ValidatorTest, CsvQuotingAndColumnCount) {
   ExpectOne(Csv("u1,,,1,USD,,,,,,1"), Rule::kColumnCount, "", "13 columns; the header has 14");
 }
 
+TEST_F(ValidatorTest, CsvCellsSplitAtEveryCommaWhereverItFallsInTheLine) {
+  // Commas at every offset of the 16-byte blocks the splitter reads, and a
+  // quote first seen in a later block.
+  for (size_t n = 1; n <= 40; ++n) {
+    const std::string user(n, 'u'), note(41 - n, 'x');
+    ASSERT_TRUE(Csv(StrCat(user, ",,,1,USD,,,,,,", note, ",1")).empty()) << n;
+    EXPECT_EQ(rec_[rec_.type->Find("user_id")->index].text, user);
+    EXPECT_EQ(rec_[rec_.type->Find("note")->index].text, note);
+    EXPECT_EQ(rec_[rec_.type->Find("kyc")->index].i, 1);
+    ASSERT_TRUE(Csv(StrCat(user, ",,,1,USD,,,,,,\"", note, ",\",1")).empty()) << n;
+    EXPECT_EQ(rec_[rec_.type->Find("note")->index].text, StrCat(note, ","));
+  }
+}
+
 TEST_F(ValidatorTest, LabelEventsNeedExactlyOneTarget) {
   EXPECT_TRUE(Json(R"({"event_type":"label","event_id":"l1","time":1,"kind":"chargeback","target_event_id":"e1","value":1})").empty());
   EXPECT_TRUE(Json(R"({"event_type":"label","event_id":"l2","time":1,"kind":"chargeback","target_entity":{"key":"user_id","value":"u1"},"value":0})").empty());
