@@ -35,7 +35,9 @@
 #        bench/results/serve_engine_benchmark.json. Builds vigil (and the
 #        benchmark, when configured with -DVIGIL_BENCHMARKS=ON) if needed.
 # Knobs: VIGIL_BENCH_WRK_SECONDS (10), VIGIL_BENCH_USERS (100000),
-#        VIGIL_BENCH_REF_WORKERS ("sync gthread"), VIGIL_BENCH_SKIP_1000.
+#        VIGIL_BENCH_REF_WORKERS ("sync gthread"), VIGIL_BENCH_SKIP_1000,
+#        VIGIL_BENCH_THREADS (vigil's limits.threads, its event loops;
+#        default: vigil.yaml's default).
 set -euo pipefail
 
 say() { printf 'serve-bench: %s\n' "$*"; }
@@ -51,6 +53,7 @@ results_dir="$repo/bench/results"
 model1000="$results_dir/exchange-1000"
 ex="$repo/examples/exchange"
 sim_users=${VIGIL_BENCH_USERS:-100000}
+loops=${VIGIL_BENCH_THREADS:-}
 export VIGIL_PII_KEY=${VIGIL_PII_KEY:-serve-bench-key}
 mkdir -p "$results_dir"
 
@@ -163,7 +166,7 @@ start_vigil() {  # name [bundle]
     printf 'store: sqlite:%s/var/vigil.db\njournal: %s/var/journal.jsonl\n' "$vdir" "$vdir"
     printf 'event_log: {dir: %s/var/eventlog}\ndead_letter: %s/var/dead-letter.jsonl\n' "$vdir" "$vdir"
     printf 'keys_file: %s/var/keys.txt\nlisten: 127.0.0.1:0\nreasons: 3\n' "$vdir"
-    printf 'limits: {threads: 32}\n'
+    [[ -z $loops ]] || printf 'limits: {threads: %s}\n' "$loops"
   } >"$vdir/vigil.yaml"
   vkey=$("$vigil" keys create --config "$vdir/vigil.yaml" --role score 2>/dev/null)
   "$vigil" serve --config "$vdir/vigil.yaml" ${2:+--model "$2"} 2>"$vdir/serve.log" &
@@ -290,7 +293,7 @@ bench_model() {  # label trees bundle-dir (empty: the example's)
   local k="vigil $trees" shown=${bundle:-$ex/model}
   rows+=("$k")
   rps[$k]=$w_rps p50[$k]=$w_p50 p99[$k]=$w_p99 p999[$k]=$w_p999 cpu_of[$k]=$w_server_cpu_us wrk_cpu_of[$k]=$w_wrk_cpu_us
-  note[$k]="vigil serve, model ${shown#"$repo"/}, limits.threads 32"
+  note[$k]="vigil serve, model ${shown#"$repo"/}, limits.threads ${loops:-default}"
   stop_pid "$vpid"
 
   ((have_ref)) || return 0

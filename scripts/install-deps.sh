@@ -15,7 +15,7 @@ PACKAGES=(
   libabsl-dev libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev zlib1g-dev libssl-dev libre2-dev
   libxgboost-dev xgboost              # training (xgboost: find_package needs the CLI)
-  libcpp-httplib-dev libsqlite3-dev   # the decision service: HTTP server, default store
+  libevent-dev libsqlite3-dev         # the decision service: HTTP server (evhttp), default store
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   chromium                            # HTML reports are checked in a real browser

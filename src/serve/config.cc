@@ -199,7 +199,7 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     // A bucket smaller than one token never lets a request through.
     if (x.burst_per_key != 0 && x.burst_per_key < 1)
       return l["burst_per_key"].Error("burst_per_key must be 0 (one second's worth) or at least 1");
-    if (x.threads < 2 || x.threads > 1024) return l["threads"].Error("threads must be in 2..1024");
+    if (x.threads < 1 || x.threads > 64) return l["threads"].Error("threads must be in 1..64");
     if (x.recent_decisions < 0) return l["recent_decisions"].Error("recent_decisions must be >= 0");
     if (x.queue_capacity < 1) return l["queue_capacity"].Error("queue_capacity must be at least 1");
   }

@@ -174,7 +174,8 @@ TEST_F(ConfigTest, RefusesAChallengerNamedAsItsChampion) {
 }
 
 TEST_F(ConfigTest, RefusesLimitsOutOfRangeAndAStoreItCannotOpen) {
-  EXPECT_THAT(Msg(Error("limits: {threads: 1}\n")), HasSubstr("threads must be in 2..1024"));
+  EXPECT_THAT(Msg(Error("limits: {threads: 0}\n")), HasSubstr("threads must be in 1..64"));
+  EXPECT_THAT(Msg(Error("limits: {threads: 65}\n")), HasSubstr("threads must be in 1..64"));
   EXPECT_THAT(Msg(Error("limits: {max_body_bytes: 100}\n")), HasSubstr("max_body_bytes must be at least 256"));
   EXPECT_THAT(Msg(Error("limits: {max_batch: 0}\n")), HasSubstr("max_batch must be at least 1"));
   EXPECT_THAT(Msg(Error("limits: {rate_per_key: -1}\n")), HasSubstr("rate_per_key must be >= 0"));

@@ -1,15 +1,38 @@
 #include "serve/http_server.h"
 
-#include <httplib.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <exception>
+#include <functional>
 #include <mutex>
+#include <thread>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "core/strings.h"
-#include "nlohmann/json.hpp"
 #include "serve/batch.h"
 #include "serve/json_writer.h"
 #include "store/store.h"
@@ -17,29 +40,32 @@
 namespace vigil::serve {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 enum Endpoint : int { kEvents, kBatch, kLabels, kDecisions, kMetrics, kReload, kModels, kOther, kNumEndpoints };
 constexpr const char* kEndpointNames[kNumEndpoints] = {"events", "events_batch", "labels", "decisions",
                                                        "metrics", "admin_reload", "admin_models", "other"};
 constexpr std::array<int, 11> kCodes = {200, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
 
+// Request line and headers together; evhttp answers 400 beyond it.
+constexpr ev_ssize_t kMaxHeaderBytes = 16 * 1024;
+// Reading a request, writing an answer, and a keep-alive connection idle
+// between requests: closed after this long.
+constexpr int kTimeoutSeconds = 5;
+
+void AppendErrorJson(std::string_view error, std::string_view message, std::string* j) {
+  j->push_back('{');
+  AppendKey("error", j);
+  AppendJsonString(error, j);
+  AppendKey("message", j);
+  AppendJsonString(message, j);
+  j->push_back('}');
+}
+
 std::string ErrorJson(std::string_view error, std::string_view message) {
-  std::string j = "{";
-  AppendKey("error", &j);
-  AppendJsonString(error, &j);
-  AppendKey("message", &j);
-  AppendJsonString(message, &j);
-  j.push_back('}');
+  std::string j;
+  AppendErrorJson(error, message, &j);
   return j;
-}
-
-void SetError(httplib::Response& res, int status, std::string_view error, std::string_view message) {
-  res.status = status;
-  res.set_content(ErrorJson(error, message), "application/json");
-}
-
-bool IsJson(const httplib::Request& req) {
-  std::string ct = req.get_header_value("Content-Type");
-  return ct.rfind("application/json", 0) == 0;
 }
 
 Endpoint EndpointOf(std::string_view path) {
@@ -53,14 +79,179 @@ Endpoint EndpointOf(std::string_view path) {
   return kOther;
 }
 
+const char* MethodName(evhttp_cmd_type m) {
+  switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+  }
+  return "?";
+}
+
+// What a handler answers. One per loop thread, reused: the hot path's answer
+// keeps its buffer.
+struct Reply {
+  int status = 200;
+  const char* content_type = "application/json";
+  const char* www_authenticate = nullptr;  // on 401
+  const char* retry_after = nullptr;       // on 429
+  std::string body;
+
+  void Reset() {
+    status = 200;
+    content_type = "application/json";
+    www_authenticate = nullptr;
+    retry_after = nullptr;
+    body.clear();
+  }
+  void Error(int s, std::string_view error, std::string_view message) {
+    status = s;
+    content_type = "application/json";
+    body.clear();
+    AppendErrorJson(error, message, &body);
+  }
+};
+
+std::string_view Header(evhttp_request* req, const char* name) {
+  const char* v = evhttp_find_header(evhttp_request_get_input_headers(req), name);
+  return v ? std::string_view(v) : std::string_view();
+}
+
+bool IsJson(evhttp_request* req) { return Header(req, "Content-Type").rfind("application/json", 0) == 0; }
+
+// ?features=true
+bool WantsFeatures(evhttp_request* req) {
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* q = uri ? evhttp_uri_get_query(uri) : nullptr;
+  if (!q) return false;
+  std::string_view rest(q);
+  while (!rest.empty()) {
+    size_t amp = rest.find('&');
+    std::string_view param = rest.substr(0, amp);
+    if (param == "features=true") return true;
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
+// The body, contiguous; valid until the request is answered.
+std::string_view Body(evhttp_request* req) {
+  evbuffer* b = evhttp_request_get_input_buffer(req);
+  size_t n = evbuffer_get_length(b);
+  if (n == 0) return {};
+  // One chunk already unless the body came in pieces: no copy then.
+  return std::string_view(reinterpret_cast<const char*>(evbuffer_pullup(b, -1)), n);
+}
+
+std::string OpenSslErrors() {
+  std::string out;
+  char buf[256];
+  while (unsigned long e = ERR_get_error()) {
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "unknown OpenSSL error" : out;
+}
+
+// The listening socket, non-blocking, shared by every loop.
+absl::StatusOr<int> ListenOn(const std::string& host, int port) {
+  std::string where = port == 0 ? StrCat(host, " (any port)") : StrCat(host, ":", port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  std::string service = std::to_string(port);
+  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+    return absl::UnavailableError(StrCat("cannot listen on ", where, ": ", gai_strerror(rc)));
+  }
+  std::string last = "no address";
+  for (addrinfo* a = found; a; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      last = std::strerror(errno);
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // Linux gives accepted sockets the listening socket's TCP_NODELAY: an
+    // answer leaves as soon as it is written, not after the client's ACK.
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0) {
+      freeaddrinfo(found);
+      return fd;
+    }
+    last = std::strerror(errno);
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return absl::UnavailableError(StrCat("cannot listen on ", where, ": ", last));
+}
+
+int LocalPort(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return -1;
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return -1;
+}
+
 }  // namespace
 
+// Requests are served by `limits.threads` event loops (libevent's evhttp),
+// each a thread with its own event_base that accepts from the one listening
+// socket and keeps the connections it accepted: a request is read, decided
+// and answered on one thread, with no hand-off. What may block for long (a
+// stored decision read from the store, a reload) goes to one control-plane
+// worker thread and is answered on its loop when done.
 struct HttpServer::Impl {
+  struct Job;
+
+  struct Loop {
+    Impl* impl = nullptr;
+    event_base* base = nullptr;
+    evhttp* http = nullptr;
+    evhttp_bound_socket* bound = nullptr;  // owned by `http`
+    evconnlistener* listener = nullptr;    // bound's; null after Stop
+    event* accept_again = nullptr;         // with several loops: see NewConnection
+    event* wake = nullptr;                 // jobs done by the worker: answer them
+    event* drain = nullptr;                // after Stop: exits once nothing is pending
+    bool stop_sent = false;                // under Impl::life_mu
+    std::mutex mu;
+    std::vector<std::unique_ptr<Job>> finished;  // under mu
+    // The loop's thread only.
+    int deferred = 0;        // requests with the worker, not answered yet
+    bool replying = false;   // inside our own evhttp_send_reply
+    bool stopping = false;   // Stop was called: answers close their connection
+    Reply reply;             // the request being handled
+    std::string key_id, answer;
+  };
+
+  // A request answered by the worker thread.
+  struct Job {
+    Loop* loop;
+    evhttp_request* req;
+    Endpoint endpoint;
+    Clock::time_point t0;
+    bool head;
+    std::string what;  // method and path, for the log
+    std::function<void(Reply*)> work;
+    Reply reply;
+  };
+
   Engine* engine;
   Auth* auth;
   monitor::Registry* registry;
   ServeConfig config;
-  std::unique_ptr<httplib::Server> server;
 
   // The sequencer: one Decide at a time, in arrival order.
   std::mutex decide_mu;
@@ -74,6 +265,21 @@ struct HttpServer::Impl {
   std::string decision_key;                                          // under decide_mu
   monitor::Counter* rate_limited = nullptr;
 
+  int listen_fd = -1;
+  SSL_CTX* ssl = nullptr;
+  // Bind fills it, Run serves it, and Teardown (after Run, or in the
+  // destructor) empties it, under life_mu so that Stop may come from any
+  // thread at any time.
+  std::mutex life_mu;
+  std::vector<std::unique_ptr<Loop>> loops;
+  bool stop_requested = false;  // under life_mu
+
+  std::mutex work_mu;
+  std::condition_variable work_cv;
+  std::deque<std::unique_ptr<Job>> jobs;  // under work_mu
+  bool work_stop = false;                 // under work_mu
+  std::thread worker;
+
   void Count(Endpoint e, int status, double seconds) {
     for (size_t i = 0; i < kCodes.size(); ++i) {
       if (kCodes[i] == status) {
@@ -84,29 +290,41 @@ struct HttpServer::Impl {
     request_seconds[e]->Observe(seconds);
   }
 
-  // Authenticates for `role`; on failure fills `res` and returns false.
-  bool Authorize(const httplib::Request& req, httplib::Response& res, Role role, bool rate_limited_endpoint) {
-    std::string key_id;
-    switch (auth->Authenticate(req.get_header_value("Authorization"), role, &key_id)) {
+  absl::Status LoadKeys() {
+    std::vector<store::KeyRow> keys;
+    if (!config.keys_file.empty()) {
+      VIGIL_ASSIGN_OR_RETURN(keys, ReadKeysFile(config.keys_file));
+    } else {
+      VIGIL_ASSIGN_OR_RETURN(auto st, store::OpenStore(config.store));
+      VIGIL_ASSIGN_OR_RETURN(keys, st->Keys());
+    }
+    auth->SetKeys(std::move(keys));
+    return absl::OkStatus();
+  }
+
+  // Authenticates for `role`; on failure fills the loop's reply and returns false.
+  bool Authorize(Loop& l, evhttp_request* req, Role role, bool rate_limited_endpoint) {
+    Reply& r = l.reply;
+    switch (auth->Authenticate(Header(req, "Authorization"), role, &l.key_id)) {
       case Auth::Result::kOk:
         break;
       case Auth::Result::kMissing:
-        res.set_header("WWW-Authenticate", "Bearer");
-        SetError(res, 401, "unauthorized", "an API key is required: Authorization: Bearer <key>");
+        r.Error(401, "unauthorized", "an API key is required: Authorization: Bearer <key>");
+        r.www_authenticate = "Bearer";
         return false;
       case Auth::Result::kUnknown:
-        res.set_header("WWW-Authenticate", "Bearer");
-        SetError(res, 401, "unauthorized", "unknown API key");
+        r.Error(401, "unauthorized", "unknown API key");
+        r.www_authenticate = "Bearer";
         return false;
       case Auth::Result::kForbidden:
-        SetError(res, 403, "forbidden", StrCat("this endpoint needs a key with role ", RoleName(role), " or admin"));
+        r.Error(403, "forbidden", StrCat("this endpoint needs a key with role ", RoleName(role), " or admin"));
         return false;
     }
-    if (rate_limited_endpoint && !auth->Allow(key_id)) {
+    if (rate_limited_endpoint && !auth->Allow(l.key_id)) {
       rate_limited->Inc();
-      res.set_header("Retry-After", "1");
-      SetError(res, 429, "rate_limited",
-               StrCat("more than ", config.limits.rate_per_key, " requests/s for this key (limits.rate_per_key)"));
+      r.Error(429, "rate_limited",
+              StrCat("more than ", config.limits.rate_per_key, " requests/s for this key (limits.rate_per_key)"));
+      r.retry_after = "1";
       return false;
     }
     return true;
@@ -142,7 +360,8 @@ struct HttpServer::Impl {
     std::lock_guard<std::mutex> lock(decide_mu);
     absl::Status s = engine->Decide(body, &decision, with_features);
     if (!s.ok()) {
-      *answer = ErrorJson("unavailable", std::string(s.message()));
+      answer->clear();
+      AppendErrorJson("unavailable", std::string(s.message()), answer);
       return 503;
     }
     Observe(decision);
@@ -150,28 +369,28 @@ struct HttpServer::Impl {
     return decision.http_status;
   }
 
-  void HandleEvents(const httplib::Request& req, httplib::Response& res) {
-    if (!Authorize(req, res, Role::kScore, true)) return;
-    if (!IsJson(req)) return SetError(res, 415, "unsupported_media_type", "Content-Type must be application/json");
-    bool with_features = req.get_param_value("features") == "true";
-    std::string answer;
-    res.status = DecideOne(req.body, with_features, &answer);
-    res.set_content(answer, "application/json");
+  void HandleEvents(Loop& l, evhttp_request* req) {
+    Reply& r = l.reply;
+    if (!Authorize(l, req, Role::kScore, true)) return;
+    if (!IsJson(req)) return r.Error(415, "unsupported_media_type", "Content-Type must be application/json");
+    r.status = DecideOne(Body(req), WantsFeatures(req), &r.body);
   }
 
   // A batch or a label list: a JSON array of events, each answered on its own.
-  void HandleMany(const httplib::Request& req, httplib::Response& res, bool labels) {
-    if (!Authorize(req, res, labels ? Role::kLabel : Role::kScore, true)) return;
-    if (!IsJson(req)) return SetError(res, 415, "unsupported_media_type", "Content-Type must be application/json");
-    auto items = SplitBatch(req.body, /*allow_object=*/labels);
-    if (!items.ok()) return SetError(res, 400, "invalid_batch", std::string(items.status().message()));
+  void HandleMany(Loop& l, evhttp_request* req, bool labels) {
+    Reply& r = l.reply;
+    if (!Authorize(l, req, labels ? Role::kLabel : Role::kScore, true)) return;
+    if (!IsJson(req)) return r.Error(415, "unsupported_media_type", "Content-Type must be application/json");
+    auto items = SplitBatch(Body(req), /*allow_object=*/labels);
+    if (!items.ok()) return r.Error(400, "invalid_batch", std::string(items.status().message()));
     if (static_cast<int64_t>(items->size()) > config.limits.max_batch) {
-      return SetError(res, 413, "batch_too_large",
-                      StrCat("a batch of ", items->size(), " events; the limit is ", config.limits.max_batch,
-                             " (limits.max_batch)"));
+      return r.Error(413, "batch_too_large",
+                     StrCat("a batch of ", items->size(), " events; the limit is ", config.limits.max_batch,
+                            " (limits.max_batch)"));
     }
-    std::string out = "{\"results\":[";
-    std::string answer;
+    std::string& out = r.body;
+    out = "{\"results\":[";
+    std::string& answer = l.answer;
     for (size_t i = 0; i < items->size(); ++i) {
       if (i) out.push_back(',');
       const std::string& ev = (*items)[i];
@@ -182,15 +401,404 @@ struct HttpServer::Impl {
       } else {
         status = DecideOne(ev, false, &answer);
       }
-      out += "{\"status\":";
-      out += std::to_string(status);
-      out += ",\"answer\":";
-      out += answer;
-      out.push_back('}');
+      StrAppend(&out, "{\"status\":", status, ",\"answer\":", answer, "}");
     }
     out += "]}";
-    res.status = 200;
-    res.set_content(out, "application/json");
+    r.status = 200;
+  }
+
+  void HandleMetrics(Loop& l, evhttp_request* req) {
+    Reply& r = l.reply;
+    // /metrics takes a key of any role.
+    Auth::Result a = auth->Authenticate(Header(req, "Authorization"), Role::kScore, &l.key_id);
+    if (a == Auth::Result::kMissing || a == Auth::Result::kUnknown) {
+      r.Error(401, "unauthorized", "an API key is required: Authorization: Bearer <key>");
+      r.www_authenticate = "Bearer";
+      return;
+    }
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = registry->Render();
+  }
+
+  void HandleReady(Loop& l) {
+    EngineStats st = engine->Stats();
+    std::string& j = l.reply.body;
+    j = "{\"ready\":true,\"store\":";
+    AppendJsonString(st.store_error.empty() ? "ok" : StrCat("degraded: ", st.store_error, " (decisions go to the journal)"), &j);
+    StrAppend(&j, ",\"keys\":", auth->num_keys(), "}");
+  }
+
+  // Work that may block: stored decisions (the store) and reloads (models,
+  // policy, keys from disk or the store).
+  static void GetStored(Impl* m, const std::string& id, Reply* r) {
+    auto doc = m->engine->GetDecision(id);
+    if (!doc.ok()) {
+      bool nf = absl::IsNotFound(doc.status());
+      return r->Error(nf ? 404 : 503, nf ? "not_found" : "unavailable", std::string(doc.status().message()));
+    }
+    r->body = std::move(*doc);
+  }
+
+  static void DoReload(Impl* m, Reply* r) {
+    absl::Status st = m->engine->Reload();
+    absl::Status keys = m->LoadKeys();
+    if (!st.ok() && !absl::IsUnavailable(st)) {
+      return r->Error(409, "reload_failed", StrCat(st.message(), " (the running models and policy stay)"));
+    }
+    std::string& j = r->body;
+    j = "{\"reloaded\":true";
+    if (!st.ok()) {
+      j += ",\"warning\":";
+      AppendJsonString(std::string(st.message()), &j);
+    }
+    if (!keys.ok()) {
+      j += ",\"keys_error\":";
+      AppendJsonString(std::string(keys.message()), &j);
+    }
+    j += ",\"models\":";
+    j += m->engine->ModelsJson();
+    j += "}";
+  }
+
+  // Hands `req` to the worker thread; OnWake answers it on this loop.
+  void Defer(Loop& l, evhttp_request* req, Endpoint e, Clock::time_point t0, bool head, std::string what,
+             std::function<void(Reply*)> work) {
+    auto job = std::make_unique<Job>();
+    job->loop = &l;
+    job->req = req;
+    job->endpoint = e;
+    job->t0 = t0;
+    job->head = head;
+    job->what = std::move(what);
+    job->work = std::move(work);
+    {
+      std::lock_guard<std::mutex> lock(work_mu);
+      jobs.push_back(std::move(job));
+    }
+    ++l.deferred;
+    work_cv.notify_one();
+  }
+
+  // Routes one request. Returns true when it went to the worker; otherwise
+  // the loop's reply is filled, and `*counted` says whether it goes to the
+  // per-endpoint metrics (everything but the probes).
+  bool Route(Loop& l, evhttp_request* req, Clock::time_point t0, Endpoint* endpoint, bool* counted) {
+    Reply& r = l.reply;
+    evhttp_cmd_type method = evhttp_request_get_command(req);
+    const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+    const char* raw = uri ? evhttp_uri_get_path(uri) : nullptr;
+    std::string_view path = raw ? raw : "";
+    std::string decoded;
+    if (path.find('%') != std::string_view::npos) {
+      size_t n = 0;
+      if (char* d = evhttp_uridecode(raw, 0, &n)) {
+        decoded.assign(d, n);
+        std::free(d);
+        path = decoded;
+      }
+    }
+    Endpoint e = *endpoint = EndpointOf(path);
+    bool get = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
+    bool post = method == EVHTTP_REQ_POST;
+
+    if (post && Header(req, "Content-Length").empty() && Header(req, "Transfer-Encoding").empty()) {
+      r.Error(400, "length_required", "a POST needs a Content-Length, even for an empty body (curl: -d '')");
+      return false;
+    }
+    if (post && e == kEvents) {
+      HandleEvents(l, req);
+    } else if (post && e == kBatch) {
+      HandleMany(l, req, false);
+    } else if (post && e == kLabels) {
+      HandleMany(l, req, true);
+    } else if (get && path == "/healthz") {
+      *counted = false;
+      r.body = "{\"status\":\"ok\"}";
+    } else if (get && path == "/readyz") {
+      *counted = false;
+      HandleReady(l);
+    } else if (get && e == kMetrics) {
+      HandleMetrics(l, req);
+    } else if (get && e == kModels) {
+      if (Authorize(l, req, Role::kAdmin, false)) r.body = engine->ModelsJson();
+    } else if (get && e == kDecisions && path.size() > 14 && path.find('/', 14) == std::string_view::npos) {
+      if (!Authorize(l, req, Role::kScore, true)) return false;
+      Defer(l, req, e, t0, method == EVHTTP_REQ_HEAD, StrCat(MethodName(method), " ", path),
+            [this, id = std::string(path.substr(14))](Reply* out) { GetStored(this, id, out); });
+      return true;
+    } else if (post && e == kReload) {
+      if (!Authorize(l, req, Role::kAdmin, false)) return false;
+      Defer(l, req, e, t0, false, StrCat(MethodName(method), " ", path), [this](Reply* out) { DoReload(this, out); });
+      return true;
+    } else {
+      r.Error(404, "not_found", StrCat("no endpoint ", MethodName(method), " ", path, " (docs/api.md)"));
+    }
+    return false;
+  }
+
+  static void Send(Loop& l, evhttp_request* req, const Reply& r, bool head) {
+    evkeyvalq* h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", r.content_type);
+    if (r.www_authenticate) evhttp_add_header(h, "WWW-Authenticate", r.www_authenticate);
+    if (r.retry_after) evhttp_add_header(h, "Retry-After", r.retry_after);
+    if (l.stopping) evhttp_add_header(h, "Connection", "close");
+    if (!head) evbuffer_add(evhttp_request_get_output_buffer(req), r.body.data(), r.body.size());
+    l.replying = true;
+    evhttp_send_reply(req, r.status, nullptr, nullptr);
+    l.replying = false;
+  }
+
+  // evhttp's callback for every request it has read in full.
+  static void OnRequest(evhttp_request* req, void* arg) {
+    Loop& l = *static_cast<Loop*>(arg);
+    Impl& m = *l.impl;
+    Clock::time_point t0 = Clock::now();
+    Endpoint e = kOther;
+    bool counted = true;
+    l.reply.Reset();
+    try {
+      if (m.Route(l, req, t0, &e, &counted)) return;  // the worker answers it
+    } catch (const std::exception& ex) {
+      Failed(req, ex.what(), &l.reply);
+    } catch (...) {
+      Failed(req, "unknown exception", &l.reply);
+    }
+    Send(l, req, l.reply, evhttp_request_get_command(req) == EVHTTP_REQ_HEAD);
+    if (counted) m.Count(e, l.reply.status, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  static void Failed(evhttp_request* req, const char* what, Reply* r) {
+    const char* uri = evhttp_request_get_uri(req);
+    std::fprintf(stderr, "serve: %s %s failed: %s\n", MethodName(evhttp_request_get_command(req)), uri ? uri : "",
+                 what);
+    r->Error(500, "internal", "the request failed inside vigil; see the server's log");
+  }
+
+  // evhttp answers a few requests itself, without calling OnRequest: a body
+  // over limits.max_body_bytes (413, from its Content-Length, before the body
+  // is read), a request it cannot parse (400), an Expect it does not know
+  // (417). libevent 2.1 cannot replace those pages (2.2 can:
+  // evhttp_set_errorcb), so they stay its HTML and close the connection; they
+  // are counted here as their status line is written, under the endpoint
+  // "other" (the request line is gone by then).
+  static void OnOutput(evbuffer* out, const evbuffer_cb_info* info, void* arg) {
+    Loop& l = *static_cast<Loop*>(arg);
+    // An answer starts in an empty buffer: the one before has been written.
+    if (l.replying || info->n_added == 0 || info->orig_size != 0) return;
+    // evbuffer_peek, not evbuffer_copyout: the buffer's start may be frozen here.
+    char line[12];
+    size_t got = 0;
+    evbuffer_iovec vec[2];
+    int n = evbuffer_peek(out, sizeof line, nullptr, vec, 2);
+    for (int i = 0; i < n && i < 2 && got < sizeof line; ++i) {
+      size_t take = std::min(vec[i].iov_len, sizeof line - got);
+      std::memcpy(line + got, vec[i].iov_base, take);
+      got += take;
+    }
+    if (got != sizeof line || std::memcmp(line, "HTTP/1.", 7) != 0) return;
+    int code = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    if (code >= 200 && code < 600) l.impl->Count(kOther, code, 0);  // not "100 Continue"
+  }
+
+  // A new connection's bufferevent: TLS when configured.
+  static bufferevent* NewConnection(event_base* base, void* arg) {
+    Loop& l = *static_cast<Loop*>(arg);
+    bufferevent* bev;
+    if (l.impl->ssl) {
+      SSL* ssl = SSL_new(l.impl->ssl);
+      bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+                : nullptr;
+      // Returning null would make evhttp serve the connection in plain text.
+      if (!bev) {
+        std::fprintf(stderr, "serve: out of memory for a TLS connection: %s\n", OpenSslErrors().c_str());
+        std::abort();
+      }
+    } else {
+      bev = bufferevent_socket_new(base, -1, 0);  // as evhttp makes it (evhttp closes the socket)
+      if (!bev) return nullptr;
+    }
+    evbuffer_add_cb(bufferevent_get_output(bev), &OnOutput, &l);
+    // The listener accepts every pending connection in one go, so a burst
+    // (a client opening its pool) would all land on the loop that woke
+    // first. One connection per turn instead: the loops share a burst, and a
+    // busy loop, slower to come back, takes fewer.
+    if (l.accept_again && l.listener) {
+      evconnlistener_disable(l.listener);
+      event_active(l.accept_again, EV_TIMEOUT, 1);
+    }
+    return bev;
+  }
+
+  static void AcceptAgain(evutil_socket_t, short, void* arg) {
+    Loop& l = *static_cast<Loop*>(arg);
+    if (l.listener) evconnlistener_enable(l.listener);
+  }
+
+  // The worker thread finished jobs of this loop.
+  static void OnWake(evutil_socket_t, short, void* arg) {
+    Loop& l = *static_cast<Loop*>(arg);
+    std::vector<std::unique_ptr<Job>> done;
+    {
+      std::lock_guard<std::mutex> lock(l.mu);
+      done.swap(l.finished);
+    }
+    for (const auto& job : done) {
+      Send(l, job->req, job->reply, job->head);
+      l.impl->Count(job->endpoint, job->reply.status,
+                    std::chrono::duration<double>(Clock::now() - job->t0).count());
+      --l.deferred;
+    }
+  }
+
+  // Stop reached this loop: no more connections; answers say Connection:
+  // close, so a connection ends after the request it is in.
+  static void BeginStop(evutil_socket_t, short, void* arg) {
+    Loop& l = *static_cast<Loop*>(arg);
+    l.stopping = true;
+    if (l.bound) {
+      evhttp_del_accept_socket(l.http, l.bound);  // frees the listener
+      l.bound = nullptr;
+      l.listener = nullptr;
+    }
+    l.drain = event_new(l.base, -1, EV_PERSIST, &Drain, &l);
+    timeval every{0, 10 * 1000};
+    if (!l.drain || event_add(l.drain, &every) != 0) event_base_loopexit(l.base, nullptr);
+  }
+
+  // Exits once the worker has nothing of this loop's, leaving a moment for
+  // the last answers to be written.
+  static void Drain(evutil_socket_t, short, void* arg) {
+    Loop& l = *static_cast<Loop*>(arg);
+    if (l.deferred > 0) return;
+    event_del(l.drain);
+    timeval grace{0, 20 * 1000};
+    event_base_loopexit(l.base, &grace);
+  }
+
+  void WorkerMain() {
+    for (;;) {
+      std::unique_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(work_mu);
+        work_cv.wait(lock, [this] { return work_stop || !jobs.empty(); });
+        if (jobs.empty()) return;
+        job = std::move(jobs.front());
+        jobs.pop_front();
+      }
+      try {
+        job->work(&job->reply);
+      } catch (const std::exception& ex) {
+        std::fprintf(stderr, "serve: %s failed: %s\n", job->what.c_str(), ex.what());
+        job->reply.Error(500, "internal", "the request failed inside vigil; see the server's log");
+      } catch (...) {
+        std::fprintf(stderr, "serve: %s failed: unknown exception\n", job->what.c_str());
+        job->reply.Error(500, "internal", "the request failed inside vigil; see the server's log");
+      }
+      Loop& l = *job->loop;
+      {
+        std::lock_guard<std::mutex> lock(l.mu);
+        l.finished.push_back(std::move(job));
+      }
+      event_active(l.wake, EV_READ, 0);  // thread-safe: the bases have locks (evthread_use_pthreads)
+    }
+  }
+
+  absl::Status LoadTls() {
+    ssl = SSL_CTX_new(TLS_server_method());
+    if (!ssl) return absl::InternalError(StrCat("TLS: cannot create an OpenSSL context: ", OpenSslErrors()));
+    SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
+    SSL_CTX_set_options(ssl, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ssl, config.tls_cert.c_str()) != 1) {
+      return absl::InvalidArgumentError(
+          StrCat("tls.cert ", config.tls_cert, ": cannot load the certificate: ", OpenSslErrors()));
+    }
+    if (SSL_CTX_use_PrivateKey_file(ssl, config.tls_key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      return absl::InvalidArgumentError(
+          StrCat("tls.key ", config.tls_key, ": cannot load the private key: ", OpenSslErrors()));
+    }
+    if (SSL_CTX_check_private_key(ssl) != 1) {
+      return absl::InvalidArgumentError(StrCat("tls.key ", config.tls_key, " is not the key of tls.cert ",
+                                               config.tls_cert, ": ", OpenSslErrors()));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status AddLoop() {
+    loops.push_back(std::make_unique<Loop>());  // first: Teardown frees what a failure leaves
+    Loop& l = *loops.back();
+    l.impl = this;
+    std::string which = StrCat("HTTP loop ", loops.size());
+    // epoll changes are batched per loop turn: a connection's read and write
+    // events are switched on and off several times per request, and most of
+    // those switches cancel out before the next epoll_wait.
+    event_config* cfg = event_config_new();
+    if (!cfg) return absl::InternalError(StrCat(which, ": event_config_new failed"));
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    l.base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (!l.base) return absl::InternalError(StrCat(which, ": event_base_new_with_config failed"));
+    if (!(l.http = evhttp_new(l.base))) return absl::InternalError(StrCat(which, ": evhttp_new failed"));
+    evhttp_set_gencb(l.http, &OnRequest, &l);
+    evhttp_set_bevcb(l.http, &NewConnection, &l);
+    evhttp_set_max_body_size(l.http, static_cast<ev_ssize_t>(config.limits.max_body_bytes));
+    evhttp_set_max_headers_size(l.http, kMaxHeaderBytes);
+    evhttp_set_timeout(l.http, kTimeoutSeconds);
+    // Every method reaches OnRequest (404 for those no endpoint takes), none
+    // gets evhttp's 501.
+    evhttp_set_allowed_methods(l.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    // The listening socket is shared: no LEV_OPT_CLOSE_ON_FREE (Teardown closes it).
+    evconnlistener* listener = evconnlistener_new(l.base, nullptr, nullptr, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
+    if (!listener) return absl::InternalError(StrCat(which, ": evconnlistener_new failed"));
+    if (!(l.bound = evhttp_bind_listener(l.http, listener))) {
+      evconnlistener_free(listener);
+      return absl::InternalError(StrCat(which, ": evhttp_bind_listener failed"));
+    }
+    l.listener = listener;
+    if (config.limits.threads > 1 && !(l.accept_again = event_new(l.base, -1, 0, &AcceptAgain, &l))) {
+      return absl::InternalError(StrCat(which, ": event_new failed"));
+    }
+    if (!(l.wake = event_new(l.base, -1, 0, &OnWake, &l))) return absl::InternalError(StrCat(which, ": event_new failed"));
+    return absl::OkStatus();
+  }
+
+  // Sends Stop to the loops it has not reached yet. REQUIRES: life_mu held.
+  void SendStop() {
+    timeval now{0, 0};
+    for (auto& l : loops) {
+      if (l->stop_sent) continue;
+      l->stop_sent = event_base_once(l->base, -1, EV_TIMEOUT, &BeginStop, l.get(), &now) == 0;
+    }
+  }
+
+  // Finishes the jobs queued, then ends the worker thread.
+  void StopWorker() {
+    {
+      std::lock_guard<std::mutex> lock(work_mu);
+      work_stop = true;
+    }
+    work_cv.notify_all();
+    if (worker.joinable()) worker.join();
+  }
+
+  // Frees the loops (their connections and any request not answered), the
+  // listening socket and the TLS context. REQUIRES: no loop running.
+  void Teardown() {
+    std::lock_guard<std::mutex> lock(life_mu);
+    for (auto& lp : loops) {
+      Loop& l = *lp;
+      l.finished.clear();  // their requests go with evhttp_free
+      if (l.wake) event_free(l.wake);
+      if (l.accept_again) event_free(l.accept_again);
+      if (l.drain) event_free(l.drain);
+      if (l.http) evhttp_free(l.http);
+      if (l.base) event_base_free(l.base);
+    }
+    loops.clear();
+    if (listen_fd >= 0) close(listen_fd);
+    listen_fd = -1;
+    if (ssl) SSL_CTX_free(ssl);
+    ssl = nullptr;
   }
 };
 
@@ -201,12 +809,6 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
   m.auth = auth;
   m.registry = registry;
   m.config = config;
-  if (!config.tls_cert.empty()) {
-    m.server = std::make_unique<httplib::SSLServer>(config.tls_cert.c_str(), config.tls_key.c_str());
-  } else {
-    m.server = std::make_unique<httplib::Server>();
-  }
-  httplib::Server& s = *m.server;
 
   for (int e = 0; e < kNumEndpoints; ++e) {
     for (size_t c = 0; c < kCodes.size(); ++c) {
@@ -260,142 +862,58 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
       }
     }
   });
-
-  s.set_tcp_nodelay(true);
-  s.set_keep_alive_max_count(1000000);
-  s.set_keep_alive_timeout(5);
-  s.set_read_timeout(5, 0);
-  s.set_payload_max_length(static_cast<size_t>(config.limits.max_body_bytes));
-  size_t threads = static_cast<size_t>(config.limits.threads);
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    std::fprintf(stderr, "serve: %s %s failed: %s\n", req.method.c_str(), req.path.c_str(), what.c_str());
-    SetError(res, 500, "internal", "the request failed inside vigil; see the server's log");
-  });
-  s.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
-    // Statuses httplib sets itself (404, 413, 400 for a malformed request):
-    // counted here, since no handler ran.
-    if (!res.body.empty()) return;
-    impl_->Count(EndpointOf(req.path), res.status, 0);
-    if (res.status == 413) {
-      SetError(res, 413, "payload_too_large", "the body is larger than limits.max_body_bytes");
-    } else if (res.status == 404) {
-      SetError(res, 404, "not_found", StrCat("no endpoint ", req.method, " ", req.path, " (docs/api.md)"));
-    } else if (res.status == 400 && req.method == "POST" && !req.has_header("Content-Length") &&
-               !req.has_header("Transfer-Encoding")) {
-      SetError(res, 400, "length_required", "a POST needs a Content-Length, even for an empty body (curl: -d '')");
-    } else {
-      SetError(res, res.status, "http_error", StrCat("HTTP status ", res.status));
-    }
-  });
-
-  auto timed = [this](Endpoint e, auto handler) {
-    return [this, e, handler](const httplib::Request& req, httplib::Response& res) {
-      auto t0 = std::chrono::steady_clock::now();
-      handler(req, res);
-      impl_->Count(e, res.status,
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    };
-  };
-
-  s.Post("/v1/events", timed(kEvents, [this](const auto& req, auto& res) { impl_->HandleEvents(req, res); }));
-  s.Post("/v1/events:batch", timed(kBatch, [this](const auto& req, auto& res) { impl_->HandleMany(req, res, false); }));
-  s.Post("/v1/labels", timed(kLabels, [this](const auto& req, auto& res) { impl_->HandleMany(req, res, true); }));
-  s.Get(R"(/v1/decisions/([^/]+))", timed(kDecisions, [this](const httplib::Request& req, httplib::Response& res) {
-          if (!impl_->Authorize(req, res, Role::kScore, true)) return;
-          auto doc = impl_->engine->GetDecision(req.matches[1].str());
-          if (!doc.ok()) {
-            bool nf = absl::IsNotFound(doc.status());
-            return SetError(res, nf ? 404 : 503, nf ? "not_found" : "unavailable", std::string(doc.status().message()));
-          }
-          res.set_content(*doc, "application/json");
-        }));
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("{\"status\":\"ok\"}", "application/json");
-  });
-  s.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    EngineStats st = impl_->engine->Stats();
-    std::string j = "{\"ready\":true,\"store\":";
-    AppendJsonString(st.store_error.empty() ? "ok" : StrCat("degraded: ", st.store_error, " (decisions go to the journal)"), &j);
-    StrAppend(&j, ",\"keys\":", impl_->auth->num_keys(), "}");
-    res.set_content(j, "application/json");
-  });
-  s.Get("/metrics", timed(kMetrics, [this](const httplib::Request& req, httplib::Response& res) {
-          // /metrics takes a key of any role.
-          std::string id;
-          Auth::Result a = impl_->auth->Authenticate(req.get_header_value("Authorization"), Role::kScore, &id);
-          if (a == Auth::Result::kMissing || a == Auth::Result::kUnknown) {
-            res.set_header("WWW-Authenticate", "Bearer");
-            return SetError(res, 401, "unauthorized", "an API key is required: Authorization: Bearer <key>");
-          }
-          res.status = 200;
-          res.set_content(impl_->registry->Render(), "text/plain; version=0.0.4");
-        }));
-  s.Post("/v1/admin/reload", timed(kReload, [this](const httplib::Request& req, httplib::Response& res) {
-           if (!impl_->Authorize(req, res, Role::kAdmin, false)) return;
-           absl::Status st = impl_->engine->Reload();
-           absl::Status keys = LoadKeys();
-           if (!st.ok() && !absl::IsUnavailable(st)) {
-             return SetError(res, 409, "reload_failed", StrCat(st.message(), " (the running models and policy stay)"));
-           }
-           std::string j = "{\"reloaded\":true";
-           if (!st.ok()) {
-             j += ",\"warning\":";
-             AppendJsonString(std::string(st.message()), &j);
-           }
-           if (!keys.ok()) {
-             j += ",\"keys_error\":";
-             AppendJsonString(std::string(keys.message()), &j);
-           }
-           j += ",\"models\":";
-           j += impl_->engine->ModelsJson();
-           j += "}";
-           res.set_content(j, "application/json");
-         }));
-  s.Get("/v1/admin/models", timed(kModels, [this](const httplib::Request& req, httplib::Response& res) {
-          if (!impl_->Authorize(req, res, Role::kAdmin, false)) return;
-          res.set_content(impl_->engine->ModelsJson(), "application/json");
-        }));
 }
 
-HttpServer::~HttpServer() { Stop(); }
-
-absl::Status HttpServer::LoadKeys() {
-  std::vector<store::KeyRow> keys;
-  if (!impl_->config.keys_file.empty()) {
-    VIGIL_ASSIGN_OR_RETURN(keys, ReadKeysFile(impl_->config.keys_file));
-  } else {
-    VIGIL_ASSIGN_OR_RETURN(auto st, store::OpenStore(impl_->config.store));
-    VIGIL_ASSIGN_OR_RETURN(keys, st->Keys());
-  }
-  impl_->auth->SetKeys(std::move(keys));
-  return absl::OkStatus();
+HttpServer::~HttpServer() {
+  Stop();
+  impl_->StopWorker();
+  impl_->Teardown();
 }
+
+absl::Status HttpServer::LoadKeys() { return impl_->LoadKeys(); }
 
 absl::Status HttpServer::Bind(const std::string& host, int port) {
-  httplib::Server& s = *impl_->server;
-  if (!s.is_valid()) return absl::InvalidArgumentError("the TLS certificate or key could not be loaded");
-  if (port == 0) {
-    port_ = s.bind_to_any_port(host);
-    if (port_ < 0) return absl::UnavailableError(StrCat("cannot listen on ", host, " (any port)"));
-  } else {
-    if (!s.bind_to_port(host, port)) return absl::UnavailableError(StrCat("cannot listen on ", host, ":", port, " (in use?)"));
-    port_ = port;
-  }
+  Impl& m = *impl_;
+  if (m.listen_fd >= 0) return absl::FailedPreconditionError(StrCat("already listening on port ", port_));
+  // Before any event_base exists: Stop and the worker reach the loops from
+  // other threads (event_base_once, event_active).
+  static std::once_flag threads_once;
+  std::call_once(threads_once, [] { evthread_use_pthreads(); });
+  // A client gone before its answer is written must not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  if (!m.config.tls_cert.empty()) VIGIL_RETURN_IF_ERROR(m.LoadTls());
+  VIGIL_ASSIGN_OR_RETURN(m.listen_fd, ListenOn(host, port));
+  port_ = LocalPort(m.listen_fd);
+  std::lock_guard<std::mutex> lock(m.life_mu);
+  for (int64_t i = 0; i < m.config.limits.threads; ++i) VIGIL_RETURN_IF_ERROR(m.AddLoop());
   return absl::OkStatus();
 }
 
-void HttpServer::Run() { impl_->server->listen_after_bind(); }
+void HttpServer::Run() {
+  Impl& m = *impl_;
+  std::vector<Impl::Loop*> loops;
+  {
+    std::lock_guard<std::mutex> lock(m.life_mu);
+    for (auto& l : m.loops) loops.push_back(l.get());
+    if (m.stop_requested) m.SendStop();  // Stop came before Bind
+  }
+  if (loops.empty()) return;
+  m.worker = std::thread([&m] { m.WorkerMain(); });
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < loops.size(); ++i) {
+    threads.emplace_back([l = loops[i]] { event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY); });
+  }
+  event_base_loop(loops[0]->base, EVLOOP_NO_EXIT_ON_EMPTY);
+  for (std::thread& t : threads) t.join();
+  m.StopWorker();
+  m.Teardown();
+}
 
 void HttpServer::Stop() {
-  if (impl_ && impl_->server && impl_->server->is_running()) impl_->server->stop();
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.life_mu);
+  m.stop_requested = true;
+  m.SendStop();
 }
 
 }  // namespace vigil::serve

@@ -1,11 +1,18 @@
-// The HTTP API of `vigil serve` (docs/api.md) over cpp-httplib: events,
+// The HTTP API of `vigil serve` (docs/api.md) over libevent's evhttp: events,
 // batches, labels, stored decisions, health, readiness, metrics and admin,
 // with API keys, roles, a body limit, an optional per-key rate limit and
 // optional TLS. One lock (the sequencer) orders the calls into the Engine:
 // the order of decisions is the order of the event log.
 //
-// Thread-safety: Start, Port and Stop from one controlling thread; requests
-// are served by the pool's threads.
+// Requests are served by `limits.threads` event-loop threads that share the
+// listening socket; each keeps the connections it accepted, so a request is
+// read, decided and answered on one thread. What may block (a stored decision
+// read from the store, a reload) runs on one control-plane thread and is
+// answered on its loop.
+//
+// Thread-safety: Bind, Run and the destructor from one controlling thread
+// (Run returns before the server is destroyed); Stop from any thread, at any
+// time, any number of times.
 #ifndef VIGIL_SERVE_HTTP_SERVER_H_
 #define VIGIL_SERVE_HTTP_SERVER_H_
 
@@ -26,11 +33,15 @@ class HttpServer {
   HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, const ServeConfig& config);
   ~HttpServer();
 
-  // Binds `host:port` (port 0: a free one). Fails naming the address.
+  // Binds `host:port` (port 0: a free one) and loads the TLS certificate and
+  // key when the configuration names them. Fails naming the address or the
+  // file.
   absl::Status Bind(const std::string& host, int port);
   int port() const { return port_; }
-  // Serves until Stop (blocking).
+  // Serves until Stop (blocking); returns at once when Bind did not succeed.
   void Run();
+  // Stops accepting connections; answers in progress are finished (a
+  // connection closes after its current request), then Run returns.
   void Stop();
 
   // Reloads keys (from the store or the keys file): at start and on reload.
