@@ -38,7 +38,7 @@ struct Limits {
   int64_t max_batch = 100;             // events per POST /v1/events:batch
   double rate_per_key = 0;             // requests per second per API key; 0 = off
   double burst_per_key = 0;            // bucket size; 0 = one second's worth
-  int64_t threads = 2;                 // HTTP event loops, each a thread serving many connections
+  int64_t threads = 1;                 // HTTP event loops, each a thread serving many connections
   int64_t recent_decisions = 100000;   // decisions kept in memory for retries and GETs
   int64_t queue_capacity = 65536;      // decisions waiting for the store
 };
