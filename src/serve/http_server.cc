@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -266,6 +267,7 @@ struct HttpServer::Impl {
   monitor::Counter* rate_limited = nullptr;
 
   int listen_fd = -1;
+  std::atomic<int> listening_loops{0};  // loops that still accept (see BeginStop)
   SSL_CTX* ssl = nullptr;
   // Bind fills it, Run serves it, and Teardown (after Run, or in the
   // destructor) empties it, under life_mu so that Stop may come from any
@@ -659,6 +661,11 @@ struct HttpServer::Impl {
       evhttp_del_accept_socket(l.http, l.bound);  // frees the listener
       l.bound = nullptr;
       l.listener = nullptr;
+      // The last loop to stop accepting stops the socket listening: a
+      // connection attempt is refused from now on instead of waiting in the
+      // backlog until the process exits. Not before: a listening socket shut
+      // down under a loop's epoll would wake it again and again.
+      if (l.impl->listening_loops.fetch_sub(1) == 1) shutdown(l.impl->listen_fd, SHUT_RDWR);
     }
     l.drain = event_new(l.base, -1, EV_PERSIST, &Drain, &l);
     timeval every{0, 10 * 1000};
@@ -755,6 +762,7 @@ struct HttpServer::Impl {
       return absl::InternalError(StrCat(which, ": evhttp_bind_listener failed"));
     }
     l.listener = listener;
+    ++listening_loops;
     if (config.limits.threads > 1 && !(l.accept_again = event_new(l.base, -1, 0, &AcceptAgain, &l))) {
       return absl::InternalError(StrCat(which, ": event_new failed"));
     }
