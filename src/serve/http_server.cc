@@ -748,6 +748,10 @@ struct HttpServer::Impl {
     evhttp_set_gencb(l.http, &OnRequest, &l);
     evhttp_set_bevcb(l.http, &NewConnection, &l);
     evhttp_set_max_body_size(l.http, static_cast<ev_ssize_t>(config.limits.max_body_bytes));
+    // A body over the limit is read and dropped before the 413 and the close:
+    // closing with it unread would reset the connection under a client still
+    // sending, which then sees ECONNRESET instead of the answer.
+    evhttp_set_flags(l.http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_max_headers_size(l.http, kMaxHeaderBytes);
     evhttp_set_timeout(l.http, kTimeoutSeconds);
     // Every method reaches OnRequest (404 for those no endpoint takes), none
