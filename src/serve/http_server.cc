@@ -46,7 +46,10 @@ using Clock = std::chrono::steady_clock;
 enum Endpoint : int { kEvents, kBatch, kLabels, kDecisions, kMetrics, kReload, kModels, kOther, kNumEndpoints };
 constexpr const char* kEndpointNames[kNumEndpoints] = {"events", "events_batch", "labels", "decisions",
                                                        "metrics", "admin_reload", "admin_models", "other"};
-constexpr std::array<int, 11> kCodes = {200, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503};
+// Every status an answer can have: ours, and those evhttp gives itself
+// (400, 413, 417, 501; see OnOutput).
+constexpr std::array<int, 14> kCodes = {200, 400, 401, 403, 404, 405, 409,
+                                        413, 415, 417, 429, 500, 501, 503};
 
 // Request line and headers together; evhttp answers 400 beyond it.
 constexpr ev_ssize_t kMaxHeaderBytes = 16 * 1024;
@@ -577,9 +580,10 @@ struct HttpServer::Impl {
   }
 
   // evhttp answers a few requests itself, without calling OnRequest: a body
-  // over limits.max_body_bytes (413, from its Content-Length, before the body
-  // is read), a request it cannot parse (400), an Expect it does not know
-  // (417). libevent 2.1 cannot replace those pages (2.2 can:
+  // over limits.max_body_bytes or a broken chunked body (413, from its
+  // Content-Length; the rest of the body is read and dropped first), a
+  // request it cannot parse (400), an Expect it does not know (417), a
+  // method it does not know (501). libevent 2.1 cannot replace those pages (2.2 can:
   // evhttp_set_errorcb), so they stay its HTML and close the connection; they
   // are counted here as their status line is written, under the endpoint
   // "other" (the request line is gone by then).
@@ -754,10 +758,11 @@ struct HttpServer::Impl {
     evhttp_set_flags(l.http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_max_headers_size(l.http, kMaxHeaderBytes);
     evhttp_set_timeout(l.http, kTimeoutSeconds);
-    // Every method reaches OnRequest (404 for those no endpoint takes), none
-    // gets evhttp's 501.
+    // Every method evhttp knows reaches OnRequest (404 for those no endpoint
+    // takes); only a method it does not know gets its own 501.
     evhttp_set_allowed_methods(l.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                           EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     // The listening socket is shared: no LEV_OPT_CLOSE_ON_FREE (Teardown closes it).
     evconnlistener* listener = evconnlistener_new(l.base, nullptr, nullptr, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
     if (!listener) return absl::InternalError(StrCat(which, ": evconnlistener_new failed"));

@@ -157,6 +157,14 @@ def pipelined(port, key, requests):
         return answers
 
 
+def raw_status(port, raw):
+    """Sends `raw` on a new connection and returns the answer's status."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        return int(sock.makefile("rb").readline().split()[1])
+
+
 def sample_events():
     with open(os.path.join(EX, "sample.jsonl")) as f:
         return [json.loads(l) for l in f if l.strip()]
@@ -260,6 +268,12 @@ def test_errors():
         check(st == 415, f"text/plain: {st}")
         st, doc = s.request("GET", "/v1/nothing", key="admin")
         check(st == 404, f"unknown endpoint: {st}")
+        st, doc = s.request("TRACE", "/v1/events", key="admin")
+        check(st == 404 and doc["error"] == "not_found", f"TRACE reaches vigil's routes: {st} {doc}")
+        # What evhttp answers itself (HTML, connection closed), counted as "other".
+        check(raw_status(s.port, b"BREW /v1/events HTTP/1.1\r\nHost: x\r\n\r\n") == 501, "an unknown method: 501")
+        check(raw_status(s.port, b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: tea\r\n\r\n{}") == 417,
+              "an unknown Expect: 417")
         # The rate limit: 5/s with a burst of 5, per key; the admin key has its own bucket.
         codes = [s.post(dict(ev, event_id=f"e7{i:011d}"))[0] for i in range(12)]
         check(codes.count(429) >= 5 and codes[:5] == [200] * 5, f"rate limit 5/s: {codes}")
@@ -274,6 +288,9 @@ def test_errors():
         check(re.search(r'vigil_http_requests_total\{code="413",endpoint="other"\} 2', metrics)
               and re.search(r'vigil_http_requests_total\{code="413",endpoint="events_batch"\} 1', metrics),
               "413s counted on /metrics: " + "".join(l for l in metrics.splitlines(True) if "413" in l))
+        check(re.search(r'vigil_http_requests_total\{code="501",endpoint="other"\} 1', metrics)
+              and re.search(r'vigil_http_requests_total\{code="417",endpoint="other"\} 1', metrics),
+              "501 and 417 counted on /metrics")
         s.stop()
         dead = [json.loads(l) for l in open(os.path.join(work, "var", "dead-letter.jsonl"))]
         check(len(dead) == 3 and dead[1]["event_id"] == "e800000000002" and dead[1]["field"] == "country"
