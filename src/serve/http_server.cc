@@ -13,6 +13,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -200,6 +201,24 @@ absl::StatusOr<int> ListenOn(const std::string& host, int port) {
   return absl::UnavailableError(StrCat("cannot listen on ", where, ": ", last));
 }
 
+// One descriptor per connection: the soft limit on open files (often 1024)
+// raised to the hard one. Failing is not fatal: the server runs with fewer.
+void RaiseOpenFileLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    std::fprintf(stderr, "serve: warning: cannot read the open-file limit: %s\n", std::strerror(errno));
+    return;
+  }
+  if (lim.rlim_cur >= lim.rlim_max) return;
+  rlim_t was = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    std::fprintf(stderr, "serve: warning: cannot raise the open-file limit from %llu to %llu: %s\n",
+                 static_cast<unsigned long long>(was), static_cast<unsigned long long>(lim.rlim_max),
+                 std::strerror(errno));
+  }
+}
+
 int LocalPort(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
@@ -227,6 +246,7 @@ struct HttpServer::Impl {
     evhttp_bound_socket* bound = nullptr;  // owned by `http`
     evconnlistener* listener = nullptr;    // bound's; null after Stop
     event* accept_again = nullptr;         // with several loops: see NewConnection
+    event* accept_resume = nullptr;        // re-enables the listener after an accept error
     event* wake = nullptr;                 // jobs done by the worker: answer them
     event* drain = nullptr;                // after Stop: exits once nothing is pending
     bool stop_sent = false;                // under Impl::life_mu
@@ -236,6 +256,9 @@ struct HttpServer::Impl {
     int deferred = 0;        // requests with the worker, not answered yet
     bool replying = false;   // inside our own evhttp_send_reply
     bool stopping = false;   // Stop was called: answers close their connection
+    bool accept_paused = false;             // out of descriptors: see OnAcceptError
+    Clock::time_point accept_error_logged;  // last accept error logged
+    int64_t accept_errors = 0;              // since the last one logged
     Reply reply;             // the request being handled
     std::string key_id, answer;
   };
@@ -637,7 +660,46 @@ struct HttpServer::Impl {
 
   static void AcceptAgain(evutil_socket_t, short, void* arg) {
     Loop& l = *static_cast<Loop*>(arg);
-    if (l.listener) evconnlistener_enable(l.listener);
+    if (l.listener && !l.accept_paused) evconnlistener_enable(l.listener);
+  }
+
+  // The loop this thread runs: an evconnlistener's error callback gets
+  // evhttp's argument, not ours.
+  static thread_local Loop* current_loop;
+
+  // accept() failed. Out of descriptors or memory, the pending connection
+  // stays in the backlog and the listening socket stays readable: left
+  // enabled, the listener would wake the loop at once, again and again (100 %
+  // CPU, every loop). It pauses for 100 ms instead, while connections close;
+  // the errors are logged at most every 10 s.
+  static void OnAcceptError(evconnlistener* listener, void*) {
+    int err = EVUTIL_SOCKET_ERROR();
+    Loop* lp = current_loop;
+    if (!lp) return;
+    Loop& l = *lp;
+    ++l.accept_errors;
+    Clock::time_point now = Clock::now();
+    if (now - l.accept_error_logged >= std::chrono::seconds(10)) {
+      std::fprintf(stderr, "serve: cannot accept a connection: %s (%lld times in the last 10 s)%s\n",
+                   std::strerror(err), static_cast<long long>(l.accept_errors),
+                   err == EMFILE || err == ENFILE ? "; raise the open-file limit (ulimit -n)" : "");
+      l.accept_error_logged = now;
+      l.accept_errors = 0;
+    }
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) return;
+    evconnlistener_disable(listener);
+    l.accept_paused = true;
+    timeval pause{0, 100 * 1000};
+    if (event_add(l.accept_resume, &pause) != 0) {
+      l.accept_paused = false;
+      evconnlistener_enable(listener);
+    }
+  }
+
+  static void AcceptResume(evutil_socket_t, short, void* arg) {
+    Loop& l = *static_cast<Loop*>(arg);
+    l.accept_paused = false;
+    if (l.listener) evconnlistener_enable(l.listener);  // null once Stop reached the loop
   }
 
   // The worker thread finished jobs of this loop.
@@ -772,6 +834,10 @@ struct HttpServer::Impl {
     }
     l.listener = listener;
     ++listening_loops;
+    if (!(l.accept_resume = evtimer_new(l.base, &AcceptResume, &l))) {
+      return absl::InternalError(StrCat(which, ": event_new failed"));
+    }
+    evconnlistener_set_error_cb(listener, &OnAcceptError);
     if (config.limits.threads > 1 && !(l.accept_again = event_new(l.base, -1, 0, &AcceptAgain, &l))) {
       return absl::InternalError(StrCat(which, ": event_new failed"));
     }
@@ -807,6 +873,7 @@ struct HttpServer::Impl {
       l.finished.clear();  // their requests go with evhttp_free
       if (l.wake) event_free(l.wake);
       if (l.accept_again) event_free(l.accept_again);
+      if (l.accept_resume) event_free(l.accept_resume);
       if (l.drain) event_free(l.drain);
       if (l.http) evhttp_free(l.http);
       if (l.base) event_base_free(l.base);
@@ -818,6 +885,8 @@ struct HttpServer::Impl {
     ssl = nullptr;
   }
 };
+
+thread_local HttpServer::Impl::Loop* HttpServer::Impl::current_loop = nullptr;
 
 HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, const ServeConfig& config)
     : impl_(std::make_unique<Impl>()) {
@@ -898,6 +967,7 @@ absl::Status HttpServer::Bind(const std::string& host, int port) {
   std::call_once(threads_once, [] { evthread_use_pthreads(); });
   // A client gone before its answer is written must not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
+  RaiseOpenFileLimit();
   if (!m.config.tls_cert.empty()) VIGIL_RETURN_IF_ERROR(m.LoadTls());
   VIGIL_ASSIGN_OR_RETURN(m.listen_fd, ListenOn(host, port));
   port_ = LocalPort(m.listen_fd);
@@ -918,9 +988,14 @@ void HttpServer::Run() {
   m.worker = std::thread([&m] { m.WorkerMain(); });
   std::vector<std::thread> threads;
   for (size_t i = 1; i < loops.size(); ++i) {
-    threads.emplace_back([l = loops[i]] { event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY); });
+    threads.emplace_back([l = loops[i]] {
+      Impl::current_loop = l;
+      event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    });
   }
+  Impl::current_loop = loops[0];
   event_base_loop(loops[0]->base, EVLOOP_NO_EXIT_ON_EMPTY);
+  Impl::current_loop = nullptr;
   for (std::thread& t : threads) t.join();
   m.StopWorker();
   m.Teardown();

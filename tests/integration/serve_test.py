@@ -3,7 +3,7 @@
 real HTTP, the exchange example's schema, features, policy and model.
 
 Usage: serve_test.py VIGIL_BINARY SOURCE_DIR TEST
-TEST: api_docs | errors | retries | store_failure | backfill_parity | config
+TEST: api_docs | errors | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion
 
 Standard library only (python3 on PATH is enough).
 """
@@ -44,7 +44,7 @@ def check(cond, msg):
 class Server:
     """A vigil serve process with its own state folder and three keys."""
 
-    def __init__(self, work, limits=None, models=True, extra="", keys_file=True, tls=False):
+    def __init__(self, work, limits=None, models=True, extra="", keys_file=True, tls=False, nofile=None):
         self.work = work
         self.cfg = os.path.join(work, "vigil.yaml")
         lim = {"max_body_bytes": 65536, "max_batch": 100, "threads": 2}
@@ -72,12 +72,17 @@ class Server:
         stored = open(os.path.join(work, "var", "keys.txt" if keys_file else "vigil.db"), "rb").read()
         check(all(k.encode() not in stored for k in self.keys.values()), "the keys are not kept, only hashes")
         self.tls = tls
+        self.nofile = nofile  # the open-file limit, soft and hard
         self.proc = None
         self.start()
 
     def start(self):
+        def limit():
+            if self.nofile:
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         self.proc = subprocess.Popen([VIGIL, "serve", "--config", self.cfg], stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, text=True, env=ENV)
+                                     stdout=subprocess.DEVNULL, text=True, env=ENV, preexec_fn=limit)
         self.log = []
         deadline = time.time() + 30
         self.port = None
@@ -297,6 +302,35 @@ def test_errors():
               and dead[2]["rule"] == "duplicate_field",
               f"dead-letter file: {dead}")
         print("ok: 400 401 403 404 413 415 429, dead-letter file, metrics")
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_fd_exhaustion():
+    """Out of descriptors, the loops pause accepting instead of spinning,
+    and accept again once connections close."""
+    import socket
+    with tempfile.TemporaryDirectory() as work:
+        s = Server(work, nofile=48)
+        check(s.request("GET", "/healthz")[0] == 200, "healthz")
+        socks = [socket.create_connection(("127.0.0.1", s.port), timeout=30) for _ in range(80)]
+        time.sleep(0.3)
+        before = cpu_seconds(s.proc.pid)
+        time.sleep(1.0)
+        used = cpu_seconds(s.proc.pid) - before
+        check(used < 0.3, f"{used:.2f} s of CPU in 1 s with the descriptors exhausted (spinning)")
+        for so in socks:
+            so.close()
+        time.sleep(0.5)
+        s.conn.close()
+        st, doc = s.request("GET", "/healthz")
+        check(st == 200, f"accepting again once connections closed: {st} {doc}")
+        check(any("cannot accept a connection" in l for l in s.log), "the accept error is logged")
+        s.stop()
+        print(f"ok: descriptors exhausted, {used:.2f} s of CPU in 1 s; accepting again afterwards")
 
 
 # ----------------------------------------------------------------- retries
@@ -608,7 +642,7 @@ def test_reload():
               "keeps its last good version, a broken policy changes nothing")
 
 
-TESTS = {"decide": test_decide, "tls": test_tls, "reload": test_reload,
+TESTS = {"decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "tls": test_tls, "reload": test_reload,
  "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}
