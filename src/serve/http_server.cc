@@ -54,6 +54,9 @@ constexpr std::array<int, 14> kCodes = {200, 400, 401, 403, 404, 405, 409,
 
 // Request line and headers together; evhttp answers 400 beyond it.
 constexpr ev_ssize_t kMaxHeaderBytes = 16 * 1024;
+// Requests waiting for the control-plane worker, all loops together; beyond
+// it a request is refused with 503 rather than queued without bound.
+constexpr size_t kMaxPendingJobs = 256;
 // Reading a request, writing an answer, and a keep-alive connection idle
 // between requests: closed after this long.
 constexpr int kTimeoutSeconds = 5;
@@ -105,7 +108,7 @@ struct Reply {
   int status = 200;
   const char* content_type = "application/json";
   const char* www_authenticate = nullptr;  // on 401
-  const char* retry_after = nullptr;       // on 429
+  const char* retry_after = nullptr;       // on 429 and 503
   std::string body;
 
   void Reset() {
@@ -489,8 +492,19 @@ struct HttpServer::Impl {
   }
 
   // Hands `req` to the worker thread; OnWake answers it on this loop.
-  void Defer(Loop& l, evhttp_request* req, Endpoint e, Clock::time_point t0, bool head, std::string what,
+  // Returns false, with the loop's reply a 503, when kMaxPendingJobs wait.
+  bool Defer(Loop& l, evhttp_request* req, Endpoint e, Clock::time_point t0, bool head, std::string what,
              std::function<void(Reply*)> work) {
+    {
+      std::lock_guard<std::mutex> lock(work_mu);
+      if (jobs.size() >= kMaxPendingJobs) {
+        l.reply.Error(503, "unavailable",
+                      StrCat(kMaxPendingJobs, " requests already wait for the control plane (stored decisions, "
+                             "reloads); try again shortly"));
+        l.reply.retry_after = "1";
+        return false;
+      }
+    }
     auto job = std::make_unique<Job>();
     job->loop = &l;
     job->req = req;
@@ -505,6 +519,7 @@ struct HttpServer::Impl {
     }
     ++l.deferred;
     work_cv.notify_one();
+    return true;
   }
 
   // Routes one request. Returns true when it went to the worker; otherwise
@@ -551,13 +566,12 @@ struct HttpServer::Impl {
       if (Authorize(l, req, Role::kAdmin, false)) r.body = engine->ModelsJson();
     } else if (get && e == kDecisions && path.size() > 14 && path.find('/', 14) == std::string_view::npos) {
       if (!Authorize(l, req, Role::kScore, true)) return false;
-      Defer(l, req, e, t0, method == EVHTTP_REQ_HEAD, StrCat(MethodName(method), " ", path),
-            [this, id = std::string(path.substr(14))](Reply* out) { GetStored(this, id, out); });
-      return true;
+      return Defer(l, req, e, t0, method == EVHTTP_REQ_HEAD, StrCat(MethodName(method), " ", path),
+                   [this, id = std::string(path.substr(14))](Reply* out) { GetStored(this, id, out); });
     } else if (post && e == kReload) {
       if (!Authorize(l, req, Role::kAdmin, false)) return false;
-      Defer(l, req, e, t0, false, StrCat(MethodName(method), " ", path), [this](Reply* out) { DoReload(this, out); });
-      return true;
+      return Defer(l, req, e, t0, false, StrCat(MethodName(method), " ", path),
+                   [this](Reply* out) { DoReload(this, out); });
     } else {
       r.Error(404, "not_found", StrCat("no endpoint ", MethodName(method), " ", path, " (docs/api.md)"));
     }
