@@ -236,9 +236,9 @@ int LocalPort(int fd) {
 // Requests are served by `limits.threads` event loops (libevent's evhttp),
 // each a thread with its own event_base that accepts from the one listening
 // socket and keeps the connections it accepted: a request is read, decided
-// and answered on one thread, with no hand-off. What may block for long (a
-// stored decision read from the store, a reload) goes to one control-plane
-// worker thread and is answered on its loop when done.
+// and answered on one thread, with no hand-off. What may block or take long (a
+// stored decision read from the store, a reload, rendering /metrics) goes to
+// one control-plane worker thread and is answered on its loop when done.
 struct HttpServer::Impl {
   struct Job;
 
@@ -438,17 +438,22 @@ struct HttpServer::Impl {
     r.status = 200;
   }
 
-  void HandleMetrics(Loop& l, evhttp_request* req) {
+  // Returns true when the rendering went to the worker: it takes long
+  // enough (every series, the engine's stats) to stall the loop's requests.
+  bool HandleMetrics(Loop& l, evhttp_request* req, Clock::time_point t0, std::string what) {
     Reply& r = l.reply;
     // /metrics takes a key of any role.
     Auth::Result a = auth->Authenticate(Header(req, "Authorization"), Role::kScore, &l.key_id);
     if (a == Auth::Result::kMissing || a == Auth::Result::kUnknown) {
       r.Error(401, "unauthorized", "an API key is required: Authorization: Bearer <key>");
       r.www_authenticate = "Bearer";
-      return;
+      return false;
     }
-    r.content_type = "text/plain; version=0.0.4";
-    r.body = registry->Render();
+    return Defer(l, req, kMetrics, t0, evhttp_request_get_command(req) == EVHTTP_REQ_HEAD, std::move(what),
+                 [this](Reply* out) {
+                   out->content_type = "text/plain; version=0.0.4";
+                   out->body = registry->Render();
+                 });
   }
 
   void HandleReady(Loop& l) {
@@ -500,7 +505,7 @@ struct HttpServer::Impl {
       if (jobs.size() >= kMaxPendingJobs) {
         l.reply.Error(503, "unavailable",
                       StrCat(kMaxPendingJobs, " requests already wait for the control plane (stored decisions, "
-                             "reloads); try again shortly"));
+                             "reloads, /metrics); try again shortly"));
         l.reply.retry_after = "1";
         return false;
       }
@@ -561,7 +566,7 @@ struct HttpServer::Impl {
       *counted = false;
       HandleReady(l);
     } else if (get && e == kMetrics) {
-      HandleMetrics(l, req);
+      return HandleMetrics(l, req, t0, StrCat(MethodName(method), " ", path));
     } else if (get && e == kModels) {
       if (Authorize(l, req, Role::kAdmin, false)) r.body = engine->ModelsJson();
     } else if (get && e == kDecisions && path.size() > 14 && path.find('/', 14) == std::string_view::npos) {

@@ -6,9 +6,9 @@
 //
 // Requests are served by `limits.threads` event-loop threads that share the
 // listening socket; each keeps the connections it accepted, so a request is
-// read, decided and answered on one thread. What may block (a stored decision
-// read from the store, a reload) runs on one control-plane thread and is
-// answered on its loop.
+// read, decided and answered on one thread. What may block or take long (a
+// stored decision read from the store, a reload, rendering /metrics) runs on
+// one control-plane thread and is answered on its loop.
 //
 // Thread-safety: Bind, Run and the destructor from one controlling thread
 // (Run returns before the server is destroyed); Stop from any thread, at any
