@@ -752,19 +752,39 @@ struct HttpServer::Impl {
       // down under a loop's epoll would wake it again and again.
       if (l.impl->listening_loops.fetch_sub(1) == 1) shutdown(l.impl->listen_fd, SHUT_RDWR);
     }
+    if (l.accept_resume) event_del(l.accept_resume);
     l.drain = event_new(l.base, -1, EV_PERSIST, &Drain, &l);
     timeval every{0, 10 * 1000};
-    if (!l.drain || event_add(l.drain, &every) != 0) event_base_loopexit(l.base, nullptr);
+    if (!l.drain || event_add(l.drain, &every) != 0) event_base_loopbreak(l.base);
   }
 
-  // Exits once the worker has nothing of this loop's, leaving a moment for
-  // the last answers to be written.
+  // Leaves the first phase of Serve once the worker has nothing of this
+  // loop's: no answer can come from another thread any more.
   static void Drain(evutil_socket_t, short, void* arg) {
     Loop& l = *static_cast<Loop*>(arg);
     if (l.deferred > 0) return;
     event_del(l.drain);
-    timeval grace{0, 20 * 1000};
-    event_base_loopexit(l.base, &grace);
+    event_base_loopbreak(l.base);
+  }
+
+  // Runs a loop on this thread until Stop has reached it and nothing of its
+  // is with the worker (Drain). Then serves on until its last connection has
+  // closed: answers still in output buffers are written, a connection in a
+  // request ends after it (Connection: close), an idle keep-alive one at its
+  // timeout. That second phase stops waiting once kTimeoutSeconds have
+  // passed, at the next event (every connection has a kTimeoutSeconds
+  // timeout, so that comes soon).
+  static void Serve(Loop* l) {
+    current_loop = l;
+    event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    Clock::time_point deadline = Clock::now() + std::chrono::seconds(kTimeoutSeconds);
+    // Counts exclude libevent's internal events (the cross-thread wake-up).
+    while (Clock::now() < deadline &&
+           event_base_get_num_events(l->base, EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE |
+                                                  EVENT_BASE_COUNT_VIRTUAL) > 0) {
+      if (event_base_loop(l->base, EVLOOP_ONCE) != 0) break;  // -1 an error; 1 nothing left
+    }
+    current_loop = nullptr;
   }
 
   void WorkerMain() {
@@ -1006,15 +1026,8 @@ void HttpServer::Run() {
   if (loops.empty()) return;
   m.worker = std::thread([&m] { m.WorkerMain(); });
   std::vector<std::thread> threads;
-  for (size_t i = 1; i < loops.size(); ++i) {
-    threads.emplace_back([l = loops[i]] {
-      Impl::current_loop = l;
-      event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
-    });
-  }
-  Impl::current_loop = loops[0];
-  event_base_loop(loops[0]->base, EVLOOP_NO_EXIT_ON_EMPTY);
-  Impl::current_loop = nullptr;
+  for (size_t i = 1; i < loops.size(); ++i) threads.emplace_back([l = loops[i]] { Impl::Serve(l); });
+  Impl::Serve(loops[0]);
   for (std::thread& t : threads) t.join();
   m.StopWorker();
   m.Teardown();

@@ -41,7 +41,9 @@ class HttpServer {
   // Serves until Stop (blocking); returns at once when Bind did not succeed.
   void Run();
   // Stops accepting connections; answers in progress are finished (a
-  // connection closes after its current request), then Run returns.
+  // connection closes after its current request), then Run returns once the
+  // last connection has closed, or 5 s (the idle timeout) after the last
+  // request passed to the control-plane thread was answered.
   void Stop();
 
   // Reloads keys (from the store or the keys file): at start and on reload.
