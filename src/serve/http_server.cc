@@ -816,6 +816,7 @@ struct HttpServer::Impl {
   }
 
   absl::Status LoadTls() {
+    if (ssl) SSL_CTX_free(ssl);  // a Bind that failed before this one
     ssl = SSL_CTX_new(TLS_server_method());
     if (!ssl) return absl::InternalError(StrCat("TLS: cannot create an OpenSSL context: ", OpenSslErrors()));
     SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
@@ -903,10 +904,23 @@ struct HttpServer::Impl {
     if (worker.joinable()) worker.join();
   }
 
+  // The TLS context, the listening socket and the loops. On failure, what
+  // was made is left for Teardown.
+  absl::Status Bind(const std::string& host, int port, int* bound_port) {
+    if (!config.tls_cert.empty()) VIGIL_RETURN_IF_ERROR(LoadTls());
+    VIGIL_ASSIGN_OR_RETURN(listen_fd, ListenOn(host, port));
+    *bound_port = LocalPort(listen_fd);
+    std::lock_guard<std::mutex> lock(life_mu);
+    for (int64_t i = 0; i < config.limits.threads; ++i) VIGIL_RETURN_IF_ERROR(AddLoop());
+    return absl::OkStatus();
+  }
+
   // Frees the loops (their connections and any request not answered), the
-  // listening socket and the TLS context. REQUIRES: no loop running.
+  // listening socket and the TLS context: after Run, after a failed Bind, in
+  // the destructor. REQUIRES: no loop running.
   void Teardown() {
     std::lock_guard<std::mutex> lock(life_mu);
+    listening_loops = 0;
     for (auto& lp : loops) {
       Loop& l = *lp;
       l.finished.clear();  // their requests go with evhttp_free
@@ -1007,12 +1021,14 @@ absl::Status HttpServer::Bind(const std::string& host, int port) {
   // A client gone before its answer is written must not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   RaiseOpenFileLimit();
-  if (!m.config.tls_cert.empty()) VIGIL_RETURN_IF_ERROR(m.LoadTls());
-  VIGIL_ASSIGN_OR_RETURN(m.listen_fd, ListenOn(host, port));
-  port_ = LocalPort(m.listen_fd);
-  std::lock_guard<std::mutex> lock(m.life_mu);
-  for (int64_t i = 0; i < m.config.limits.threads; ++i) VIGIL_RETURN_IF_ERROR(m.AddLoop());
-  return absl::OkStatus();
+  absl::Status st = m.Bind(host, port, &port_);
+  if (!st.ok()) {
+    // Nothing half made is left for Run (a loop without its event_base) or
+    // for the next Bind (the listening socket, the TLS context).
+    m.Teardown();
+    port_ = 0;
+  }
+  return st;
 }
 
 void HttpServer::Run() {
