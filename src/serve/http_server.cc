@@ -396,7 +396,12 @@ struct HttpServer::Impl {
       return 503;
     }
     Observe(decision);
-    answer->assign(decision.json);
+    // A swap, not a copy, under the lock: every Decide that returns OK
+    // rewrites Decision::json from its start (Render, Reject and RenderRetry
+    // assign it; Expand too), so what the engine's buffer holds before does
+    // not matter. The buffers trade places; once each has grown, none
+    // allocates.
+    answer->swap(decision.json);
     return decision.http_status;
   }
 
