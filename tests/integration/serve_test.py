@@ -3,7 +3,7 @@
 real HTTP, the exchange example's schema, features, policy and model.
 
 Usage: serve_test.py VIGIL_BINARY SOURCE_DIR TEST
-TEST: api_docs | errors | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion
+TEST: api_docs | errors | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion | stop
 
 Standard library only (python3 on PATH is enough).
 """
@@ -333,6 +333,41 @@ def test_fd_exhaustion():
         print(f"ok: descriptors exhausted, {used:.2f} s of CPU in 1 s; accepting again afterwards")
 
 
+def test_stop():
+    """SIGTERM: an answer being written is finished, an idle keep-alive
+    connection does not hold the server past its 5 s timeout."""
+    import socket
+    with tempfile.TemporaryDirectory() as work:
+        s = Server(work)
+        check(s.request("GET", "/healthz")[0] == 200, "healthz")  # s.conn stays open, idle
+        events = [dict(e, event_id=f"e6{i:011d}") for i, e in enumerate(sample_events())]
+        body = json.dumps(events).encode()
+        slow = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall(f"POST /v1/events:batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s.keys['score']}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(0.2)
+        t0 = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the server is stopping while the answer waits to be read
+        data = b""
+        while chunk := slow.recv(1000):
+            data += chunk
+            time.sleep(0.001)
+        slow.close()
+        head, _, doc = data.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 200") and len(json.loads(doc)["results"]) == len(events),
+              f"the answer in progress at SIGTERM arrives whole: {head[:60]!r}, {len(doc)} bytes")
+        try:
+            s.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            fail("the server did not stop on SIGTERM with an idle keep-alive connection open")
+        took = time.time() - t0
+        check(s.proc.returncode == 0 and took < 10, f"exit {s.proc.returncode} after {took:.1f} s")
+        s.conn.close()
+        print(f"ok: an answer in progress finished after SIGTERM; exit after {took:.1f} s with an idle connection")
+
+
 # ----------------------------------------------------------------- retries
 def test_retries():
     with tempfile.TemporaryDirectory() as work:
@@ -642,7 +677,7 @@ def test_reload():
               "keeps its last good version, a broken policy changes nothing")
 
 
-TESTS = {"decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "tls": test_tls, "reload": test_reload,
+TESTS = {"decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
  "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}
