@@ -79,7 +79,7 @@ char* WriteInt64(int64_t v, char* out) {
   return WriteUint64(u, out);
 }
 
-char* WriteShortestDouble(double v, char* out) {
+char* WriteShortestDoubleSlow(double v, char* out) {
   if (std::isnan(v)) return out;
   // Counts and flags are most cells: whole numbers below 1e15 as integers
   // (-0 keeps its sign through the general path).
@@ -153,26 +153,11 @@ char* WriteShortestDouble(double v, char* out) {
   return p + 2;
 }
 
-ParseIntError ParseInt64(std::string_view s, int64_t* out) {
-  const char* p = s.data();
-  const char* end = p + s.size();
-  const bool neg = p != end && *p == '-';
-  if (neg) ++p;
-  const size_t n = static_cast<size_t>(end - p);
-  if (n == 0) return ParseIntError::kInvalid;
-  if (n > 18) {  // may overflow: the careful way
-    auto [q, ec] = std::from_chars(s.data(), end, *out);
-    if (ec == std::errc::result_out_of_range) return ParseIntError::kOutOfRange;
-    return ec == std::errc() && q == end ? ParseIntError::kOk : ParseIntError::kInvalid;
-  }
-  uint64_t v = 0;
-  for (; p != end; ++p) {
-    const unsigned d = static_cast<unsigned char>(*p) - static_cast<unsigned>('0');
-    if (d > 9) return ParseIntError::kInvalid;
-    v = v * 10 + d;
-  }
-  *out = neg ? -static_cast<int64_t>(v) : static_cast<int64_t>(v);
-  return ParseIntError::kOk;
+ParseIntError ParseInt64Long(std::string_view s, int64_t* out) {
+  const char* const end = s.data() + s.size();
+  auto [q, ec] = std::from_chars(s.data(), end, *out);
+  if (ec == std::errc::result_out_of_range) return ParseIntError::kOutOfRange;
+  return ec == std::errc() && q == end ? ParseIntError::kOk : ParseIntError::kInvalid;
 }
 
 }  // namespace vigil::core

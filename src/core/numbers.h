@@ -5,6 +5,7 @@
 #ifndef VIGIL_CORE_NUMBERS_H_
 #define VIGIL_CORE_NUMBERS_H_
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -23,7 +24,15 @@ inline constexpr size_t kMaxDoubleChars = 32;
 // fmt::detail::dragonbox::to_decimal, an internal of libfmt 9: the tests
 // compare the output with std::to_chars, so a libfmt that changes it fails
 // them). REQUIRES: kMaxDoubleChars bytes at `out`.
-char* WriteShortestDouble(double v, char* out);
+char* WriteShortestDoubleSlow(double v, char* out);  // all but the single digits
+inline char* WriteShortestDouble(double v, char* out) {
+  // Flags and small counts are most feature cells: no call for them.
+  if (v >= 0 && v < 10 && v == static_cast<double>(static_cast<int>(v)) && !(v == 0 && std::signbit(v))) {
+    *out = static_cast<char>('0' + static_cast<int>(v));
+    return out + 1;
+  }
+  return WriteShortestDoubleSlow(v, out);
+}
 inline void AppendShortestDouble(double v, std::string* out) {
   char buf[kMaxDoubleChars];
   out->append(buf, static_cast<size_t>(WriteShortestDouble(v, buf) - buf));
@@ -37,7 +46,24 @@ char* WriteInt64(int64_t v, char* out);
 // '+'). Accepts exactly what std::from_chars(base 10) accepts whole, faster
 // for the short numbers of event data. kOutOfRange beyond int64.
 enum class ParseIntError { kOk, kInvalid, kOutOfRange };
-ParseIntError ParseInt64(std::string_view s, int64_t* out);
+ParseIntError ParseInt64Long(std::string_view s, int64_t* out);  // more than 18 digits
+inline ParseIntError ParseInt64(std::string_view s, int64_t* out) {
+  const char* p = s.data();
+  const char* const end = p + s.size();
+  const bool neg = p != end && *p == '-';
+  if (neg) ++p;
+  const size_t n = static_cast<size_t>(end - p);
+  if (n == 0) return ParseIntError::kInvalid;
+  if (n > 18) return ParseInt64Long(s, out);  // may overflow: the careful way
+  uint64_t v = 0;
+  for (; p != end; ++p) {
+    const unsigned d = static_cast<unsigned char>(*p) - static_cast<unsigned>('0');
+    if (d > 9) return ParseIntError::kInvalid;
+    v = v * 10 + d;
+  }
+  *out = neg ? -static_cast<int64_t>(v) : static_cast<int64_t>(v);
+  return ParseIntError::kOk;
+}
 
 }  // namespace vigil::core
 

@@ -1460,6 +1460,22 @@ const std::vector<int>& Expr::features_read() const { return prog_->features_rea
 const std::vector<std::string>& Expr::event_fields_read() const { return prog_->event_fields_read; }
 const std::string& Expr::text() const { return prog_->text; }
 
+// The value of field list `a` (Instr::a of kField) in `rec` and its type,
+// or nullptr when the record's type has no such field or it is not present.
+static const event::Value* PresentField(const Program& p, int32_t a, const event::Record& rec,
+                                        event::FieldType* type) {
+  const event::EventTypeSpec* t = rec.type;
+  if (t == nullptr || t->index < 0 || t->index >= p.num_types) return nullptr;
+  const int32_t e = p.field_maps[static_cast<size_t>(a + t->index)];
+  if (e < 0) return nullptr;
+  const auto fi = static_cast<size_t>(e >> 3);
+  if (fi >= rec.values.size()) return nullptr;
+  const event::Value& v = rec.values[fi];
+  if (v.state != event::Value::State::kPresent) return nullptr;
+  *type = static_cast<event::FieldType>(e & 7);
+  return &v;
+}
+
 Value Expr::Eval(const event::Record& rec, const double* features) const noexcept {
   const Program& p = *prog_;
   Slot st[kMaxStackDepth];
@@ -1486,15 +1502,11 @@ Value Expr::Eval(const event::Record& rec, const double* features) const noexcep
       case Op::kField: {
         Slot& s = st[++sp];
         SetNull(&s);
-        const event::EventTypeSpec* t = rec.type;
-        if (t == nullptr || t->index < 0 || t->index >= p.num_types) break;
-        const int32_t e = p.field_maps[static_cast<size_t>(in.a + t->index)];
-        if (e < 0) break;
-        const auto fi = static_cast<size_t>(e >> 3);
-        if (fi >= rec.values.size()) break;
-        const event::Value& v = rec.values[fi];
-        if (v.state != event::Value::State::kPresent) break;
-        switch (static_cast<event::FieldType>(e & 7)) {
+        event::FieldType type;
+        const event::Value* f = PresentField(p, in.a, rec, &type);
+        if (!f) break;
+        const event::Value& v = *f;
+        switch (type) {
           case event::FieldType::kString:
           case event::FieldType::kEnum:
             SetStr(&s, v.text);
@@ -1794,6 +1806,21 @@ Value Expr::Eval(const event::Record& rec, const double* features) const noexcep
 }
 
 double Expr::EvalNumber(const event::Record& rec, const double* features) const noexcept {
+  const Program& p = *prog_;
+  if (p.code.size() == 1 && p.code[0].op == Op::kField) {  // `event.amount`: no interpreter
+    event::FieldType type;
+    const event::Value* f = PresentField(p, p.code[0].a, rec, &type);
+    if (!f) return std::numeric_limits<double>::quiet_NaN();
+    switch (type) {
+      case event::FieldType::kBool: return f->b ? 1.0 : 0.0;
+      case event::FieldType::kInt:
+      case event::FieldType::kTimestamp: return static_cast<double>(f->i);
+      case event::FieldType::kFloat:
+      case event::FieldType::kDecimal:
+        return std::isfinite(f->d) ? f->d : std::numeric_limits<double>::quiet_NaN();
+      default: return std::numeric_limits<double>::quiet_NaN();  // strings
+    }
+  }
   const Value v = Eval(rec, features);
   switch (v.kind) {
     case Kind::kNumber:
