@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/strings.h"
+#include "core/testing/temp_dir.h"
 #include "core/time.h"
 #include "event/event_reader.h"
 #include "event/line_reader.h"
@@ -25,21 +26,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "vigil-event-log-XXXXXX").string();
-    path_ = mkdtemp(t.data()) ? t : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using vigil::testing::TempDir;
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

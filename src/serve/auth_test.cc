@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -22,19 +23,11 @@ std::string Msg(const absl::Status& s) { return std::string(s.message()); }
 
 class KeysFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "vigil-auth-test-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    path_ = (dir_ / "keys.txt").string();
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  void SetUp() override { path_ = (dir_ / "keys.txt").string(); }
   void Write(const std::string& text) { std::ofstream(path_, std::ios::trunc) << text; }
 
-  fs::path dir_;
+  vigil::testing::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
   std::string path_;
 };
 

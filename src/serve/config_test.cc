@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -27,15 +28,6 @@ std::string Example() {
 
 class ConfigTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "vigil-config-test-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   // The three required paths (lines 1-3) then `rest`.
   std::string Write(const std::string& rest) {
     const std::string ex = Example();
@@ -48,7 +40,8 @@ class ConfigTest : public ::testing::Test {
   }
   absl::Status Error(const std::string& rest) { return LoadServeConfig(Write(rest)).status(); }
 
-  fs::path dir_;
+  vigil::testing::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
 };
 
 TEST_F(ConfigTest, ReadsTheExampleWithItsModelsAndLimits) {

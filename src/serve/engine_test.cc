@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/alloc_counter.h"
+#include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -90,17 +91,8 @@ std::string Time(int64_t s) {
 
 class EngineTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "vigil-engine-test-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    // A fixed PII key: no warning, the same hashes in every run.
-    setenv("VIGIL_PII_KEY", "engine-test", 1);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  // A fixed PII key: no warning, the same hashes in every run.
+  void SetUp() override { setenv("VIGIL_PII_KEY", "engine-test", 1); }
 
   // vigil.yaml over the exchange schema and features; `models` is the
   // models: section (indented by two), `rest` more top-level keys.
@@ -137,7 +129,8 @@ class EngineTest : public ::testing::Test {
     return e.ok() ? std::move(*e) : nullptr;
   }
 
-  fs::path dir_;
+  vigil::testing::TempDir tmp_;
+  fs::path dir_ = tmp_.path();
 };
 
 // --- the sample, in order -------------------------------------------------

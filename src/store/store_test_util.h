@@ -15,28 +15,13 @@
 #include <string>
 
 #include "core/strings.h"
+#include "core/testing/temp_dir.h"
 #include "gtest/gtest.h"
 #include "store/store.h"
 
 namespace vigil::store::testing {
 
-// A fresh directory under the test's temporary directory, removed at the end.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = StrCat(::testing::TempDir(), "/vigil_store_XXXXXX");
-    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string File(std::string_view name) const { return StrCat(path_, "/", name); }
-
- private:
-  std::string path_;
-};
+using vigil::testing::TempDir;
 
 inline DecisionRow Row(int64_t i, std::string_view prefix = "e") {
   DecisionRow r;

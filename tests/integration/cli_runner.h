@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/testing/temp_dir.h"
+
 namespace vigil::testing {
 
 struct RunOptions {
@@ -53,23 +55,6 @@ std::string VigilBinary();
 // The source tree (VIGIL_SOURCE_DIR). Aborts the test program with a message
 // when it is unset: run the tests through ctest.
 std::string SourceDir();
-
-// A folder made by mkdtemp under $TMPDIR (or /tmp), removed with its contents
-// when the object goes away (kept when VIGIL_KEEP_TEST_DIRS is set, to debug).
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  // path() + "/" + name.
-  std::string File(std::string_view name) const;
-
- private:
-  std::string path_;
-};
 
 // Whole file as bytes; empty when it cannot be read (check FileExists).
 std::string ReadFile(const std::string& path);
