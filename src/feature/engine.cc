@@ -420,7 +420,9 @@ struct FeatureEngine::Impl {
     last_sweep = latest;
   }
 
-  double Compute(const FeatureDef& f, const FeaturePlan& p, int64_t t) {
+  // Feature `f` for the event at `t`. REQUIRES: Process moved the entity's
+  // windows to this event.
+  double Compute(const FeatureDef& f, const FeaturePlan& p, int64_t t) const {
     switch (f.agg) {
       case Agg::kClusterSize:
         return has_account ? static_cast<double>(graph->ClusterSize(account)) : f.empty_value;
@@ -466,9 +468,9 @@ struct FeatureEngine::Impl {
         default: return kNaN;
       }
     }
-    Cursor& c = e->cursors[p.cursor];
-    const auto [lag, width] = streams[p.stream].windows[p.cursor];
-    Advance(*e, c, t - lag, width, streams[p.stream].cursor_distinct[p.cursor]);
+    // The window is where Process moved it for this event.
+    const Cursor& c = e->cursors[p.cursor];
+    const int64_t lag = streams[p.stream].windows[p.cursor].first;
     const int64_t n = c.hi - c.lo;
     if (n == 0) return f.empty_value;
     auto at = [&](int64_t i) -> const Entry& { return e->buf[static_cast<size_t>(i - e->base)]; };
