@@ -20,6 +20,10 @@ absl::StatusOr<std::unique_ptr<DecisionLog>> DecisionLog::Start(Store* store,
     return absl::InvalidArgumentError("decision log: journal_path is required");
   if (options.batch_size == 0)
     return absl::InvalidArgumentError("decision log: batch_size must be > 0");
+  if (options.commit_interval_ms < 0) {
+    return absl::InvalidArgumentError(
+        StrCat("decision log: commit_interval_ms must be >= 0, got ", options.commit_interval_ms));
+  }
   if (options.retry_interval_ms <= 0) {
     return absl::InvalidArgumentError(
         StrCat("decision log: retry_interval_ms must be > 0, got ", options.retry_interval_ms));
@@ -50,9 +54,9 @@ void DecisionLog::Submit(DecisionRow row) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stop_) {
       if (queue_.size() < options_.queue_capacity) {
-        // The writer sleeps only on an empty queue, so only the first push
-        // needs to wake it.
-        wake = queue_.empty();
+        // The writer sleeps on an empty queue, or waits out the group
+        // commit until a batch is full: only those two pushes wake it.
+        wake = queue_.empty() || queue_.size() + 1 == options_.batch_size;
         queue_.push_back(std::move(row));
         ++enqueued_;
         queued = true;
@@ -98,6 +102,7 @@ void DecisionLog::Run() {
     std::fprintf(stderr, "decision log: cannot lower the writer's priority: %s\n", std::strerror(errno));
   }
   const auto interval = std::chrono::milliseconds(options_.retry_interval_ms);
+  const auto commit_interval = std::chrono::milliseconds(options_.commit_interval_ms);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     const bool requested = replay_requested_ > replay_done_;
@@ -117,6 +122,13 @@ void DecisionLog::Run() {
     }
 
     if (!queue_.empty()) {
+      // Group commit: wait for a full batch until next_commit_, unless Stop
+      // or Flush wants the queue now.
+      if (!stop_ && flush_target_ <= dequeued_ && queue_.size() < options_.batch_size &&
+          Clock::now() < next_commit_) {
+        work_cv_.wait_until(lock, next_commit_);
+        continue;
+      }
       const size_t n = std::min(options_.batch_size, queue_.size());
       const auto end = queue_.begin() + static_cast<ptrdiff_t>(n);
       inflight_.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
@@ -148,6 +160,7 @@ void DecisionLog::Run() {
       // the store or the journal.
       inflight_.clear();
       dequeued_ += static_cast<int64_t>(n);
+      next_commit_ = Clock::now() + commit_interval;
       done_cv_.notify_all();
       continue;
     }
@@ -229,6 +242,10 @@ absl::Status DecisionLog::Flush(absl::Duration timeout) {
       Clock::now() + absl::ToChronoNanoseconds(std::min(timeout, absl::Hours(24 * 365)));
   std::unique_lock<std::mutex> lock(mu_);
   const int64_t target = enqueued_;
+  if (target > flush_target_) {
+    flush_target_ = target;
+    work_cv_.notify_one();
+  }
   if (!done_cv_.wait_until(lock, deadline, [&] { return dequeued_ >= target || writer_done_; })) {
     return absl::DeadlineExceededError(StrCat("decision log: ", target - dequeued_,
                                               " decisions still waiting for the store after ",

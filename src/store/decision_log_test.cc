@@ -285,6 +285,32 @@ TEST_F(DecisionLogTest, FindPendingSeesADecisionUntilItIsInTheStore) {
   EXPECT_TRUE(store_->GetDecision("e1")->has_value());
 }
 
+// Group commit: after a transaction, fewer than batch_size decisions wait
+// for commit_interval_ms (an hour here, so nothing else can store them);
+// a full batch, Flush and Stop each store at once.
+TEST_F(DecisionLogTest, GroupCommitWaitsForAFullBatchOrFlushOrStop) {
+  options_.batch_size = 4;
+  options_.commit_interval_ms = 3600 * 1000;
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  log->Submit(Row(0));  // the first decision after a quiet spell: stored at once
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().stored == 1; }));
+  for (int i = 1; i <= 3; ++i) log->Submit(Row(i));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(log->Stats().stored, 1);
+  EXPECT_EQ(log->Stats().queue_depth, 3);
+  EXPECT_TRUE(log->FindPending("e2").has_value());
+  log->Submit(Row(4));  // a full batch
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().stored == 5; }));
+  log->Submit(Row(5));
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());  // an hour early
+  EXPECT_EQ(Count(), 6);
+  log->Submit(Row(6));
+  log->Stop();
+  EXPECT_EQ(Count(), 7);
+  EXPECT_EQ(log->Stats().journaled, 0);
+}
+
 TEST_F(DecisionLogTest, ADecisionTheStoreRefusesIsSetAsideAndDoesNotHoldTheOthersBack) {
   testing::RefuseEventId(db_path_, "poison");
   DecisionRow poison = Row(0);
@@ -375,6 +401,10 @@ TEST_F(DecisionLogTest, StartRejectsOptionsOutOfRange) {
   o.retry_interval_ms = 0;
   EXPECT_THAT(DecisionLog::Start(store_.get(), o).status().message(),
               HasSubstr("retry_interval_ms"));
+  o = options_;
+  o.commit_interval_ms = -1;
+  EXPECT_THAT(DecisionLog::Start(store_.get(), o).status().message(),
+              HasSubstr("commit_interval_ms"));
   o = options_;
   o.journal_path = dir_.File("no/such/dir/decisions.jsonl");
   EXPECT_EQ(DecisionLog::Start(store_.get(), o).status().code(), absl::StatusCode::kUnavailable);
