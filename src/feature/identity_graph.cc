@@ -173,15 +173,15 @@ IdentityGraph::IdentityGraph(const IdentityGraphOptions& o)
 void IdentityGraph::AddStopNode(uint64_t node) { stop_.insert(node); }
 
 uint32_t IdentityGraph::FindOrAdd(uint64_t id) {
-  const auto [it, inserted] = index_.try_emplace(id, static_cast<uint32_t>(nodes_.size()));
+  const auto [at, inserted] = index_.try_emplace(id, static_cast<uint32_t>(nodes_.size()));
   if (inserted) {
-    const uint32_t x = it->second;
+    const uint32_t x = *at;
     nodes_.push_back(Node{id, x, 0, 1, 0, 0});
     counters_.resize(counters_.size() + ncounters_, 0.0);
     sums_.resize(sums_.size() + ncounters_, 0.0);
     ++clusters_;
   }
-  return it->second;
+  return *at;
 }
 
 uint32_t IdentityGraph::Find(uint32_t x) {
@@ -220,9 +220,9 @@ void IdentityGraph::MakeHub(uint32_t x, int64_t t_ms) {
 
 void IdentityGraph::Link(uint32_t a, uint32_t b, int64_t t_ms) {
   const uint64_t key = LinkKey(a, b);
-  if (auto it = links_.find(key); it != links_.end()) {
+  if (int64_t* seen = links_.find(key)) {
     // Already joined: a link is only ever held with its ends in one cluster.
-    it->second = std::max(it->second, t_ms);
+    *seen = std::max(*seen, t_ms);
     return;
   }
   const auto cap = static_cast<uint32_t>(opts_.max_degree);
@@ -236,7 +236,7 @@ void IdentityGraph::Link(uint32_t a, uint32_t b, int64_t t_ms) {
     refused = true;
   }
   if (refused) return;
-  links_.emplace(key, t_ms);
+  links_.try_emplace(key, t_ms);
   ++nodes_[a].degree;
   ++nodes_[b].degree;
   Union(a, b);
@@ -270,8 +270,8 @@ void IdentityGraph::Observe(std::span<const uint64_t> nodes, int64_t t_ms) {
 void IdentityGraph::Add(uint64_t node, int counter, double v) {
   if (counter < 0 || static_cast<size_t>(counter) >= ncounters_ || !std::isfinite(v)) return;
   uint32_t x;
-  if (auto it = index_.find(node); it != index_.end()) {
-    x = it->second;
+  if (const uint32_t* at = index_.find(node)) {
+    x = *at;
   } else {
     if (v == 0) return;
     x = FindOrAdd(node);
@@ -281,27 +281,27 @@ void IdentityGraph::Add(uint64_t node, int counter, double v) {
 }
 
 int64_t IdentityGraph::ClusterSize(uint64_t node) const {
-  const auto it = index_.find(node);
-  if (it == index_.end()) return 1;
-  return nodes_[FindConst(it->second)].size;
+  const uint32_t* at = index_.find(node);
+  if (at == nullptr) return 1;
+  return nodes_[FindConst(*at)].size;
 }
 
 int64_t IdentityGraph::ClusterAccounts(uint64_t node) const {
-  const auto it = index_.find(node);
-  if (it == index_.end()) return 0;
-  return nodes_[FindConst(it->second)].accounts;
+  const uint32_t* at = index_.find(node);
+  if (at == nullptr) return 0;
+  return nodes_[FindConst(*at)].accounts;
 }
 
 double IdentityGraph::ClusterCounter(uint64_t node, int counter) const {
   if (counter < 0 || static_cast<size_t>(counter) >= ncounters_) return 0;
-  const auto it = index_.find(node);
-  if (it == index_.end()) return 0;
-  return sums_[size_t{FindConst(it->second)} * ncounters_ + static_cast<size_t>(counter)];
+  const uint32_t* at = index_.find(node);
+  if (at == nullptr) return 0;
+  return sums_[size_t{FindConst(*at)} * ncounters_ + static_cast<size_t>(counter)];
 }
 
 bool IdentityGraph::IsHub(uint64_t node) const {
-  const auto it = index_.find(node);
-  return it != index_.end() && (nodes_[it->second].flags & kHub);
+  const uint32_t* at = index_.find(node);
+  return at != nullptr && (nodes_[*at].flags & kHub);
 }
 
 void IdentityGraph::MaybeRebuild(int64_t now_ms) {
@@ -335,13 +335,13 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   std::vector<LiveLink> live;
   live.reserve(links_.size());
   std::vector<uint32_t> degree(n, 0);
-  for (const auto& [key, seen] : links_) {
+  links_.for_each([&](uint64_t key, int64_t seen) {
     const uint32_t a = LinkLo(key), b = LinkHi(key);
-    if (seen <= cutoff || blocked[a] || blocked[b]) continue;
+    if (seen <= cutoff || blocked[a] || blocked[b]) return;
     live.push_back({key, seen});
     ++degree[a];
     ++degree[b];
-  }
+  });
 
   // Keep what still carries information, in node-id order so that the new
   // layout, and so the order of every sum below, depends only on the state.
@@ -353,7 +353,11 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
     for (size_t k = 0; !keep && k < ncounters_; ++k) keep = c[k] != 0;
     if (keep) by_id.emplace_back(nodes_[i].id, i);
   }
-  std::sort(by_id.begin(), by_id.end());
+  // The nodes the last rebuild kept are already in id order: only those
+  // added since need sorting, then one merge.
+  const auto added = std::is_sorted_until(by_id.begin(), by_id.end());
+  std::sort(added, by_id.end());
+  std::inplace_merge(by_id.begin(), added, by_id.end());
   std::vector<uint32_t> order(by_id.size());
   std::vector<uint32_t> remap(n, kNone);
   for (uint32_t k = 0; k < by_id.size(); ++k) {
@@ -383,22 +387,19 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   counters_ = std::move(counters);
   sums_.assign(counters_.size(), 0.0);
   // Renumbering in place is cheaper than rebuilding the map: no hashing.
-  for (auto it = index_.begin(); it != index_.end();) {
-    const uint32_t k = remap[it->second];
-    if (k == kNone) {
-      index_.erase(it++);
-    } else {
-      it->second = k;
-      ++it;
-    }
-  }
-  if (index_.size() < index_.capacity() / 4) index_.rehash(0);  // give back memory
+  index_.erase_if([&remap](uint64_t, uint32_t& x) {
+    const uint32_t k = remap[x];
+    if (k == kNone) return true;
+    x = k;
+    return false;
+  });
+  if (index_.size() < index_.capacity() / 4) index_.shrink_to_fit();  // give back memory
   hub_seen_ = std::move(hub_seen);
-  links_ = absl::flat_hash_map<uint64_t, int64_t>();
+  links_.clear();
   links_.reserve(live.size());
   clusters_ = static_cast<int64_t>(nodes_.size());
   for (const LiveLink& l : live) {
-    links_.emplace(l.key, l.seen);
+    links_.try_emplace(l.key, l.seen);
     Union(LinkLo(l.key), LinkHi(l.key));
   }
   for (uint32_t k = 0; k < nodes_.size(); ++k) {
@@ -453,11 +454,11 @@ void IdentityGraph::SerializeTo(std::string* out) const {
   };
   std::vector<Rec> links;
   links.reserve(links_.size());
-  for (const auto& [key, seen] : links_) {
+  links_.for_each([&](uint64_t key, int64_t seen) {
     uint32_t a = pos[LinkLo(key)], b = pos[LinkHi(key)];
     if (a > b) std::swap(a, b);
     links.push_back({a, b, seen});
-  }
+  });
   std::sort(links.begin(), links.end(),
             [](const Rec& x, const Rec& y) { return x.a != y.a ? x.a < y.a : x.b < y.b; });
 
@@ -605,7 +606,7 @@ absl::Status IdentityGraph::ParseFrom(std::string_view in) {
       return r.status();
     }
     g.nodes_.push_back(Node{id, leader, 0, 0, 0, flags});
-    g.index_.emplace(id, k);
+    g.index_.try_emplace(id, k);
     for (size_t j = 0; j < nc; ++j) {
       double v;
       if (!r.F64(&v, "node counter")) return r.status();
@@ -651,7 +652,7 @@ absl::Status IdentityGraph::ParseFrom(std::string_view in) {
       r.Fail(StrCat("link ", i, " joins nodes ", a, " and ", b, " of different clusters"));
       return r.status();
     }
-    g.links_.emplace(key, seen);
+    g.links_.try_emplace(key, seen);
     ++g.nodes_[a].degree;
     ++g.nodes_[b].degree;
     prev_key = key;

@@ -33,6 +33,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "core/incremental_map.h"
 #include "core/status.h"
 
 namespace vigil::feature {
@@ -156,8 +157,10 @@ class IdentityGraph {
   std::vector<Node> nodes_;
   std::vector<double> counters_;                   // per node, ncounters_ each
   std::vector<double> sums_;                       // per node, ncounters_ each; meaningful at roots
-  absl::flat_hash_map<uint64_t, uint32_t> index_;  // node id -> index in nodes_
-  absl::flat_hash_map<uint64_t, int64_t> links_;   // (min index << 32 | max index) -> last seen
+  // Incremental (core/incremental_map.h): a million-node table that doubled
+  // in one step held up the event for tens of milliseconds.
+  core::IncrementalMap<uint64_t, uint32_t> index_;  // node id -> index in nodes_
+  core::IncrementalMap<uint64_t, int64_t> links_;   // (min index << 32 | max index) -> last seen
   absl::flat_hash_map<uint32_t, int64_t> hub_seen_;  // hub index -> last seen
   absl::flat_hash_set<uint64_t> stop_;
   int64_t epoch_ms_;  // time of the last rebuild (or first call); kNoTime before
