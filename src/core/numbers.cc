@@ -9,21 +9,59 @@
 namespace vigil::core {
 namespace {
 
-constexpr char kDigitPairs[] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
+using internal::kDigitPairs;
 
+constexpr uint64_t kPow10[20] = {1ull,
+                                 10ull,
+                                 100ull,
+                                 1000ull,
+                                 10000ull,
+                                 100000ull,
+                                 1000000ull,
+                                 10000000ull,
+                                 100000000ull,
+                                 1000000000ull,
+                                 10000000000ull,
+                                 100000000000ull,
+                                 1000000000000ull,
+                                 10000000000000ull,
+                                 100000000000000ull,
+                                 1000000000000000ull,
+                                 10000000000000000ull,
+                                 100000000000000000ull,
+                                 1000000000000000000ull,
+                                 10000000000000000000ull};
+
+// From the bit length, without a loop: 1233 / 4096 is just above log10(2).
 int CountDigits(uint64_t v) {
-  int n = 1;
-  while (v >= 10000) {
-    v /= 10000;
-    n += 4;
-  }
-  if (v >= 1000) return n + 3;
-  if (v >= 100) return n + 2;
-  if (v >= 10) return n + 1;
-  return n;
+  const int bits = 64 - __builtin_clzll(v | 1);
+  const int t = (bits * 1233) >> 12;
+  return t + 1 - (v < kPow10[t]);
+}
+
+// Writes the 8 digits of v < 10^8, with leading zeros, at `out`. v / 10^6 as
+// a fixed-point number with 48 fractional bits (the multiplier rounded up;
+// its error stays below a unit of the last digit for every v < 10^8, checked
+// exhaustively), then a pair of digits per multiplication by 100: no division.
+void Write8Digits(uint64_t v, char* out) {
+  constexpr uint64_t kFraction = (uint64_t{1} << 48) - 1;
+  uint64_t x = v * 281474977;  // ceil(2^48 / 10^6)
+  std::memcpy(out, kDigitPairs + 2 * (x >> 48), 2);
+  x = (x & kFraction) * 100;
+  std::memcpy(out + 2, kDigitPairs + 2 * (x >> 48), 2);
+  x = (x & kFraction) * 100;
+  std::memcpy(out + 4, kDigitPairs + 2 * (x >> 48), 2);
+  x = (x & kFraction) * 100;
+  std::memcpy(out + 6, kDigitPairs + 2 * (x >> 48), 2);
+}
+
+// Writes the 17 digits of v < 10^17, with leading zeros, at `out`.
+void Write17Digits(uint64_t v, char* out) {
+  constexpr uint64_t k1e8 = 100'000'000, k1e16 = k1e8 * k1e8;
+  out[0] = static_cast<char>('0' + v / k1e16);
+  v %= k1e16;
+  Write8Digits(v / k1e8, out + 1);
+  Write8Digits(v % k1e8, out + 9);
 }
 
 // Writes the `n` digits of `v` ending at out + n.
@@ -105,11 +143,16 @@ char* WriteShortestDoubleSlow(double v, char* out) {
     if (char* end = WriteFewDecimals<1000, 3>(v, out)) return end;
   }
   // The shortest digits that read back as v: significand * 10^exponent,
-  // without trailing zeros.
+  // without trailing zeros (at most 17 digits).
   const auto dec = fmt::detail::dragonbox::to_decimal(v);
   const uint64_t digits = dec.significand;
   const int n = CountDigits(digits);
   const int e = dec.exponent;
+  // All 17 digits, then the last n of them, copied 16 bytes at a time: the
+  // bytes past the end are overwritten by the next cell (or never written).
+  char buf[48];
+  Write17Digits(digits, buf);
+  const char* d = buf + 17 - n;
   // std::to_chars's choice: the shorter of fixed and scientific, fixed on a tie.
   const int sci_exp = e + n - 1;
   const int sci_len = n + (n > 1 ? 1 : 0) + 2 + (sci_exp >= 100 || sci_exp <= -100 ? 3 : 2);
@@ -120,25 +163,31 @@ char* WriteShortestDoubleSlow(double v, char* out) {
       // exact digits, not the shortest ones padded with zeros.
       return std::to_chars(out, out + kMaxDoubleChars, v).ptr;
     }
-    if (-e < n) {  // 12.34: the point inside the digits
-      const int whole = n + e;
-      WriteDigits(digits, n, out + 1);
-      std::memmove(out, out + 1, static_cast<size_t>(whole));
+    const int whole = n + e;
+    if (whole > 0 && whole < 15) {  // 12.34: the point inside the digits (and room for a sign)
+      std::memcpy(out, d, 16);
       out[whole] = '.';
+      std::memcpy(out + whole + 1, d + whole, 16);  // at most 16 decimals
+      return out + n + 1;
+    }
+    if (whole > 0) {  // 1234567890123456.7
+      std::memcpy(out, d, static_cast<size_t>(whole));
+      out[whole] = '.';
+      std::memcpy(out + whole + 1, d + whole, static_cast<size_t>(n - whole));
       return out + n + 1;
     }
     out[0] = '0';  // 0.00123
     out[1] = '.';
-    std::memset(out + 2, '0', static_cast<size_t>(-e - n));
-    WriteDigits(digits, n, out + 2 - e - n);
+    std::memset(out + 2, '0', static_cast<size_t>(-whole));
+    std::memcpy(out + 2 - whole, d, static_cast<size_t>(n));
     return out + 2 - e;
   }
   // 1.234e+25, 5e-324
-  WriteDigits(digits, n, out + 1);
-  out[0] = out[1];
+  out[0] = d[0];
   char* p = out + 1;
   if (n > 1) {
     *p = '.';
+    std::memcpy(p + 1, d + 1, static_cast<size_t>(n - 1));
     p += n;
   }
   *p++ = 'e';

@@ -5,12 +5,22 @@
 #ifndef VIGIL_CORE_NUMBERS_H_
 #define VIGIL_CORE_NUMBERS_H_
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
 namespace vigil::core {
+
+namespace internal {
+// "00" "01" ... "99": two digits per table read.
+inline constexpr char kDigitPairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+}  // namespace internal
 
 // Room WriteShortestDouble may need.
 inline constexpr size_t kMaxDoubleChars = 32;
@@ -24,12 +34,20 @@ inline constexpr size_t kMaxDoubleChars = 32;
 // fmt::detail::dragonbox::to_decimal, an internal of libfmt 9: the tests
 // compare the output with std::to_chars, so a libfmt that changes it fails
 // them). REQUIRES: kMaxDoubleChars bytes at `out`.
-char* WriteShortestDoubleSlow(double v, char* out);  // all but the single digits
+char* WriteShortestDoubleSlow(double v, char* out);  // all but whole numbers below 100
 inline char* WriteShortestDouble(double v, char* out) {
-  // Flags and small counts are most feature cells: no call for them.
-  if (v >= 0 && v < 10 && v == static_cast<double>(static_cast<int>(v)) && !(v == 0 && std::signbit(v))) {
-    *out = static_cast<char>('0' + static_cast<int>(v));
-    return out + 1;
+  // Flags and counts are most feature cells: no call for them. NaN fails the
+  // range check; -0 passes it but its integer reads back as +0, other bits.
+  if (v >= 0 && v < 100) {
+    const auto i = static_cast<unsigned>(v);
+    if (std::bit_cast<uint64_t>(static_cast<double>(i)) == std::bit_cast<uint64_t>(v)) {
+      if (i < 10) {
+        *out = static_cast<char>('0' + i);
+        return out + 1;
+      }
+      std::memcpy(out, internal::kDigitPairs + 2 * i, 2);
+      return out + 2;
+    }
   }
   return WriteShortestDoubleSlow(v, out);
 }

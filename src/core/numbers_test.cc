@@ -14,9 +14,16 @@
 namespace vigil::core {
 namespace {
 
+// Also checks that nothing is written past the kMaxDoubleChars promised:
+// the fast paths copy 16 bytes at a time.
 std::string Shortest(double v) {
-  char buf[kMaxDoubleChars];
-  return std::string(buf, WriteShortestDouble(v, buf));
+  char buf[kMaxDoubleChars + 16];
+  std::memset(buf, '#', sizeof buf);
+  std::string s(buf, WriteShortestDouble(v, buf));
+  for (size_t i = kMaxDoubleChars; i < sizeof buf; ++i) {
+    if (buf[i] != '#') ADD_FAILURE() << "wrote past kMaxDoubleChars for " << s;
+  }
+  return s;
 }
 
 std::string ToChars(double v) {
@@ -99,6 +106,48 @@ TEST(WriteShortestDoubleTest, FewDecimalsPathWritesWhatToCharsWrites) {
   for (double v : {0.001, 0.0011, 0.00099, 0.05, 0.005, 1.005, 999999999999.99, 1e12 + 0.5,
                    999999999999.999, 0.999, 9.9999}) {
     EXPECT_EQ(Shortest(v), Expected(v)) << v;
+  }
+}
+
+TEST(WriteShortestDoubleTest, InlineWholeNumberPathWritesWhatTheGeneralPathWrites) {
+  // Whole numbers below 100 take the inline path; their neighbours, -0 and
+  // NaN must not.
+  for (int i = 0; i <= 100'000; ++i) {
+    const double v = i;
+    for (double x : {v, -v, std::nextafter(v, 1e300), std::nextafter(v, -1e300), v + 0.5, v - 0.5,
+                     v / 7, v * 1e-3}) {
+      ASSERT_EQ(Shortest(x), Expected(x)) << x;
+    }
+  }
+  EXPECT_EQ(Shortest(-0.0), "-0");
+  EXPECT_EQ(Shortest(0.0), "0");
+  EXPECT_EQ(Shortest(99.0), "99");
+  EXPECT_EQ(Shortest(std::nextafter(100.0, 0.0)), "99.99999999999999");
+  EXPECT_EQ(Shortest(std::nan("")), "");
+  EXPECT_EQ(Shortest(-std::nan("")), "");
+}
+
+TEST(WriteShortestDoubleTest, ManyDigitsAtEveryPositionOfThePoint) {
+  // Means and ratios: up to 17 significant digits, the point after each of
+  // them, with and without a sign (the 17-digit path copies 16 bytes at a time).
+  std::mt19937_64 rng(17);
+  std::uniform_int_distribution<int64_t> cents(1, 100'000);
+  std::uniform_int_distribution<int> count(1, 97);
+  for (int i = 0; i < 100'000; ++i) {
+    const int n = count(rng);
+    int64_t sum = 0;
+    for (int k = 0; k < n; ++k) sum += cents(rng);
+    const double mean = static_cast<double>(sum) / 100 / n;
+    ASSERT_EQ(Shortest(mean), Expected(mean)) << mean;
+    ASSERT_EQ(Shortest(-mean), Expected(-mean)) << -mean;
+  }
+  std::uniform_real_distribution<double> unit(1, 10);
+  for (int e = -25; e <= 25; ++e) {
+    for (int i = 0; i < 2'000; ++i) {
+      const double v = unit(rng) * std::pow(10.0, e);
+      ASSERT_EQ(Shortest(v), Expected(v)) << v;
+      ASSERT_EQ(Shortest(-v), Expected(-v)) << -v;
+    }
   }
 }
 
