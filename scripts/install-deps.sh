@@ -16,6 +16,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev zlib1g-dev libssl-dev libre2-dev
   libxgboost-dev xgboost              # training (xgboost: find_package needs the CLI)
   libevent-dev libsqlite3-dev         # the decision service: HTTP server (evhttp), default store
+  libjemalloc-dev                     # the vigil binary's malloc
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   chromium                            # HTML reports are checked in a real browser
