@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -265,14 +266,113 @@ absl::Status Validator::SetCsvHeader(std::string_view header) {
     csv_fields_.push_back(&t.fields[it->second]);
   }
   std::vector<std::string> missing;
+  csv_all_fields_ = true;
   for (const FieldSpec& f : t.fields) {
     if (f.required && !seen[f.index]) missing.push_back(f.name);
+    if (!seen[f.index]) csv_all_fields_ = false;
   }
+  csv_columns_.clear();
+  for (const FieldSpec* f : csv_fields_) csv_columns_.push_back(PlanCsvColumn(f));
   if (!missing.empty()) {
     return absl::InvalidArgumentError(StrCat("CSV header lacks required column(s) of '",
                                                    t.name, "': ", StrJoin(missing, ", ")));
   }
   return absl::OkStatus();
+}
+
+Validator::CsvColumn Validator::PlanCsvColumn(const FieldSpec* f) const {
+  CsvColumn c;
+  if (!f) return c;
+  c.kind = CsvColumn::Kind::kGeneral;
+  c.index = f->index;
+  c.field = f;
+  if (!csv_fast_path_) return c;
+  c.min = f->min ? *f->min : -std::numeric_limits<double>::infinity();
+  c.max = f->max ? *f->max : std::numeric_limits<double>::infinity();
+  switch (f->type) {
+    case FieldType::kInt:
+      for (int64_t a : f->allowed_ints) {
+        if (a < 0 || a >= 64) return c;  // the general path reads the set
+        c.allowed_mask |= uint64_t{1} << a;
+      }
+      c.kind = CsvColumn::Kind::kInt;
+      break;
+    case FieldType::kDecimal:
+      if (f->min_decimal) {
+        c.min_decimal = &*f->min_decimal;
+        c.min_zero = f->min_decimal->units == 0;
+      }
+      if (f->max_decimal) c.max_decimal = &*f->max_decimal;
+      c.kind = CsvColumn::Kind::kDecimal;
+      break;
+    case FieldType::kTimestamp:
+      c.kind = CsvColumn::Kind::kTimestamp;
+      break;
+    case FieldType::kString:
+    case FieldType::kEnum:
+      if (!f->pattern && f->allowed_strings.empty()) c.kind = CsvColumn::Kind::kString;
+      c.max_length = f->max_length;
+      break;
+    default:
+      break;
+  }
+  return c;
+}
+
+inline bool Validator::DecodeIntCell(const CsvColumn& c, std::string_view s, Value* v) {
+  // What SetFromText and CheckValue do for a valid int.
+  const size_t plus = s[0] == '+';
+  int64_t i;
+  if (core::ParseInt64(s.substr(plus), &i) != core::ParseIntError::kOk) return false;
+  const double d = static_cast<double>(i);
+  if (d < c.min || d > c.max) return false;
+  if (c.allowed_mask != 0 && (static_cast<uint64_t>(i) >= 64 || !((c.allowed_mask >> i) & 1))) {
+    return false;
+  }
+  v->state = Value::State::kPresent;
+  v->text = s;
+  v->i = i;
+  v->d = d;
+  v->hash = core::HashInt(static_cast<uint64_t>(i));
+  return true;
+}
+
+bool Validator::DecodeCell(const CsvColumn& c, std::string_view s, Value* v) {
+  // Each case does what SetFromText and CheckValue do for a valid value.
+  switch (c.kind) {
+    case CsvColumn::Kind::kDecimal: {
+      Decimal dec;
+      if (!ParseDecimal(s, &dec)) return false;
+      if (c.min_decimal && (c.min_zero ? dec.units < 0 : CompareDecimal(dec, *c.min_decimal) < 0)) {
+        return false;
+      }
+      if (c.max_decimal && CompareDecimal(dec, *c.max_decimal) > 0) return false;
+      v->state = Value::State::kPresent;
+      v->text = s;
+      v->dec = dec;
+      v->d = dec.ToDouble();
+      return true;
+    }
+    case CsvColumn::Kind::kTimestamp: {
+      int64_t ms;
+      if (core::ParseTimestamp(s, &ms, c.field->epoch_unit) != core::TimeError::kOk) return false;
+      const double d = static_cast<double>(ms);
+      if (d < c.min || d > c.max) return false;
+      v->state = Value::State::kPresent;
+      v->text = s;
+      v->i = ms;
+      v->d = d;
+      return true;
+    }
+    case CsvColumn::Kind::kString:
+      if (c.max_length > 0 && static_cast<int64_t>(s.size()) > c.max_length) return false;
+      v->state = Value::State::kPresent;
+      v->text = s;
+      v->hash = core::Hash64(s);
+      return true;
+    default:
+      return false;
+  }
 }
 
 void Validator::PrepareRecord(const EventTypeSpec* type, Record* rec) {
@@ -440,9 +540,10 @@ bool Validator::SetFromText(const FieldSpec& f, std::string_view s, Value* v,
   return CheckValue(f, v, out);
 }
 
-bool Validator::Finish(Record* rec, std::vector<Violation>* out) {
+bool Validator::Finish(Record* rec, std::vector<Violation>* out, bool all_present) {
   const EventTypeSpec& t = *rec->type;
   for (const FieldSpec& f : t.fields) {
+    if (all_present) break;
     const Value& v = rec->values[f.index];
     if (v.state == Value::State::kMissing && f.required) {
       Add(out, Rule::kRequired, &f, "",
@@ -525,10 +626,19 @@ bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cell
 
 bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violation>* out) {
   out->clear();
-  PrepareRecord(&schema_->types[schema_->csv_type], rec);
+  // PrepareRecord's reset of every field to missing, when some field has no
+  // column; otherwise each column sets its field below (missing when empty),
+  // or, on a failure before that, the reset is done then.
+  const EventTypeSpec* type = &schema_->types[schema_->csv_type];
+  PrepareRecord(csv_all_fields_ && csv_fast_path_ ? nullptr : type, rec);
+  rec->type = type;
+  auto fail = [&] {
+    for (size_t i = 0; i < type->fields.size(); ++i) rec->values[i].state = Value::State::kMissing;
+    return false;
+  };
   if (!sj::validate_utf8(line.data(), line.size())) {
     Add(out, Rule::kInvalidUtf8, nullptr, "", "the record is not valid UTF-8");
-    return false;
+    return fail();
   }
   if (!SplitUnquotedCsv(line, &cells_)) {
     unquoted_.clear();
@@ -556,7 +666,7 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
           Add(out, Rule::kMalformedCsv, nullptr, "",
               StrCat("column ", cells_.size() + 1,
                            closed ? ": text after a closing quote" : ": a quote is never closed"));
-          return false;
+          return fail();
         }
         cells_.emplace_back(unquoted_.data() + start, unquoted_.size() - start);
       } else {
@@ -567,7 +677,7 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
                 StrCat("column ", cells_.size() + 1,
                              ": a quote inside an unquoted value (quote the whole value and "
                              "double the quote)"));
-            return false;
+            return fail();
           }
           ++e;
         }
@@ -585,17 +695,26 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
   if (cells_.size() != csv_fields_.size()) {
     Add(out, Rule::kColumnCount, nullptr, StrCat(cells_.size()),
         StrCat("the row has ", cells_.size(), " columns; the header has ", csv_fields_.size()));
-    return false;
+    return fail();
   }
   if (csv_id_column_ >= 0 && schema_->duplicate_memory > 0) {
     dedup_.Prefetch(core::Hash64(cells_[static_cast<size_t>(csv_id_column_)]));
   }
+  bool any_empty = false;
   for (size_t i = 0; i < cells_.size(); ++i) {
-    const FieldSpec* f = csv_fields_[i];
-    if (!f || cells_[i].empty()) continue;  // an empty cell is an absent value
-    SetFromText(*f, cells_[i], &rec->values[f->index], out);
+    const CsvColumn& c = csv_columns_[i];
+    const std::string_view s = cells_[i];
+    if (c.kind == CsvColumn::Kind::kIgnored) continue;
+    Value* v = &rec->values[static_cast<size_t>(c.index)];
+    if (s.empty()) {  // an empty cell is an absent value
+      v->state = Value::State::kMissing;
+      any_empty = true;
+      continue;
+    }
+    const bool ok = c.kind == CsvColumn::Kind::kInt ? DecodeIntCell(c, s, v) : DecodeCell(c, s, v);
+    if (!ok) SetFromText(*c.field, s, v, out);
   }
-  return Finish(rec, out);
+  return Finish(rec, out, csv_all_fields_ && !any_empty);
 }
 
 template <typename Object>

@@ -83,6 +83,11 @@ class Validator {
   // passes, its time and id are remembered. Returns false with violations.
   bool CheckAndCommit(const Record& rec, std::vector<Violation>* violations);
 
+  // Tests: decode every CSV cell the general way, to compare with the
+  // inline decoding of common cells (DecodeCell).
+  // Call it before SetCsvHeader.
+  void set_csv_fast_path_for_testing(bool on) { csv_fast_path_ = on; }
+
   // Latest valid event time seen, or INT64_MIN.
   int64_t latest_time_ms() const { return latest_ms_; }
 
@@ -90,10 +95,37 @@ class Validator {
   std::string Printable(const FieldSpec* field, std::string_view value, const Record* rec) const;
 
  private:
+  // How DecodeCsv reads a column: the common field shapes decoded and
+  // checked inline (DecodeCell); anything else, and any value that fails a
+  // check, through SetFromText, which writes the violations.
+  struct CsvColumn {
+    enum class Kind : uint8_t { kIgnored, kGeneral, kInt, kDecimal, kTimestamp, kString };
+    Kind kind = Kind::kIgnored;
+    int index = -1;  // the field's
+    const FieldSpec* field = nullptr;
+    // kInt and kTimestamp: the bounds as SetFromText compares them (±inf: none).
+    double min = 0, max = 0;
+    // kInt: allowed values, when all are in [0, 64) (0: no `allowed`).
+    uint64_t allowed_mask = 0;
+    int64_t max_length = 0;  // kString: as FieldSpec::max_length
+    // kDecimal: bounds, when there are some; a minimum of 0 is a sign test.
+    bool min_zero = false;
+    const Decimal* min_decimal = nullptr;
+    const Decimal* max_decimal = nullptr;
+  };
+  // Decodes and checks `s` into `v` when it is a valid value of the column;
+  // false, with `v` untouched, otherwise.
+  // Ints (most cells) inline in DecodeCsv's loop; the other kinds in a call.
+  static bool DecodeCell(const CsvColumn& c, std::string_view s, Value* v);
+  [[gnu::always_inline]] static inline bool DecodeIntCell(const CsvColumn& c, std::string_view s, Value* v);
+  CsvColumn PlanCsvColumn(const FieldSpec* f) const;  // nullptr: an ignored column
+
   void PrepareRecord(const EventTypeSpec* type, Record* rec);
   bool SetFromText(const FieldSpec& f, std::string_view text, Value* v, std::vector<Violation>* out);
   bool CheckValue(const FieldSpec& f, Value* v, std::vector<Violation>* out);
-  bool Finish(Record* rec, std::vector<Violation>* out);
+  // `all_present`: every field of the type holds a value (the CSV path
+  // knows it when no cell is empty); the checks of required fields are skipped.
+  bool Finish(Record* rec, std::vector<Violation>* out, bool all_present = false);
   // The violations of a value, out of line: the checks stay small.
   [[gnu::cold, gnu::noinline]] void BoundError(const FieldSpec& f, const Value& v, bool below,
                                                const std::string& limit, std::vector<Violation>* out) const;
@@ -117,6 +149,9 @@ class Validator {
   const PiiHasher* hasher_;
   std::unique_ptr<JsonParser> json_;
   std::vector<const FieldSpec*> csv_fields_;
+  std::vector<CsvColumn> csv_columns_;  // beside csv_fields_
+  bool csv_all_fields_ = false;          // every field of the CSV type has a column
+  bool csv_fast_path_ = true;
   int csv_id_column_ = -1;  // the CSV column of the event id
   std::vector<std::string_view> cells_;
   std::string_view json_line_;  // the JSON record being decoded
