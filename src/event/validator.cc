@@ -586,17 +586,22 @@ bool Validator::Finish(Record* rec, std::vector<Violation>* out, bool all_presen
 namespace {
 
 // Splits a CSV line at its commas into `cells` when it has no quote (most
-// data), 16 bytes at a time; false, with `cells` cleared, at a quote.
-bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cells) {
+// data), 16 bytes at a time; false, with `cells` cleared, at a quote. When
+// it splits, `*ascii` says whether every byte is below 0x80 (then the line
+// is valid UTF-8 without a further pass over it).
+bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cells, bool* ascii) {
   cells->clear();
   const char* cell = line.data();
   const char* p = cell;
   const char* const end = p + line.size();
+  unsigned high = 0;  // the bytes or'ed: bit 7 set for a byte >= 0x80
 #if defined(__SSE2__)
   const __m128i comma = _mm_set1_epi8(',');
   const __m128i quote = _mm_set1_epi8('"');
+  __m128i any = _mm_setzero_si128();
   for (; end - p >= 16; p += 16) {
     const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    any = _mm_or_si128(any, x);
     if (_mm_movemask_epi8(_mm_cmpeq_epi8(x, quote)) != 0) {
       cells->clear();
       return false;
@@ -608,8 +613,10 @@ bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cell
       cell = c + 1;
     }
   }
+  high = _mm_movemask_epi8(any) != 0 ? 0x80 : 0;
 #endif
   for (; p != end; ++p) {
+    high |= static_cast<unsigned char>(*p);
     if (*p == ',') {
       cells->emplace_back(cell, static_cast<size_t>(p - cell));
       cell = p + 1;
@@ -619,6 +626,7 @@ bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cell
     }
   }
   cells->emplace_back(cell, static_cast<size_t>(end - cell));
+  *ascii = (high & 0x80) == 0;
   return true;
 }
 
@@ -636,11 +644,14 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
     for (size_t i = 0; i < type->fields.size(); ++i) rec->values[i].state = Value::State::kMissing;
     return false;
   };
-  if (!sj::validate_utf8(line.data(), line.size())) {
+  bool ascii = false;
+  const bool unquoted = SplitUnquotedCsv(line, &cells_, &ascii);
+  if (!ascii && !sj::validate_utf8(line.data(), line.size())) {
+    cells_.clear();
     Add(out, Rule::kInvalidUtf8, nullptr, "", "the record is not valid UTF-8");
     return fail();
   }
-  if (!SplitUnquotedCsv(line, &cells_)) {
+  if (!unquoted) {
     unquoted_.clear();
     unquoted_.reserve(line.size());  // views into it stay valid: no reallocation below
     size_t i = 0;

@@ -245,6 +245,21 @@ TEST_F(ValidatorTest, CsvCellsSplitAtEveryCommaWhereverItFallsInTheLine) {
   }
 }
 
+TEST_F(ValidatorTest, CsvLinesAreCheckedForUtf8WhereverTheByteFalls) {
+  // The splitter notes bytes >= 0x80 in its 16-byte blocks and in the tail;
+  // only then is the line validated.
+  for (size_t n = 1; n <= 16; ++n) {
+    const std::string a(n, 'u');
+    ASSERT_TRUE(Csv(StrCat(a, ",,,1,USD,,,,,,\xc3\xa9,1")).empty()) << n;
+    ExpectOne(Csv(StrCat(a, ",,,1,USD,,,,,,\xff,1")), Rule::kInvalidUtf8, "", "UTF-8");
+    ExpectOne(Csv(StrCat(a, "\xc3,,,1,USD,,,,,,", a, ",1")), Rule::kInvalidUtf8, "", "UTF-8");
+    ExpectOne(Csv(StrCat(a, ",,,1,USD,,,,,,\"", a, "\xc3\",1")), Rule::kInvalidUtf8, "", "UTF-8");
+  }
+  std::vector<Violation> out;
+  ASSERT_FALSE(v_->DecodeCsv("u1,,,1,USD,,,,,,x,1,c0,2024-01-01 00:00:0\xc3", &rec_, &out));
+  ExpectOne(out, Rule::kInvalidUtf8, "", "UTF-8");
+}
+
 TEST_F(ValidatorTest, LabelEventsNeedExactlyOneTarget) {
   EXPECT_TRUE(Json(R"({"event_type":"label","event_id":"l1","time":1,"kind":"chargeback","target_event_id":"e1","value":1})").empty());
   EXPECT_TRUE(Json(R"({"event_type":"label","event_id":"l2","time":1,"kind":"chargeback","target_entity":{"key":"user_id","value":"u1"},"value":0})").empty());
@@ -372,7 +387,7 @@ event_types:
   const std::vector<std::string> times = {"", "2018-04-01 00:00:31", "2018-04-01T00:00:31Z",
                                           "1999-12-31 23:59:59", "2031-01-01 00:00:00", "2018-02-30 00:00:00",
                                           "2018-04-01", "1522540831", "x", "2018-04-01 24:00:00"};
-  const std::vector<std::string> strings = {"", "a", "aa", "abcd", "abcde", "b", "\xc3\xa9"};
+  const std::vector<std::string> strings = {"", "a", "aa", "abcd", "abcde", "b", "\xc3\xa9", "\xff", "a\xc3"};
   std::mt19937_64 rng(23);
   auto pick = [&rng](const std::vector<std::string>& from) { return from[rng() % from.size()]; };
   Record a, b;
