@@ -458,6 +458,73 @@ void Forest::MarginBatch(const float* rows, size_t n, float* out) const noexcept
 
 // ------------------------------------------------------------------ reasons
 
+// MarginAvx2's walk with every step recorded: path[d][k] is tree t + k's
+// node after d steps (a leaf repeats once reached). Then the margin adds the
+// leaves and the contributions follow each path, in PathContributions' order
+// (trees in order, each from the root down), so both are bit-identical.
+__attribute__((target("avx2"))) float Forest::MarginAndPathContributionsAvx2(const float* row,
+                                                                            float* contrib) const noexcept {
+  std::fill(contrib, contrib + num_features_ + 1, 0.0f);
+  const float* nodes = reinterpret_cast<const float*>(nodes_.data());
+  const __m256i zero = _mm256_setzero_si256();
+  float margin = base_margin_;
+  double bias = base_margin_;
+  const size_t n = roots_.size();
+  size_t t = 0;
+  alignas(32) uint32_t path[kMaxRecordedDepth + 1][kGroup];
+  for (; t + kGroup <= n; t += kGroup) {
+    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t));
+    __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t + 8));
+    uint32_t* p = path[0];
+    std::copy(roots_.begin() + static_cast<std::ptrdiff_t>(t),
+              roots_.begin() + static_cast<std::ptrdiff_t>(t + kGroup), p);
+    const int depth = group_depths_[t / kGroup];
+    for (int d = 0; d < depth; ++d) {
+      const uint32_t* from = path[d];
+      uint32_t* to = path[d + 1];
+      a = Step8(nodes, a, row, zero);
+      c = Step8(nodes, c, row, zero);
+      for (int k = 16; k < 32; ++k) to[k] = Step(nodes_[from[k]], from[k], row);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(to), a);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(to + 8), c);
+    }
+    for (size_t k = 0; k < kGroup; ++k) margin += nodes_[path[depth][k]].value;  // tree order
+    for (size_t k = 0; k < kGroup; ++k) {
+      uint32_t idx = path[0][k];
+      double value = stats_[idx].mean;
+      bias += value;
+      for (int d = 1; !nodes_[idx].leaf(); ++d) {
+        const uint32_t f = nodes_[idx].feature();
+        idx = path[d][k];
+        const double next = stats_[idx].mean;
+        contrib[f] += static_cast<float>(next - value);
+        value = next;
+      }
+    }
+  }
+  for (; t < n; ++t) {
+    uint32_t idx = roots_[t];
+    double value = stats_[idx].mean;
+    bias += value;
+    while (!nodes_[idx].leaf()) {
+      const uint32_t f = nodes_[idx].feature();
+      idx = Step(nodes_[idx], idx, row);
+      const double next = stats_[idx].mean;
+      contrib[f] += static_cast<float>(next - value);
+      value = next;
+    }
+    margin += nodes_[idx].value;
+  }
+  contrib[num_features_] = static_cast<float>(bias);
+  return margin;
+}
+
+float Forest::MarginAndPathContributions(const float* row, float* contrib) const noexcept {
+  if (avx2_ && max_depth_ <= kMaxRecordedDepth) return MarginAndPathContributionsAvx2(row, contrib);
+  PathContributions(row, contrib);
+  return Margin(row);
+}
+
 void Forest::PathContributions(const float* row, float* contrib) const noexcept {
   std::fill(contrib, contrib + num_features_ + 1, 0.0f);
   double bias = base_margin_;

@@ -254,6 +254,28 @@ TEST(ForestGoldenTest, PathContributionsMatchApproxContribsAndSumToTheMargin) {
   }
 }
 
+// The fused call serve makes for each decision gives exactly what the two
+// separate calls give, on every golden row (NaNs, values on thresholds,
+// groups of 32 trees and the trees after the last whole group).
+TEST(ForestGoldenTest, MarginAndPathContributionsAreBitEqualToTheSeparateCalls) {
+  for (const GoldenModel& m : kGoldenModels) {
+    SCOPED_TRACE(m.name);
+    const Golden g = LoadGolden(m);
+    ASSERT_TRUE(g.forest);
+    std::vector<float> fused(g.width + 1, -1.0f), separate(g.width + 1, -2.0f);
+    for (size_t r = 0; r < g.rows.rows; ++r) {
+      const float margin = g.forest->MarginAndPathContributions(g.Row(r), fused.data());
+      g.forest->PathContributions(g.Row(r), separate.data());
+      ASSERT_EQ(std::bit_cast<uint32_t>(margin), std::bit_cast<uint32_t>(g.forest->Margin(g.Row(r))))
+          << "row " << r;
+      for (size_t i = 0; i <= g.width; ++i) {
+        ASSERT_EQ(std::bit_cast<uint32_t>(fused[i]), std::bit_cast<uint32_t>(separate[i]))
+            << "row " << r << ", contribution " << i;
+      }
+    }
+  }
+}
+
 // Margin, Score, MarginBatch and PathContributions are the hot path: not one
 // allocation, whatever the row.
 TEST(ForestGoldenTest, ScoringAndPathContributionsAllocateNothing) {
@@ -268,6 +290,7 @@ TEST(ForestGoldenTest, ScoringAndPathContributionsAllocateNothing) {
     sink += g.forest->Score(g.Row(r));
     g.forest->PathContributions(g.Row(r), contrib.data());
     sink += contrib[0];
+    sink += g.forest->MarginAndPathContributions(g.Row(r), contrib.data());
   }
   g.forest->MarginBatch(g.Row(0), n, out.data());
   g.forest->MarginBatch(g.Row(0), 1, out.data());

@@ -465,11 +465,12 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
       row[i] = s >= 0 ? static_cast<float>(values[static_cast<size_t>(s)]) : std::numeric_limits<float>::quiet_NaN();
     }
     const model::Forest& f = *m.bundle.forest;
-    float margin = f.Margin(row.data());
+    const bool explain = reasons && config.reasons > 0;
+    // With reasons, one walk of the trees gives both.
+    const float margin = explain ? f.MarginAndPathContributions(row.data(), contrib.data()) : f.Margin(row.data());
     double score = f.Transform(margin);
     if (m.bundle.calibration) score = m.bundle.calibration->Apply(score);
-    if (reasons && config.reasons > 0) {
-      f.PathContributions(row.data(), contrib.data());
+    if (explain) {
       size_t n = f.num_features();
       order.clear();
       for (uint32_t i = 0; i < n; ++i) order.push_back(i);
