@@ -27,7 +27,7 @@ constexpr int64_t kPow10[] = {1LL,
 
 }  // namespace
 
-bool ParseDecimal(std::string_view s, Decimal* out) noexcept {
+bool ParseDecimalGeneral(std::string_view s, Decimal* out) noexcept {
   size_t i = 0;
   bool neg = false;
   if (i < s.size() && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
@@ -65,12 +65,6 @@ int CompareDecimal(const Decimal& a, const Decimal& b) noexcept {
     y *= kPow10[a.scale - b.scale];
   }
   return x < y ? -1 : (x > y ? 1 : 0);
-}
-
-double Decimal::ToDouble() const noexcept {
-  // Exact division by a power of ten gives the correctly rounded double for
-  // values up to 2^53 units.
-  return static_cast<double>(units) / static_cast<double>(kPow10[scale]);
 }
 
 std::string Decimal::ToString() const {

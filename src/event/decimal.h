@@ -6,24 +6,63 @@
 #ifndef VIGIL_EVENT_DECIMAL_H_
 #define VIGIL_EVENT_DECIMAL_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace vigil::event {
 
+namespace internal {
+// 10^0 .. 10^18, all exact as doubles.
+inline constexpr double kPow10Double[19] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,
+                                            1e7,  1e8,  1e9,  1e10, 1e11, 1e12, 1e13,
+                                            1e14, 1e15, 1e16, 1e17, 1e18};
+}  // namespace internal
+
 struct Decimal {
   int64_t units = 0;
   int8_t scale = 0;  // 0..18 digits after the point
 
-  double ToDouble() const noexcept;
+  // Exact division by a power of ten gives the correctly rounded double for
+  // values up to 2^53 units.
+  double ToDouble() const noexcept {
+    return static_cast<double>(units) / internal::kPow10Double[static_cast<size_t>(scale)];
+  }
   std::string ToString() const;
 };
 
 // Parses [+-]digits[.digits] with at most 18 significant digits. No exponent,
 // no spaces. Hot path: no allocation. Returns false when `s` is not such a
 // number or does not fit.
-bool ParseDecimal(std::string_view s, Decimal* out) noexcept;
+bool ParseDecimalGeneral(std::string_view s, Decimal* out) noexcept;  // any length
+inline bool ParseDecimal(std::string_view s, Decimal* out) noexcept {
+  // Amounts are short: with at most 18 characters there are at most 18
+  // digits, so neither limit can be reached, and leading zeros need no care
+  // (they add nothing to the units and count in the scale either way).
+  if (s.empty() || s.size() > 18) return ParseDecimalGeneral(s, out);
+  const char* p = s.data();
+  const char* const end = p + s.size();
+  const bool neg = *p == '-';
+  if (neg || *p == '+') ++p;
+  const char* const first = p;
+  const char* dot = nullptr;
+  uint64_t units = 0;
+  for (; p != end; ++p) {
+    const unsigned d = static_cast<unsigned char>(*p) - static_cast<unsigned>('0');
+    if (d <= 9) {
+      units = units * 10 + d;
+    } else if (*p == '.' && dot == nullptr) {
+      dot = p;
+    } else {
+      return false;
+    }
+  }
+  if (end - first == (dot ? 1 : 0)) return false;  // no digit
+  out->units = neg ? -static_cast<int64_t>(units) : static_cast<int64_t>(units);
+  out->scale = static_cast<int8_t>(dot ? end - dot - 1 : 0);
+  return true;
+}
 
 // -1, 0 or 1, exactly.
 int CompareDecimal(const Decimal& a, const Decimal& b) noexcept;

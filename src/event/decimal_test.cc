@@ -1,5 +1,8 @@
 #include "event/decimal.h"
 
+#include <random>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace vigil::event {
@@ -32,6 +35,46 @@ TEST(DecimalTest, PrintsAndConvertsToDouble) {
   EXPECT_EQ(D("12").ToString(), "12");
   EXPECT_EQ(D("57.16").ToDouble(), 57.16);
   EXPECT_EQ(D(".5").ToDouble(), 0.5);
+}
+
+TEST(DecimalTest, ShortInputsParseAsTheGeneralParserParsesThem) {
+  // ParseDecimal takes a shortcut for up to 18 characters: random strings
+  // over digits, signs, points and junk, and all those built from a few
+  // characters, against ParseDecimalGeneral.
+  auto same = [](const std::string& s) {
+    Decimal a{-7, 3}, b{-7, 3};
+    const bool ok_a = ParseDecimal(s, &a), ok_b = ParseDecimalGeneral(s, &b);
+    ASSERT_EQ(ok_a, ok_b) << s;
+    ASSERT_EQ(a.units, b.units) << s;
+    ASSERT_EQ(a.scale, b.scale) << s;
+    ASSERT_EQ(a.ToDouble(), b.ToDouble()) << s;
+  };
+  const std::string alphabet = "0123456789000000.-+e ";
+  std::mt19937_64 rng(19);
+  for (int i = 0; i < 300'000; ++i) {
+    std::string s(rng() % 21, ' ');
+    for (char& c : s) c = alphabet[rng() % (i % 2 ? 11 : alphabet.size())];
+    if (i % 4 == 0 && s.size() > 2) s[rng() % s.size()] = '.';
+    same(s);
+  }
+  const std::string few = "09.-";
+  for (int len = 0; len <= 6; ++len) {
+    std::string s(static_cast<size_t>(len), '0');
+    for (int code = 0;; ++code) {
+      int c = code;
+      for (char& ch : s) {
+        ch = few[static_cast<size_t>(c % 4)];
+        c /= 4;
+      }
+      if (c > 0) break;
+      same(s);
+    }
+  }
+  for (const char* s : {"999999999999999999", "-99999999999999999", "0.00000000000000001",
+                        "123456789012345678", "1234567890123456789", "00000000000000000001",
+                        "+.5", "-.", "5.", "."}) {
+    same(s);
+  }
 }
 
 }  // namespace
