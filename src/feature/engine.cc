@@ -32,6 +32,13 @@ struct Entry {
   uint64_t h;  // hash of the value, for distinct counts
 };
 
+// Adds x to sum with Neumaier's compensation in comp.
+inline void AddCompensated(double x, double& sum, double& comp) {
+  const double t = sum + x;
+  comp += std::fabs(sum) >= std::fabs(x) ? (sum - t) + x : (x - t) + sum;
+  sum = t;
+}
+
 // One window (lag, width) over an entity's entries: [lo, hi) absolute
 // indices of the entries in (q − width, q], with running sums.
 struct Cursor {
@@ -43,11 +50,7 @@ struct Cursor {
   double sum = 0;
   double comp = 0;
   bool valid = false;
-  void Add(double x) {
-    const double t = sum + x;
-    comp += std::fabs(sum) >= std::fabs(x) ? (sum - t) + x : (x - t) + sum;
-    sum = t;
-  }
+  void Add(double x) { AddCompensated(x, sum, comp); }
   double Sum() const { return sum + comp; }
   void Clear() {
     sum = comp = 0;
@@ -348,10 +351,11 @@ struct FeatureEngine::Impl {
     }
   }
 
-  // Moves the cursor to the window (q − width, q].
+  // Moves the cursor to the window (q − width, q]. A template over the
+  // distinct counts: the loops without them stay small.
+  template <bool distinct>
   __attribute__((always_inline)) static void Advance(EntityState& e, Cursor& c, int64_t q,
-                                                     int64_t width, bool distinct) {
-    const int64_t end = e.base + static_cast<int64_t>(e.buf.size());
+                                                     int64_t width) {
     auto at = [&](int64_t i) -> const Entry& { return e.buf[static_cast<size_t>(i - e.base)]; };
     if (!c.valid || q < c.q || c.lo < e.base) {
       // Start over: binary search both ends and sum the range.
@@ -364,26 +368,39 @@ struct FeatureEngine::Impl {
       c.Clear();
       for (int64_t i = c.lo; i < c.hi; ++i) {
         c.Add(at(i).v);
-        if (distinct) ++c.distinct[at(i).h];
+        if constexpr (distinct) ++c.distinct[at(i).h];
       }
       c.valid = true;
       c.q = q;
       return;
     }
-    while (c.hi < end && at(c.hi).t <= q) {
-      c.Add(at(c.hi).v);
-      if (distinct) ++c.distinct[at(c.hi).h];
-      ++c.hi;
+    // The usual step, on locals: stores to the cursor's int64 and double
+    // fields could alias the buffer's base and the sums, which made the
+    // compiler reload them each time round.
+    const Entry* const buf = e.buf.data();
+    const size_t n = e.buf.size();
+    const int64_t base = e.base;
+    size_t lo = static_cast<size_t>(c.lo - base), hi = static_cast<size_t>(c.hi - base);
+    double sum = c.sum, comp = c.comp;
+    while (hi < n && buf[hi].t <= q) {
+      AddCompensated(buf[hi].v, sum, comp);
+      if constexpr (distinct) ++c.distinct[buf[hi].h];
+      ++hi;
     }
-    while (c.lo < c.hi && at(c.lo).t <= q - width) {
-      c.Add(-at(c.lo).v);
-      if (distinct) {
-        auto it = c.distinct.find(at(c.lo).h);
+    const int64_t from = q - width;
+    while (lo < hi && buf[lo].t <= from) {
+      AddCompensated(-buf[lo].v, sum, comp);
+      if constexpr (distinct) {
+        auto it = c.distinct.find(buf[lo].h);
         if (--it->second == 0) c.distinct.erase(it);
       }
-      ++c.lo;
+      ++lo;
     }
-    if (c.lo == c.hi) c.sum = c.comp = 0;  // nothing left behind by an empty window
+    if (lo == hi) sum = comp = 0;  // nothing left behind by an empty window
+    c.lo = base + static_cast<int64_t>(lo);
+    c.hi = base + static_cast<int64_t>(hi);
+    c.sum = sum;
+    c.comp = comp;
     c.q = q;
   }
 
@@ -651,7 +668,11 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     const StreamPlan& sp = im.streams[st.index];
     for (size_t i = 0; i < sp.windows.size(); ++i) {
       const auto [lag, width] = sp.windows[i];
-      Impl::Advance(*sc.entity, sc.entity->cursors[i], t - lag, width, sp.cursor_distinct[i]);
+      if (sp.cursor_distinct[i]) {
+        Impl::Advance<true>(*sc.entity, sc.entity->cursors[i], t - lag, width);
+      } else {
+        Impl::Advance<false>(*sc.entity, sc.entity->cursors[i], t - lag, width);
+      }
     }
   }
   for (const FeatureDef& f : spec_->features) {
