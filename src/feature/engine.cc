@@ -132,6 +132,15 @@ struct StreamPlan {
   size_t keys = 0;
 };
 
+// A count, sum or mean over a window, read straight off its cursor.
+struct WindowRead {
+  int feature;
+  int stream;
+  int cursor;
+  Agg agg;
+  double empty_value;
+};
+
 // Per stream, what the current event found.
 struct Scratch {
   bool has_key = false;
@@ -148,6 +157,10 @@ struct FeatureEngine::Impl {
   const FeatureSpec& spec;
   std::vector<StreamPlan> streams;
   std::vector<FeaturePlan> features;
+  // The aggregate features, flat, in the order of the spec: those read off a
+  // window's cursor, and the others (Compute).
+  std::vector<WindowRead> window_reads;
+  std::vector<int> computed;
   // Per stream. Incremental: a table of 100 k+ entities that doubled in one
   // step held up the event (and a server's queue) for 10-50 ms.
   std::vector<core::IncrementalMap<uint64_t, EntityState>> entities;
@@ -193,6 +206,13 @@ struct FeatureEngine::Impl {
         }
       }
       features.push_back(p);
+      if (f.is_aggregate) {
+        if (p.windowed_sum) {
+          window_reads.push_back(WindowRead{f.index, p.stream, p.cursor, f.agg, f.empty_value});
+        } else {
+          computed.push_back(f.index);
+        }
+      }
     }
     entities.resize(s.streams.size());
     scratch.resize(s.streams.size());
@@ -675,26 +695,25 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
       }
     }
   }
-  for (const FeatureDef& f : spec_->features) {
-    if (!f.is_aggregate) continue;
-    const FeaturePlan& p = im.features[f.index];
-    if (!p.windowed_sum) {
-      out[f.index] = im.Compute(f, p, t);
-      continue;
-    }
-    const Scratch& sc = im.scratch[p.stream];
+  // (Compute reads no feature: the two loops may run in either order.)
+  for (const WindowRead& r : im.window_reads) {
+    const Scratch& sc = im.scratch[static_cast<size_t>(r.stream)];
     double v = kNaN;
     if (sc.entity) {
-      const Cursor& c = sc.entity->cursors[p.cursor];
+      const Cursor& c = sc.entity->cursors[static_cast<size_t>(r.cursor)];
       const int64_t n = c.hi - c.lo;
-      v = n == 0                   ? f.empty_value
-          : f.agg == Agg::kCount ? static_cast<double>(n)
-          : f.agg == Agg::kSum   ? c.Sum()
+      v = n == 0                   ? r.empty_value
+          : r.agg == Agg::kCount ? static_cast<double>(n)
+          : r.agg == Agg::kSum   ? c.Sum()
                                  : c.Sum() / static_cast<double>(n);
     } else if (sc.has_key) {
-      v = f.empty_value;
+      v = r.empty_value;
     }
-    out[f.index] = v;
+    out[static_cast<size_t>(r.feature)] = v;
+  }
+  for (int i : im.computed) {
+    out[static_cast<size_t>(i)] = im.Compute(spec_->features[static_cast<size_t>(i)],
+                                             im.features[static_cast<size_t>(i)], t);
   }
   for (int i : spec_->eval_order) out[i] = spec_->features[i].expr->EvalNumber(rec, out.data());
   return Result::kScored;
