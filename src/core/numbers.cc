@@ -96,8 +96,11 @@ char* WriteUint64(uint64_t v, char* out) {
 // division instruction.
 template <uint64_t kScale, int kDecimals>
 char* WriteFewDecimals(double v, char* out) {
-  const auto r = static_cast<uint64_t>(v * static_cast<double>(kScale) + 0.5);
-  if (static_cast<double>(r) / static_cast<double>(kScale) != v) return nullptr;
+  // Signed conversions: one instruction each way (the unsigned ones are a
+  // branchy sequence without AVX-512); v * kScale is below 1e15 here.
+  const auto ri = static_cast<int64_t>(v * static_cast<double>(kScale) + 0.5);
+  if (static_cast<double>(ri) / static_cast<double>(kScale) != v) return nullptr;
+  const auto r = static_cast<uint64_t>(ri);
   // A smaller scale did not match, so the last decimal is not 0.
   out = WriteUint64(r / kScale, out);
   *out++ = '.';
