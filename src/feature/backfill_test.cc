@@ -196,6 +196,76 @@ TEST(BackfillTest, ServingAndBackfillAgreeBitForBitWithLateEvents) {
   EXPECT_GT(with_chargebacks, 5);
 }
 
+TEST(BackfillTest, NumericIdsAndPassthroughCellsAreCopiedAsTheyAreAndStringsQuoted) {
+  // Ids and passthrough fields of numeric and bool types are copied without
+  // the scan for characters that need quotes (their texts have none);
+  // strings are still quoted. Every length from 1 to 20 characters.
+  auto schema = event::Schema::LoadString(R"(
+csv: {event_type: pay}
+time_bounds: {max_behind_latest: off, max_ahead_of_latest: off}
+event_types:
+  pay:
+    fields:
+      id: {type: int, required: true, role: event_id}
+      at: {type: timestamp, required: true, role: event_time}
+      who: {type: int, required: true, role: entity}
+      amount: {type: decimal}
+      rate: {type: float}
+      ok: {type: bool}
+      note: {type: string}
+)", "p.yaml");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  auto spec = FeatureSpec::LoadString(R"(
+score_on: [pay]
+passthrough: [who, amount, rate, ok, note]
+features:
+  - {name: n, agg: count, key: who, window: 1h}
+)", "p.yaml", *schema);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  std::mt19937_64 rng(29);
+  auto digits = [&rng](size_t n) {
+    std::string d;
+    for (size_t i = 0; i < n; ++i) d += static_cast<char>('0' + (i == 0 ? 1 + rng() % 9 : rng() % 10));
+    return d;
+  };
+  const std::vector<std::string> notes = {"", "a", "a,b", "say \"hi\"", "x y", "0123456789abcdefghij"};
+  std::string input = "id,at,who,amount,rate,ok,note\n";
+  std::vector<std::string> expected;  // each row but its last column (the count)
+  for (int i = 0; i < 2000; ++i) {
+    const std::string id = StrCat(digits(static_cast<size_t>(i) % 14), i), who = digits(1 + rng() % 18);
+    const std::string amount = rng() % 2 ? StrCat("-", digits(1 + rng() % 9), ".", digits(1 + rng() % 8))
+                                         : digits(1 + rng() % 17);
+    const std::string rate = StrCat(digits(1 + rng() % 5), "e-", rng() % 20);
+    const std::string ok = rng() % 2 ? "true" : "0";
+    const std::string note = notes[rng() % notes.size()];
+    std::string cell = note;
+    if (note.find_first_of(",\"") != std::string::npos) {
+      cell = "\"";
+      for (char c : note) cell += c == '"' ? std::string("\"\"") : std::string(1, c);
+      cell += '"';
+    }
+    input += StrCat(id, ",2024-01-01 00:00:0", i % 10, ",", who, ",", amount, ",", rate, ",", ok, ",",
+                    cell, "\n");
+    expected.push_back(StrCat(id, ",2024-01-01T00:00:0", i % 10, ".000Z,pay,", who, ",", amount, ",",
+                              rate, ",", ok, ",", cell, ","));
+  }
+  event::PiiHasher hasher("k");
+  auto reader = event::EventReader::FromString(input, *schema, &hasher, event::Format::kCsv);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  BackfillOptions opts;
+  opts.out = TempPath("plain.csv");
+  auto res = Backfill(**reader, *spec, opts, nullptr);
+  ASSERT_TRUE(res.ok()) << res.status();
+  ASSERT_EQ(res->rows, 2000);
+  std::istringstream out(ReadAll(opts.out));
+  std::string line;
+  std::getline(out, line);  // the header
+  for (const std::string& want : expected) {
+    ASSERT_TRUE(std::getline(out, line));
+    ASSERT_EQ(line.substr(0, line.rfind(',') + 1), want);
+  }
+}
+
 TEST(BackfillTest, ColumnsAndMetaFile) {
   Fixture fx;
   auto reader = event::EventReader::FromString(
