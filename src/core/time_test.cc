@@ -1,5 +1,8 @@
 #include "core/time.h"
 
+#include <cstdio>
+#include <random>
+
 #include "gtest/gtest.h"
 
 namespace vigil::core {
@@ -102,6 +105,42 @@ TEST(HumanDurationTest, PicksAReadableUnit) {
   EXPECT_EQ(HumanDuration(90 * kMsPerMinute), "1.5 hours");
   EXPECT_EQ(HumanDuration(250), "250 ms");
   EXPECT_EQ(HumanDuration(-2 * kMsPerSecond), "-2.0 s");
+}
+
+TEST(TimestampWriterTest, WritesWhatPrintfWritesForRandomTimes) {
+  // The time of day from divisions and a table of digit pairs, the date
+  // from the day's cache: against snprintf of the civil date and time.
+  std::mt19937_64 rng(31);
+  TimestampWriter w;
+  int64_t t = 1522540831000;
+  for (int i = 0; i < 300'000; ++i) {
+    const int r = static_cast<int>(rng() % 10);
+    if (r == 0) {
+      t = static_cast<int64_t>(rng() % 400'000'000'000'000) - 200'000'000'000'000;  // ±6000 years
+    } else if (r == 1) {
+      t -= static_cast<int64_t>(rng() % kMsPerDay);
+    } else {
+      t += static_cast<int64_t>(rng() % 100'000);
+    }
+    int64_t day = t / kMsPerDay, rem = t % kMsPerDay;
+    if (rem < 0) {
+      --day;
+      rem += kMsPerDay;
+    }
+    int64_t y;
+    unsigned m, d;
+    CivilFromDays(day, &y, &m, &d);
+    char want[64];
+    // (Years outside 0..9999 as printf writes them: "-15-11-27T...".)
+    snprintf(want, sizeof want, y < 0 || y > 9999 ? "%lld-%02u-%02uT%02d:%02d:%02d.%03dZ"
+                                                  : "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
+             static_cast<long long>(y), m, d,
+             static_cast<int>(rem / kMsPerHour), static_cast<int>(rem / kMsPerMinute % 60),
+             static_cast<int>(rem / kMsPerSecond % 60), static_cast<int>(rem % 1000));
+    char buf[kMaxTimestampChars];
+    ASSERT_EQ(std::string(buf, w.Write(t, buf)), std::string(want)) << t;
+    ASSERT_EQ(FormatTimestamp(t), std::string(want)) << t;
+  }
 }
 
 TEST(TimestampWriterTest, WritesWhatFormatTimestampWritesAcrossDaysAndYears) {
