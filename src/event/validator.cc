@@ -174,8 +174,21 @@ bool DedupWindow::Contains(uint64_t h, std::string_view id) const {
 
 bool DedupWindow::Insert(uint64_t h, std::string_view id) {
   if (capacity_ == 0) return true;
-  uint64_t n;
-  if (AsNumber(id, &n)) {
+  uint64_t n = 0;
+  const bool numeric = AsNumber(id, &n);
+  return InsertKnown(h, numeric, n);
+}
+
+bool DedupWindow::InsertInt(uint64_t h, std::string_view id, int64_t value) {
+  if (capacity_ == 0) return true;
+  // What AsNumber finds: a text that parsed as an int and starts with a
+  // digit is all digits, at most 19 of them; canonical without a leading 0.
+  const bool numeric = !id.empty() && id[0] >= '0' && id[0] <= '9' && (id[0] != '0' || id.size() == 1);
+  return InsertKnown(h, numeric, static_cast<uint64_t>(value));
+}
+
+bool DedupWindow::InsertKnown(uint64_t h, bool numeric, uint64_t n) {
+  if (numeric) {
     const size_t size = seq_.size();
     const bool newest =
         size == 0 || n > seq_[(seq_head_ + size - 1) % size];
@@ -959,8 +972,18 @@ bool Validator::CheckAndCommit(const Record& rec, std::vector<Violation>* out) {
   // A valid record costs one hash lookup: the insert, whose failure is the
   // duplicate. A record already rejected is only looked up (its id is not
   // remembered, so that a corrected retry passes).
-  const bool duplicate = out->empty() ? !dedup_.Insert(rec.id_hash, rec.event_id)
-                                      : dedup_.Contains(rec.id_hash, rec.event_id);
+  bool duplicate;
+  if (out->empty()) {
+    const FieldSpec& idf = rec.type->fields[rec.type->id_field];
+    const Value& idv = rec.values[static_cast<size_t>(idf.index)];
+    // An int id (the handbook's): its number is known.
+    const bool int_id = idf.type == FieldType::kInt && idv.present() &&
+                        idv.text.data() == rec.event_id.data() && idv.text.size() == rec.event_id.size();
+    duplicate = int_id ? !dedup_.InsertInt(rec.id_hash, rec.event_id, idv.i)
+                       : !dedup_.Insert(rec.id_hash, rec.event_id);
+  } else {
+    duplicate = dedup_.Contains(rec.id_hash, rec.event_id);
+  }
   if (duplicate) {
     const FieldSpec* idf = &rec.type->fields[rec.type->id_field];
     Add(out, Rule::kDuplicateEventId, idf, Printable(idf, rec.event_id, &rec),

@@ -35,6 +35,9 @@ class DedupWindow {
   // True when the id (its text `id` and its hash `h`) is new, and then
   // remembers it; false for a duplicate.
   bool Insert(uint64_t h, std::string_view id);
+  // Insert for an id that is the text of an int field whose value is
+  // `value` (parsed already): the same, without reading the digits again.
+  bool InsertInt(uint64_t h, std::string_view id, int64_t value);
   bool Contains(uint64_t h, std::string_view id) const;
   // Starts loading `h`'s slot: the set is large and each lookup a cache miss,
   // so the decoder asks for it as soon as it has the id.
@@ -44,6 +47,8 @@ class DedupWindow {
   // The id as a number, when it is canonical decimal (no sign, no leading zero).
   static bool AsNumber(std::string_view id, uint64_t* n);
   bool InSequence(uint64_t n) const;
+  // Insert, once it is known whether the id is a number, and which.
+  bool InsertKnown(uint64_t h, bool numeric, uint64_t n);
 
   size_t capacity_;
   // Increasing numeric ids, oldest first from seq_head_ (a ring).

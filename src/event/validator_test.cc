@@ -1,6 +1,7 @@
 #include "event/validator.h"
 
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -319,6 +320,30 @@ TEST(DedupWindowTest, IncreasingNumbersOutOfOrderNumbersAndTextIdsAllCatchRepeat
   EXPECT_TRUE(d.Contains(core::Hash64("41"), "41"));
   EXPECT_TRUE(d.Contains(core::Hash64("2"), "2"));
   EXPECT_FALSE(d.Contains(core::Hash64("3"), "3"));
+}
+
+TEST(DedupWindowTest, InsertIntAgreesWithInsertForEveryShapeOfIntText) {
+  // Ids as int fields write them: increasing, repeated, out of order, with
+  // '+', '-', leading zeros, 0, 19 digits; InsertInt is told the parsed
+  // value and must answer what Insert answers, in the same state.
+  std::mt19937_64 rng(37);
+  DedupWindow a(64), b(64);
+  int64_t next = 1;
+  for (int i = 0; i < 200'000; ++i) {
+    int64_t v = next;
+    const int r = static_cast<int>(rng() % 12);
+    if (r == 0) v = next - static_cast<int64_t>(rng() % 100);  // a repeat or out of order
+    if (r == 1) v = -static_cast<int64_t>(rng() % 1000);
+    if (r == 2) v = 0;
+    if (r == 3) v = std::numeric_limits<int64_t>::max() - static_cast<int64_t>(rng() % 3);
+    if (r >= 4) next += 1 + static_cast<int64_t>(rng() % 3);
+    std::string id = std::to_string(v);
+    if (v >= 0 && rng() % 10 == 0) id = "+" + id;
+    if (v >= 0 && rng() % 10 == 0) id = "0" + id;
+    if (v == 0 && rng() % 4 == 0) id = "-0";
+    const uint64_t h = core::Hash64(id);
+    ASSERT_EQ(a.Insert(h, id), b.InsertInt(h, id, v)) << id;
+  }
 }
 
 TEST(DedupWindowTest, EachPartRemembersItsLastCapacityIds) {
