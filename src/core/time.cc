@@ -106,77 +106,112 @@ bool EpochToMs(double v, EpochUnit unit, int64_t* ms) noexcept {
   return true;
 }
 
-TimeError ParseTimestamp(std::string_view s, int64_t* ms, EpochUnit unit) noexcept {
-  // Fast path: "YYYY-MM-DD" then optional [T ]HH:MM[:SS[.f+]] then zone.
-  if (s.size() >= 10 && s[4] == '-' && s[7] == '-') {
-    int y, mo, d;
-    if (!Digits(s.data(), 4, &y) || !Digits(s.data() + 5, 2, &mo) ||
-        !Digits(s.data() + 8, 2, &d)) {
+namespace {
+
+// The midnight of "YYYY-MM-DD" at the start of `s`.
+// REQUIRES: s.size() >= 10, s[4] == '-', s[7] == '-'.
+TimeError ParseDate(std::string_view s, int64_t* t) noexcept {
+  int y, mo, d;
+  if (!Digits(s.data(), 4, &y) || !Digits(s.data() + 5, 2, &mo) || !Digits(s.data() + 8, 2, &d)) {
+    return TimeError::kSyntax;
+  }
+  if (mo < 1 || mo > 12 || d < 1 || static_cast<unsigned>(d) > DaysInMonth(y, mo)) {
+    return TimeError::kOutOfRange;
+  }
+  *t = DaysFromCivil(y, mo, d) * kMsPerDay;
+  return TimeError::kOk;
+}
+
+// What follows a valid date: optional [T ]HH:MM[:SS[.f+]] then zone; `t` is
+// the date's midnight. REQUIRES: s.size() > 10.
+TimeError ParseAfterDate(std::string_view s, int64_t t, int64_t* ms) noexcept {
+  const char sep = s[10];
+  if (sep != 'T' && sep != ' ' && sep != 't') return TimeError::kSyntax;
+  if (s.size() < 16 || s[13] != ':') return TimeError::kSyntax;
+  int h, mi, sec = 0;
+  if (!Digits(s.data() + 11, 2, &h) || !Digits(s.data() + 14, 2, &mi)) return TimeError::kSyntax;
+  size_t i = 16;
+  if (i < s.size() && s[i] == ':') {
+    if (s.size() < 19 || !Digits(s.data() + 17, 2, &sec)) return TimeError::kSyntax;
+    i = 19;
+  }
+  if (h > 23 || mi > 59 || sec > 59) return TimeError::kOutOfRange;
+  t += h * kMsPerHour + mi * kMsPerMinute + sec * kMsPerSecond;
+  if (i < s.size() && (s[i] == '.' || s[i] == ',')) {
+    ++i;
+    int frac = 0, n = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+      if (n < 3) frac = frac * 10 + (s[i] - '0');
+      ++n;
+      ++i;
+    }
+    if (n == 0) return TimeError::kSyntax;
+    for (int k = n; k < 3; ++k) frac *= 10;
+    t += frac;  // Digits past milliseconds are truncated.
+  }
+  if (i == s.size()) {
+    if (sep != ' ') return TimeError::kNoZone;
+    *ms = t;
+    return TimeError::kOk;
+  }
+  if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == s.size()) {
+    *ms = t;
+    return TimeError::kOk;
+  }
+  if (s[i] == '+' || s[i] == '-') {
+    const int sign = s[i] == '+' ? 1 : -1;
+    int oh, om = 0;
+    const size_t rest = s.size() - i - 1;
+    const char* z = s.data() + i + 1;
+    if (rest == 2) {
+      if (!Digits(z, 2, &oh)) return TimeError::kSyntax;
+    } else if (rest == 4) {
+      if (!Digits(z, 2, &oh) || !Digits(z + 2, 2, &om)) return TimeError::kSyntax;
+    } else if (rest == 5 && z[2] == ':') {
+      if (!Digits(z, 2, &oh) || !Digits(z + 3, 2, &om)) return TimeError::kSyntax;
+    } else {
       return TimeError::kSyntax;
     }
-    if (mo < 1 || mo > 12 || d < 1 || static_cast<unsigned>(d) > DaysInMonth(y, mo)) {
-      return TimeError::kOutOfRange;
-    }
-    int64_t t = DaysFromCivil(y, mo, d) * kMsPerDay;
+    if (oh > 23 || om > 59) return TimeError::kOutOfRange;
+    *ms = t - sign * (oh * kMsPerHour + om * kMsPerMinute);
+    return TimeError::kOk;
+  }
+  return TimeError::kSyntax;
+}
+
+bool HasDate(std::string_view s) noexcept { return s.size() >= 10 && s[4] == '-' && s[7] == '-'; }
+
+}  // namespace
+
+TimeError ParseTimestamp(std::string_view s, int64_t* ms, EpochUnit unit) noexcept {
+  // Fast path: "YYYY-MM-DD" then optional [T ]HH:MM[:SS[.f+]] then zone.
+  if (HasDate(s)) {
+    int64_t t;
+    const TimeError e = ParseDate(s, &t);
+    if (e != TimeError::kOk) return e;
     if (s.size() == 10) {
       *ms = t;
       return TimeError::kOk;
     }
-    const char sep = s[10];
-    if (sep != 'T' && sep != ' ' && sep != 't') return TimeError::kSyntax;
-    if (s.size() < 16 || s[13] != ':') return TimeError::kSyntax;
-    int h, mi, sec = 0;
-    if (!Digits(s.data() + 11, 2, &h) || !Digits(s.data() + 14, 2, &mi)) return TimeError::kSyntax;
-    size_t i = 16;
-    if (i < s.size() && s[i] == ':') {
-      if (s.size() < 19 || !Digits(s.data() + 17, 2, &sec)) return TimeError::kSyntax;
-      i = 19;
-    }
-    if (h > 23 || mi > 59 || sec > 59) return TimeError::kOutOfRange;
-    t += h * kMsPerHour + mi * kMsPerMinute + sec * kMsPerSecond;
-    if (i < s.size() && (s[i] == '.' || s[i] == ',')) {
-      ++i;
-      int frac = 0, n = 0;
-      while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-        if (n < 3) frac = frac * 10 + (s[i] - '0');
-        ++n;
-        ++i;
-      }
-      if (n == 0) return TimeError::kSyntax;
-      for (int k = n; k < 3; ++k) frac *= 10;
-      t += frac;  // Digits past milliseconds are truncated.
-    }
-    if (i == s.size()) {
-      if (sep != ' ') return TimeError::kNoZone;
-      *ms = t;
-      return TimeError::kOk;
-    }
-    if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == s.size()) {
-      *ms = t;
-      return TimeError::kOk;
-    }
-    if (s[i] == '+' || s[i] == '-') {
-      const int sign = s[i] == '+' ? 1 : -1;
-      int oh, om = 0;
-      const size_t rest = s.size() - i - 1;
-      const char* z = s.data() + i + 1;
-      if (rest == 2) {
-        if (!Digits(z, 2, &oh)) return TimeError::kSyntax;
-      } else if (rest == 4) {
-        if (!Digits(z, 2, &oh) || !Digits(z + 2, 2, &om)) return TimeError::kSyntax;
-      } else if (rest == 5 && z[2] == ':') {
-        if (!Digits(z, 2, &oh) || !Digits(z + 3, 2, &om)) return TimeError::kSyntax;
-      } else {
-        return TimeError::kSyntax;
-      }
-      if (oh > 23 || om > 59) return TimeError::kOutOfRange;
-      *ms = t - sign * (oh * kMsPerHour + om * kMsPerMinute);
-      return TimeError::kOk;
-    }
-    return TimeError::kSyntax;
+    return ParseAfterDate(s, t, ms);
   }
   if (!s.empty() && LooksNumeric(s)) return ParseNumeric(s, unit, ms);
   return TimeError::kSyntax;
+}
+
+TimeError TimestampParser::Parse(std::string_view s, int64_t* ms, EpochUnit unit) noexcept {
+  if (s.size() > 10 && HasDate(s)) {
+    if (!has_date_ || std::memcmp(s.data(), date_, sizeof date_) != 0) {
+      int64_t t;
+      const TimeError e = ParseDate(s, &t);
+      if (e != TimeError::kOk) return e;
+      std::memcpy(date_, s.data(), sizeof date_);
+      date_ms_ = t;
+      has_date_ = true;
+    }
+    return ParseAfterDate(s, date_ms_, ms);
+  }
+  return ParseTimestamp(s, ms, unit);
 }
 
 const char* TimeErrorText(TimeError e) noexcept {

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -105,6 +107,36 @@ TEST(HumanDurationTest, PicksAReadableUnit) {
   EXPECT_EQ(HumanDuration(90 * kMsPerMinute), "1.5 hours");
   EXPECT_EQ(HumanDuration(250), "250 ms");
   EXPECT_EQ(HumanDuration(-2 * kMsPerSecond), "-2.0 s");
+}
+
+TEST(TimestampParserTest, ParsesWhatParseTimestampParses) {
+  // Runs of times on one date (the date read once), dates that change,
+  // invalid dates and times, zones, epochs: the same result and error.
+  std::mt19937_64 rng(41);
+  const std::vector<std::string> dates = {"2018-04-01", "2018-04-02", "2020-02-29", "2019-02-29",
+                                          "2018-13-01", "2018-04-31", "20x8-04-01", "2018-04-0"};
+  const std::vector<std::string> rests = {"",        " 00:00:31", " 23:59:59", "T12:00:00Z", "T12:00:00",
+                                          " 24:00:00", " 12:60:00", "T01:02:03.5+02:00", " 01:02",
+                                          "T01:02:03,123456Z", "x", " 1:2:3", "T01:02:03-0130",
+                                          "t01:02:03z", " 12:00:00+2"};
+  TimestampParser p;
+  for (int i = 0; i < 200'000; ++i) {
+    std::string s;
+    const int r = static_cast<int>(rng() % 20);
+    if (r == 0) {
+      s = std::to_string(static_cast<int64_t>(rng() % 4'000'000'000'000) - 1'000'000'000'000);
+    } else if (r == 1) {
+      s = "x" + rests[rng() % rests.size()];
+    } else {
+      s = dates[r < 10 ? 0 : rng() % dates.size()] + rests[rng() % rests.size()];
+    }
+    for (EpochUnit unit : {EpochUnit::kAuto, EpochUnit::kSeconds}) {
+      int64_t a = -7, b = -7;
+      const TimeError ea = p.Parse(s, &a, unit), eb = ParseTimestamp(s, &b, unit);
+      ASSERT_EQ(ea, eb) << s;
+      ASSERT_EQ(a, b) << s;
+    }
+  }
 }
 
 TEST(TimestampWriterTest, WritesWhatPrintfWritesForRandomTimes) {

@@ -350,7 +350,7 @@ inline bool Validator::DecodeIntCell(const CsvColumn& c, std::string_view s, Val
   return true;
 }
 
-bool Validator::DecodeCell(const CsvColumn& c, std::string_view s, Value* v) {
+bool Validator::DecodeCell(CsvColumn& c, std::string_view s, Value* v) {
   // Each case does what SetFromText and CheckValue do for a valid value.
   switch (c.kind) {
     case CsvColumn::Kind::kDecimal: {
@@ -368,7 +368,7 @@ bool Validator::DecodeCell(const CsvColumn& c, std::string_view s, Value* v) {
     }
     case CsvColumn::Kind::kTimestamp: {
       int64_t ms;
-      if (core::ParseTimestamp(s, &ms, c.field->epoch_unit) != core::TimeError::kOk) return false;
+      if (c.timestamps.Parse(s, &ms, c.field->epoch_unit) != core::TimeError::kOk) return false;
       const double d = static_cast<double>(ms);
       if (d < c.min || d > c.max) return false;
       v->state = Value::State::kPresent;
@@ -726,7 +726,7 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
   }
   bool any_empty = false;
   for (size_t i = 0; i < cells_.size(); ++i) {
-    const CsvColumn& c = csv_columns_[i];
+    CsvColumn& c = csv_columns_[i];
     const std::string_view s = cells_[i];
     if (c.kind == CsvColumn::Kind::kIgnored) continue;
     Value* v = &rec->values[static_cast<size_t>(c.index)];

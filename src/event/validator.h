@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "core/time.h"
 #include "event/pii.h"
 #include "event/record.h"
 #include "event/schema.h"
@@ -117,11 +118,12 @@ class Validator {
     bool min_zero = false;
     const Decimal* min_decimal = nullptr;
     const Decimal* max_decimal = nullptr;
+    core::TimestampParser timestamps;  // kTimestamp: the last date read
   };
   // Decodes and checks `s` into `v` when it is a valid value of the column;
   // false, with `v` untouched, otherwise.
   // Ints (most cells) inline in DecodeCsv's loop; the other kinds in a call.
-  static bool DecodeCell(const CsvColumn& c, std::string_view s, Value* v);
+  static bool DecodeCell(CsvColumn& c, std::string_view s, Value* v);
   [[gnu::always_inline]] static inline bool DecodeIntCell(const CsvColumn& c, std::string_view s, Value* v);
   CsvColumn PlanCsvColumn(const FieldSpec* f) const;  // nullptr: an ignored column
 
