@@ -632,16 +632,20 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     if (!e.buf.empty()) __builtin_prefetch(&e.buf.back());
     // The cursors live in their own block: fetch it before reading it below.
     const char* cur = reinterpret_cast<const char*>(e.cursors.data());
-    for (size_t b = 0; b < e.cursors.size() * sizeof(Cursor); b += 64) __builtin_prefetch(cur + b);
+    const char* const cur_end = reinterpret_cast<const char*>(e.cursors.data() + e.cursors.size());
+    for (; cur < cur_end; cur += 64) __builtin_prefetch(cur);
   }
   for (const Stream& st : spec_->streams) {
     const Scratch& sc = im.scratch[st.index];
     if (!sc.entity) continue;
     const EntityState& e = *sc.entity;
+    const Entry* const buf = e.buf.data();
+    const uint64_t n = e.buf.size();
+    const int64_t base = e.base;
     for (const Cursor& c : e.cursors) {
-      if (c.valid && c.lo >= e.base && c.lo < e.base + static_cast<int64_t>(e.buf.size())) {
-        __builtin_prefetch(&e.buf[static_cast<size_t>(c.lo - e.base)]);
-      }
+      // (Unsigned: below base wraps to beyond n.)
+      const uint64_t i = static_cast<uint64_t>(c.lo - base);
+      if (c.valid && i < n) __builtin_prefetch(buf + i);
     }
   }
   for (const Stream& st : spec_->streams) {
