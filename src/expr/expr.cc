@@ -1416,7 +1416,10 @@ inline bool Compare(Cmp c, int r) {
 // Milliseconds as an int64, floored; false when out of range.
 inline bool ToMs(const Slot& s, int64_t* ms) {
   if (s.kind != Kind::kNumber || !(std::fabs(s.num) < 9.0e18)) return false;
-  *ms = static_cast<int64_t>(std::floor(s.num));
+  // floor without std::floor (a libm call without SSE4.1): truncate, then
+  // one down for a negative value with a fraction.
+  const auto i = static_cast<int64_t>(s.num);
+  *ms = static_cast<double>(i) > s.num ? i - 1 : i;
   return true;
 }
 
@@ -1427,7 +1430,8 @@ inline int64_t FloorMod(int64_t a, int64_t b) {
 
 // Monday 0 .. Sunday 6; 1970-01-01 was a Thursday.
 inline int DayOfWeek(int64_t ms) {
-  const int64_t days = core::DayStart(ms) / core::kMsPerDay;
+  int64_t days = ms / core::kMsPerDay;  // floored: DayStart(ms) / kMsPerDay
+  if (ms - days * core::kMsPerDay < 0) --days;
   return static_cast<int>(FloorMod(days + 3, 7));
 }
 

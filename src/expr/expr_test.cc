@@ -1,17 +1,20 @@
 #include "expr/expr.h"
 
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <new>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "core/alloc_counter.h"
 #include "core/config.h"
+#include "core/strings.h"
 #include "event/pii.h"
 #include "event/validator.h"
 #include "gmock/gmock.h"
@@ -464,6 +467,33 @@ TEST_F(ExprTest, TimeFunctionsOnKnownDates) {
   EXPECT_TRUE(IsNull("hour_of_day(features.missing)"));
   EXPECT_TRUE(IsNull("is_weekend(event.seen_at)", &sparse_));
   EXPECT_TRUE(IsNull("day_of_week(1e300)"));
+}
+
+TEST_F(ExprTest, TimeFunctionsFloorFractionalAndNegativeTimes) {
+  // Times are floored to whole milliseconds (without std::floor): against
+  // std::floor and floored divisions, for fractions either side of zero,
+  // on and off the hour and day boundaries.
+  std::mt19937_64 rng(43);
+  for (int i = 0; i < 3'000; ++i) {
+    double t = static_cast<double>(static_cast<int64_t>(rng() % 400'000'000'000) - 200'000'000'000);
+    if (i % 3 == 0) t = std::round(t / 3600000) * 3600000;  // on an hour
+    if (i % 2 == 0) t += static_cast<double>(rng() % 1000) / 1000 - 0.5;
+    if (i % 5 == 0) t = -t;
+    const auto ms = static_cast<int64_t>(std::floor(t));
+    const int64_t day_ms = 86'400'000;
+    int64_t days = ms / day_ms, rem = ms % day_ms;
+    if (rem < 0) {
+      --days;
+      rem += day_ms;
+    }
+    const int dow = static_cast<int>(((days + 3) % 7 + 7) % 7);
+    char lit[40];
+    const auto end = std::to_chars(lit, lit + sizeof lit, t).ptr;
+    const std::string arg(lit, end);
+    ASSERT_EQ(Num(StrCat("hour_of_day(", arg, ")")), static_cast<double>(rem / 3'600'000)) << arg;
+    ASSERT_EQ(Num(StrCat("day_of_week(", arg, ")")), dow) << arg;
+    ASSERT_EQ(Bool(StrCat("is_weekend(", arg, ")")), dow >= 5) << arg;
+  }
 }
 
 TEST_F(ExprTest, EmailDomain) {
