@@ -626,6 +626,24 @@ bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cell
       cell = c + 1;
     }
   }
+  if (p != end && line.size() >= 16) {
+    // The last 0..15 bytes: the line's last 16, with the bits of those
+    // already read shifted out.
+    const int done = static_cast<int>(16 - (end - p));
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(end - 16));
+    any = _mm_or_si128(any, x);
+    if ((static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, quote))) >> done) != 0) {
+      cells->clear();
+      return false;
+    }
+    for (unsigned m = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, comma))) >> done; m != 0;
+         m &= m - 1) {
+      const char* c = p + __builtin_ctz(m);
+      cells->emplace_back(cell, static_cast<size_t>(c - cell));
+      cell = c + 1;
+    }
+    p = end;
+  }
   high = _mm_movemask_epi8(any) != 0 ? 0x80 : 0;
 #endif
   for (; p != end; ++p) {
