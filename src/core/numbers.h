@@ -83,6 +83,35 @@ inline ParseIntError ParseInt64(std::string_view s, int64_t* out) {
   return ParseIntError::kOk;
 }
 
+// ParseInt64 for a text inside a larger buffer that may be read up to
+// `readable_end`: 3 to 8 digits are read as one 8-byte word and converted
+// with three multiplications (as simdjson does), not a loop per digit.
+// Anything else, and a text too close to readable_end, the way ParseInt64
+// does; the result is always ParseInt64's.
+inline ParseIntError ParseInt64InBuffer(std::string_view s, const char* readable_end, int64_t* out) {
+  const size_t n = s.size();
+  if (n >= 3 && n <= 8 && readable_end - s.data() >= 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data(), 8);  // little-endian: the first digit in the low byte
+    // The digits to the high bytes, '0's below them: "00000596".
+    const unsigned shift = 8 * static_cast<unsigned>(8 - n);
+    w = (w << shift) | (0x3030303030303030ull & ((uint64_t{1} << shift) - 1));
+    // Every byte in '0'..'9' (a byte that carries when 6 is added fails on
+    // its own high nibble).
+    if (((w & 0xF0F0F0F0F0F0F0F0ull) | (((w + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >> 4)) ==
+        0x3333333333333333ull) {
+      w -= 0x3030303030303030ull;
+      w = w * 10 + (w >> 8);
+      w = ((w & 0x000000FF000000FFull) * (100 + (1000000ull << 32)) +
+           ((w >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32))) >>
+          32;
+      *out = static_cast<int64_t>(w);
+      return ParseIntError::kOk;
+    }
+  }
+  return ParseInt64(s, out);
+}
+
 }  // namespace vigil::core
 
 #endif  // VIGIL_CORE_NUMBERS_H_

@@ -187,6 +187,29 @@ ParseIntError FromChars(std::string_view s, int64_t* v) {
                                                                      : ParseIntError::kInvalid;
 }
 
+TEST(ParseInt64Test, InBufferParsesWhatParseInt64Parses) {
+  // Texts of digits (with junk, signs, every length to 10) inside a buffer
+  // of random bytes, with 0 to 12 bytes readable after the text.
+  std::mt19937_64 rng(47);
+  const std::string alphabet = "01234567890123456789012345678901234567890123456789-+ /:.a\x80\xff";
+  char buf[64];
+  for (int i = 0; i < 1'000'000; ++i) {
+    for (char& c : buf) c = static_cast<char>(rng());
+    const size_t len = rng() % 11;
+    const size_t at = rng() % 8;
+    for (size_t k = 0; k < len; ++k) {
+      buf[at + k] = alphabet[rng() % (i % 3 == 0 ? alphabet.size() : 10)];
+    }
+    const std::string_view s(buf + at, len);
+    const char* readable_end = buf + at + len + rng() % 13;
+    int64_t a = -7, b = -7;
+    const ParseIntError ea = ParseInt64InBuffer(s, readable_end, &a);
+    const ParseIntError eb = ParseInt64(s, &b);
+    ASSERT_EQ(ea, eb) << s;
+    ASSERT_EQ(a, b) << s;
+  }
+}
+
 TEST(ParseInt64Test, AcceptsExactlyWhatFromCharsAccepts) {
   std::mt19937_64 rng(5);
   const std::string alphabet = "0123456789012345678901234567890123456789-+ .xe";
