@@ -11,6 +11,9 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace vigil::core {
 
@@ -36,18 +39,22 @@ inline constexpr size_t kMaxDoubleChars = 32;
 // them). REQUIRES: kMaxDoubleChars bytes at `out`.
 char* WriteShortestDoubleSlow(double v, char* out);  // all but whole numbers below 100
 inline char* WriteShortestDouble(double v, char* out) {
-  // Flags and counts are most feature cells: no call for them. NaN fails the
-  // range check; -0 passes it but its integer reads back as +0, other bits.
-  if (v >= 0 && v < 100) {
-    const auto i = static_cast<unsigned>(v);
-    if (std::bit_cast<uint64_t>(static_cast<double>(i)) == std::bit_cast<uint64_t>(v)) {
-      if (i < 10) {
-        *out = static_cast<char>('0' + i);
-        return out + 1;
-      }
-      std::memcpy(out, internal::kDigitPairs + 2 * i, 2);
-      return out + 2;
+  // Flags and counts are most feature cells: no call for them. The value
+  // truncated to an integer (cvttsd2si: NaN and values out of range give
+  // INT64_MIN, defined behaviour through the intrinsic) must be below 100
+  // and read back with the same bits (-0 reads back as +0).
+#if defined(__SSE2__)
+  const auto i = static_cast<uint64_t>(_mm_cvttsd_si64(_mm_set_sd(v)));
+#else
+  const uint64_t i = v >= 0 && v < 100 ? static_cast<uint64_t>(v) : 100;
+#endif
+  if (i < 100 && std::bit_cast<uint64_t>(static_cast<double>(i)) == std::bit_cast<uint64_t>(v)) {
+    if (i < 10) {
+      *out = static_cast<char>('0' + i);
+      return out + 1;
     }
+    std::memcpy(out, internal::kDigitPairs + 2 * i, 2);
+    return out + 2;
   }
   return WriteShortestDoubleSlow(v, out);
 }
