@@ -49,6 +49,8 @@ class Sink {
     }
     return buf_.data() + len_;
   }
+  // Begin without a Status, for when the buffer has room (nullptr: call Begin).
+  char* TryBegin(size_t n) { return len_ + n <= buf_.size() ? buf_.data() + len_ : nullptr; }
   void End(const char* end) { len_ = static_cast<size_t>(end - buf_.data()); }
   absl::Status Append(std::string_view text) {
     VIGIL_ASSIGN_OR_RETURN(char* p, Begin(text.size()));
@@ -355,7 +357,10 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
       labels.AppendCells(rec, &label_cells);
       room += label_cells.size() + 1;
     }
-    VIGIL_ASSIGN_OR_RETURN(char* p, sink->Begin(room));
+    char* p = sink->TryBegin(room);
+    if (p == nullptr) {
+      VIGIL_ASSIGN_OR_RETURN(p, sink->Begin(room));
+    }
     p = id_plain[static_cast<size_t>(rec.type->index)] ? WritePlain(rec.event_id, p)
                                                          : WriteCell(rec.event_id, p);
     *p++ = ',';
