@@ -242,7 +242,10 @@ sample() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
 scrape() { curl -sf -H "Authorization: Bearer $vkey" "http://127.0.0.1:$vport/metrics" >"$1"; }
 # Where a request's time goes inside vigil, over the measured run (two
 # scrapes): the handler (waiting for the sequencer's lock + Decide + answer)
-# and Decide alone, from their histograms: mean, and share over 1 ms.
+# and Decide alone, from their histograms: mean, share over 1 ms, and the
+# calls over 5 and 25 ms: stalls (the identity graph's rebuild at each event
+# midnight; a day of events passes every ~7 s here), each of which holds up
+# every connection, which wrk counts for each.
 server_split() {  # before after
   local h='vigil_http_request_seconds' d='vigil_decide_stage_seconds' e='{endpoint="events"' t='{stage="total"'
   awk -v hs0="$(sample "$1" "${h}_sum$e}")" -v hs1="$(sample "$2" "${h}_sum$e}")" \
@@ -250,11 +253,14 @@ server_split() {  # before after
       -v hb0="$(sample "$1" "${h}_bucket$e,le=\"0.001\"}")" -v hb1="$(sample "$2" "${h}_bucket$e,le=\"0.001\"}")" \
       -v ds0="$(sample "$1" "${d}_sum$t}")" -v ds1="$(sample "$2" "${d}_sum$t}")" \
       -v dn0="$(sample "$1" "${d}_count$t}")" -v dn1="$(sample "$2" "${d}_count$t}")" \
-      -v db0="$(sample "$1" "${d}_bucket$t,le=\"0.001\"}")" -v db1="$(sample "$2" "${d}_bucket$t,le=\"0.001\"}")" 'BEGIN {
+      -v db0="$(sample "$1" "${d}_bucket$t,le=\"0.001\"}")" -v db1="$(sample "$2" "${d}_bucket$t,le=\"0.001\"}")" \
+      -v d50="$(sample "$1" "${d}_bucket$t,le=\"0.005\"}")" -v d51="$(sample "$2" "${d}_bucket$t,le=\"0.005\"}")" \
+      -v d250="$(sample "$1" "${d}_bucket$t,le=\"0.025\"}")" -v d251="$(sample "$2" "${d}_bucket$t,le=\"0.025\"}")" 'BEGIN {
     hn = hn1 - hn0; dn = dn1 - dn0
     if (hn <= 0 || dn <= 0) { print "n/a"; exit }
-    printf "handler (sequencer wait + Decide) mean %.0f µs, %.2f %% over 1 ms; Decide alone mean %.1f µs, %.3f %% over 1 ms\n",
-      (hs1 - hs0) / hn * 1e6, 100 * (1 - (hb1 - hb0) / hn), (ds1 - ds0) / dn * 1e6, 100 * (1 - (db1 - db0) / dn) }'
+    printf "handler (sequencer wait + Decide) mean %.0f µs, %.2f %% over 1 ms; Decide alone mean %.1f µs, %.3f %% over 1 ms, %d calls over 5 ms, %d over 25 ms\n",
+      (hs1 - hs0) / hn * 1e6, 100 * (1 - (hb1 - hb0) / hn), (ds1 - ds0) / dn * 1e6, 100 * (1 - (db1 - db0) / dn),
+      dn - (d51 - d50), dn - (d251 - d250) }'
 }
 
 declare -A rps p50 p99 p999 note split_of cpu_of wrk_cpu_of

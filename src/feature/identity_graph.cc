@@ -1,6 +1,7 @@
 #include "feature/identity_graph.h"
 
 #include <algorithm>
+#include <numeric>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -319,33 +320,34 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   // Expired: not seen for link_ttl_ms, i.e. last seen at or before `cutoff`.
   const int64_t cutoff = SatSub(now_ms, opts_.link_ttl_ms);
   const size_t n = nodes_.size();
+  RebuildScratch& w = scratch_;
 
   for (const auto& [x, seen] : hub_seen_) {
     if (seen <= cutoff) nodes_[x].flags &= static_cast<uint8_t>(~kHub);
   }
-  std::vector<uint8_t> blocked(n);
+  std::vector<uint8_t>& blocked = w.blocked;
+  blocked.assign(n, 0);
   for (size_t i = 0; i < n; ++i) {
     blocked[i] = (nodes_[i].flags & kHub) || IsStop(nodes_[i].id);
   }
 
-  struct LiveLink {
-    uint64_t key;
-    int64_t seen;
-  };
-  std::vector<LiveLink> live;
+  std::vector<std::pair<uint64_t, int64_t>>& live = w.live;
+  live.clear();
   live.reserve(links_.size());
-  std::vector<uint32_t> degree(n, 0);
+  std::vector<uint32_t>& degree = w.degree;
+  degree.assign(n, 0);
   links_.for_each([&](uint64_t key, int64_t seen) {
     const uint32_t a = LinkLo(key), b = LinkHi(key);
     if (seen <= cutoff || blocked[a] || blocked[b]) return;
-    live.push_back({key, seen});
+    live.emplace_back(key, seen);
     ++degree[a];
     ++degree[b];
   });
 
   // Keep what still carries information, in node-id order so that the new
   // layout, and so the order of every sum below, depends only on the state.
-  std::vector<std::pair<uint64_t, uint32_t>> by_id;  // (id, index): sorts without indirection
+  std::vector<std::pair<uint64_t, uint32_t>>& by_id = w.by_id;  // sorts without indirection
+  by_id.clear();
   by_id.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
     bool keep = degree[i] > 0 || (nodes_[i].flags & kHub);
@@ -356,19 +358,26 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   // The nodes the last rebuild kept are already in id order: only those
   // added since need sorting, then one merge.
   const auto added = std::is_sorted_until(by_id.begin(), by_id.end());
-  std::sort(added, by_id.end());
-  std::inplace_merge(by_id.begin(), added, by_id.end());
-  std::vector<uint32_t> order(by_id.size());
-  std::vector<uint32_t> remap(n, kNone);
+  if (added != by_id.end()) {
+    std::sort(added, by_id.end());
+    w.merged.resize(by_id.size());
+    std::merge(by_id.begin(), added, added, by_id.end(), w.merged.begin());
+    by_id.swap(w.merged);
+  }
+  std::vector<uint32_t>& order = w.order;
+  order.resize(by_id.size());
+  std::vector<uint32_t>& remap = w.remap;
+  remap.assign(n, kNone);
   for (uint32_t k = 0; k < by_id.size(); ++k) {
     order[k] = by_id[k].second;
     remap[order[k]] = k;
   }
-  by_id = {};
 
-  std::vector<Node> nodes;
+  std::vector<Node>& nodes = w.nodes;
+  nodes.clear();
   nodes.reserve(order.size());
-  std::vector<double> counters;
+  std::vector<double>& counters = w.counters;
+  counters.clear();
   counters.reserve(order.size() * ncounters_);
   absl::flat_hash_map<uint32_t, int64_t> hub_seen;
   for (uint32_t k = 0; k < order.size(); ++k) {
@@ -379,12 +388,11 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
     counters.insert(counters.end(), c, c + ncounters_);
     if (o.flags & kHub) hub_seen.emplace(k, hub_seen_.at(old));
   }
-  for (LiveLink& l : live) l.key = LinkKey(remap[LinkLo(l.key)], remap[LinkHi(l.key)]);
-  std::sort(live.begin(), live.end(),
-            [](const LiveLink& x, const LiveLink& y) { return x.key < y.key; });
+  for (auto& l : live) l.first = LinkKey(remap[LinkLo(l.first)], remap[LinkHi(l.first)]);
 
-  nodes_ = std::move(nodes);
-  counters_ = std::move(counters);
+  // The old layout's vectors become the next rebuild's scratch.
+  nodes_.swap(nodes);
+  counters_.swap(counters);
   sums_.assign(counters_.size(), 0.0);
   // Renumbering in place is cheaper than rebuilding the map: no hashing.
   index_.erase_if([&remap](uint64_t, uint32_t& x) {
@@ -397,13 +405,44 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   hub_seen_ = std::move(hub_seen);
   links_.clear();
   links_.reserve(live.size());
-  clusters_ = static_cast<int64_t>(nodes_.size());
-  for (const LiveLink& l : live) {
-    links_.try_emplace(l.key, l.seen);
-    Union(LinkLo(l.key), LinkHi(l.key));
+  // The clusters, by union-find over the live links on arrays of 4 bytes a
+  // node (a fraction of the nodes' 32), in the links' map order: no value
+  // a cluster reports depends on which node ends up its root, or on the
+  // order of the unions (see Union), so they need no sort.
+  const auto m = static_cast<uint32_t>(nodes_.size());
+  std::vector<uint32_t>& parent = w.parent;
+  std::vector<uint32_t>& size = w.size;
+  parent.resize(m);
+  std::iota(parent.begin(), parent.end(), 0u);
+  size.assign(m, 1);
+  const auto find = [&parent](uint32_t x) {
+    while (parent[x] != x) {
+      parent[x] = parent[parent[x]];
+      x = parent[x];
+    }
+    return x;
+  };
+  clusters_ = static_cast<int64_t>(m);
+  for (const auto& [key, seen] : live) {
+    links_.try_emplace(key, seen);
+    uint32_t a = find(LinkLo(key)), b = find(LinkHi(key));
+    if (a == b) continue;
+    if (size[a] < size[b]) std::swap(a, b);
+    parent[b] = a;
+    size[a] += size[b];
+    --clusters_;
   }
-  for (uint32_t k = 0; k < nodes_.size(); ++k) {
-    double* s = Sums(Find(k));
+  // Roots' accounts and counter sums, summed in node-id order.
+  for (uint32_t k = 0; k < m; ++k) {
+    const uint32_t r = find(k);
+    Node& node = nodes_[k];
+    node.parent = r;
+    node.size = size[k];
+    if (r != k) {
+      nodes_[r].accounts += node.accounts;
+      node.accounts = 0;
+    }
+    double* s = Sums(r);
     const double* c = NodeCounters(k);
     for (size_t j = 0; j < ncounters_; ++j) s[j] += c[j];
   }
@@ -426,6 +465,13 @@ IdentityGraph::Stats IdentityGraph::stats() const {
                            links_.capacity() * (sizeof(std::pair<const uint64_t, int64_t>) + 1) +
                            hub_seen_.capacity() * (sizeof(std::pair<const uint32_t, int64_t>) + 1) +
                            stop_.capacity() * (sizeof(uint64_t) + 1));
+  const RebuildScratch& w = scratch_;
+  s.memory_bytes += static_cast<int64_t>(
+      w.blocked.capacity() + w.live.capacity() * sizeof(w.live[0]) +
+      (w.degree.capacity() + w.order.capacity() + w.remap.capacity() + w.parent.capacity() + w.size.capacity()) *
+          sizeof(uint32_t) +
+      (w.by_id.capacity() + w.merged.capacity()) * sizeof(w.by_id[0]) + w.nodes.capacity() * sizeof(Node) +
+      w.counters.capacity() * sizeof(double));
   return s;
 }
 

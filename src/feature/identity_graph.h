@@ -162,6 +162,23 @@ class IdentityGraph {
   core::IncrementalMap<uint64_t, uint32_t> index_;  // node id -> index in nodes_
   core::IncrementalMap<uint64_t, int64_t> links_;   // (min index << 32 | max index) -> last seen
   absl::flat_hash_map<uint32_t, int64_t> hub_seen_;  // hub index -> last seen
+  // Rebuild's working memory, kept from one rebuild to the next: fresh
+  // vectors of this size cost more in page faults than the rebuild's own
+  // work. Not part of the state: a copy of the graph starts without it.
+  struct RebuildScratch {
+    RebuildScratch() = default;
+    RebuildScratch(const RebuildScratch&) {}
+    RebuildScratch& operator=(const RebuildScratch&) { return *this; }
+    RebuildScratch(RebuildScratch&&) noexcept = default;
+    RebuildScratch& operator=(RebuildScratch&&) noexcept = default;
+    std::vector<uint8_t> blocked;
+    std::vector<std::pair<uint64_t, int64_t>> live;  // (link key, last seen)
+    std::vector<uint32_t> degree, order, remap, parent, size;
+    std::vector<std::pair<uint64_t, uint32_t>> by_id, merged;  // (node id, index)
+    std::vector<Node> nodes;
+    std::vector<double> counters;
+  };
+  RebuildScratch scratch_;
   absl::flat_hash_set<uint64_t> stop_;
   int64_t epoch_ms_;  // time of the last rebuild (or first call); kNoTime before
   int64_t rebuilds_ = 0;
