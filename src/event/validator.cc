@@ -286,6 +286,7 @@ absl::Status Validator::SetCsvHeader(std::string_view header) {
   }
   csv_columns_.clear();
   for (const FieldSpec* f : csv_fields_) csv_columns_.push_back(PlanCsvColumn(f));
+  cells_.at.assign(csv_fields_.size() + 1, std::string_view());
   if (!missing.empty()) {
     return absl::InvalidArgumentError(StrCat("CSV header lacks required column(s) of '",
                                                    t.name, "': ", StrJoin(missing, ", ")));
@@ -603,7 +604,8 @@ namespace {
 // data), 16 bytes at a time; false, with `cells` cleared, at a quote. When
 // it splits, `*ascii` says whether every byte is below 0x80 (then the line
 // is valid UTF-8 without a further pass over it).
-bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cells, bool* ascii) {
+template <typename Cells>
+bool SplitUnquotedCsv(std::string_view line, Cells* cells, bool* ascii) {
   cells->clear();
   const char* cell = line.data();
   const char* p = cell;
@@ -623,7 +625,7 @@ bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cell
     for (unsigned m = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, comma))); m != 0;
          m &= m - 1) {
       const char* c = p + __builtin_ctz(m);
-      cells->emplace_back(cell, static_cast<size_t>(c - cell));
+      cells->push(std::string_view(cell, static_cast<size_t>(c - cell)));
       cell = c + 1;
     }
   }
@@ -640,7 +642,7 @@ bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cell
     for (unsigned m = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, comma))) >> done; m != 0;
          m &= m - 1) {
       const char* c = p + __builtin_ctz(m);
-      cells->emplace_back(cell, static_cast<size_t>(c - cell));
+      cells->push(std::string_view(cell, static_cast<size_t>(c - cell)));
       cell = c + 1;
     }
     p = end;
@@ -650,14 +652,14 @@ bool SplitUnquotedCsv(std::string_view line, std::vector<std::string_view>* cell
   for (; p != end; ++p) {
     high |= static_cast<unsigned char>(*p);
     if (*p == ',') {
-      cells->emplace_back(cell, static_cast<size_t>(p - cell));
+      cells->push(std::string_view(cell, static_cast<size_t>(p - cell)));
       cell = p + 1;
     } else if (*p == '"') {
       cells->clear();
       return false;
     }
   }
-  cells->emplace_back(cell, static_cast<size_t>(end - cell));
+  cells->push(std::string_view(cell, static_cast<size_t>(end - cell)));
   *ascii = (high & 0x80) == 0;
   return true;
 }
@@ -711,7 +713,7 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
                            closed ? ": text after a closing quote" : ": a quote is never closed"));
           return fail();
         }
-        cells_.emplace_back(unquoted_.data() + start, unquoted_.size() - start);
+        cells_.push(std::string_view(unquoted_.data() + start, unquoted_.size() - start));
       } else {
         size_t e = i;
         while (e < line.size() && line[e] != ',') {
@@ -724,13 +726,13 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
           }
           ++e;
         }
-        cells_.push_back(line.substr(i, e - i));
+        cells_.push(line.substr(i, e - i));
         i = e;
       }
       if (i >= line.size()) break;
       ++i;  // the comma
       if (i == line.size()) {
-        cells_.emplace_back();
+        cells_.push(std::string_view());
         break;
       }
     }
@@ -741,7 +743,7 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
     return fail();
   }
   if (csv_id_column_ >= 0 && schema_->duplicate_memory > 0) {
-    dedup_.Prefetch(core::Hash64(cells_[static_cast<size_t>(csv_id_column_)]));
+    dedup_.Prefetch(core::Hash64(cells_.at[static_cast<size_t>(csv_id_column_)]));
   }
   // Cells of an unquoted line are views into it: ints may be read 8 bytes
   // at a time up to its end. (Unquoted cells live in another buffer.)
@@ -749,7 +751,7 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
   bool any_empty = false;
   for (size_t i = 0; i < cells_.size(); ++i) {
     CsvColumn& c = csv_columns_[i];
-    const std::string_view s = cells_[i];
+    const std::string_view s = cells_.at[i];
     if (c.kind == CsvColumn::Kind::kIgnored) continue;
     Value* v = &rec->values[static_cast<size_t>(c.index)];
     if (s.empty()) {  // an empty cell is an absent value

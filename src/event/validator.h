@@ -162,7 +162,20 @@ class Validator {
   bool csv_all_fields_ = false;          // every field of the CSV type has a column
   bool csv_fast_path_ = true;
   int csv_id_column_ = -1;  // the CSV column of the event id
-  std::vector<std::string_view> cells_;
+  // The cells of the current CSV row: all counted, the first at.size()
+  // kept (SetCsvHeader makes room for one more than its columns: a row
+  // with more is refused on its count).
+  struct CsvCells {
+    std::vector<std::string_view> at;
+    size_t n = 0;
+    void clear() { n = 0; }
+    size_t size() const { return n; }
+    void push(std::string_view c) {
+      if (n < at.size()) at[n] = c;
+      ++n;
+    }
+  };
+  CsvCells cells_;
   std::string_view json_line_;  // the JSON record being decoded
   std::string numbers_;   // JSON numbers as text; reserved, never reallocated mid-record
   std::string unquoted_;  // unescaped CSV cells; reserved, never reallocated mid-record
