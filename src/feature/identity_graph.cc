@@ -373,12 +373,14 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
     remap[order[k]] = k;
   }
 
+  // With the old layout's room: a new layout sized to the nodes kept would
+  // be copied whole (tens of MB) by the first node added after the rebuild.
   std::vector<Node>& nodes = w.nodes;
   nodes.clear();
-  nodes.reserve(order.size());
+  nodes.reserve(std::max(order.size(), nodes_.capacity()));
   std::vector<double>& counters = w.counters;
   counters.clear();
-  counters.reserve(order.size() * ncounters_);
+  counters.reserve(std::max(order.size() * ncounters_, counters_.capacity()));
   absl::flat_hash_map<uint32_t, int64_t> hub_seen;
   for (uint32_t k = 0; k < order.size(); ++k) {
     const uint32_t old = order[k];
