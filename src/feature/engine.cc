@@ -397,28 +397,30 @@ struct FeatureEngine::Impl {
     // The usual step, on locals: stores to the cursor's int64 and double
     // fields could alias the buffer's base and the sums, which made the
     // compiler reload them each time round.
+    // (Pointers, not indices: no multiplication by sizeof(Entry) per test.)
     const Entry* const buf = e.buf.data();
-    const size_t n = e.buf.size();
+    const Entry* const end = buf + e.buf.size();
     const int64_t base = e.base;
-    size_t lo = static_cast<size_t>(c.lo - base), hi = static_cast<size_t>(c.hi - base);
+    const Entry* lo = buf + (c.lo - base);
+    const Entry* hi = buf + (c.hi - base);
     double sum = c.sum, comp = c.comp;
-    while (hi < n && buf[hi].t <= q) {
-      AddCompensated(buf[hi].v, sum, comp);
-      if constexpr (distinct) ++c.distinct[buf[hi].h];
+    while (hi < end && hi->t <= q) {
+      AddCompensated(hi->v, sum, comp);
+      if constexpr (distinct) ++c.distinct[hi->h];
       ++hi;
     }
     const int64_t from = q - width;
-    while (lo < hi && buf[lo].t <= from) {
-      AddCompensated(-buf[lo].v, sum, comp);
+    while (lo < hi && lo->t <= from) {
+      AddCompensated(-lo->v, sum, comp);
       if constexpr (distinct) {
-        auto it = c.distinct.find(buf[lo].h);
+        auto it = c.distinct.find(lo->h);
         if (--it->second == 0) c.distinct.erase(it);
       }
       ++lo;
     }
     if (lo == hi) sum = comp = 0;  // nothing left behind by an empty window
-    c.lo = base + static_cast<int64_t>(lo);
-    c.hi = base + static_cast<int64_t>(hi);
+    c.lo = base + (lo - buf);
+    c.hi = base + (hi - buf);
     c.sum = sum;
     c.comp = comp;
     c.q = q;
