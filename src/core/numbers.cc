@@ -94,19 +94,32 @@ char* WriteUint64(uint64_t v, char* out) {
 // Writes v with `kDecimals` decimals when that reads back as v (see the
 // caller) and returns the end, else nullptr. The scale is a constant: no
 // division instruction.
-template <uint64_t kScale, int kDecimals>
-char* WriteFewDecimals(double v, char* out) {
+// Writes v with its one to three decimals when it has no more (see the
+// caller) and returns the end, else nullptr. One rounding at three
+// decimals: r = round(v * 1000) reads back as v exactly when some number
+// of up to three decimals does, and then it is that number times 10^(3-k),
+// so its trailing zeros give k. The scale is a constant: no division
+// instruction for the digits.
+char* WriteUpTo3Decimals(double v, char* out) {
   // Signed conversions: one instruction each way (the unsigned ones are a
-  // branchy sequence without AVX-512); v * kScale is below 1e15 here.
-  const auto ri = static_cast<int64_t>(v * static_cast<double>(kScale) + 0.5);
-  if (static_cast<double>(ri) / static_cast<double>(kScale) != v) return nullptr;
+  // branchy sequence without AVX-512); v * 1000 is below 1e15 here.
+  const auto ri = static_cast<int64_t>(v * 1000.0 + 0.5);
+  if (static_cast<double>(ri) / 1000.0 != v) return nullptr;
   const auto r = static_cast<uint64_t>(ri);
-  // A smaller scale did not match, so the last decimal is not 0.
-  out = WriteUint64(r / kScale, out);
+  const auto frac = static_cast<unsigned>(r % 1000);  // not 0: v is not whole
+  out = WriteUint64(r / 1000, out);
   *out++ = '.';
-  std::memset(out, '0', kDecimals);  // the leading zeros of 0.05
-  WriteDigits(r % kScale, kDecimals, out);
-  return out + kDecimals;
+  if (frac % 100 == 0) {  // 57.1
+    *out = static_cast<char>('0' + frac / 100);
+    return out + 1;
+  }
+  if (frac % 10 == 0) {  // 57.16, 0.05
+    std::memcpy(out, kDigitPairs + 2 * (frac / 10), 2);
+    return out + 2;
+  }
+  *out = static_cast<char>('0' + frac / 100);  // 57.165
+  std::memcpy(out + 1, kDigitPairs + 2 * (frac % 100), 2);
+  return out + 3;
 }
 
 }  // namespace
@@ -134,16 +147,14 @@ char* WriteShortestDoubleSlow(double v, char* out) {
     *out++ = '-';
     v = -v;
   }
-  // Amounts and simple ratios have one to three decimals: the first k for
+  // Amounts and simple ratios have one to three decimals: the fewest k for
   // which the digits of round(v * 10^k), read back, give v. Then those are
   // the shortest digits, and the fixed form is what std::to_chars chooses
   // (it is never longer than the scientific one from 0.001 up). Below 1e12
-  // v * 1000 is exact as an integer and at most one k-decimal number rounds
-  // to v.
+  // v * 1000 is within 0.2 of an integer when v has up to three decimals,
+  // and at most one k-decimal number rounds to v.
   if (v >= 0.001 && v < 1e12) {
-    if (char* end = WriteFewDecimals<10, 1>(v, out)) return end;
-    if (char* end = WriteFewDecimals<100, 2>(v, out)) return end;
-    if (char* end = WriteFewDecimals<1000, 3>(v, out)) return end;
+    if (char* end = WriteUpTo3Decimals(v, out)) return end;
   }
   // The shortest digits that read back as v: significand * 10^exponent,
   // without trailing zeros (at most 17 digits).
