@@ -106,8 +106,9 @@ char* WriteUpTo3Decimals(double v, char* out) {
   const auto ri = static_cast<int64_t>(v * 1000.0 + 0.5);
   if (static_cast<double>(ri) / 1000.0 != v) return nullptr;
   const auto r = static_cast<uint64_t>(ri);
-  const auto frac = static_cast<unsigned>(r % 1000);  // not 0: v is not whole
+  const auto frac = static_cast<unsigned>(r % 1000);
   out = WriteUint64(r / 1000, out);
+  if (frac == 0) return out;  // a whole number: as an integer
   *out++ = '.';
   if (frac % 100 == 0) {  // 57.1
     *out = static_cast<char>('0' + frac / 100);
@@ -135,14 +136,7 @@ char* WriteInt64(int64_t v, char* out) {
 
 char* WriteShortestDoubleSlow(double v, char* out) {
   if (std::isnan(v)) return out;
-  // Counts and flags are most cells: whole numbers below 1e15 as integers
-  // (-0 keeps its sign through the general path).
-  // (No std::trunc: without SSE4.1 it is a call.)
-  if (std::fabs(v) < 1e15) {
-    const int64_t i = static_cast<int64_t>(v);
-    if (static_cast<double>(i) == v && !(i == 0 && std::signbit(v))) return WriteInt64(i, out);
-  }
-  if (!std::isfinite(v) || v == 0) return std::to_chars(out, out + kMaxDoubleChars, v).ptr;
+  if (v == 0) return std::to_chars(out, out + kMaxDoubleChars, v).ptr;  // "0", "-0"
   if (v < 0) {
     *out++ = '-';
     v = -v;
@@ -152,9 +146,17 @@ char* WriteShortestDoubleSlow(double v, char* out) {
   // the shortest digits, and the fixed form is what std::to_chars chooses
   // (it is never longer than the scientific one from 0.001 up). Below 1e12
   // v * 1000 is within 0.2 of an integer when v has up to three decimals,
-  // and at most one k-decimal number rounds to v.
+  // and at most one k-decimal number rounds to v. Whole numbers (no
+  // decimal) are written as integers there.
   if (v >= 0.001 && v < 1e12) {
     if (char* end = WriteUpTo3Decimals(v, out)) return end;
+  } else if (v < 1e15) {
+    // Whole numbers from 1e12 to 1e15 as integers too. (No std::trunc:
+    // without SSE4.1 it is a call.)
+    const auto i = static_cast<int64_t>(v);
+    if (static_cast<double>(i) == v) return WriteUint64(static_cast<uint64_t>(i), out);
+  } else if (!std::isfinite(v)) {
+    return std::to_chars(out, out + kMaxDoubleChars, v).ptr;  // "inf" (after '-': "-inf")
   }
   // The shortest digits that read back as v: significand * 10^exponent,
   // without trailing zeros (at most 17 digits).
