@@ -1416,10 +1416,11 @@ inline bool Compare(Cmp c, int r) {
 // Milliseconds as an int64, floored; false when out of range.
 inline bool ToMs(const Slot& s, int64_t* ms) {
   if (s.kind != Kind::kNumber || !(std::fabs(s.num) < 9.0e18)) return false;
-  // floor without std::floor (a libm call without SSE4.1): truncate, then
-  // one down for a negative value with a fraction.
-  const auto i = static_cast<int64_t>(s.num);
-  *ms = static_cast<double>(i) > s.num ? i - 1 : i;
+  // Truncation floors what is not negative (event times): std::floor (a
+  // libm call without SSE4.1) only for the rest. (Not "truncate, then one
+  // down when the integer read back is above": GCC 12 at -O2 drops that
+  // test here, a test below caught it.)
+  *ms = s.num >= 0 ? static_cast<int64_t>(s.num) : static_cast<int64_t>(std::floor(s.num));
   return true;
 }
 
