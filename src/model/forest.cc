@@ -502,19 +502,7 @@ __attribute__((target("avx2"))) float Forest::MarginAndPathContributionsAvx2(con
       }
     }
   }
-  for (; t < n; ++t) {
-    uint32_t idx = roots_[t];
-    double value = stats_[idx].mean;
-    bias += value;
-    while (!nodes_[idx].leaf()) {
-      const uint32_t f = nodes_[idx].feature();
-      idx = Step(nodes_[idx], idx, row);
-      const double next = stats_[idx].mean;
-      contrib[f] += static_cast<float>(next - value);
-      value = next;
-    }
-    margin += nodes_[idx].value;
-  }
+  for (; t < n; ++t) margin += nodes_[TreePathContributions(t, row, contrib, &bias)].value;
   contrib[num_features_] = static_cast<float>(bias);
   return margin;
 }
@@ -525,21 +513,25 @@ float Forest::MarginAndPathContributions(const float* row, float* contrib) const
   return Margin(row);
 }
 
+uint32_t Forest::TreePathContributions(size_t tree, const float* row, float* contrib,
+                                       double* bias) const noexcept {
+  uint32_t idx = roots_[tree];
+  double value = stats_[idx].mean;
+  *bias += value;
+  while (!nodes_[idx].leaf()) {
+    const uint32_t f = nodes_[idx].feature();
+    idx = Step(nodes_[idx], idx, row);
+    const double next = stats_[idx].mean;
+    contrib[f] += static_cast<float>(next - value);
+    value = next;
+  }
+  return idx;
+}
+
 void Forest::PathContributions(const float* row, float* contrib) const noexcept {
   std::fill(contrib, contrib + num_features_ + 1, 0.0f);
   double bias = base_margin_;
-  for (size_t t = 0; t < roots_.size(); ++t) {
-    uint32_t idx = roots_[t];
-    double value = stats_[idx].mean;
-    bias += value;
-    while (!nodes_[idx].leaf()) {
-      const uint32_t f = nodes_[idx].feature();
-      idx = Step(nodes_[idx], idx, row);
-      const double next = stats_[idx].mean;
-      contrib[f] += static_cast<float>(next - value);
-      value = next;
-    }
-  }
+  for (size_t t = 0; t < roots_.size(); ++t) TreePathContributions(t, row, contrib, &bias);
   contrib[num_features_] = static_cast<float>(bias);
 }
 

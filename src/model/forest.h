@@ -107,6 +107,9 @@ class Forest {
   float MarginAvx2(const float* row) const noexcept;
   size_t MarginBatchAvx2(const float* rows, size_t n, float* out) const noexcept;  // rows done
   float MarginAndPathContributionsAvx2(const float* row, float* contrib) const noexcept;
+  // One tree's part of PathContributions (its root's mean added to *bias);
+  // returns the leaf reached.
+  uint32_t TreePathContributions(size_t tree, const float* row, float* contrib, double* bias) const noexcept;
   // The deepest tree MarginAndPathContributionsAvx2 records paths for.
   static constexpr int kMaxRecordedDepth = 32;
   double ShapTree(size_t tree, const float* row, double* contrib, ShapPath* scratch) const;
