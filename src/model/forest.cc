@@ -458,6 +458,21 @@ void Forest::MarginBatch(const float* rows, size_t n, float* out) const noexcept
 
 // ------------------------------------------------------------------ reasons
 
+inline uint32_t Forest::TreePathContributions(size_t tree, const float* row, float* contrib,
+                                       double* bias) const noexcept {
+  uint32_t idx = roots_[tree];
+  double value = stats_[idx].mean;
+  *bias += value;
+  while (!nodes_[idx].leaf()) {
+    const uint32_t f = nodes_[idx].feature();
+    idx = Step(nodes_[idx], idx, row);
+    const double next = stats_[idx].mean;
+    contrib[f] += static_cast<float>(next - value);
+    value = next;
+  }
+  return idx;
+}
+
 // MarginAvx2's walk with every step recorded: path[d][k] is tree t + k's
 // node after d steps (a leaf repeats once reached). Then the margin adds the
 // leaves and the contributions follow each path, in PathContributions' order
@@ -511,21 +526,6 @@ float Forest::MarginAndPathContributions(const float* row, float* contrib) const
   if (avx2_ && max_depth_ <= kMaxRecordedDepth) return MarginAndPathContributionsAvx2(row, contrib);
   PathContributions(row, contrib);
   return Margin(row);
-}
-
-uint32_t Forest::TreePathContributions(size_t tree, const float* row, float* contrib,
-                                       double* bias) const noexcept {
-  uint32_t idx = roots_[tree];
-  double value = stats_[idx].mean;
-  *bias += value;
-  while (!nodes_[idx].leaf()) {
-    const uint32_t f = nodes_[idx].feature();
-    idx = Step(nodes_[idx], idx, row);
-    const double next = stats_[idx].mean;
-    contrib[f] += static_cast<float>(next - value);
-    value = next;
-  }
-  return idx;
 }
 
 void Forest::PathContributions(const float* row, float* contrib) const noexcept {
