@@ -56,7 +56,7 @@ void DecisionLog::Submit(DecisionRow row) {
       if (queue_.size() < options_.queue_capacity) {
         // The writer sleeps on an empty queue, or waits out the group
         // commit until a batch is full: only those two pushes wake it.
-        wake = queue_.empty() || queue_.size() + 1 == options_.batch_size;
+        wake = queue_.empty() || queue_.size() + 1 == FullBatch();
         queue_.push_back(std::move(row));
         ++enqueued_;
         queued = true;
@@ -123,10 +123,12 @@ void DecisionLog::Run() {
 
     if (!queue_.empty()) {
       // Group commit: wait for a full batch until next_commit_, unless Stop
-      // or Flush wants the queue now.
-      if (!stop_ && flush_target_ <= dequeued_ && queue_.size() < options_.batch_size &&
+      // or Flush wants the queue now; and no later than a retry of the store
+      // (or a replay of the journal) that falls due first.
+      if (!stop_ && flush_target_ <= dequeued_ && queue_.size() < FullBatch() &&
           Clock::now() < next_commit_) {
-        work_cv_.wait_until(lock, next_commit_);
+        const bool retry = degraded_ || journal_->pending() > 0;
+        work_cv_.wait_until(lock, retry ? std::min(next_commit_, next_retry_) : next_commit_);
         continue;
       }
       const size_t n = std::min(options_.batch_size, queue_.size());

@@ -133,6 +133,10 @@ class DecisionLog {
 
   DecisionLog(Store* store, DecisionLogOptions options, std::unique_ptr<Journal> journal);
   void Run();
+  // What the group commit waits for: a batch, or a full queue when the queue
+  // holds less than a batch (it would otherwise spill to the journal while
+  // the writer waits).
+  size_t FullBatch() const { return std::max<size_t>(1, std::min(options_.batch_size, options_.queue_capacity)); }
   // Stores `rows` in one transaction; when the store refuses one of them
   // (InvalidArgument), stores them one by one and moves those it refuses to
   // PATH.bad, adding their number to *refused. Returns the store's error

@@ -311,6 +311,41 @@ TEST_F(DecisionLogTest, GroupCommitWaitsForAFullBatchOrFlushOrStop) {
   EXPECT_EQ(log->Stats().journaled, 0);
 }
 
+// A queue smaller than a batch: the group commit waits for a full queue,
+// not for a batch it could never hold (the rest would go to the journal).
+TEST_F(DecisionLogTest, GroupCommitWithAQueueSmallerThanABatchCommitsWhenTheQueueIsFull) {
+  options_.batch_size = 1024;
+  options_.queue_capacity = 4;
+  options_.commit_interval_ms = 3600 * 1000;
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  log->Submit(Row(0));
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().stored == 1; }));
+  for (int i = 1; i <= 4; ++i) log->Submit(Row(i));
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().stored == 5; }));
+  EXPECT_EQ(log->Stats().journaled, 0);
+  EXPECT_EQ(log->Stats().queue_full, 0);
+}
+
+// While the store fails, a partial batch waiting for the group commit does
+// not hold back the retry: the journal is replayed at retry_interval_ms.
+TEST_F(DecisionLogTest, GroupCommitDoesNotPostponeTheRetryOfAFailedStore) {
+  options_.commit_interval_ms = 3600 * 1000;
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  {
+    SqliteLock lock(db_path_);
+    log->Submit(Row(0));  // committed at once, fails: journaled
+    ASSERT_TRUE(WaitFor([&] { return log->Stats().journaled == 1; }));
+    log->Submit(Row(1));  // a partial batch: waits for the group commit
+  }
+  ASSERT_TRUE(WaitFor([&] { return Count() == 1; }));  // Row(0), replayed at the retry
+  EXPECT_EQ(log->Stats().replayed, 1);
+  EXPECT_TRUE(log->FindPending("e1").has_value());
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 2);
+}
+
 TEST_F(DecisionLogTest, ADecisionTheStoreRefusesIsSetAsideAndDoesNotHoldTheOthersBack) {
   testing::RefuseEventId(db_path_, "poison");
   DecisionRow poison = Row(0);
