@@ -54,12 +54,14 @@ class IncrementalMap {
     o.Finish();
     cur_ = std::move(o.cur_);
     erased_ = o.erased_;
+    o.erased_ = 0;
   }
   IncrementalMap& operator=(IncrementalMap&& o) noexcept {
     if (this != &o) {
       o.Finish();
       cur_ = std::move(o.cur_);
       erased_ = o.erased_;
+      o.erased_ = 0;
       FinishGrowing();
     }
     return *this;
@@ -169,8 +171,8 @@ class IncrementalMap {
   // erased slots (tombstones, until it rehashes); an incremental growth
   // starts just before, counting every erase as a tombstone, so that absl
   // never rehashes a large table in one step, not even in place to drop
-  // tombstones: a map with steady churn "grows" into a fresh table of the
-  // same capacity from time to time instead.
+  // tombstones: a map with steady churn moves into a fresh table from time
+  // to time instead (of room for twice its live elements).
   static size_t GrowthLimit(size_t capacity) { return capacity - capacity / 8; }
 
   void StartGrowing() {
@@ -179,6 +181,7 @@ class IncrementalMap {
     cur_.reserve(2 * old_.size());
     erased_ = 0;
     next_ = old_.begin();
+    if (old_.empty()) FinishGrowing();  // everything was erased: nothing to move
   }
   void Step() {
     for (size_t i = 0; i < kStep && next_ != old_.end(); ++i) {

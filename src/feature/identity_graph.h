@@ -106,7 +106,9 @@ class IdentityGraph {
   // status of hubs not seen for link_ttl_ms; drops nodes left with no link,
   // no counter and no hub status; then recomputes the partition, cluster
   // sizes, accounts and counters from the remaining links.
-  // Cost: O(N log N + L log L) for N nodes and L links; allocates.
+  // Cost: O(N + A log A + L) for N nodes, A of them added since the last
+  // rebuild, and L links; reuses its working vectors (allocates when the
+  // graph has grown past them).
   void Rebuild(int64_t now_ms);
 
   struct Stats {
