@@ -352,22 +352,26 @@ inline bool Validator::DecodeIntCell(const CsvColumn& c, std::string_view s, con
   return true;
 }
 
+inline bool Validator::DecodeDecimalCell(const CsvColumn& c, std::string_view s, Value* v) {
+  // What SetFromText and CheckValue do for a valid decimal.
+  Decimal dec;
+  if (!ParseDecimal(s, &dec)) return false;
+  if (c.min_decimal && (c.min_zero ? dec.units < 0 : CompareDecimal(dec, *c.min_decimal) < 0)) {
+    return false;
+  }
+  if (c.max_decimal && CompareDecimal(dec, *c.max_decimal) > 0) return false;
+  v->state = Value::State::kPresent;
+  v->text = s;
+  v->dec = dec;
+  v->d = dec.ToDouble();
+  return true;
+}
+
 bool Validator::DecodeCell(CsvColumn& c, std::string_view s, Value* v) {
   // Each case does what SetFromText and CheckValue do for a valid value.
   switch (c.kind) {
-    case CsvColumn::Kind::kDecimal: {
-      Decimal dec;
-      if (!ParseDecimal(s, &dec)) return false;
-      if (c.min_decimal && (c.min_zero ? dec.units < 0 : CompareDecimal(dec, *c.min_decimal) < 0)) {
-        return false;
-      }
-      if (c.max_decimal && CompareDecimal(dec, *c.max_decimal) > 0) return false;
-      v->state = Value::State::kPresent;
-      v->text = s;
-      v->dec = dec;
-      v->d = dec.ToDouble();
-      return true;
-    }
+    case CsvColumn::Kind::kDecimal:
+      return DecodeDecimalCell(c, s, v);
     case CsvColumn::Kind::kTimestamp: {
       int64_t ms;
       if (c.timestamps.Parse(s, &ms, c.field->epoch_unit) != core::TimeError::kOk) return false;
@@ -759,8 +763,9 @@ bool Validator::DecodeCsv(std::string_view line, Record* rec, std::vector<Violat
       any_empty = true;
       continue;
     }
-    const bool ok =
-        c.kind == CsvColumn::Kind::kInt ? DecodeIntCell(c, s, readable_end, v) : DecodeCell(c, s, v);
+    const bool ok = c.kind == CsvColumn::Kind::kInt       ? DecodeIntCell(c, s, readable_end, v)
+                    : c.kind == CsvColumn::Kind::kDecimal ? DecodeDecimalCell(c, s, v)
+                                                          : DecodeCell(c, s, v);
     if (!ok) SetFromText(*c.field, s, v, out);
   }
   return Finish(rec, out, csv_all_fields_ && !any_empty);

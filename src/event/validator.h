@@ -122,11 +122,14 @@ class Validator {
   };
   // Decodes and checks `s` into `v` when it is a valid value of the column;
   // false, with `v` untouched, otherwise.
-  // Ints (most cells) inline in DecodeCsv's loop; the other kinds in a call.
+  // Ints (most cells) and decimals (amounts) inline in DecodeCsv's loop; the
+  // other kinds in a call.
   static bool DecodeCell(CsvColumn& c, std::string_view s, Value* v);
   // `readable_end`: bytes up to there may be read past the cell (nullptr: none).
   [[gnu::always_inline]] static inline bool DecodeIntCell(const CsvColumn& c, std::string_view s,
                                                           const char* readable_end, Value* v);
+  [[gnu::always_inline]] static inline bool DecodeDecimalCell(const CsvColumn& c, std::string_view s,
+                                                              Value* v);
   CsvColumn PlanCsvColumn(const FieldSpec* f) const;  // nullptr: an ignored column
 
   void PrepareRecord(const EventTypeSpec* type, Record* rec);
