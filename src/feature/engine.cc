@@ -963,6 +963,7 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
   for (size_t s = 0; ok && s < im.entities.size(); ++s) {
     uint64_t n;
     ok = pr.Count(&n, 8);
+    if (ok) im.entities[s].reserve(n);  // one table, not a growth started halfway
     for (uint64_t i = 0; ok && i < n; ++i) {
       uint64_t key;
       ok = pr.U64(&key);
