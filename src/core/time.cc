@@ -279,28 +279,17 @@ char* WriteTimeOfDay(int64_t rem, char* out) {
   return out + sizeof t;
 }
 
-// The day of `ms` and the milliseconds since its midnight: one division.
-inline int64_t SplitDay(int64_t ms, int64_t* rem) {
-  int64_t day = ms / kMsPerDay;
-  *rem = ms - day * kMsPerDay;
-  if (*rem < 0) {
-    --day;
-    *rem += kMsPerDay;
-  }
-  return day;
-}
-
 }  // namespace
 
 char* WriteTimestamp(int64_t ms, char* out) {
   int64_t rem;
-  const int64_t day = SplitDay(ms, &rem);
+  const int64_t day = DayOf(ms, &rem);
   return WriteTimeOfDay(rem, WriteDate(day, out));
 }
 
 char* TimestampWriter::Write(int64_t ms, char* out) {
   int64_t rem;
-  const int64_t day = SplitDay(ms, &rem);
+  const int64_t day = DayOf(ms, &rem);
   if (day != day_) {
     day_ = day;
     date_len_ = static_cast<size_t>(WriteDate(day, date_) - date_);

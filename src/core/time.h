@@ -82,11 +82,23 @@ class TimestampWriter {
   size_t date_len_ = 0;
 };
 
+// The UTC day of `ms` (days since 1970-01-01, floored), and in `*rem` the
+// milliseconds since its midnight (0 <= *rem < kMsPerDay): one division.
+constexpr int64_t DayOf(int64_t ms, int64_t* rem) noexcept {
+  int64_t d = ms / kMsPerDay;
+  *rem = ms - d * kMsPerDay;
+  if (*rem < 0) {
+    --d;
+    *rem += kMsPerDay;
+  }
+  return d;
+}
+
 // The UTC midnight at or before `ms`.
 constexpr int64_t DayStart(int64_t ms) noexcept {
-  int64_t d = ms / kMsPerDay;
-  if (ms % kMsPerDay < 0) --d;
-  return d * kMsPerDay;
+  int64_t rem = 0;
+  DayOf(ms, &rem);
+  return ms - rem;
 }
 
 // Days since 1970-01-01 of a civil date (proleptic Gregorian), and back.

@@ -80,6 +80,20 @@ TEST(DayStartTest, FloorsToUtcMidnightAlsoBeforeEpoch) {
   EXPECT_EQ(DayStart(-1), -kMsPerDay);
 }
 
+TEST(DayOfTest, SplitsIntoTheFlooredDayAndTheTimeSinceItsMidnight) {
+  for (int64_t ms : {int64_t{0}, int64_t{1}, int64_t{-1}, kMsPerDay - 1, kMsPerDay, -kMsPerDay,
+                     -kMsPerDay - 1, int64_t{1522540831000}, int64_t{-87451200000}}) {
+    int64_t rem = -1;
+    const int64_t day = DayOf(ms, &rem);
+    EXPECT_EQ(day * kMsPerDay + rem, ms) << ms;
+    EXPECT_GE(rem, 0) << ms;
+    EXPECT_LT(rem, kMsPerDay) << ms;
+  }
+  int64_t rem;
+  EXPECT_EQ(DayOf(-1, &rem), -1);
+  EXPECT_EQ(rem, kMsPerDay - 1);
+}
+
 TEST(CivilDaysTest, RoundTripsOverFourCenturies) {
   for (int64_t d = -146097; d < 146097; d += 37) {
     int64_t y;

@@ -1431,9 +1431,8 @@ inline int64_t FloorMod(int64_t a, int64_t b) {
 
 // Monday 0 .. Sunday 6; 1970-01-01 was a Thursday.
 inline int DayOfWeek(int64_t ms) {
-  int64_t days = ms / core::kMsPerDay;  // floored: DayStart(ms) / kMsPerDay
-  if (ms - days * core::kMsPerDay < 0) --days;
-  return static_cast<int>(FloorMod(days + 3, 7));
+  int64_t rem;
+  return static_cast<int>(FloorMod(core::DayOf(ms, &rem) + 3, 7));
 }
 
 }  // namespace
