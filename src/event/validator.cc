@@ -369,9 +369,8 @@ inline bool Validator::DecodeDecimalCell(const CsvColumn& c, std::string_view s,
 
 bool Validator::DecodeCell(CsvColumn& c, std::string_view s, Value* v) {
   // Each case does what SetFromText and CheckValue do for a valid value.
+  // (Ints and decimals are decoded in DecodeCsv's loop itself.)
   switch (c.kind) {
-    case CsvColumn::Kind::kDecimal:
-      return DecodeDecimalCell(c, s, v);
     case CsvColumn::Kind::kTimestamp: {
       int64_t ms;
       if (c.timestamps.Parse(s, &ms, c.field->epoch_unit) != core::TimeError::kOk) return false;

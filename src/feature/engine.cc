@@ -504,16 +504,14 @@ struct FeatureEngine::Impl {
         default: return kNaN;
       }
     }
-    // The window is where Process moved it for this event.
+    // The window is where Process moved it for this event. (Its count, sum
+    // and mean are read off the cursor in Process: WindowRead.)
     const Cursor& c = e->cursors[p.cursor];
     const int64_t lag = streams[p.stream].windows[p.cursor].first;
     const int64_t n = c.hi - c.lo;
     if (n == 0) return f.empty_value;
     auto at = [&](int64_t i) -> const Entry& { return e->buf[static_cast<size_t>(i - e->base)]; };
     switch (f.agg) {
-      case Agg::kCount: return static_cast<double>(n);
-      case Agg::kSum: return c.Sum();
-      case Agg::kMean: return c.Sum() / static_cast<double>(n);
       case Agg::kMin: {
         double m = at(c.lo).v;
         for (int64_t i = c.lo + 1; i < c.hi; ++i) m = std::min(m, at(i).v);
