@@ -118,6 +118,16 @@ char* WriteCell(std::string_view v, char* out) {
   *out++ = '"';
   return out;
 }
+// n bytes (sizeof(Word) <= n <= 2 * sizeof(Word)) as two overlapping words.
+template <typename Word>
+void CopyTwoWords(const char* in, size_t n, char* out) {
+  Word a, b;
+  std::memcpy(&a, in, sizeof a);
+  std::memcpy(&b, in + n - sizeof b, sizeof b);
+  std::memcpy(out, &a, sizeof a);
+  std::memcpy(out + n - sizeof b, &b, sizeof b);
+}
+
 // Copies `v` at `out` and returns the end: a cell that needs no quotes.
 // Up to 16 bytes in two overlapping fixed-size copies, not a call to memcpy.
 // REQUIRES: v.size() bytes at `out`.
@@ -127,17 +137,9 @@ char* WritePlain(std::string_view v, char* out) {
   if (n > 16) {
     std::memcpy(out, in, n);
   } else if (n >= 8) {
-    uint64_t a, b;
-    std::memcpy(&a, in, 8);
-    std::memcpy(&b, in + n - 8, 8);
-    std::memcpy(out, &a, 8);
-    std::memcpy(out + n - 8, &b, 8);
+    CopyTwoWords<uint64_t>(in, n, out);
   } else if (n >= 4) {
-    uint32_t a, b;
-    std::memcpy(&a, in, 4);
-    std::memcpy(&b, in + n - 4, 4);
-    std::memcpy(out, &a, 4);
-    std::memcpy(out + n - 4, &b, 4);
+    CopyTwoWords<uint32_t>(in, n, out);
   } else if (n > 0) {
     out[0] = in[0];
     out[n / 2] = in[n / 2];
