@@ -17,12 +17,9 @@ namespace {
 constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
 constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
 
-uint64_t LinkKey(uint32_t a, uint32_t b) {
-  if (a > b) std::swap(a, b);
-  return (uint64_t{a} << 32) | b;
+std::pair<uint64_t, uint64_t> LinkKeyOf(uint64_t x, uint64_t y) {
+  return x < y ? std::pair{x, y} : std::pair{y, x};
 }
-uint32_t LinkLo(uint64_t key) { return static_cast<uint32_t>(key >> 32); }
-uint32_t LinkHi(uint64_t key) { return static_cast<uint32_t>(key); }
 
 // Floor division (event times may be negative, before 1970).
 int64_t FloorDiv(int64_t a, int64_t b) {
@@ -49,16 +46,19 @@ int64_t SatSub(int64_t a, int64_t b) {
 //            u64 n_stop   { u64 id }                      ids increasing
 //            u64 n_nodes  { u64 id  u8 flags  u32 leader  f64 counter[counters]
 //                           [f64 sum[counters] if leader is itself]
-//                           [i64 hub_last_seen if flags has hub] }   ids increasing
+//                           [i64 hub_last_seen if flags has hub] }   in layout order
 //            u64 n_links  { u32 a  u32 b  i64 last_seen }  a < b, (a, b) increasing
 //   trailer  u64 core::Hash64 of header and body
 //
-// A cluster is named by its leader, the position of its smallest node id, so
-// the bytes depend only on the state, not on which node the union-find
-// happened to make the root.
+// Nodes are written in the graph's layout order (ids distinct), which the
+// restored graph keeps: the order of a rebuild's sums depends on it. A
+// cluster is named by its leader, the position of its first node, so the
+// bytes do not depend on which node the union-find happened to make the
+// root. Version 1 wrote nodes in id order; it is read as such a layout.
 
 constexpr char kMagic[8] = {'V', 'I', 'G', 'I', 'L', 'I', 'D', 'G'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
+constexpr uint32_t kOldestVersion = 1;
 constexpr size_t kHeaderBytes = sizeof kMagic + 4 + 8;
 constexpr size_t kTrailerBytes = 8;
 constexpr std::string_view kWhat = "identity graph snapshot";
@@ -220,10 +220,10 @@ void IdentityGraph::MakeHub(uint32_t x, int64_t t_ms) {
 }
 
 void IdentityGraph::Link(uint32_t a, uint32_t b, int64_t t_ms) {
-  const uint64_t key = LinkKey(a, b);
-  if (int64_t* seen = links_.find(key)) {
+  const LinkKey key = LinkKeyOf(nodes_[a].id, nodes_[b].id);
+  if (LinkRec* l = links_.find(key)) {
     // Already joined: a link is only ever held with its ends in one cluster.
-    *seen = std::max(*seen, t_ms);
+    l->seen = std::max(l->seen, t_ms);
     return;
   }
   const auto cap = static_cast<uint32_t>(opts_.max_degree);
@@ -237,7 +237,7 @@ void IdentityGraph::Link(uint32_t a, uint32_t b, int64_t t_ms) {
     refused = true;
   }
   if (refused) return;
-  links_.try_emplace(key, t_ms);
+  links_.try_emplace(key, LinkRec{t_ms, a, b});
   ++nodes_[a].degree;
   ++nodes_[b].degree;
   Union(a, b);
@@ -325,60 +325,46 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   for (const auto& [x, seen] : hub_seen_) {
     if (seen <= cutoff) nodes_[x].flags &= static_cast<uint8_t>(~kHub);
   }
-  std::vector<uint8_t>& blocked = w.blocked;
+  auto& blocked = w.blocked;
   blocked.assign(n, 0);
   for (size_t i = 0; i < n; ++i) {
     blocked[i] = (nodes_[i].flags & kHub) || IsStop(nodes_[i].id);
   }
 
-  std::vector<std::pair<uint64_t, int64_t>>& live = w.live;
-  live.clear();
-  live.reserve(links_.size());
-  std::vector<uint32_t>& degree = w.degree;
+  const auto dead = [&](const LinkRec& l) { return l.seen <= cutoff || blocked[l.a] || blocked[l.b]; };
+  auto& degree = w.degree;
   degree.assign(n, 0);
-  links_.for_each([&](uint64_t key, int64_t seen) {
-    const uint32_t a = LinkLo(key), b = LinkHi(key);
-    if (seen <= cutoff || blocked[a] || blocked[b]) return;
-    live.emplace_back(key, seen);
-    ++degree[a];
-    ++degree[b];
+  links_.for_each([&](const LinkKey&, const LinkRec& l) {
+    if (dead(l)) return;
+    ++degree[l.a];
+    ++degree[l.b];
   });
 
-  // Keep what still carries information, in node-id order so that the new
-  // layout, and so the order of every sum below, depends only on the state.
-  std::vector<std::pair<uint64_t, uint32_t>>& by_id = w.by_id;  // sorts without indirection
-  by_id.clear();
-  by_id.reserve(n);
+  // Keep what still carries information, in the layout's order: the new
+  // layout, and so the order of every sum below, is a function of the calls
+  // alone (nodes are added in call order), and copying it reads the old
+  // layout front to back.
+  auto& order = w.order;
+  order.clear();
+  order.reserve(n);
+  auto& remap = w.remap;
+  remap.assign(n, kNone);
   for (uint32_t i = 0; i < n; ++i) {
     bool keep = degree[i] > 0 || (nodes_[i].flags & kHub);
     const double* c = NodeCounters(i);
     for (size_t k = 0; !keep && k < ncounters_; ++k) keep = c[k] != 0;
-    if (keep) by_id.emplace_back(nodes_[i].id, i);
-  }
-  // The nodes the last rebuild kept are already in id order: only those
-  // added since need sorting, then one merge.
-  const auto added = std::is_sorted_until(by_id.begin(), by_id.end());
-  if (added != by_id.end()) {
-    std::sort(added, by_id.end());
-    w.merged.resize(by_id.size());
-    std::merge(by_id.begin(), added, added, by_id.end(), w.merged.begin());
-    by_id.swap(w.merged);
-  }
-  std::vector<uint32_t>& order = w.order;
-  order.resize(by_id.size());
-  std::vector<uint32_t>& remap = w.remap;
-  remap.assign(n, kNone);
-  for (uint32_t k = 0; k < by_id.size(); ++k) {
-    order[k] = by_id[k].second;
-    remap[order[k]] = k;
+    if (keep) {
+      remap[i] = static_cast<uint32_t>(order.size());
+      order.push_back(i);
+    }
   }
 
   // With the old layout's room: a new layout sized to the nodes kept would
   // be copied whole (tens of MB) by the first node added after the rebuild.
-  std::vector<Node>& nodes = w.nodes;
+  auto& nodes = w.nodes;
   nodes.clear();
   nodes.reserve(std::max(order.size(), nodes_.capacity()));
-  std::vector<double>& counters = w.counters;
+  auto& counters = w.counters;
   counters.clear();
   counters.reserve(std::max(order.size() * ncounters_, counters_.capacity()));
   absl::flat_hash_map<uint32_t, int64_t> hub_seen;
@@ -387,10 +373,9 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
     const Node& o = nodes_[old];
     nodes.push_back(Node{o.id, k, degree[old], 1, (o.flags & kAccount) ? 1u : 0u, o.flags});
     const double* c = NodeCounters(old);
-    counters.insert(counters.end(), c, c + ncounters_);
+    counters.append(c, ncounters_);
     if (o.flags & kHub) hub_seen.emplace(k, hub_seen_.at(old));
   }
-  for (auto& l : live) l.first = LinkKey(remap[LinkLo(l.first)], remap[LinkHi(l.first)]);
 
   // The old layout's vectors become the next rebuild's scratch.
   nodes_.swap(nodes);
@@ -405,15 +390,14 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   });
   if (index_.size() < index_.capacity() / 4) index_.shrink_to_fit();  // give back memory
   hub_seen_ = std::move(hub_seen);
-  links_.clear();
-  links_.reserve(live.size());
   // The clusters, by union-find over the live links on arrays of 4 bytes a
   // node (a fraction of the nodes' 32), in the links' map order: no value
   // a cluster reports depends on which node ends up its root, or on the
-  // order of the unions (see Union), so they need no sort.
+  // order of the unions (see Union), so they need no sort. The same pass
+  // erases the dead links and renumbers the live ones.
   const auto m = static_cast<uint32_t>(nodes_.size());
-  std::vector<uint32_t>& parent = w.parent;
-  std::vector<uint32_t>& size = w.size;
+  auto& parent = w.parent;
+  auto& size = w.size;
   parent.resize(m);
   std::iota(parent.begin(), parent.end(), 0u);
   size.assign(m, 1);
@@ -425,16 +409,21 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
     return x;
   };
   clusters_ = static_cast<int64_t>(m);
-  for (const auto& [key, seen] : live) {
-    links_.try_emplace(key, seen);
-    uint32_t a = find(LinkLo(key)), b = find(LinkHi(key));
-    if (a == b) continue;
-    if (size[a] < size[b]) std::swap(a, b);
-    parent[b] = a;
-    size[a] += size[b];
-    --clusters_;
-  }
-  // Roots' accounts and counter sums, summed in node-id order.
+  links_.erase_if([&](const LinkKey&, LinkRec& l) {
+    if (dead(l)) return true;  // blocked is in the old numbering, as l is until here
+    l.a = remap[l.a];
+    l.b = remap[l.b];
+    uint32_t a = find(l.a), b = find(l.b);
+    if (a != b) {
+      if (size[a] < size[b]) std::swap(a, b);
+      parent[b] = a;
+      size[a] += size[b];
+      --clusters_;
+    }
+    return false;
+  });
+  if (links_.size() < links_.capacity() / 4) links_.shrink_to_fit();
+  // Roots' accounts and counter sums, summed in layout order.
   for (uint32_t k = 0; k < m; ++k) {
     const uint32_t r = find(k);
     Node& node = nodes_[k];
@@ -464,34 +453,25 @@ IdentityGraph::Stats IdentityGraph::stats() const {
       static_cast<int64_t>(nodes_.capacity() * sizeof(Node) +
                            (counters_.capacity() + sums_.capacity()) * sizeof(double) +
                            index_.capacity() * (sizeof(std::pair<const uint64_t, uint32_t>) + 1) +
-                           links_.capacity() * (sizeof(std::pair<const uint64_t, int64_t>) + 1) +
+                           links_.capacity() * (sizeof(std::pair<const LinkKey, LinkRec>) + 1) +
                            hub_seen_.capacity() * (sizeof(std::pair<const uint32_t, int64_t>) + 1) +
                            stop_.capacity() * (sizeof(uint64_t) + 1));
   const RebuildScratch& w = scratch_;
   s.memory_bytes += static_cast<int64_t>(
-      w.blocked.capacity() + w.live.capacity() * sizeof(w.live[0]) +
+      w.blocked.capacity() +
       (w.degree.capacity() + w.order.capacity() + w.remap.capacity() + w.parent.capacity() + w.size.capacity()) *
           sizeof(uint32_t) +
-      (w.by_id.capacity() + w.merged.capacity()) * sizeof(w.by_id[0]) + w.nodes.capacity() * sizeof(Node) +
+      w.nodes.capacity() * sizeof(Node) +
       w.counters.capacity() * sizeof(double));
   return s;
 }
 
 void IdentityGraph::SerializeTo(std::string* out) const {
   const size_t n = nodes_.size();
-  std::vector<std::pair<uint64_t, uint32_t>> by_id(n);  // (id, index)
-  for (uint32_t i = 0; i < n; ++i) by_id[i] = {nodes_[i].id, i};
-  std::sort(by_id.begin(), by_id.end());
-  std::vector<uint32_t> order(n), pos(n);
-  for (uint32_t k = 0; k < n; ++k) {
-    order[k] = by_id[k].second;
-    pos[order[k]] = k;
-  }
-  by_id = {};
-  // The leader of a cluster is its first node in id order.
+  // The leader of a cluster is its first node in the layout.
   std::vector<uint32_t> leader_of_root(n, kNone);
   for (uint32_t k = 0; k < n; ++k) {
-    uint32_t& l = leader_of_root[FindConst(order[k])];
+    uint32_t& l = leader_of_root[FindConst(k)];
     if (l == kNone) l = k;
   }
   std::vector<uint64_t> stops(stop_.begin(), stop_.end());
@@ -502,10 +482,10 @@ void IdentityGraph::SerializeTo(std::string* out) const {
   };
   std::vector<Rec> links;
   links.reserve(links_.size());
-  links_.for_each([&](uint64_t key, int64_t seen) {
-    uint32_t a = pos[LinkLo(key)], b = pos[LinkHi(key)];
+  links_.for_each([&](const LinkKey&, const LinkRec& l) {
+    uint32_t a = l.a, b = l.b;
     if (a > b) std::swap(a, b);
-    links.push_back({a, b, seen});
+    links.push_back({a, b, l.seen});
   });
   std::sort(links.begin(), links.end(),
             [](const Rec& x, const Rec& y) { return x.a != y.a ? x.a < y.a : x.b < y.b; });
@@ -526,7 +506,7 @@ void IdentityGraph::SerializeTo(std::string* out) const {
   for (uint64_t id : stops) w.U64(id);
   w.U64(n);
   for (uint32_t k = 0; k < n; ++k) {
-    const uint32_t x = order[k];
+    const uint32_t x = k;
     const uint32_t root = FindConst(x);
     const uint32_t leader = leader_of_root[root];
     w.U64(nodes_[x].id);
@@ -564,9 +544,10 @@ absl::Status IdentityGraph::ParseFrom(std::string_view in) {
         StrCat(kWhat, ": not an identity graph snapshot (bad magic)"));
   }
   const auto version = static_cast<uint32_t>(LoadLe(in.data() + sizeof kMagic, 4));
-  if (version != kVersion) {
-    return absl::InvalidArgumentError(
-        StrCat(kWhat, ": version ", version, "; this vigil reads version ", kVersion));
+  if (version < kOldestVersion || version > kVersion) {
+    return absl::InvalidArgumentError(StrCat(kWhat, ": version ", version,
+                                             "; this vigil reads versions ", kOldestVersion,
+                                             " to ", kVersion));
   }
   const uint64_t body_bytes = LoadLe(in.data() + sizeof kMagic + 4, 8);
   const size_t avail = in.size() - kHeaderBytes;
@@ -639,8 +620,8 @@ absl::Status IdentityGraph::ParseFrom(std::string_view in) {
     if (!r.U64(&id, "node id") || !r.U8(&flags, "node flags") || !r.U32(&leader, "node leader")) {
       return r.status();
     }
-    if (k > 0 && id <= g.nodes_.back().id) {
-      r.Fail(StrCat("node ", k, " is not after node ", k - 1, " (ids must increase)"));
+    if (const uint32_t* same = g.index_.find(id)) {
+      r.Fail(StrCat("node ", k, " repeats the id of node ", *same));
       return r.status();
     }
     if (flags & ~(kAccount | kHub)) {
@@ -690,7 +671,7 @@ absl::Status IdentityGraph::ParseFrom(std::string_view in) {
       r.Fail(StrCat("link ", i, " joins nodes ", a, " and ", b, " (needs a < b < ", n, ")"));
       return r.status();
     }
-    const uint64_t key = LinkKey(a, b);
+    const uint64_t key = (uint64_t{a} << 32) | b;
     if (i > 0 && key <= prev_key) {
       r.Fail(StrCat("link ", i, " is not after link ", i - 1, " (links must be sorted)"));
       return r.status();
@@ -700,7 +681,7 @@ absl::Status IdentityGraph::ParseFrom(std::string_view in) {
       r.Fail(StrCat("link ", i, " joins nodes ", a, " and ", b, " of different clusters"));
       return r.status();
     }
-    g.links_.try_emplace(key, seen);
+    g.links_.try_emplace(LinkKeyOf(g.nodes_[a].id, g.nodes_[b].id), LinkRec{seen, a, b});
     ++g.nodes_[a].degree;
     ++g.nodes_[b].degree;
     prev_key = key;

@@ -34,6 +34,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "core/incremental_map.h"
+#include "core/remap_vector.h"
 #include "core/status.h"
 
 namespace vigil::feature {
@@ -93,8 +94,9 @@ class IdentityGraph {
   int64_t ClusterAccounts(uint64_t node) const;
   // The sum of counter `counter` over `node`'s cluster; 0 for a node the
   // graph does not hold or a counter out of range. Sums are accumulated in
-  // call order between rebuilds and recomputed in node-id order at a rebuild,
-  // so the last bits may change at a rebuild (exact for integers < 2^53).
+  // call order between rebuilds and recomputed at a rebuild in the order the
+  // nodes were added, so the last bits may change at a rebuild (exact for
+  // integers < 2^53).
   double ClusterCounter(uint64_t node, int counter) const;
   // Whether `node` is a hub (see max_degree).
   bool IsHub(uint64_t node) const;
@@ -106,9 +108,9 @@ class IdentityGraph {
   // status of hubs not seen for link_ttl_ms; drops nodes left with no link,
   // no counter and no hub status; then recomputes the partition, cluster
   // sizes, accounts and counters from the remaining links.
-  // Cost: O(N + A log A + L) for N nodes, A of them added since the last
-  // rebuild, and L links; reuses its working vectors (allocates when the
-  // graph has grown past them).
+  // Cost: O(N + L) for N nodes and L links, two passes over each, no
+  // sorting and no hashing of the links kept (they are renumbered in place);
+  // reuses its working vectors (grows them when the graph has outgrown them).
   void Rebuild(int64_t now_ms);
 
   struct Stats {
@@ -121,8 +123,9 @@ class IdentityGraph {
   };
   Stats stats() const;
 
-  // Snapshot: the whole state as bytes (versioned, checksummed, little-endian,
-  // sorted by node id: equal states give equal bytes), and back. Processing
+  // Snapshot: the whole state as bytes (versioned, checksummed, little-endian;
+  // nodes in the graph's layout, which the restored graph keeps: the same
+  // calls give the same bytes), and back. Processing
   // after ParseFrom gives exactly what the uninterrupted graph gives, provided
   // the options are the same. The snapshot records the options; only
   // `counters` must match (FailedPrecondition otherwise): the others are taken
@@ -156,13 +159,25 @@ class IdentityGraph {
 
   IdentityGraphOptions opts_;
   size_t ncounters_;
-  std::vector<Node> nodes_;
-  std::vector<double> counters_;                   // per node, ncounters_ each
-  std::vector<double> sums_;                       // per node, ncounters_ each; meaningful at roots
+  // The per-node arrays grow by mremap, never by copying (core/remap_vector.h):
+  // a vector doubling at a few hundred thousand nodes held up its event for
+  // milliseconds.
+  core::RemapVector<Node> nodes_;
+  core::RemapVector<double> counters_;  // per node, ncounters_ each
+  core::RemapVector<double> sums_;      // per node, ncounters_ each; meaningful at roots
   // Incremental (core/incremental_map.h): a million-node table that doubled
   // in one step held up the event for tens of milliseconds.
   core::IncrementalMap<uint64_t, uint32_t> index_;  // node id -> index in nodes_
-  core::IncrementalMap<uint64_t, int64_t> links_;   // (min index << 32 | max index) -> last seen
+  // A link is keyed by its ends' node ids, which a rebuild does not change,
+  // and carries their indices, which it renumbers in place: so a rebuild
+  // erases the dead links from the map instead of making a new map (the
+  // re-insertion of every live link was most of a rebuild's time).
+  struct LinkRec {
+    int64_t seen;  // last seen
+    uint32_t a, b;  // the ends' indices in nodes_
+  };
+  using LinkKey = std::pair<uint64_t, uint64_t>;  // (smaller node id, larger)
+  core::IncrementalMap<LinkKey, LinkRec> links_;
   absl::flat_hash_map<uint32_t, int64_t> hub_seen_;  // hub index -> last seen
   // Rebuild's working memory, kept from one rebuild to the next: fresh
   // vectors of this size cost more in page faults than the rebuild's own
@@ -173,12 +188,12 @@ class IdentityGraph {
     RebuildScratch& operator=(const RebuildScratch&) { return *this; }
     RebuildScratch(RebuildScratch&&) noexcept = default;
     RebuildScratch& operator=(RebuildScratch&&) noexcept = default;
-    std::vector<uint8_t> blocked;
-    std::vector<std::pair<uint64_t, int64_t>> live;  // (link key, last seen)
-    std::vector<uint32_t> degree, order, remap, parent, size;
-    std::vector<std::pair<uint64_t, uint32_t>> by_id, merged;  // (node id, index)
-    std::vector<Node> nodes;
-    std::vector<double> counters;
+    // Remapped, so that a graph that outgrew them faults in only the new room.
+    core::RemapVector<uint8_t> blocked;
+    core::RemapVector<uint32_t> degree, order, remap, parent, size;
+    core::RemapVector<std::pair<uint64_t, uint32_t>> by_id, merged;  // (node id, index)
+    core::RemapVector<Node> nodes;
+    core::RemapVector<double> counters;
   };
   RebuildScratch scratch_;
   absl::flat_hash_set<uint64_t> stop_;

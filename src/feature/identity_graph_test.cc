@@ -567,6 +567,11 @@ TEST(IdentityGraphTest, ParseNamesTheBadMagicAndVersion) {
   const absl::Status st = g.ParseFrom(bad);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(HasWord(st, "version 99")) << st;
+  // Version 1 (nodes in id order) is read as a layout in that order.
+  bad = snap;
+  PutLe(&bad, 8, 1, 4);
+  Reseal(&bad);
+  EXPECT_TRUE(g.ParseFrom(bad).ok());
 }
 
 TEST(IdentityGraphTest, ParseRefusesASnapshotWithOtherCounters) {
@@ -578,7 +583,8 @@ TEST(IdentityGraphTest, ParseRefusesASnapshotWithOtherCounters) {
 }
 
 TEST(IdentityGraphTest, ParseRejectsInconsistentStateEvenWithAValidChecksum) {
-  // One link, a–d, and z alone with a counter: nodes sorted by id.
+  // One link, a–d, and z alone with a counter: nodes in the graph's layout,
+  // the order they were added (a, d, z).
   IdentityGraph g(Opts(1));
   const uint64_t a = User(1), d = Device(1), z = User(2);
   Obs(g, {a, d}, kHour);
@@ -615,19 +621,17 @@ TEST(IdentityGraphTest, ParseRejectsInconsistentStateEvenWithAValidChecksum) {
   PutLe(&bad, first + 9, 2, 4);  // the first node names a later leader
   expect(bad, "cluster leader");
 
-  // The last link (the only one) rewired to join z's cluster: find each
-  // node's position from the sorted ids.
-  std::vector<uint64_t> ids = {a, d, z};
-  std::sort(ids.begin(), ids.end());
-  auto pos = [&](uint64_t id) {
-    return static_cast<uint32_t>(std::find(ids.begin(), ids.end(), id) - ids.begin());
-  };
-  const size_t link_at = snap.size() - 8 - 16;
-  uint32_t x = pos(a), y = pos(z);
-  if (x > y) std::swap(x, y);
+  // The second node (d: id, flags, leader, one counter) takes a's id.
   bad = snap;
-  PutLe(&bad, link_at, x, 4);
-  PutLe(&bad, link_at + 4, y, 4);
+  PutLe(&bad, first + 8 + 1 + 4 + 8 + 8, a, 8);  // a leads its cluster: one sum too
+  expect(bad, "repeats the id of node 0");
+
+  // The last link (the only one) rewired to join z's cluster (a is node 0,
+  // z node 2).
+  const size_t link_at = snap.size() - 8 - 16;
+  bad = snap;
+  PutLe(&bad, link_at, 0, 4);
+  PutLe(&bad, link_at + 4, 2, 4);
   expect(bad, "different clusters");
 
   bad = snap;
