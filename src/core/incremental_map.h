@@ -108,11 +108,11 @@ class IncrementalMap {
   }
 
   // Erases every element for which pred(key, value&) holds (pred may change
-  // the values it keeps); how many. Ends a growth in progress first (a pause,
-  // like the sweeps and rebuilds that call it).
+  // the values it keeps); how many. A growth in progress goes on: elements
+  // still in the old map are visited there, not moved first (moving them all
+  // at once is the pause this map exists to avoid).
   template <typename Pred>
   size_t erase_if(Pred pred) {
-    Finish();
     size_t n = 0;
     for (auto it = cur_.begin(); it != cur_.end();) {
       if (pred(it->first, it->second)) {
@@ -123,6 +123,19 @@ class IncrementalMap {
         ++it;
       }
     }
+    if (old_.empty()) return n;
+    // Erasing leaves the old map's other iterators valid; next_ moves past
+    // an element erased under it.
+    for (auto it = old_.begin(); it != old_.end();) {
+      if (pred(it->first, it->second)) {
+        if (it == next_) ++next_;
+        old_.erase(it++);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    if (old_.empty()) FinishGrowing();
     return n;
   }
 

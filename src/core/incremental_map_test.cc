@@ -108,6 +108,52 @@ TEST(IncrementalMapTest, AgreesWithUnorderedMapUnderRandomInsertsAndErases) {
   ExpectSame(m, ref);
 }
 
+TEST(IncrementalMapTest, EraseIfDuringAGrowthVisitsBothMapsAndLetsTheGrowthGoOn) {
+  Map m;
+  std::unordered_map<uint64_t, std::string> ref;
+  uint64_t k = 0;
+  // Up to the first growth of a large table, then a few inserts into it.
+  while (!m.growing()) {
+    m.try_emplace(k, std::to_string(k));
+    ref.emplace(k, std::to_string(k));
+    ++k;
+  }
+  for (int i = 0; i < 100; ++i, ++k) {
+    m.try_emplace(k, std::to_string(k));
+    ref.emplace(k, std::to_string(k));
+  }
+  const size_t pending = m.pending();
+  ASSERT_GT(pending, 1000u);
+  // Erase a third, and rewrite the values kept, in both maps.
+  const size_t erased = m.erase_if([](uint64_t key, std::string& v) {
+    if (key % 3 == 0) return true;
+    v += "!";
+    return false;
+  });
+  size_t ref_erased = 0;
+  for (auto it = ref.begin(); it != ref.end();) {
+    if (it->first % 3 == 0) {
+      it = ref.erase(it);
+      ++ref_erased;
+    } else {
+      it->second += "!";
+      ++it;
+    }
+  }
+  EXPECT_EQ(erased, ref_erased);
+  EXPECT_TRUE(m.growing());  // not finished in one step
+  EXPECT_LT(m.pending(), pending);
+  EXPECT_GT(m.pending(), pending / 2);
+  ExpectSame(m, ref);
+  // The growth then completes by inserts as usual, losing nothing.
+  while (m.growing()) {
+    m.try_emplace(k, std::to_string(k));
+    ref.emplace(k, std::to_string(k));
+    ++k;
+  }
+  ExpectSame(m, ref);
+}
+
 TEST(IncrementalMapTest, CopyingOrMovingAGrowingMapKeepsEveryElement) {
   Map m;
   std::unordered_map<uint64_t, std::string> ref;
