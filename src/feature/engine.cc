@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "core/incremental_map.h"
+#include "core/remap_vector.h"
 #include "core/bytes.h"
 #include "feature/identity_graph.h"
 #include "core/hash.h"
@@ -91,15 +92,21 @@ struct EntityState {
 
 // Event id -> entity key for a label-fed stream, for the last `capacity`
 // events: a label naming an event finds its entity here.
+// Both grow without a pause (a plain map doubling, or rehashing away the
+// tombstones the ring's evictions leave, at a million ids held up its event
+// for milliseconds; so did the ring's vector doubling).
 struct EventIndex {
   size_t capacity = 0;
   size_t next = 0;
-  std::vector<uint64_t> ring;  // ids in arrival order
-  absl::flat_hash_map<uint64_t, uint64_t> keys;
+  core::RemapVector<uint64_t> ring;  // ids in arrival order
+  core::IncrementalMap<uint64_t, uint64_t> keys;
 
   void Put(uint64_t id, uint64_t key) {
     if (capacity == 0) return;
-    if (!keys.insert_or_assign(id, key).second) return;  // known id: key updated
+    if (auto [k, inserted] = keys.try_emplace(id, key); !inserted) {
+      *k = key;  // known id: key updated
+      return;
+    }
     if (ring.size() < capacity) {
       ring.push_back(id);
     } else {
@@ -440,9 +447,9 @@ struct FeatureEngine::Impl {
     const event::Value& te = rec[label_fields[0]];
     if (!te.present()) return false;
     const EventIndex& idx = event_index[st.index];
-    auto it = idx.keys.find(core::Hash64(te.text));
-    if (it == idx.keys.end()) return false;
-    *key = it->second;
+    const uint64_t* k = idx.keys.find(core::Hash64(te.text));
+    if (k == nullptr) return false;
+    *key = *k;
     return true;
   }
 
@@ -909,7 +916,7 @@ void FeatureEngine::SerializeTo(std::string* out) const {
     w.U64(idx.ring.size());
     for (uint64_t id : idx.ring) {
       w.U64(id);
-      w.U64(idx.keys.at(id));
+      w.U64(*idx.keys.find(id));
     }
   }
   std::string graph;
@@ -981,7 +988,7 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
     for (uint64_t i = 0; ok && i < n; ++i) {
       uint64_t id, key;
       ok = pr.U64(&id) && pr.U64(&key);
-      if (ok && !idx.keys.emplace(id, key).second) ok = pr.Fail("an event id twice in the label index");
+      if (ok && !idx.keys.try_emplace(id, key).second) ok = pr.Fail("an event id twice in the label index");
       idx.ring.push_back(id);
     }
     idx.next = next;

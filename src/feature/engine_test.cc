@@ -240,6 +240,29 @@ TEST(FeatureEngineTest, LabelEventsFeedLabelAwareAggregates) {
   EXPECT_EQ(f[0], 0);  // out of the 30-day window
 }
 
+TEST(FeatureEngineTest, LabelIndexRemembersTheLastLabelJoinMemoryEventsThroughChurn) {
+  // Enough events to grow the index's map incrementally and then to evict
+  // from the ring many times over.
+  constexpr int kMemory = 15000, kEvents = 40000;
+  Harness h("  - {name: cb, agg: count, key: dev, on: [label], window: lifetime}\n",
+            StrCat("limits: {label_join_memory: ", kMemory, "}\n"));
+  for (int i = 1; i <= kEvents; ++i) h.Event("tx", i, "u", 1, StrCat(",\"dev\":\"d", i, "\""));
+  std::string snap;
+  h.engine().SerializeTo(&snap);
+  FeatureEngine copy(std::shared_ptr<const FeatureSpec>(&h.engine().spec(), [](const FeatureSpec*) {}));
+  ASSERT_TRUE(copy.Restore(snap).ok());
+  std::string again;
+  copy.SerializeTo(&again);
+  EXPECT_EQ(again, snap);
+  // The oldest event kept is e(kEvents - kMemory + 1); the one before it is
+  // forgotten, so its label reaches no device.
+  const int oldest = kEvents - kMemory + 1;
+  h.Label(kDay, StrCat(R"("target_event_id":"e)", oldest, "\""), 1);
+  h.Label(kDay, StrCat(R"("target_event_id":"e)", oldest - 1, "\""), 1);
+  EXPECT_EQ(h.Event("tx", kDay + 1, "u", 1, StrCat(",\"dev\":\"d", oldest, "\""))[0], 1);
+  EXPECT_EQ(h.Event("tx", kDay + 2, "u", 1, StrCat(",\"dev\":\"d", oldest - 1, "\""))[0], 0);
+}
+
 TEST(FeatureEngineTest, LifetimeDistinctCountsTurnToHyperLogLogPastTheLimit) {
   Harness h("  - {name: devs, agg: distinct_count, of: dev, key: user, window: lifetime}\n",
             "limits: {distinct_exact_limit: 100}\n");
