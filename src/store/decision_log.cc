@@ -40,7 +40,6 @@ DecisionLog::DecisionLog(Store* store, DecisionLogOptions options, std::unique_p
       journal_(std::move(journal)),
       // Due now: a journal left by a previous run is replayed first.
       next_retry_(Clock::now()) {
-  inflight_.reserve(options_.batch_size);
 }
 
 DecisionLog::~DecisionLog() { Stop(); }
@@ -131,39 +130,50 @@ void DecisionLog::Run() {
         work_cv_.wait_until(lock, retry ? std::min(next_commit_, next_retry_) : next_commit_);
         continue;
       }
-      const size_t n = std::min(options_.batch_size, queue_.size());
-      const auto end = queue_.begin() + static_cast<ptrdiff_t>(n);
-      inflight_.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
-      queue_.erase(queue_.begin(), end);
-      const bool degraded = degraded_;
+      // The whole queue at once, by a swap: Submit, on the thread that
+      // answers requests, must never wait long for this lock, and this
+      // thread, at a lower priority, can be preempted while it holds it.
+      // (inflight_ is empty here, and so becomes the queue.)
+      inflight_.swap(queue_);
+      const size_t n = inflight_.size();
+      bool degraded = degraded_;
       lock.unlock();
 
       // inflight_ is read here without the lock: only this thread changes it.
+      // One transaction per batch_size rows.
       absl::Status st;
-      if (!degraded) {
-        int64_t refused = 0;
-        st = Put(inflight_, &refused);
-        if (st.ok()) {
-          stored_.fetch_add(static_cast<int64_t>(n) - refused, std::memory_order_relaxed);
-        } else {
-          SetLastError(std::string(st.message()));
+      for (size_t at = 0; at < n; at += options_.batch_size) {
+        const std::span<const DecisionRow> batch(inflight_.data() + at, std::min(options_.batch_size, n - at));
+        if (!degraded) {
+          int64_t refused = 0;
+          st = Put(batch, &refused);
+          if (st.ok()) {
+            stored_.fetch_add(static_cast<int64_t>(batch.size()) - refused, std::memory_order_relaxed);
+          } else {
+            SetLastError(std::string(st.message()));
+            degraded = true;
+          }
         }
+        // Until the next retry, the store is not asked again: batches would
+        // each wait out its timeout while the queue fills.
+        if (degraded) JournalRows(batch);
       }
-      // Until the next retry, the store is not asked again: batches would
-      // each wait out its timeout while the queue fills.
-      if (degraded || !st.ok()) JournalRows(inflight_);
 
       lock.lock();
       if (!st.ok()) {
         degraded_ = true;
         next_retry_ = Clock::now() + interval;
       }
-      // Cleared only now, so that FindPending sees a row here until it is in
-      // the store or the journal.
-      inflight_.clear();
+      // Emptied only now, so that FindPending sees a row here until it is in
+      // the store or the journal; by a swap with the empty spare_, so that
+      // the rows are freed outside the lock.
+      spare_.swap(inflight_);
       dequeued_ += static_cast<int64_t>(n);
       next_commit_ = Clock::now() + commit_interval;
       done_cv_.notify_all();
+      lock.unlock();
+      spare_.clear();
+      lock.lock();
       continue;
     }
 

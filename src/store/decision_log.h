@@ -2,8 +2,8 @@
 // making scoring wait for the database, and without losing one.
 //
 // Submit puts a decision in a bounded in-memory queue; one background writer
-// thread takes up to batch_size decisions at a time and stores them in one
-// transaction (Store::PutDecisions). When the store fails, the batch goes to
+// thread takes what is queued and stores it in transactions of up to
+// batch_size decisions (Store::PutDecisions). When the store fails, the batch goes to
 // the journal (store/journal.h: local JSON Lines files) and so does every
 // batch after it until retry_interval_ms has passed; then the writer replays
 // the journal into the store and, once all of it is stored, deletes it and
@@ -24,7 +24,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -98,11 +97,12 @@ class DecisionLog {
   DecisionLog& operator=(const DecisionLog&) = delete;
 
   // Hands a decision over for storing. Never waits for the store or the
-  // writer: takes the queue's mutex for a deque push (it is held elsewhere
-  // only for pops, pushes and FindPending's scan, never across I/O), or when
-  // the queue is full (counted in queue_full) or the log stopped, appends the
-  // row to the journal itself: a write(2) of one line. A row that cannot be
-  // journaled either is counted in `lost` and reported in last_error.
+  // writer: takes the queue's mutex for a vector push (it is held elsewhere
+  // only for O(1) swaps, pushes and FindPending's scan: never across I/O,
+  // never to move or free rows), or when the queue is full (counted in
+  // queue_full) or the log stopped, appends the row to the journal itself: a
+  // write(2) of one line. A row that cannot be journaled either is counted
+  // in `lost` and reported in last_error.
   void Submit(DecisionRow row);
 
   // Waits until every decision submitted before the call is in the store or
@@ -155,10 +155,14 @@ class DecisionLog {
   mutable std::mutex mu_;
   std::condition_variable work_cv_;  // wakes the writer
   std::condition_variable done_cv_;  // wakes Flush
-  std::deque<DecisionRow> queue_;    // guarded by mu_
-  // The batch being stored: filled and cleared by the writer under mu_, read
-  // by the writer without it and by FindPending with it.
+  std::vector<DecisionRow> queue_;    // guarded by mu_
+  // The rows being stored: swapped with queue_ and with spare_ by the writer
+  // under mu_ (O(1): the lock is never held for work proportional to the
+  // rows), read by the writer without it and by FindPending with it.
   std::vector<DecisionRow> inflight_;
+  // The writer's: the last rows stored, freed outside mu_; then empty, with
+  // their room, for the next swap. The three vectors pass their room around.
+  std::vector<DecisionRow> spare_;
   bool stop_ = false;             // guarded by mu_
   bool writer_done_ = false;      // guarded by mu_
   bool degraded_ = false;         // guarded by mu_: the store failed, journal until next_retry_
