@@ -98,6 +98,8 @@ struct EngineStats {
   double replay_seconds = 0;
   int64_t decisions_queued = 0, decisions_stored = 0, decisions_journaled = 0;
   int64_t decisions_queue_full = 0, journal_pending = 0, decisions_lost = 0, decisions_refused = 0;
+  // Times the decision writer (idle priority) fell behind and was raised.
+  int64_t decision_writer_boosts = 0;
   int64_t store_errors = 0;
   std::string store_error;  // the last one
 };

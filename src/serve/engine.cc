@@ -960,6 +960,7 @@ EngineStats Engine::Stats() const {
     s.journal_pending = l.journal_pending;
     s.decisions_lost = l.lost;
     s.decisions_refused = l.refused;
+    s.decision_writer_boosts = l.writer_boosts;
     s.store_errors = l.store_errors + m.n_label_store_errors.load(std::memory_order_relaxed);
     s.store_error = l.last_error;
   }

@@ -20,6 +20,8 @@
 #ifndef VIGIL_STORE_DECISION_LOG_H_
 #define VIGIL_STORE_DECISION_LOG_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -80,6 +82,8 @@ struct DecisionLogStats {
   int64_t lost = 0;               // written nowhere: the store and the journal both failed
   int64_t journal_bad_lines = 0;  // lines moved to PATH.bad: not a decision, or `refused`
   int64_t refused = 0;            // refused by the store (InvalidArgument), moved to PATH.bad
+  int64_t writer_boosts = 0;      // times the queue reached half its capacity and the writer,
+                                  // which runs at idle priority, was given an ordinary one
 };
 
 class DecisionLog {
@@ -146,6 +150,8 @@ class DecisionLog {
   // store. OK when all of it is stored and deleted.
   absl::Status ReplayJournal();
   void JournalRows(std::span<const DecisionRow> rows);
+  // Gives the writer an ordinary priority until it has caught up. REQUIRES: mu_.
+  void Boost();
   void SetLastError(std::string message);
 
   Store* const store_;
@@ -184,6 +190,10 @@ class DecisionLog {
   std::atomic<int64_t> queue_full_{0};
   std::atomic<int64_t> lost_{0};
   std::atomic<int64_t> refused_{0};
+  std::atomic<int64_t> writer_boosts_{0};
+  pid_t writer_tid_ = 0;        // guarded by mu_: 0 until the writer runs
+  bool boosted_ = false;        // guarded by mu_: the writer has an ordinary priority now
+  bool boost_refused_ = false;  // guarded by mu_: said once on stderr
 
   std::thread writer_;
 };

@@ -1,8 +1,14 @@
 #include "store/decision_log.h"
 
+#include <dirent.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -308,6 +314,55 @@ TEST_F(DecisionLogTest, GroupCommitWaitsForAFullBatchOrFlushOrStop) {
   log->Submit(Row(6));
   log->Stop();
   EXPECT_EQ(Count(), 7);
+  EXPECT_EQ(log->Stats().journaled, 0);
+}
+
+// Threads of this process under SCHED_IDLE.
+int IdleThreads() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/task");
+  if (d == nullptr) return -1;
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.' && sched_getscheduler(std::atoi(e->d_name)) == SCHED_IDLE) ++n;
+  }
+  closedir(d);
+  return n;
+}
+
+// Whether a thread at nice 10 may leave SCHED_IDLE here (CAP_SYS_NICE, or
+// an RLIMIT_NICE of at least 10).
+bool CanLeaveIdle() {
+  bool ok = false;
+  std::thread([&ok] {
+    const sched_param p{};
+    ok = setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10) == 0 &&
+         sched_setscheduler(0, SCHED_IDLE, &p) == 0 && sched_setscheduler(0, SCHED_OTHER, &p) == 0;
+  }).join();
+  return ok;
+}
+
+// The writer uses only idle time (it used to hold a core for its whole time
+// slice while the HTTP client waited): until its queue is half full, when
+// it gets an ordinary priority back until it has caught up.
+TEST_F(DecisionLogTest, WriterRunsAtIdlePriorityAndIsRaisedWhileItsQueueIsHalfFull) {
+  options_.queue_capacity = 64;
+  options_.batch_size = 1024;
+  options_.commit_interval_ms = 3600 * 1000;  // after the first row, wait for a full queue
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  ASSERT_TRUE(WaitFor([] { return IdleThreads() == 1; }));  // the writer, once started
+  log->Submit(Row(0));
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().stored == 1; }));
+  for (int i = 1; i < 32; ++i) log->Submit(Row(i));
+  EXPECT_EQ(log->Stats().writer_boosts, 0);
+  log->Submit(Row(32));  // the 32nd waiting: half the queue
+  EXPECT_EQ(log->Stats().writer_boosts, 1);
+  EXPECT_EQ(IdleThreads(), CanLeaveIdle() ? 0 : 1);
+  for (int i = 33; i < 40; ++i) log->Submit(Row(i));
+  EXPECT_EQ(log->Stats().writer_boosts, 1);  // once per time it falls behind
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 40);
+  EXPECT_EQ(IdleThreads(), 1);  // caught up: idle again
   EXPECT_EQ(log->Stats().journaled, 0);
 }
 
