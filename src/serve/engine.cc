@@ -160,7 +160,7 @@ struct Engine::Impl {
 
   // Counters (read by Stats from any thread).
   std::atomic<int64_t> n_events{0}, n_decided{0}, n_not_scored{0}, n_rejected{0}, n_retries{0},
-      n_labels{0}, n_too_late{0}, n_label_store_errors{0};
+      n_labels{0}, n_too_late{0};
 
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
@@ -426,7 +426,7 @@ void Engine::Impl::Remember(const Decision& d) {
 
 void Engine::Impl::StoreLabel(std::string_view raw) {
   n_labels.fetch_add(1, std::memory_order_relaxed);
-  if (!store) return;
+  if (!log) return;
   store::LabelRow l;
   l.label_id = std::string(rec.event_id);
   l.time_ms = rec.time_ms;
@@ -437,10 +437,11 @@ void Engine::Impl::StoreLabel(std::string_view raw) {
   l.target_value = text(label_target_value);
   l.value = label_value >= 0 && rec[label_value].present() ? rec[label_value].d : 0;
   l.json = std::string(raw);
-  // Labels are rare and also in the event log: a failed write is counted and
-  // reported (/metrics, Stats), and the label stays applied to the features.
-  if (!store->PutLabels(std::span<const store::LabelRow>(&l, 1)).ok())
-    n_label_store_errors.fetch_add(1, std::memory_order_relaxed);
+  // Through the decision log's writer: a synchronous write here made every
+  // request wait for a transaction (an fsync) under the sequencer. Labels
+  // are also in the event log: one the store fails to take is counted and
+  // reported (/metrics, Stats), and it stays applied to the features.
+  log->SubmitLabel(std::move(l));
 }
 
 void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* out) {
@@ -811,15 +812,25 @@ absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
   }
   if (!doc) return absl::NotFoundError(StrCat("no decision for event '", event_id, "'"));
   // Labels that arrived for it.
+  // Labels that arrived for it: the store's, then those still on their way
+  // to it. Looked for in the other order (a label moves from the queue to
+  // the store, so it cannot slip between the two looks), and listed once.
   nlohmann::ordered_json labels = nlohmann::ordered_json::array();
+  std::vector<store::LabelRow> pending;
+  if (m.log) pending = m.log->FindPendingLabels(event_id);
+  std::vector<store::LabelRow> rows;
   if (m.store) {
-    auto rows = m.store->LabelsForEvent(event_id);
-    if (rows.ok()) {
-      for (const store::LabelRow& l : *rows) {
-        labels.push_back({{"label_id", l.label_id}, {"kind", l.kind}, {"value", l.value},
-                          {"time", core::FormatTimestamp(l.time_ms)}});
-      }
-    }
+    auto stored = m.store->LabelsForEvent(event_id);
+    if (stored.ok()) rows = *std::move(stored);
+  }
+  for (store::LabelRow& p : pending) {
+    const bool stored = std::any_of(rows.begin(), rows.end(),
+                                    [&](const store::LabelRow& l) { return l.label_id == p.label_id; });
+    if (!stored) rows.push_back(std::move(p));
+  }
+  for (const store::LabelRow& l : rows) {
+    labels.push_back({{"label_id", l.label_id}, {"kind", l.kind}, {"value", l.value},
+                      {"time", core::FormatTimestamp(l.time_ms)}});
   }
   // Exact TreeSHAP reasons, when the model that decided is still loaded.
   std::string full;
@@ -961,7 +972,7 @@ EngineStats Engine::Stats() const {
     s.decisions_lost = l.lost;
     s.decisions_refused = l.refused;
     s.decision_writer_boosts = l.writer_boosts;
-    s.store_errors = l.store_errors + m.n_label_store_errors.load(std::memory_order_relaxed);
+    s.store_errors = l.store_errors;
     s.store_error = l.last_error;
   }
   return s;

@@ -73,7 +73,17 @@ void DecisionLog::Submit(DecisionRow row) {
         queue_.push_back(std::move(row));
         ++enqueued_;
         queued = true;
-        if (queue_.size() == std::max<size_t>(1, options_.queue_capacity / 2)) Boost();
+        // The writer, at idle priority, may be starved by other work on
+        // the machine: it gets an ordinary one back when the queue is half
+        // full or its oldest decision has waited kBoostAfter.
+        if (!boosted_) {
+          if (queue_.size() == 1) {
+            queued_since_ = Clock::now();
+          } else if (queue_.size() >= std::max<size_t>(1, options_.queue_capacity / 2) ||
+                     Clock::now() - queued_since_ > kBoostAfter) {
+            Boost();
+          }
+        }
       } else {
         full = true;
       }
@@ -87,6 +97,43 @@ void DecisionLog::Submit(DecisionRow row) {
   // the traffic) or the log is stopped.
   if (full) queue_full_.fetch_add(1, std::memory_order_relaxed);
   JournalRows(std::span<const DecisionRow>(&row, 1));
+}
+
+void DecisionLog::SubmitLabel(LabelRow row) {
+  labels_submitted_.fetch_add(1, std::memory_order_relaxed);
+  bool queued = false;
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stop_) {
+      if (labels_.size() >= std::max<size_t>(1, options_.queue_capacity)) {
+        label_errors_.fetch_add(1, std::memory_order_relaxed);
+        last_error_ = StrCat("label ", row.label_id, " not stored: the label queue is full (",
+                             labels_.size(), " waiting); it is in the event log");
+        return;
+      }
+      wake = labels_.empty();
+      labels_.push_back(std::move(row));
+      ++labels_enqueued_;
+      queued = true;
+    }
+  }
+  if (queued) {
+    if (wake) work_cv_.notify_one();
+    return;
+  }
+  StoreLabels(std::span<const LabelRow>(&row, 1));  // stopped: by the caller
+}
+
+void DecisionLog::StoreLabels(std::span<const LabelRow> rows) {
+  const absl::Status st = store_->PutLabels(rows);
+  if (st.ok()) {
+    labels_stored_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
+    return;
+  }
+  label_errors_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
+  store_errors_.fetch_add(1, std::memory_order_relaxed);
+  SetLastError(StrCat(st.message(), " (", rows.size(), " labels not stored; they are in the event log)"));
 }
 
 void DecisionLog::Boost() {
@@ -157,6 +204,23 @@ void DecisionLog::Run() {
       continue;
     }
 
+    if (!labels_.empty()) {
+      // Labels first, at once: they are few, and a GET of their decision
+      // should not wait for a group commit to see them in the store.
+      labels_inflight_.swap(labels_);
+      const size_t n = labels_inflight_.size();
+      lock.unlock();
+      StoreLabels(labels_inflight_);
+      lock.lock();
+      labels_spare_.swap(labels_inflight_);
+      labels_done_ += static_cast<int64_t>(n);
+      done_cv_.notify_all();
+      lock.unlock();
+      labels_spare_.clear();
+      lock.lock();
+      continue;
+    }
+
     if (!queue_.empty()) {
       // Group commit: wait for a full batch until next_commit_, unless Stop
       // or Flush wants the queue now; and no later than a retry of the store
@@ -219,6 +283,10 @@ void DecisionLog::Run() {
     }
 
     if (stop_) break;
+    if (boosted_) {  // nothing to do: idle again
+      boosted_ = false;
+      SetIdle(tid, true);
+    }
     if (degraded_ || journal_->pending() > 0) {
       work_cv_.wait_until(lock, next_retry_);
     } else {
@@ -295,13 +363,18 @@ absl::Status DecisionLog::Flush(absl::Duration timeout) {
       Clock::now() + absl::ToChronoNanoseconds(std::min(timeout, absl::Hours(24 * 365)));
   std::unique_lock<std::mutex> lock(mu_);
   const int64_t target = enqueued_;
+  const int64_t label_target = labels_enqueued_;
+  if (target > dequeued_ || label_target > labels_done_ || journal_->pending() > 0) Boost();
   if (target > flush_target_) {
     flush_target_ = target;
     work_cv_.notify_one();
   }
-  if (!done_cv_.wait_until(lock, deadline, [&] { return dequeued_ >= target || writer_done_; })) {
-    return absl::DeadlineExceededError(StrCat("decision log: ", target - dequeued_,
-                                              " decisions still waiting for the store after ",
+  if (!done_cv_.wait_until(lock, deadline, [&] {
+        return (dequeued_ >= target && labels_done_ >= label_target) || writer_done_;
+      })) {
+    return absl::DeadlineExceededError(StrCat("decision log: ", target - dequeued_, " decisions and ",
+                                              label_target - labels_done_,
+                                              " labels still waiting for the store after ",
                                               absl::FormatDuration(timeout)));
   }
   if (journal_->pending() > 0 || degraded_) {
@@ -335,6 +408,7 @@ void DecisionLog::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    Boost();  // someone waits for the writer now
   }
   work_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
@@ -358,7 +432,21 @@ DecisionLogStats DecisionLog::Stats() const {
   s.journal_bad_lines = journal_->bad_lines();
   s.refused = refused_.load(std::memory_order_relaxed);
   s.writer_boosts = writer_boosts_.load(std::memory_order_relaxed);
+  s.labels_submitted = labels_submitted_.load(std::memory_order_relaxed);
+  s.labels_stored = labels_stored_.load(std::memory_order_relaxed);
+  s.label_errors = label_errors_.load(std::memory_order_relaxed);
   return s;
+}
+
+std::vector<LabelRow> DecisionLog::FindPendingLabels(std::string_view event_id) const {
+  std::vector<LabelRow> found;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const std::vector<LabelRow>* v : {&labels_inflight_, &labels_}) {
+    for (const LabelRow& l : *v) {
+      if (l.target_event_id == event_id) found.push_back(l);
+    }
+  }
+  return found;
 }
 
 std::optional<DecisionRow> DecisionLog::FindPending(std::string_view event_id) const {

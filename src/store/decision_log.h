@@ -1,5 +1,7 @@
 // The decision log: how `vigil serve` stores every decision without ever
-// making scoring wait for the database, and without losing one.
+// making scoring wait for the database, and without losing one. Labels
+// take the same writer (SubmitLabel), so that storing one does not make
+// scoring wait either.
 //
 // Submit puts a decision in a bounded in-memory queue; one background writer
 // thread takes what is queued and stores it in transactions of up to
@@ -82,8 +84,12 @@ struct DecisionLogStats {
   int64_t lost = 0;               // written nowhere: the store and the journal both failed
   int64_t journal_bad_lines = 0;  // lines moved to PATH.bad: not a decision, or `refused`
   int64_t refused = 0;            // refused by the store (InvalidArgument), moved to PATH.bad
-  int64_t writer_boosts = 0;      // times the queue reached half its capacity and the writer,
-                                  // which runs at idle priority, was given an ordinary one
+  int64_t writer_boosts = 0;      // times the writer, which runs at idle priority, fell behind (the
+                                  // queue half full, its oldest decision 250 ms old) or was waited
+                                  // for (Flush, Stop) and was given an ordinary priority
+  int64_t labels_submitted = 0;
+  int64_t labels_stored = 0;
+  int64_t label_errors = 0;       // labels not stored: the store failed, or the label queue was full
 };
 
 class DecisionLog {
@@ -109,8 +115,22 @@ class DecisionLog {
   // in `lost` and reported in last_error.
   void Submit(DecisionRow row);
 
+  // Hands a label over for storing, as Submit does a decision, in a queue of
+  // its own (queue_capacity labels) that the writer stores before the next
+  // batch of decisions, without waiting for a group commit. Labels are not
+  // journaled: they are in the event log already, which the server replays
+  // at start. A label the store fails to take, or that finds the queue full,
+  // is counted in label_errors and reported in last_error. After Stop, the
+  // label is stored by the caller itself.
+  void SubmitLabel(LabelRow row);
+  // The labels naming `event_id` (target_event_id) that are queued or being
+  // stored: with the store's own, what a GET of the decision shows. Look
+  // here first, then in the store (a label moves from here to the store),
+  // and drop the store's copies of labels found here (by label_id).
+  std::vector<LabelRow> FindPendingLabels(std::string_view event_id) const;
   // Waits until every decision submitted before the call is in the store or
-  // the journal, then, if the journal holds rows, has the writer replay it
+  // the journal and every label submitted before it stored or counted as an
+  // error, then, if the journal holds rows, has the writer replay it
   // at once (without waiting for retry_interval_ms) and waits for that.
   // Returns OK when all of them are in the store; the store's error when the
   // journal still holds rows; DeadlineExceeded after `timeout`.
@@ -150,6 +170,8 @@ class DecisionLog {
   // store. OK when all of it is stored and deleted.
   absl::Status ReplayJournal();
   void JournalRows(std::span<const DecisionRow> rows);
+  // PutLabels, counted in labels_stored or label_errors.
+  void StoreLabels(std::span<const LabelRow> rows);
   // Gives the writer an ordinary priority until it has caught up. REQUIRES: mu_.
   void Boost();
   void SetLastError(std::string message);
@@ -169,6 +191,12 @@ class DecisionLog {
   // The writer's: the last rows stored, freed outside mu_; then empty, with
   // their room, for the next swap. The three vectors pass their room around.
   std::vector<DecisionRow> spare_;
+  // Labels: the same three-vector scheme as the decisions'.
+  std::vector<LabelRow> labels_;            // guarded by mu_
+  std::vector<LabelRow> labels_inflight_;   // as inflight_
+  std::vector<LabelRow> labels_spare_;      // the writer's
+  int64_t labels_enqueued_ = 0;             // guarded by mu_
+  int64_t labels_done_ = 0;                 // guarded by mu_: stored or counted as errors
   bool stop_ = false;             // guarded by mu_
   bool writer_done_ = false;      // guarded by mu_
   bool degraded_ = false;         // guarded by mu_: the store failed, journal until next_retry_
@@ -191,8 +219,15 @@ class DecisionLog {
   std::atomic<int64_t> lost_{0};
   std::atomic<int64_t> refused_{0};
   std::atomic<int64_t> writer_boosts_{0};
+  std::atomic<int64_t> labels_submitted_{0};
+  std::atomic<int64_t> labels_stored_{0};
+  std::atomic<int64_t> label_errors_{0};
   pid_t writer_tid_ = 0;        // guarded by mu_: 0 until the writer runs
   bool boosted_ = false;        // guarded by mu_: the writer has an ordinary priority now
+  Clock::time_point queued_since_;  // guarded by mu_: when the oldest queued decision came
+  // The longest a decision waits for an idle-priority writer before the
+  // writer gets an ordinary priority back (see Submit).
+  static constexpr std::chrono::milliseconds kBoostAfter{250};
   bool boost_refused_ = false;  // guarded by mu_: said once on stderr
 
   std::thread writer_;

@@ -366,6 +366,75 @@ TEST_F(DecisionLogTest, WriterRunsAtIdlePriorityAndIsRaisedWhileItsQueueIsHalfFu
   EXPECT_EQ(log->Stats().journaled, 0);
 }
 
+// A writer starved of idle time must not leave decisions waiting for long:
+// one that has waited kBoostAfter (250 ms) raises it too.
+TEST_F(DecisionLogTest, WriterIsRaisedWhenItsOldestDecisionHasWaitedTooLong) {
+  options_.commit_interval_ms = 3600 * 1000;  // after the first row, wait for a full batch
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  log->Submit(Row(0));
+  ASSERT_TRUE(WaitFor([&] { return log->Stats().stored == 1; }));
+  log->Submit(Row(1));
+  log->Submit(Row(2));
+  EXPECT_EQ(log->Stats().writer_boosts, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  log->Submit(Row(3));
+  EXPECT_EQ(log->Stats().writer_boosts, 1);
+  log->Submit(Row(4));
+  EXPECT_EQ(log->Stats().writer_boosts, 1);
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 5);
+  EXPECT_TRUE(WaitFor([] { return IdleThreads() == 1; }));
+}
+
+LabelRow Label(int i, std::string_view target) {
+  LabelRow l;
+  l.label_id = StrCat("lab", i);
+  l.kind = "chargeback";
+  l.time_ms = 1000 + i;
+  l.target_event_id = std::string(target);
+  l.value = 1;
+  l.json = StrCat(R"({"event_id":"lab)", i, R"("})");
+  return l;
+}
+
+// Labels go through the writer too (a label stored on the caller's thread
+// made scoring wait for a transaction); while on their way, FindPendingLabels
+// finds them; a label the store fails to take is counted, not journaled (it
+// is in the event log).
+TEST_F(DecisionLogTest, LabelsAreStoredByTheWriterFoundWhilePendingAndCountedWhenTheStoreFails) {
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  log->SubmitLabel(Label(1, "e7"));
+  log->SubmitLabel(Label(2, "e7"));
+  log->SubmitLabel(Label(3, "e8"));
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  auto stored = store_->LabelsForEvent("e7");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->size(), 2u);
+  EXPECT_EQ(log->Stats().labels_stored, 3);
+  EXPECT_TRUE(log->FindPendingLabels("e7").empty());
+
+  {
+    SqliteLock lock(db_path_);  // every write now waits out the busy timeout, then fails
+    log->SubmitLabel(Label(4, "e9"));
+    const std::vector<LabelRow> pending = log->FindPendingLabels("e9");
+    ASSERT_EQ(pending.size(), 1u);  // queued, or being written for the next 50 ms
+    EXPECT_EQ(pending[0].label_id, "lab4");
+    ASSERT_TRUE(WaitFor([&] { return log->Stats().label_errors == 1; }));
+    EXPECT_TRUE(log->FindPendingLabels("e9").empty());
+    EXPECT_THAT(log->Stats().last_error, HasSubstr("1 labels not stored"));
+  }
+  const DecisionLogStats s = log->Stats();
+  EXPECT_EQ(s.labels_submitted, 4);
+  EXPECT_EQ(s.labels_stored, 3);
+  EXPECT_EQ(s.journaled, 0);
+  ExpectJournalEmpty();
+  log->Stop();
+  log->SubmitLabel(Label(5, "e9"));  // after Stop: stored by the caller
+  EXPECT_EQ(log->Stats().labels_stored, 4);
+}
+
 // A queue smaller than a batch: the group commit waits for a full queue,
 // not for a batch it could never hold (the rest would go to the journal).
 TEST_F(DecisionLogTest, GroupCommitWithAQueueSmallerThanABatchCommitsWhenTheQueueIsFull) {
