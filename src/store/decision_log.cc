@@ -148,8 +148,9 @@ void DecisionLog::Boost() {
   // spills to the journal when it is full.
   boost_refused_ = true;
   std::fprintf(stderr,
-               "decision log: the queue is half full and the writer cannot be given back an ordinary "
-               "priority (%s): it keeps idle priority; raise RLIMIT_NICE to 10 to allow it\n",
+               "decision log: the writer is behind (or replaying, or waited for) and cannot be given "
+               "back an ordinary priority (%s): it keeps idle priority; raise RLIMIT_NICE to 10 to "
+               "allow it\n",
                std::strerror(errno));
 }
 
@@ -173,9 +174,10 @@ void DecisionLog::Run() {
   // (SCHED_IDLE): at nice 10 it still ran its 1-2 ms batches to the end of
   // its time slice on a core the HTTP client or the event loop was waiting
   // for, 50 times a second, and that wait was the p99 of bench/serve.sh.
-  // Should it fall behind all the same (the queue half full), Submit gives
-  // it back an ordinary priority (nice 10) until it has caught up. Linux:
-  // both are per thread.
+  // It gets an ordinary priority (nice 10) back while it is behind (Submit:
+  // the queue half full, or its oldest decision kBoostAfter old), replays
+  // the journal, or is waited for (Flush, Stop), and goes back to idle when
+  // it has nothing left to do. Linux: both are per thread.
   const pid_t tid = gettid();
   if (setpriority(PRIO_PROCESS, static_cast<id_t>(tid), kWriterNice) != 0) {
     std::fprintf(stderr, "decision log: cannot lower the writer's priority: %s\n", std::strerror(errno));
@@ -192,6 +194,9 @@ void DecisionLog::Run() {
     const bool due =
         !stop_ && (degraded_ || journal_->pending() > 0) && Clock::now() >= next_retry_;
     if (requested || due) {
+      // Recovery is not routine work: at an ordinary priority, or a machine
+      // busy with other work would leave the journal for long.
+      Boost();
       const int64_t covers = replay_requested_;
       lock.unlock();
       absl::Status st = ReplayJournal();

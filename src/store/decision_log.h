@@ -84,9 +84,9 @@ struct DecisionLogStats {
   int64_t lost = 0;               // written nowhere: the store and the journal both failed
   int64_t journal_bad_lines = 0;  // lines moved to PATH.bad: not a decision, or `refused`
   int64_t refused = 0;            // refused by the store (InvalidArgument), moved to PATH.bad
-  int64_t writer_boosts = 0;      // times the writer, which runs at idle priority, fell behind (the
-                                  // queue half full, its oldest decision 250 ms old) or was waited
-                                  // for (Flush, Stop) and was given an ordinary priority
+  int64_t writer_boosts = 0;      // times the writer, which runs at idle priority, was given an
+                                  // ordinary one: it fell behind (the queue half full, its oldest
+                                  // decision 250 ms old), replayed the journal, or was waited for
   int64_t labels_submitted = 0;
   int64_t labels_stored = 0;
   int64_t label_errors = 0;       // labels not stored: the store failed, or the label queue was full
@@ -172,7 +172,8 @@ class DecisionLog {
   void JournalRows(std::span<const DecisionRow> rows);
   // PutLabels, counted in labels_stored or label_errors.
   void StoreLabels(std::span<const LabelRow> rows);
-  // Gives the writer an ordinary priority until it has caught up. REQUIRES: mu_.
+  // Gives the writer an ordinary priority until it has nothing left to do.
+  // REQUIRES: mu_.
   void Boost();
   void SetLastError(std::string message);
 
