@@ -12,6 +12,9 @@ namespace vigil::event {
 
 std::string RejectionToJson(const Rejection& r) {
   nlohmann::ordered_json j;
+  // With several input files (a rotated event log), the line alone is
+  // ambiguous.
+  if (!r.file.empty()) j["file"] = r.file;
   j["record_no"] = r.record_no;
   j["line"] = r.line_no;
   j["event_id"] = r.event_id.empty() ? nlohmann::ordered_json(nullptr)

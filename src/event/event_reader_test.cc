@@ -101,6 +101,7 @@ TEST(EventReaderTest, RejectionRawTextIsMaskedAndDeadLetterHasTheDocumentedShape
   ASSERT_EQ(c.rejected.size(), 1u);
   const std::string line = RejectionToJson(c.rejected[0]);
   EXPECT_THAT(line, testing::Not(HasSubstr("4111111111111111")));
+  EXPECT_EQ(line.rfind("{\"file\":\"<memory>\",\"record_no\":1,", 0), 0u) << line;
   for (const char* key : {"\"record_no\":1", "\"line\":2", "\"event_id\":\"7\"", "\"field\":\"amount\"",
                           "\"rule\":\"type\"", "\"value\":\"x\"", "\"reason\":", "\"raw\":\"7,2024"}) {
     EXPECT_THAT(line, HasSubstr(key));
