@@ -41,6 +41,7 @@ enum class Op : uint8_t {
   kEventType,  // push the record's type name
   kEventId,    // push Record::event_id
   kFeature,    // push features[a]
+  kScore,      // push the score passed to Eval (model.score)
   kNeg,
   kNot,     // null -> true
   kToBool,  // null -> false
@@ -956,10 +957,22 @@ class Compiler {
     }
     if (IsKeyword(word)) return ErrorAt(begin, StrCat("unexpected '", word, "'"));
     if (Peek().tok == Tok::kLParen) return ParseCall(out);
-    if ((word == "event" || word == "features" || word == "lists") && Peek().tok == Tok::kDot) {
+    if ((word == "event" || word == "features" || word == "lists" || word == "model") &&
+        Peek().tok == Tok::kDot) {
       std::string name;
       size_t end = 0;
       VIGIL_RETURN_IF_ERROR(ParseDottedName(&name, &end));
+      if (word == "model") {
+        if (name != "score") {
+          return ErrorAt(begin, StrCat("unknown name 'model.", name, "'; the model offers model.score"));
+        }
+        if (!b_.score) {
+          return ErrorAt(begin, "model.score can be read only by the policy's rules (after the model)");
+        }
+        Emit(Op::kScore, 1);
+        *out = MakeTyped(Kind::kNumber, begin, end);
+        return absl::OkStatus();
+      }
       if (word == "lists") {
         return ErrorAt(begin, StrCat("lists.", name, " may only follow 'in' or 'not in'"));
       }
@@ -967,7 +980,7 @@ class Compiler {
       if (word == "event") return ResolveField(name, begin, out);
       return ResolveFeature(name, begin, out);
     }
-    if (word == "event" || word == "features" || word == "lists") {
+    if (word == "event" || word == "features" || word == "lists" || word == "model") {
       return ErrorAt(t.end, StrCat("expected '.' and a name after '", word, "'"));
     }
     // An unknown bare name: say how to write what it probably means.
@@ -988,12 +1001,14 @@ class Compiler {
                      StrCat("unknown name '", word, "'; features are written features.", word));
     }
     std::vector<std::string_view> cands = {"event", "features", "lists"};
+    if (b_.score) cands.push_back("model");
     for (std::string_view k : kKeywords) cands.push_back(k);
     // Very short names are close to everything: no hint for them.
     const std::string hint = word.size() > 2 ? core::ClosestMatch(word, cands) : "";
     return ErrorAt(begin, StrCat("unknown name '", word, "'",
                                  hint.empty() ? "" : StrCat(" (did you mean '", hint, "'?)"),
-                                 "; names are event.<field>, features.<name>, lists.<name>"));
+                                 "; names are event.<field>, features.<name>, lists.<name>",
+                                 b_.score ? ", model.score" : ""));
   }
 
   absl::Status ResolveField(const std::string& name, size_t begin, Typed* out) {
@@ -1480,7 +1495,7 @@ static const event::Value* PresentField(const Program& p, int32_t a, const event
   return &v;
 }
 
-Value Expr::Eval(const event::Record& rec, const double* features) const noexcept {
+Value Expr::Eval(const event::Record& rec, const double* features, double score) const noexcept {
   const Program& p = *prog_;
   Slot st[kMaxStackDepth];
   int sp = -1;  // index of the top slot
@@ -1545,6 +1560,9 @@ Value Expr::Eval(const event::Record& rec, const double* features) const noexcep
         } else {
           SetNull(&st[++sp]);
         }
+        break;
+      case Op::kScore:
+        SetNum(&st[++sp], score);  // NaN (no score) becomes null
         break;
       case Op::kFeature:
         if (features != nullptr) {
@@ -1809,7 +1827,7 @@ Value Expr::Eval(const event::Record& rec, const double* features) const noexcep
   return out;
 }
 
-double Expr::EvalNumber(const event::Record& rec, const double* features) const noexcept {
+double Expr::EvalNumber(const event::Record& rec, const double* features, double score) const noexcept {
   const Program& p = *prog_;
   if (p.code.size() == 1 && p.code[0].op == Op::kField) {  // `event.amount`: no interpreter
     event::FieldType type;
@@ -1825,7 +1843,7 @@ double Expr::EvalNumber(const event::Record& rec, const double* features) const 
       default: return std::numeric_limits<double>::quiet_NaN();  // strings
     }
   }
-  const Value v = Eval(rec, features);
+  const Value v = Eval(rec, features, score);
   switch (v.kind) {
     case Kind::kNumber:
       return v.num;
@@ -1836,8 +1854,8 @@ double Expr::EvalNumber(const event::Record& rec, const double* features) const 
   }
 }
 
-bool Expr::EvalBool(const event::Record& rec, const double* features) const noexcept {
-  const Value v = Eval(rec, features);
+bool Expr::EvalBool(const event::Record& rec, const double* features, double score) const noexcept {
+  const Value v = Eval(rec, features, score);
   switch (v.kind) {
     case Kind::kBool:
       return v.b;

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -66,6 +67,9 @@ struct Bindings {
   std::function<std::optional<int>(std::string_view name)> feature;
   const Lists* lists = nullptr;    // `lists.<name>`; null: none
   const Tables* tables = nullptr;  // `lookup("<name>", key)`; null: none
+  // `model.score`: the deciding model's score, passed to Eval (policy rules;
+  // null when there is none). False: the expression may not read it.
+  bool score = false;
 };
 
 // Where an expression's text starts in its file, for messages.
@@ -104,13 +108,17 @@ class Expr {
   // (NaN = missing); it may be null when features_read() is empty. `rec`
   // comes from the schema the expression was compiled against (a record of
   // another schema, or with no type, reads every field as null).
+  // `score` is what `model.score` reads (NaN: none, read as null).
   // Hot path: no allocation, no lock, no exception.
-  Value Eval(const event::Record& rec, const double* features) const noexcept;
+  Value Eval(const event::Record& rec, const double* features,
+             double score = std::numeric_limits<double>::quiet_NaN()) const noexcept;
   // Eval as a number: bool -> 0/1, null and strings -> NaN. Hot path.
-  double EvalNumber(const event::Record& rec, const double* features) const noexcept;
+  double EvalNumber(const event::Record& rec, const double* features,
+                    double score = std::numeric_limits<double>::quiet_NaN()) const noexcept;
   // Eval as a condition: true only for a boolean true or a non-zero number;
   // null -> false. Hot path.
-  bool EvalBool(const event::Record& rec, const double* features) const noexcept;
+  bool EvalBool(const event::Record& rec, const double* features,
+                double score = std::numeric_limits<double>::quiet_NaN()) const noexcept;
 
   // The static type of the result (kNull only for an expression that is
   // always null, such as `null`).

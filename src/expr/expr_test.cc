@@ -281,6 +281,23 @@ TEST_F(ExprTest, Features) {
   EXPECT_EQ(e->features_read(), (std::vector<int>{0, 1}));
 }
 
+TEST_F(ExprTest, ModelScoreIsReadOnlyWhereTheBindingsAllowIt) {
+  EXPECT_THAT(Error("model.score > 0.5"), HasSubstr("model.score can be read only by the policy's rules"));
+  bindings_.score = true;
+  auto e = Compile("model.score >= 0.5 and event.amount > 10");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->result_kind(), Kind::kBool);
+  EXPECT_TRUE(e->EvalBool(deposit_, features_, 0.7));
+  EXPECT_FALSE(e->EvalBool(deposit_, features_, 0.3));
+  EXPECT_FALSE(e->EvalBool(deposit_, features_));  // no score: null, so false
+  auto c = Compile("coalesce(model.score, -1)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->EvalNumber(deposit_, features_), -1);
+  EXPECT_EQ(c->EvalNumber(deposit_, features_, 0.25), 0.25);
+  EXPECT_THAT(Error("model.margin > 1"), HasSubstr("unknown name 'model.margin'; the model offers model.score"));
+  EXPECT_THAT(Error("model > 1"), HasSubstr("expected '.' and a name after 'model'"));
+}
+
 TEST_F(ExprTest, Metadata) {
   auto e = Compile(
       " event.amount > 1 and event.time > 0 and event.email in lists.disposable_domains"

@@ -14,6 +14,8 @@ using core::ConfigNode;
 
 namespace {
 
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
 constexpr std::string_view kDefault = "default";
 constexpr std::string_view kThreshold = "threshold";
 constexpr std::string_view kModelUnavailable = "on_model_unavailable";
@@ -289,6 +291,7 @@ class Policy::Loader {
     }
     expr::Bindings b;
     b.schema = spec_->schema.get();
+    b.score = true;  // rules run after the model: `model.score`
     const feature::FeatureSpec* spec = spec_.get();
     std::string unknown_feature;
     b.feature = [spec, &unknown_feature](std::string_view name) -> std::optional<int> {
@@ -530,7 +533,7 @@ Outcome Policy::Run(const event::Record& rec, const double* features, double sco
   Counter* counters = count ? counters_.get() + counter_base_[static_cast<size_t>(type)] : nullptr;
   const int n = static_cast<int>(s->rules.size());
   for (int i = 0; i < n; ++i) {
-    if (!s->when[static_cast<size_t>(i)].EvalBool(rec, features)) continue;
+    if (!s->when[static_cast<size_t>(i)].EvalBool(rec, features, has_score ? score : kNaN)) continue;
     if (counters != nullptr) counters[i].n.fetch_add(1, std::memory_order_relaxed);
     if (o.num_fired < Outcome::kMaxListed) o.fired[static_cast<size_t>(o.num_fired)].rule = i;
     ++o.num_fired;

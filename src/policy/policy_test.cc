@@ -411,6 +411,43 @@ TEST_F(PolicyTest, DecideAllocatesNothing) {
   EXPECT_GT(blocks, 0);
 }
 
+// Rules run after the model and may read its score: `model.score`, null when
+// there is none (no model configured, or a broken one).
+TEST(PolicyScoreTest, RulesReadTheModelScoreAndSeeNullWithoutOne) {
+  auto spec = TestSpec();
+  auto p = Policy::LoadString(R"(version: 1
+name: score_rules
+event_types:
+  withdrawal:
+    thresholds:
+      - {action: review, score_at_least: 0.9}
+    rules:
+      - {name: risky_big, when: "model.score >= 0.5 and event.amount_usd > 1000", action: block}
+      - {name: unscored_big, when: "coalesce(model.score, -1) < 0 and event.amount_usd > 1000", action: review}
+    on_model_unavailable: open
+)",
+                              "policy.yaml", spec);
+  ASSERT_TRUE(p.ok()) << p.status();
+  Events events(spec->schema);
+  const event::Record& big = events.Decode(Withdrawal("u1", "w1", 2000));
+  const event::Record& small = events.Decode(Withdrawal("u1", "w1", 20));
+  const double f[2] = {1, 1};
+  Outcome o = (*p)->Decide(big, f, 0.6, true);
+  EXPECT_EQ(o.action, Action::kBlock);
+  EXPECT_EQ(o.decided_by, "rule:risky_big");
+  o = (*p)->Decide(big, f, 0.4, true);
+  EXPECT_EQ(o.action, Action::kAllow);
+  EXPECT_EQ(o.num_fired, 0);
+  o = (*p)->Decide(small, f, 0.6, true);
+  EXPECT_EQ(o.num_fired, 0);
+  for (double none : {kNaN, 1.5}) {  // none, or a broken model's
+    o = (*p)->Decide(big, f, none, true);
+    EXPECT_EQ(o.path, Path::kFailOpen) << none;
+    EXPECT_EQ(o.action, Action::kReview) << none;
+    EXPECT_EQ(o.decided_by, "rule:unscored_big") << none;
+  }
+}
+
 TEST(PolicyFiredTest, MoreThan32FiredRulesAreCountedNotListed) {
   std::string yaml = "event_types:\n  withdrawal:\n    rules:\n";
   for (int i = 0; i < 40; ++i) {
