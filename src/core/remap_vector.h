@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -85,9 +86,15 @@ class RemapVector {
     if (n > cap_) Grow(n);
   }
   void push_back(const T& v) {
-    if (size_ == cap_) Grow(size_ + 1);
+    if (size_ == cap_) {
+      const T copy = v;  // `v` may be an element: Grow may move them
+      Grow(size_ + 1);
+      data_[size_++] = copy;
+      return;
+    }
     data_[size_++] = v;
   }
+  // REQUIRES: [first, first + n) is not in this vector (growing may move it).
   void append(const T* first, size_t n) {
     reserve(size_ + n);
     if (n > 0) std::memcpy(static_cast<void*>(data_ + size_), first, n * sizeof(T));
@@ -95,8 +102,9 @@ class RemapVector {
   }
   // Grows with copies of `v`, or drops the elements from n on.
   void resize(size_t n, const T& v = T()) {
+    const T copy = v;  // `v` may be an element: reserve may move them
     reserve(n);
-    for (size_t i = size_; i < n; ++i) data_[i] = v;
+    for (size_t i = size_; i < n; ++i) data_[i] = copy;
     size_ = n;
   }
   void assign(size_t n, const T& v) {
@@ -121,6 +129,11 @@ class RemapVector {
   void Grow(size_t n) {
     const size_t page = PageBytes();
     const size_t old_bytes = Bytes(cap_);
+    if (n > (SIZE_MAX - page) / sizeof(T) / 2) {
+      std::fprintf(stderr, "vigil: an array of %zu elements of %zu bytes is beyond the address space\n", n,
+                   sizeof(T));
+      std::abort();
+    }
     size_t want = std::max(n, cap_ * 2) * sizeof(T);
     want = (want + page - 1) / page * page;
     void* p = data_ == nullptr

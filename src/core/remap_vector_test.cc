@@ -91,6 +91,19 @@ TEST(RemapVectorTest, CopiesAreDeepAndMovesAndSwapsTransferTheArray) {
   EXPECT_EQ(d[1], 1u);
 }
 
+TEST(RemapVectorTest, PushingOrResizingWithItsOwnElementSurvivesTheGrowth) {
+  RemapVector<uint64_t> v;
+  v.push_back(7);
+  while (v.size() < v.capacity()) v.push_back(v.size());
+  const size_t cap = v.capacity();
+  v.push_back(v[0]);  // full: the growth may move the element being copied
+  ASSERT_GT(v.capacity(), cap);
+  EXPECT_EQ(v.back(), 7u);
+  while (v.size() < v.capacity()) v.push_back(1);
+  v.resize(v.capacity() + 10, v[0]);
+  EXPECT_EQ(v.back(), 7u);
+}
+
 TEST(RemapVectorTest, SortsAndMergesThroughItsPointers) {
   RemapVector<std::pair<uint64_t, uint32_t>> v;
   std::mt19937_64 rng(3);

@@ -628,7 +628,7 @@ absl::Status IdentityGraph::ParseFrom(std::string_view in) {
       r.Fail(StrCat("node ", k, " has unknown flags ", static_cast<int>(flags)));
       return r.status();
     }
-    // The leader is the cluster's smallest id, so it comes first.
+    // The leader is the cluster's first node in the layout, so it comes first.
     if (leader > k || (leader < k && g.nodes_[leader].parent != leader)) {
       r.Fail(
           StrCat("node ", k, " names node ", leader, " as its cluster leader, which is not one"));

@@ -191,7 +191,6 @@ class IdentityGraph {
     // Remapped, so that a graph that outgrew them faults in only the new room.
     core::RemapVector<uint8_t> blocked;
     core::RemapVector<uint32_t> degree, order, remap, parent, size;
-    core::RemapVector<std::pair<uint64_t, uint32_t>> by_id, merged;  // (node id, index)
     core::RemapVector<Node> nodes;
     core::RemapVector<double> counters;
   };

@@ -811,7 +811,6 @@ absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
     if (s) doc = s->json;
   }
   if (!doc) return absl::NotFoundError(StrCat("no decision for event '", event_id, "'"));
-  // Labels that arrived for it.
   // Labels that arrived for it: the store's, then those still on their way
   // to it. Looked for in the other order (a label moves from the queue to
   // the store, so it cannot slip between the two looks), and listed once.
@@ -972,6 +971,7 @@ EngineStats Engine::Stats() const {
     s.decisions_lost = l.lost;
     s.decisions_refused = l.refused;
     s.decision_writer_boosts = l.writer_boosts;
+    s.labels_not_stored = l.label_errors;
     s.store_errors = l.store_errors;
     s.store_error = l.last_error;
   }

@@ -995,6 +995,9 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
     one("vigil_decisions_refused_total", "Decisions the store refused as invalid, set aside in the journal's .bad file",
         MetricType::kCounter, st.decisions_refused);
     one("vigil_store_errors_total", "Failed writes to the store", MetricType::kCounter, st.store_errors);
+    one("vigil_labels_not_stored_total",
+        "Labels the store did not take (it failed, or the label queue was full); they are in the event log",
+        MetricType::kCounter, st.labels_not_stored);
     one("vigil_decision_writer_boosts_total",
         "Times the decision writer, at idle priority, fell half a queue behind and was given an ordinary one",
         MetricType::kCounter, st.decision_writer_boosts);

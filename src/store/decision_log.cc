@@ -39,8 +39,8 @@ DecisionLog::DecisionLog(Store* store, DecisionLogOptions options, std::unique_p
       options_(std::move(options)),
       journal_(std::move(journal)),
       // Due now: a journal left by a previous run is replayed first.
-      next_retry_(Clock::now()) {
-}
+      next_retry_(Clock::now()),
+      boost_after_(std::chrono::milliseconds(options_.commit_interval_ms) + kBoostAfter) {}
 
 DecisionLog::~DecisionLog() { Stop(); }
 
@@ -74,14 +74,13 @@ void DecisionLog::Submit(DecisionRow row) {
         queued = true;
         // The writer, at idle priority, may be starved by other work on
         // the machine: it gets an ordinary one back when the queue is half
-        // full or its oldest decision has waited kBoostAfter.
-        if (!boosted_) {
-          if (queue_.size() == 1) {
-            queued_since_ = Clock::now();
-          } else if (queue_.size() >= std::max<size_t>(1, options_.queue_capacity / 2) ||
-                     Clock::now() - queued_since_ > kBoostAfter) {
-            Boost();
-          }
+        // full or its oldest decision has waited kBoostAfter longer than
+        // the group commit lets it wait.
+        if (queue_.size() == 1) {
+          queued_since_ = Clock::now();
+        } else if (!boosted_ && (queue_.size() >= std::max<size_t>(1, options_.queue_capacity / 2) ||
+                                 Clock::now() - queued_since_ > boost_after_)) {
+          Boost();
         }
       } else {
         full = true;
@@ -276,8 +275,12 @@ void DecisionLog::Run() {
       dequeued_ += static_cast<int64_t>(n);
       next_commit_ = Clock::now() + commit_interval;
       if (boosted_ && queue_.size() < FullBatch()) {
+        // Caught up. (Under the lock, so that a Boost cannot come between;
+        // the syscall takes a microsecond or two.) What came meanwhile
+        // waits from now.
         boosted_ = false;
-        SetIdle(tid, true);  // caught up
+        SetIdle(tid, true);
+        queued_since_ = Clock::now();
       }
       done_cv_.notify_all();
       lock.unlock();
@@ -298,6 +301,8 @@ void DecisionLog::Run() {
     }
   }
   writer_done_ = true;
+  writer_tid_ = 0;  // gone: a later Boost must not touch a thread id the system may reuse
+  boosted_ = false;
   done_cv_.notify_all();
 }
 

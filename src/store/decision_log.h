@@ -226,9 +226,11 @@ class DecisionLog {
   pid_t writer_tid_ = 0;        // guarded by mu_: 0 until the writer runs
   bool boosted_ = false;        // guarded by mu_: the writer has an ordinary priority now
   Clock::time_point queued_since_;  // guarded by mu_: when the oldest queued decision came
-  // The longest a decision waits for an idle-priority writer before the
-  // writer gets an ordinary priority back (see Submit).
+  // How much longer than the group commit a decision waits for an
+  // idle-priority writer before the writer gets an ordinary priority back
+  // (see Submit); boost_after_ adds the commit interval.
   static constexpr std::chrono::milliseconds kBoostAfter{250};
+  const Clock::duration boost_after_;
   bool boost_refused_ = false;  // guarded by mu_: said once on stderr
 
   std::thread writer_;
