@@ -134,6 +134,18 @@ void DecisionLog::StoreLabels(std::span<const LabelRow> rows) {
   SetLastError(StrCat(st.message(), " (", rows.size(), " labels not stored; they are in the event log)"));
 }
 
+void DecisionLog::Lower(pid_t tid, std::unique_lock<std::mutex>& lock) {
+  // The syscall outside the lock: at idle priority this thread can be
+  // preempted at any moment, and Submit must not wait for it to run again.
+  // A Boost that comes meanwhile is redone.
+  boosted_ = false;
+  const int64_t boosts = writer_boosts_.load(std::memory_order_relaxed);
+  lock.unlock();
+  SetIdle(tid, true);
+  lock.lock();
+  if (boosted_ && writer_boosts_.load(std::memory_order_relaxed) != boosts) SetIdle(tid, false);
+}
+
 void DecisionLog::Boost() {
   // Before the writer starts there is nothing to raise (and tid 0 would be
   // this thread).
@@ -275,12 +287,9 @@ void DecisionLog::Run() {
       dequeued_ += static_cast<int64_t>(n);
       next_commit_ = Clock::now() + commit_interval;
       if (boosted_ && queue_.size() < FullBatch()) {
-        // Caught up. (Under the lock, so that a Boost cannot come between;
-        // the syscall takes a microsecond or two.) What came meanwhile
-        // waits from now.
-        boosted_ = false;
-        SetIdle(tid, true);
+        // Caught up. What came meanwhile waits from now.
         queued_since_ = Clock::now();
+        Lower(tid, lock);
       }
       done_cv_.notify_all();
       lock.unlock();
@@ -291,8 +300,8 @@ void DecisionLog::Run() {
 
     if (stop_) break;
     if (boosted_) {  // nothing to do: idle again
-      boosted_ = false;
-      SetIdle(tid, true);
+      Lower(tid, lock);
+      continue;  // Lower let go of the lock: look again before waiting
     }
     if (degraded_ || journal_->pending() > 0) {
       work_cv_.wait_until(lock, next_retry_);

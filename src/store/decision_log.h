@@ -175,6 +175,9 @@ class DecisionLog {
   // Gives the writer an ordinary priority until it has nothing left to do.
   // REQUIRES: mu_.
   void Boost();
+  // The writer's way back to idle priority (it unlocks `lock` for the
+  // syscall). REQUIRES: mu_ held by `lock`, boosted_.
+  void Lower(pid_t tid, std::unique_lock<std::mutex>& lock);
   void SetLastError(std::string message);
 
   Store* const store_;

@@ -454,7 +454,10 @@ TEST_F(DecisionLogTest, WriterIsRaisedWhenItsOldestDecisionHasWaitedTooLong) {
   }
   ASSERT_TRUE(log.Flush(absl::Seconds(30)).ok());
   EXPECT_EQ(Count(), 405);
-  EXPECT_LE(log.Stats().writer_boosts, 2);  // this one, and at most the final Flush's
+  // This one and the final Flush's; on a machine busy enough to starve the
+  // idle writer for 250 ms at a time, one or two more (a stale clock raised
+  // it on every batch: dozens).
+  EXPECT_LE(log.Stats().writer_boosts, 5);
   EXPECT_TRUE(WaitFor([] { return IdleThreads() == 1; }));
 }
 
