@@ -438,6 +438,22 @@ std::vector<uint64_t> Answers(const IdentityGraph& g, const Op& op) {
   return out;
 }
 
+// Applies ops[from...] to both graphs; they must give the same answers after
+// every op, and the same snapshot bytes every 500 ops and at the end.
+void ExpectSameFrom(IdentityGraph& a, IdentityGraph& b, const std::vector<Op>& ops, size_t from) {
+  for (size_t i = from; i < ops.size(); ++i) {
+    Apply(a, ops[i]);
+    Apply(b, ops[i]);
+    ASSERT_EQ(Answers(a, ops[i]), Answers(b, ops[i])) << "op " << i;
+    if (i % 500 == 0 || i + 1 == ops.size()) {
+      std::string sa, sb;
+      a.SerializeTo(&sa);
+      b.SerializeTo(&sb);
+      ASSERT_EQ(sa, sb) << "op " << i;
+    }
+  }
+}
+
 TEST(IdentityGraphTest, TheStreamExercisesRebuildsHubsAndRings) {
   // Guards the two tests below against a stream too tame to catch anything.
   IdentityGraph g = NewStreamGraph();
@@ -458,16 +474,7 @@ TEST(IdentityGraphTest, TheStreamExercisesRebuildsHubsAndRings) {
 TEST(IdentityGraphTest, SameCallsGiveIdenticalAnswersAtEveryStep) {
   IdentityGraph g1 = NewStreamGraph();
   IdentityGraph g2 = NewStreamGraph();
-  const std::vector<Op> ops = RandomStream(11, 6000);
-  for (size_t i = 0; i < ops.size(); ++i) {
-    Apply(g1, ops[i]);
-    Apply(g2, ops[i]);
-    ASSERT_EQ(Answers(g1, ops[i]), Answers(g2, ops[i])) << "op " << i;
-  }
-  std::string s1, s2;
-  g1.SerializeTo(&s1);
-  g2.SerializeTo(&s2);
-  EXPECT_EQ(s1, s2);
+  ExpectSameFrom(g1, g2, RandomStream(11, 6000), 0);
 }
 
 TEST(IdentityGraphTest, RestoredSnapshotContinuesExactlyLikeTheUninterruptedGraph) {
@@ -479,17 +486,8 @@ TEST(IdentityGraphTest, RestoredSnapshotContinuesExactlyLikeTheUninterruptedGrap
     live.SerializeTo(&snap);
     IdentityGraph restored(StreamOpts());  // stop nodes come from the snapshot
     ASSERT_TRUE(restored.ParseFrom(snap).ok());
-    for (size_t i = cut; i < ops.size(); ++i) {
-      Apply(live, ops[i]);
-      Apply(restored, ops[i]);
-      ASSERT_EQ(Answers(live, ops[i]), Answers(restored, ops[i])) << "cut " << cut << " op " << i;
-      if (i % 500 == 0) {
-        std::string a, b;
-        live.SerializeTo(&a);
-        restored.SerializeTo(&b);
-        ASSERT_EQ(a, b) << "cut " << cut << " op " << i;
-      }
-    }
+    SCOPED_TRACE(testing::Message() << "cut " << cut);
+    ExpectSameFrom(live, restored, ops, cut);
   }
 }
 
@@ -596,15 +594,7 @@ TEST(IdentityGraphTest, Version1SnapshotRestoresAndContinuesLikeTheGraphThatWrot
   Reseal(&snap);
   IdentityGraph restored(StreamOpts());
   ASSERT_TRUE(restored.ParseFrom(snap).ok());
-  for (size_t i = kCut; i < ops.size(); ++i) {
-    Apply(live, ops[i]);
-    Apply(restored, ops[i]);
-    ASSERT_EQ(Answers(live, ops[i]), Answers(restored, ops[i])) << "op " << i;
-  }
-  std::string a, b;
-  live.SerializeTo(&a);
-  restored.SerializeTo(&b);
-  EXPECT_EQ(a, b);
+  ExpectSameFrom(live, restored, ops, kCut);
 }
 
 TEST(IdentityGraphTest, ParseRefusesASnapshotWithOtherCounters) {
