@@ -112,6 +112,18 @@ class RemapVector {
     resize(n, v);
   }
   void clear() { size_ = 0; }
+  // Gives back the room beyond max(size(), room) elements, in whole pages,
+  // where it is: the elements do not move.
+  void shrink_to_fit(size_t room = 0) {
+    const size_t keep = Bytes(std::max(size_, room));
+    const size_t held = Bytes(cap_);
+    if (keep >= held) return;
+    if (keep == 0) {
+      Release();
+      return;
+    }
+    if (munmap(reinterpret_cast<char*>(data_) + keep, held - keep) == 0) cap_ = keep / sizeof(T);
+  }
   void swap(RemapVector& o) noexcept {
     std::swap(data_, o.data_);
     std::swap(size_, o.size_);

@@ -104,6 +104,29 @@ TEST(RemapVectorTest, PushingOrResizingWithItsOwnElementSurvivesTheGrowth) {
   EXPECT_EQ(v.back(), 7u);
 }
 
+TEST(RemapVectorTest, ShrinkGivesBackRoomAndKeepsTheElementsInPlace) {
+  RemapVector<uint64_t> v;
+  for (uint64_t i = 0; i < 100000; ++i) v.push_back(i);
+  v.resize(1000);
+  const uint64_t* data = v.data();
+  const size_t cap = v.capacity();
+  v.shrink_to_fit(1500);
+  EXPECT_LT(v.capacity(), cap / 10);
+  EXPECT_GE(v.capacity(), 1500u);
+  EXPECT_EQ(v.data(), data);  // not moved
+  for (uint64_t i = 0; i < 1000; ++i) ASSERT_EQ(v[i], i);
+  v.shrink_to_fit(10);  // never below the size
+  EXPECT_GE(v.capacity(), 1000u);
+  EXPECT_EQ(v.back(), 999u);
+  for (uint64_t i = 1000; i < 50000; ++i) v.push_back(i);  // and grows back
+  for (uint64_t i = 0; i < 50000; i += 777) ASSERT_EQ(v[i], i);
+  v.clear();
+  v.shrink_to_fit();
+  EXPECT_EQ(v.capacity(), 0u);
+  v.push_back(5);
+  EXPECT_EQ(v[0], 5u);
+}
+
 TEST(RemapVectorTest, SortsAndMergesThroughItsPointers) {
   RemapVector<std::pair<uint64_t, uint32_t>> v;
   std::mt19937_64 rng(3);

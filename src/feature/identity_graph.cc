@@ -359,14 +359,12 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
     }
   }
 
-  // With the old layout's room: a new layout sized to the nodes kept would
-  // be copied whole (tens of MB) by the first node added after the rebuild.
   auto& nodes = w.nodes;
   nodes.clear();
-  nodes.reserve(std::max(order.size(), nodes_.capacity()));
+  nodes.reserve(order.size());
   auto& counters = w.counters;
   counters.clear();
-  counters.reserve(std::max(order.size() * ncounters_, counters_.capacity()));
+  counters.reserve(order.size() * ncounters_);
   absl::flat_hash_map<uint32_t, int64_t> hub_seen;
   for (uint32_t k = 0; k < order.size(); ++k) {
     const uint32_t old = order[k];
@@ -389,6 +387,22 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
     return false;
   });
   if (index_.size() < index_.capacity() / 4) index_.shrink_to_fit();  // give back memory
+  // The arrays too, when the graph kept under a quarter of their room (a
+  // mass expiry): down to twice what it holds, so that it can grow back
+  // without a growth at once.
+  const size_t kept = order.size();
+  const auto shrink = [kept](auto& v, size_t per_node) {
+    if (v.capacity() / 4 > kept * per_node) v.shrink_to_fit(2 * kept * per_node);
+  };
+  shrink(nodes_, 1);
+  shrink(counters_, ncounters_);
+  shrink(sums_, ncounters_);
+  shrink(w.nodes, 1);
+  shrink(w.counters, ncounters_);
+  shrink(w.blocked, 1);
+  shrink(w.degree, 1);
+  shrink(w.order, 1);
+  shrink(w.remap, 1);
   hub_seen_ = std::move(hub_seen);
   // The clusters, by union-find over the live links on arrays of 4 bytes a
   // node (a fraction of the nodes' 32), in the links' map order: no value
@@ -401,6 +415,8 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   parent.resize(m);
   std::iota(parent.begin(), parent.end(), 0u);
   size.assign(m, 1);
+  shrink(parent, 1);
+  shrink(size, 1);
   const auto find = [&parent](uint32_t x) {
     while (parent[x] != x) {
       parent[x] = parent[parent[x]];

@@ -110,7 +110,8 @@ class IdentityGraph {
   // sizes, accounts and counters from the remaining links.
   // Cost: O(N + L) for N nodes and L links, two passes over each, no
   // sorting and no hashing of the links kept (they are renumbered in place);
-  // reuses its working vectors (grows them when the graph has outgrown them).
+  // reuses its working vectors (grows them when the graph has outgrown them)
+  // and gives memory back when it keeps under a quarter of their room.
   void Rebuild(int64_t now_ms);
 
   struct Stats {

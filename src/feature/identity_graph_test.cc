@@ -320,6 +320,25 @@ TEST(IdentityGraphTest, StatsCountNodesLinksHubsClustersAndMemory) {
   EXPECT_GT(s.memory_bytes, empty);
 }
 
+TEST(IdentityGraphTest, RebuildGivesBackMemoryAfterAMassExpiry) {
+  IdentityGraphOptions o = Opts(1);
+  o.link_ttl_ms = 2 * kDay;
+  IdentityGraph g(o);
+  for (int i = 0; i < 50000; ++i) Obs(g, {User(i), Device(i)}, kHour);
+  Obs(g, {User(0), Device(0)}, kDay + kHour);  // a rebuild: nothing expired yet
+  g.Rebuild(kDay + 2 * kHour);                  // and one more: the working vectors are full size
+  const int64_t peak = g.stats().memory_bytes;
+  ASSERT_EQ(g.stats().nodes, 100000);
+  Obs(g, {User(1), Device(1)}, 3 * kDay);  // every link but one expired at this rebuild
+  g.Rebuild(3 * kDay + kHour);             // the working vectors shrink here too
+  EXPECT_EQ(g.stats().nodes, 2);
+  EXPECT_LT(g.stats().memory_bytes, peak / 8) << "peak " << peak;
+  // And it still works, and grows back.
+  for (int i = 2; i < 1000; ++i) Obs(g, {User(i), Device(i)}, 3 * kDay + 2 * kHour);
+  EXPECT_EQ(g.stats().nodes, 2 + 2 * 998);
+  EXPECT_EQ(g.ClusterSize(User(999)), 2);
+}
+
 // ---------------------------------------------------------------------------
 // Hot path
 
