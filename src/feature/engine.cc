@@ -122,9 +122,6 @@ struct FeaturePlan {
   int stream = -1;
   int cursor = -1;  // -1: lifetime
   int decay = -1;   // lifetime decayed sums
-  // count, sum or mean over a window: read straight off its cursor (most
-  // features), without Compute.
-  bool windowed_sum = false;
 };
 
 struct StreamPlan {
@@ -186,6 +183,9 @@ struct FeatureEngine::Impl {
     for (size_t i = 0; i < s.streams.size(); ++i) streams[i].keys = s.streams[i].key_fields.size();
     for (const FeatureDef& f : s.features) {
       FeaturePlan p;
+      // A count, sum or mean over a window is read straight off its cursor
+      // (most features: a WindowRead), without Compute.
+      bool windowed_sum = false;
       if (f.is_aggregate && f.stream >= 0) {
         p.stream = f.stream;
         StreamPlan& sp = streams[f.stream];
@@ -199,7 +199,7 @@ struct FeatureEngine::Impl {
           }
           if (f.agg == Agg::kDistinctCount) sp.cursor_distinct[p.cursor] = true;
           sp.needs_buffer = true;
-          p.windowed_sum = f.agg == Agg::kCount || f.agg == Agg::kSum || f.agg == Agg::kMean;
+          windowed_sum = f.agg == Agg::kCount || f.agg == Agg::kSum || f.agg == Agg::kMean;
         } else if (f.agg == Agg::kDecayedSum) {
           p.decay = static_cast<int>(sp.half_lives.size());
           sp.half_lives.push_back(f.half_life_ms);
@@ -214,7 +214,7 @@ struct FeatureEngine::Impl {
       }
       features.push_back(p);
       if (f.is_aggregate) {
-        if (p.windowed_sum) {
+        if (windowed_sum) {
           window_reads.push_back(WindowRead{f.index, p.stream, p.cursor, f.agg, f.empty_value});
         } else {
           computed.push_back(f.index);
