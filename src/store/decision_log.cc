@@ -65,20 +65,21 @@ void DecisionLog::Submit(DecisionRow row) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stop_) {
-      if (queue_.size() < options_.queue_capacity) {
+      std::vector<DecisionRow>& queue = decisions_.queued;
+      if (queue.size() < options_.queue_capacity) {
         // The writer sleeps on an empty queue, or waits out the group
         // commit until a batch is full: only those two pushes wake it.
-        wake = queue_.empty() || queue_.size() + 1 == FullBatch();
-        queue_.push_back(std::move(row));
+        wake = queue.empty() || queue.size() + 1 == FullBatch();
+        queue.push_back(std::move(row));
         ++enqueued_;
         queued = true;
         // The writer, at idle priority, may be starved by other work on
         // the machine: it gets an ordinary one back when the queue is half
         // full or its oldest decision has waited kBoostAfter longer than
         // the group commit lets it wait.
-        if (queue_.size() == 1) {
+        if (queue.size() == 1) {
           queued_since_ = Clock::now();
-        } else if (!boosted_ && (queue_.size() >= std::max<size_t>(1, options_.queue_capacity / 2) ||
+        } else if (!boosted_ && (queue.size() >= std::max<size_t>(1, options_.queue_capacity / 2) ||
                                  Clock::now() - queued_since_ > boost_after_)) {
           Boost();
         }
@@ -104,14 +105,15 @@ void DecisionLog::SubmitLabel(LabelRow row) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stop_) {
-      if (labels_.size() >= std::max<size_t>(1, options_.queue_capacity)) {
+      std::vector<LabelRow>& queue = labels_.queued;
+      if (queue.size() >= std::max<size_t>(1, options_.queue_capacity)) {
         label_errors_.fetch_add(1, std::memory_order_relaxed);
         last_error_ = StrCat("label ", row.label_id, " not stored: the label queue is full (",
-                             labels_.size(), " waiting); it is in the event log");
+                             queue.size(), " waiting); it is in the event log");
         return;
       }
-      wake = labels_.empty();
-      labels_.push_back(std::move(row));
+      wake = queue.empty();
+      queue.push_back(std::move(row));
       ++labels_enqueued_;
       queued = true;
     }
@@ -219,47 +221,39 @@ void DecisionLog::Run() {
       continue;
     }
 
-    if (!labels_.empty()) {
+    if (!labels_.queued.empty()) {
       // Labels first, at once: they are few, and a GET of their decision
       // should not wait for a group commit to see them in the store.
-      labels_inflight_.swap(labels_);
-      const size_t n = labels_inflight_.size();
+      const size_t n = labels_.Take();
       lock.unlock();
-      StoreLabels(labels_inflight_);
+      StoreLabels(labels_.inflight);
       lock.lock();
-      labels_spare_.swap(labels_inflight_);
+      labels_.Done(lock);
       labels_done_ += static_cast<int64_t>(n);
       done_cv_.notify_all();
-      lock.unlock();
-      labels_spare_.clear();
-      lock.lock();
       continue;
     }
 
-    if (!queue_.empty()) {
+    if (!decisions_.queued.empty()) {
       // Group commit: wait for a full batch until next_commit_, unless Stop
       // or Flush wants the queue now; and no later than a retry of the store
       // (or a replay of the journal) that falls due first.
-      if (!stop_ && flush_target_ <= dequeued_ && queue_.size() < FullBatch() &&
+      if (!stop_ && flush_target_ <= dequeued_ && decisions_.queued.size() < FullBatch() &&
           Clock::now() < next_commit_) {
         const bool retry = degraded_ || journal_->pending() > 0;
         work_cv_.wait_until(lock, retry ? std::min(next_commit_, next_retry_) : next_commit_);
         continue;
       }
-      // The whole queue at once, by a swap: Submit, on the thread that
-      // answers requests, must never wait long for this lock, and this
-      // thread, at a lower priority, can be preempted while it holds it.
-      // (inflight_ is empty here, and so becomes the queue.)
-      inflight_.swap(queue_);
-      const size_t n = inflight_.size();
+      // The whole queue at once (see Lane).
+      const size_t n = decisions_.Take();
       bool degraded = degraded_;
       lock.unlock();
 
-      // inflight_ is read here without the lock: only this thread changes it.
       // One transaction per batch_size rows.
+      const std::vector<DecisionRow>& taken = decisions_.inflight;
       absl::Status st;
       for (size_t at = 0; at < n; at += options_.batch_size) {
-        const std::span<const DecisionRow> batch(inflight_.data() + at, std::min(options_.batch_size, n - at));
+        const std::span<const DecisionRow> batch(taken.data() + at, std::min(options_.batch_size, n - at));
         if (!degraded) {
           int64_t refused = 0;
           st = Put(batch, &refused);
@@ -280,21 +274,17 @@ void DecisionLog::Run() {
         degraded_ = true;
         next_retry_ = Clock::now() + interval;
       }
-      // Emptied only now, so that FindPending sees a row here until it is in
-      // the store or the journal; by a swap with the empty spare_, so that
-      // the rows are freed outside the lock.
-      spare_.swap(inflight_);
+      // Only now, so that FindPending sees a row until it is in the store or
+      // the journal.
+      decisions_.Done(lock);
       dequeued_ += static_cast<int64_t>(n);
       next_commit_ = Clock::now() + commit_interval;
-      if (boosted_ && queue_.size() < FullBatch()) {
+      if (boosted_ && decisions_.queued.size() < FullBatch()) {
         // Caught up. What came meanwhile waits from now.
         queued_since_ = Clock::now();
         Lower(tid, lock);
       }
       done_cv_.notify_all();
-      lock.unlock();
-      spare_.clear();
-      lock.lock();
       continue;
     }
 
@@ -436,7 +426,7 @@ DecisionLogStats DecisionLog::Stats() const {
   DecisionLogStats s;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    s.queue_depth = static_cast<int64_t>(queue_.size() + inflight_.size());
+    s.queue_depth = static_cast<int64_t>(decisions_.queued.size() + decisions_.inflight.size());
     s.last_error = last_error_;
   }
   s.submitted = submitted_.load(std::memory_order_relaxed);
@@ -458,12 +448,14 @@ DecisionLogStats DecisionLog::Stats() const {
 
 std::vector<LabelRow> DecisionLog::FindPendingLabels(std::string_view event_id) const {
   std::vector<LabelRow> found;
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const std::vector<LabelRow>* v : {&labels_inflight_, &labels_}) {
-    for (const LabelRow& l : *v) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    labels_.ForEachPending([&](const LabelRow& l) {
       if (l.target_event_id == event_id) found.push_back(l);
-    }
+      return false;
+    });
   }
+  std::reverse(found.begin(), found.end());  // in arrival order
   return found;
 }
 
@@ -471,14 +463,15 @@ std::optional<DecisionRow> DecisionLog::FindPending(std::string_view event_id) c
   {
     std::lock_guard<std::mutex> lock(mu_);
     // Newest first: the usual question is about a decision just made.
-    for (auto it = queue_.rbegin(); it != queue_.rend(); ++it) {
-      if (it->event_id == event_id) return *it;
-    }
-    for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
-      if (it->event_id == event_id) return *it;
-    }
+    const DecisionRow* found = nullptr;
+    decisions_.ForEachPending([&](const DecisionRow& r) {
+      if (r.event_id == event_id) found = &r;
+      return found != nullptr;
+    });
+    if (found != nullptr) return *found;
   }
-  // After the queue: a row leaves inflight_ only once it is in the journal.
+  // After the queue: a row leaves it only once it is in the store or the
+  // journal.
   return journal_->Find(event_id);
 }
 

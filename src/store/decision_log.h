@@ -187,18 +187,43 @@ class DecisionLog {
   mutable std::mutex mu_;
   std::condition_variable work_cv_;  // wakes the writer
   std::condition_variable done_cv_;  // wakes Flush
-  std::vector<DecisionRow> queue_;    // guarded by mu_
-  // The rows being stored: swapped with queue_ and with spare_ by the writer
-  // under mu_ (O(1): the lock is never held for work proportional to the
-  // rows), read by the writer without it and by FindPending with it.
-  std::vector<DecisionRow> inflight_;
-  // The writer's: the last rows stored, freed outside mu_; then empty, with
-  // their room, for the next swap. The three vectors pass their room around.
-  std::vector<DecisionRow> spare_;
-  // Labels: the same three-vector scheme as the decisions'.
-  std::vector<LabelRow> labels_;            // guarded by mu_
-  std::vector<LabelRow> labels_inflight_;   // as inflight_
-  std::vector<LabelRow> labels_spare_;      // the writer's
+  // Rows on their way to the store, in three vectors that pass their room
+  // around by O(1) swaps under mu_, so that the lock is never held for work
+  // proportional to the rows (Submit, on the thread that answers requests,
+  // takes it):
+  //   queued    pushed by Submit; guarded by mu_;
+  //   inflight  what the writer is storing: swapped in under mu_, read by the
+  //             writer without it and by the Find functions with it;
+  //   spare     the writer's: the rows just stored, freed outside mu_.
+  template <typename Row>
+  struct Lane {
+    std::vector<Row> queued, inflight, spare;
+    // Takes everything queued; how many. REQUIRES: mu_, inflight empty.
+    size_t Take() {
+      inflight.swap(queued);
+      return inflight.size();
+    }
+    // The rows taken are stored (or journaled): they leave, and are freed
+    // with `lock` (on mu_) let go. REQUIRES: mu_ held by `lock`.
+    void Done(std::unique_lock<std::mutex>& lock) {
+      spare.swap(inflight);
+      lock.unlock();
+      spare.clear();
+      lock.lock();
+    }
+    // Calls f on each pending row, newest first, until it returns true.
+    // REQUIRES: mu_.
+    template <typename F>
+    void ForEachPending(F f) const {
+      for (const std::vector<Row>* v : {&queued, &inflight}) {
+        for (auto it = v->rbegin(); it != v->rend(); ++it) {
+          if (f(*it)) return;
+        }
+      }
+    }
+  };
+  Lane<DecisionRow> decisions_;
+  Lane<LabelRow> labels_;
   int64_t labels_enqueued_ = 0;             // guarded by mu_
   int64_t labels_done_ = 0;                 // guarded by mu_: stored or counted as errors
   bool stop_ = false;             // guarded by mu_
@@ -207,7 +232,7 @@ class DecisionLog {
   Clock::time_point next_retry_;  // guarded by mu_
   Clock::time_point next_commit_;  // guarded by mu_: group commit, see commit_interval_ms
   int64_t flush_target_ = 0;       // guarded by mu_: Flush waits for dequeued_ to reach it
-  int64_t enqueued_ = 0;          // guarded by mu_: rows ever pushed to queue_
+  int64_t enqueued_ = 0;          // guarded by mu_: rows ever pushed to decisions_.queued
   int64_t dequeued_ = 0;          // guarded by mu_: of those, stored, journaled or lost
   int64_t replay_requested_ = 0;  // guarded by mu_: Flush's replay requests
   int64_t replay_done_ = 0;       // guarded by mu_: requests the last finished attempt covered
