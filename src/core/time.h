@@ -94,6 +94,12 @@ constexpr int64_t DayOf(int64_t ms, int64_t* rem) noexcept {
   return d;
 }
 
+// The UTC day of `ms` alone.
+constexpr int64_t DayOf(int64_t ms) noexcept {
+  int64_t rem = 0;
+  return DayOf(ms, &rem);
+}
+
 // The UTC midnight at or before `ms`.
 constexpr int64_t DayStart(int64_t ms) noexcept {
   int64_t rem = 0;

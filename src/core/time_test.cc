@@ -88,6 +88,7 @@ TEST(DayOfTest, SplitsIntoTheFlooredDayAndTheTimeSinceItsMidnight) {
     EXPECT_EQ(day * kMsPerDay + rem, ms) << ms;
     EXPECT_GE(rem, 0) << ms;
     EXPECT_LT(rem, kMsPerDay) << ms;
+    EXPECT_EQ(DayOf(ms), day) << ms;
   }
   int64_t rem;
   EXPECT_EQ(DayOf(-1, &rem), -1);

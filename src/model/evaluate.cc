@@ -14,9 +14,8 @@
 namespace vigil::model {
 namespace {
 
-constexpr int64_t kDayMs = 86'400'000;
-
-int64_t DayOf(int64_t ms) { return ms >= 0 ? ms / kDayMs : -((-ms + kDayMs - 1) / kDayMs); }
+constexpr int64_t kDayMs = core::kMsPerDay;
+using core::DayOf;
 
 nlohmann::ordered_json Num(double v) {
   return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr);
