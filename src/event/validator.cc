@@ -560,15 +560,16 @@ bool Validator::SetFromText(const FieldSpec& f, std::string_view s, Value* v,
 
 bool Validator::Finish(Record* rec, std::vector<Violation>* out, bool all_present) {
   const EventTypeSpec& t = *rec->type;
-  for (const FieldSpec& f : t.fields) {
-    if (all_present) break;
-    const Value& v = rec->values[f.index];
-    if (v.state == Value::State::kMissing && f.required) {
-      Add(out, Rule::kRequired, &f, "",
-          StrCat("missing required field '", f.name, "' of event type '", t.name, "'"));
-    } else if (v.state == Value::State::kNull && !f.nullable && f.required) {
-      Add(out, Rule::kNotNull, &f, "null",
-          StrCat("field '", f.name, "' is null; it is required and not nullable"));
+  if (!all_present) {
+    for (const FieldSpec& f : t.fields) {
+      const Value& v = rec->values[f.index];
+      if (v.state == Value::State::kMissing && f.required) {
+        Add(out, Rule::kRequired, &f, "",
+            StrCat("missing required field '", f.name, "' of event type '", t.name, "'"));
+      } else if (v.state == Value::State::kNull && !f.nullable && f.required) {
+        Add(out, Rule::kNotNull, &f, "null",
+            StrCat("field '", f.name, "' is null; it is required and not nullable"));
+      }
     }
   }
   if (t.is_label) {
