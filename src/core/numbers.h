@@ -5,6 +5,7 @@
 #ifndef VIGIL_CORE_NUMBERS_H_
 #define VIGIL_CORE_NUMBERS_H_
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -16,6 +17,18 @@
 #endif
 
 namespace vigil::core {
+
+// 10^0 .. 10^19, and 10^0 .. 10^18 as doubles (all exact).
+inline constexpr uint64_t kPow10[20] = {
+    1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull, 1000000000ull,
+    10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull, 100000000000000ull,
+    1000000000000000ull, 10000000000000000ull, 100000000000000000ull, 1000000000000000000ull,
+    10000000000000000000ull};
+inline constexpr auto kPow10Double = [] {
+  std::array<double, 19> t{};
+  for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<double>(kPow10[i]);
+  return t;
+}();
 
 namespace internal {
 // "00" "01" ... "99": two digits per table read.

@@ -3,29 +3,6 @@
 #include <cmath>
 
 namespace vigil::event {
-namespace {
-
-constexpr int64_t kPow10[] = {1LL,
-                              10LL,
-                              100LL,
-                              1000LL,
-                              10000LL,
-                              100000LL,
-                              1000000LL,
-                              10000000LL,
-                              100000000LL,
-                              1000000000LL,
-                              10000000000LL,
-                              100000000000LL,
-                              1000000000000LL,
-                              10000000000000LL,
-                              100000000000000LL,
-                              1000000000000000LL,
-                              10000000000000000LL,
-                              100000000000000000LL,
-                              1000000000000000000LL};
-
-}  // namespace
 
 bool ParseDecimalGeneral(std::string_view s, Decimal* out) noexcept {
   size_t i = 0;
@@ -60,9 +37,9 @@ bool ParseDecimalGeneral(std::string_view s, Decimal* out) noexcept {
 int CompareDecimal(const Decimal& a, const Decimal& b) noexcept {
   __int128 x = a.units, y = b.units;
   if (a.scale < b.scale) {
-    x *= kPow10[b.scale - a.scale];
+    x *= core::kPow10[b.scale - a.scale];
   } else {
-    y *= kPow10[a.scale - b.scale];
+    y *= core::kPow10[a.scale - b.scale];
   }
   return x < y ? -1 : (x > y ? 1 : 0);
 }

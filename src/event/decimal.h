@@ -11,14 +11,9 @@
 #include <string>
 #include <string_view>
 
-namespace vigil::event {
+#include "core/numbers.h"
 
-namespace internal {
-// 10^0 .. 10^18, all exact as doubles.
-inline constexpr double kPow10Double[19] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,
-                                            1e7,  1e8,  1e9,  1e10, 1e11, 1e12, 1e13,
-                                            1e14, 1e15, 1e16, 1e17, 1e18};
-}  // namespace internal
+namespace vigil::event {
 
 struct Decimal {
   int64_t units = 0;
@@ -27,7 +22,7 @@ struct Decimal {
   // Exact division by a power of ten gives the correctly rounded double for
   // values up to 2^53 units.
   double ToDouble() const noexcept {
-    return static_cast<double>(units) / internal::kPow10Double[static_cast<size_t>(scale)];
+    return static_cast<double>(units) / core::kPow10Double[static_cast<size_t>(scale)];
   }
   std::string ToString() const;
 };
