@@ -27,10 +27,12 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr int64_t kNone = INT64_MIN;
 
+// 16 bytes: the entries are most of the engine's memory and of its cache
+// misses. (The hashes of values for windowed distinct counts live beside
+// them, in WindowDistinct, in the streams that have such counts.)
 struct Entry {
   int64_t t;
-  double v;    // the value read (1 for streams without `of`)
-  uint64_t h;  // hash of the value, for distinct counts
+  double v;  // the value read (1 for streams without `of`)
 };
 
 // Adds x to sum with Neumaier's compensation in comp.
@@ -41,7 +43,9 @@ inline void AddCompensated(double x, double& sum, double& comp) {
 }
 
 // One window (lag, width) over an entity's entries: [lo, hi) absolute
-// indices of the entries in (q − width, q], with running sums.
+// indices of the entries in (q − width, q], with running sums. 48 bytes:
+// a stream's cursors are read on every event (its distinct counts, when
+// it has any, are in WindowDistinct).
 struct Cursor {
   int64_t lo = 0;
   int64_t hi = 0;
@@ -53,14 +57,19 @@ struct Cursor {
   bool valid = false;
   void Add(double x) { AddCompensated(x, sum, comp); }
   double Sum() const { return sum + comp; }
-  void Clear() {
-    sum = comp = 0;
-    // erase, not clear(): clear() frees a large table, and the hot path
-    // must not allocate it again.
-    distinct.erase(distinct.begin(), distinct.end());
-  }
-  absl::flat_hash_map<uint64_t, int32_t> distinct;  // value hash -> count in window
 };
+
+// The windowed distinct counts of an entity whose stream has any: the hash
+// of each entry's value (hashes[i] belongs to buf[i]) and, per cursor, value
+// hash -> count in the window (empty for cursors without a distinct count).
+struct WindowDistinct {
+  std::vector<uint64_t> hashes;
+  std::vector<absl::flat_hash_map<uint64_t, int32_t>> counts;
+};
+
+// erase, not clear(): clear() frees a large table, and the hot path must not
+// allocate it again.
+inline void ClearCounts(absl::flat_hash_map<uint64_t, int32_t>& m) { m.erase(m.begin(), m.end()); }
 
 struct Decay {
   double sum = 0;
@@ -68,21 +77,26 @@ struct Decay {
 };
 
 struct Lifetime {
+  // Read or written by every event of the entity: first.
   int64_t n = 0;
+  int64_t first_t = kNone, last_t = kNone;
+  double last_v = kNaN;
+  // Kept only when read (StreamPlan::life_moments, life_gaps).
   double sum = 0, mean = 0, m2 = 0;
   double min = std::numeric_limits<double>::infinity();
   double max = -std::numeric_limits<double>::infinity();
-  int64_t first_t = kNone, last_t = kNone;
-  double last_v = kNaN;
   int64_t gaps = 0;
   double gap_mean = 0, gap_m2 = 0;
 };
 
+// What every event of the entity reads (buf, base, cursors, the start of
+// life) comes first: with the map's key, the first 96 bytes of the slot.
 struct EntityState {
   std::vector<Entry> buf;  // time-ordered; buf[i] has absolute index base + i
   int64_t base = 0;
-  Lifetime life;
   std::vector<Cursor> cursors;
+  Lifetime life;
+  std::unique_ptr<WindowDistinct> distinct;  // streams with a windowed distinct count
   std::vector<Decay> decays;
   // Distinct values over the whole history, for lifetime distinct_count.
   std::unique_ptr<absl::flat_hash_set<uint64_t>> life_distinct;
@@ -128,6 +142,7 @@ struct StreamPlan {
   std::vector<std::pair<int64_t, int64_t>> windows;  // (lag, width) per cursor
   std::vector<int64_t> half_lives;                   // lifetime decayed sums
   std::vector<uint8_t> cursor_distinct;  // cursor keeps distinct counts (not vector<bool>: read per event)
+  bool window_distinct = false;          // any cursor does: entities have a WindowDistinct
   bool needs_buffer = false;
   // Lifetime statistics beyond count, first, last: kept only when read.
   bool life_moments = false;  // sum, mean, m2, min, max
@@ -135,6 +150,16 @@ struct StreamPlan {
   bool life_distinct = false;
   size_t keys = 0;
 };
+
+// A new entity of the stream: its cursors, decayed sums, distinct counts.
+void InitEntity(const StreamPlan& sp, EntityState& e) {
+  e.cursors.resize(sp.windows.size());
+  e.decays.resize(sp.half_lives.size());
+  if (sp.window_distinct) {
+    e.distinct = std::make_unique<WindowDistinct>();
+    e.distinct->counts.resize(sp.windows.size());
+  }
+}
 
 // A count, sum or mean over a window, read straight off its cursor.
 struct WindowRead {
@@ -197,7 +222,7 @@ struct FeatureEngine::Impl {
             sp.windows.push_back(w);
             sp.cursor_distinct.push_back(false);
           }
-          if (f.agg == Agg::kDistinctCount) sp.cursor_distinct[p.cursor] = true;
+          if (f.agg == Agg::kDistinctCount) sp.cursor_distinct[p.cursor] = sp.window_distinct = true;
           sp.needs_buffer = true;
           windowed_sum = f.agg == Agg::kCount || f.agg == Agg::kSum || f.agg == Agg::kMean;
         } else if (f.agg == Agg::kDecayedSum) {
@@ -274,10 +299,7 @@ struct FeatureEngine::Impl {
 
   EntityState& NewEntity(int s, uint64_t key) {
     auto [e, fresh] = entities[s].try_emplace(key);
-    if (fresh) {
-      e->cursors.resize(streams[s].windows.size());
-      e->decays.resize(streams[s].half_lives.size());
-    }
+    if (fresh) InitEntity(streams[s], *e);
     return *e;
   }
 
@@ -345,19 +367,20 @@ struct FeatureEngine::Impl {
       // The per-key cap: drop the oldest quarter at once (so that cursors
       // start over rarely); windows reaching further back undercount.
       const size_t k = e.buf.size() / 4;
-      e.buf.erase(e.buf.begin(), e.buf.begin() + static_cast<ptrdiff_t>(k));
-      e.base += static_cast<int64_t>(k);
+      EraseFront(e, k);
       stats.truncated += static_cast<int64_t>(k);
       for (Cursor& c : e.cursors) c.valid = false;
     }
     if (e.buf.empty() || t >= e.buf.back().t) {
-      e.buf.push_back(Entry{t, v, h});
+      e.buf.push_back(Entry{t, v});
+      if (e.distinct) e.distinct->hashes.push_back(h);
     } else {
       // Within the lateness bound: in time order, after entries of the same
       // time (they were given first). Cursors start over.
       auto pos = std::upper_bound(e.buf.begin(), e.buf.end(), t,
                                   [](int64_t x, const Entry& en) { return x < en.t; });
-      e.buf.insert(pos, Entry{t, v, h});
+      if (e.distinct) e.distinct->hashes.insert(e.distinct->hashes.begin() + (pos - e.buf.begin()), h);
+      e.buf.insert(pos, Entry{t, v});
       for (Cursor& c : e.cursors) c.valid = false;
     }
     // Forget entries no future window can read: older than the latest time
@@ -368,8 +391,7 @@ struct FeatureEngine::Impl {
     size_t k = 0;
     while (k < e.buf.size() && e.buf[k].t <= cutoff) ++k;
     if (k > 0) {
-      e.buf.erase(e.buf.begin(), e.buf.begin() + static_cast<ptrdiff_t>(k));
-      e.base += static_cast<int64_t>(k);
+      EraseFront(e, k);
       // A cursor that no event has moved for a while (its scored events are
       // rare) may still count what was dropped: it starts over when read.
       for (Cursor& c : e.cursors) {
@@ -378,12 +400,29 @@ struct FeatureEngine::Impl {
     }
   }
 
+  // Forgets the entity's oldest k entries.
+  static void EraseFront(EntityState& e, size_t k) {
+    e.buf.erase(e.buf.begin(), e.buf.begin() + static_cast<ptrdiff_t>(k));
+    if (e.distinct) {
+      e.distinct->hashes.erase(e.distinct->hashes.begin(),
+                               e.distinct->hashes.begin() + static_cast<ptrdiff_t>(k));
+    }
+    e.base += static_cast<int64_t>(k);
+  }
+
   // Moves the cursor to the window (q − width, q]. A template over the
   // distinct counts: the loops without them stay small.
   template <bool distinct>
-  __attribute__((always_inline)) static void Advance(EntityState& e, Cursor& c, int64_t q,
+  __attribute__((always_inline)) static void Advance(EntityState& e, size_t ci, int64_t q,
                                                      int64_t width) {
-    auto at = [&](int64_t i) -> const Entry& { return e.buf[static_cast<size_t>(i - e.base)]; };
+    Cursor& c = e.cursors[ci];
+    // (Only read when `distinct`: then the stream keeps them.)
+    absl::flat_hash_map<uint64_t, int32_t>* counts = nullptr;
+    const uint64_t* hashes = nullptr;
+    if constexpr (distinct) {
+      counts = &e.distinct->counts[ci];
+      hashes = e.distinct->hashes.data();
+    }
     if (!c.valid || q < c.q || c.lo < e.base) {
       // Start over: binary search both ends and sum the range.
       auto first = std::upper_bound(e.buf.begin(), e.buf.end(), q - width,
@@ -392,10 +431,12 @@ struct FeatureEngine::Impl {
                                    [](int64_t x, const Entry& en) { return x < en.t; });
       c.lo = e.base + (first - e.buf.begin());
       c.hi = e.base + (last - e.buf.begin());
-      c.Clear();
+      c.sum = c.comp = 0;
+      if constexpr (distinct) ClearCounts(*counts);
       for (int64_t i = c.lo; i < c.hi; ++i) {
-        c.Add(at(i).v);
-        if constexpr (distinct) ++c.distinct[at(i).h];
+        const size_t at = static_cast<size_t>(i - e.base);
+        c.Add(e.buf[at].v);
+        if constexpr (distinct) ++(*counts)[hashes[at]];
       }
       c.valid = true;
       c.q = q;
@@ -413,15 +454,15 @@ struct FeatureEngine::Impl {
     double sum = c.sum, comp = c.comp;
     while (hi < end && hi->t <= q) {
       AddCompensated(hi->v, sum, comp);
-      if constexpr (distinct) ++c.distinct[hi->h];
+      if constexpr (distinct) ++(*counts)[hashes[hi - buf]];
       ++hi;
     }
     const int64_t from = q - width;
     while (lo < hi && lo->t <= from) {
       AddCompensated(-lo->v, sum, comp);
       if constexpr (distinct) {
-        auto it = c.distinct.find(lo->h);
-        if (--it->second == 0) c.distinct.erase(it);
+        auto it = counts->find(hashes[lo - buf]);
+        if (--it->second == 0) counts->erase(it);
       }
       ++lo;
     }
@@ -537,7 +578,7 @@ struct FeatureEngine::Impl {
         return std::sqrt(ss / static_cast<double>(n - 1));
       }
       case Agg::kLast: return at(c.hi - 1).v;
-      case Agg::kDistinctCount: return static_cast<double>(c.distinct.size());
+      case Agg::kDistinctCount: return static_cast<double>(e->distinct->counts[p.cursor].size());
       case Agg::kDecayedSum: {
         double s = 0;
         const double hl = static_cast<double>(f.half_life_ms);
@@ -700,9 +741,9 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     for (size_t i = 0; i < sp.windows.size(); ++i) {
       const auto [lag, width] = sp.windows[i];
       if (sp.cursor_distinct[i]) {
-        Impl::Advance<true>(*sc.entity, sc.entity->cursors[i], t - lag, width);
+        Impl::Advance<true>(*sc.entity, i, t - lag, width);
       } else {
-        Impl::Advance<false>(*sc.entity, sc.entity->cursors[i], t - lag, width);
+        Impl::Advance<false>(*sc.entity, i, t - lag, width);
       }
     }
   }
@@ -744,8 +785,13 @@ EngineStats FeatureEngine::Stats() const {
       s.memory_bytes += static_cast<int64_t>(e.buf.capacity() * sizeof(Entry) +
                                              e.cursors.capacity() * sizeof(Cursor) +
                                              e.decays.capacity() * sizeof(Decay));
-      for (const Cursor& c : e.cursors) {
-        s.memory_bytes += static_cast<int64_t>(c.distinct.capacity() * (sizeof(uint64_t) + sizeof(int32_t) + 1));
+      if (e.distinct) {
+        s.memory_bytes += static_cast<int64_t>(sizeof(WindowDistinct) +
+                                               e.distinct->hashes.capacity() * sizeof(uint64_t) +
+                                               e.distinct->counts.capacity() * sizeof(e.distinct->counts[0]));
+        for (const auto& m : e.distinct->counts) {
+          s.memory_bytes += static_cast<int64_t>(m.capacity() * (sizeof(uint64_t) + sizeof(int32_t) + 1));
+        }
       }
       if (e.life_distinct) {
         s.memory_bytes += static_cast<int64_t>(e.life_distinct->capacity() * (sizeof(uint64_t) + 1));
@@ -783,10 +829,12 @@ std::vector<uint64_t> SortedKeys(const Map& m) {
 void WriteEntity(const EntityState& e, core::ByteWriter& w) {
   w.I64(e.base);
   w.U64(e.buf.size());
-  for (const Entry& en : e.buf) {
-    w.I64(en.t);
-    w.F64(en.v);
-    w.U64(en.h);
+  // (The value hashes are only kept where a window counts distinct values;
+  // elsewhere they are written as 0 and not read back.)
+  for (size_t i = 0; i < e.buf.size(); ++i) {
+    w.I64(e.buf[i].t);
+    w.F64(e.buf[i].v);
+    w.U64(e.distinct ? e.distinct->hashes[i] : 0);
   }
   const Lifetime& l = e.life;
   w.I64(l.n);
@@ -821,14 +869,17 @@ void WriteEntity(const EntityState& e, core::ByteWriter& w) {
   }
 }
 
-bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays,
-                const std::vector<uint8_t>& distinct, EntityState* e) {
+bool ReadEntity(core::ByteReader& r, const StreamPlan& sp, EntityState* e) {
+  InitEntity(sp, *e);
   uint64_t n;
   if (!r.I64(&e->base) || !r.Count(&n, 24)) return false;
   if (e->base < 0 || e->base > (int64_t{1} << 60)) return r.Fail("entry index out of range");
   e->buf.resize(n);
-  for (Entry& en : e->buf) {
-    if (!r.I64(&en.t) || !r.F64(&en.v) || !r.U64(&en.h)) return false;
+  if (e->distinct) e->distinct->hashes.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t h;
+    if (!r.I64(&e->buf[i].t) || !r.F64(&e->buf[i].v) || !r.U64(&h)) return false;
+    if (e->distinct) e->distinct->hashes[i] = h;
   }
   for (size_t i = 1; i < e->buf.size(); ++i) {
     if (e->buf[i].t < e->buf[i - 1].t) return r.Fail("entries out of time order");
@@ -840,8 +891,7 @@ bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays,
     return false;
   }
   if (!r.Count(&n, 41)) return false;
-  if (n != cursors) return r.Fail("cursor count does not match the spec");
-  e->cursors.resize(n);
+  if (n != e->cursors.size()) return r.Fail("cursor count does not match the spec");
   const int64_t end = e->base + static_cast<int64_t>(e->buf.size());
   for (size_t ci = 0; ci < e->cursors.size(); ++ci) {
     Cursor& c = e->cursors[ci];
@@ -855,13 +905,14 @@ bool ReadEntity(core::ByteReader& r, size_t cursors, size_t decays,
       return r.Fail("a window cursor points outside its entries");
     }
     // Distinct counts are not stored: they follow from the entries.
-    if (c.valid && distinct[ci]) {
-      for (int64_t i = c.lo; i < c.hi; ++i) ++c.distinct[e->buf[static_cast<size_t>(i - e->base)].h];
+    if (c.valid && sp.cursor_distinct[ci]) {
+      for (int64_t i = c.lo; i < c.hi; ++i) {
+        ++e->distinct->counts[ci][e->distinct->hashes[static_cast<size_t>(i - e->base)]];
+      }
     }
   }
   if (!r.Count(&n, 16)) return false;
-  if (n != decays) return r.Fail("decay count does not match the spec");
-  e->decays.resize(n);
+  if (n != e->decays.size()) return r.Fail("decay count does not match the spec");
   for (Decay& d : e->decays) {
     if (!r.F64(&d.sum) || !r.I64(&d.ref)) return false;
   }
@@ -974,8 +1025,7 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
       ok = pr.U64(&key);
       if (!ok) break;
       EntityState& e = *im.entities[s].try_emplace(key).first;
-      ok = ReadEntity(pr, im.streams[s].windows.size(), im.streams[s].half_lives.size(),
-                      im.streams[s].cursor_distinct, &e);
+      ok = ReadEntity(pr, im.streams[s], &e);
     }
   }
   for (size_t s = 0; ok && s < im.event_index.size(); ++s) {

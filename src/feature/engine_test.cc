@@ -333,10 +333,19 @@ TEST(FeatureEngineTest, IdleEntitiesAreForgottenAfterTheirTtl) {
 
 TEST(FeatureEngineTest, PerKeyCapDropsTheOldestEntriesAndSaysSo) {
   Harness h("  - {name: n, agg: count, key: user, window: 1d}\n"
-            "  - {name: all, agg: count, key: user, window: lifetime}\n",
+            "  - {name: all, agg: count, key: user, window: lifetime}\n"
+            "  - {name: devs, agg: distinct_count, of: dev, key: user, window: 1d}\n",
             "limits: {max_entries_per_key: 16}\n");
   std::vector<double> f;
-  for (int i = 0; i < 40; ++i) f = h.Event("tx", i * kMin, "a");
+  auto dev = [](int i) { return i < 20 ? std::string("x") : StrCat("d", i); };
+  for (int i = 0; i < 40; ++i) {
+    f = h.Event("tx", i * kMin, "a", 1, StrCat(",\"dev\":\"", dev(i), "\""));
+    // The window holds the last f[0] events: their devices, also once
+    // entries (and their values' hashes) are dropped.
+    std::set<std::string> in;
+    for (int j = i - static_cast<int>(f[0]) + 1; j <= i; ++j) in.insert(dev(j));
+    ASSERT_EQ(f[2], static_cast<double>(in.size())) << i;
+  }
   EXPECT_EQ(f[1], 40);  // lifetime statistics stay exact
   EXPECT_LE(f[0], 16);  // the window undercounts past the cap
   EXPECT_GE(f[0], 12);
