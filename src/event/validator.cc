@@ -216,6 +216,68 @@ bool DedupWindow::InsertKnown(uint64_t h, bool numeric, uint64_t n) {
   return true;
 }
 
+void DedupWindow::SerializeTo(core::ByteWriter& w) const {
+  w.U64(seq_.size());
+  for (size_t i = 0; i < seq_.size(); ++i) w.U64(seq_[(seq_head_ + i) % seq_.size()]);
+  // Oldest first: from next_ once the ring is full (next_ is 0 before).
+  w.U64(ring_.size());
+  for (size_t i = 0; i < ring_.size(); ++i) w.U64(ring_[(next_ + i) % ring_.size()]);
+}
+
+bool DedupWindow::Restore(core::ByteReader& r) {
+  seq_.clear();
+  ring_.clear();
+  set_.clear();
+  seq_head_ = next_ = 0;
+  uint64_t n;
+  if (!r.Count(&n, 8)) return false;
+  if (n > capacity_) return r.Fail("more numeric ids than the duplicate window holds");
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t v;
+    if (!r.U64(&v)) return false;
+    if (!seq_.empty() && v <= seq_.back()) return r.Fail("numeric ids out of order");
+    seq_.push_back(v);
+  }
+  if (!r.Count(&n, 8)) return false;
+  if (n > capacity_) return r.Fail("more ids than the duplicate window holds");
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t h;
+    if (!r.U64(&h)) return false;
+    if (!set_.insert(h).second) return r.Fail("an id twice in the duplicate window");
+    ring_.push_back(h);
+  }
+  return true;
+}
+
+namespace {
+constexpr uint64_t kValidatorMagic = 0x314C41564C494756;  // "VGILVAL1"
+}  // namespace
+
+void Validator::SerializeTo(std::string* out) const {
+  out->clear();
+  core::ByteWriter w(out);
+  w.U64(kValidatorMagic);
+  w.I64(latest_ms_);
+  dedup_.SerializeTo(w);
+}
+
+absl::Status Validator::Restore(std::string_view snapshot) {
+  core::ByteReader r(snapshot, "validator snapshot");
+  uint64_t magic = 0;
+  bool ok = r.U64(&magic);
+  if (ok && magic != kValidatorMagic) ok = r.Fail("not a validator snapshot");
+  int64_t latest = INT64_MIN;
+  ok = ok && r.I64(&latest) && dedup_.Restore(r);
+  if (ok && !r.at_end()) ok = r.Fail("bytes after the end");
+  if (!ok) {
+    dedup_ = DedupWindow(static_cast<size_t>(schema_->duplicate_memory));
+    latest_ms_ = INT64_MIN;
+    return r.status();
+  }
+  latest_ms_ = latest;
+  return absl::OkStatus();
+}
+
 Validator::Validator(std::shared_ptr<const Schema> schema, const PiiHasher* hasher)
     : schema_(std::move(schema)),
       hasher_(hasher),

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "core/bytes.h"
 #include "core/time.h"
 #include "event/pii.h"
 #include "event/record.h"
@@ -43,6 +45,12 @@ class DedupWindow {
   // Starts loading `h`'s slot: the set is large and each lookup a cache miss,
   // so the decoder asks for it as soon as it has the id.
   void Prefetch(uint64_t h) const { set_.prefetch(h); }
+
+  // The remembered ids, oldest first, for a snapshot.
+  void SerializeTo(core::ByteWriter& w) const;
+  // Replaces the remembered ids with those of a snapshot; false (the reader
+  // says why) when it is corrupt or holds more ids than this window.
+  bool Restore(core::ByteReader& r);
 
  private:
   // The id as a number, when it is canonical decimal (no sign, no leading zero).
@@ -96,6 +104,14 @@ class Validator {
 
   // Latest valid event time seen, or INT64_MIN.
   int64_t latest_time_ms() const { return latest_ms_; }
+
+  // What CheckAndCommit remembers (the latest time, the duplicate-id
+  // window), so that a validator restored from it goes on exactly as this
+  // one would: a server's state across a restart.
+  void SerializeTo(std::string* out) const;
+  // InvalidArgument, naming the problem, when the snapshot is corrupt;
+  // the validator is then as if new.
+  absl::Status Restore(std::string_view snapshot);
 
   // The value of `field` as it may be written out (truncated, pii masked).
   std::string Printable(const FieldSpec* field, std::string_view value, const Record* rec) const;

@@ -1,5 +1,6 @@
 #include "event/validator.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -215,6 +216,51 @@ TEST_F(ValidatorTest, DuplicateIdsWithinTheConfiguredMemory) {
   for (std::string id : {"c", "d", "e"}) EXPECT_TRUE(Json(Deposit("", id)).empty());
   // Memory is 3 ids: "a" has been forgotten.
   EXPECT_TRUE(Json(Deposit("", "a")).empty());
+}
+
+// A server's restart: a validator restored from a snapshot goes on as the
+// one it was taken from, numeric and other ids alike, after the window has
+// wrapped round, and with the latest time (the time bounds) it had.
+TEST_F(ValidatorTest, RestoredFromASnapshotItGoesOnAsTheOriginalWould) {
+  auto run = [&](Validator& v, const std::string& id, std::string_view time) {
+    std::vector<Violation> out;
+    std::string line = Deposit("", id, time);
+    line.append(64, ' ');
+    if (v.DecodeJson(std::string_view(line.data(), line.size() - 64), line.size(), &rec_, &out)) {
+      v.CheckAndCommit(rec_, &out);
+    }
+    return out.empty() ? std::string("ok") : std::string(RuleName(out[0].rule));
+  };
+  // Memory 3: numeric ids in sequence, one out of sequence, text ids.
+  for (std::string id : {"7", "9", "x", "8", "12", "y", "z", "13"}) run(*v_, id, "2024-01-05T00:00:00Z");
+  std::string snap;
+  v_->SerializeTo(&snap);
+  Validator copy(schema_, &hasher_);
+  ASSERT_TRUE(copy.Restore(snap).ok()) << copy.Restore(snap);
+  EXPECT_EQ(copy.latest_time_ms(), v_->latest_time_ms());
+  const char* ids[] = {"13", "12", "9", "8", "z", "y", "x", "14", "8", "w", "z", "13", "15", "y"};
+  std::vector<std::string> a, b;
+  for (const char* id : ids) {
+    a.push_back(run(*v_, id, "2024-01-05T00:00:00Z"));
+    b.push_back(run(copy, id, "2024-01-05T00:00:00Z"));
+  }
+  EXPECT_EQ(a, b);
+  EXPECT_NE(std::count(a.begin(), a.end(), "ok"), 0);
+  EXPECT_NE(std::count(a.begin(), a.end(), "ok"), static_cast<ptrdiff_t>(a.size()));
+  // The time bounds go on from the latest time: 3 hours behind it is too old.
+  EXPECT_EQ(run(copy, "old", "2024-01-04T21:00:00Z"), run(*v_, "old", "2024-01-04T21:00:00Z"));
+  EXPECT_NE(run(copy, "old2", "2024-01-04T21:00:00Z"), "ok");
+
+  // Corrupt or truncated: refused, naming the problem, and the validator is new.
+  for (size_t n : {size_t{0}, size_t{7}, snap.size() - 1}) {
+    Validator v(schema_, &hasher_);
+    const absl::Status st = v.Restore(std::string_view(snap.data(), n));
+    EXPECT_THAT(std::string(st.message()), HasSubstr("validator snapshot")) << n;
+    EXPECT_EQ(v.latest_time_ms(), INT64_MIN);
+  }
+  std::string twice = snap;
+  std::memcpy(twice.data() + twice.size() - 8, twice.data() + twice.size() - 16, 8);  // a ring id twice
+  EXPECT_THAT(std::string(copy.Restore(twice).message()), HasSubstr("twice"));
 }
 
 TEST_F(ValidatorTest, CsvHeaderErrorsNameTheColumn) {
