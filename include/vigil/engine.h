@@ -96,6 +96,12 @@ struct EngineStats {
   // the current schema rejected, and the time it took.
   int64_t replayed = 0, replay_rejected = 0;
   double replay_seconds = 0;
+  // The state saved at the last clean stop (SaveState): restored when
+  // `state_restored`, with the events it had applied; otherwise
+  // `state_not_used` says why not ("" when there was none).
+  bool state_restored = false;
+  int64_t state_events = 0;
+  std::string state_not_used;
   int64_t decisions_queued = 0, decisions_stored = 0, decisions_journaled = 0;
   int64_t decisions_queue_full = 0, journal_pending = 0, decisions_lost = 0, decisions_refused = 0;
   // Times the decision writer (idle priority) fell behind and was raised.
@@ -141,6 +147,11 @@ class Engine {
   EngineStats Stats() const;
   // Everything submitted so far is in the store or the journal.
   absl::Status Flush();
+  // Saves the feature state and the duplicate-id window beside the event
+  // log (<event log>/state.snap), so that the next Open restores them and
+  // replays only the event log written after. Call once no Decide runs or
+  // will run (at a clean stop). Returns the bytes written.
+  absl::StatusOr<int64_t> SaveState();
 
   struct Impl;
 

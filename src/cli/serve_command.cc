@@ -69,11 +69,20 @@ int RunServe(const ServeArgs& a) {
     }
     return kExitOk;
   }
-  if (EngineStats st = (*engine)->Stats(); st.replayed + st.replay_rejected > 0) {
-    std::fprintf(stderr, "serve: replayed %s events of the event log into the features in %.2f s%s\n",
-                 Thousands(st.replayed).c_str(), st.replay_seconds,
-                 st.replay_rejected ? StrCat("; ", st.replay_rejected, " no longer valid under the schema, skipped").c_str()
-                                    : "");
+  if (EngineStats st = (*engine)->Stats(); st.state_restored || st.replayed + st.replay_rejected > 0 ||
+                                           !st.state_not_used.empty()) {
+    const std::string skipped =
+        st.replay_rejected ? StrCat("; ", st.replay_rejected, " no longer valid under the schema, skipped") : "";
+    if (!st.state_not_used.empty()) std::fprintf(stderr, "serve: warning: %s\n", st.state_not_used.c_str());
+    if (st.state_restored) {
+      std::fprintf(stderr, "serve: restored the state saved at the last stop (%s events), then replayed %s events "
+                           "of the event log written since, in %.2f s%s\n",
+                   Thousands(st.state_events).c_str(), Thousands(st.replayed).c_str(), st.replay_seconds,
+                   skipped.c_str());
+    } else {
+      std::fprintf(stderr, "serve: replayed %s events of the event log into the features in %.2f s%s\n",
+                   Thousands(st.replayed).c_str(), st.replay_seconds, skipped.c_str());
+    }
   }
   monitor::Registry registry;
   serve::Auth auth({config->limits.rate_per_key, config->limits.burst_per_key});
@@ -109,6 +118,15 @@ int RunServe(const ServeArgs& a) {
   pthread_kill(waiter.native_handle(), SIGTERM);
   waiter.join();
   absl::Status flushed = (*engine)->Flush();
+  // The next start restores this instead of replaying the whole event log.
+  if (auto saved = (*engine)->SaveState(); saved.ok()) {
+    std::fprintf(stderr, "serve: saved the feature state (%.1f MB) to %s/state.snap\n", *saved / 1e6,
+                 config->event_log_dir.c_str());
+  } else {
+    std::fprintf(stderr, "serve: warning: the feature state was not saved (%s); the next start replays the event "
+                         "log from the state saved before, if any\n",
+                 std::string(saved.status().message()).c_str());
+  }
   EngineStats st = (*engine)->Stats();
   engine->reset();
   std::fprintf(stderr, "serve: stopped after %s events (%s decisions, %s rejected); %s\n",

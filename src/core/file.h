@@ -5,6 +5,7 @@
 #define VIGIL_CORE_FILE_H_
 
 #include <string>
+#include <string_view>
 
 #include "core/status.h"
 
@@ -13,6 +14,12 @@ namespace vigil::core {
 // The file's bytes. NotFound "<path>: cannot open: <reason>" when it cannot
 // be opened, DataLoss "<path>: read error" when reading fails.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Replaces the file at `path` with `bytes` whole or not at all: written to
+// `path`.tmp, synced, renamed over `path`, and the folder synced, so that a
+// crash leaves the old file or the new one. DataLoss naming the file and the
+// reason when a step fails (the old file is then untouched).
+absl::Status WriteFileAtomic(const std::string& path, std::string_view bytes);
 
 }  // namespace vigil::core
 

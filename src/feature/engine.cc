@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -15,6 +13,7 @@
 #include "core/incremental_map.h"
 #include "core/remap_vector.h"
 #include "core/bytes.h"
+#include "core/file.h"
 #include "feature/identity_graph.h"
 #include "core/hash.h"
 #include "core/sketch.h"
@@ -1068,24 +1067,12 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
 absl::Status FeatureEngine::SaveSnapshot(const std::string& path) const {
   std::string bytes;
   SerializeTo(&bytes);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!f) return absl::DataLossError(StrCat(tmp, ": cannot write snapshot"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::DataLossError(StrCat(path, ": cannot rename snapshot into place: ", strerror(errno)));
-  }
-  return absl::OkStatus();
+  return core::WriteFileAtomic(path, bytes);
 }
 
 absl::Status FeatureEngine::LoadSnapshot(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return absl::NotFoundError(StrCat(path, ": cannot open snapshot"));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  absl::Status st = Restore(ss.str());
+  VIGIL_ASSIGN_OR_RETURN(std::string bytes, core::ReadFile(path));
+  absl::Status st = Restore(bytes);
   if (!st.ok()) return absl::Status(st.code(), StrCat(path, ": ", st.message()));
   return st;
 }

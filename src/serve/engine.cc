@@ -3,6 +3,8 @@
 // the retry memory (docs/api.md).
 #include "vigil/engine.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -12,6 +14,8 @@
 #include <mutex>
 
 #include "absl/container/flat_hash_map.h"
+#include "core/bytes.h"
+#include "core/file.h"
 #include "core/hash.h"
 #include "core/slot.h"
 #include "core/strings.h"
@@ -176,14 +180,132 @@ struct Engine::Impl {
   absl::Status ReplayEventLog();
   int64_t replayed = 0, replay_rejected = 0;
   double replay_seconds = 0;
+
+  // The state saved at a clean stop, beside the event log it summarises.
+  std::string StatePath() const { return config.event_log_dir + "/state.snap"; }
+  absl::StatusOr<int64_t> SaveState();
+  // Restores the saved state, if any, and sets *first to the index in
+  // `files` (the event log, in write order) of the first file written after
+  // it. When it cannot, says why in state_not_used and leaves the state new.
+  void RestoreState(const std::vector<std::string>& files, size_t* first);
+  bool state_restored = false;
+  int64_t state_events = 0;
+  std::string state_not_used;
 };
+
+namespace {
+
+// The saved state (Engine::SaveState): magic, version, CRC-32 of the
+// payload, the payload: the schema's and the spec's hashes, the newest event
+// log file applied (its name without .gz, and its size), the validator's
+// state, the feature engine's snapshot.
+constexpr uint64_t kStateMagic = 0x4554415453474956;  // "VIGSTATE"
+constexpr uint32_t kStateVersion = 1;
+
+std::string LogStem(const std::string& path) {
+  std::string name = fs::path(path).filename().string();
+  if (name.size() > 3 && name.compare(name.size() - 3, 3, ".gz") == 0) name.resize(name.size() - 3);
+  return name;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> Engine::Impl::SaveState() {
+  if (!event_log) return absl::FailedPreconditionError("no event log (an offline engine saves no state)");
+  VIGIL_RETURN_IF_ERROR(event_log->Flush());
+  const std::vector<std::string> files = event_log->Files();
+  std::string last;
+  int64_t last_size = 0;
+  if (!files.empty()) {
+    last = files.back();
+    std::error_code ec;
+    last_size = static_cast<int64_t>(fs::file_size(last, ec));
+    if (ec) return absl::DataLossError(StrCat(last, ": cannot read its size: ", ec.message()));
+  }
+  std::string payload, part;
+  core::ByteWriter w(&payload);
+  w.Str(schema->content_hash);
+  w.Str(spec->content_hash);
+  w.Str(last.empty() ? "" : LogStem(last));
+  w.I64(last_size);
+  validator->SerializeTo(&part);
+  w.Str(part);
+  features->SerializeTo(&part);
+  w.Str(part);
+  std::string out;
+  core::ByteWriter h(&out);
+  h.U64(kStateMagic);
+  h.U32(kStateVersion);
+  h.U32(static_cast<uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size()))));
+  h.Str(payload);
+  VIGIL_RETURN_IF_ERROR(core::WriteFileAtomic(StatePath(), out));
+  return static_cast<int64_t>(out.size());
+}
+
+void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* first) {
+  *first = 0;
+  const std::string path = StatePath();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  auto not_used = [&](std::string why) {
+    state_not_used = StrCat(path, ": ", why, "; replaying the whole event log");
+    validator = std::make_unique<event::Validator>(schema, hasher.get());
+    features = std::make_unique<feature::FeatureEngine>(spec);
+  };
+  auto bytes = core::ReadFile(path);
+  if (!bytes.ok()) return not_used(std::string(bytes.status().message()));
+  core::ByteReader r(*bytes, "saved state");
+  uint64_t magic = 0;
+  uint32_t version = 0, crc = 0;
+  std::string payload;
+  if (!r.U64(&magic) || magic != kStateMagic) return not_used("not a vigil state file");
+  if (!r.U32(&version) || version != kStateVersion) {
+    return not_used(StrCat("version ", version, ", this vigil reads version ", kStateVersion));
+  }
+  if (!r.U32(&crc) || !r.Str(&payload)) return not_used(std::string(r.status().message()));
+  if (crc != crc32(0, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size()))) {
+    return not_used("checksum mismatch (the file is corrupt)");
+  }
+  core::ByteReader p(payload, "saved state");
+  std::string schema_hash, spec_hash, last, vstate, fstate;
+  int64_t last_size = 0;
+  if (!p.Str(&schema_hash) || !p.Str(&spec_hash) || !p.Str(&last) || !p.I64(&last_size) ||
+      !p.Str(&vstate) || !p.Str(&fstate) || !p.at_end()) {
+    return not_used(p.status().ok() ? "bytes after the end" : std::string(p.status().message()));
+  }
+  if (schema_hash != schema->content_hash) return not_used("saved under another schema");
+  if (spec_hash != spec->content_hash) return not_used("saved under another feature spec");
+  // Files sort in write order: those after `last` came after the save.
+  size_t i = 0;
+  while (i < files.size() && !last.empty() && LogStem(files[i]) <= last) {
+    // The newest file applied must not have grown since (an embedder
+    // that decided more events after saving). A .gz one was closed.
+    if (fs::path(files[i]).filename() == last) {
+      const auto size = fs::file_size(files[i], ec);
+      if (ec || static_cast<int64_t>(size) != last_size) {
+        return not_used(StrCat(last, " is ", ec ? "unreadable" : StrCat(size, " bytes"), ", not the ",
+                               last_size, " it had when the state was saved"));
+      }
+    }
+    ++i;
+  }
+  if (absl::Status st = validator->Restore(vstate); !st.ok()) return not_used(std::string(st.message()));
+  if (absl::Status st = features->Restore(fstate); !st.ok()) return not_used(std::string(st.message()));
+  *first = i;
+  state_restored = true;
+  state_events = features->Stats().events;
+}
 
 absl::Status Engine::Impl::ReplayEventLog() {
   std::error_code ec;
   if (!fs::exists(config.event_log_dir, ec)) return absl::OkStatus();
   VIGIL_ASSIGN_OR_RETURN(std::vector<std::string> files, event::ListEventLogFiles(config.event_log_dir, "events"));
   auto t0 = std::chrono::steady_clock::now();
-  for (const std::string& path : files) {
+  size_t first = 0;
+  RestoreState(files, &first);
+  for (size_t f = first; f < files.size(); ++f) {
+    const std::string& path = files[f];
     VIGIL_ASSIGN_OR_RETURN(auto lines, event::LineReader::Open(path, event::LineReaderOptions{}));
     event::LineReader::Line line;
     while (lines->Next(&line)) {
@@ -961,6 +1083,9 @@ EngineStats Engine::Stats() const {
   s.replayed = m.replayed;
   s.replay_rejected = m.replay_rejected;
   s.replay_seconds = m.replay_seconds;
+  s.state_restored = m.state_restored;
+  s.state_events = m.state_events;
+  s.state_not_used = m.state_not_used;
   if (m.log) {
     store::DecisionLogStats l = m.log->Stats();
     s.decisions_queued = l.queue_depth;
@@ -977,6 +1102,8 @@ EngineStats Engine::Stats() const {
   }
   return s;
 }
+
+absl::StatusOr<int64_t> Engine::SaveState() { return impl_->SaveState(); }
 
 absl::Status Engine::Flush() {
   Impl& m = *impl_;

@@ -308,6 +308,105 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
 }
 
 // Online: the store, the decision log and the event log in the temporary folder.
+// --- restarts ---------------------------------------------------------------
+
+// A stop saves the state; the next start restores it and replays only the
+// event log written since. Its features are those of a server that never
+// stopped; a saved state that no longer fits is not used, and says why.
+TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
+  const std::vector<std::string> sample = SampleLines();
+  // Deposits after the sample: events the restarted servers decide.
+  auto later = [](int i) {
+    const int scored[] = {4, 5, 6, 16, 19};  // a deposit, trade, withdrawal...
+    Json ev = SampleEvent(scored[i % 5]);
+    ev["event_id"] = EventId(5000 + i);
+    ev["time"] = Time(i * 600);
+    return ev.dump();
+  };
+  // The reference: one server that never stops, in its own folder.
+  const std::string config = ExampleConfig();
+  fs::create_directories(dir_ / "ref");
+  fs::copy_file(config, dir_ / "ref" / "vigil.yaml");
+  std::vector<std::vector<double>> want;
+  {
+    auto ref = Open((dir_ / "ref" / "vigil.yaml").string(), /*offline=*/false);
+    ASSERT_NE(ref, nullptr);
+    Decision d;
+    for (const std::string& l : sample) ASSERT_TRUE(ref->Decide(l, &d).ok());
+    for (int i = 0; i < 12; ++i) {
+      ASSERT_TRUE(ref->Decide(later(i), &d).ok());
+      ASSERT_EQ(d.status, Decision::Status::kDecided) << d.error;
+      want.push_back(d.features);
+    }
+  }
+  auto expect_features = [&](Engine& e, int i) {
+    Decision d;
+    ASSERT_TRUE(e.Decide(later(i), &d).ok());
+    ASSERT_EQ(d.status, Decision::Status::kDecided) << d.error;
+    ASSERT_EQ(d.features.size(), want[static_cast<size_t>(i)].size());
+    for (size_t f = 0; f < d.features.size(); ++f) {
+      const double a = d.features[f], b = want[static_cast<size_t>(i)][f];
+      EXPECT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << "event " << i << " " << e.feature_names()[f];
+    }
+  };
+  const fs::path state = dir_ / "var" / "eventlog" / "state.snap";
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    for (const std::string& l : sample) ASSERT_TRUE(e->Decide(l, &d).ok());
+    for (int i = 0; i < 4; ++i) expect_features(*e, i);
+    auto saved = e->SaveState();
+    ASSERT_TRUE(saved.ok()) << saved.status();
+    EXPECT_EQ(*saved, static_cast<int64_t>(fs::file_size(state)));
+  }
+  {
+    // Restored: nothing replayed; a retried id is still a retry.
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    EngineStats s = e->Stats();
+    EXPECT_TRUE(s.state_restored) << s.state_not_used;
+    EXPECT_EQ(s.state_events, static_cast<int64_t>(sample.size()) + 4);
+    EXPECT_EQ(s.replayed, 0);
+    Decision d;
+    ASSERT_TRUE(e->Decide(later(3), &d).ok());
+    EXPECT_EQ(d.status, Decision::Status::kRetry);
+    for (int i = 4; i < 8; ++i) expect_features(*e, i);
+    // Stopped without saving (a crash): the next start still has the state saved above.
+  }
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    EngineStats s = e->Stats();
+    EXPECT_TRUE(s.state_restored) << s.state_not_used;
+    EXPECT_EQ(s.replayed, 4);  // the events decided after the save, from the newer file
+    for (int i = 8; i < 10; ++i) expect_features(*e, i);
+  }
+  // A corrupt saved state is not used: the whole log is replayed.
+  {
+    std::string bytes = ReadText(state);
+    bytes[bytes.size() / 2] ^= 0x5a;
+    WriteText(state, bytes);
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    EngineStats s = e->Stats();
+    EXPECT_FALSE(s.state_restored);
+    EXPECT_THAT(s.state_not_used, HasSubstr("checksum"));
+    EXPECT_EQ(s.replayed, static_cast<int64_t>(sample.size()) + 10);
+    expect_features(*e, 10);
+    ASSERT_TRUE(e->SaveState().ok());
+    expect_features(*e, 11);  // after the save: the newest file grows
+  }
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    EngineStats s = e->Stats();
+    EXPECT_FALSE(s.state_restored);
+    EXPECT_THAT(s.state_not_used, HasSubstr("it had when the state was saved"));
+    EXPECT_EQ(s.replayed, static_cast<int64_t>(sample.size()) + 12);
+  }
+}
+
 TEST_F(EngineTest, StoresDecisionsAndReadsThemBackWithExactReasons) {
   auto engine = Open(ExampleConfig(), /*offline=*/false);
   ASSERT_NE(engine, nullptr);

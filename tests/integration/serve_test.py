@@ -511,10 +511,25 @@ def test_backfill_parity():
         served = {}
         for i, l in enumerate(lines):
             if i == len(lines) // 2:
-                # A restart midway: the server rebuilds its state from its event log.
+                # A restart midway: the server saves its state at the stop and
+                # restores it at the start.
                 s.stop()
+                check(any("saved the feature state" in x for x in s.log), "serve says it saved its state:\n"
+                      + "".join(s.log))
                 s.start()
-                check(any("replayed" in x for x in s.log), "serve says it replayed its event log")
+                check(any("restored the state saved at the last stop" in x and "then replayed 0 events" in x
+                          for x in s.log), "serve says it restored its state:\n" + "".join(s.log))
+            elif i == 3 * len(lines) // 4:
+                # Killed (no state saved): the state saved at the last stop,
+                # then the event log written since.
+                s.conn.close()
+                s.proc.kill()
+                s.proc.wait()
+                s.start()
+                replayed = [re.search(r"then replayed ([0-9,]+) events", x) for x in s.log]
+                n = next((int(m.group(1).replace(",", "")) for m in replayed if m), 0)
+                check(n > 0, "after a kill, serve restores its last saved state and replays the log since:\n"
+                      + "".join(s.log))
             ev = json.loads(l)
             if ev["event_type"] == "label":
                 st, d = s.request("POST", "/v1/labels", l, key="label")
@@ -558,7 +573,7 @@ def test_backfill_parity():
         check(rows == len(served), f"{rows} backfill rows, {len(served)} served decisions")
         check(rows > 500, f"only {rows} scored events")
         print(f"ok: backfill over the event log reproduces all {len(names)} features of {rows} decisions exactly, "
-              "across a restart")
+              "across a restart from the saved state and a kill")
 
 
 # ------------------------------------------------------------------ config
