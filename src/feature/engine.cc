@@ -311,6 +311,10 @@ struct FeatureEngine::Impl {
               int64_t lateness) {
     const StreamPlan& sp = streams[s];
     Lifetime& l = e.life;
+    // The latest time before this event: also that of the buffer's last
+    // entry when there is one (every event applied is buffered, and entries
+    // leave from the front), which is then not read (a cache miss).
+    const int64_t prev_last = l.last_t;
     // Lifetime statistics (order-independent, except gaps and `last`, which
     // follow time order for events that arrive in order).
     ++l.n;
@@ -370,7 +374,7 @@ struct FeatureEngine::Impl {
       stats.truncated += static_cast<int64_t>(k);
       for (Cursor& c : e.cursors) c.valid = false;
     }
-    if (e.buf.empty() || t >= e.buf.back().t) {
+    if (e.buf.empty() || t >= prev_last) {
       e.buf.push_back(Entry{t, v});
       if (e.distinct) e.distinct->hashes.push_back(h);
     } else {
