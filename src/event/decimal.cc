@@ -1,5 +1,6 @@
 #include "event/decimal.h"
 
+#include <charconv>
 #include <cmath>
 
 namespace vigil::event {
@@ -42,6 +43,18 @@ int CompareDecimal(const Decimal& a, const Decimal& b) noexcept {
     y *= core::kPow10[a.scale - b.scale];
   }
   return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+double Decimal::ToDoubleWide() const noexcept {
+  // "<units>e-<scale>", parsed correctly rounded.
+  char buf[40];
+  char* p = std::to_chars(buf, buf + 24, units).ptr;
+  *p++ = 'e';
+  *p++ = '-';
+  p = std::to_chars(p, buf + sizeof buf, static_cast<int>(scale)).ptr;
+  double d = 0;
+  std::from_chars(buf, p, d);
+  return d;
 }
 
 std::string Decimal::ToString() const {

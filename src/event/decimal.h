@@ -19,12 +19,21 @@ struct Decimal {
   int64_t units = 0;
   int8_t scale = 0;  // 0..18 digits after the point
 
-  // Exact division by a power of ten gives the correctly rounded double for
-  // values up to 2^53 units.
+  // The double nearest the exact value (what a correctly rounded parse of
+  // its text gives). Up to 2^53 units, both operands of the division are
+  // exact, so it rounds once; beyond, the units would round first and the
+  // quotient again (off by one unit in the last place): a slower path.
   double ToDouble() const noexcept {
-    return static_cast<double>(units) / core::kPow10Double[static_cast<size_t>(scale)];
+    const uint64_t mag = units < 0 ? 0 - static_cast<uint64_t>(units) : static_cast<uint64_t>(units);
+    if (mag <= (uint64_t{1} << 53) || scale == 0) [[likely]] {
+      return static_cast<double>(units) / core::kPow10Double[static_cast<size_t>(scale)];
+    }
+    return ToDoubleWide();
   }
   std::string ToString() const;
+
+ private:
+  double ToDoubleWide() const noexcept;
 };
 
 // Parses [+-]digits[.digits] with at most 18 significant digits. No exponent,

@@ -1,5 +1,6 @@
 #include "event/decimal.h"
 
+#include <charconv>
 #include <random>
 #include <string>
 
@@ -35,6 +36,29 @@ TEST(DecimalTest, PrintsAndConvertsToDouble) {
   EXPECT_EQ(D("12").ToString(), "12");
   EXPECT_EQ(D("57.16").ToDouble(), 57.16);
   EXPECT_EQ(D(".5").ToDouble(), 0.5);
+}
+
+// Beyond 2^53 units the division alone would round twice: every value
+// converts to the double a correctly rounded parse of its text gives.
+TEST(DecimalTest, ToDoubleIsCorrectlyRoundedForEighteenDigits) {
+  // 9007199254740993 (2^53 + 1) / 10: the units round to 2^53 first, and
+  // the quotient to a double one unit in the last place below the nearest.
+  EXPECT_EQ(D("900719925474099.3").ToDouble(), 900719925474099.3);
+  std::mt19937_64 rng(53);
+  int wide = 0;
+  for (int i = 0; i < 200'000; ++i) {
+    const int digits = 15 + static_cast<int>(rng() % 4);
+    std::string s = rng() % 2 ? "-" : "";
+    for (int k = 0; k < digits; ++k) s += static_cast<char>('0' + (k == 0 ? 1 + rng() % 9 : rng() % 10));
+    const size_t point = rng() % static_cast<size_t>(digits + 1);
+    if (point > 0) s.insert(s.size() - point, ".");
+    double want = 0;
+    ASSERT_EQ(std::from_chars(s.data(), s.data() + s.size(), want).ec, std::errc()) << s;
+    const Decimal d = D(s);
+    ASSERT_EQ(d.ToDouble(), want) << s;
+    wide += (d.units < 0 ? -d.units : d.units) > (int64_t{1} << 53) && d.scale > 0;
+  }
+  EXPECT_GT(wide, 10'000);  // the slow path was taken
 }
 
 TEST(DecimalTest, ShortInputsParseAsTheGeneralParserParsesThem) {
