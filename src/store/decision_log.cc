@@ -55,6 +55,25 @@ bool SetIdle(pid_t tid, bool idle) {
   return sched_setscheduler(tid, idle ? SCHED_IDLE : SCHED_OTHER, &p) == 0;
 }
 
+// The writer storing a batch at idle priority (Run). It comes back to an
+// ordinary priority before it takes any lock (mu_, the journal's): another
+// thread may be waiting on that lock, and an idle thread preempted while it
+// holds one can keep it for as long as the machine has other work.
+struct IdleStore {
+  pid_t tid = 0;
+  bool idle = false;
+  void Leave() {
+    if (idle) SetIdle(tid, false);
+    idle = false;
+  }
+};
+thread_local IdleStore* t_idle_store = nullptr;  // the writer's, while it stores
+
+// REQUIRES: before any lock a writer's call may take.
+void LeaveIdle() {
+  if (t_idle_store != nullptr) t_idle_store->Leave();
+}
+
 }  // namespace
 
 void DecisionLog::Submit(DecisionRow row) {
@@ -136,37 +155,32 @@ void DecisionLog::StoreLabels(std::span<const LabelRow> rows) {
   SetLastError(StrCat(st.message(), " (", rows.size(), " labels not stored; they are in the event log)"));
 }
 
-void DecisionLog::Lower(pid_t tid, std::unique_lock<std::mutex>& lock) {
-  // The syscall outside the lock: at idle priority this thread can be
-  // preempted at any moment, and Submit must not wait for it to run again.
-  // A Boost that comes meanwhile is redone.
-  boosted_ = false;
-  const int64_t boosts = writer_boosts_.load(std::memory_order_relaxed);
-  lock.unlock();
-  SetIdle(tid, true);
-  lock.lock();
-  if (boosted_ && writer_boosts_.load(std::memory_order_relaxed) != boosts) SetIdle(tid, false);
-}
-
 void DecisionLog::Boost() {
   // Before the writer starts there is nothing to raise (and tid 0 would be
   // this thread).
   if (boosted_ || writer_tid_ == 0) return;
   boosted_ = true;
   writer_boosts_.fetch_add(1, std::memory_order_relaxed);
-  if (SetIdle(writer_tid_, false) || boost_refused_) return;
-  // Leaving SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE of at least 10:
-  // without either, the writer keeps what idle time it gets and the queue
-  // spills to the journal when it is full.
-  boost_refused_ = true;
-  std::fprintf(stderr,
-               "decision log: the writer is behind (or replaying, or waited for) and cannot be given "
-               "back an ordinary priority (%s): it keeps idle priority; raise RLIMIT_NICE to 10 to "
-               "allow it\n",
-               std::strerror(errno));
+  // Raised now if it is storing a batch at idle priority (else a no-op);
+  // it sees boosted_ before its next batch.
+  if (idle_ok_) SetIdle(writer_tid_, false);
+}
+
+bool DecisionLog::CanLeaveIdle() {
+  // Leaving SCHED_IDLE needs CAP_SYS_NICE or an RLIMIT_NICE that allows the
+  // writer's nice value: tried on a thread of its own.
+  bool ok = false;
+  std::thread probe([&ok] {
+    const pid_t tid = gettid();
+    setpriority(PRIO_PROCESS, static_cast<id_t>(tid), kWriterNice);
+    ok = SetIdle(tid, true) && SetIdle(tid, false);
+  });
+  probe.join();
+  return ok;
 }
 
 void DecisionLog::JournalRows(std::span<const DecisionRow> rows) {
+  LeaveIdle();
   const absl::Status st = journal_->Append(rows);
   if (st.ok()) {
     journaled_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
@@ -176,32 +190,48 @@ void DecisionLog::JournalRows(std::span<const DecisionRow> rows) {
   SetLastError(StrCat(st.message(), " (", rows.size(), " decisions lost: the store failed too)"));
 }
 
+void DecisionLog::CheckPriorityForTesting() {
+  if (options_.check_priority_for_testing && sched_getscheduler(0) == SCHED_IDLE) {
+    locked_at_idle_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 void DecisionLog::SetLastError(std::string message) {
+  LeaveIdle();
+  CheckPriorityForTesting();
   std::lock_guard<std::mutex> lock(mu_);
   last_error_ = std::move(message);
 }
 
 void DecisionLog::Run() {
-  // The writer only uses time the threads that answer requests leave
-  // (SCHED_IDLE): at nice 10 it still ran its 1-2 ms batches to the end of
-  // its time slice on a core the HTTP client or the event loop was waiting
-  // for, 50 times a second, and that wait was the p99 of bench/serve.sh.
-  // It gets an ordinary priority (nice 10) back while it is behind (Submit:
-  // the queue half full, or its oldest decision kBoostAfter old), replays
-  // the journal, or is waited for (Flush, Stop), and goes back to idle when
-  // it has nothing left to do. Linux: both are per thread.
+  // The writer stores its batches with only the time the threads that
+  // answer requests leave (SCHED_IDLE): at nice 10 it still ran its 1-2 ms
+  // batches to the end of its time slice on a core the HTTP client or the
+  // event loop was waiting for, 50 times a second, and that wait was the
+  // p99 of bench/serve.sh. Everything else, and always while it holds mu_,
+  // it does at an ordinary priority (nice 10): an idle thread can wait long
+  // for a core, and Submit, on the thread that answers requests, must never
+  // wait for it to run again to get mu_. It stores at an ordinary priority
+  // too while it is behind (Submit: the queue half full, or its oldest
+  // decision kBoostAfter old), replays the journal, or is waited for (Flush,
+  // Stop). Linux: both are per thread.
   const pid_t tid = gettid();
   if (setpriority(PRIO_PROCESS, static_cast<id_t>(tid), kWriterNice) != 0) {
     std::fprintf(stderr, "decision log: cannot lower the writer's priority: %s\n", std::strerror(errno));
   }
-  if (!SetIdle(tid, true)) {
-    std::fprintf(stderr, "decision log: cannot give the writer idle priority: %s\n", std::strerror(errno));
+  if (!idle_ok_) {
+    std::fprintf(stderr,
+                 "decision log: the writer could not come back from idle priority (it needs "
+                 "CAP_SYS_NICE or RLIMIT_NICE >= %d), so it stores decisions at nice %d, on time "
+                 "the requests may need\n",
+                 20 - kWriterNice, kWriterNice);
   }
   const auto interval = std::chrono::milliseconds(options_.retry_interval_ms);
   const auto commit_interval = std::chrono::milliseconds(options_.commit_interval_ms);
   std::unique_lock<std::mutex> lock(mu_);
   writer_tid_ = tid;
   while (true) {
+    CheckPriorityForTesting();
     const bool requested = replay_requested_ > replay_done_;
     const bool due =
         !stop_ && (degraded_ || journal_->pending() > 0) && Clock::now() >= next_retry_;
@@ -226,9 +256,10 @@ void DecisionLog::Run() {
       // should not wait for a group commit to see them in the store.
       const size_t n = labels_.Take();
       lock.unlock();
+      labels_.FreeSpare();
       StoreLabels(labels_.inflight);
       lock.lock();
-      labels_.Done(lock);
+      labels_.Done();
       labels_done_ += static_cast<int64_t>(n);
       done_cv_.notify_all();
       continue;
@@ -247,7 +278,24 @@ void DecisionLog::Run() {
       // The whole queue at once (see Lane).
       const size_t n = decisions_.Take();
       bool degraded = degraded_;
+      // Stored at idle priority unless behind or degraded (a Boost meanwhile
+      // raises it again: redone if it came before SetIdle took effect).
+      IdleStore section{tid, idle_ok_ && !boosted_ && !degraded};
+      const int64_t boosts = writer_boosts_.load(std::memory_order_relaxed);
       lock.unlock();
+      if (section.idle) {
+        SetIdle(tid, true);
+        if (writer_boosts_.load(std::memory_order_relaxed) != boosts) {
+          section.Leave();
+        } else {
+          // Going idle does not make the kernel switch at once: a thread
+          // its wake-up preempted (the event loop, the HTTP client) would
+          // wait for the next tick, up to 4 ms. Let it run now.
+          sched_yield();
+        }
+      }
+      t_idle_store = &section;
+      decisions_.FreeSpare();  // the last batch's rows: at idle priority too
 
       // One transaction per batch_size rows.
       const std::vector<DecisionRow>& taken = decisions_.inflight;
@@ -268,6 +316,8 @@ void DecisionLog::Run() {
         // each wait out its timeout while the queue fills.
         if (degraded) JournalRows(batch);
       }
+      section.Leave();
+      t_idle_store = nullptr;
 
       lock.lock();
       if (!st.ok()) {
@@ -276,23 +326,20 @@ void DecisionLog::Run() {
       }
       // Only now, so that FindPending sees a row until it is in the store or
       // the journal.
-      decisions_.Done(lock);
+      decisions_.Done();
       dequeued_ += static_cast<int64_t>(n);
       next_commit_ = Clock::now() + commit_interval;
       if (boosted_ && decisions_.queued.size() < FullBatch()) {
         // Caught up. What came meanwhile waits from now.
         queued_since_ = Clock::now();
-        Lower(tid, lock);
+        boosted_ = false;
       }
       done_cv_.notify_all();
       continue;
     }
 
     if (stop_) break;
-    if (boosted_) {  // nothing to do: idle again
-      Lower(tid, lock);
-      continue;  // Lower let go of the lock: look again before waiting
-    }
+    boosted_ = false;  // nothing to do: the next batch is stored at idle priority again
     if (degraded_ || journal_->pending() > 0) {
       work_cv_.wait_until(lock, next_retry_);
     } else {
@@ -316,6 +363,8 @@ absl::Status DecisionLog::Put(std::span<const DecisionRow> rows, int64_t* refuse
     for (const DecisionRow& row : rows) {
       absl::Status one = store_->PutDecisions(std::span<const DecisionRow>(&row, 1));
       if (one.code() == absl::StatusCode::kInvalidArgument) {
+        LeaveIdle();
+        CheckPriorityForTesting();
         one = journal_->SetAsideRow(row, std::string(one.message()));
         if (one.ok()) {
           ++*refused;

@@ -65,6 +65,11 @@ struct DecisionLogOptions {
   // first; also how often decisions spilled by a full queue are replayed
   // (> 0).
   int64_t retry_interval_ms = 1000;
+  // Tests: the writer checks, each time round its loop (holding the queue's
+  // mutex) and before the locks it takes while it stores, that it is not at
+  // idle priority (a system call each time), and counts the times it was:
+  // locked_at_idle_for_testing().
+  bool check_priority_for_testing = false;
 };
 
 // Counters since Start. Every submitted decision is counted once in stored,
@@ -84,9 +89,10 @@ struct DecisionLogStats {
   int64_t lost = 0;               // written nowhere: the store and the journal both failed
   int64_t journal_bad_lines = 0;  // lines moved to PATH.bad: not a decision, or `refused`
   int64_t refused = 0;            // refused by the store (InvalidArgument), moved to PATH.bad
-  int64_t writer_boosts = 0;      // times the writer, which runs at idle priority, was given an
-                                  // ordinary one: it fell behind (the queue half full, its oldest
-                                  // decision 250 ms old), replayed the journal, or was waited for
+  int64_t writer_boosts = 0;      // times the writer, which stores at idle priority, was to store
+                                  // at an ordinary one: it fell behind (the queue half full, its
+                                  // oldest decision 250 ms old), replayed the journal, or was
+                                  // waited for
   int64_t labels_submitted = 0;
   int64_t labels_stored = 0;
   int64_t label_errors = 0;       // labels not stored: the store failed, or the label queue was full
@@ -109,11 +115,16 @@ class DecisionLog {
   // Hands a decision over for storing. Never waits for the store or the
   // writer: takes the queue's mutex for a vector push (it is held elsewhere
   // only for O(1) swaps, pushes and FindPending's scan: never across I/O,
-  // never to move or free rows), or when the queue is full (counted in
+  // never to move or free rows, never by the writer at idle priority), or
+  // when the queue is full (counted in
   // queue_full) or the log stopped, appends the row to the journal itself: a
   // write(2) of one line. A row that cannot be journaled either is counted
   // in `lost` and reported in last_error.
   void Submit(DecisionRow row);
+
+  // With check_priority_for_testing: the times the writer held the queue's
+  // mutex at idle priority (never, by design: see Run).
+  int64_t locked_at_idle_for_testing() const { return locked_at_idle_.load(std::memory_order_relaxed); }
 
   // Hands a label over for storing, as Submit does a decision, in a queue of
   // its own (queue_capacity labels) that the writer stores before the next
@@ -172,13 +183,16 @@ class DecisionLog {
   void JournalRows(std::span<const DecisionRow> rows);
   // PutLabels, counted in labels_stored or label_errors.
   void StoreLabels(std::span<const LabelRow> rows);
-  // Gives the writer an ordinary priority until it has nothing left to do.
+  // Has the writer store at an ordinary priority until it has caught up.
   // REQUIRES: mu_.
   void Boost();
-  // The writer's way back to idle priority (it unlocks `lock` for the
-  // syscall). REQUIRES: mu_ held by `lock`, boosted_.
-  void Lower(pid_t tid, std::unique_lock<std::mutex>& lock);
+  // Whether a thread may go to idle priority and come back (Linux refuses
+  // the way back without CAP_SYS_NICE or a high enough RLIMIT_NICE).
+  static bool CanLeaveIdle();
   void SetLastError(std::string message);
+  // check_priority_for_testing: counts a lock about to be taken, or held,
+  // at idle priority.
+  void CheckPriorityForTesting();
 
   Store* const store_;
   const DecisionLogOptions options_;
@@ -194,7 +208,8 @@ class DecisionLog {
   //   queued    pushed by Submit; guarded by mu_;
   //   inflight  what the writer is storing: swapped in under mu_, read by the
   //             writer without it and by the Find functions with it;
-  //   spare     the writer's: the rows just stored, freed outside mu_.
+  //   spare     the writer's: the rows last stored, freed outside mu_ (at
+  //             idle priority) while it stores the next ones.
   template <typename Row>
   struct Lane {
     std::vector<Row> queued, inflight, spare;
@@ -203,14 +218,11 @@ class DecisionLog {
       inflight.swap(queued);
       return inflight.size();
     }
-    // The rows taken are stored (or journaled): they leave, and are freed
-    // with `lock` (on mu_) let go. REQUIRES: mu_ held by `lock`.
-    void Done(std::unique_lock<std::mutex>& lock) {
-      spare.swap(inflight);
-      lock.unlock();
-      spare.clear();
-      lock.lock();
-    }
+    // The rows taken are stored (or journaled): they leave, to be freed by
+    // FreeSpare. REQUIRES: mu_, FreeSpare called since the last Done.
+    void Done() { spare.swap(inflight); }
+    // REQUIRES: the writer, without mu_.
+    void FreeSpare() { spare.clear(); }
     // Calls f on each pending row, newest first, until it returns true.
     // REQUIRES: mu_.
     template <typename F>
@@ -248,18 +260,20 @@ class DecisionLog {
   std::atomic<int64_t> lost_{0};
   std::atomic<int64_t> refused_{0};
   std::atomic<int64_t> writer_boosts_{0};
+  std::atomic<int64_t> locked_at_idle_{0};
   std::atomic<int64_t> labels_submitted_{0};
   std::atomic<int64_t> labels_stored_{0};
   std::atomic<int64_t> label_errors_{0};
   pid_t writer_tid_ = 0;        // guarded by mu_: 0 until the writer runs
-  bool boosted_ = false;        // guarded by mu_: the writer has an ordinary priority now
+  bool boosted_ = false;        // guarded by mu_: the writer stores at an ordinary priority
   Clock::time_point queued_since_;  // guarded by mu_: when the oldest queued decision came
-  // How much longer than the group commit a decision waits for an
-  // idle-priority writer before the writer gets an ordinary priority back
-  // (see Submit); boost_after_ adds the commit interval.
+  // How much longer than the group commit a decision waits for a writer
+  // storing at idle priority before it stores at an ordinary one (see
+  // Submit); boost_after_ adds the commit interval.
   static constexpr std::chrono::milliseconds kBoostAfter{250};
   const Clock::duration boost_after_;
-  bool boost_refused_ = false;  // guarded by mu_: said once on stderr
+  // The writer stores at idle priority (it can come back from it).
+  const bool idle_ok_ = CanLeaveIdle();
 
   std::thread writer_;
 };
