@@ -203,19 +203,39 @@ class SqliteStore final : public Store {
  public:
   SqliteStore(std::string url, Db db) : url_(std::move(url)), db_(std::move(db)) {}
 
-  absl::Status Init() {
+  // `path`: for the reading connection (a file's; an in-memory database
+  // reads on its one connection).
+  absl::Status Init(const std::string& path) {
     sqlite3_extended_result_codes(db_.get(), 1);
     sqlite3_busy_timeout(db_.get(), kSqliteBusyTimeoutMs);
-    VIGIL_RETURN_IF_ERROR(SetJournalMode());
+    bool in_memory = false;
+    VIGIL_RETURN_IF_ERROR(SetJournalMode(&in_memory));
     VIGIL_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL", "set synchronous=FULL"));
     VIGIL_RETURN_IF_ERROR(CreateSchema());
-    VIGIL_RETURN_IF_ERROR(Prepare(kInsertDecision, &insert_decision_));
-    VIGIL_RETURN_IF_ERROR(Prepare(kGetDecision, &get_decision_));
-    VIGIL_RETURN_IF_ERROR(Prepare(kCountDecisions, &count_decisions_));
-    VIGIL_RETURN_IF_ERROR(Prepare(kInsertLabel, &insert_label_));
-    VIGIL_RETURN_IF_ERROR(Prepare(kLabelsForEvent, &labels_for_event_));
-    VIGIL_RETURN_IF_ERROR(Prepare(kUpsertKey, &upsert_key_));
-    VIGIL_RETURN_IF_ERROR(Prepare(kKeys, &keys_));
+    VIGIL_RETURN_IF_ERROR(Prepare(db_.get(), kInsertDecision, &insert_decision_));
+    VIGIL_RETURN_IF_ERROR(Prepare(db_.get(), kInsertLabel, &insert_label_));
+    VIGIL_RETURN_IF_ERROR(Prepare(db_.get(), kUpsertKey, &upsert_key_));
+    // Reads on a connection of their own: in WAL mode they do not wait for
+    // a write in progress (the decision log's writer commits at idle
+    // priority while GET /v1/decisions and retries read).
+    sqlite3* rdb = db_.get();
+    if (!in_memory) {
+      sqlite3* raw = nullptr;
+      const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+      read_db_.reset(raw);
+      if (rc != SQLITE_OK) {
+        return absl::Status(CodeFor(rc), StrCat(url_, ": cannot open '", path, "' for reading: ",
+                                                raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+      }
+      sqlite3_extended_result_codes(raw, 1);
+      sqlite3_busy_timeout(raw, kSqliteBusyTimeoutMs);
+      rdb = raw;
+      read_mu_ = &own_read_mu_;
+    }
+    VIGIL_RETURN_IF_ERROR(Prepare(rdb, kGetDecision, &get_decision_));
+    VIGIL_RETURN_IF_ERROR(Prepare(rdb, kCountDecisions, &count_decisions_));
+    VIGIL_RETURN_IF_ERROR(Prepare(rdb, kLabelsForEvent, &labels_for_event_));
+    VIGIL_RETURN_IF_ERROR(Prepare(rdb, kKeys, &keys_));
     return absl::OkStatus();
   }
 
@@ -231,22 +251,22 @@ class SqliteStore final : public Store {
   }
 
   absl::StatusOr<std::optional<DecisionRow>> GetDecision(std::string_view event_id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(*read_mu_);
     sqlite3_stmt* s = get_decision_.get();
     ResetOnExit reset(s);
     sqlite3_bind_text64(s, 1, event_id.data(), event_id.size(), SQLITE_STATIC, SQLITE_UTF8);
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) return std::optional<DecisionRow>();
-    if (rc != SQLITE_ROW) return Error(StrCat("read decision '", event_id, "'"), rc);
+    if (rc != SQLITE_ROW) return Error(s, StrCat("read decision '", event_id, "'"), rc);
     return std::optional<DecisionRow>(ReadDecision(s));
   }
 
   absl::StatusOr<int64_t> CountDecisions() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(*read_mu_);
     sqlite3_stmt* s = count_decisions_.get();
     ResetOnExit reset(s);
     const int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) return Error("count decisions", rc);
+    if (rc != SQLITE_ROW) return Error(s, "count decisions", rc);
     return sqlite3_column_int64(s, 0);
   }
 
@@ -259,14 +279,14 @@ class SqliteStore final : public Store {
   }
 
   absl::StatusOr<std::vector<LabelRow>> LabelsForEvent(std::string_view event_id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(*read_mu_);
     sqlite3_stmt* s = labels_for_event_.get();
     ResetOnExit reset(s);
     sqlite3_bind_text64(s, 1, event_id.data(), event_id.size(), SQLITE_STATIC, SQLITE_UTF8);
     std::vector<LabelRow> out;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadLabel(s));
-    if (rc != SQLITE_DONE) return Error(StrCat("read labels of event '", event_id, "'"), rc);
+    if (rc != SQLITE_DONE) return Error(s, StrCat("read labels of event '", event_id, "'"), rc);
     return out;
   }
 
@@ -295,7 +315,7 @@ class SqliteStore final : public Store {
   }
 
   absl::StatusOr<std::vector<KeyRow>> Keys() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(*read_mu_);
     sqlite3_stmt* s = keys_.get();
     ResetOnExit reset(s);
     std::vector<KeyRow> out;
@@ -308,7 +328,7 @@ class SqliteStore final : public Store {
       k.created_ms = sqlite3_column_int64(s, 3);
       out.push_back(std::move(k));
     }
-    if (rc != SQLITE_DONE) return Error("read api_keys", rc);
+    if (rc != SQLITE_DONE) return Error(s, "read api_keys", rc);
     return out;
   }
 
@@ -318,6 +338,10 @@ class SqliteStore final : public Store {
   absl::Status Error(std::string_view what, int rc) const {
     return absl::Status(CodeFor(rc), StrCat(url_, ": ", what, ": ", sqlite3_errmsg(db_.get())));
   }
+  // The same for a statement of either connection.
+  absl::Status Error(sqlite3_stmt* s, std::string_view what, int rc) const {
+    return absl::Status(CodeFor(rc), StrCat(url_, ": ", what, ": ", sqlite3_errmsg(sqlite3_db_handle(s))));
+  }
 
   absl::Status Exec(const char* sql, std::string_view what) {
     const int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, nullptr);
@@ -325,16 +349,18 @@ class SqliteStore final : public Store {
     return absl::OkStatus();
   }
 
-  absl::Status Prepare(const char* sql, Stmt* out) {
+  absl::Status Prepare(sqlite3* db, const char* sql, Stmt* out) {
     sqlite3_stmt* s = nullptr;
-    const int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
-    if (rc != SQLITE_OK) return Error(StrCat("prepare '", sql, "'"), rc);
+    const int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+    if (rc != SQLITE_OK) {
+      return absl::Status(CodeFor(rc), StrCat(url_, ": prepare '", sql, "': ", sqlite3_errmsg(db)));
+    }
     out->reset(s);
     return absl::OkStatus();
   }
 
   // An in-memory database reports "memory" and cannot use WAL; a file must.
-  absl::Status SetJournalMode() {
+  absl::Status SetJournalMode(bool* in_memory) {
     sqlite3_stmt* raw = nullptr;
     int rc = sqlite3_prepare_v2(db_.get(), "PRAGMA journal_mode=WAL", -1, &raw, nullptr);
     if (rc != SQLITE_OK) return Error("set journal_mode=WAL", rc);
@@ -342,6 +368,7 @@ class SqliteStore final : public Store {
     rc = sqlite3_step(s.get());
     if (rc != SQLITE_ROW) return Error("set journal_mode=WAL", rc);
     const std::string mode = ColumnText(s.get(), 0);
+    *in_memory = mode == "memory";
     if (mode != "wal" && mode != "memory") {
       return absl::FailedPreconditionError(StrCat(url_, ": cannot use WAL mode (journal_mode is '",
                                                   mode,
@@ -415,7 +442,12 @@ class SqliteStore final : public Store {
 
   const std::string url_;
   std::mutex mu_;
-  Db db_;  // guarded by mu_ after Init
+  Db db_;  // guarded by mu_ after Init: writes
+  // Reads (the statements below prepared on it): a file's own read-only
+  // connection, guarded by own_read_mu_; in memory, db_ and mu_.
+  Db read_db_;
+  std::mutex own_read_mu_;
+  std::mutex* read_mu_ = &mu_;
   Stmt insert_decision_;
   Stmt get_decision_;
   Stmt count_decisions_;
@@ -438,7 +470,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(std::string url, std::str
                                             "': ", raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
   }
   auto store = std::make_unique<SqliteStore>(std::move(url), std::move(db));
-  VIGIL_RETURN_IF_ERROR(store->Init());
+  VIGIL_RETURN_IF_ERROR(store->Init(path));
   return std::unique_ptr<Store>(std::move(store));
 }
 

@@ -1,14 +1,17 @@
 // The SQLite backend of store::Store (store.h). sqlite_store.cc is the only
 // file in vigil that includes sqlite3.h.
 //
-// One connection per store, opened in WAL mode with synchronous=FULL (a
-// committed batch survives a power cut) and a 50 ms busy timeout: when
-// another process holds the write lock, a write fails fast with Unavailable
-// instead of blocking its caller. Writes use BEGIN IMMEDIATE so that a busy
-// database is detected when the transaction starts.
+// Two connections per store file, in WAL mode with synchronous=FULL (a
+// committed batch survives a power cut) and a 50 ms busy timeout: one
+// writes, one reads, so that a read (GET /v1/decisions, a retry older than
+// the retry memory) does not wait for a write in progress: WAL readers see
+// the last commit. When another process holds the write lock, a write fails
+// fast with Unavailable instead of blocking its caller. Writes use BEGIN
+// IMMEDIATE so that a busy database is detected when the transaction
+// starts. An in-memory database (":memory:") has one connection for both.
 //
 // Thread-safety: every method may be called from any thread; one mutex
-// serialises them on the connection (a read waits for a write in progress).
+// serialises the writes, another the reads.
 #ifndef VIGIL_STORE_SQLITE_STORE_H_
 #define VIGIL_STORE_SQLITE_STORE_H_
 

@@ -272,6 +272,38 @@ TEST(SqliteStoreTest, LockedDatabaseFailsFastWithUnavailableAndStoresNothingOfTh
   EXPECT_EQ(*store->CountDecisions(), 2);
 }
 
+// Reads have a connection of their own: one does not wait for a write of
+// the same store in progress. Here the write waits for another process's
+// lock (up to the 50 ms busy timeout), which is let go only once the read
+// has returned: had the read waited for the write, the write would have
+// timed out. (Several tries: a machine busy enough to delay the read past
+// the timeout fails one.)
+TEST(SqliteStoreTest, AReadDoesNotWaitForAWriteInProgress) {
+  TempDir dir;
+  const std::string path = dir.File("vigil.db");
+  auto store = MustOpen(StrCat("sqlite:", path));
+  ASSERT_NE(store, nullptr);
+  const DecisionRow first[] = {Row(0)};
+  ASSERT_TRUE(store->PutDecisions(first).ok());
+  bool written = false;
+  for (int attempt = 0; attempt < 5 && !written; ++attempt) {
+    SqliteLock lock(path);
+    const DecisionRow rows[] = {Row(1 + attempt)};
+    absl::Status put;
+    std::thread writer([&] { put = store->PutDecisions(rows); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the writer waits for the lock
+    auto got = store->GetDecision(Row(0).event_id);
+    ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
+    lock.Release();
+    writer.join();
+    written = put.ok();
+    if (!written) {
+      EXPECT_EQ(put.code(), absl::StatusCode::kUnavailable) << put;
+    }
+  }
+  EXPECT_TRUE(written) << "every read waited for the write";
+}
+
 TEST(SqliteStoreTest, RowTheDatabaseRefusesIsInvalidArgumentAndNoRowOfTheBatchIsStored) {
   TempDir dir;
   const std::string path = dir.File("vigil.db");
