@@ -6,9 +6,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "core/strings.h"
 #include "core/time.h"
@@ -122,6 +127,94 @@ absl::StatusOr<std::vector<std::string>> ListEventLogFiles(const std::string& di
   return out;
 }
 
+// Syncs the log's files on a thread of its own. It owns a duplicate of each
+// file's descriptor, handed over when the file is opened (Current): every
+// interval it syncs the current file, and syncs and closes the files
+// rotated away since. The writer only swaps descriptors under mu_; it never
+// waits for a sync.
+class EventLog::Syncer {
+ public:
+  explicit Syncer(int64_t interval_ms) : interval_(interval_ms), thread_([this] { Run(); }) {}
+  ~Syncer() { Stop().IgnoreError(); }
+
+  // The file now being written (a descriptor this takes), and its path.
+  void Current(int fd, std::string path) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (current_.fd >= 0) retired_.push_back(std::move(current_));
+    current_ = File{fd, std::move(path)};
+  }
+  // Syncs and closes everything, stops the thread; the first error.
+  absl::Status Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopped_) return error_;
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    return error_;
+  }
+  absl::Status error() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+  int64_t syncs() const { return syncs_.load(std::memory_order_relaxed); }
+
+ private:
+  struct File {
+    int fd = -1;
+    std::string path;
+  };
+
+  void Sync(const File& f) {
+    if (fdatasync(f.fd) == 0) {
+      syncs_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    const int err = errno;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_.ok()) {
+      error_ = absl::DataLossError(StrCat(f.path, ": cannot sync the event log to disk: ", strerror(err)));
+    }
+  }
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait_for(lock, std::chrono::milliseconds(interval_), [this] { return stop_; });
+      const bool stopping = stop_;
+      std::vector<File> retired;
+      retired.swap(retired_);
+      File current = current_;  // stays open: only this thread closes
+      if (stopping) current_ = File{};
+      lock.unlock();
+      for (const File& f : retired) {
+        Sync(f);
+        ::close(f.fd);
+      }
+      if (current.fd >= 0) Sync(current);
+      if (stopping && current.fd >= 0) ::close(current.fd);
+      lock.lock();
+      if (stopping) return;
+    }
+  }
+
+  const int64_t interval_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  File current_;                // guarded by mu_
+  std::vector<File> retired_;   // guarded by mu_
+  bool stop_ = false;           // guarded by mu_
+  bool stopped_ = false;        // guarded by mu_
+  absl::Status error_;          // guarded by mu_: the first failed sync
+  std::atomic<int64_t> syncs_{0};
+  std::thread thread_;  // last: starts once the rest is built
+};
+
+int64_t EventLog::syncs() const { return syncer_ ? syncer_->syncs() : 0; }
+
 EventLog::EventLog(EventLogOptions options) : options_(std::move(options)) {
   if (!options_.now_ms) options_.now_ms = [] { return core::WallNowMs(); };
 }
@@ -137,6 +230,10 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(EventLogOptions options
   if (options.rotate_bytes <= 0) {
     return absl::InvalidArgumentError(
         StrCat("event log: rotate_bytes must be positive, not ", options.rotate_bytes));
+  }
+  if (options.sync_interval_ms < 0) {
+    return absl::InvalidArgumentError(
+        StrCat("event log: sync_interval_ms must be >= 0, not ", options.sync_interval_ms));
   }
   std::error_code ec;
   std::filesystem::create_directories(options.dir, ec);
@@ -155,6 +252,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(EventLogOptions options
   // Only the seq of the last file by name matters for the order; the
   // largest one anywhere keeps seqs unique too.
   log->next_seq_ = (max_seq + 1) % kSeqModulus;
+  if (log->options_.sync_interval_ms > 0) log->syncer_ = std::make_unique<Syncer>(log->options_.sync_interval_ms);
   VIGIL_RETURN_IF_ERROR(log->OpenNextFile(log->options_.now_ms()));
   return log;
 }
@@ -174,6 +272,15 @@ absl::Status EventLog::OpenNextFile(int64_t now_ms) {
       if (err == EEXIST) continue;  // another writer took this name: the next seq
       return Fail(
           ErrnoStatus(err, StrCat(path, ": cannot create the event log file: ", strerror(err))));
+    }
+    if (syncer_) {
+      const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (dup < 0) {
+        const int err = errno;
+        ::close(fd);
+        return Fail(ErrnoStatus(err, StrCat(path, ": cannot keep the event log file for syncing: ", strerror(err))));
+      }
+      syncer_->Current(dup, path);
     }
     fd_ = fd;
     path_ = std::move(path);
@@ -256,6 +363,9 @@ absl::Status EventLog::Append(std::string_view line) {
 absl::Status EventLog::Flush() {
   if (!status_.ok()) return status_;
   if (closed_) return absl::FailedPreconditionError("event log: Flush after Close");
+  if (syncer_) {
+    if (absl::Status st = syncer_->error(); !st.ok()) return Fail(st);
+  }
   return WriteBuffer();
 }
 
@@ -272,6 +382,10 @@ absl::Status EventLog::Close() {
     }
   }
   path_.clear();
+  if (syncer_) {
+    absl::Status synced = syncer_->Stop();
+    if (st.ok() && !synced.ok()) st = Fail(synced);
+  }
   return st;
 }
 

@@ -53,6 +53,7 @@ struct ServeConfig {
   std::string event_log_dir;    // default: <dir>/eventlog
   int64_t event_log_rotate_bytes = 256ll << 20;
   bool event_log_rotate_daily = true;
+  int64_t event_log_sync_ms = 0;  // 0: never fsync the event log (EventLogOptions)
   std::string dead_letter;      // default: <dir>/dead-letter.jsonl
   std::string listen = "127.0.0.1:8080";
   std::string keys_file;        // "": keys live in the store

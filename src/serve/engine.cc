@@ -454,6 +454,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     eo.dir = c.event_log_dir;
     eo.rotate_bytes = c.event_log_rotate_bytes;
     eo.rotate_daily = c.event_log_rotate_daily;
+    eo.sync_interval_ms = c.event_log_sync_ms;
     VIGIL_ASSIGN_OR_RETURN(impl->event_log, event::EventLog::Open(eo));
     VIGIL_ASSIGN_OR_RETURN(impl->dead, event::DeadLetterWriter::Open(c.dead_letter));
   }

@@ -57,7 +57,8 @@ class Server:
         with open(self.cfg, "w") as f:
             f.write(f"schema: {EX}/schema.yaml\nfeatures: {EX}/features.yaml\npolicy: {EX}/policy.yaml\n"
                     f"{model_block}store: sqlite:{work}/var/vigil.db\njournal: {work}/var/journal.jsonl\n"
-                    f"event_log: {{dir: {work}/var/eventlog}}\ndead_letter: {work}/var/dead-letter.jsonl\n"
+                    # sync_ms: the event log's sync thread runs in every server of these tests.
+                    f"event_log: {{dir: {work}/var/eventlog, sync_ms: 50}}\ndead_letter: {work}/var/dead-letter.jsonl\n"
                     + (f"keys_file: {work}/var/keys.txt\n" if keys_file else "") + "listen: 127.0.0.1:0\n"
                     "limits: {" + ", ".join(f"{k}: {v}" for k, v in lim.items()) + "}\n" + extra)
         self.keys = {}
