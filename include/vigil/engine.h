@@ -149,8 +149,10 @@ class Engine {
   absl::Status Flush();
   // Saves the feature state and the duplicate-id window beside the event
   // log (<event log>/state.snap), so that the next Open restores them and
-  // replays only the event log written after. Call once no Decide runs or
-  // will run (at a clean stop). Returns the bytes written.
+  // replays only the event log written after (the rest of the file the
+  // state ended in included). Not while a Decide runs: at a clean stop, or
+  // between calls (it takes about a second per 150 MB of state). Returns
+  // the bytes written.
   absl::StatusOr<int64_t> SaveState();
 
   struct Impl;

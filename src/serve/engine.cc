@@ -185,9 +185,16 @@ struct Engine::Impl {
   std::string StatePath() const { return config.event_log_dir + "/state.snap"; }
   absl::StatusOr<int64_t> SaveState();
   // Restores the saved state, if any, and sets *first to the index in
-  // `files` (the event log, in write order) of the first file written after
-  // it. When it cannot, says why in state_not_used and leaves the state new.
-  void RestoreState(const std::vector<std::string>& files, size_t* first);
+  // `files` (the event log, in write order) of the first file to replay and
+  // *skip to the bytes of it the state holds already (those it had when the
+  // state was saved). When it cannot, says why in state_not_used and leaves
+  // the state new.
+  void RestoreState(const std::vector<std::string>& files, size_t* first, int64_t* skip);
+  // Forgets a restored state: why, and the state is new.
+  void StateNotUsed(std::string why);
+  // Applies files[first..], the first from byte `skip`. False when `skip`
+  // is not the end of a line of that file.
+  absl::StatusOr<bool> Replay(const std::vector<std::string>& files, size_t first, int64_t skip);
   bool state_restored = false;
   int64_t state_events = 0;
   std::string state_not_used;
@@ -243,16 +250,21 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
   return static_cast<int64_t>(out.size());
 }
 
-void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* first) {
+void Engine::Impl::StateNotUsed(std::string why) {
+  state_not_used = StrCat(StatePath(), ": ", why, "; replaying the whole event log");
+  state_restored = false;
+  state_events = 0;
+  validator = std::make_unique<event::Validator>(schema, hasher.get());
+  features = std::make_unique<feature::FeatureEngine>(spec);
+}
+
+void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* first, int64_t* skip) {
   *first = 0;
+  *skip = 0;
   const std::string path = StatePath();
   std::error_code ec;
   if (!fs::exists(path, ec)) return;
-  auto not_used = [&](std::string why) {
-    state_not_used = StrCat(path, ": ", why, "; replaying the whole event log");
-    validator = std::make_unique<event::Validator>(schema, hasher.get());
-    features = std::make_unique<feature::FeatureEngine>(spec);
-  };
+  auto not_used = [&](std::string why) { StateNotUsed(std::move(why)); };
   auto bytes = core::ReadFile(path);
   if (!bytes.ok()) return not_used(std::string(bytes.status().message()));
   core::ByteReader r(*bytes, "saved state");
@@ -276,23 +288,27 @@ void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* f
   }
   if (schema_hash != schema->content_hash) return not_used("saved under another schema");
   if (spec_hash != spec->content_hash) return not_used("saved under another feature spec");
-  // Files sort in write order: those after `last` came after the save.
+  // Files sort in write order: those after `last` came after the save, and
+  // `last` itself may have grown since (the server went on after a save, or
+  // an embedder decided more): replayed from where the state left it.
   size_t i = 0;
-  while (i < files.size() && !last.empty() && LogStem(files[i]) <= last) {
-    // The newest file applied must not have grown since (an embedder
-    // that decided more events after saving). A .gz one was closed.
+  int64_t from = 0;
+  while (i < files.size() && !last.empty() && LogStem(files[i]) < last) ++i;
+  if (i < files.size() && !last.empty() && LogStem(files[i]) == last) {
+    // (A .gz one is read decompressed: the same bytes.)
     if (fs::path(files[i]).filename() == last) {
       const auto size = fs::file_size(files[i], ec);
-      if (ec || static_cast<int64_t>(size) != last_size) {
-        return not_used(StrCat(last, " is ", ec ? "unreadable" : StrCat(size, " bytes"), ", not the ",
+      if (ec || static_cast<int64_t>(size) < last_size) {
+        return not_used(StrCat(last, " is ", ec ? "unreadable" : StrCat(size, " bytes"), ", less than the ",
                                last_size, " it had when the state was saved"));
       }
     }
-    ++i;
+    from = last_size;
   }
   if (absl::Status st = validator->Restore(vstate); !st.ok()) return not_used(std::string(st.message()));
   if (absl::Status st = features->Restore(fstate); !st.ok()) return not_used(std::string(st.message()));
   *first = i;
+  *skip = from;
   state_restored = true;
   state_events = features->Stats().events;
 }
@@ -303,11 +319,30 @@ absl::Status Engine::Impl::ReplayEventLog() {
   VIGIL_ASSIGN_OR_RETURN(std::vector<std::string> files, event::ListEventLogFiles(config.event_log_dir, "events"));
   auto t0 = std::chrono::steady_clock::now();
   size_t first = 0;
-  RestoreState(files, &first);
+  int64_t skip = 0;
+  RestoreState(files, &first, &skip);
+  VIGIL_ASSIGN_OR_RETURN(const bool whole_lines, Replay(files, first, skip));
+  if (!whole_lines) {
+    StateNotUsed(StrCat("byte ", skip, " of ", files[first], ", where the saved state ends, is not the end of a line"));
+    replayed = replay_rejected = 0;
+    VIGIL_RETURN_IF_ERROR(Replay(files, 0, 0).status());
+  }
+  replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Engine::Impl::Replay(const std::vector<std::string>& files, size_t first, int64_t skip) {
   for (size_t f = first; f < files.size(); ++f) {
     const std::string& path = files[f];
     VIGIL_ASSIGN_OR_RETURN(auto lines, event::LineReader::Open(path, event::LineReaderOptions{}));
     event::LineReader::Line line;
+    // What the saved state holds already: whole lines (one event each, '\n' ended).
+    int64_t skipped = 0;
+    while (f == first && skipped < skip && lines->Next(&line)) {
+      skipped += static_cast<int64_t>(line.truncated ? line.full_size : line.text.size()) + 1;
+    }
+    VIGIL_RETURN_IF_ERROR(lines->status());
+    if (skipped != skip && f == first) return false;
     while (lines->Next(&line)) {
       if (line.text.empty()) continue;
       violations.clear();
@@ -322,8 +357,7 @@ absl::Status Engine::Impl::ReplayEventLog() {
     }
     VIGIL_RETURN_IF_ERROR(lines->status());
   }
-  replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return absl::OkStatus();
+  return true;
 }
 
 absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const serve::ServeConfig& cfg,

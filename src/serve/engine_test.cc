@@ -311,8 +311,9 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
 // --- restarts ---------------------------------------------------------------
 
 // A stop saves the state; the next start restores it and replays only the
-// event log written since. Its features are those of a server that never
-// stopped; a saved state that no longer fits is not used, and says why.
+// event log written since, the rest of the file it ended in included. Its
+// features are those of a server that never stopped; a saved state that no
+// longer fits is not used, and says why.
 TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
   const std::vector<std::string> sample = SampleLines();
   // Deposits after the sample: events the restarted servers decide.
@@ -333,7 +334,7 @@ TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     ASSERT_NE(ref, nullptr);
     Decision d;
     for (const std::string& l : sample) ASSERT_TRUE(ref->Decide(l, &d).ok());
-    for (int i = 0; i < 12; ++i) {
+    for (int i = 0; i < 13; ++i) {
       ASSERT_TRUE(ref->Decide(later(i), &d).ok());
       ASSERT_EQ(d.status, Decision::Status::kDecided) << d.error;
       want.push_back(d.features);
@@ -398,12 +399,50 @@ TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     expect_features(*e, 11);  // after the save: the newest file grows
   }
   {
+    // The state, then the rest of the file it ended in.
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    EngineStats s = e->Stats();
+    EXPECT_TRUE(s.state_restored) << s.state_not_used;
+    EXPECT_EQ(s.replayed, 1);
+    EXPECT_EQ(s.replay_rejected, 0);  // nothing the state holds is read again
+    expect_features(*e, 12);
+    ASSERT_TRUE(e->SaveState().ok());
+  }
+  {
+    // The file the state ended in lost bytes: not used.
+    std::vector<fs::path> logs;
+    for (const auto& f : fs::directory_iterator(dir_ / "var" / "eventlog")) {
+      if (f.path().extension() == ".jsonl") logs.push_back(f.path());
+    }
+    std::sort(logs.begin(), logs.end());
+    ASSERT_FALSE(logs.empty());
+    fs::resize_file(logs.back(), fs::file_size(logs.back()) - 1);
     auto e = Open(config, /*offline=*/false);
     ASSERT_NE(e, nullptr);
     EngineStats s = e->Stats();
     EXPECT_FALSE(s.state_restored);
-    EXPECT_THAT(s.state_not_used, HasSubstr("it had when the state was saved"));
-    EXPECT_EQ(s.replayed, static_cast<int64_t>(sample.size()) + 12);
+    EXPECT_THAT(s.state_not_used, HasSubstr("less than the"));
+    EXPECT_EQ(s.replayed, static_cast<int64_t>(sample.size()) + 13);
+    Decision d;
+    ASSERT_TRUE(e->Decide(later(13), &d).ok());
+    ASSERT_TRUE(e->SaveState().ok());
+  }
+  {
+    // The file the state ended in was rewritten: where the state ends is no
+    // longer the end of a line. Not used.
+    std::vector<fs::path> logs;
+    for (const auto& f : fs::directory_iterator(dir_ / "var" / "eventlog")) {
+      if (f.path().extension() == ".jsonl") logs.push_back(f.path());
+    }
+    std::sort(logs.begin(), logs.end());
+    WriteText(logs.back(), " " + ReadText(logs.back()));
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    EngineStats s = e->Stats();
+    EXPECT_FALSE(s.state_restored);
+    EXPECT_THAT(s.state_not_used, HasSubstr("is not the end of a line"));
+    EXPECT_EQ(s.replayed, static_cast<int64_t>(sample.size()) + 14);
   }
 }
 
