@@ -351,6 +351,26 @@ TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     }
   };
   const fs::path state = dir_ / "var" / "eventlog" / "state.snap";
+  // The event log's newest file (names sort in write order).
+  auto newest_log = [&] {
+    fs::path newest;
+    for (const auto& f : fs::directory_iterator(dir_ / "var" / "eventlog")) {
+      if (f.path().extension() == ".jsonl" && f.path() > newest) newest = f.path();
+    }
+    EXPECT_FALSE(newest.empty());
+    return newest;
+  };
+  // A start that does not use the saved state, saying `why`, and replays
+  // the whole log: `replayed` events.
+  auto open_without_state = [&](const char* why, size_t replayed) {
+    auto e = Open(config, /*offline=*/false);
+    if (e == nullptr) return e;
+    EngineStats s = e->Stats();
+    EXPECT_FALSE(s.state_restored);
+    EXPECT_THAT(s.state_not_used, HasSubstr(why));
+    EXPECT_EQ(s.replayed, static_cast<int64_t>(replayed));
+    return e;
+  };
   {
     auto e = Open(config, /*offline=*/false);
     ASSERT_NE(e, nullptr);
@@ -388,12 +408,8 @@ TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     std::string bytes = ReadText(state);
     bytes[bytes.size() / 2] ^= 0x5a;
     WriteText(state, bytes);
-    auto e = Open(config, /*offline=*/false);
+    auto e = open_without_state("checksum", sample.size() + 10);
     ASSERT_NE(e, nullptr);
-    EngineStats s = e->Stats();
-    EXPECT_FALSE(s.state_restored);
-    EXPECT_THAT(s.state_not_used, HasSubstr("checksum"));
-    EXPECT_EQ(s.replayed, static_cast<int64_t>(sample.size()) + 10);
     expect_features(*e, 10);
     ASSERT_TRUE(e->SaveState().ok());
     expect_features(*e, 11);  // after the save: the newest file grows
@@ -411,19 +427,10 @@ TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
   }
   {
     // The file the state ended in lost bytes: not used.
-    std::vector<fs::path> logs;
-    for (const auto& f : fs::directory_iterator(dir_ / "var" / "eventlog")) {
-      if (f.path().extension() == ".jsonl") logs.push_back(f.path());
-    }
-    std::sort(logs.begin(), logs.end());
-    ASSERT_FALSE(logs.empty());
-    fs::resize_file(logs.back(), fs::file_size(logs.back()) - 1);
-    auto e = Open(config, /*offline=*/false);
+    const fs::path last = newest_log();
+    fs::resize_file(last, fs::file_size(last) - 1);
+    auto e = open_without_state("less than the", sample.size() + 13);
     ASSERT_NE(e, nullptr);
-    EngineStats s = e->Stats();
-    EXPECT_FALSE(s.state_restored);
-    EXPECT_THAT(s.state_not_used, HasSubstr("less than the"));
-    EXPECT_EQ(s.replayed, static_cast<int64_t>(sample.size()) + 13);
     Decision d;
     ASSERT_TRUE(e->Decide(later(13), &d).ok());
     ASSERT_TRUE(e->SaveState().ok());
@@ -431,18 +438,9 @@ TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
   {
     // The file the state ended in was rewritten: where the state ends is no
     // longer the end of a line. Not used.
-    std::vector<fs::path> logs;
-    for (const auto& f : fs::directory_iterator(dir_ / "var" / "eventlog")) {
-      if (f.path().extension() == ".jsonl") logs.push_back(f.path());
-    }
-    std::sort(logs.begin(), logs.end());
-    WriteText(logs.back(), " " + ReadText(logs.back()));
-    auto e = Open(config, /*offline=*/false);
-    ASSERT_NE(e, nullptr);
-    EngineStats s = e->Stats();
-    EXPECT_FALSE(s.state_restored);
-    EXPECT_THAT(s.state_not_used, HasSubstr("is not the end of a line"));
-    EXPECT_EQ(s.replayed, static_cast<int64_t>(sample.size()) + 14);
+    const fs::path last = newest_log();
+    WriteText(last, " " + ReadText(last));
+    EXPECT_NE(open_without_state("is not the end of a line", sample.size() + 14), nullptr);
   }
 }
 
