@@ -45,9 +45,16 @@ class ByteReader {
   bool I64(int64_t* v) { return Raw(v, 8); }
   bool F64(double* v) { return Raw(v, 8); }
   bool Str(std::string* s) {
+    std::string_view v;
+    if (!StrView(&v)) return false;
+    s->assign(v);
+    return true;
+  }
+  // The same without a copy: a view into the input.
+  bool StrView(std::string_view* s) {
     uint64_t n;
     if (!U64(&n) || n > in_.size() - pos_) return Fail("string length beyond the end");
-    s->assign(in_.substr(pos_, n));
+    *s = in_.substr(pos_, n);
     pos_ += n;
     return true;
   }

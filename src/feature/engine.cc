@@ -1,7 +1,5 @@
 #include "feature/engine.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -14,6 +12,7 @@
 #include "core/remap_vector.h"
 #include "core/bytes.h"
 #include "core/file.h"
+#include "core/sealed.h"
 #include "feature/identity_graph.h"
 #include "core/hash.h"
 #include "core/sketch.h"
@@ -976,41 +975,21 @@ void FeatureEngine::SerializeTo(std::string* out) const {
   std::string graph;
   if (impl_->graph) impl_->graph->SerializeTo(&graph);
   w.Str(graph);
-  out->clear();
-  core::ByteWriter h(out);
-  out->append(kMagic, sizeof kMagic);
-  h.U32(kSnapshotVersion);
-  h.Str(spec_->content_hash);
-  h.U32(static_cast<uint32_t>(
-      crc32(0, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size()))));
-  h.Str(payload);
+  core::Seal(std::string_view(kMagic, sizeof kMagic), kSnapshotVersion, spec_->content_hash, payload, out);
 }
 
 absl::Status FeatureEngine::Restore(std::string_view snapshot) {
   impl_ = std::make_unique<Impl>(*spec_);
   latest_ms_ = INT64_MIN;
-  core::ByteReader r(snapshot, "feature snapshot");
-  if (snapshot.size() < sizeof kMagic || std::memcmp(snapshot.data(), kMagic, sizeof kMagic) != 0) {
-    return absl::InvalidArgumentError("feature snapshot: not a vigil feature snapshot (bad magic)");
-  }
-  core::ByteReader hr(snapshot.substr(sizeof kMagic), "feature snapshot");
-  uint32_t version, crc;
-  std::string hash, payload;
-  if (!hr.U32(&version)) return hr.status();
-  if (version != kSnapshotVersion) {
-    return absl::InvalidArgumentError(StrCat("feature snapshot: version ", version,
-                                             "; this vigil reads version ", kSnapshotVersion));
-  }
-  if (!hr.Str(&hash) || !hr.U32(&crc) || !hr.Str(&payload)) return hr.status();
-  if (hash != spec_->content_hash) {
+  VIGIL_ASSIGN_OR_RETURN(const core::Unsealed sealed,
+                         core::Unseal(snapshot, std::string_view(kMagic, sizeof kMagic), kSnapshotVersion,
+                                      "feature snapshot"));
+  if (sealed.key != spec_->content_hash) {
     return absl::FailedPreconditionError(
-        StrCat("feature snapshot: taken with feature spec ", hash.substr(0, 12),
+        StrCat("feature snapshot: taken with feature spec ", sealed.key.substr(0, 12),
                "…, not this one (", spec_->content_hash.substr(0, 12), "…)"));
   }
-  if (crc != crc32(0, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size()))) {
-    return absl::InvalidArgumentError("feature snapshot: checksum mismatch (the file is corrupt)");
-  }
-  core::ByteReader pr(payload, "feature snapshot");
+  core::ByteReader pr(sealed.payload, "feature snapshot");
   Impl& im = *impl_;
   int64_t latest;
   EngineStats& st = im.stats;

@@ -3,8 +3,6 @@
 // the retry memory (docs/api.md).
 #include "vigil/engine.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -16,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "core/bytes.h"
 #include "core/file.h"
+#include "core/sealed.h"
 #include "core/hash.h"
 #include "core/slot.h"
 #include "core/strings.h"
@@ -183,6 +182,8 @@ struct Engine::Impl {
 
   // The state saved at a clean stop, beside the event log it summarises.
   std::string StatePath() const { return config.event_log_dir + "/state.snap"; }
+  // What a saved state must have been taken under.
+  std::string StateKey() const { return StrCat(schema->content_hash, " ", spec->content_hash); }
   absl::StatusOr<int64_t> SaveState();
   // Restores the saved state, if any, and sets *first to the index in
   // `files` (the event log, in write order) of the first file to replay and
@@ -202,11 +203,11 @@ struct Engine::Impl {
 
 namespace {
 
-// The saved state (Engine::SaveState): magic, version, CRC-32 of the
-// payload, the payload: the schema's and the spec's hashes, the newest event
-// log file applied (its name without .gz, and its size), the validator's
-// state, the feature engine's snapshot.
-constexpr uint64_t kStateMagic = 0x4554415453474956;  // "VIGSTATE"
+// The saved state (Engine::SaveState), sealed (core/sealed.h) under the
+// schema's and the spec's hashes: the newest event log file applied (its
+// name without .gz, and its size), the validator's state, the feature
+// engine's snapshot.
+constexpr std::string_view kStateMagic = "VIGSTATE";
 constexpr uint32_t kStateVersion = 1;
 
 std::string LogStem(const std::string& path) {
@@ -231,8 +232,6 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
   }
   std::string payload, part;
   core::ByteWriter w(&payload);
-  w.Str(schema->content_hash);
-  w.Str(spec->content_hash);
   w.Str(last.empty() ? "" : LogStem(last));
   w.I64(last_size);
   validator->SerializeTo(&part);
@@ -240,12 +239,7 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
   features->SerializeTo(&part);
   w.Str(part);
   std::string out;
-  core::ByteWriter h(&out);
-  h.U64(kStateMagic);
-  h.U32(kStateVersion);
-  h.U32(static_cast<uint32_t>(
-      crc32(0, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size()))));
-  h.Str(payload);
+  core::Seal(kStateMagic, kStateVersion, StateKey(), payload, &out);
   VIGIL_RETURN_IF_ERROR(core::WriteFileAtomic(StatePath(), out));
   return static_cast<int64_t>(out.size());
 }
@@ -267,27 +261,16 @@ void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* f
   auto not_used = [&](std::string why) { StateNotUsed(std::move(why)); };
   auto bytes = core::ReadFile(path);
   if (!bytes.ok()) return not_used(std::string(bytes.status().message()));
-  core::ByteReader r(*bytes, "saved state");
-  uint64_t magic = 0;
-  uint32_t version = 0, crc = 0;
-  std::string payload;
-  if (!r.U64(&magic) || magic != kStateMagic) return not_used("not a vigil state file");
-  if (!r.U32(&version) || version != kStateVersion) {
-    return not_used(StrCat("version ", version, ", this vigil reads version ", kStateVersion));
-  }
-  if (!r.U32(&crc) || !r.Str(&payload)) return not_used(std::string(r.status().message()));
-  if (crc != crc32(0, reinterpret_cast<const Bytef*>(payload.data()), static_cast<uInt>(payload.size()))) {
-    return not_used("checksum mismatch (the file is corrupt)");
-  }
-  core::ByteReader p(payload, "saved state");
-  std::string schema_hash, spec_hash, last, vstate, fstate;
+  auto sealed = core::Unseal(*bytes, kStateMagic, kStateVersion, "saved state");
+  if (!sealed.ok()) return not_used(std::string(sealed.status().message()));
+  if (sealed->key != StateKey()) return not_used("saved under another schema or feature spec");
+  core::ByteReader p(sealed->payload, "saved state");
+  std::string last;
+  std::string_view vstate, fstate;
   int64_t last_size = 0;
-  if (!p.Str(&schema_hash) || !p.Str(&spec_hash) || !p.Str(&last) || !p.I64(&last_size) ||
-      !p.Str(&vstate) || !p.Str(&fstate) || !p.at_end()) {
+  if (!p.Str(&last) || !p.I64(&last_size) || !p.StrView(&vstate) || !p.StrView(&fstate) || !p.at_end()) {
     return not_used(p.status().ok() ? "bytes after the end" : std::string(p.status().message()));
   }
-  if (schema_hash != schema->content_hash) return not_used("saved under another schema");
-  if (spec_hash != spec->content_hash) return not_used("saved under another feature spec");
   // Files sort in write order: those after `last` came after the save, and
   // `last` itself may have grown since (the server went on after a save, or
   // an embedder decided more): replayed from where the state left it.
