@@ -375,9 +375,12 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
     if (o.flags & kHub) hub_seen.emplace(k, hub_seen_.at(old));
   }
 
-  // The old layout's vectors become the next rebuild's scratch.
+  // The old layout's vectors become the next rebuild's scratch (emptied:
+  // so that a shrink below gives their room back in this rebuild).
   nodes_.swap(nodes);
   counters_.swap(counters);
+  nodes.clear();
+  counters.clear();
   sums_.assign(counters_.size(), 0.0);
   // Renumbering in place is cheaper than rebuilding the map: no hashing.
   index_.erase_if([&remap](uint64_t, uint32_t& x) {
@@ -399,10 +402,8 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   shrink(sums_, ncounters_);
   shrink(w.nodes, 1);
   shrink(w.counters, ncounters_);
-  shrink(w.blocked, 1);
-  shrink(w.degree, 1);
+  order.clear();
   shrink(w.order, 1);
-  shrink(w.remap, 1);
   hub_seen_ = std::move(hub_seen);
   // The clusters, by union-find over the live links on arrays of 4 bytes a
   // node (a fraction of the nodes' 32), in the links' map order: no value
@@ -439,6 +440,13 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
     return false;
   });
   if (links_.size() < links_.capacity() / 4) links_.shrink_to_fit();
+  // Their last use, in the old numbering.
+  for (auto* v : {&degree, &remap}) {
+    v->clear();
+    shrink(*v, 1);
+  }
+  blocked.clear();
+  shrink(blocked, 1);
   // Roots' accounts and counter sums, summed in layout order.
   for (uint32_t k = 0; k < m; ++k) {
     const uint32_t r = find(k);
