@@ -19,8 +19,6 @@
 namespace vigil::model {
 namespace {
 
-constexpr int64_t kDayMs = 86'400'000;
-
 bool IsDate(std::string_view s) {
   return s.size() == 10 && s[4] == '-' && s[7] == '-';
 }
@@ -68,7 +66,7 @@ absl::StatusOr<TimeRange> ParseTimeRange(std::string_view text) {
   auto t = core::ParseTimestamp(to);
   if (!t.ok()) return absl::InvalidArgumentError(StrCat("range '", text, "': TO ", t.status().message()));
   r.from_ms = *f;
-  r.to_ms = IsDate(to) ? core::DayStart(*t) + kDayMs : *t + 1;
+  r.to_ms = IsDate(to) ? core::DayStart(*t) + core::kMsPerDay : *t + 1;
   if (r.to_ms <= r.from_ms) {
     return absl::InvalidArgumentError(StrCat("range '", text, "': TO is before FROM"));
   }

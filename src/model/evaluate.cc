@@ -14,7 +14,6 @@
 namespace vigil::model {
 namespace {
 
-constexpr int64_t kDayMs = core::kMsPerDay;
 using core::DayOf;
 
 nlohmann::ordered_json Num(double v) {
@@ -140,7 +139,7 @@ absl::StatusOr<EvalRows> LoadEvalRows(const EvalOptions& o) {
   StringMap<uint32_t> entity_code;
   int ent_col = -1;
   if (!o.exclude_entities.empty()) {
-    if (o.exclude_delay_ms < 0 || o.exclude_delay_ms % kDayMs != 0) {
+    if (o.exclude_delay_ms < 0 || o.exclude_delay_ms % core::kMsPerDay != 0) {
       return absl::InvalidArgumentError("--exclude-known-entities needs --delay in whole days (7d)");
     }
     VIGIL_ASSIGN_OR_RETURN(ent_col, NeedColumn(t, o.exclude_entities, "--exclude-known-entities"));
@@ -167,7 +166,7 @@ absl::StatusOr<EvalRows> LoadEvalRows(const EvalOptions& o) {
       first_fraud_day[it->second] = std::min(first_fraud_day[it->second], day);
     }
   }
-  const int64_t delay_days = o.exclude_delay_ms >= 0 ? o.exclude_delay_ms / kDayMs : 0;
+  const int64_t delay_days = o.exclude_delay_ms >= 0 ? o.exclude_delay_ms / core::kMsPerDay : 0;
 
   for (uint32_t r : sel.rows) {
     t.Split(r, &cells, &scratch);
@@ -235,8 +234,8 @@ absl::StatusOr<nlohmann::ordered_json> Evaluate(const EvalOptions& o) {
   d["positives"] = positives;
   d["positive_rate"] = Num(static_cast<double>(positives) / static_cast<double>(e.rows.size()));
   if (!e.days.empty()) {
-    d["first_day"] = core::FormatTimestamp(*std::min_element(e.days.begin(), e.days.end()) * kDayMs).substr(0, 10);
-    d["last_day"] = core::FormatTimestamp(*std::max_element(e.days.begin(), e.days.end()) * kDayMs).substr(0, 10);
+    d["first_day"] = core::FormatTimestamp(*std::min_element(e.days.begin(), e.days.end()) * core::kMsPerDay).substr(0, 10);
+    d["last_day"] = core::FormatTimestamp(*std::max_element(e.days.begin(), e.days.end()) * core::kMsPerDay).substr(0, 10);
   }
   r["data"] = d;
 
@@ -261,7 +260,7 @@ absl::StatusOr<nlohmann::ordered_json> Evaluate(const EvalOptions& o) {
     const EntityPrecision ep = EntityPrecisionAtKPerDay(s, y, ids, e.days, o.k);
     nlohmann::ordered_json days = nlohmann::ordered_json::array();
     for (const DayPrecision& dp : ep.days) {
-      days.push_back({{"day", core::FormatTimestamp(dp.day * kDayMs).substr(0, 10)},
+      days.push_back({{"day", core::FormatTimestamp(dp.day * core::kMsPerDay).substr(0, 10)},
                       {"precision", Num(dp.precision)},
                       {"entities", dp.entities},
                       {"positive_entities", dp.positive_entities},

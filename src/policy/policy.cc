@@ -532,8 +532,9 @@ Outcome Policy::Run(const event::Record& rec, const double* features, double sco
   Action worst = Action::kAllow;
   Counter* counters = count ? counters_.get() + counter_base_[static_cast<size_t>(type)] : nullptr;
   const int n = static_cast<int>(s->rules.size());
+  const double rule_score = has_score ? score : kNaN;  // model.score in the rules
   for (int i = 0; i < n; ++i) {
-    if (!s->when[static_cast<size_t>(i)].EvalBool(rec, features, has_score ? score : kNaN)) continue;
+    if (!s->when[static_cast<size_t>(i)].EvalBool(rec, features, rule_score)) continue;
     if (counters != nullptr) counters[i].n.fetch_add(1, std::memory_order_relaxed);
     if (o.num_fired < Outcome::kMaxListed) o.fired[static_cast<size_t>(o.num_fired)].rule = i;
     ++o.num_fired;
