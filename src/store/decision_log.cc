@@ -56,9 +56,12 @@ bool SetIdle(pid_t tid, bool idle) {
 }
 
 // The writer storing a batch at idle priority (Run). It comes back to an
-// ordinary priority before it takes any lock (mu_, the journal's): another
-// thread may be waiting on that lock, and an idle thread preempted while it
-// holds one can keep it for as long as the machine has other work.
+// ordinary priority before it takes a lock of the log's (mu_, the
+// journal's): another thread may be waiting on that lock, and an idle thread
+// preempted while it holds one can keep it for as long as the machine has
+// other work. (Locks below it are taken at idle priority: the store's own,
+// which only writes share now that reads have their connection, and the
+// allocator's when it frees rows.)
 struct IdleStore {
   pid_t tid = 0;
   bool idle = false;
@@ -69,10 +72,6 @@ struct IdleStore {
 };
 thread_local IdleStore* t_idle_store = nullptr;  // the writer's, while it stores
 
-// REQUIRES: before any lock a writer's call may take.
-void LeaveIdle() {
-  if (t_idle_store != nullptr) t_idle_store->Leave();
-}
 
 }  // namespace
 
@@ -180,7 +179,7 @@ bool DecisionLog::CanLeaveIdle() {
 }
 
 void DecisionLog::JournalRows(std::span<const DecisionRow> rows) {
-  LeaveIdle();
+  BeforeLock();
   const absl::Status st = journal_->Append(rows);
   if (st.ok()) {
     journaled_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
@@ -190,15 +189,15 @@ void DecisionLog::JournalRows(std::span<const DecisionRow> rows) {
   SetLastError(StrCat(st.message(), " (", rows.size(), " decisions lost: the store failed too)"));
 }
 
-void DecisionLog::CheckPriorityForTesting() {
+void DecisionLog::BeforeLock() {
+  if (t_idle_store != nullptr) t_idle_store->Leave();
   if (options_.check_priority_for_testing && sched_getscheduler(0) == SCHED_IDLE) {
     locked_at_idle_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
 void DecisionLog::SetLastError(std::string message) {
-  LeaveIdle();
-  CheckPriorityForTesting();
+  BeforeLock();
   std::lock_guard<std::mutex> lock(mu_);
   last_error_ = std::move(message);
 }
@@ -231,7 +230,7 @@ void DecisionLog::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   writer_tid_ = tid;
   while (true) {
-    CheckPriorityForTesting();
+    BeforeLock();  // (holding mu_: for the check; the writer is never idle here)
     const bool requested = replay_requested_ > replay_done_;
     const bool due =
         !stop_ && (degraded_ || journal_->pending() > 0) && Clock::now() >= next_retry_;
@@ -363,8 +362,7 @@ absl::Status DecisionLog::Put(std::span<const DecisionRow> rows, int64_t* refuse
     for (const DecisionRow& row : rows) {
       absl::Status one = store_->PutDecisions(std::span<const DecisionRow>(&row, 1));
       if (one.code() == absl::StatusCode::kInvalidArgument) {
-        LeaveIdle();
-        CheckPriorityForTesting();
+        BeforeLock();
         one = journal_->SetAsideRow(row, std::string(one.message()));
         if (one.ok()) {
           ++*refused;

@@ -190,9 +190,10 @@ class DecisionLog {
   // the way back without CAP_SYS_NICE or a high enough RLIMIT_NICE).
   static bool CanLeaveIdle();
   void SetLastError(std::string message);
-  // check_priority_for_testing: counts a lock about to be taken, or held,
-  // at idle priority.
-  void CheckPriorityForTesting();
+  // Before a lock of the log's is taken: the writer leaves idle priority if
+  // it stores at it; with check_priority_for_testing, counts a lock taken
+  // (or held) at idle priority all the same.
+  void BeforeLock();
 
   Store* const store_;
   const DecisionLogOptions options_;
