@@ -106,9 +106,9 @@ struct EngineStats {
   int64_t decisions_queue_full = 0, journal_pending = 0, decisions_lost = 0, decisions_refused = 0;
   // Times the decision writer (idle priority) fell behind and was raised.
   int64_t decision_writer_boosts = 0;
-  // Labels not stored: the store failed, or their queue was full (they are
-  // in the event log).
-  int64_t labels_not_stored = 0;
+  // Labels take the decisions' way: stored (from the queue or replayed from
+  // the journal), journaled, or lost (the journal failed too).
+  int64_t labels_stored = 0, labels_journaled = 0, labels_lost = 0;
   int64_t store_errors = 0;
   std::string store_error;  // the last one
 };

@@ -578,9 +578,8 @@ void Engine::Impl::StoreLabel(std::string_view raw) {
   l.value = label_value >= 0 && rec[label_value].present() ? rec[label_value].d : 0;
   l.json = std::string(raw);
   // Through the decision log's writer: a synchronous write here made every
-  // request wait for a transaction (an fsync) under the sequencer. Labels
-  // are also in the event log: one the store fails to take is counted and
-  // reported (/metrics, Stats), and it stays applied to the features.
+  // request wait for a transaction (an fsync) under the sequencer. While
+  // the store fails, labels wait in the journal with the decisions.
   log->SubmitLabel(std::move(l));
 }
 
@@ -1114,7 +1113,9 @@ EngineStats Engine::Stats() const {
     s.decisions_lost = l.lost;
     s.decisions_refused = l.refused;
     s.decision_writer_boosts = l.writer_boosts;
-    s.labels_not_stored = l.label_errors;
+    s.labels_stored = l.labels_stored + l.labels_replayed;
+    s.labels_journaled = l.labels_journaled;
+    s.labels_lost = l.labels_lost;
     s.store_errors = l.store_errors;
     s.store_error = l.last_error;
   }

@@ -988,16 +988,19 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
         MetricType::kCounter, st.decisions_journaled);
     one("vigil_decisions_queue_full_total", "Of the journaled decisions: those spilled because the queue was full",
         MetricType::kCounter, st.decisions_queue_full);
-    one("vigil_journal_pending", "Decisions in the journal, not yet confirmed in the store", MetricType::kGauge,
+    one("vigil_journal_pending", "Decisions and labels in the journal, not yet confirmed in the store", MetricType::kGauge,
         st.journal_pending);
     one("vigil_decisions_lost_total", "Decisions neither the store nor the journal could take (alert on any)",
         MetricType::kCounter, st.decisions_lost);
     one("vigil_decisions_refused_total", "Decisions the store refused as invalid, set aside in the journal's .bad file",
         MetricType::kCounter, st.decisions_refused);
     one("vigil_store_errors_total", "Failed writes to the store", MetricType::kCounter, st.store_errors);
-    one("vigil_labels_not_stored_total",
-        "Labels the store did not take (it failed, or the label queue was full); they are in the event log",
-        MetricType::kCounter, st.labels_not_stored);
+    one("vigil_labels_stored_total", "Labels written to the store, from the queue or replayed from the journal",
+        MetricType::kCounter, st.labels_stored);
+    one("vigil_labels_journaled_total", "Labels written to the local journal (store slow or down, or queue full)",
+        MetricType::kCounter, st.labels_journaled);
+    one("vigil_labels_lost_total", "Labels neither the store nor the journal could take (alert on any)",
+        MetricType::kCounter, st.labels_lost);
     one("vigil_decision_writer_boosts_total",
         "Times the decision writer, at idle priority, fell half a queue behind and was given an ordinary one",
         MetricType::kCounter, st.decision_writer_boosts);

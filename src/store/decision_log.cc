@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <type_traits>
 
 #include "core/strings.h"
 
@@ -76,7 +77,7 @@ thread_local IdleStore* t_idle_store = nullptr;  // the writer's, while it store
 }  // namespace
 
 void DecisionLog::Submit(DecisionRow row) {
-  submitted_.fetch_add(1, std::memory_order_relaxed);
+  decision_n_.submitted.fetch_add(1, std::memory_order_relaxed);
   bool queued = false;
   bool wake = false;
   bool full = false;
@@ -117,41 +118,29 @@ void DecisionLog::Submit(DecisionRow row) {
 }
 
 void DecisionLog::SubmitLabel(LabelRow row) {
-  labels_submitted_.fetch_add(1, std::memory_order_relaxed);
+  label_n_.submitted.fetch_add(1, std::memory_order_relaxed);
   bool queued = false;
   bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stop_) {
       std::vector<LabelRow>& queue = labels_.queued;
-      if (queue.size() >= std::max<size_t>(1, options_.queue_capacity)) {
-        label_errors_.fetch_add(1, std::memory_order_relaxed);
-        last_error_ = StrCat("label ", row.label_id, " not stored: the label queue is full (",
-                             queue.size(), " waiting); it is in the event log");
-        return;
+      // Labels are few: a queue of at least one even when decisions all go
+      // through the journal (queue_capacity 0).
+      if (queue.size() < std::max<size_t>(1, options_.queue_capacity)) {
+        wake = queue.empty();
+        queue.push_back(std::move(row));
+        ++labels_enqueued_;
+        queued = true;
       }
-      wake = queue.empty();
-      queue.push_back(std::move(row));
-      ++labels_enqueued_;
-      queued = true;
     }
   }
   if (queued) {
     if (wake) work_cv_.notify_one();
     return;
   }
-  StoreLabels(std::span<const LabelRow>(&row, 1));  // stopped: by the caller
-}
-
-void DecisionLog::StoreLabels(std::span<const LabelRow> rows) {
-  const absl::Status st = store_->PutLabels(rows);
-  if (st.ok()) {
-    labels_stored_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
-    return;
-  }
-  label_errors_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
-  store_errors_.fetch_add(1, std::memory_order_relaxed);
-  SetLastError(StrCat(st.message(), " (", rows.size(), " labels not stored; they are in the event log)"));
+  // The queue is full or the log stopped: to the journal, as a decision.
+  JournalRows(std::span<const LabelRow>(&row, 1));
 }
 
 void DecisionLog::Boost() {
@@ -178,15 +167,19 @@ bool DecisionLog::CanLeaveIdle() {
   return ok;
 }
 
-void DecisionLog::JournalRows(std::span<const DecisionRow> rows) {
+template <typename Row>
+void DecisionLog::JournalRows(std::span<const Row> rows) {
   BeforeLock();
   const absl::Status st = journal_->Append(rows);
+  Counters& n = CountersOf(rows);
   if (st.ok()) {
-    journaled_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
+    n.journaled.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
     return;
   }
-  lost_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
-  SetLastError(StrCat(st.message(), " (", rows.size(), " decisions lost: the store failed too)"));
+  n.lost.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
+  SetLastError(StrCat(st.message(), " (", rows.size(),
+                      std::is_same_v<Row, LabelRow> ? " labels" : " decisions",
+                      " lost: the store failed too)"));
 }
 
 void DecisionLog::BeforeLock() {
@@ -252,12 +245,29 @@ void DecisionLog::Run() {
 
     if (!labels_.queued.empty()) {
       // Labels first, at once: they are few, and a GET of their decision
-      // should not wait for a group commit to see them in the store.
+      // should not wait for a group commit to see them in the store. Like a
+      // batch of decisions, to the journal while the store is failing.
       const size_t n = labels_.Take();
+      const bool degraded = degraded_;
       lock.unlock();
       labels_.FreeSpare();
-      StoreLabels(labels_.inflight);
+      const std::span<const LabelRow> taken(labels_.inflight);
+      absl::Status st;
+      if (!degraded) {
+        int64_t refused = 0;
+        st = Put(taken, &refused);
+        if (st.ok()) {
+          label_n_.stored.fetch_add(static_cast<int64_t>(n) - refused, std::memory_order_relaxed);
+        } else {
+          SetLastError(std::string(st.message()));
+        }
+      }
+      if (degraded || !st.ok()) JournalRows(taken);
       lock.lock();
+      if (!st.ok()) {
+        degraded_ = true;
+        next_retry_ = Clock::now() + interval;
+      }
       labels_.Done();
       labels_done_ += static_cast<int64_t>(n);
       done_cv_.notify_all();
@@ -305,7 +315,8 @@ void DecisionLog::Run() {
           int64_t refused = 0;
           st = Put(batch, &refused);
           if (st.ok()) {
-            stored_.fetch_add(static_cast<int64_t>(batch.size()) - refused, std::memory_order_relaxed);
+            decision_n_.stored.fetch_add(static_cast<int64_t>(batch.size()) - refused,
+                                         std::memory_order_relaxed);
           } else {
             SetLastError(std::string(st.message()));
             degraded = true;
@@ -351,22 +362,28 @@ void DecisionLog::Run() {
   done_cv_.notify_all();
 }
 
-absl::Status DecisionLog::Put(std::span<const DecisionRow> rows, int64_t* refused) {
-  absl::Status st = store_->PutDecisions(rows);
+namespace {
+absl::Status StoreRows(Store* store, std::span<const DecisionRow> rows) { return store->PutDecisions(rows); }
+absl::Status StoreRows(Store* store, std::span<const LabelRow> rows) { return store->PutLabels(rows); }
+}  // namespace
+
+template <typename Row>
+absl::Status DecisionLog::Put(std::span<const Row> rows, int64_t* refused) {
+  absl::Status st = StoreRows(store_, rows);
   if (st.code() == absl::StatusCode::kInvalidArgument) {
     // A row the store will never take (InvalidArgument is about the rows,
     // not the store) must not hold the others back, or the journal would be
     // replayed and refused forever: store them one by one, set aside those
     // refused. A replay redone later may set one aside again.
     st = absl::OkStatus();
-    for (const DecisionRow& row : rows) {
-      absl::Status one = store_->PutDecisions(std::span<const DecisionRow>(&row, 1));
+    for (const Row& row : rows) {
+      absl::Status one = StoreRows(store_, std::span<const Row>(&row, 1));
       if (one.code() == absl::StatusCode::kInvalidArgument) {
         BeforeLock();
         one = journal_->SetAsideRow(row, std::string(one.message()));
         if (one.ok()) {
           ++*refused;
-          refused_.fetch_add(1, std::memory_order_relaxed);
+          CountersOf(rows).refused.fetch_add(1, std::memory_order_relaxed);
           SetLastError(journal_->last_bad_line());
           continue;
         }
@@ -382,9 +399,14 @@ absl::Status DecisionLog::Put(std::span<const DecisionRow> rows, int64_t* refuse
 }
 
 absl::Status DecisionLog::ReplayJournal() {
-  const auto put = [this](std::span<const DecisionRow> rows) {
+  // Rows of this attempt's file stored (not set aside): counted once the
+  // file is deleted, as a replay may be redone.
+  int64_t decisions = 0, labels = 0;
+  const auto put = [&](auto rows, int64_t* stored) {
     int64_t refused = 0;
-    return Put(rows, &refused);
+    absl::Status st = Put(rows, &refused);
+    if (st.ok()) *stored += static_cast<int64_t>(rows.size()) - refused;
+    return st;
   };
   absl::Status st;
   // Round 0 replays a file left by an interrupted attempt, or the active
@@ -398,7 +420,10 @@ absl::Status DecisionLog::ReplayJournal() {
     }
     if (!*have) break;
     const int64_t bad_before = journal_->bad_lines();
-    st = journal_->ReplayBatches(options_.batch_size, put);
+    decisions = labels = 0;
+    st = journal_->ReplayBatches(
+        options_.batch_size, [&](std::span<const DecisionRow> rows) { return put(rows, &decisions); },
+        [&](std::span<const LabelRow> rows) { return put(rows, &labels); });
     if (journal_->bad_lines() != bad_before) SetLastError(journal_->last_bad_line());
     if (!st.ok()) break;
     absl::StatusOr<int64_t> lines = journal_->FinishReplay();
@@ -406,7 +431,8 @@ absl::Status DecisionLog::ReplayJournal() {
       st = lines.status();
       break;
     }
-    replayed_.fetch_add(*lines - (journal_->bad_lines() - bad_before), std::memory_order_relaxed);
+    decision_n_.replayed.fetch_add(decisions, std::memory_order_relaxed);
+    label_n_.replayed.fetch_add(labels, std::memory_order_relaxed);
   }
   if (!st.ok()) SetLastError(std::string(st.message()));
   return st;
@@ -449,12 +475,14 @@ absl::Status DecisionLog::Flush(absl::Duration timeout) {
                                                  : last_error_;
       return absl::Status(last_replay_.ok() ? absl::StatusCode::kUnavailable : last_replay_.code(),
                           StrCat("decision log: ", journal_->pending(),
-                                 " decisions still in the journal ", journal_->path(), ": ", why));
+                                 " rows still in the journal ", journal_->path(), ": ", why));
     }
   }
-  if (const int64_t lost = lost_.load(std::memory_order_relaxed); lost > 0) {
-    return absl::DataLossError(StrCat(
-        "decision log: ", lost, " decisions could be neither stored nor journaled: ", last_error_));
+  const int64_t lost = decision_n_.lost.load(std::memory_order_relaxed);
+  const int64_t labels_lost = label_n_.lost.load(std::memory_order_relaxed);
+  if (lost + labels_lost > 0) {
+    return absl::DataLossError(StrCat("decision log: ", lost, " decisions and ", labels_lost,
+                                      " labels could be neither stored nor journaled: ", last_error_));
   }
   return absl::OkStatus();
 }
@@ -476,33 +504,46 @@ DecisionLogStats DecisionLog::Stats() const {
     s.queue_depth = static_cast<int64_t>(decisions_.queued.size() + decisions_.inflight.size());
     s.last_error = last_error_;
   }
-  s.submitted = submitted_.load(std::memory_order_relaxed);
-  s.stored = stored_.load(std::memory_order_relaxed);
-  s.journaled = journaled_.load(std::memory_order_relaxed);
-  s.replayed = replayed_.load(std::memory_order_relaxed);
+  s.submitted = decision_n_.submitted.load(std::memory_order_relaxed);
+  s.stored = decision_n_.stored.load(std::memory_order_relaxed);
+  s.journaled = decision_n_.journaled.load(std::memory_order_relaxed);
+  s.replayed = decision_n_.replayed.load(std::memory_order_relaxed);
   s.store_errors = store_errors_.load(std::memory_order_relaxed);
   s.journal_pending = journal_->pending();
   s.queue_full = queue_full_.load(std::memory_order_relaxed);
-  s.lost = lost_.load(std::memory_order_relaxed);
+  s.lost = decision_n_.lost.load(std::memory_order_relaxed);
   s.journal_bad_lines = journal_->bad_lines();
-  s.refused = refused_.load(std::memory_order_relaxed);
+  s.refused = decision_n_.refused.load(std::memory_order_relaxed);
   s.writer_boosts = writer_boosts_.load(std::memory_order_relaxed);
-  s.labels_submitted = labels_submitted_.load(std::memory_order_relaxed);
-  s.labels_stored = labels_stored_.load(std::memory_order_relaxed);
-  s.label_errors = label_errors_.load(std::memory_order_relaxed);
+  s.labels_submitted = label_n_.submitted.load(std::memory_order_relaxed);
+  s.labels_stored = label_n_.stored.load(std::memory_order_relaxed);
+  s.labels_journaled = label_n_.journaled.load(std::memory_order_relaxed);
+  s.labels_replayed = label_n_.replayed.load(std::memory_order_relaxed);
+  s.labels_lost = label_n_.lost.load(std::memory_order_relaxed);
+  s.labels_refused = label_n_.refused.load(std::memory_order_relaxed);
   return s;
 }
 
 std::vector<LabelRow> DecisionLog::FindPendingLabels(std::string_view event_id) const {
-  std::vector<LabelRow> found;
+  std::vector<LabelRow> queued;
   {
     std::lock_guard<std::mutex> lock(mu_);
     labels_.ForEachPending([&](const LabelRow& l) {
-      if (l.target_event_id == event_id) found.push_back(l);
+      if (l.target_event_id == event_id) queued.push_back(l);
       return false;
     });
   }
-  std::reverse(found.begin(), found.end());  // in arrival order
+  std::reverse(queued.begin(), queued.end());  // in arrival order
+  // After the queue: a label leaves it only once it is in the store or the
+  // journal. The journal's are older than the queue's, unless the journal
+  // took a label after it was seen queued: then it is in both, once here.
+  std::vector<LabelRow> found = journal_->FindLabels(event_id);
+  const size_t journaled = found.size();
+  for (LabelRow& l : queued) {
+    bool twice = false;
+    for (size_t i = 0; i < journaled && !twice; ++i) twice = found[i].label_id == l.label_id;
+    if (!twice) found.push_back(std::move(l));
+  }
   return found;
 }
 

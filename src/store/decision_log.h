@@ -1,7 +1,7 @@
 // The decision log: how `vigil serve` stores every decision without ever
 // making scoring wait for the database, and without losing one. Labels
-// take the same writer (SubmitLabel), so that storing one does not make
-// scoring wait either.
+// take the same writer and the same journal (SubmitLabel), so that storing
+// one does not make scoring wait either, and none is lost.
 //
 // Submit puts a decision in a bounded in-memory queue; one background writer
 // thread takes what is queued and stores it in transactions of up to
@@ -93,9 +93,14 @@ struct DecisionLogStats {
                                   // at an ordinary one: it fell behind (the queue half full, its
                                   // oldest decision 250 ms old), replayed the journal, or was
                                   // waited for
+  // Labels, counted the same way: each submitted one once in labels_stored,
+  // labels_journaled, labels_lost, labels_refused, or still queued.
   int64_t labels_submitted = 0;
-  int64_t labels_stored = 0;
-  int64_t label_errors = 0;       // labels not stored: the store failed, or the label queue was full
+  int64_t labels_stored = 0;     // written to the store from the queue
+  int64_t labels_journaled = 0;  // to the journal: the store failed, the queue was full, or after Stop
+  int64_t labels_replayed = 0;   // journaled labels confirmed stored (also a previous run's)
+  int64_t labels_lost = 0;       // written nowhere: the store and the journal both failed
+  int64_t labels_refused = 0;    // refused by the store (InvalidArgument), moved to PATH.bad
 };
 
 class DecisionLog {
@@ -128,20 +133,19 @@ class DecisionLog {
 
   // Hands a label over for storing, as Submit does a decision, in a queue of
   // its own (queue_capacity labels) that the writer stores before the next
-  // batch of decisions, without waiting for a group commit. Labels are not
-  // journaled: they are in the event log already, which the server replays
-  // at start. A label the store fails to take, or that finds the queue full,
-  // is counted in label_errors and reported in last_error. After Stop, the
-  // label is stored by the caller itself.
+  // batch of decisions, without waiting for a group commit. Labels go to the
+  // journal as decisions do: when the store fails or has been failing, when
+  // their queue is full (from SubmitLabel itself), and after Stop; replays
+  // store them.
   void SubmitLabel(LabelRow row);
-  // The labels naming `event_id` (target_event_id) that are queued or being
-  // stored: with the store's own, what a GET of the decision shows. Look
-  // here first, then in the store (a label moves from here to the store),
-  // and drop the store's copies of labels found here (by label_id).
+  // The labels naming `event_id` (target_event_id) that are queued, being
+  // stored or in the journal: with the store's own, what a GET of the
+  // decision shows. Look here first, then in the store (a label moves from
+  // here to the store), and drop the store's copies of labels found here (by
+  // label_id). Each label once, in the order they were submitted.
   std::vector<LabelRow> FindPendingLabels(std::string_view event_id) const;
-  // Waits until every decision submitted before the call is in the store or
-  // the journal and every label submitted before it stored or counted as an
-  // error, then, if the journal holds rows, has the writer replay it
+  // Waits until every decision and label submitted before the call is in
+  // the store or the journal, then, if the journal holds rows, has the writer replay it
   // at once (without waiting for retry_interval_ms) and waits for that.
   // Returns OK when all of them are in the store; the store's error when the
   // journal still holds rows; DeadlineExceeded after `timeout`.
@@ -172,17 +176,25 @@ class DecisionLog {
   // holds less than a batch (it would otherwise spill to the journal while
   // the writer waits).
   size_t FullBatch() const { return std::max<size_t>(1, std::min(options_.batch_size, options_.queue_capacity)); }
-  // Stores `rows` in one transaction; when the store refuses one of them
-  // (InvalidArgument), stores them one by one and moves those it refuses to
-  // PATH.bad, adding their number to *refused. Returns the store's error
-  // otherwise (then some rows may be stored: retrying all is safe).
-  absl::Status Put(std::span<const DecisionRow> rows, int64_t* refused);
+  // What is counted of decisions, and of labels.
+  struct Counters {
+    std::atomic<int64_t> submitted{0}, stored{0}, journaled{0}, replayed{0}, lost{0}, refused{0};
+  };
+  Counters& CountersOf(std::span<const DecisionRow>) { return decision_n_; }
+  Counters& CountersOf(std::span<const LabelRow>) { return label_n_; }
+  // Stores `rows` (decisions or labels) in one transaction; when the store
+  // refuses one of them (InvalidArgument), stores them one by one and moves
+  // those it refuses to PATH.bad, adding their number to *refused. Returns
+  // the store's error otherwise (then some rows may be stored: retrying all
+  // is safe).
+  template <typename Row>
+  absl::Status Put(std::span<const Row> rows, int64_t* refused);
   // One replay attempt: every file the journal had when it began, into the
   // store. OK when all of it is stored and deleted.
   absl::Status ReplayJournal();
-  void JournalRows(std::span<const DecisionRow> rows);
-  // PutLabels, counted in labels_stored or label_errors.
-  void StoreLabels(std::span<const LabelRow> rows);
+  // Appends rows to the journal, counted in journaled or (on failure) lost.
+  template <typename Row>
+  void JournalRows(std::span<const Row> rows);
   // Has the writer store at an ordinary priority until it has caught up.
   // REQUIRES: mu_.
   void Boost();
@@ -238,7 +250,7 @@ class DecisionLog {
   Lane<DecisionRow> decisions_;
   Lane<LabelRow> labels_;
   int64_t labels_enqueued_ = 0;             // guarded by mu_
-  int64_t labels_done_ = 0;                 // guarded by mu_: stored or counted as errors
+  int64_t labels_done_ = 0;                 // guarded by mu_: stored, journaled or lost
   bool stop_ = false;             // guarded by mu_
   bool writer_done_ = false;      // guarded by mu_
   bool degraded_ = false;         // guarded by mu_: the store failed, journal until next_retry_
@@ -252,19 +264,12 @@ class DecisionLog {
   absl::Status last_replay_;      // guarded by mu_
   std::string last_error_;        // guarded by mu_
 
-  std::atomic<int64_t> submitted_{0};
-  std::atomic<int64_t> stored_{0};
-  std::atomic<int64_t> journaled_{0};
-  std::atomic<int64_t> replayed_{0};
+  Counters decision_n_;
+  Counters label_n_;
   std::atomic<int64_t> store_errors_{0};
   std::atomic<int64_t> queue_full_{0};
-  std::atomic<int64_t> lost_{0};
-  std::atomic<int64_t> refused_{0};
   std::atomic<int64_t> writer_boosts_{0};
   std::atomic<int64_t> locked_at_idle_{0};
-  std::atomic<int64_t> labels_submitted_{0};
-  std::atomic<int64_t> labels_stored_{0};
-  std::atomic<int64_t> label_errors_{0};
   pid_t writer_tid_ = 0;        // guarded by mu_: 0 until the writer runs
   bool boosted_ = false;        // guarded by mu_: the writer stores at an ordinary priority
   Clock::time_point queued_since_;  // guarded by mu_: when the oldest queued decision came

@@ -104,15 +104,15 @@ absl::Status GetInt(const Json& j, const char* name, int64_t* out) {
   return absl::OkStatus();
 }
 
-absl::Status GetScore(const Json& j, double* out) {
-  auto it = j.find("score");
-  if (it == j.end()) return absl::InvalidArgumentError("missing field 'score'");
+absl::Status GetNumber(const Json& j, const char* name, double* out) {
+  auto it = j.find(name);
+  if (it == j.end()) return absl::InvalidArgumentError(StrCat("missing field '", name, "'"));
   if (it->is_null()) {
     *out = std::numeric_limits<double>::quiet_NaN();
   } else if (it->is_number()) {
     *out = it->get<double>();
   } else {
-    return absl::InvalidArgumentError("field 'score' is not a number or null");
+    return absl::InvalidArgumentError(StrCat("field '", name, "' is not a number or null"));
   }
   return absl::OkStatus();
 }
@@ -124,12 +124,56 @@ absl::StatusOr<DecisionRow> DecodeObject(const Json& j) {
   VIGIL_RETURN_IF_ERROR(GetInt(j, "event_time_ms", &r.event_time_ms));
   VIGIL_RETURN_IF_ERROR(GetString(j, "event_type", &r.event_type));
   VIGIL_RETURN_IF_ERROR(GetString(j, "action", &r.action));
-  VIGIL_RETURN_IF_ERROR(GetScore(j, &r.score));
+  VIGIL_RETURN_IF_ERROR(GetNumber(j, "score", &r.score));
   VIGIL_RETURN_IF_ERROR(GetString(j, "model", &r.model));
   VIGIL_RETURN_IF_ERROR(GetString(j, "arm", &r.arm));
   VIGIL_RETURN_IF_ERROR(GetInt(j, "decided_at_ms", &r.decided_at_ms));
   VIGIL_RETURN_IF_ERROR(GetString(j, "json", &r.json));
   return r;
+}
+
+absl::StatusOr<LabelRow> DecodeLabel(const Json& j) {
+  LabelRow r;
+  VIGIL_RETURN_IF_ERROR(GetString(j, "label_id", &r.label_id));
+  VIGIL_RETURN_IF_ERROR(GetString(j, "kind", &r.kind));
+  VIGIL_RETURN_IF_ERROR(GetInt(j, "time_ms", &r.time_ms));
+  VIGIL_RETURN_IF_ERROR(GetString(j, "target_event_id", &r.target_event_id));
+  VIGIL_RETURN_IF_ERROR(GetString(j, "target_key", &r.target_key));
+  VIGIL_RETURN_IF_ERROR(GetString(j, "target_value", &r.target_value));
+  VIGIL_RETURN_IF_ERROR(GetNumber(j, "value", &r.value));
+  VIGIL_RETURN_IF_ERROR(GetString(j, "json", &r.json));
+  return r;
+}
+
+// A label's line has "label_id" (or "label_id_base64"); any other object is
+// read as a decision.
+bool IsLabelObject(const Json& j) {
+  return j.is_object() && (j.contains("label_id") || j.contains("label_id_base64"));
+}
+
+// Parses one journal line: a decision into *decision, or a label into
+// *label (then returns true).
+absl::StatusOr<bool> DecodeLine(std::string_view line, DecisionRow* decision, LabelRow* label) {
+  // parse() with allow_exceptions=false reports errors as a discarded
+  // value; the catch is a net for anything else nlohmann might throw.
+  try {
+    const Json j = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return absl::InvalidArgumentError("not valid JSON");
+    if (IsLabelObject(j)) {
+      VIGIL_ASSIGN_OR_RETURN(*label, DecodeLabel(j));
+      return true;
+    }
+    VIGIL_ASSIGN_OR_RETURN(*decision, DecodeObject(j));
+    return false;
+  } catch (const Json::exception& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+}
+
+std::string Dump(const Json& j) {
+  // Every string was checked by PutString, so `replace` never fires; it only
+  // keeps dump() from throwing.
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 absl::Status WriteAll(int fd, std::string_view bytes) {
@@ -190,21 +234,36 @@ std::string DecisionToJson(const DecisionRow& row) {
   PutString(j, "arm", row.arm);
   j["decided_at_ms"] = row.decided_at_ms;
   PutString(j, "json", row.json);
-  // Every string was checked above, so `replace` never fires; it only keeps
-  // dump() from throwing.
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return Dump(j);
 }
 
 absl::StatusOr<DecisionRow> DecisionFromJson(std::string_view line) {
-  // parse() with allow_exceptions=false reports errors as a discarded
-  // value; the catch is a net for anything else nlohmann might throw.
-  try {
-    const Json j = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return absl::InvalidArgumentError("not valid JSON");
-    return DecodeObject(j);
-  } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(e.what());
-  }
+  DecisionRow decision;
+  LabelRow label;
+  VIGIL_ASSIGN_OR_RETURN(const bool is_label, DecodeLine(line, &decision, &label));
+  if (is_label) return absl::InvalidArgumentError("a label, not a decision");
+  return decision;
+}
+
+std::string LabelToJson(const LabelRow& row) {
+  Json j;
+  PutString(j, "label_id", row.label_id);
+  PutString(j, "kind", row.kind);
+  j["time_ms"] = row.time_ms;
+  PutString(j, "target_event_id", row.target_event_id);
+  PutString(j, "target_key", row.target_key);
+  PutString(j, "target_value", row.target_value);
+  j["value"] = std::isfinite(row.value) ? Json(row.value) : Json(nullptr);
+  PutString(j, "json", row.json);
+  return Dump(j);
+}
+
+absl::StatusOr<LabelRow> LabelFromJson(std::string_view line) {
+  DecisionRow decision;
+  LabelRow label;
+  VIGIL_ASSIGN_OR_RETURN(const bool is_label, DecodeLine(line, &decision, &label));
+  if (!is_label) return absl::InvalidArgumentError("a decision, not a label");
+  return label;
 }
 
 Journal::Journal(std::string path)
@@ -262,16 +321,42 @@ absl::Status Journal::Scan(const std::string& path, File* f) {
   if (::fstat(f->fd, &st) != 0) return IoError(path, "stat failed", errno);
   // Lines past the size taken here cannot exist: the journal is locked.
   f->size = st.st_size;
+  DecisionRow decision;
+  LabelRow label;
   return ForEachLine(f->fd, path, [&](uint64_t offset, std::string_view line) {
     if (line.empty()) return absl::OkStatus();
     ++f->lines;
     // A bad line is counted (it is pending until a replay sets it aside)
     // but cannot be found.
-    if (auto row = DecisionFromJson(line); row.ok()) {
-      f->index[core::Hash64(row->event_id)] = Loc{offset, line.size()};
+    const absl::StatusOr<bool> is_label = DecodeLine(line, &decision, &label);
+    const Loc loc{offset, line.size()};
+    if (!is_label.ok()) return absl::OkStatus();
+    if (!*is_label) {
+      f->index[core::Hash64(decision.event_id)] = loc;
+    } else if (!label.target_event_id.empty()) {
+      f->labels[core::Hash64(label.target_event_id)].push_back(loc);
     }
     return absl::OkStatus();
   });
+}
+
+absl::Status Journal::AppendLines(const std::string& buf, int64_t rows,
+                                  absl::FunctionRef<void(uint64_t at)> index) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (absl::Status st = WriteAll(active_.fd, buf); !st.ok()) {
+    // Half a batch would be half a line: cut the file back to the last row.
+    if (::ftruncate(active_.fd, static_cast<off_t>(active_.size)) != 0) {
+      return absl::UnavailableError(
+          StrCat(path_, ": cannot append to the journal: ", st.message(),
+                 "; cutting it back also failed: ", std::strerror(errno)));
+    }
+    return absl::UnavailableError(StrCat(path_, ": cannot append to the journal: ", st.message()));
+  }
+  index(static_cast<uint64_t>(active_.size));
+  active_.size += static_cast<int64_t>(buf.size());
+  active_.lines += rows;
+  pending_.fetch_add(rows, std::memory_order_relaxed);
+  return absl::OkStatus();
 }
 
 absl::Status Journal::Append(std::span<const DecisionRow> rows) {
@@ -286,23 +371,26 @@ absl::Status Journal::Append(std::span<const DecisionRow> rows) {
     buf += line;
     buf += '\n';
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (absl::Status st = WriteAll(active_.fd, buf); !st.ok()) {
-    // Half a batch would be half a line: cut the file back to the last row.
-    if (::ftruncate(active_.fd, static_cast<off_t>(active_.size)) != 0) {
-      return absl::UnavailableError(
-          StrCat(path_, ": cannot append to the journal: ", st.message(),
-                 "; cutting it back also failed: ", std::strerror(errno)));
+  return AppendLines(buf, static_cast<int64_t>(rows.size()), [&](uint64_t at) {
+    for (const auto& [hash, loc] : locs) active_.index[hash] = Loc{at + loc.offset, loc.length};
+  });
+}
+
+absl::Status Journal::Append(std::span<const LabelRow> rows) {
+  if (rows.empty()) return absl::OkStatus();
+  std::string buf;
+  std::vector<std::pair<uint64_t, Loc>> locs;
+  for (const LabelRow& row : rows) {
+    const std::string line = LabelToJson(row);
+    if (!row.target_event_id.empty()) {
+      locs.push_back({core::Hash64(row.target_event_id), Loc{buf.size(), line.size()}});
     }
-    return absl::UnavailableError(StrCat(path_, ": cannot append to the journal: ", st.message()));
+    buf += line;
+    buf += '\n';
   }
-  for (const auto& [hash, loc] : locs) {
-    active_.index[hash] = Loc{static_cast<uint64_t>(active_.size) + loc.offset, loc.length};
-  }
-  active_.size += static_cast<int64_t>(buf.size());
-  active_.lines += static_cast<int64_t>(rows.size());
-  pending_.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
-  return absl::OkStatus();
+  return AppendLines(buf, static_cast<int64_t>(rows.size()), [&](uint64_t at) {
+    for (const auto& [hash, loc] : locs) active_.labels[hash].push_back(Loc{at + loc.offset, loc.length});
+  });
 }
 
 absl::StatusOr<bool> Journal::BeginReplay() {
@@ -331,7 +419,8 @@ absl::StatusOr<bool> Journal::BeginReplay() {
 }
 
 absl::Status Journal::ReplayBatches(
-    size_t batch_size, absl::FunctionRef<absl::Status(std::span<const DecisionRow>)> put) {
+    size_t batch_size, absl::FunctionRef<absl::Status(std::span<const DecisionRow>)> put,
+    absl::FunctionRef<absl::Status(std::span<const LabelRow>)> put_labels) {
   int fd;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -347,27 +436,37 @@ absl::Status Journal::ReplayBatches(
   // after a store error does not set a line aside twice.
   std::vector<Bad> bad;
   std::vector<DecisionRow> batch;
-  batch.reserve(batch_size);
+  std::vector<LabelRow> labels;
+  DecisionRow decision;
+  LabelRow label;
   int64_t line_no = 0;
   VIGIL_RETURN_IF_ERROR(ForEachLine(fd, replay_path_, [&](uint64_t, std::string_view line) {
     ++line_no;
     if (line.empty()) return absl::OkStatus();
-    absl::StatusOr<DecisionRow> row = DecisionFromJson(line);
-    if (!row.ok()) {
-      bad.push_back(Bad{line_no, std::string(line), std::string(row.status().message())});
+    const absl::StatusOr<bool> is_label = DecodeLine(line, &decision, &label);
+    if (!is_label.ok()) {
+      bad.push_back(Bad{line_no, std::string(line), std::string(is_label.status().message())});
       return absl::OkStatus();
     }
-    batch.push_back(*std::move(row));
+    if (*is_label) {
+      labels.push_back(std::move(label));
+      if (labels.size() < batch_size) return absl::OkStatus();
+      absl::Status st = put_labels(labels);
+      labels.clear();
+      return st;
+    }
+    batch.push_back(std::move(decision));
     if (batch.size() < batch_size) return absl::OkStatus();
     absl::Status st = put(batch);
     batch.clear();
     return st;
   }));
   if (!batch.empty()) VIGIL_RETURN_IF_ERROR(put(batch));
+  if (!labels.empty()) VIGIL_RETURN_IF_ERROR(put_labels(labels));
   for (const Bad& b : bad) {
-    VIGIL_RETURN_IF_ERROR(
-        SetAside(b.line, StrCat(replay_path_, ":", b.line_no, ": not a decision (", b.reason,
-                                "); moved to ", bad_path_)));
+    VIGIL_RETURN_IF_ERROR(SetAside(
+        b.line, StrCat(replay_path_, ":", b.line_no, ": neither a decision nor a label (", b.reason,
+                       "); moved to ", bad_path_)));
   }
   return absl::OkStatus();
 }
@@ -376,6 +475,11 @@ absl::Status Journal::SetAsideRow(const DecisionRow& row, std::string_view reaso
   return SetAside(DecisionToJson(row),
                   StrCat("decision '", row.event_id, "' refused by the store (", reason,
                          "); moved to ", bad_path_));
+}
+
+absl::Status Journal::SetAsideRow(const LabelRow& row, std::string_view reason) {
+  return SetAside(LabelToJson(row), StrCat("label '", row.label_id, "' refused by the store (",
+                                           reason, "); moved to ", bad_path_));
 }
 
 absl::Status Journal::SetAside(std::string_view line, std::string why) {
@@ -419,6 +523,25 @@ std::optional<DecisionRow> Journal::Find(std::string_view event_id) const {
     if (row.ok() && row->event_id == event_id) return *std::move(row);
   }
   return std::nullopt;
+}
+
+std::vector<LabelRow> Journal::FindLabels(std::string_view event_id) const {
+  const uint64_t hash = core::Hash64(event_id);
+  std::vector<LabelRow> found;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const File* f : {&replay_, &active_}) {  // the older file first
+    if (f->fd < 0) continue;
+    const auto it = f->labels.find(hash);
+    if (it == f->labels.end()) continue;
+    for (const Loc& loc : it->second) {
+      std::string line(loc.length, '\0');
+      const ssize_t n = ::pread(f->fd, line.data(), line.size(), static_cast<off_t>(loc.offset));
+      if (n != static_cast<ssize_t>(line.size())) continue;
+      absl::StatusOr<LabelRow> row = LabelFromJson(line);
+      if (row.ok() && row->target_event_id == event_id) found.push_back(*std::move(row));
+    }
+  }
+  return found;
 }
 
 std::string Journal::last_bad_line() const {

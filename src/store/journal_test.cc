@@ -21,17 +21,42 @@ std::unique_ptr<Journal> MustOpen(const std::string& path) {
   return j.ok() ? *std::move(j) : nullptr;
 }
 
-// Every row of the file being replayed, in one batch size.
+// Every decision of the file being replayed, in one batch size (and its
+// labels in *labels).
 std::vector<DecisionRow> ReplayAll(Journal& j, size_t batch_size,
-                                   std::vector<size_t>* batch_sizes = nullptr) {
+                                   std::vector<size_t>* batch_sizes = nullptr,
+                                   std::vector<LabelRow>* labels = nullptr) {
   std::vector<DecisionRow> out;
-  const absl::Status st = j.ReplayBatches(batch_size, [&](std::span<const DecisionRow> rows) {
-    if (batch_sizes) batch_sizes->push_back(rows.size());
-    out.insert(out.end(), rows.begin(), rows.end());
-    return absl::OkStatus();
-  });
+  const absl::Status st = j.ReplayBatches(
+      batch_size,
+      [&](std::span<const DecisionRow> rows) {
+        if (batch_sizes) batch_sizes->push_back(rows.size());
+        out.insert(out.end(), rows.begin(), rows.end());
+        return absl::OkStatus();
+      },
+      [&](std::span<const LabelRow> rows) {
+        EXPECT_LE(rows.size(), batch_size);
+        if (labels) labels->insert(labels->end(), rows.begin(), rows.end());
+        return absl::OkStatus();
+      });
   EXPECT_TRUE(st.ok()) << st;
   return out;
+}
+
+absl::Status NoLabels(std::span<const LabelRow> rows) {
+  ADD_FAILURE() << rows.size() << " labels where none were journaled";
+  return absl::OkStatus();
+}
+
+LabelRow Label(int i, std::string_view target) {
+  LabelRow l;
+  l.label_id = StrCat("lab", i);
+  l.kind = "chargeback";
+  l.time_ms = 1000 + i;
+  l.target_event_id = std::string(target);
+  l.value = 0.5 * i;
+  l.json = StrCat(R"({"event_id":"lab)", i, R"("})");
+  return l;
 }
 
 TEST(JournalCodecTest, RoundTripsEveryFieldIncludingNanScoreAndBytesThatAreNotUtf8) {
@@ -62,6 +87,38 @@ TEST(JournalCodecTest, RoundTripsEveryFieldIncludingNanScoreAndBytesThatAreNotUt
   r.score = std::numeric_limits<double>::quiet_NaN();
   EXPECT_THAT(DecisionToJson(r), HasSubstr("\"score\":null"));
   EXPECT_TRUE(std::isnan(DecisionFromJson(DecisionToJson(r))->score));
+}
+
+TEST(JournalCodecTest, LabelRoundTripsEveryFieldAndIsToldApartFromADecision) {
+  LabelRow l = Label(3, "e\xff");  // a target that is not UTF-8: base64
+  l.target_key = "user_id";
+  l.target_value = "u1";
+  l.time_ms = std::numeric_limits<int64_t>::min();
+  l.json = "{\"a\":1}\n";
+  const std::string line = LabelToJson(l);
+  EXPECT_EQ(line.find('\n'), std::string::npos) << "one line per row";
+  EXPECT_THAT(line, HasSubstr("\"target_event_id_base64\""));
+  auto back = LabelFromJson(line);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->label_id, l.label_id);
+  EXPECT_EQ(back->kind, l.kind);
+  EXPECT_EQ(back->time_ms, l.time_ms);
+  EXPECT_EQ(back->target_event_id, l.target_event_id);
+  EXPECT_EQ(back->target_key, l.target_key);
+  EXPECT_EQ(back->target_value, l.target_value);
+  EXPECT_EQ(back->value, l.value);
+  EXPECT_EQ(back->json, l.json);
+
+  l.value = std::numeric_limits<double>::infinity();  // JSON has none: null, read back NaN
+  back = LabelFromJson(LabelToJson(l));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(std::isnan(back->value));
+
+  EXPECT_THAT(DecisionFromJson(line).status().message(), HasSubstr("a label, not a decision"));
+  EXPECT_THAT(LabelFromJson(DecisionToJson(Row(1))).status().message(),
+              HasSubstr("a decision, not a label"));
+  EXPECT_THAT(LabelFromJson(R"({"label_id":"x","kind":"k"})").status().message(),
+              HasSubstr("missing field 'time_ms'"));
 }
 
 TEST(JournalCodecTest, MalformedLinesAreInvalidArgumentNamingTheProblem) {
@@ -141,6 +198,54 @@ TEST(JournalTest, ReplayTakesTheActiveFileAndNewRowsGoToAFreshOne) {
   EXPECT_TRUE(j->Find("e6").has_value());
 }
 
+TEST(JournalTest, LabelsAreFoundByTheirEventAndReplayedBesideTheDecisions) {
+  TempDir dir;
+  const std::string path = dir.File("decisions.jsonl");
+  auto j = MustOpen(path);
+  ASSERT_NE(j, nullptr);
+  const DecisionRow rows[] = {Row(1), Row(2)};
+  ASSERT_TRUE(j->Append(rows).ok());
+  LabelRow entity = Label(9, "");  // names an entity, not an event
+  entity.target_key = "user_id";
+  entity.target_value = "u1";
+  const LabelRow labels[] = {Label(1, "e1"), Label(2, "e2"), entity};
+  ASSERT_TRUE(j->Append(labels).ok());
+  const LabelRow later = Label(3, "e1");
+  ASSERT_TRUE(j->Append(std::span(&later, 1)).ok());
+  EXPECT_EQ(j->pending(), 6);
+
+  const auto ids = [](const std::vector<LabelRow>& ls) {
+    std::vector<std::string> out;
+    for (const LabelRow& l : ls) out.push_back(l.label_id);
+    return out;
+  };
+  EXPECT_EQ(ids(j->FindLabels("e1")), (std::vector<std::string>{"lab1", "lab3"}));
+  EXPECT_EQ(ids(j->FindLabels("e2")), (std::vector<std::string>{"lab2"}));
+  EXPECT_TRUE(j->FindLabels("e3").empty());
+  EXPECT_TRUE(j->FindLabels("").empty());
+  EXPECT_TRUE(j->Find("e1").has_value()) << "the decision is still found beside its labels";
+
+  j.reset();  // found again after reopening: the index is rebuilt from the file
+  j = MustOpen(path);
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(j->pending(), 6);
+  EXPECT_EQ(ids(j->FindLabels("e1")), (std::vector<std::string>{"lab1", "lab3"}));
+
+  ASSERT_TRUE(*j->BeginReplay());
+  const LabelRow after = Label(4, "e1");  // to the new active file, found after the older ones
+  ASSERT_TRUE(j->Append(std::span(&after, 1)).ok());
+  EXPECT_EQ(ids(j->FindLabels("e1")), (std::vector<std::string>{"lab1", "lab3", "lab4"}));
+
+  std::vector<LabelRow> replayed_labels;
+  const auto replayed = ReplayAll(*j, 2, nullptr, &replayed_labels);
+  EXPECT_EQ(replayed.size(), 2u);
+  ASSERT_EQ(ids(replayed_labels), (std::vector<std::string>{"lab1", "lab2", "lab9", "lab3"}));
+  EXPECT_EQ(replayed_labels[2].target_value, "u1");
+  EXPECT_EQ(*j->FinishReplay(), 6);
+  EXPECT_EQ(j->pending(), 1);
+  EXPECT_EQ(ids(j->FindLabels("e1")), (std::vector<std::string>{"lab4"}));
+}
+
 TEST(JournalTest, EmptyJournalHasNothingToReplay) {
   TempDir dir;
   auto j = MustOpen(dir.File("decisions.jsonl"));
@@ -157,9 +262,12 @@ TEST(JournalTest, FailedReplayKeepsTheFileAndIsRedoneFromItsStart) {
   ASSERT_TRUE(j->Append(rows).ok());
   ASSERT_TRUE(*j->BeginReplay());
   int calls = 0;
-  const absl::Status st = j->ReplayBatches(1, [&](std::span<const DecisionRow>) {
-    return ++calls == 2 ? absl::UnavailableError("store down") : absl::OkStatus();
-  });
+  const absl::Status st = j->ReplayBatches(
+      1,
+      [&](std::span<const DecisionRow>) {
+        return ++calls == 2 ? absl::UnavailableError("store down") : absl::OkStatus();
+      },
+      NoLabels);
   EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(j->pending(), 3);
@@ -189,14 +297,14 @@ TEST(JournalTest, BadLinesAreSetAsideOnceAfterTheWholeFileIsStored) {
   ASSERT_NE(j, nullptr);
   EXPECT_EQ(j->pending(), 4);  // every non-empty line until it is replayed
   ASSERT_TRUE(*j->BeginReplay());
-  EXPECT_FALSE(j->ReplayBatches(10, [](auto) { return absl::UnavailableError("down"); }).ok());
+  EXPECT_FALSE(j->ReplayBatches(10, [](auto) { return absl::UnavailableError("down"); }, NoLabels).ok());
   EXPECT_FALSE(testing::Exists(path + ".bad"));
   EXPECT_EQ(j->bad_lines(), 0);
 
   EXPECT_EQ(ReplayAll(*j, 10).size(), 2u);
   EXPECT_EQ(j->bad_lines(), 2);
   EXPECT_EQ(testing::ReadAll(path + ".bad"), "this is not json\n{\"event_id\":\"x\"}\n");
-  EXPECT_THAT(j->last_bad_line(), HasSubstr(".replay:4: not a decision"));
+  EXPECT_THAT(j->last_bad_line(), HasSubstr(".replay:4: neither a decision nor a label"));
   EXPECT_EQ(*j->FinishReplay(), 4);
   EXPECT_EQ(j->pending(), 0);
 }

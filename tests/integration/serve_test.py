@@ -419,9 +419,9 @@ def test_retries():
 
 
 # ----------------------------------------------------------- store_failure
-def decision_count(db):
+def decision_count(db, table="decisions"):
     c = sqlite3.connect(db, timeout=10)
-    n = c.execute("select count(*) from decisions").fetchone()[0]
+    n = c.execute(f"select count(*) from {table}").fetchone()[0]
     c.close()
     return n
 
@@ -441,20 +441,25 @@ def test_store_failure():
         s = Server(work)
         db = os.path.join(work, "var", "vigil.db")
         scored = 0
+        labels = 0  # label events: stored against their decisions, journaled like them
         half = len(lines) // 2
         for l in lines[:half]:
             st, d = s.request("POST", "/v1/events", l)
             check(st == 200, f"{st} {d}")
             scored += bool(d.get("scored"))
+            labels += '"event_type":"label"' in l.replace(" ", "")
         # The store fails: another connection holds an exclusive lock.
         lock = sqlite3.connect(db, timeout=10, isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
         t0 = time.time()
+        labels_before = labels
         for l in lines[half:]:
             st, d = s.request("POST", "/v1/events", l)
             check(st == 200, f"while the store is down: {st} {d}")
             scored += bool(d.get("scored"))
+            labels += '"event_type":"label"' in l.replace(" ", "")
         elapsed = time.time() - t0
+        check(labels > labels_before, f"the stream has labels while the store is down ({labels} in all)")
         # The store's writer runs at idle priority (raised when it falls
         # behind): on a busy machine its first failed write may take a while.
         deadline = time.time() + 20
@@ -462,10 +467,12 @@ def test_store_failure():
             _, metrics = s.request("GET", "/metrics")
             journaled = int(re.search(r"^vigil_decisions_journaled_total (\d+)", metrics, re.M).group(1))
             errors = int(re.search(r"^vigil_store_errors_total (\d+)", metrics, re.M).group(1))
-            if (journaled > 0 and errors > 0) or time.time() > deadline:
+            labels_journaled = int(re.search(r"^vigil_labels_journaled_total (\d+)", metrics, re.M).group(1))
+            if (journaled > 0 and errors > 0 and labels_journaled > 0) or time.time() > deadline:
                 break
             time.sleep(0.1)
         check(journaled > 0 and errors > 0, f"journaled {journaled}, store errors {errors}")
+        check(labels_journaled > 0, f"labels journaled while the store is down: {labels_journaled}")
         _, ready = s.request("GET", "/readyz", key=None)
         check(ready["store"].startswith("degraded"), f"/readyz while down: {ready}")
         # Restore it, and count.
@@ -479,6 +486,11 @@ def test_store_failure():
         c = sqlite3.connect(db)
         distinct = c.execute("select count(distinct event_id) from decisions").fetchone()[0]
         check(distinct == scored, "no decision stored twice")
+        deadline = time.time() + 30
+        while time.time() < deadline and decision_count(db, "labels") < labels:
+            time.sleep(0.2)
+        n = decision_count(db, "labels")
+        check(n == labels, f"{n} labels in the store, {labels} were posted")
         # Down again, then stopped: the journal keeps them; a restart replays them.
         lock = sqlite3.connect(db, timeout=10, isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
@@ -490,6 +502,7 @@ def test_store_failure():
             ev["time"] = "2024-01-05T00:00:00.000Z"
             st, d = s.post(ev)
             extra += bool(d.get("scored"))
+            labels += ev["event_type"] == "label"
         s.stop()
         lock.execute("COMMIT")
         lock.close()
@@ -498,10 +511,15 @@ def test_store_failure():
         while time.time() < deadline and decision_count(db) < scored + extra:
             time.sleep(0.2)
         n2 = decision_count(db)
+        while time.time() < deadline and decision_count(db, "labels") < labels:
+            time.sleep(0.2)
+        n_labels = decision_count(db, "labels")
         s.stop()
         check(n2 == scored + extra, f"after a restart: {n2} stored, {scored + extra} made")
-        print(f"ok: {scored + extra} decisions, {journaled}+ through the journal while the store was "
-              f"locked, none lost, none twice ({len(lines) - half} events in {elapsed:.1f} s while down)")
+        check(n_labels == labels, f"after a restart: {n_labels} labels stored, {labels} posted")
+        print(f"ok: {scored + extra} decisions and {labels} labels, {journaled}+ and {labels_journaled}+ "
+              f"through the journal while the store was locked, none lost, none twice "
+              f"({len(lines) - half} events in {elapsed:.1f} s while down)")
 
 
 # --------------------------------------------------------- backfill_parity
