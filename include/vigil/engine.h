@@ -14,9 +14,9 @@
 // received, Decide allocates nothing in steady state except the copies a
 // decision log and the retry memory keep (docs/api.md, "Hot path").
 //
-// Thread-safety: Decide from one thread at a time; GetDecision, Reload,
-// ModelsJson, RuleHitCounts, Stats and Flush from any thread, concurrently
-// with Decide.
+// Thread-safety: Decide, SaveState and SaveStateInBackground from one thread
+// at a time (one of them at a time); GetDecision, Reload, ModelsJson,
+// RuleHitCounts, Stats and Flush from any thread, concurrently with Decide.
 #ifndef VIGIL_ENGINE_H_
 #define VIGIL_ENGINE_H_
 
@@ -102,6 +102,17 @@ struct EngineStats {
   bool state_restored = false;
   int64_t state_events = 0;
   std::string state_not_used;
+  // Saves of the state since Open (SaveState, SaveStateInBackground): those
+  // completed and those that failed (the last error), when the last one
+  // completed (wall clock, ms since the epoch; 0: none yet) and how long it
+  // took, the pause the last background save's fork cost the Decide
+  // thread, and whether one is running now.
+  int64_t state_saves = 0, state_save_errors = 0;
+  std::string state_save_error;
+  int64_t state_last_save_ms = 0;
+  double state_last_save_seconds = 0;
+  int64_t state_last_fork_us = 0;
+  bool state_saving = false;
   int64_t decisions_queued = 0, decisions_stored = 0, decisions_journaled = 0;
   int64_t decisions_queue_full = 0, journal_pending = 0, decisions_lost = 0, decisions_refused = 0;
   // Times the decision writer (idle priority) fell behind and was raised.
@@ -151,9 +162,19 @@ class Engine {
   // log (<event log>/state.snap), so that the next Open restores them and
   // replays only the event log written after (the rest of the file the
   // state ended in included). Not while a Decide runs: at a clean stop, or
-  // between calls (it takes about a second per 150 MB of state). Returns
-  // the bytes written.
+  // between calls (it takes about a second per 150 MB of state). A save
+  // running in the background is stopped first (it would write an older
+  // state over this one). Returns the bytes written.
   absl::StatusOr<int64_t> SaveState();
+  // Saves the state as SaveState does, but in a child process (fork): it
+  // returns once the child is started, and deciding goes on while the child
+  // writes the state as it was at the call (copy-on-write). Decide calls it
+  // by itself every vigil.yaml `event_log: {save_state_s}` (600 s by
+  // default). Not while a Decide runs. FailedPrecondition when a save is
+  // running already or there is no event log; Unavailable when the fork
+  // fails. How the save ends is in Stats. Destroying the Engine stops a
+  // save still running (the state saved before stays).
+  absl::Status SaveStateInBackground();
 
   struct Impl;
 

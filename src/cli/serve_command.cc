@@ -76,7 +76,7 @@ int RunServe(const ServeArgs& a) {
         st.replay_rejected ? StrCat("; ", st.replay_rejected, " no longer valid under the schema, skipped") : "";
     if (!st.state_not_used.empty()) std::fprintf(stderr, "serve: warning: %s\n", st.state_not_used.c_str());
     if (st.state_restored) {
-      std::fprintf(stderr, "serve: restored the state saved at the last stop (%s events), then replayed %s events "
+      std::fprintf(stderr, "serve: restored the saved state (%s events), then replayed %s events "
                            "of the event log written since, in %.2f s%s\n",
                    Thousands(st.state_events).c_str(), Thousands(st.replayed).c_str(), st.replay_seconds,
                    skipped.c_str());

@@ -157,7 +157,7 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
   if (log.IsDefined() && log.IsScalar()) {
     VIGIL_ASSIGN_OR_RETURN(c.event_log_dir, log.String());
   } else if (log.IsDefined()) {
-    VIGIL_RETURN_IF_ERROR(log.CheckKeys({"dir", "rotate_mb", "rotate_daily", "sync_ms"}));
+    VIGIL_RETURN_IF_ERROR(log.CheckKeys({"dir", "rotate_mb", "rotate_daily", "sync_ms", "save_state_s"}));
     VIGIL_ASSIGN_OR_RETURN(c.event_log_dir, log.GetString("dir", c.event_log_dir));
     VIGIL_ASSIGN_OR_RETURN(int64_t mb, log.GetInt("rotate_mb", c.event_log_rotate_bytes >> 20));
     if (mb < 1) return log["rotate_mb"].Error("rotate_mb must be at least 1");
@@ -165,6 +165,10 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     VIGIL_ASSIGN_OR_RETURN(c.event_log_rotate_daily, log.GetBool("rotate_daily", true));
     VIGIL_ASSIGN_OR_RETURN(c.event_log_sync_ms, log.GetInt("sync_ms", c.event_log_sync_ms));
     if (c.event_log_sync_ms < 0) return log["sync_ms"].Error("sync_ms must be >= 0 (0: never fsync)");
+    VIGIL_ASSIGN_OR_RETURN(c.event_log_save_state_s, log.GetInt("save_state_s", c.event_log_save_state_s));
+    if (c.event_log_save_state_s < 0) {
+      return log["save_state_s"].Error("save_state_s must be >= 0 (0: save the state only at a clean stop)");
+    }
   }
   c.event_log_dir = Resolve(c.dir, c.event_log_dir);
 

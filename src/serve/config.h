@@ -54,6 +54,9 @@ struct ServeConfig {
   int64_t event_log_rotate_bytes = 256ll << 20;
   bool event_log_rotate_daily = true;
   int64_t event_log_sync_ms = 0;  // 0: never fsync the event log (EventLogOptions)
+  // How often the engine saves its state in the background while deciding
+  // (Engine::SaveStateInBackground); 0: only at a clean stop.
+  int64_t event_log_save_state_s = 600;
   std::string dead_letter;      // default: <dir>/dead-letter.jsonl
   std::string listen = "127.0.0.1:8080";
   std::string keys_file;        // "": keys live in the store

@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/alloc_counter.h"
@@ -441,6 +442,101 @@ TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     const fs::path last = newest_log();
     WriteText(last, " " + ReadText(last));
     EXPECT_NE(open_without_state("is not the end of a line", sample.size() + 14), nullptr);
+  }
+}
+
+// A save in the background (a child process) writes the state as it was
+// when it began while deciding goes on; after a crash, the next start
+// restores that state and replays only the log written since. With
+// vigil.yaml's save_state_s, Decide starts such a save by itself.
+TEST_F(EngineTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
+  const std::vector<std::string> sample = SampleLines();
+  auto later = [](int i) {
+    const int scored[] = {4, 5, 6, 16, 19};
+    Json ev = SampleEvent(scored[i % 5]);
+    ev["event_id"] = EventId(5000 + i);
+    ev["time"] = Time(i * 600);
+    return ev.dump();
+  };
+  const std::string config = ExampleConfig();
+  fs::create_directories(dir_ / "ref");
+  fs::copy_file(config, dir_ / "ref" / "vigil.yaml");
+  std::vector<std::vector<double>> want;
+  {
+    auto ref = Open((dir_ / "ref" / "vigil.yaml").string(), /*offline=*/false);
+    ASSERT_NE(ref, nullptr);
+    Decision d;
+    for (const std::string& l : sample) ASSERT_TRUE(ref->Decide(l, &d).ok());
+    for (int i = 0; i < 12; ++i) {
+      ASSERT_TRUE(ref->Decide(later(i), &d).ok());
+      want.push_back(d.features);
+    }
+  }
+  {
+    std::string text = ReadText(config);
+    const std::string plain = "event_log: var/eventlog\n";
+    ASSERT_NE(text.find(plain), std::string::npos);
+    text.replace(text.find(plain), plain.size(), "event_log: {dir: var/eventlog, save_state_s: 1}\n");
+    WriteText(config, text);
+  }
+  auto expect_features = [&](Engine& e, int i) {
+    Decision d;
+    ASSERT_TRUE(e.Decide(later(i), &d).ok());
+    ASSERT_EQ(d.status, Decision::Status::kDecided) << d.error;
+    ASSERT_EQ(d.features.size(), want[static_cast<size_t>(i)].size());
+    for (size_t f = 0; f < d.features.size(); ++f) {
+      const double a = d.features[f], b = want[static_cast<size_t>(i)][f];
+      EXPECT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << "event " << i << " " << e.feature_names()[f];
+    }
+  };
+  // Waits for `n` completed saves and none running; the stats then.
+  auto saved = [](Engine& e, int64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    EngineStats s = e.Stats();
+    while ((s.state_saves < n || s.state_saving) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      s = e.Stats();
+    }
+    EXPECT_EQ(s.state_saves, n);
+    EXPECT_FALSE(s.state_saving);
+    EXPECT_EQ(s.state_save_errors, 0) << s.state_save_error;
+    return s;
+  };
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    for (const std::string& l : sample) ASSERT_TRUE(e->Decide(l, &d).ok());
+    for (int i = 0; i < 4; ++i) expect_features(*e, i);
+    ASSERT_TRUE(e->SaveStateInBackground().ok());
+    for (int i = 4; i < 8; ++i) expect_features(*e, i);  // not in the state being saved
+    const EngineStats s = saved(*e, 1);
+    EXPECT_GT(s.state_last_fork_us, 0);
+    EXPECT_GT(s.state_last_save_ms, 0);
+    EXPECT_GT(s.state_last_save_seconds, 0);
+    // Destroyed without SaveState: a crash, as far as the state goes.
+  }
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    EngineStats s = e->Stats();
+    EXPECT_TRUE(s.state_restored) << s.state_not_used;
+    EXPECT_EQ(s.state_events, static_cast<int64_t>(sample.size()) + 4);
+    EXPECT_EQ(s.replayed, 4);
+    for (int i = 8; i < 10; ++i) expect_features(*e, i);
+    EXPECT_EQ(e->Stats().state_saves, 0) << "save_state_s is not due yet";
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    expect_features(*e, 10);  // due: this Decide starts a save
+    saved(*e, 1);
+  }
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    const EngineStats s = e->Stats();
+    EXPECT_TRUE(s.state_restored) << s.state_not_used;
+    EXPECT_EQ(s.state_events, static_cast<int64_t>(sample.size()) + 11);
+    EXPECT_EQ(s.replayed, 0);
+    expect_features(*e, 11);
   }
 }
 

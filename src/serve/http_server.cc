@@ -977,7 +977,7 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
   registry->AddCollector([engine](std::string* out) {
     using monitor::MetricType;
     EngineStats st = engine->Stats();
-    auto one = [out](const char* name, const char* help, MetricType type, int64_t v) {
+    auto one = [out](const char* name, const char* help, MetricType type, auto v) {
       monitor::AppendHeader(out, name, help, type);
       monitor::AppendSample(out, name, {}, v);
     };
@@ -1006,6 +1006,17 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
         MetricType::kCounter, st.decision_writer_boosts);
     one("vigil_events_too_late_total", "Events beyond the lateness bound (decided, not applied to features)",
         MetricType::kCounter, st.too_late);
+    one("vigil_state_saves_total", "Saves of the feature state completed (event_log save_state_s, and at a stop)",
+        MetricType::kCounter, st.state_saves);
+    one("vigil_state_save_errors_total", "Saves of the feature state that failed (alert on any)", MetricType::kCounter,
+        st.state_save_errors);
+    one("vigil_state_last_save_timestamp_seconds",
+        "When the last save of the feature state completed (0: none since start; alert when old)", MetricType::kGauge,
+        static_cast<double>(st.state_last_save_ms) / 1000);
+    one("vigil_state_last_save_seconds", "How long the last save of the feature state took", MetricType::kGauge,
+        st.state_last_save_seconds);
+    one("vigil_state_last_fork_seconds", "The pause the last background save's fork cost the deciding thread",
+        MetricType::kGauge, static_cast<double>(st.state_last_fork_us) / 1e6);
     std::vector<RuleHits> hits = engine->RuleHitCounts();
     if (!hits.empty()) {
       monitor::AppendHeader(out, "vigil_rule_hits_total", "Policy rule hits", MetricType::kCounter);

@@ -44,7 +44,8 @@ def check(cond, msg):
 class Server:
     """A vigil serve process with its own state folder and three keys."""
 
-    def __init__(self, work, limits=None, models=True, extra="", keys_file=True, tls=False, nofile=None):
+    def __init__(self, work, limits=None, models=True, extra="", keys_file=True, tls=False, nofile=None,
+                 save_state_s=600):
         self.work = work
         self.cfg = os.path.join(work, "vigil.yaml")
         lim = {"max_body_bytes": 65536, "max_batch": 100, "threads": 2}
@@ -58,7 +59,8 @@ class Server:
             f.write(f"schema: {EX}/schema.yaml\nfeatures: {EX}/features.yaml\npolicy: {EX}/policy.yaml\n"
                     f"{model_block}store: sqlite:{work}/var/vigil.db\njournal: {work}/var/journal.jsonl\n"
                     # sync_ms: the event log's sync thread runs in every server of these tests.
-                    f"event_log: {{dir: {work}/var/eventlog, sync_ms: 50}}\ndead_letter: {work}/var/dead-letter.jsonl\n"
+                    f"event_log: {{dir: {work}/var/eventlog, sync_ms: 50, save_state_s: {save_state_s}}}\n"
+                    f"dead_letter: {work}/var/dead-letter.jsonl\n"
                     + (f"keys_file: {work}/var/keys.txt\n" if keys_file else "") + "listen: 127.0.0.1:0\n"
                     "limits: {" + ", ".join(f"{k}: {v}" for k, v in lim.items()) + "}\n" + extra)
         self.keys = {}
@@ -526,8 +528,21 @@ def test_store_failure():
 def test_backfill_parity():
     with tempfile.TemporaryDirectory() as work:
         lines = simulate(work, 150, 10)
-        s = Server(work)
+        s = Server(work, save_state_s=1)
         served = {}
+        restored = []  # the events each restart's state held
+
+        def restarted():
+            m = next((re.search(r"restored the saved state \(([0-9,]+) events\), then replayed ([0-9,]+)", x)
+                      for x in s.log if "restored the saved state" in x), None)
+            check(m is not None, "serve says it restored its state:\n" + "".join(s.log))
+            restored.append(int(m.group(1).replace(",", "")))
+            return int(m.group(2).replace(",", ""))
+
+        def metric(name):
+            _, text = s.request("GET", "/metrics")
+            return float(re.search(rf"^{name} (\S+)", text, re.M).group(1))
+
         for i, l in enumerate(lines):
             if i == len(lines) // 2:
                 # A restart midway: the server saves its state at the stop and
@@ -536,19 +551,26 @@ def test_backfill_parity():
                 check(any("saved the feature state" in x for x in s.log), "serve says it saved its state:\n"
                       + "".join(s.log))
                 s.start()
-                check(any("restored the state saved at the last stop" in x and "then replayed 0 events" in x
-                          for x in s.log), "serve says it restored its state:\n" + "".join(s.log))
+                check(restarted() == 0, "nothing replayed after a clean stop:\n" + "".join(s.log))
+                started = time.time()
             elif i == 3 * len(lines) // 4:
-                # Killed (no state saved): the state saved at the last stop,
-                # then the event log written since.
+                # save_state_s: 1: this event, a second after the start,
+                # saves the state in the background once it is decided.
+                time.sleep(max(0.0, started + 1.2 - time.time()))
+            elif i == 3 * len(lines) // 4 + 20:
+                check(metric("vigil_state_saves_total") == 1 and metric("vigil_state_save_errors_total") == 0,
+                      "a save in the background while serving")
+                check(metric("vigil_state_last_fork_seconds") > 0, "the fork's pause is reported")
+                # Killed (no state saved at a stop): the state saved in the
+                # background, then the 19 events logged since.
                 s.conn.close()
                 s.proc.kill()
                 s.proc.wait()
                 s.start()
-                replayed = [re.search(r"then replayed ([0-9,]+) events", x) for x in s.log]
-                n = next((int(m.group(1).replace(",", "")) for m in replayed if m), 0)
-                check(n > 0, "after a kill, serve restores its last saved state and replays the log since:\n"
-                      + "".join(s.log))
+                n = restarted()
+                check(restored[1] > restored[0] and n == 19,
+                      f"after a kill, serve restores the state saved in the background ({restored}) and replays "
+                      f"the events logged since ({n}, not 19):\n" + "".join(s.log))
             ev = json.loads(l)
             if ev["event_type"] == "label":
                 st, d = s.request("POST", "/v1/labels", l, key="label")
@@ -558,6 +580,10 @@ def test_backfill_parity():
                 check(st == 200, f"{st} {d}")
                 if d.get("scored"):
                     served[d["event_id"]] = d["features"]
+            if i == 3 * len(lines) // 4:
+                deadline = time.time() + 30
+                while metric("vigil_state_saves_total") < 1 and time.time() < deadline:
+                    time.sleep(0.05)
         # A label names its decision: GET shows it.
         last = json.loads(lines[-1])
         target = next(reversed(served))
@@ -592,7 +618,7 @@ def test_backfill_parity():
         check(rows == len(served), f"{rows} backfill rows, {len(served)} served decisions")
         check(rows > 500, f"only {rows} scored events")
         print(f"ok: backfill over the event log reproduces all {len(names)} features of {rows} decisions exactly, "
-              "across a restart from the saved state and a kill")
+              "across a restart from the state saved at a stop, and a kill after a save in the background")
 
 
 # ------------------------------------------------------------------ config
