@@ -28,6 +28,18 @@ class ByteWriter {
     U64(s.size());
     out_->append(s);
   }
+  // A string written in place, without a copy: BeginStr writes a length to
+  // be filled in and returns where the string starts; the caller appends
+  // it to the output; EndStr(start) fills in its length. The same bytes as
+  // Str.
+  size_t BeginStr() {
+    U64(0);
+    return out_->size();
+  }
+  void EndStr(size_t start) {
+    const uint64_t n = out_->size() - start;
+    std::memcpy(out_->data() + start - 8, &n, 8);
+  }
 
  private:
   void Raw(const void* p, size_t n) { out_->append(static_cast<const char*>(p), n); }

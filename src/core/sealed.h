@@ -18,6 +18,12 @@ namespace vigil::core {
 // `magic` is 8 characters.
 void Seal(std::string_view magic, uint32_t version, std::string_view key, std::string_view payload,
           std::string* out);
+// The same in place, without a copy of the payload: BeginSeal appends the
+// envelope's header to *out and returns where the payload starts; the
+// caller appends the payload to *out; EndSeal(start, out) fills in its
+// checksum and length. (Seal clears *out first; these append.)
+size_t BeginSeal(std::string_view magic, uint32_t version, std::string_view key, std::string* out);
+void EndSeal(size_t start, std::string* out);
 
 struct Unsealed {
   std::string_view key;      // into the input

@@ -255,6 +255,10 @@ constexpr uint64_t kValidatorMagic = 0x314C41564C494756;  // "VGILVAL1"
 
 void Validator::SerializeTo(std::string* out) const {
   out->clear();
+  AppendTo(out);
+}
+
+void Validator::AppendTo(std::string* out) const {
   core::ByteWriter w(out);
   w.U64(kValidatorMagic);
   w.I64(latest_ms_);

@@ -109,6 +109,8 @@ class Validator {
   // window), so that a validator restored from it goes on exactly as this
   // one would: a server's state across a restart.
   void SerializeTo(std::string* out) const;
+  // The same bytes appended to *out.
+  void AppendTo(std::string* out) const;
   // InvalidArgument, naming the problem, when the snapshot is corrupt;
   // the validator is then as if new.
   absl::Status Restore(std::string_view snapshot);

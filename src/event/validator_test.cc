@@ -235,6 +235,9 @@ TEST_F(ValidatorTest, RestoredFromASnapshotItGoesOnAsTheOriginalWould) {
   for (std::string id : {"7", "9", "x", "8", "12", "y", "z", "13"}) run(*v_, id, "2024-01-05T00:00:00Z");
   std::string snap;
   v_->SerializeTo(&snap);
+  std::string appended = "before";
+  v_->AppendTo(&appended);
+  EXPECT_EQ(appended, "before" + snap);
   Validator copy(schema_, &hasher_);
   ASSERT_TRUE(copy.Restore(snap).ok()) << copy.Restore(snap);
   EXPECT_EQ(copy.latest_time_ms(), v_->latest_time_ms());

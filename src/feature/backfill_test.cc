@@ -312,6 +312,9 @@ TEST(SnapshotTest, CorruptTruncatedOrForeignSnapshotsAreRefusedNeverCrash) {
   std::string again;
   other.SerializeTo(&again);
   EXPECT_EQ(snap, again);  // deterministic bytes
+  std::string appended = "what was there";  // AppendTo (the server's saved state) writes the same bytes
+  engine.AppendTo(&appended);
+  EXPECT_EQ(appended, "what was there" + snap);
   for (size_t n = 0; n < snap.size(); n += 7) {
     EXPECT_FALSE(other.Restore(std::string_view(snap.data(), n)).ok()) << n;
   }

@@ -943,8 +943,16 @@ bool ReadEntity(core::ByteReader& r, const StreamPlan& sp, EntityState* e) {
 }  // namespace
 
 void FeatureEngine::SerializeTo(std::string* out) const {
-  std::string payload;
-  core::ByteWriter w(&payload);
+  out->clear();
+  AppendTo(out);
+}
+
+void FeatureEngine::AppendTo(std::string* out) const {
+  // Sealed in place: the state is written once, not once more for each
+  // envelope around it.
+  const size_t start = core::BeginSeal(std::string_view(kMagic, sizeof kMagic), kSnapshotVersion,
+                                       spec_->content_hash, out);
+  core::ByteWriter w(out);
   w.I64(latest_ms_);
   const EngineStats& st = impl_->stats;
   for (int64_t v : {st.events, st.applied, st.too_late, st.late_applied, st.expired, st.truncated,
@@ -972,10 +980,10 @@ void FeatureEngine::SerializeTo(std::string* out) const {
       w.U64(*idx.keys.find(id));
     }
   }
-  std::string graph;
-  if (impl_->graph) impl_->graph->SerializeTo(&graph);
-  w.Str(graph);
-  core::Seal(std::string_view(kMagic, sizeof kMagic), kSnapshotVersion, spec_->content_hash, payload, out);
+  const size_t graph = w.BeginStr();
+  if (impl_->graph) impl_->graph->AppendTo(out);
+  w.EndStr(graph);
+  core::EndSeal(start, out);
 }
 
 absl::Status FeatureEngine::Restore(std::string_view snapshot) {

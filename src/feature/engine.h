@@ -71,6 +71,8 @@ class FeatureEngine {
   // snapshot of another spec, InvalidArgument for corrupt or truncated
   // bytes; on failure the engine is left empty.
   void SerializeTo(std::string* out) const;
+  // The same bytes appended to *out.
+  void AppendTo(std::string* out) const;
   absl::Status Restore(std::string_view snapshot);
   // The same to and from a file (written to a temporary name, then renamed).
   absl::Status SaveSnapshot(const std::string& path) const;

@@ -491,6 +491,12 @@ IdentityGraph::Stats IdentityGraph::stats() const {
 }
 
 void IdentityGraph::SerializeTo(std::string* out) const {
+  out->clear();
+  AppendTo(out);
+}
+
+void IdentityGraph::AppendTo(std::string* out) const {
+  const size_t start = out->size();
   const size_t n = nodes_.size();
   // The leader of a cluster is its first node in the layout.
   std::vector<uint32_t> leader_of_root(n, kNone);
@@ -514,7 +520,6 @@ void IdentityGraph::SerializeTo(std::string* out) const {
   std::sort(links.begin(), links.end(),
             [](const Rec& x, const Rec& y) { return x.a != y.a ? x.a < y.a : x.b < y.b; });
 
-  out->clear();
   out->append(kMagic, sizeof kMagic);
   Writer w(out);
   w.U32(kVersion);
@@ -554,7 +559,7 @@ void IdentityGraph::SerializeTo(std::string* out) const {
   for (int i = 0; i < 8; ++i) {
     (*out)[body_start - 8 + i] = static_cast<char>(body_bytes >> (8 * i));
   }
-  w.U64(core::Hash64(*out));
+  w.U64(core::Hash64(std::string_view(*out).substr(start)));
 }
 
 absl::Status IdentityGraph::ParseFrom(std::string_view in) {

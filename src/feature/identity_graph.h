@@ -134,6 +134,8 @@ class IdentityGraph {
   // and where for truncated or corrupt bytes. On failure the graph is left
   // unchanged.
   void SerializeTo(std::string* out) const;
+  // The same bytes appended to *out.
+  void AppendTo(std::string* out) const;
   absl::Status ParseFrom(std::string_view in);
 
  private:

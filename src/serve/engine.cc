@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <filesystem>
 #include <mutex>
@@ -197,9 +198,9 @@ struct Engine::Impl {
   // Where the state stands in the event log: its newest file and that
   // file's size, after writing what the log buffers.
   absl::Status LogPosition(std::string* last, int64_t* last_size);
-  // Writes the state, said to stand at (last, last_size), to StatePath().
-  // Returns the bytes written.
-  absl::StatusOr<int64_t> WriteState(const std::string& last, int64_t last_size);
+  // Writes the state, said to stand at (last, last_size), to StatePath(),
+  // in a buffer of `expect` bytes to begin with. Returns the bytes written.
+  absl::StatusOr<int64_t> WriteState(const std::string& last, int64_t last_size, int64_t expect);
 
   // Saving the state in a child process while deciding goes on
   // (Engine::SaveStateInBackground). The fork and the check whether one is
@@ -208,6 +209,12 @@ struct Engine::Impl {
   absl::Status SaveInBackground();
   // Stops a save in progress (the child is killed) and waits for its reaper.
   void EndBackgroundSave();
+  // What the next state will take: the last one and a half (an estimate;
+  // the buffer grows beyond it if need be).
+  int64_t ExpectedStateBytes() const {
+    std::lock_guard<std::mutex> lock(save_mu);
+    return state_bytes + state_bytes / 2;
+  }
   std::chrono::steady_clock::duration save_every{};  // 0: never on its own
   std::chrono::steady_clock::time_point next_save;   // the Decide thread's
   std::thread save_reaper;                           // the Decide thread's
@@ -220,6 +227,7 @@ struct Engine::Impl {
   int64_t last_save_ms = 0;      // guarded by save_mu: wall clock of the last completed save
   double last_save_seconds = 0;  // guarded by save_mu
   int64_t last_fork_us = 0;      // guarded by save_mu
+  int64_t state_bytes = 0;       // guarded by save_mu: the size of the last state saved or restored
   // Restores the saved state, if any, and sets *first to the index in
   // `files` (the event log, in write order) of the first file to replay and
   // *skip to the bytes of it the state holds already (those it had when the
@@ -268,17 +276,24 @@ absl::Status Engine::Impl::LogPosition(std::string* last, int64_t* last_size) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> Engine::Impl::WriteState(const std::string& last, int64_t last_size) {
-  std::string payload, part;
-  core::ByteWriter w(&payload);
+absl::StatusOr<int64_t> Engine::Impl::WriteState(const std::string& last, int64_t last_size,
+                                                 int64_t expect) {
+  // Written once, in place: not once more for each envelope around it, nor
+  // copied as it grows (a std::string that doubles holds three times its
+  // bytes for a moment). Pages reserved and not written cost no memory.
+  std::string out;
+  out.reserve(static_cast<size_t>(expect));
+  const size_t start = core::BeginSeal(kStateMagic, kStateVersion, StateKey(), &out);
+  core::ByteWriter w(&out);
   w.Str(last.empty() ? "" : LogStem(last));
   w.I64(last_size);
-  validator->SerializeTo(&part);
-  w.Str(part);
-  features->SerializeTo(&part);
-  w.Str(part);
-  std::string out;
-  core::Seal(kStateMagic, kStateVersion, StateKey(), payload, &out);
+  size_t part = w.BeginStr();
+  validator->AppendTo(&out);
+  w.EndStr(part);
+  part = w.BeginStr();
+  features->AppendTo(&out);
+  w.EndStr(part);
+  core::EndSeal(start, &out);
   VIGIL_RETURN_IF_ERROR(core::WriteFileAtomic(StatePath(), out));
   return static_cast<int64_t>(out.size());
 }
@@ -290,7 +305,7 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
   std::string last;
   int64_t last_size = 0;
   absl::Status at = LogPosition(&last, &last_size);
-  absl::StatusOr<int64_t> bytes = at.ok() ? WriteState(last, last_size) : absl::StatusOr<int64_t>(at);
+  absl::StatusOr<int64_t> bytes = at.ok() ? WriteState(last, last_size, ExpectedStateBytes()) : absl::StatusOr<int64_t>(at);
   std::lock_guard<std::mutex> lock(save_mu);
   if (!bytes.ok()) {
     ++save_errors;
@@ -298,6 +313,7 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
     return bytes;
   }
   ++saves;
+  state_bytes = *bytes;
   last_save_ms = core::WallNowMs();
   last_save_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return bytes;
@@ -317,6 +333,7 @@ absl::Status Engine::Impl::SaveInBackground() {
     save_error = std::string(st.message());
     return st;
   }
+  const int64_t expect = ExpectedStateBytes();
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
     return absl::UnavailableError(StrCat("cannot save the state: pipe: ", std::strerror(errno)));
@@ -337,7 +354,7 @@ absl::Status Engine::Impl::SaveInBackground() {
     ::close_range(static_cast<unsigned>(out + 1), ~0U, 0);
     const sched_param idle{};
     if (::sched_setscheduler(0, SCHED_IDLE, &idle) != 0) (void)::setpriority(PRIO_PROCESS, 0, 19);
-    const absl::StatusOr<int64_t> bytes = WriteState(last, last_size);
+    const absl::StatusOr<int64_t> bytes = WriteState(last, last_size, expect);
     const std::string said = bytes.ok() ? StrCat("ok ", *bytes) : StrCat("error ", bytes.status().message());
     (void)!::write(out, said.data(), said.size());
     ::_exit(bytes.ok() ? 0 : 1);
@@ -377,6 +394,7 @@ absl::Status Engine::Impl::SaveInBackground() {
     if (save_cancelled) return;  // not a failure: the caller saves now itself, or is closing
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && said.rfind("ok ", 0) == 0) {
       ++saves;
+      state_bytes = std::strtoll(said.c_str() + 3, nullptr, 10);
       last_save_ms = core::WallNowMs();
       last_save_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       return;
@@ -426,6 +444,10 @@ void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* f
   auto not_used = [&](std::string why) { StateNotUsed(std::move(why)); };
   auto bytes = core::ReadFile(path);
   if (!bytes.ok()) return not_used(std::string(bytes.status().message()));
+  {
+    std::lock_guard<std::mutex> lock(save_mu);
+    state_bytes = static_cast<int64_t>(bytes->size());  // what the next save may take
+  }
   auto sealed = core::Unseal(*bytes, kStateMagic, kStateVersion, "saved state");
   if (!sealed.ok()) return not_used(std::string(sealed.status().message()));
   if (sealed->key != StateKey()) return not_used("saved under another schema or feature spec");
