@@ -315,42 +315,55 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
 // event log written since, the rest of the file it ended in included. Its
 // features are those of a server that never stopped; a saved state that no
 // longer fits is not used, and says why.
-TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
-  const std::vector<std::string> sample = SampleLines();
-  // Deposits after the sample: events the restarted servers decide.
-  auto later = [](int i) {
-    const int scored[] = {4, 5, 6, 16, 19};  // a deposit, trade, withdrawal...
-    Json ev = SampleEvent(scored[i % 5]);
-    ev["event_id"] = EventId(5000 + i);
-    ev["time"] = Time(i * 600);
-    return ev.dump();
-  };
-  // The reference: one server that never stops, in its own folder.
-  const std::string config = ExampleConfig();
-  fs::create_directories(dir_ / "ref");
-  fs::copy_file(config, dir_ / "ref" / "vigil.yaml");
-  std::vector<std::vector<double>> want;
-  {
+// Scored events after the sample (a deposit, trade, withdrawal...): what
+// the restarted servers of the restart tests decide.
+std::string LaterEvent(int i) {
+  const int scored[] = {4, 5, 6, 16, 19};
+  Json ev = SampleEvent(scored[i % 5]);
+  ev["event_id"] = EventId(5000 + i);
+  ev["time"] = Time(i * 600);
+  return ev.dump();
+}
+
+// The reference of the restart tests: the features of LaterEvent(0..n-1)
+// from a server that never stops, run on a copy of `config` in its own
+// folder after the sample.
+class RestartTest : public EngineTest {
+ protected:
+  void NeverStopped(const std::string& config, int n) {
+    fs::create_directories(dir_ / "ref");
+    fs::copy_file(config, dir_ / "ref" / "vigil.yaml");
     auto ref = Open((dir_ / "ref" / "vigil.yaml").string(), /*offline=*/false);
     ASSERT_NE(ref, nullptr);
     Decision d;
-    for (const std::string& l : sample) ASSERT_TRUE(ref->Decide(l, &d).ok());
-    for (int i = 0; i < 13; ++i) {
-      ASSERT_TRUE(ref->Decide(later(i), &d).ok());
+    for (const std::string& l : SampleLines()) ASSERT_TRUE(ref->Decide(l, &d).ok());
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(ref->Decide(LaterEvent(i), &d).ok());
       ASSERT_EQ(d.status, Decision::Status::kDecided) << d.error;
-      want.push_back(d.features);
+      want_.push_back(d.features);
     }
   }
-  auto expect_features = [&](Engine& e, int i) {
+  // Decides LaterEvent(i) on `e`: the reference's features, bit for bit.
+  void ExpectFeatures(Engine& e, int i) {
     Decision d;
-    ASSERT_TRUE(e.Decide(later(i), &d).ok());
+    ASSERT_TRUE(e.Decide(LaterEvent(i), &d).ok());
     ASSERT_EQ(d.status, Decision::Status::kDecided) << d.error;
-    ASSERT_EQ(d.features.size(), want[static_cast<size_t>(i)].size());
+    const std::vector<double>& want = want_.at(static_cast<size_t>(i));
+    ASSERT_EQ(d.features.size(), want.size());
     for (size_t f = 0; f < d.features.size(); ++f) {
-      const double a = d.features[f], b = want[static_cast<size_t>(i)][f];
+      const double a = d.features[f], b = want[f];
       EXPECT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << "event " << i << " " << e.feature_names()[f];
     }
-  };
+  }
+  std::vector<std::vector<double>> want_;
+};
+
+TEST_F(RestartTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
+  const std::vector<std::string> sample = SampleLines();
+  const std::string config = ExampleConfig();
+  NeverStopped(config, 13);
+  auto later = LaterEvent;
+  auto expect_features = [&](Engine& e, int i) { ExpectFeatures(e, i); };
   const fs::path state = dir_ / "var" / "eventlog" / "state.snap";
   // The event log's newest file (names sort in write order).
   auto newest_log = [&] {
@@ -449,29 +462,10 @@ TEST_F(EngineTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
 // when it began while deciding goes on; after a crash, the next start
 // restores that state and replays only the log written since. With
 // vigil.yaml's save_state_s, Decide starts such a save by itself.
-TEST_F(EngineTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
+TEST_F(RestartTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
   const std::vector<std::string> sample = SampleLines();
-  auto later = [](int i) {
-    const int scored[] = {4, 5, 6, 16, 19};
-    Json ev = SampleEvent(scored[i % 5]);
-    ev["event_id"] = EventId(5000 + i);
-    ev["time"] = Time(i * 600);
-    return ev.dump();
-  };
   const std::string config = ExampleConfig();
-  fs::create_directories(dir_ / "ref");
-  fs::copy_file(config, dir_ / "ref" / "vigil.yaml");
-  std::vector<std::vector<double>> want;
-  {
-    auto ref = Open((dir_ / "ref" / "vigil.yaml").string(), /*offline=*/false);
-    ASSERT_NE(ref, nullptr);
-    Decision d;
-    for (const std::string& l : sample) ASSERT_TRUE(ref->Decide(l, &d).ok());
-    for (int i = 0; i < 12; ++i) {
-      ASSERT_TRUE(ref->Decide(later(i), &d).ok());
-      want.push_back(d.features);
-    }
-  }
+  NeverStopped(config, 12);
   {
     std::string text = ReadText(config);
     const std::string plain = "event_log: var/eventlog\n";
@@ -479,16 +473,7 @@ TEST_F(EngineTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
     text.replace(text.find(plain), plain.size(), "event_log: {dir: var/eventlog, save_state_s: 1}\n");
     WriteText(config, text);
   }
-  auto expect_features = [&](Engine& e, int i) {
-    Decision d;
-    ASSERT_TRUE(e.Decide(later(i), &d).ok());
-    ASSERT_EQ(d.status, Decision::Status::kDecided) << d.error;
-    ASSERT_EQ(d.features.size(), want[static_cast<size_t>(i)].size());
-    for (size_t f = 0; f < d.features.size(); ++f) {
-      const double a = d.features[f], b = want[static_cast<size_t>(i)][f];
-      EXPECT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << "event " << i << " " << e.feature_names()[f];
-    }
-  };
+  auto expect_features = [&](Engine& e, int i) { ExpectFeatures(e, i); };
   // Waits for `n` completed saves and none running; the stats then.
   auto saved = [](Engine& e, int64_t n) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);

@@ -24,6 +24,7 @@ namespace vigil::store {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::Label;
 using testing::Row;
 using testing::SqliteLock;
 using testing::TempDir;
@@ -494,16 +495,6 @@ TEST_F(DecisionLogTest, GroupCommitWaitDoesNotRaiseTheWriter) {
   EXPECT_EQ(log->Stats().writer_boosts, 0);
 }
 
-LabelRow Label(int i, std::string_view target) {
-  LabelRow l;
-  l.label_id = StrCat("lab", i);
-  l.kind = "chargeback";
-  l.time_ms = 1000 + i;
-  l.target_event_id = std::string(target);
-  l.value = 1;
-  l.json = StrCat(R"({"event_id":"lab)", i, R"("})");
-  return l;
-}
 
 // Labels go through the writer too (a label stored on the caller's thread
 // made scoring wait for a transaction); while on their way, FindPendingLabels

@@ -12,6 +12,7 @@ namespace vigil::store {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::Label;
 using testing::Row;
 using testing::TempDir;
 
@@ -48,16 +49,6 @@ absl::Status NoLabels(std::span<const LabelRow> rows) {
   return absl::OkStatus();
 }
 
-LabelRow Label(int i, std::string_view target) {
-  LabelRow l;
-  l.label_id = StrCat("lab", i);
-  l.kind = "chargeback";
-  l.time_ms = 1000 + i;
-  l.target_event_id = std::string(target);
-  l.value = 0.5 * i;
-  l.json = StrCat(R"({"event_id":"lab)", i, R"("})");
-  return l;
-}
 
 TEST(JournalCodecTest, RoundTripsEveryFieldIncludingNanScoreAndBytesThatAreNotUtf8) {
   DecisionRow r = Row(7);

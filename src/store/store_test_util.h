@@ -38,6 +38,18 @@ inline DecisionRow Row(int64_t i, std::string_view prefix = "e") {
   return r;
 }
 
+// A chargeback label "lab<i>" for the event `target` ("": an entity label).
+inline LabelRow Label(int i, std::string_view target) {
+  LabelRow l;
+  l.label_id = StrCat("lab", i);
+  l.kind = "chargeback";
+  l.time_ms = 1000 + i;
+  l.target_event_id = std::string(target);
+  l.value = 0.5 * i;
+  l.json = StrCat(R"({"event_id":"lab)", i, R"("})");
+  return l;
+}
+
 // A connection of its own to a SQLite file that takes the write lock with
 // BEGIN EXCLUSIVE, as another process writing the database would: the
 // store's writes then fail with SQLITE_BUSY after its busy timeout.
