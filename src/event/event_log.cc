@@ -306,13 +306,20 @@ absl::Status EventLog::WriteBuffer() {
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
       const int err = r < 0 ? errno : EIO;
-      // Leave whole lines only: a reader must not see half an event.
-      if (ftruncate(fd_, file_written_) != 0) {
-        // Nothing more to do: the error below already stops the log.
-      }
+      // Leave whole lines only: a reader must not see half an event. The
+      // lines of the buffer are not in the log: not counted either. (The
+      // file is not O_APPEND: the next write goes where the cut is.)
+      const bool cut = ftruncate(fd_, file_written_) == 0 && lseek(fd_, file_written_, SEEK_SET) == file_written_;
+      const auto dropped = static_cast<int64_t>(buffer_.size());
+      file_bytes_ -= dropped;
+      bytes_written_ -= dropped;
       buffer_.clear();
-      return Fail(
-          absl::UnavailableError(StrCat(path_, ": cannot write the event log: ", strerror(err))));
+      absl::Status st = absl::UnavailableError(StrCat(path_, ": cannot write the event log: ", strerror(err)));
+      // Out of space (a full disk, a quota, a file size limit): the file is
+      // whole again and a later write may succeed once there is room. Any
+      // other error, or a file that could not be cut back, stops the log.
+      const bool no_room = err == ENOSPC || err == EDQUOT || err == EFBIG;
+      return cut && no_room ? st : Fail(st);
     }
     done += static_cast<size_t>(r);
   }

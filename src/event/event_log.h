@@ -23,10 +23,12 @@
 // without the writer waiting for it), so a machine that goes down loses at
 // most that much of what was acknowledged; Close syncs what is left. Off by
 // default: on ext4 an append can wait for the journal commit a sync starts
-// (bench/serve.sh: 5-10 % less throughput, and once a 7 ms p99). After a
-// failed write or sync the log (a write is cut back to its last whole line)
-// refuses every later call with that error: reopen to carry on, in a new
-// file.
+// (bench/serve.sh: 5-10 % less throughput, and once a 7 ms p99). A write
+// that fails is cut back to its last whole line and its lines are dropped.
+// When it failed for want of room (ENOSPC, EDQUOT, EFBIG) the log goes on:
+// the next write tries again, and succeeds once there is room. After any
+// other failed write, or a failed sync, the log refuses every later call
+// with that error: reopen to carry on, in a new file.
 //
 // Thread-safety: none. The server calls it under its sequencing lock, which
 // is also what makes the log's order the order the engine saw.
@@ -84,7 +86,8 @@ class EventLog {
   // rotation or a full buffer had to be written and that failed.
   absl::Status Append(std::string_view line);
   // Writes the buffered lines to the OS. Unavailable with the path and the
-  // reason when writing fails (e.g. the disk is full).
+  // reason when writing fails (e.g. the disk is full: then the buffered
+  // lines are dropped, and the log takes more; see above).
   absl::Status Flush();
   // Flushes and closes the current file. Later calls fail; Close again is OK.
   absl::Status Close();

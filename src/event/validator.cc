@@ -1035,6 +1035,24 @@ bool Validator::DecodeJson(std::string_view line, size_t readable, Record* rec,
 }
 
 bool Validator::CheckAndCommit(const Record& rec, std::vector<Violation>* out) {
+  return Check(rec, out, /*commit=*/true);
+}
+
+void Validator::Commit(const Record& rec) {
+  (void)InsertId(rec);
+  if (rec.time_ms > latest_ms_) latest_ms_ = rec.time_ms;
+}
+
+bool Validator::InsertId(const Record& rec) {
+  const FieldSpec& idf = rec.type->fields[rec.type->id_field];
+  const Value& idv = rec.values[static_cast<size_t>(idf.index)];
+  // An int id (the handbook's): its number is known.
+  const bool int_id = idf.type == FieldType::kInt && idv.present() &&
+                      idv.text.data() == rec.event_id.data() && idv.text.size() == rec.event_id.size();
+  return int_id ? dedup_.InsertInt(rec.id_hash, rec.event_id, idv.i) : dedup_.Insert(rec.id_hash, rec.event_id);
+}
+
+bool Validator::Check(const Record& rec, std::vector<Violation>* out, bool commit) {
   out->clear();
   const int64_t t = rec.time_ms;
   const FieldSpec* tf = &rec.type->fields[rec.type->time_field];
@@ -1065,21 +1083,11 @@ bool Validator::CheckAndCommit(const Record& rec, std::vector<Violation>* out) {
              "max_behind_wall_clock");
     }
   }
-  // A valid record costs one hash lookup: the insert, whose failure is the
-  // duplicate. A record already rejected is only looked up (its id is not
-  // remembered, so that a corrected retry passes).
-  bool duplicate;
-  if (out->empty()) {
-    const FieldSpec& idf = rec.type->fields[rec.type->id_field];
-    const Value& idv = rec.values[static_cast<size_t>(idf.index)];
-    // An int id (the handbook's): its number is known.
-    const bool int_id = idf.type == FieldType::kInt && idv.present() &&
-                        idv.text.data() == rec.event_id.data() && idv.text.size() == rec.event_id.size();
-    duplicate = int_id ? !dedup_.InsertInt(rec.id_hash, rec.event_id, idv.i)
-                       : !dedup_.Insert(rec.id_hash, rec.event_id);
-  } else {
-    duplicate = dedup_.Contains(rec.id_hash, rec.event_id);
-  }
+  // A valid record committed costs one hash lookup: the insert, whose
+  // failure is the duplicate. A record already rejected, or only checked, is
+  // only looked up (a rejected id is not remembered, so that a corrected
+  // retry passes).
+  const bool duplicate = out->empty() && commit ? !InsertId(rec) : dedup_.Contains(rec.id_hash, rec.event_id);
   if (duplicate) {
     const FieldSpec* idf = &rec.type->fields[rec.type->id_field];
     Add(out, Rule::kDuplicateEventId, idf, Printable(idf, rec.event_id, &rec),
@@ -1087,7 +1095,7 @@ bool Validator::CheckAndCommit(const Record& rec, std::vector<Violation>* out) {
                " was already seen (among the last ", schema_->duplicate_memory, " ids)"));
   }
   if (!out->empty()) return false;
-  if (t > latest_ms_) latest_ms_ = t;
+  if (commit && t > latest_ms_) latest_ms_ = t;
   return true;
 }
 

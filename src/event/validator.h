@@ -96,6 +96,13 @@ class Validator {
   // Time bounds and duplicate ids for a record that decoded cleanly. When it
   // passes, its time and id are remembered. Returns false with violations.
   bool CheckAndCommit(const Record& rec, std::vector<Violation>* violations);
+  // The same in two steps, for a caller that does something that may fail
+  // between accepting a record and remembering it (the server writes it to
+  // its event log first: an event the log could not take must not be taken
+  // for a duplicate when it is sent again). Check remembers nothing; Commit
+  // remembers a record Check passed.
+  bool Check(const Record& rec, std::vector<Violation>* violations) { return Check(rec, violations, false); }
+  void Commit(const Record& rec);
 
   // Tests: decode every CSV cell the general way, to compare with the
   // inline decoding of common cells (DecodeCell).
@@ -119,6 +126,10 @@ class Validator {
   std::string Printable(const FieldSpec* field, std::string_view value, const Record* rec) const;
 
  private:
+  // CheckAndCommit (commit) or Check.
+  bool Check(const Record& rec, std::vector<Violation>* violations, bool commit);
+  // Remembers the record's id; false when it was remembered already.
+  bool InsertId(const Record& rec);
   // How DecodeCsv reads a column: the common field shapes decoded and
   // checked inline (DecodeCell); anything else, and any value that fails a
   // check, through SetFromText, which writes the violations.

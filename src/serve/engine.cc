@@ -1042,7 +1042,12 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
     m.RenderRetry(it->second, with_features, out);
     return absl::OkStatus();
   }
-  if (!m.validator->CheckAndCommit(m.rec, &m.violations)) {
+  // With an event log, checked now and remembered once the log has it: an
+  // event the log cannot take is refused (503), and must not look like a
+  // duplicate when it is sent again. (One more lookup of the id, in a slot
+  // the first brought into the cache.)
+  if (!(m.event_log ? m.validator->Check(m.rec, &m.violations)
+                    : m.validator->CheckAndCommit(m.rec, &m.violations))) {
     bool duplicate = std::any_of(m.violations.begin(), m.violations.end(), [](const event::Violation& v) {
       return v.rule == event::Rule::kDuplicateEventId;
     });
@@ -1084,6 +1089,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
     VIGIL_RETURN_IF_ERROR(m.event_log->Append(m.line));
     // To the operating system before the answer: an acknowledged event is in the log.
     VIGIL_RETURN_IF_ERROR(m.event_log->Flush());
+    m.validator->Commit(m.rec);
   }
 
   auto t1 = std::chrono::steady_clock::now();

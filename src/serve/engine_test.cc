@@ -6,7 +6,11 @@
 // temporary folder.
 #include "vigil/engine.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -89,6 +93,15 @@ std::string Time(int64_t s) {
                 ll(s / 60 % 60), ll(s % 60));
   return b;
 }
+
+// A scored event after the sample, of id e000000009999.
+std::string LaterEventForDiskTest() {
+  Json ev = Json::parse(SampleLines().at(3));
+  ev["event_id"] = "e000000009999";
+  ev["time"] = Time(0);
+  return ev.dump();
+}
+
 
 class EngineTest : public ::testing::Test {
  protected:
@@ -309,6 +322,55 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
 }
 
 // Online: the store, the decision log and the event log in the temporary folder.
+// An event the event log cannot take (the disk is full: here a file size
+// limit, in a child process of its own) is refused, not applied, and not
+// remembered: sent again once there is room, it is decided, and the log
+// holds it once.
+TEST_F(EngineTest, AnEventTheEventLogHasNoRoomForIsRefusedAndDecidedWhenSentAgain) {
+  const std::string config = ExampleConfig();
+  const std::string event = LaterEventForDiskTest();
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    EngineOptions o;
+    o.config_path = config;
+    o.offline = false;
+    auto e = Engine::Open(o);
+    if (!e.ok()) _exit(10);
+    Decision d;
+    for (const std::string& l : SampleLines()) {
+      if (!(*e)->Decide(l, &d).ok()) _exit(11);
+    }
+    uintmax_t size = 0;
+    for (const auto& f : fs::directory_iterator(dir_ / "var" / "eventlog")) {
+      if (f.path().extension() == ".jsonl") size = std::max(size, fs::file_size(f.path()));
+    }
+    rlimit lim{static_cast<rlim_t>(size), RLIM_INFINITY};  // no room for one more line
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(12);
+    for (int i = 0; i < 2; ++i) {  // refused twice: the first was not taken for a duplicate
+      const absl::Status st = (*e)->Decide(event, &d);
+      if (st.code() != absl::StatusCode::kUnavailable) _exit(13);
+      if (st.message().find("File too large") == std::string_view::npos) _exit(14);
+    }
+    lim.rlim_cur = RLIM_INFINITY;
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(15);
+    if (!(*e)->Decide(event, &d).ok() || d.status != Decision::Status::kDecided) _exit(16);
+    if (!(*e)->Decide(event, &d).ok() || d.status != Decision::Status::kRetry) _exit(17);
+    int times = 0;
+    for (const auto& f : fs::directory_iterator(dir_ / "var" / "eventlog")) {
+      if (f.path().extension() != ".jsonl") continue;
+      std::ifstream in(f.path());
+      for (std::string l; std::getline(in, l);) times += l.find("\"e000000009999\"") != std::string::npos;
+    }
+    _exit(times == 1 ? 0 : 18);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the step that failed: see the _exit codes in the test";
+}
+
 // --- restarts ---------------------------------------------------------------
 
 // A stop saves the state; the next start restores it and replays only the
