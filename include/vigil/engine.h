@@ -92,6 +92,10 @@ struct EngineOptions {
 struct EngineStats {
   int64_t events = 0, decided = 0, not_scored = 0, rejected = 0, retries = 0, labels = 0;
   int64_t too_late = 0;
+  // Rejected events written to the dead-letter file, and those a failed
+  // write (a full disk) lost, with the last such error.
+  int64_t dead_letters = 0, dead_letters_dropped = 0;
+  std::string dead_letter_error;
   // At start: events of the event log replayed into the feature state, those
   // the current schema rejected, and the time it took.
   int64_t replayed = 0, replay_rejected = 0;

@@ -1,5 +1,9 @@
 #include "event/dead_letter.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -47,32 +51,62 @@ std::string RejectionToJson(const Rejection& r) {
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
-absl::StatusOr<std::unique_ptr<DeadLetterWriter>> DeadLetterWriter::Open(const std::string& path) {
-  FILE* f = path == "-" ? stdout : std::fopen(path.c_str(), "w");
-  if (!f) {
-    return absl::InvalidArgumentError(
-        StrCat(path, ": cannot create dead-letter file: ", strerror(errno)));
+absl::StatusOr<std::unique_ptr<DeadLetterWriter>> DeadLetterWriter::Open(const std::string& path, Mode mode) {
+  if (path == "-") return std::unique_ptr<DeadLetterWriter>(new DeadLetterWriter(STDOUT_FILENO, path));
+  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (mode == Mode::kAppend ? O_APPEND : O_TRUNC);
+  const int fd = ::open(path.c_str(), flags, 0640);  // 0640: rejected events are raw input
+  if (fd < 0) {
+    return absl::InvalidArgumentError(StrCat(path, ": cannot ", mode == Mode::kAppend ? "open" : "create",
+                                             " dead-letter file: ", strerror(errno)));
   }
-  return std::unique_ptr<DeadLetterWriter>(new DeadLetterWriter(f, path));
+  return std::unique_ptr<DeadLetterWriter>(new DeadLetterWriter(fd, path));
 }
 
 DeadLetterWriter::~DeadLetterWriter() { (void)Close(); }
 
 absl::Status DeadLetterWriter::Write(const Rejection& r) {
-  const std::string line = RejectionToJson(r) + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), f_) != line.size()) {
-    return absl::DataLossError(StrCat(path_, ": write failed: ", strerror(errno)));
+  buffer_ += RejectionToJson(r);
+  buffer_ += '\n';
+  ++buffered_;
+  return buffer_.size() >= (64 << 10) ? Flush() : absl::OkStatus();
+}
+
+absl::Status DeadLetterWriter::Flush() {
+  if (fd_ < 0 || buffer_.empty()) return absl::OkStatus();
+  // Where the file ends now, to cut a failed write back to (a file only:
+  // standard output may be a pipe).
+  struct stat st;
+  const off_t end = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : -1;
+  size_t done = 0;
+  while (done < buffer_.size()) {
+    const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      // Whole lines only, so that the next rejection does not start inside
+      // half of one.
+      if (done > 0 && end >= 0) (void)!::ftruncate(fd_, end);
+      dropped_ += buffered_;
+      buffer_.clear();
+      buffered_ = 0;
+      return absl::DataLossError(StrCat(path_, ": write failed: ", strerror(err)));
+    }
+    done += static_cast<size_t>(n);
   }
-  ++written_;
+  written_ += buffered_;
+  buffer_.clear();
+  buffered_ = 0;
   return absl::OkStatus();
 }
 
 absl::Status DeadLetterWriter::Close() {
-  if (!f_) return absl::OkStatus();
-  const bool bad = std::fflush(f_) != 0 || (f_ != stdout && std::fclose(f_) != 0);
-  f_ = nullptr;
-  if (bad) return absl::DataLossError(StrCat(path_, ": write failed: ", strerror(errno)));
-  return absl::OkStatus();
+  if (fd_ < 0) return absl::OkStatus();
+  absl::Status st = Flush();
+  if (fd_ != STDOUT_FILENO && ::close(fd_) != 0 && st.ok()) {
+    st = absl::DataLossError(StrCat(path_, ": write failed: ", strerror(errno)));
+  }
+  fd_ = -1;
+  return st;
 }
 
 }  // namespace vigil::event

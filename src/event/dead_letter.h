@@ -10,7 +10,8 @@
 #ifndef VIGIL_EVENT_DEAD_LETTER_H_
 #define VIGIL_EVENT_DEAD_LETTER_H_
 
-#include <cstdio>
+#include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/status.h"
@@ -20,19 +21,38 @@ namespace vigil::event {
 
 class DeadLetterWriter {
  public:
-  // Creates (truncates) `path`; "-" is standard output.
-  static absl::StatusOr<std::unique_ptr<DeadLetterWriter>> Open(const std::string& path);
-  ~DeadLetterWriter();
+  enum class Mode {
+    kCreate,  // truncates the file: a run's own output (vigil validate, backfill)
+    kAppend,  // adds to what is there: the server's, across restarts
+  };
+  // Opens `path`; "-" is standard output.
+  static absl::StatusOr<std::unique_ptr<DeadLetterWriter>> Open(const std::string& path,
+                                                                Mode mode = Mode::kCreate);
+  ~DeadLetterWriter();  // Close()
+  DeadLetterWriter(const DeadLetterWriter&) = delete;
+  DeadLetterWriter& operator=(const DeadLetterWriter&) = delete;
 
+  // Adds one rejection to the buffer, which is written out once it holds
+  // 64 KiB (then it may fail as Flush does).
   absl::Status Write(const Rejection& r);
+  // Hands the buffered lines to the OS: then they survive the process. When
+  // that fails (DataLoss, naming the file and the reason), the file is cut
+  // back to its last whole line and those lines are dropped (counted in
+  // dropped()); a later Flush may succeed, once there is room again.
+  absl::Status Flush();
+  // Flush, then close (standard output stays open).
   absl::Status Close();
-  int64_t written() const { return written_; }
+  int64_t written() const { return written_; }  // lines handed to the OS
+  int64_t dropped() const { return dropped_; }   // lines a failed write lost
 
  private:
-  DeadLetterWriter(FILE* f, std::string path) : f_(f), path_(std::move(path)) {}
-  FILE* f_;
+  DeadLetterWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_;
   std::string path_;
+  std::string buffer_;
+  int64_t buffered_ = 0;  // lines in buffer_
   int64_t written_ = 0;
+  int64_t dropped_ = 0;
 };
 
 // The JSON object written for one rejection (no trailing newline).

@@ -146,6 +146,8 @@ struct Engine::Impl {
   std::unique_ptr<store::DecisionLog> log;
   std::unique_ptr<event::EventLog> event_log;
   std::unique_ptr<event::DeadLetterWriter> dead;
+  mutable std::mutex dead_mu;
+  std::string dead_error;  // guarded by dead_mu: the last dead-letter write that failed
 
   // Per event type: the field that names the experiment unit (the user), -1 none.
   std::vector<int> unit_field;
@@ -173,7 +175,7 @@ struct Engine::Impl {
 
   // Counters (read by Stats from any thread).
   std::atomic<int64_t> n_events{0}, n_decided{0}, n_not_scored{0}, n_rejected{0}, n_retries{0},
-      n_labels{0}, n_too_late{0};
+      n_labels{0}, n_too_late{0}, n_dead_letters{0}, n_dead_dropped{0};
 
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
@@ -662,7 +664,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     VIGIL_ASSIGN_OR_RETURN(impl->event_log, event::EventLog::Open(eo));
     impl->save_every = std::chrono::seconds(c.event_log_save_state_s);
     impl->next_save = std::chrono::steady_clock::now() + impl->save_every;
-    VIGIL_ASSIGN_OR_RETURN(impl->dead, event::DeadLetterWriter::Open(c.dead_letter));
+    // Appended to: the dead letters of earlier runs stay.
+    VIGIL_ASSIGN_OR_RETURN(impl->dead,
+                           event::DeadLetterWriter::Open(c.dead_letter, event::DeadLetterWriter::Mode::kAppend));
   }
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
@@ -722,7 +726,15 @@ void Engine::Impl::Reject(std::string_view raw, Decision* out) {
     r.violations = violations;
     r.raw = event::MaskJsonText(raw, rec.type, *schema, *hasher);
     r.raw_bytes = raw.size();
-    (void)dead->Write(r);
+    // To the OS at once: a rejection survives the process. One that cannot
+    // be written (a full disk) is counted and reported; the client has its
+    // 400 with every violation all the same.
+    if (absl::Status st = dead->Write(r); !st.ok() || !(st = dead->Flush()).ok()) {
+      std::lock_guard<std::mutex> lock(dead_mu);
+      dead_error = std::string(st.message());
+    }
+    n_dead_letters.store(dead->written(), std::memory_order_relaxed);
+    n_dead_dropped.store(dead->dropped(), std::memory_order_relaxed);
   }
 }
 
@@ -1303,6 +1315,12 @@ EngineStats Engine::Stats() const {
   s.retries = m.n_retries.load(std::memory_order_relaxed);
   s.labels = m.n_labels.load(std::memory_order_relaxed);
   s.too_late = m.n_too_late.load(std::memory_order_relaxed);
+  s.dead_letters = m.n_dead_letters.load(std::memory_order_relaxed);
+  s.dead_letters_dropped = m.n_dead_dropped.load(std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(m.dead_mu);
+    s.dead_letter_error = m.dead_error;
+  }
   s.replayed = m.replayed;
   s.replay_rejected = m.replay_rejected;
   s.replay_seconds = m.replay_seconds;

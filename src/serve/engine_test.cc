@@ -371,6 +371,63 @@ TEST_F(EngineTest, AnEventTheEventLogHasNoRoomForIsRefusedAndDecidedWhenSentAgai
   EXPECT_EQ(WEXITSTATUS(status), 0) << "the step that failed: see the _exit codes in the test";
 }
 
+// Rejected events reach the dead-letter file at once (they survive a
+// crash), are appended to it across restarts, and one the file cannot take
+// (no room) is counted, leaving whole lines; the client's 400 is the same.
+TEST_F(EngineTest, RejectedEventsReachTheDeadLetterFileAtOnceAcrossRestartsAndAFailedOneIsCounted) {
+  const std::string config = ExampleConfig();
+  const fs::path dead = dir_ / "var" / "dead-letter.jsonl";
+  auto invalid = [](const char* id) {
+    Json ev = SampleEvent(4);
+    ev["event_id"] = id;
+    ev["time"] = "not a time";
+    return ev.dump();
+  };
+  auto lines = [&] {
+    std::vector<std::string> ids;
+    std::ifstream in(dead);
+    for (std::string l; std::getline(in, l);) ids.push_back(Json::parse(l).value("event_id", ""));
+    return ids;
+  };
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    ASSERT_TRUE(e->Decide(invalid("e000000000901"), &d).ok());
+    EXPECT_EQ(d.status, Decision::Status::kRejected);
+    EXPECT_EQ(lines(), std::vector<std::string>{"e000000000901"}) << "written before the engine closes";
+    EXPECT_EQ(e->Stats().dead_letters, 1);
+  }
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    EngineOptions o;
+    o.config_path = config;
+    o.offline = false;
+    auto e = Engine::Open(o);
+    if (!e.ok()) _exit(10);
+    Decision d;
+    if (lines() != std::vector<std::string>{"e000000000901"}) _exit(11);  // kept across the restart
+    rlimit lim{static_cast<rlim_t>(fs::file_size(dead)) + 10, RLIM_INFINITY};  // no room for a line
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(12);
+    if (!(*e)->Decide(invalid("e000000000902"), &d).ok() || d.status != Decision::Status::kRejected) _exit(13);
+    const EngineStats s = (*e)->Stats();
+    if (s.dead_letters != 0 || s.dead_letters_dropped != 1) _exit(14);
+    if (s.dead_letter_error.find("File too large") == std::string::npos) _exit(15);
+    lim.rlim_cur = RLIM_INFINITY;
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(16);
+    if (!(*e)->Decide(invalid("e000000000903"), &d).ok()) _exit(17);
+    // Whole lines: the half of 902 that fitted was cut away.
+    if (lines() != std::vector<std::string>{"e000000000901", "e000000000903"}) _exit(18);
+    _exit((*e)->Stats().dead_letters == 1 ? 0 : 19);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the step that failed: see the _exit codes in the test";
+}
+
 // --- restarts ---------------------------------------------------------------
 
 // A stop saves the state; the next start restores it and replays only the

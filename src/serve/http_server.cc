@@ -1006,6 +1006,11 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
         MetricType::kCounter, st.decision_writer_boosts);
     one("vigil_events_too_late_total", "Events beyond the lateness bound (decided, not applied to features)",
         MetricType::kCounter, st.too_late);
+    one("vigil_dead_letters_total", "Rejected events written to the dead-letter file", MetricType::kCounter,
+        st.dead_letters);
+    one("vigil_dead_letters_dropped_total",
+        "Rejected events the dead-letter file could not take (the disk was full; alert on any)", MetricType::kCounter,
+        st.dead_letters_dropped);
     one("vigil_state_saves_total", "Saves of the feature state completed (event_log save_state_s, and at a stop)",
         MetricType::kCounter, st.state_saves);
     one("vigil_state_save_errors_total", "Saves of the feature state that failed (alert on any)", MetricType::kCounter,
