@@ -346,8 +346,9 @@ absl::Status Engine::Impl::SaveInBackground() {
     // The child: a copy of the process as it is now, with this thread
     // alone. It serialises and writes the state, says how that went on the
     // pipe and exits, touching nothing another thread may have held at the
-    // fork but the allocator's locks, which glibc's fork() takes care of
-    // (so no stdio, no logging). It keeps no other descriptor (sockets, the
+    // fork but the allocator's locks, which the allocator's own fork
+    // handlers take and release around fork() (glibc's malloc, and the
+    // jemalloc that `vigil` links) (so no stdio, no logging). It keeps no other descriptor (sockets, the
     // journal's lock) open past its parent. It runs on the time the server
     // leaves (SCHED_IDLE: it shares no lock with the server, so nothing
     // waits for it; at nice 10, bench/serve.sh's p99 was no better).
