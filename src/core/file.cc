@@ -1,6 +1,7 @@
 #include "core/file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,7 +25,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 absl::Status WriteFileAtomic(const std::string& path, std::string_view bytes) {
-  const std::string tmp = StrCat(path, ".tmp");
+  const std::string tmp = StrCat(path, ".", ::getpid(), ".tmp");
   auto fail = [&](const std::string& what) {
     const int err = errno;
     ::unlink(tmp.c_str());
@@ -56,6 +57,30 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view bytes) {
     ::close(dfd);
   }
   return absl::OkStatus();
+}
+
+int RemoveStaleTemporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const std::string prefix = p.filename().string() + ".";
+  std::error_code ec;
+  int removed = 0;
+  for (const fs::directory_entry& e :
+       fs::directory_iterator(p.parent_path().empty() ? fs::path(".") : p.parent_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() <= prefix.size() + 4 || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - 4, 4, ".tmp") != 0) {
+      continue;
+    }
+    const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - 4);
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const auto pid = static_cast<pid_t>(std::stol(digits));
+    // kill(pid, 0): ESRCH when no such process. (A reused pid only keeps a
+    // stale file until a later start.)
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (fs::remove(e.path(), ec)) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace vigil::core

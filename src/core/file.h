@@ -16,10 +16,18 @@ namespace vigil::core {
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 // Replaces the file at `path` with `bytes` whole or not at all: written to
-// `path`.tmp, synced, renamed over `path`, and the folder synced, so that a
-// crash leaves the old file or the new one. DataLoss naming the file and the
-// reason when a step fails (the old file is then untouched).
+// `path`.<pid>.tmp (the process's own: two processes writing the same file,
+// a server and its save in the background, never share one), synced,
+// renamed over `path`, and the folder synced, so that a crash leaves the old
+// file or the new one (and perhaps a .tmp file: RemoveStaleTemporaries).
+// DataLoss naming the file and the reason when a step fails (the old file
+// is then untouched).
 absl::Status WriteFileAtomic(const std::string& path, std::string_view bytes);
+
+// Deletes the `path`.<pid>.tmp files WriteFileAtomic left behind when a
+// process died while writing `path`, but that of a process still running
+// (it may be writing now). Returns how many it deleted.
+int RemoveStaleTemporaries(const std::string& path);
 
 }  // namespace vigil::core
 

@@ -223,6 +223,8 @@ struct Engine::Impl {
   mutable std::mutex save_mu;
   pid_t save_pid = 0;            // guarded by save_mu: the child saving now, or 0
   bool save_cancelled = false;   // guarded by save_mu: EndBackgroundSave killed it
+  bool save_timed_out = false;   // guarded by save_mu: killed for running too long
+  std::chrono::steady_clock::time_point save_started;  // guarded by save_mu
   int64_t saves = 0;             // guarded by save_mu: completed, in the background or not
   int64_t save_errors = 0;       // guarded by save_mu
   std::string save_error;        // guarded by save_mu: the last one
@@ -324,7 +326,18 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
 absl::Status Engine::Impl::SaveInBackground() {
   {
     std::lock_guard<std::mutex> lock(save_mu);
-    if (save_pid != 0) return absl::FailedPreconditionError("a save of the state is already running");
+    if (save_pid != 0) {
+      // A save still running after three intervals (and a minute) is stuck
+      // (storage that does not answer): killed, and counted as failed, or
+      // no save would ever start again.
+      const auto running = std::chrono::steady_clock::now() - save_started;
+      if (save_every.count() > 0 && running > std::max<std::chrono::steady_clock::duration>(
+                                                  3 * save_every, std::chrono::minutes(1))) {
+        save_timed_out = true;
+        ::kill(save_pid, SIGKILL);
+      }
+      return absl::FailedPreconditionError("a save of the state is already running");
+    }
   }
   if (save_reaper.joinable()) save_reaper.join();  // the last one, finished
   std::string last;
@@ -338,7 +351,10 @@ absl::Status Engine::Impl::SaveInBackground() {
   const int64_t expect = ExpectedStateBytes();
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    return absl::UnavailableError(StrCat("cannot save the state: pipe: ", std::strerror(errno)));
+    std::lock_guard<std::mutex> lock(save_mu);
+    ++save_errors;
+    save_error = StrCat("cannot save the state: pipe: ", std::strerror(errno));
+    return absl::UnavailableError(save_error);
   }
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
@@ -375,7 +391,8 @@ absl::Status Engine::Impl::SaveInBackground() {
   {
     std::lock_guard<std::mutex> lock(save_mu);
     save_pid = pid;
-    save_cancelled = false;
+    save_cancelled = save_timed_out = false;
+    save_started = t0;
     last_fork_us = std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count();
   }
   save_reaper = std::thread([this, pid, in = pipe_fds[0], t0] {
@@ -403,8 +420,13 @@ absl::Status Engine::Impl::SaveInBackground() {
       return;
     }
     ++save_errors;
+    core::RemoveStaleTemporaries(StatePath());  // the child's, if it died writing
     if (said.rfind("error ", 0) == 0) {
       save_error = said.substr(6);
+    } else if (save_timed_out) {
+      save_error = StrCat("the process saving the state was still running after ",
+                          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t0).count(),
+                          " s, and was killed");
     } else if (WIFSIGNALED(status)) {
       save_error = StrCat("the process saving the state was killed by signal ", WTERMSIG(status));
     } else {
@@ -493,6 +515,9 @@ absl::Status Engine::Impl::ReplayEventLog() {
   auto t0 = std::chrono::steady_clock::now();
   size_t first = 0;
   int64_t skip = 0;
+  // Left by a process that died while it saved (a crash, or a save in the
+  // background killed): never read, only in the way.
+  core::RemoveStaleTemporaries(StatePath());
   RestoreState(files, &first, &skip);
   VIGIL_ASSIGN_OR_RETURN(const bool whole_lines, Replay(files, first, skip));
   if (!whole_lines) {

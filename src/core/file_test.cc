@@ -1,0 +1,57 @@
+#include "core/file.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/strings.h"
+#include "core/testing/temp_dir.h"
+#include "gtest/gtest.h"
+
+namespace vigil::core {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A process id that was in use and no longer is: a child that has exited.
+pid_t DeadPid() {
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return pid;
+}
+
+TEST(WriteFileAtomicTest, ReplacesTheFileWholeAndLeavesNoTemporary) {
+  testing::TempDir dir;
+  const std::string path = dir.File("state.snap");
+  ASSERT_TRUE(WriteFileAtomic(path, "old").ok());
+  ASSERT_TRUE(WriteFileAtomic(path, "new bytes").ok());
+  auto got = ReadFile(path);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, "new bytes");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1);
+}
+
+// A process that died while it wrote (a server killed, a save in the
+// background killed) leaves its own temporary file; the next start removes
+// it, but never that of a process still running, nor anything else.
+TEST(WriteFileAtomicTest, StaleTemporariesOfDeadProcessesAreRemovedAndNothingElse) {
+  testing::TempDir dir;
+  const std::string path = dir.File("state.snap");
+  const std::string dead = StrCat(path, ".", DeadPid(), ".tmp");
+  const std::string mine = StrCat(path, ".", ::getpid(), ".tmp");
+  for (const std::string& f : {dead, mine, path, path + ".tmp", path + ".x1.tmp", dir.File("other.1.tmp")}) {
+    std::ofstream(f) << "x";
+  }
+  EXPECT_EQ(RemoveStaleTemporaries(path), 1);
+  EXPECT_FALSE(fs::exists(dead));
+  for (const std::string& f : {mine, path, path + ".tmp", path + ".x1.tmp", dir.File("other.1.tmp")}) {
+    EXPECT_TRUE(fs::exists(f)) << f;
+  }
+}
+
+}  // namespace
+}  // namespace vigil::core
