@@ -79,6 +79,13 @@ int Run(const BackfillArgs& a) {
     PrintError("backfill", res.status());
     return kExitError;
   }
+  // The last dead letters are written here: a failure is the run's.
+  if (dead) {
+    if (absl::Status st = dead->Close(); !st.ok()) {
+      PrintError("backfill", st);
+      return kExitError;
+    }
+  }
   const double secs = progress.Seconds();
   std::fprintf(stderr,
                "backfill: %s events read, %s rows written in %.2f s (%.2f M events/s); "

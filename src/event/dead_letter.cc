@@ -84,8 +84,8 @@ absl::Status DeadLetterWriter::Flush() {
     if (n <= 0) {
       const int err = n < 0 ? errno : EIO;
       // Whole lines only, so that the next rejection does not start inside
-      // half of one.
-      if (done > 0 && end >= 0) (void)!::ftruncate(fd_, end);
+      // half of one (nor, without O_APPEND, after a hole where it was).
+      if (done > 0 && end >= 0 && ::ftruncate(fd_, end) == 0) (void)::lseek(fd_, end, SEEK_SET);
       dropped_ += buffered_;
       buffer_.clear();
       buffered_ = 0;

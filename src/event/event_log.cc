@@ -270,8 +270,10 @@ absl::Status EventLog::OpenNextFile(int64_t now_ms) {
     if (fd < 0) {
       const int err = errno;
       if (err == EEXIST) continue;  // another writer took this name: the next seq
-      return Fail(
-          ErrnoStatus(err, StrCat(path, ": cannot create the event log file: ", strerror(err))));
+      absl::Status st = ErrnoStatus(err, StrCat(path, ": cannot create the event log file: ", strerror(err)));
+      // No room for a file (a full disk, a quota): the next Append tries
+      // again. Anything else stops the log.
+      return err == ENOSPC || err == EDQUOT ? st : Fail(st);
     }
     if (syncer_) {
       const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -284,6 +286,7 @@ absl::Status EventLog::OpenNextFile(int64_t now_ms) {
     }
     fd_ = fd;
     path_ = std::move(path);
+    rotate_next_ = false;
     file_bytes_ = 0;
     file_written_ = 0;
     file_time_ms_ = t;
@@ -319,6 +322,9 @@ absl::Status EventLog::WriteBuffer() {
       // whole again and a later write may succeed once there is room. Any
       // other error, or a file that could not be cut back, stops the log.
       const bool no_room = err == ENOSPC || err == EDQUOT || err == EFBIG;
+      // A file size limit does not go away: the next line starts a file
+      // (unless this one is empty: a line longer than the limit fits none).
+      if (err == EFBIG && file_written_ > 0) rotate_next_ = true;
       return cut && no_room ? st : Fail(st);
     }
     done += static_cast<size_t>(r);
@@ -348,7 +354,11 @@ absl::Status EventLog::Append(std::string_view line) {
                                              " (the caller minifies each event to one line)"));
   }
   const int64_t need = static_cast<int64_t>(line.size()) + 1;
-  bool rotate = file_bytes_ > 0 && file_bytes_ + need > options_.rotate_bytes;
+  if (fd_ < 0) {
+    // The last file could not be created for want of room: again.
+    VIGIL_RETURN_IF_ERROR(OpenNextFile(options_.now_ms()));
+  }
+  bool rotate = rotate_next_ || (file_bytes_ > 0 && file_bytes_ + need > options_.rotate_bytes);
   int64_t now = 0;
   if (options_.rotate_daily || rotate) {
     now = options_.now_ms();

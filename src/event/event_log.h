@@ -26,7 +26,9 @@
 // (bench/serve.sh: 5-10 % less throughput, and once a 7 ms p99). A write
 // that fails is cut back to its last whole line and its lines are dropped.
 // When it failed for want of room (ENOSPC, EDQUOT, EFBIG) the log goes on:
-// the next write tries again, and succeeds once there is room. After any
+// the next write tries again, and succeeds once there is room (after EFBIG,
+// a file size limit, in a new file; a file that cannot be created for want
+// of room is tried again at the next Append). After any
 // other failed write, or a failed sync, the log refuses every later call
 // with that error: reopen to carry on, in a new file.
 //
@@ -122,6 +124,7 @@ class EventLog {
   int64_t last_name_ms_ = 0;  // latest time in any name seen (clock step-back guard)
   int64_t next_seq_ = 1;
   int64_t bytes_written_ = 0;
+  bool rotate_next_ = false;  // a write met the file size limit (EFBIG): the next line starts a file
   bool closed_ = false;
   absl::Status status_;  // sticky: the first write error
   std::unique_ptr<Syncer> syncer_;  // when sync_interval_ms > 0

@@ -304,9 +304,10 @@ TEST(EventLogTest, SyncsTheCurrentFileAndEachRotatedOneAndClosesThemAll) {
   EXPECT_THAT(std::string(EventLog::Open(o).status().message()), HasSubstr("sync_interval_ms"));
 }
 
-// A file size limit (EFBIG) stands for a full disk: the write that finds
-// no room is cut back to whole lines and dropped, and the log goes on once
-// there is room. (Other write errors, and failed syncs, stop the log.)
+// A file size limit (EFBIG): the write that finds no room is cut back to
+// whole lines and dropped, and the log goes on in a new file. (A full disk
+// is the same but for the new file; other write errors, and failed syncs,
+// stop the log.)
 TEST(EventLogTest, AWriteWithoutRoomLeavesWholeLinesIsDroppedAndTheLogGoesOn) {
   TempDir dir;
   const pid_t pid = fork();
@@ -326,14 +327,16 @@ TEST(EventLogTest, AWriteWithoutRoomLeavesWholeLinesIsDroppedAndTheLogGoesOn) {
     if (st.message().find((*log)->current_path()) == std::string::npos) _exit(15);
     if (Slurp((*log)->current_path()) != "line one\n") _exit(16);
     if ((*log)->bytes_written() != 9) _exit(17);  // the dropped line is not counted
-    // Room for a short line: it goes in.
+    // The limit stays: the next line starts a file of its own, where it fits.
+    const std::string first = (*log)->current_path();
     if (!(*log)->Append("three").ok() || !(*log)->Flush().ok()) _exit(18);
+    if ((*log)->current_path() == first || Slurp(first) != "line one\n") _exit(19);
     lim.rlim_cur = RLIM_INFINITY;  // room again: the longer line goes in too
-    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(19);
-    if (!(*log)->Append("line two is longer").ok() || !(*log)->Flush().ok()) _exit(20);
-    if (Slurp((*log)->current_path()) != "line one\nthree\nline two is longer\n") _exit(21);
-    if ((*log)->bytes_written() != 34) _exit(22);
-    if (!(*log)->Close().ok()) _exit(23);
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(20);
+    if (!(*log)->Append("line two is longer").ok() || !(*log)->Flush().ok()) _exit(21);
+    if (Slurp((*log)->current_path()) != "three\nline two is longer\n") _exit(22);
+    if ((*log)->bytes_written() != 34) _exit(23);
+    if (!(*log)->Close().ok()) _exit(24);
     _exit(0);
   }
   int status = 0;
