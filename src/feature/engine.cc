@@ -773,6 +773,8 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
   return Result::kScored;
 }
 
+int64_t FeatureEngine::events() const { return impl_->stats.events; }
+
 EngineStats FeatureEngine::Stats() const {
   // An estimate: table slots, buffers, cursors with their distinct-count
   // tables, lifetime distinct sets and HyperLogLogs, the label join index,

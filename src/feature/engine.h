@@ -63,7 +63,10 @@ class FeatureEngine {
   Result Process(const event::Record& rec, std::span<double> out);
 
   int64_t latest_time_ms() const { return latest_ms_; }
+  // Walks every entity (for the memory estimate): not per event.
   EngineStats Stats() const;
+  // Events given to Process so far (Stats().events, without the walk).
+  int64_t events() const;
 
   // Snapshot: the whole state as bytes (versioned, checksummed, entities in
   // key order), and back. Processing after Restore gives exactly what an

@@ -505,7 +505,7 @@ void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* f
   *first = i;
   *skip = from;
   state_restored = true;
-  state_events = features->Stats().events;
+  state_events = features->events();
 }
 
 absl::Status Engine::Impl::ReplayEventLog() {
