@@ -96,6 +96,10 @@ struct EngineStats {
   // write (a full disk) lost, with the last such error.
   int64_t dead_letters = 0, dead_letters_dropped = 0;
   std::string dead_letter_error;
+  // Events the event log could not take (answered 503), and the error of the
+  // last one while the log is failing ("" once a write succeeded again).
+  int64_t event_log_errors = 0;
+  std::string event_log_error;
   // At start: events of the event log replayed into the feature state, those
   // the current schema rejected, and the time it took.
   int64_t replayed = 0, replay_rejected = 0;
@@ -162,6 +166,12 @@ class Engine {
   EngineStats Stats() const;
   // Everything submitted so far is in the store or the journal.
   absl::Status Flush();
+  // Whether events can be taken (GET /readyz): Unavailable, saying why, when
+  // the event log has stopped (a write error other than want of room, or a
+  // failed sync: only a restart helps), or when its last write failed for
+  // want of room and the disk still has less than 1 MiB free. A log short of
+  // room but with room again is ready: the next event retries.
+  absl::Status Ready() const;
   // Saves the feature state and the duplicate-id window beside the event
   // log (<event log>/state.snap), so that the next Open restores them and
   // replays only the event log written after (the rest of the file the

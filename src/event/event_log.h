@@ -105,6 +105,9 @@ class EventLog {
   int64_t bytes_written() const { return bytes_written_; }
   // Successful syncs (fdatasync) of the log's files so far.
   int64_t syncs() const;
+  // The error that stopped the log (see above: every later call fails with
+  // it), or OK while it takes lines.
+  const absl::Status& status() const { return status_; }
 
  private:
   explicit EventLog(EventLogOptions options);

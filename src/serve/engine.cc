@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +44,7 @@
 #include "policy/policy.h"
 #include "serve/config.h"
 #include "serve/json_writer.h"
+#include "serve/readiness.h"
 #include "simdjson.h"
 #include "store/decision_log.h"
 #include "store/store.h"
@@ -145,6 +147,21 @@ struct Engine::Impl {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<store::DecisionLog> log;
   std::unique_ptr<event::EventLog> event_log;
+  // The event log's failures (Ready, Stats): whether the last write failed,
+  // whether the log has stopped for good, and the last error.
+  absl::Status EventLogFailed(absl::Status st) {
+    n_event_log_errors.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(event_log_mu);
+    event_log_error = std::string(st.message());
+    event_log_stopped = !event_log->status().ok();
+    event_log_failing.store(true, std::memory_order_relaxed);
+    return st;
+  }
+  std::atomic<bool> event_log_failing{false};
+  std::atomic<int64_t> n_event_log_errors{0};
+  mutable std::mutex event_log_mu;
+  std::string event_log_error;     // guarded by event_log_mu
+  bool event_log_stopped = false;  // guarded by event_log_mu
   std::unique_ptr<event::DeadLetterWriter> dead;
   mutable std::mutex dead_mu;
   std::string dead_error;  // guarded by dead_mu: the last dead-letter write that failed
@@ -1124,9 +1141,11 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
       return absl::InternalError(StrCat("event ", out->event_id, ": minify failed after a valid parse"));
     }
     m.line.resize(len);
-    VIGIL_RETURN_IF_ERROR(m.event_log->Append(m.line));
     // To the operating system before the answer: an acknowledged event is in the log.
-    VIGIL_RETURN_IF_ERROR(m.event_log->Flush());
+    absl::Status logged = m.event_log->Append(m.line);
+    if (logged.ok()) logged = m.event_log->Flush();
+    if (!logged.ok()) return m.EventLogFailed(std::move(logged));
+    if (m.event_log_failing.load(std::memory_order_relaxed)) m.event_log_failing.store(false, std::memory_order_relaxed);
     m.validator->Commit(m.rec);
   }
 
@@ -1347,6 +1366,11 @@ EngineStats Engine::Stats() const {
     std::lock_guard<std::mutex> lock(m.dead_mu);
     s.dead_letter_error = m.dead_error;
   }
+  s.event_log_errors = m.n_event_log_errors.load(std::memory_order_relaxed);
+  if (m.event_log_failing.load(std::memory_order_relaxed)) {
+    std::lock_guard<std::mutex> lock(m.event_log_mu);
+    s.event_log_error = m.event_log_error;
+  }
   s.replayed = m.replayed;
   s.replay_rejected = m.replay_rejected;
   s.replay_seconds = m.replay_seconds;
@@ -1383,6 +1407,22 @@ EngineStats Engine::Stats() const {
 }
 
 absl::StatusOr<int64_t> Engine::SaveState() { return impl_->SaveState(); }
+
+absl::Status Engine::Ready() const {
+  const Impl& m = *impl_;
+  if (!m.event_log_failing.load(std::memory_order_relaxed)) return absl::OkStatus();
+  std::string error;
+  bool stopped;
+  {
+    std::lock_guard<std::mutex> lock(m.event_log_mu);
+    error = m.event_log_error;
+    stopped = m.event_log_stopped;
+  }
+  struct statvfs fs_stat;
+  const bool known = ::statvfs(m.config.event_log_dir.c_str(), &fs_stat) == 0;
+  const uint64_t free_bytes = known ? static_cast<uint64_t>(fs_stat.f_bavail) * fs_stat.f_frsize : 0;
+  return serve::EventLogReadiness(stopped, known, free_bytes, error);
+}
 
 absl::Status Engine::SaveStateInBackground() { return impl_->SaveInBackground(); }
 

@@ -27,6 +27,7 @@
 
 #include "core/alloc_counter.h"
 #include "core/testing/temp_dir.h"
+#include "serve/readiness.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -349,9 +350,14 @@ TEST_F(EngineTest, AnEventTheEventLogHasNoRoomForIsRefusedAndDecidedWhenSentAgai
       if (st.code() != absl::StatusCode::kUnavailable) _exit(13);
       if (st.message().find("File too large") == std::string_view::npos) _exit(14);
     }
+    // Reported, and still ready: the disk has room, so the next event retries.
+    EngineStats s = (*e)->Stats();
+    if (s.event_log_errors != 2 || s.event_log_error.find("File too large") == std::string::npos) _exit(30);
+    if (!(*e)->Ready().ok()) _exit(31);
     lim.rlim_cur = RLIM_INFINITY;
     if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(15);
     if (!(*e)->Decide(event, &d).ok() || d.status != Decision::Status::kDecided) _exit(16);
+    if (!(*e)->Stats().event_log_error.empty()) _exit(32);  // a write succeeded again
     if (!(*e)->Decide(event, &d).ok() || d.status != Decision::Status::kRetry) _exit(17);
     int times = 0;
     for (const auto& f : fs::directory_iterator(dir_ / "var" / "eventlog")) {
@@ -422,6 +428,22 @@ TEST_F(EngineTest, RejectedEventsReachTheDeadLetterFileAtOnceAcrossRestartsAndAF
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "the step that failed: see the _exit codes in the test";
+}
+
+// GET /readyz's rule for the event log: not ready once it has stopped, or
+// while its disk is full; ready when it is short of room but has room again.
+TEST(ReadinessTest, TheEventLogIsNotReadyWhenStoppedOrItsDiskIsFull) {
+  const std::string err = "events.jsonl: cannot write the event log: No space left on device";
+  const absl::Status stopped = serve::EventLogReadiness(true, true, 1ull << 30, err);
+  EXPECT_EQ(stopped.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(Msg(stopped), HasSubstr("restart vigil serve"));
+  EXPECT_THAT(Msg(stopped), HasSubstr("No space left"));
+  const absl::Status full = serve::EventLogReadiness(false, true, 4096, err);
+  EXPECT_EQ(full.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(Msg(full), HasSubstr("disk is full"));
+  EXPECT_THAT(Msg(full), HasSubstr("4096 bytes free"));
+  EXPECT_TRUE(serve::EventLogReadiness(false, true, 2u << 20, err).ok());
+  EXPECT_TRUE(serve::EventLogReadiness(false, false, 0, err).ok()) << "free space unknown: try";
 }
 
 // --- restarts ---------------------------------------------------------------

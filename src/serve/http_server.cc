@@ -461,12 +461,22 @@ struct HttpServer::Impl {
                  });
   }
 
+  // 503 while the event log cannot take events (Engine::Ready), so that a
+  // load balancer sends them elsewhere; a store that is down only degrades
+  // (decisions go to the journal).
   void HandleReady(Loop& l) {
     EngineStats st = engine->Stats();
+    const absl::Status ready = engine->Ready();
     std::string& j = l.reply.body;
-    j = "{\"ready\":true,\"store\":";
+    StrAppend(&j, "{\"ready\":", ready.ok() ? "true" : "false", ",\"event_log\":");
+    AppendJsonString(ready.ok() ? (st.event_log_error.empty() ? std::string("ok")
+                                                              : StrCat("retrying: ", st.event_log_error))
+                                : std::string(ready.message()),
+                     &j);
+    j += ",\"store\":";
     AppendJsonString(st.store_error.empty() ? "ok" : StrCat("degraded: ", st.store_error, " (decisions go to the journal)"), &j);
     StrAppend(&j, ",\"keys\":", auth->num_keys(), "}");
+    if (!ready.ok()) l.reply.status = 503;
   }
 
   // Work that may block: stored decisions (the store) and reloads (models,
@@ -1006,6 +1016,8 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
         MetricType::kCounter, st.decision_writer_boosts);
     one("vigil_events_too_late_total", "Events beyond the lateness bound (decided, not applied to features)",
         MetricType::kCounter, st.too_late);
+    one("vigil_event_log_errors_total", "Events the event log could not take, answered 503 (alert on any)",
+        MetricType::kCounter, st.event_log_errors);
     one("vigil_dead_letters_total", "Rejected events written to the dead-letter file", MetricType::kCounter,
         st.dead_letters);
     one("vigil_dead_letters_dropped_total",
