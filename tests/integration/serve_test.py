@@ -558,19 +558,23 @@ def test_backfill_parity():
                 # saves the state in the background once it is decided.
                 time.sleep(max(0.0, started + 1.2 - time.time()))
             elif i == 3 * len(lines) // 4 + 20:
-                check(metric("vigil_state_saves_total") == 1 and metric("vigil_state_save_errors_total") == 0,
+                check(metric("vigil_state_saves_total") >= 1 and metric("vigil_state_save_errors_total") == 0,
                       "a save in the background while serving")
                 check(metric("vigil_state_last_fork_seconds") > 0, "the fork's pause is reported")
                 # Killed (no state saved at a stop): the state saved in the
-                # background, then the 19 events logged since.
+                # background, then the events logged since. On a busy machine
+                # a save may fall due before the sleep above, and another
+                # after it whose child outlives the kill: whichever wrote the
+                # state, it and the replay add up to every event logged.
                 s.conn.close()
                 s.proc.kill()
                 s.proc.wait()
                 s.start()
                 n = restarted()
-                check(restored[1] > restored[0] and n == 19,
+                logged = i - len(lines) // 2  # since the restart midway
+                check(restored[1] > restored[0] and restored[1] - restored[0] + n == logged and n < logged,
                       f"after a kill, serve restores the state saved in the background ({restored}) and replays "
-                      f"the events logged since ({n}, not 19):\n" + "".join(s.log))
+                      f"the {n} events logged since ({logged} since the restart before):\n" + "".join(s.log))
             ev = json.loads(l)
             if ev["event_type"] == "label":
                 st, d = s.request("POST", "/v1/labels", l, key="label")
