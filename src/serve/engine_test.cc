@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <set>
@@ -322,6 +323,29 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
   EXPECT_EQ(engine->Stats().decided, 2);
 }
 
+// Runs `body` in a child process of its own, for a file size limit (which
+// is the whole process's), and returns its exit code: 0 when every step
+// held, else the number `body` returned for the step that failed. Writes
+// past the limit fail with EFBIG there (SIGXFSZ is ignored).
+int InChildProcess(const std::function<int()>& body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    _exit(body());
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+// The engine of `config` with its store and logs (offline: false).
+absl::StatusOr<std::unique_ptr<Engine>> OpenOnline(const std::string& config) {
+  EngineOptions o;
+  o.config_path = config;
+  o.offline = false;
+  return Engine::Open(o);
+}
+
 // Online: the store, the decision log and the event log in the temporary folder.
 // An event the event log cannot take (the disk is full: here a file size
 // limit, in a child process of its own) is refused, not applied, and not
@@ -330,47 +354,38 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
 TEST_F(EngineTest, AnEventTheEventLogHasNoRoomForIsRefusedAndDecidedWhenSentAgain) {
   const std::string config = ExampleConfig();
   const std::string event = LaterEventForDiskTest();
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    signal(SIGXFSZ, SIG_IGN);
-    EngineOptions o;
-    o.config_path = config;
-    o.offline = false;
-    auto e = Engine::Open(o);
-    if (!e.ok()) _exit(10);
+  const int failed_step = InChildProcess([&] {
+    auto e = OpenOnline(config);
+    if (!e.ok()) return 10;
     Decision d;
     for (const std::string& l : SampleLines()) {
-      if (!(*e)->Decide(l, &d).ok()) _exit(11);
+      if (!(*e)->Decide(l, &d).ok()) return 11;
     }
     rlimit lim{10, RLIM_INFINITY};  // no room for a line, in this file or a new one
-    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(12);
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) return 12;
     for (int i = 0; i < 2; ++i) {  // refused twice: the first was not taken for a duplicate
       const absl::Status st = (*e)->Decide(event, &d);
-      if (st.code() != absl::StatusCode::kUnavailable) _exit(13);
-      if (st.message().find("File too large") == std::string_view::npos) _exit(14);
+      if (st.code() != absl::StatusCode::kUnavailable) return 13;
+      if (st.message().find("File too large") == std::string_view::npos) return 14;
     }
     // Reported, and still ready: the disk has room, so the next event retries.
     EngineStats s = (*e)->Stats();
-    if (s.event_log_errors != 2 || s.event_log_error.find("File too large") == std::string::npos) _exit(30);
-    if (!(*e)->Ready().ok()) _exit(31);
+    if (s.event_log_errors != 2 || s.event_log_error.find("File too large") == std::string::npos) return 15;
+    if (!(*e)->Ready().ok()) return 16;
     lim.rlim_cur = RLIM_INFINITY;
-    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(15);
-    if (!(*e)->Decide(event, &d).ok() || d.status != Decision::Status::kDecided) _exit(16);
-    if (!(*e)->Stats().event_log_error.empty()) _exit(32);  // a write succeeded again
-    if (!(*e)->Decide(event, &d).ok() || d.status != Decision::Status::kRetry) _exit(17);
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) return 17;
+    if (!(*e)->Decide(event, &d).ok() || d.status != Decision::Status::kDecided) return 18;
+    if (!(*e)->Stats().event_log_error.empty()) return 19;  // a write succeeded again
+    if (!(*e)->Decide(event, &d).ok() || d.status != Decision::Status::kRetry) return 20;
     int times = 0;
     for (const auto& f : fs::directory_iterator(dir_ / "var" / "eventlog")) {
       if (f.path().extension() != ".jsonl") continue;
       std::ifstream in(f.path());
       for (std::string l; std::getline(in, l);) times += l.find("\"e000000009999\"") != std::string::npos;
     }
-    _exit(times == 1 ? 0 : 18);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "the step that failed: see the _exit codes in the test";
+    return times == 1 ? 0 : 21;
+  });
+  EXPECT_EQ(failed_step, 0) << "the step that failed: see the numbers the test returns";
 }
 
 // Rejected events reach the dead-letter file at once (they survive a
@@ -400,34 +415,25 @@ TEST_F(EngineTest, RejectedEventsReachTheDeadLetterFileAtOnceAcrossRestartsAndAF
     EXPECT_EQ(lines(), std::vector<std::string>{"e000000000901"}) << "written before the engine closes";
     EXPECT_EQ(e->Stats().dead_letters, 1);
   }
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    signal(SIGXFSZ, SIG_IGN);
-    EngineOptions o;
-    o.config_path = config;
-    o.offline = false;
-    auto e = Engine::Open(o);
-    if (!e.ok()) _exit(10);
+  const int failed_step = InChildProcess([&] {
+    auto e = OpenOnline(config);
+    if (!e.ok()) return 10;
     Decision d;
-    if (lines() != std::vector<std::string>{"e000000000901"}) _exit(11);  // kept across the restart
+    if (lines() != std::vector<std::string>{"e000000000901"}) return 11;  // kept across the restart
     rlimit lim{static_cast<rlim_t>(fs::file_size(dead)) + 10, RLIM_INFINITY};  // no room for a line
-    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(12);
-    if (!(*e)->Decide(invalid("e000000000902"), &d).ok() || d.status != Decision::Status::kRejected) _exit(13);
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) return 12;
+    if (!(*e)->Decide(invalid("e000000000902"), &d).ok() || d.status != Decision::Status::kRejected) return 13;
     const EngineStats s = (*e)->Stats();
-    if (s.dead_letters != 0 || s.dead_letters_dropped != 1) _exit(14);
-    if (s.dead_letter_error.find("File too large") == std::string::npos) _exit(15);
+    if (s.dead_letters != 0 || s.dead_letters_dropped != 1) return 14;
+    if (s.dead_letter_error.find("File too large") == std::string::npos) return 15;
     lim.rlim_cur = RLIM_INFINITY;
-    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(16);
-    if (!(*e)->Decide(invalid("e000000000903"), &d).ok()) _exit(17);
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) return 16;
+    if (!(*e)->Decide(invalid("e000000000903"), &d).ok()) return 17;
     // Whole lines: the half of 902 that fitted was cut away.
-    if (lines() != std::vector<std::string>{"e000000000901", "e000000000903"}) _exit(18);
-    _exit((*e)->Stats().dead_letters == 1 ? 0 : 19);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "the step that failed: see the _exit codes in the test";
+    if (lines() != std::vector<std::string>{"e000000000901", "e000000000903"}) return 18;
+    return (*e)->Stats().dead_letters == 1 ? 0 : 19;
+  });
+  EXPECT_EQ(failed_step, 0) << "the step that failed: see the numbers the test returns";
 }
 
 // GET /readyz's rule for the event log: not ready once it has stopped, or
