@@ -325,31 +325,50 @@ __attribute__((target("avx2"))) inline __m256i Step8(const float* nodes, __m256i
 
 }  // namespace
 
-// One row, kGroup trees at a time (16 walks in two vectors, 16 scalar);
-// leaves added to the margin one by one in tree order.
-__attribute__((target("avx2"))) float Forest::MarginAvx2(const float* row) const noexcept {
+// Trees t..t+kGroup-1 for one row, together (16 walks in two vectors of
+// gathers, 16 by scalar code, in one loop: they use different parts of the
+// core), to the deepest of them: a leaf stays where it is. The leaves go to
+// leaf[k] and, with kRecord, every step to path[d][k] (tree t + k's node
+// after d steps; path[0] are the roots).
+template <bool kRecord>
+__attribute__((target("avx2"))) inline void Forest::WalkGroupAvx2(size_t t, const float* row, uint32_t* leaf,
+                                                                  uint32_t (*path)[kGroup]) const noexcept {
   const float* nodes = reinterpret_cast<const float*>(nodes_.data());
   const __m256i zero = _mm256_setzero_si256();
+  __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t));
+  __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t + 8));
+  uint32_t b[16];
+  for (int k = 0; k < 16; ++k) b[k] = roots_[t + 16 + static_cast<size_t>(k)];
+  if constexpr (kRecord) {
+    std::copy(roots_.begin() + static_cast<std::ptrdiff_t>(t),
+              roots_.begin() + static_cast<std::ptrdiff_t>(t + kGroup), path[0]);
+  }
+  const int depth = group_depths_[t / kGroup];
+  for (int d = 0; d < depth; ++d) {
+    a = Step8(nodes, a, row, zero);
+    c = Step8(nodes, c, row, zero);
+    for (int k = 0; k < 16; ++k) b[k] = Step(nodes_[b[k]], b[k], row);
+    if constexpr (kRecord) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(path[d + 1]), a);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(path[d + 1] + 8), c);
+      std::copy(b, b + 16, path[d + 1] + 16);
+    }
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(leaf), a);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(leaf + 8), c);
+  std::copy(b, b + 16, leaf + 16);
+}
+
+// One row, kGroup trees at a time; leaves added to the margin one by one in
+// tree order.
+__attribute__((target("avx2"))) float Forest::MarginAvx2(const float* row) const noexcept {
   float margin = base_margin_;
   const size_t n = roots_.size();
   size_t t = 0;
-  alignas(32) float leaf[kGroup];
   for (; t + kGroup <= n; t += kGroup) {
-    // Trees t..t+15 with gathers, t+16..t+31 with scalar code, in one loop.
-    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t));
-    __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t + 8));
-    uint32_t b[16];
-    for (int k = 0; k < 16; ++k) b[k] = roots_[t + 16 + static_cast<size_t>(k)];
-    const int depth = group_depths_[t / kGroup];
-    for (int d = 0; d < depth; ++d) {
-      a = Step8(nodes, a, row, zero);
-      c = Step8(nodes, c, row, zero);
-      for (int k = 0; k < 16; ++k) b[k] = Step(nodes_[b[k]], b[k], row);
-    }
-    _mm256_store_ps(leaf, _mm256_i32gather_ps(nodes, _mm256_slli_epi32(a, 1), 4));
-    _mm256_store_ps(leaf + 8, _mm256_i32gather_ps(nodes, _mm256_slli_epi32(c, 1), 4));
-    for (int k = 0; k < 16; ++k) leaf[16 + k] = nodes_[b[k]].value;
-    for (size_t k = 0; k < kGroup; ++k) margin += leaf[k];  // tree order
+    uint32_t leaf[kGroup];
+    WalkGroupAvx2<false>(t, row, leaf, nullptr);
+    for (size_t k = 0; k < kGroup; ++k) margin += nodes_[leaf[k]].value;  // tree order
   }
   for (; t < n; ++t) {
     uint32_t idx = roots_[t];
@@ -473,37 +492,22 @@ inline uint32_t Forest::TreePathContributions(size_t tree, const float* row, flo
   return idx;
 }
 
-// MarginAvx2's walk with every step recorded: path[d][k] is tree t + k's
-// node after d steps (a leaf repeats once reached). Then the margin adds the
-// leaves and the contributions follow each path, in PathContributions' order
-// (trees in order, each from the root down), so both are bit-identical.
+// MarginAvx2's walk with every step recorded (WalkGroupAvx2). Then the
+// margin adds the leaves and the contributions follow each path, in
+// PathContributions' order (trees in order, each from the root down), so
+// both are bit-identical.
 __attribute__((target("avx2"))) float Forest::MarginAndPathContributionsAvx2(const float* row,
                                                                             float* contrib) const noexcept {
   std::fill(contrib, contrib + num_features_ + 1, 0.0f);
-  const float* nodes = reinterpret_cast<const float*>(nodes_.data());
-  const __m256i zero = _mm256_setzero_si256();
   float margin = base_margin_;
   double bias = base_margin_;
   const size_t n = roots_.size();
   size_t t = 0;
   alignas(32) uint32_t path[kMaxRecordedDepth + 1][kGroup];
   for (; t + kGroup <= n; t += kGroup) {
-    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t));
-    __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(roots_.data() + t + 8));
-    uint32_t* p = path[0];
-    std::copy(roots_.begin() + static_cast<std::ptrdiff_t>(t),
-              roots_.begin() + static_cast<std::ptrdiff_t>(t + kGroup), p);
-    const int depth = group_depths_[t / kGroup];
-    for (int d = 0; d < depth; ++d) {
-      const uint32_t* from = path[d];
-      uint32_t* to = path[d + 1];
-      a = Step8(nodes, a, row, zero);
-      c = Step8(nodes, c, row, zero);
-      for (int k = 16; k < 32; ++k) to[k] = Step(nodes_[from[k]], from[k], row);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(to), a);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(to + 8), c);
-    }
-    for (size_t k = 0; k < kGroup; ++k) margin += nodes_[path[depth][k]].value;  // tree order
+    uint32_t leaf[kGroup];
+    WalkGroupAvx2<true>(t, row, leaf, path);
+    for (size_t k = 0; k < kGroup; ++k) margin += nodes_[leaf[k]].value;  // tree order
     for (size_t k = 0; k < kGroup; ++k) {
       uint32_t idx = path[0][k];
       double value = stats_[idx].mean;

@@ -107,6 +107,11 @@ class Forest {
   float MarginAvx2(const float* row) const noexcept;
   size_t MarginBatchAvx2(const float* rows, size_t n, float* out) const noexcept;  // rows done
   float MarginAndPathContributionsAvx2(const float* row, float* contrib) const noexcept;
+  static constexpr size_t kGroup = 32;  // trees walked together for one row
+  // The one-row walk of both: trees t..t+kGroup-1 to the deepest of them,
+  // their leaves to leaf[k]; with kRecord, every step to path[d][k] too.
+  template <bool kRecord>
+  void WalkGroupAvx2(size_t t, const float* row, uint32_t* leaf, uint32_t (*path)[kGroup]) const noexcept;
   // One tree's part of PathContributions (its root's mean added to *bias);
   // returns the leaf reached.
   uint32_t TreePathContributions(size_t tree, const float* row, float* contrib, double* bias) const noexcept;
@@ -123,7 +128,6 @@ class Forest {
   std::vector<NodeStats> stats_;
   std::vector<uint32_t> roots_;
   std::vector<uint8_t> depths_;  // steps from the root to the deepest leaf, per tree
-  static constexpr size_t kGroup = 32;  // trees walked together for one row
   std::vector<uint8_t> group_depths_;  // the deepest of each group of kGroup trees
   bool avx2_ = false;
 };
