@@ -112,9 +112,10 @@ struct EngineStats {
   std::string state_not_used;
   // Saves of the state since Open (SaveState, SaveStateInBackground): those
   // completed and those that failed (the last error), when the last one
-  // completed (wall clock, ms since the epoch; 0: none yet) and how long it
-  // took, the pause the last background save's fork cost the Decide
-  // thread, and whether one is running now.
+  // completed (wall clock, ms since the epoch; until the first, when the
+  // state restored at Open was written; 0: neither) and how long it took,
+  // the pause the last background save's fork cost the Decide thread, and
+  // whether one is running now.
   int64_t state_saves = 0, state_save_errors = 0;
   std::string state_save_error;
   int64_t state_last_save_ms = 0;

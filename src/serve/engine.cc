@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -523,6 +524,13 @@ void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* f
   *skip = from;
   state_restored = true;
   state_events = features->events();
+  // The age of the newest state on disk from the start, not only from the
+  // first save of this run (vigil_state_last_save_timestamp_seconds).
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) {
+    std::lock_guard<std::mutex> lock(save_mu);
+    last_save_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+  }
 }
 
 absl::Status Engine::Impl::ReplayEventLog() {

@@ -28,6 +28,7 @@
 
 #include "core/alloc_counter.h"
 #include "core/testing/temp_dir.h"
+#include "core/time.h"
 #include "serve/readiness.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -651,6 +652,10 @@ TEST_F(RestartTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
     EXPECT_TRUE(s.state_restored) << s.state_not_used;
     EXPECT_EQ(s.state_events, static_cast<int64_t>(sample.size()) + 4);
     EXPECT_EQ(s.replayed, 4);
+    // The restored state's time until this run saves one.
+    EXPECT_EQ(s.state_saves, 0);
+    EXPECT_GT(s.state_last_save_ms, 0);
+    EXPECT_LE(s.state_last_save_ms, core::WallNowMs());
     for (int i = 8; i < 10; ++i) expect_features(*e, i);
     EXPECT_EQ(e->Stats().state_saves, 0) << "save_state_s is not due yet";
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));

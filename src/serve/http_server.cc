@@ -1028,7 +1028,7 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
     one("vigil_state_save_errors_total", "Saves of the feature state that failed (alert on any)", MetricType::kCounter,
         st.state_save_errors);
     one("vigil_state_last_save_timestamp_seconds",
-        "When the last save of the feature state completed (0: none since start; alert when old)", MetricType::kGauge,
+        "When the newest saved feature state was written (0: none; alert when old)", MetricType::kGauge,
         static_cast<double>(st.state_last_save_ms) / 1000);
     one("vigil_state_last_save_seconds", "How long the last save of the feature state took", MetricType::kGauge,
         st.state_last_save_seconds);
