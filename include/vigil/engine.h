@@ -111,11 +111,11 @@ struct EngineStats {
   int64_t state_events = 0;
   std::string state_not_used;
   // Saves of the state since Open (SaveState, SaveStateInBackground): those
-  // completed and those that failed (the last error), when the last one
-  // completed (wall clock, ms since the epoch; until the first, when the
-  // state restored at Open was written; 0: neither) and how long it took,
-  // the pause the last background save's fork cost the Decide thread, and
-  // whether one is running now.
+  // completed and those that failed (the last error); when the newest saved
+  // state was written (its file's time, ms since the epoch, whichever run
+  // wrote it; 0: there is none); how long the last save took, the pause
+  // the last background save's fork cost the Decide thread, and whether one
+  // is running now.
   int64_t state_saves = 0, state_save_errors = 0;
   std::string state_save_error;
   int64_t state_last_save_ms = 0;

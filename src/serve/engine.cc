@@ -17,7 +17,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <filesystem>
 #include <mutex>
@@ -229,11 +228,12 @@ struct Engine::Impl {
   absl::Status SaveInBackground();
   // Stops a save in progress (the child is killed) and waits for its reaper.
   void EndBackgroundSave();
-  // What the next state will take: the last one and a half (an estimate;
-  // the buffer grows beyond it if need be).
+  // What the next state will take: the saved one's size and a half (an
+  // estimate; the buffer grows beyond it if need be).
   int64_t ExpectedStateBytes() const {
-    std::lock_guard<std::mutex> lock(save_mu);
-    return state_bytes + state_bytes / 2;
+    std::error_code ec;
+    const auto n = static_cast<int64_t>(fs::file_size(StatePath(), ec));
+    return ec ? 0 : n + n / 2;
   }
   std::chrono::steady_clock::duration save_every{};  // 0: never on its own
   std::chrono::steady_clock::time_point next_save;   // the Decide thread's
@@ -246,10 +246,8 @@ struct Engine::Impl {
   int64_t saves = 0;             // guarded by save_mu: completed, in the background or not
   int64_t save_errors = 0;       // guarded by save_mu
   std::string save_error;        // guarded by save_mu: the last one
-  int64_t last_save_ms = 0;      // guarded by save_mu: wall clock of the last completed save
   double last_save_seconds = 0;  // guarded by save_mu
   int64_t last_fork_us = 0;      // guarded by save_mu
-  int64_t state_bytes = 0;       // guarded by save_mu: the size of the last state saved or restored
   // Restores the saved state, if any, and sets *first to the index in
   // `files` (the event log, in write order) of the first file to replay and
   // *skip to the bytes of it the state holds already (those it had when the
@@ -335,8 +333,6 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
     return bytes;
   }
   ++saves;
-  state_bytes = *bytes;
-  last_save_ms = core::WallNowMs();
   last_save_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return bytes;
 }
@@ -378,23 +374,24 @@ absl::Status Engine::Impl::SaveInBackground() {
   const pid_t pid = ::fork();
   if (pid == 0) {
     // The child: a copy of the process as it is now, with this thread
-    // alone. It serialises and writes the state, says how that went on the
-    // pipe and exits, touching nothing another thread may have held at the
-    // fork but the allocator's locks, which the allocator's own fork
-    // handlers take and release around fork() (glibc's malloc, and the
-    // jemalloc that `vigil` links) (so no stdio, no logging). It keeps no other descriptor (sockets, the
-    // journal's lock) open past its parent. It runs on the time the server
-    // leaves (SCHED_IDLE: it shares no lock with the server, so nothing
-    // waits for it; at nice 10, bench/serve.sh's p99 was no better).
+    // alone. It serialises and writes the state, puts what went wrong, if
+    // anything, on the pipe, and exits. It touches nothing another thread
+    // may have held at the fork but the allocator's locks, which the
+    // allocator's own fork handlers take care of (glibc's malloc, and the
+    // jemalloc `vigil` links): no stdio, no logging. It keeps no other
+    // descriptor (sockets, the journal's lock) open past its parent, and
+    // runs on the time the server leaves (SCHED_IDLE: it shares no lock
+    // with the server, so nothing waits for it; at nice 10, bench/serve.sh's
+    // p99 was no better).
     const int out = pipe_fds[1];
     if (out > 3) ::close_range(3, static_cast<unsigned>(out - 1), 0);
     ::close_range(static_cast<unsigned>(out + 1), ~0U, 0);
     const sched_param idle{};
     if (::sched_setscheduler(0, SCHED_IDLE, &idle) != 0) (void)::setpriority(PRIO_PROCESS, 0, 19);
     const absl::StatusOr<int64_t> bytes = WriteState(last, last_size, expect);
-    const std::string said = bytes.ok() ? StrCat("ok ", *bytes) : StrCat("error ", bytes.status().message());
-    (void)!::write(out, said.data(), said.size());
-    ::_exit(bytes.ok() ? 0 : 1);
+    if (bytes.ok()) ::_exit(0);
+    (void)!::write(out, bytes.status().message().data(), bytes.status().message().size());
+    ::_exit(1);
   }
   const int fork_errno = errno;
   const auto t1 = std::chrono::steady_clock::now();
@@ -430,17 +427,15 @@ absl::Status Engine::Impl::SaveInBackground() {
     std::lock_guard<std::mutex> lock(save_mu);
     save_pid = 0;
     if (save_cancelled) return;  // not a failure: the caller saves now itself, or is closing
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && said.rfind("ok ", 0) == 0) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       ++saves;
-      state_bytes = std::strtoll(said.c_str() + 3, nullptr, 10);
-      last_save_ms = core::WallNowMs();
       last_save_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       return;
     }
     ++save_errors;
     core::RemoveStaleTemporaries(StatePath());  // the child's, if it died writing
-    if (said.rfind("error ", 0) == 0) {
-      save_error = said.substr(6);
+    if (!said.empty()) {
+      save_error = std::move(said);
     } else if (save_timed_out) {
       save_error = StrCat("the process saving the state was still running after ",
                           std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t0).count(),
@@ -487,10 +482,6 @@ void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* f
   auto not_used = [&](std::string why) { StateNotUsed(std::move(why)); };
   auto bytes = core::ReadFile(path);
   if (!bytes.ok()) return not_used(std::string(bytes.status().message()));
-  {
-    std::lock_guard<std::mutex> lock(save_mu);
-    state_bytes = static_cast<int64_t>(bytes->size());  // what the next save may take
-  }
   auto sealed = core::Unseal(*bytes, kStateMagic, kStateVersion, "saved state");
   if (!sealed.ok()) return not_used(std::string(sealed.status().message()));
   if (sealed->key != StateKey()) return not_used("saved under another schema or feature spec");
@@ -524,13 +515,6 @@ void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* f
   *skip = from;
   state_restored = true;
   state_events = features->events();
-  // The age of the newest state on disk from the start, not only from the
-  // first save of this run (vigil_state_last_save_timestamp_seconds).
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0) {
-    std::lock_guard<std::mutex> lock(save_mu);
-    last_save_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
-  }
 }
 
 absl::Status Engine::Impl::ReplayEventLog() {
@@ -1390,10 +1374,15 @@ EngineStats Engine::Stats() const {
     s.state_saves = m.saves;
     s.state_save_errors = m.save_errors;
     s.state_save_error = m.save_error;
-    s.state_last_save_ms = m.last_save_ms;
     s.state_last_save_seconds = m.last_save_seconds;
     s.state_last_fork_us = m.last_fork_us;
     s.state_saving = m.save_pid != 0;
+  }
+  // When the newest saved state was written, whichever process wrote it
+  // (this one, a save in the background, or the run before: an alert on
+  // its age is right from the start): the file's own time.
+  if (struct stat st; m.event_log && ::stat(m.StatePath().c_str(), &st) == 0) {
+    s.state_last_save_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
   }
   if (m.log) {
     store::DecisionLogStats l = m.log->Stats();
