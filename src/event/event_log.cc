@@ -156,7 +156,10 @@ class EventLog::Syncer {
     stopped_ = true;
     return error_;
   }
+  // The first failed sync, or OK. Read on every Flush (every event): only
+  // an atomic load until a sync has failed.
   absl::Status error() const {
+    if (!failed_.load(std::memory_order_acquire)) return absl::OkStatus();
     std::lock_guard<std::mutex> lock(mu_);
     return error_;
   }
@@ -177,6 +180,7 @@ class EventLog::Syncer {
     std::lock_guard<std::mutex> lock(mu_);
     if (error_.ok()) {
       error_ = absl::DataLossError(StrCat(f.path, ": cannot sync the event log to disk: ", strerror(err)));
+      failed_.store(true, std::memory_order_release);
     }
   }
 
@@ -210,6 +214,7 @@ class EventLog::Syncer {
   bool stopped_ = false;        // guarded by mu_
   absl::Status error_;          // guarded by mu_: the first failed sync
   std::atomic<int64_t> syncs_{0};
+  std::atomic<bool> failed_{false};  // error_ is set
   std::thread thread_;  // last: starts once the rest is built
 };
 
