@@ -86,14 +86,14 @@ absl::Status DeadLetterWriter::Flush() {
       // Whole lines only, so that the next rejection does not start inside
       // half of one (nor, without O_APPEND, after a hole where it was).
       if (done > 0 && end >= 0 && ::ftruncate(fd_, end) == 0) (void)::lseek(fd_, end, SEEK_SET);
-      dropped_ += buffered_;
+      dropped_.fetch_add(buffered_, std::memory_order_relaxed);
       buffer_.clear();
       buffered_ = 0;
       return absl::DataLossError(StrCat(path_, ": write failed: ", strerror(err)));
     }
     done += static_cast<size_t>(n);
   }
-  written_ += buffered_;
+  written_.fetch_add(buffered_, std::memory_order_relaxed);
   buffer_.clear();
   buffered_ = 0;
   return absl::OkStatus();

@@ -6,10 +6,12 @@
 //    "raw_truncated", "raw_bytes", "raw_base64" (when raw is not UTF-8)}
 // The first violation fills the top-level field/rule/value/reason.
 //
-// Thread-safety: none; one writer per file.
+// Thread-safety: one writer per file, from one thread at a time; written()
+// and dropped() from any thread.
 #ifndef VIGIL_EVENT_DEAD_LETTER_H_
 #define VIGIL_EVENT_DEAD_LETTER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -42,8 +44,9 @@ class DeadLetterWriter {
   absl::Status Flush();
   // Flush, then close (standard output stays open).
   absl::Status Close();
-  int64_t written() const { return written_; }  // lines handed to the OS
-  int64_t dropped() const { return dropped_; }   // lines a failed write lost
+  // Lines handed to the OS, and lines a failed write lost; from any thread.
+  int64_t written() const { return written_.load(std::memory_order_relaxed); }
+  int64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
  private:
   DeadLetterWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
@@ -51,8 +54,8 @@ class DeadLetterWriter {
   std::string path_;
   std::string buffer_;
   int64_t buffered_ = 0;  // lines in buffer_
-  int64_t written_ = 0;
-  int64_t dropped_ = 0;
+  std::atomic<int64_t> written_{0};
+  std::atomic<int64_t> dropped_{0};
 };
 
 // The JSON object written for one rejection (no trailing newline).

@@ -253,11 +253,6 @@ namespace {
 constexpr uint64_t kValidatorMagic = 0x314C41564C494756;  // "VGILVAL1"
 }  // namespace
 
-void Validator::SerializeTo(std::string* out) const {
-  out->clear();
-  AppendTo(out);
-}
-
 void Validator::AppendTo(std::string* out) const {
   core::ByteWriter w(out);
   w.U64(kValidatorMagic);

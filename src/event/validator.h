@@ -114,9 +114,7 @@ class Validator {
 
   // What CheckAndCommit remembers (the latest time, the duplicate-id
   // window), so that a validator restored from it goes on exactly as this
-  // one would: a server's state across a restart.
-  void SerializeTo(std::string* out) const;
-  // The same bytes appended to *out.
+  // one would (a server's state across a restart), appended to *out.
   void AppendTo(std::string* out) const;
   // InvalidArgument, naming the problem, when the snapshot is corrupt;
   // the validator is then as if new.

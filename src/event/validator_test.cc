@@ -234,7 +234,7 @@ TEST_F(ValidatorTest, RestoredFromASnapshotItGoesOnAsTheOriginalWould) {
   // Memory 3: numeric ids in sequence, one out of sequence, text ids.
   for (std::string id : {"7", "9", "x", "8", "12", "y", "z", "13"}) run(*v_, id, "2024-01-05T00:00:00Z");
   std::string snap;
-  v_->SerializeTo(&snap);
+  v_->AppendTo(&snap);
   std::string appended = "before";
   v_->AppendTo(&appended);
   EXPECT_EQ(appended, "before" + snap);

@@ -192,7 +192,7 @@ struct Engine::Impl {
 
   // Counters (read by Stats from any thread).
   std::atomic<int64_t> n_events{0}, n_decided{0}, n_not_scored{0}, n_rejected{0}, n_retries{0},
-      n_labels{0}, n_too_late{0}, n_dead_letters{0}, n_dead_dropped{0};
+      n_labels{0}, n_too_late{0};
 
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
@@ -768,8 +768,6 @@ void Engine::Impl::Reject(std::string_view raw, Decision* out) {
       std::lock_guard<std::mutex> lock(dead_mu);
       dead_error = std::string(st.message());
     }
-    n_dead_letters.store(dead->written(), std::memory_order_relaxed);
-    n_dead_dropped.store(dead->dropped(), std::memory_order_relaxed);
   }
 }
 
@@ -1352,9 +1350,9 @@ EngineStats Engine::Stats() const {
   s.retries = m.n_retries.load(std::memory_order_relaxed);
   s.labels = m.n_labels.load(std::memory_order_relaxed);
   s.too_late = m.n_too_late.load(std::memory_order_relaxed);
-  s.dead_letters = m.n_dead_letters.load(std::memory_order_relaxed);
-  s.dead_letters_dropped = m.n_dead_dropped.load(std::memory_order_relaxed);
-  {
+  if (m.dead) {
+    s.dead_letters = m.dead->written();
+    s.dead_letters_dropped = m.dead->dropped();
     std::lock_guard<std::mutex> lock(m.dead_mu);
     s.dead_letter_error = m.dead_error;
   }
