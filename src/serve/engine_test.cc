@@ -487,6 +487,12 @@ class RestartTest : public EngineTest {
       want_.push_back(d.features);
     }
   }
+  // Decides the sample, then LaterEvent(0..n-1) with the reference's features.
+  void DecideSampleThenLater(Engine& e, int n) {
+    Decision d;
+    for (const std::string& l : SampleLines()) ASSERT_TRUE(e.Decide(l, &d).ok());
+    for (int i = 0; i < n; ++i) ExpectFeatures(e, i);
+  }
   // Decides LaterEvent(i) on `e`: the reference's features, bit for bit.
   void ExpectFeatures(Engine& e, int i) {
     Decision d;
@@ -506,8 +512,6 @@ TEST_F(RestartTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
   const std::vector<std::string> sample = SampleLines();
   const std::string config = ExampleConfig();
   NeverStopped(config, 13);
-  auto later = LaterEvent;
-  auto expect_features = [&](Engine& e, int i) { ExpectFeatures(e, i); };
   const fs::path state = dir_ / "var" / "eventlog" / "state.snap";
   // The event log's newest file (names sort in write order).
   auto newest_log = [&] {
@@ -532,9 +536,7 @@ TEST_F(RestartTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
   {
     auto e = Open(config, /*offline=*/false);
     ASSERT_NE(e, nullptr);
-    Decision d;
-    for (const std::string& l : sample) ASSERT_TRUE(e->Decide(l, &d).ok());
-    for (int i = 0; i < 4; ++i) expect_features(*e, i);
+    DecideSampleThenLater(*e, 4);
     auto saved = e->SaveState();
     ASSERT_TRUE(saved.ok()) << saved.status();
     EXPECT_EQ(*saved, static_cast<int64_t>(fs::file_size(state)));
@@ -548,9 +550,9 @@ TEST_F(RestartTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     EXPECT_EQ(s.state_events, static_cast<int64_t>(sample.size()) + 4);
     EXPECT_EQ(s.replayed, 0);
     Decision d;
-    ASSERT_TRUE(e->Decide(later(3), &d).ok());
+    ASSERT_TRUE(e->Decide(LaterEvent(3), &d).ok());
     EXPECT_EQ(d.status, Decision::Status::kRetry);
-    for (int i = 4; i < 8; ++i) expect_features(*e, i);
+    for (int i = 4; i < 8; ++i) ExpectFeatures(*e, i);
     // Stopped without saving (a crash): the next start still has the state saved above.
   }
   {
@@ -559,7 +561,7 @@ TEST_F(RestartTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     EngineStats s = e->Stats();
     EXPECT_TRUE(s.state_restored) << s.state_not_used;
     EXPECT_EQ(s.replayed, 4);  // the events decided after the save, from the newer file
-    for (int i = 8; i < 10; ++i) expect_features(*e, i);
+    for (int i = 8; i < 10; ++i) ExpectFeatures(*e, i);
   }
   // A corrupt saved state is not used: the whole log is replayed.
   {
@@ -568,9 +570,9 @@ TEST_F(RestartTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     WriteText(state, bytes);
     auto e = open_without_state("checksum", sample.size() + 10);
     ASSERT_NE(e, nullptr);
-    expect_features(*e, 10);
+    ExpectFeatures(*e, 10);
     ASSERT_TRUE(e->SaveState().ok());
-    expect_features(*e, 11);  // after the save: the newest file grows
+    ExpectFeatures(*e, 11);  // after the save: the newest file grows
   }
   {
     // The state, then the rest of the file it ended in.
@@ -580,7 +582,7 @@ TEST_F(RestartTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     EXPECT_TRUE(s.state_restored) << s.state_not_used;
     EXPECT_EQ(s.replayed, 1);
     EXPECT_EQ(s.replay_rejected, 0);  // nothing the state holds is read again
-    expect_features(*e, 12);
+    ExpectFeatures(*e, 12);
     ASSERT_TRUE(e->SaveState().ok());
   }
   {
@@ -590,7 +592,7 @@ TEST_F(RestartTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     auto e = open_without_state("less than the", sample.size() + 13);
     ASSERT_NE(e, nullptr);
     Decision d;
-    ASSERT_TRUE(e->Decide(later(13), &d).ok());
+    ASSERT_TRUE(e->Decide(LaterEvent(13), &d).ok());
     ASSERT_TRUE(e->SaveState().ok());
   }
   {
@@ -617,7 +619,6 @@ TEST_F(RestartTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
     text.replace(text.find(plain), plain.size(), "event_log: {dir: var/eventlog, save_state_s: 1}\n");
     WriteText(config, text);
   }
-  auto expect_features = [&](Engine& e, int i) { ExpectFeatures(e, i); };
   // Waits for `n` completed saves and none running; the stats then.
   auto saved = [](Engine& e, int64_t n) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -634,11 +635,9 @@ TEST_F(RestartTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
   {
     auto e = Open(config, /*offline=*/false);
     ASSERT_NE(e, nullptr);
-    Decision d;
-    for (const std::string& l : sample) ASSERT_TRUE(e->Decide(l, &d).ok());
-    for (int i = 0; i < 4; ++i) expect_features(*e, i);
+    DecideSampleThenLater(*e, 4);
     ASSERT_TRUE(e->SaveStateInBackground().ok());
-    for (int i = 4; i < 8; ++i) expect_features(*e, i);  // not in the state being saved
+    for (int i = 4; i < 8; ++i) ExpectFeatures(*e, i);  // not in the state being saved
     const EngineStats s = saved(*e, 1);
     EXPECT_GT(s.state_last_fork_us, 0);
     EXPECT_GT(s.state_last_save_ms, 0);
@@ -656,10 +655,10 @@ TEST_F(RestartTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
     EXPECT_EQ(s.state_saves, 0);
     EXPECT_GT(s.state_last_save_ms, 0);
     EXPECT_LE(s.state_last_save_ms, core::WallNowMs());
-    for (int i = 8; i < 10; ++i) expect_features(*e, i);
+    for (int i = 8; i < 10; ++i) ExpectFeatures(*e, i);
     EXPECT_EQ(e->Stats().state_saves, 0) << "save_state_s is not due yet";
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));
-    expect_features(*e, 10);  // due: this Decide starts a save
+    ExpectFeatures(*e, 10);  // due: this Decide starts a save
     saved(*e, 1);
   }
   {
@@ -669,7 +668,7 @@ TEST_F(RestartTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
     EXPECT_TRUE(s.state_restored) << s.state_not_used;
     EXPECT_EQ(s.state_events, static_cast<int64_t>(sample.size()) + 11);
     EXPECT_EQ(s.replayed, 0);
-    expect_features(*e, 11);
+    ExpectFeatures(*e, 11);
   }
 }
 
