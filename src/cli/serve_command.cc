@@ -1,6 +1,5 @@
 // `vigil serve` (the decision service), `vigil keys create` (API keys) and
 // `vigil decide` (the same engine over an event file, offline).
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <map>
@@ -120,11 +119,9 @@ int RunServe(const ServeArgs& a) {
   waiter.join();
   absl::Status flushed = (*engine)->Flush();
   // The next start restores this instead of replaying the whole event log.
-  const auto save_start = std::chrono::steady_clock::now();
   if (auto saved = (*engine)->SaveState(); saved.ok()) {
     std::fprintf(stderr, "serve: saved the feature state (%.1f MB) to %s/state.snap in %.2f s\n", *saved / 1e6,
-                 config->event_log_dir.c_str(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - save_start).count());
+                 config->event_log_dir.c_str(), (*engine)->Stats().state_last_save_seconds);
   } else {
     std::fprintf(stderr, "serve: warning: the feature state was not saved (%s); the next start replays the event "
                          "log from the state saved before, if any\n",
