@@ -157,7 +157,8 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
   if (log.IsDefined() && log.IsScalar()) {
     VIGIL_ASSIGN_OR_RETURN(c.event_log_dir, log.String());
   } else if (log.IsDefined()) {
-    VIGIL_RETURN_IF_ERROR(log.CheckKeys({"dir", "rotate_mb", "rotate_daily", "sync_ms", "save_state_s"}));
+    VIGIL_RETURN_IF_ERROR(log.CheckKeys(
+        {"dir", "rotate_mb", "rotate_daily", "sync_ms", "save_state_s", "save_timeout_s"}));
     VIGIL_ASSIGN_OR_RETURN(c.event_log_dir, log.GetString("dir", c.event_log_dir));
     VIGIL_ASSIGN_OR_RETURN(int64_t mb, log.GetInt("rotate_mb", c.event_log_rotate_bytes >> 20));
     if (mb < 1) return log["rotate_mb"].Error("rotate_mb must be at least 1");
@@ -168,6 +169,12 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     VIGIL_ASSIGN_OR_RETURN(c.event_log_save_state_s, log.GetInt("save_state_s", c.event_log_save_state_s));
     if (c.event_log_save_state_s < 0) {
       return log["save_state_s"].Error("save_state_s must be >= 0 (0: save the state only at a clean stop)");
+    }
+    VIGIL_ASSIGN_OR_RETURN(c.event_log_save_timeout_s,
+                           log.GetInt("save_timeout_s", c.event_log_save_timeout_s));
+    if (c.event_log_save_timeout_s < 0) {
+      return log["save_timeout_s"].Error(
+          "save_timeout_s must be >= 0 (0: three times save_state_s, and at least 60)");
     }
   }
   c.event_log_dir = Resolve(c.dir, c.event_log_dir);

@@ -57,6 +57,10 @@ struct ServeConfig {
   // How often the engine saves its state in the background while deciding
   // (Engine::SaveStateInBackground); 0: only at a clean stop.
   int64_t event_log_save_state_s = 600;
+  // A save in the background still running this long after it began is
+  // killed (storage that does not answer), so that saves go on; 0: three
+  // intervals, and at least a minute (never, when save_state_s is 0).
+  int64_t event_log_save_timeout_s = 0;
   std::string dead_letter;      // default: <dir>/dead-letter.jsonl
   std::string listen = "127.0.0.1:8080";
   std::string keys_file;        // "": keys live in the store

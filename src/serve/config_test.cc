@@ -58,6 +58,7 @@ TEST_F(ConfigTest, ReadsTheExampleWithItsModelsAndLimits) {
   EXPECT_EQ(c->event_log_rotate_bytes, 256ll << 20);
   EXPECT_EQ(c->event_log_sync_ms, 0);  // never fsync, unless asked
   EXPECT_EQ(c->event_log_save_state_s, 600);
+  EXPECT_EQ(c->event_log_save_timeout_s, 0);  // three intervals, at least a minute
   EXPECT_EQ(c->limits.max_batch, 100);
   EXPECT_EQ(c->limits.recent_decisions, 100000);
   EXPECT_EQ(c->reasons, 3);
@@ -187,6 +188,8 @@ TEST_F(ConfigTest, RefusesLimitsOutOfRangeAndAStoreItCannotOpen) {
   EXPECT_THAT(Msg(Error("event_log: {rotate_mb: 0}\n")), HasSubstr("rotate_mb must be at least 1"));
   EXPECT_THAT(Msg(Error("event_log: {sync_ms: -5}\n")), HasSubstr("sync_ms must be >= 0"));
   EXPECT_THAT(Msg(Error("event_log: {save_state_s: -1}\n")), HasSubstr("save_state_s must be >= 0"));
+  EXPECT_THAT(Msg(Error("event_log: {save_timeout_s: -1}\n")),
+              HasSubstr("save_timeout_s must be >= 0"));
   EXPECT_THAT(Msg(Error("listen: localhost\n")), HasSubstr("expected HOST:PORT"));
 }
 

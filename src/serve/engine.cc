@@ -236,6 +236,7 @@ struct Engine::Impl {
     return ec ? 0 : n + n / 2;
   }
   std::chrono::steady_clock::duration save_every{};  // 0: never on its own
+  std::chrono::steady_clock::duration save_timeout{};  // 0: never killed
   std::chrono::steady_clock::time_point next_save;   // the Decide thread's
   std::thread save_reaper;                           // the Decide thread's
   mutable std::mutex save_mu;
@@ -341,12 +342,11 @@ absl::Status Engine::Impl::SaveInBackground() {
   {
     std::lock_guard<std::mutex> lock(save_mu);
     if (save_pid != 0) {
-      // A save still running after three intervals (and a minute) is stuck
-      // (storage that does not answer): killed, and counted as failed, or
-      // no save would ever start again.
-      const auto running = std::chrono::steady_clock::now() - save_started;
-      if (save_every.count() > 0 && running > std::max<std::chrono::steady_clock::duration>(
-                                                  3 * save_every, std::chrono::minutes(1))) {
+      // A save still running after save_timeout is stuck (storage that
+      // does not answer): killed, and counted as failed, or no save would
+      // ever start again.
+      if (save_timeout.count() > 0 &&
+          std::chrono::steady_clock::now() - save_started > save_timeout) {
         save_timed_out = true;
         ::kill(save_pid, SIGKILL);
       }
@@ -698,6 +698,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     eo.sync_interval_ms = c.event_log_sync_ms;
     VIGIL_ASSIGN_OR_RETURN(impl->event_log, event::EventLog::Open(eo));
     impl->save_every = std::chrono::seconds(c.event_log_save_state_s);
+    impl->save_timeout =
+        c.event_log_save_timeout_s > 0 ? std::chrono::seconds(c.event_log_save_timeout_s)
+        : impl->save_every.count() > 0 ? std::max<std::chrono::steady_clock::duration>(
+                                             3 * impl->save_every, std::chrono::minutes(1))
+                                       : std::chrono::steady_clock::duration{};
     impl->next_save = std::chrono::steady_clock::now() + impl->save_every;
     // Appended to: the dead letters of earlier runs stay.
     VIGIL_ASSIGN_OR_RETURN(impl->dead,

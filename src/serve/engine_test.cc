@@ -9,12 +9,15 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -29,10 +32,10 @@
 #include "core/alloc_counter.h"
 #include "core/testing/temp_dir.h"
 #include "core/time.h"
-#include "serve/readiness.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "serve/readiness.h"
 
 namespace vigil {
 namespace {
@@ -670,6 +673,81 @@ TEST_F(RestartTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
     EXPECT_EQ(s.replayed, 0);
     ExpectFeatures(*e, 11);
   }
+}
+
+// A save in the background that never finishes (storage that does not
+// answer: here its temporary file is a FIFO nobody reads, so the child
+// blocks in open(2)) is killed once it has run for `save_timeout_s`, counted
+// as failed, and the saves after it work again.
+TEST_F(RestartTest, ASaveThatHangsIsKilledAfterItsTimeoutAndSavesGoOn) {
+  const std::vector<std::string> sample = SampleLines();
+  const std::string config = ExampleConfig();
+  NeverStopped(config, 2);
+  {
+    std::string text = ReadText(config);
+    const std::string plain = "event_log: var/eventlog\n";
+    ASSERT_NE(text.find(plain), std::string::npos);
+    text.replace(text.find(plain), plain.size(),
+                 "event_log: {dir: var/eventlog, save_state_s: 0, save_timeout_s: 1}\n");
+    WriteText(config, text);
+  }
+  const fs::path dir = dir_ / "var" / "eventlog";
+  auto wait_idle = [](Engine& e) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    EngineStats s = e.Stats();
+    while (s.state_saving && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      s = e.Stats();
+    }
+    EXPECT_FALSE(s.state_saving);
+    return s;
+  };
+  auto e = Open(config, /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  DecideSampleThenLater(*e, 1);
+  // The child's temporary file is state.snap.<its pid>.tmp. Pids are handed
+  // out in turn: FIFOs under the next few thousand catch it.
+  int64_t last_pid = 0;
+  {
+    std::ifstream in("/proc/sys/kernel/ns_last_pid");
+    ASSERT_TRUE(in >> last_pid);
+  }
+  for (int64_t p = last_pid + 1; p <= last_pid + 4000; ++p) {
+    const std::string fifo = (dir / ("state.snap." + std::to_string(p) + ".tmp")).string();
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << fifo << ": " << std::strerror(errno);
+  }
+  const auto began = std::chrono::steady_clock::now();
+  ASSERT_TRUE(e->SaveStateInBackground().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EngineStats s = e->Stats();
+  ASSERT_TRUE(s.state_saving) << "the save was not caught by a FIFO: " << s.state_save_error;
+  // Not stuck yet: a second save is refused and the first left alone.
+  EXPECT_THAT(e->SaveStateInBackground().message(), HasSubstr("already running"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(e->Stats().state_saving);
+  std::this_thread::sleep_until(began + std::chrono::milliseconds(1200));
+  // Stuck now: this attempt kills it (and is itself refused).
+  EXPECT_THAT(e->SaveStateInBackground().message(), HasSubstr("already running"));
+  s = wait_idle(*e);
+  EXPECT_EQ(s.state_saves, 0);
+  EXPECT_EQ(s.state_save_errors, 1);
+  EXPECT_THAT(s.state_save_error, HasSubstr("was still running after"));
+  EXPECT_THAT(s.state_save_error, HasSubstr("and was killed"));
+  EXPECT_FALSE(fs::exists(dir / "state.snap"));
+  // The FIFOs of pids that are not running were removed with the killed
+  // child's: the next save writes its state.
+  ExpectFeatures(*e, 1);
+  ASSERT_TRUE(e->SaveStateInBackground().ok());
+  s = wait_idle(*e);
+  EXPECT_EQ(s.state_saves, 1) << s.state_save_error;
+  EXPECT_EQ(s.state_save_errors, 1);
+  e.reset();  // a crash: the state saved in the background is what the next start has
+  e = Open(config, /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  s = e->Stats();
+  EXPECT_TRUE(s.state_restored) << s.state_not_used;
+  EXPECT_EQ(s.state_events, static_cast<int64_t>(sample.size()) + 2);
+  EXPECT_EQ(s.replayed, 0);
 }
 
 TEST_F(EngineTest, StoresDecisionsAndReadsThemBackWithExactReasons) {
