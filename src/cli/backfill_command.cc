@@ -45,6 +45,7 @@ int Run(const BackfillArgs& a) {
   }
   feature::BackfillOptions opts;
   opts.out = a.out;
+  opts.pii = in->hasher.get();
   if (!a.as_of.empty()) {
     auto t = core::ParseTimestamp(a.as_of);
     if (!t.ok()) {
@@ -72,7 +73,9 @@ int Run(const BackfillArgs& a) {
   }
   Progress progress("backfill");
   event::EventReader& reader = *in->reader;
-  opts.progress = [&](int64_t records, int64_t rows) { progress.Tick(records, reader.bytes_read()); };
+  opts.progress = [&](int64_t records, int64_t rows) {
+    progress.Update(records, reader.bytes_read(), rows);
+  };
   auto res = feature::Backfill(reader, *spec, opts, dead.get());
   progress.Done();
   if (!res.ok()) {

@@ -17,23 +17,38 @@ namespace vigil::cli {
 class Progress {
  public:
   explicit Progress(std::string what) : what_(std::move(what)), tty_(isatty(STDERR_FILENO)) {
-    start_ = last_ = std::chrono::steady_clock::now();
+    start_ = std::chrono::steady_clock::now();
+    last_ = start_ - std::chrono::seconds(1);  // the first update draws at once
   }
   // Cheap enough to call per record: looks at the clock every 64k calls.
   void Tick(int64_t records, int64_t bytes) {
     if (!tty_ || (++calls_ & 0xffff) != 0) return;
+    Update(records, bytes);
+  }
+  // For a caller that calls rarely (every few thousand records): looks at
+  // the clock each time. With `rows` >= 0 the line counts rows written too,
+  // and its rate is theirs.
+  void Update(int64_t records, int64_t bytes, int64_t rows = -1) {
+    if (!tty_) return;
     const auto now = std::chrono::steady_clock::now();
     if (now - last_ < std::chrono::milliseconds(250)) return;
     last_ = now;
     const double s = Seconds();
-    std::fprintf(stderr, "\r%s: %lld records, %.1f MB, %.2f M records/s   ", what_.c_str(),
-                 static_cast<long long>(records), static_cast<double>(bytes) / 1e6,
-                 s > 0 ? static_cast<double>(records) / s / 1e6 : 0.0);
+    const int64_t n = rows >= 0 ? rows : records;
+    const double rate = s > 0 ? static_cast<double>(n) / s / 1e6 : 0.0;
+    if (rows >= 0) {
+      std::fprintf(stderr, "\r%s: %lld records, %lld rows, %.1f MB, %.2f M rows/s   ",
+                   what_.c_str(), static_cast<long long>(records), static_cast<long long>(rows),
+                   static_cast<double>(bytes) / 1e6, rate);
+    } else {
+      std::fprintf(stderr, "\r%s: %lld records, %.1f MB, %.2f M records/s   ", what_.c_str(),
+                   static_cast<long long>(records), static_cast<double>(bytes) / 1e6, rate);
+    }
     std::fflush(stderr);
     shown_ = true;
   }
   void Done() {
-    if (shown_) std::fprintf(stderr, "\r%*s\r", 72, "");
+    if (shown_) std::fprintf(stderr, "\r%*s\r", 80, "");
     shown_ = false;
   }
   double Seconds() const {

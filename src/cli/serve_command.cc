@@ -244,7 +244,7 @@ int RunDecide(const DecideArgs& a) {
       std::fwrite(d.json.data(), 1, d.json.size(), out);
       std::fputc('\n', out);
     }
-    if ((n & 0xffff) == 0) progress.Tick(n, (*lines)->bytes_read());
+    if ((n & 0xfff) == 0) progress.Update(n, (*lines)->bytes_read());
   }
   if (!(*lines)->status().ok()) {
     PrintError("decide", (*lines)->status());

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <string_view>
 
 #include "absl/container/flat_hash_map.h"
 #include "core/hash.h"
@@ -300,12 +302,20 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
   // and per type for the event id.
   std::vector<int> pass(schema.types.size() * np, -1);
   std::vector<uint8_t> pass_plain(schema.types.size() * np, 0), id_plain(schema.types.size(), 0);
+  // Whether the field may be pii (for a label's target_entity.value, that
+  // depends on the record): then masked.
+  std::vector<uint8_t> pass_pii(schema.types.size() * np, 0);
+  bool any_pii = false;
   for (const event::EventTypeSpec& t : schema.types) {
     for (size_t i = 0; i < np; ++i) {
       const event::FieldSpec* f = t.Find(spec->passthrough[i]);
       if (f) {
         pass[static_cast<size_t>(t.index) * np + i] = f->index;
         pass_plain[static_cast<size_t>(t.index) * np + i] = PlainText(f->type);
+        const bool pii =
+            schema.has_pii && (f->pii != event::PiiMode::kNone || f->name == "target_entity.value");
+        pass_pii[static_cast<size_t>(t.index) * np + i] = pii;
+        any_pii |= pii;
       }
     }
     if (t.id_field >= 0) id_plain[static_cast<size_t>(t.index)] = PlainText(t.fields[t.id_field].type);
@@ -326,6 +336,14 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
   std::string label_cells;
   core::TimestampWriter timestamps;
 
+  std::optional<event::PiiHasher> own_hasher;
+  const event::PiiHasher* hasher = options.pii;
+  if (any_pii && hasher == nullptr) {
+    std::string warning;
+    hasher = &own_hasher.emplace(event::PiiHasher::FromEnv(schema.pii_key_env, &warning));
+  }
+  std::vector<std::string> masked(np);
+
   BackfillResult res;
   std::vector<double> values(spec->features.size());
   event::Record rec;
@@ -333,7 +351,7 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
   while (true) {
     const auto r = reader.Next(&rec, &rej);
     if (r == event::EventReader::Result::kEnd) break;
-    if (options.progress && (reader.records_read() & 0xffff) == 0) {
+    if (options.progress && (reader.records_read() & 0xfff) == 0) {
       options.progress(reader.records_read(), res.rows);
     }
     if (r == event::EventReader::Result::kRejected) {
@@ -349,10 +367,19 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     }
     const int* pt = pass.data() + static_cast<size_t>(rec.type->index) * np;
     const uint8_t* plain = pass_plain.data() + static_cast<size_t>(rec.type->index) * np;
+    const uint8_t* pii = pass_pii.data() + static_cast<size_t>(rec.type->index) * np;
     size_t room = CellRoom(rec.event_id) + 64 + rec.type->name.size() +
                   values.size() * (core::kMaxDoubleChars + 1);
     for (size_t i = 0; i < np; ++i) {
-      if (pt[i] >= 0) room += CellRoom(rec[pt[i]].text) + 1;
+      if (pt[i] < 0) continue;
+      std::string_view text = rec[pt[i]].text;
+      if (pii[i] && rec[pt[i]].present()) {
+        const event::FieldSpec* f = &rec.type->fields[static_cast<size_t>(pt[i])];
+        const event::PiiMode mode = event::EffectivePii(f, f->name, &rec, schema);
+        masked[i] = mode == event::PiiMode::kNone ? std::string(text) : hasher->Mask(text, mode);
+        text = masked[i];
+      }
+      room += CellRoom(text) + 1;
     }
     if (labelled) {
       label_cells.clear();
@@ -372,7 +399,11 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     for (size_t i = 0; i < np; ++i) {
       *p++ = ',';
       if (pt[i] >= 0 && rec[pt[i]].present()) {
-        p = plain[i] ? WritePlain(rec[pt[i]].text, p) : WriteCell(rec[pt[i]].text, p);
+        if (pii[i]) {
+          p = WriteCell(masked[i], p);
+        } else {
+          p = plain[i] ? WritePlain(rec[pt[i]].text, p) : WriteCell(rec[pt[i]].text, p);
+        }
       }
     }
     if (labelled) {

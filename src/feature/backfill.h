@@ -17,6 +17,7 @@
 
 #include "event/dead_letter.h"
 #include "event/event_reader.h"
+#include "event/pii.h"
 #include "feature/engine.h"
 #include "feature/spec.h"
 
@@ -29,8 +30,12 @@ struct BackfillOptions {
   // the same events: a first pass collects the label events, so that each
   // row can be labelled from labels that arrive after it.
   event::EventReader* label_pass = nullptr;
-  // Called every 65,536 records and at the end (records read, rows written).
+  // Called every 4,096 records and at the end (records read, rows written).
   std::function<void(int64_t records, int64_t rows)> progress;
+  // Masks passthrough fields marked `pii` (hash or redact), as everything
+  // else vigil writes does; null: a hasher keyed from the schema's
+  // pii.key_env variable.
+  const event::PiiHasher* pii = nullptr;
 };
 
 struct BackfillResult {

@@ -14,6 +14,7 @@ namespace vigil::feature {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr std::string_view kSchema = R"(
 time_bounds: {max_behind_latest: off, max_ahead_of_latest: off}
@@ -264,6 +265,53 @@ features:
     ASSERT_TRUE(std::getline(out, line));
     ASSERT_EQ(line.substr(0, line.rfind(',') + 1), want);
   }
+}
+
+// A passthrough field marked pii is written masked, as everywhere else
+// vigil writes: hashed (the same value, the same hash: joins still work) or
+// redacted; its features are computed from the value itself.
+TEST(BackfillTest, PiiPassthroughFieldsAreMaskedNotWrittenInClear) {
+  auto schema = event::Schema::LoadString(R"(
+time_bounds: {max_behind_latest: off, max_ahead_of_latest: off}
+event_types:
+  signup:
+    fields:
+      user: {type: string, required: true, role: entity}
+      email: {type: string, required: true, pii: hash}
+      phone: {type: string, pii: redact}
+      plan: {type: string}
+)",
+                                          "s.yaml");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  auto spec = FeatureSpec::LoadString(R"(
+score_on: [signup]
+passthrough: [email, phone, plan]
+features:
+  - {name: same_email, agg: count, key: email, window: 1d}
+)",
+                                      "s.yaml", *schema);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  event::PiiHasher hasher("k");
+  auto reader = event::EventReader::FromString(
+      R"({"event_type":"signup","event_id":"s1","time":"2024-01-01T00:00:00Z","user":"u1","email":"a@b.com","phone":"+1 555","plan":"pro"})"
+      "\n"
+      R"({"event_type":"signup","event_id":"s2","time":"2024-01-01T00:01:00Z","user":"u2","email":"a@b.com","plan":"free"})"
+      "\n",
+      *schema, &hasher);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  BackfillOptions opts;
+  opts.out = TempPath("pii.csv");
+  opts.pii = &hasher;
+  auto res = Backfill(**reader, *spec, opts, nullptr);
+  ASSERT_TRUE(res.ok()) << res.status();
+  const std::string csv = ReadAll(opts.out);
+  EXPECT_THAT(csv, Not(HasSubstr("a@b.com")));
+  EXPECT_THAT(csv, Not(HasSubstr("555")));
+  const std::string email = hasher.Mask("a@b.com", event::PiiMode::kHash);
+  const std::string phone = hasher.Mask("+1 555", event::PiiMode::kRedact);
+  EXPECT_THAT(csv, HasSubstr(StrCat("\ns1,2024-01-01T00:00:00.000Z,signup,", email, ",", phone,
+                                    ",pro,1\n")));
+  EXPECT_THAT(csv, HasSubstr(StrCat("\ns2,2024-01-01T00:01:00.000Z,signup,", email, ",,free,2\n")));
 }
 
 TEST(BackfillTest, ColumnsAndMetaFile) {

@@ -22,6 +22,7 @@ namespace vigil::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kPiiKey[] = "integration-test-key";
 
@@ -230,6 +231,26 @@ TEST(BackfillFilesTest, RefusesMissingFilesEmptyDirectoriesAndStdinAmongFiles) {
   r = run({sample, dir.File("x.csv")});
   EXPECT_EQ(r.exit_code, 2) << Describe(r);
   EXPECT_THAT(r.err, HasSubstr("one format"));
+}
+
+// On a terminal, a long backfill redraws a progress line with its rows per
+// second; elsewhere (a pipe, a file) it writes none. `script` gives the
+// run a terminal and records what it showed.
+TEST(BackfillFilesTest, ShowsAProgressLineWithRowsPerSecondOnATerminalOnly) {
+  TempDir dir;
+  RunResult r = RunVigil(
+      {"simulate", "--users", "3000", "--days", "20", "--out", dir.File("ev.jsonl")}, In(dir));
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const std::string backfill = StrCat(
+      VigilBinary(), " backfill --schema ", Exchange(), "/schema.yaml --features ", Exchange(),
+      "/features.yaml --events ", dir.File("ev.jsonl"), " --out ", dir.File("out.csv"));
+  r = RunProgram("/usr/bin/script", {"-qec", backfill, "/dev/null"}, In(dir));
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr(" rows, ")) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr(" M rows/s")) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr("rows written in")) << "the summary after it";
+  r = Backfill(dir, {dir.File("ev.jsonl")}, dir.File("out2.csv"));
+  EXPECT_THAT(r.err, Not(HasSubstr("rows/s"))) << "no terminal: no progress line";
 }
 
 }  // namespace
