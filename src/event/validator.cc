@@ -1051,32 +1051,46 @@ bool Validator::Check(const Record& rec, std::vector<Violation>* out, bool commi
   out->clear();
   const int64_t t = rec.time_ms;
   const FieldSpec* tf = &rec.type->fields[rec.type->time_field];
-  auto bounds = [&](std::string_view what, int64_t delta, int64_t limit, std::string_view key) {
+  auto bounds = [&](std::string_view what, int64_t delta, int64_t limit, std::string_view setting) {
     Add(out, Rule::kTimeBounds, tf, core::FormatTimestamp(t),
-        StrCat("event time ", core::FormatTimestamp(t), " is ", core::HumanDuration(delta),
-                     " ", what, "; the limit is ", core::FormatDuration(limit), " (time_bounds.",
-                     key, ")"));
+        StrCat("event time ", core::FormatTimestamp(t), " is ", core::HumanDuration(delta), " ",
+               what, "; the limit is ", core::FormatDuration(limit), " (", setting, ")"));
   };
+  // Bound by the clock too, no event can be ahead of it, and the latest time
+  // seen is never ahead of it by more than that bound: an event up to now is
+  // not "ahead" of a latest time the stream left behind (a server that was
+  // down for longer than max_ahead_of_latest would otherwise refuse every
+  // event from then on). A replay later sees a later clock, so it accepts
+  // whatever this accepted.
+  const bool clocked = schema_->max_ahead_of_wall_clock_ms > 0;
+  const int64_t now = clocked || schema_->max_behind_wall_clock_ms > 0 || refuse_ahead_ms_ > 0
+                          ? core::WallNowMs()
+                          : 0;
   if (latest_ms_ != INT64_MIN) {
-    if (schema_->max_ahead_of_latest_ms > 0 && t > latest_ms_ + schema_->max_ahead_of_latest_ms) {
-      bounds(StrCat("ahead of the latest event time seen (", core::FormatTimestamp(latest_ms_), ")"),
-             t - latest_ms_, schema_->max_ahead_of_latest_ms, "max_ahead_of_latest");
+    const int64_t ahead_of = clocked ? std::max(latest_ms_, now) : latest_ms_;
+    if (schema_->max_ahead_of_latest_ms > 0 && t > ahead_of + schema_->max_ahead_of_latest_ms) {
+      bounds(
+          StrCat("ahead of the latest event time seen (", core::FormatTimestamp(latest_ms_), ")"),
+          t - ahead_of, schema_->max_ahead_of_latest_ms, "time_bounds.max_ahead_of_latest");
     }
     if (schema_->max_behind_latest_ms > 0 && t < latest_ms_ - schema_->max_behind_latest_ms) {
       bounds(StrCat("behind the latest event time seen (", core::FormatTimestamp(latest_ms_), ")"),
-             latest_ms_ - t, schema_->max_behind_latest_ms, "max_behind_latest");
+             latest_ms_ - t, schema_->max_behind_latest_ms, "time_bounds.max_behind_latest");
     }
   }
   if (schema_->max_ahead_of_wall_clock_ms > 0 || schema_->max_behind_wall_clock_ms > 0) {
-    const int64_t now = core::WallNowMs();
     if (schema_->max_ahead_of_wall_clock_ms > 0 && t > now + schema_->max_ahead_of_wall_clock_ms) {
       bounds("ahead of the wall clock", t - now, schema_->max_ahead_of_wall_clock_ms,
-             "max_ahead_of_wall_clock");
+             "time_bounds.max_ahead_of_wall_clock");
     }
     if (schema_->max_behind_wall_clock_ms > 0 && t < now - schema_->max_behind_wall_clock_ms) {
       bounds("behind the wall clock", now - t, schema_->max_behind_wall_clock_ms,
-             "max_behind_wall_clock");
+             "time_bounds.max_behind_wall_clock");
     }
+  }
+  if (!clocked && refuse_ahead_ms_ > 0 && t > now + refuse_ahead_ms_) {
+    bounds("ahead of the wall clock", t - now, refuse_ahead_ms_,
+           "limits.max_ahead_of_clock_s of vigil.yaml");
   }
   // A valid record committed costs one hash lookup: the insert, whose
   // failure is the duplicate. A record already rejected, or only checked, is

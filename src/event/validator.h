@@ -111,6 +111,13 @@ class Validator {
 
   // Latest valid event time seen, or INT64_MIN.
   int64_t latest_time_ms() const { return latest_ms_; }
+  // For a live server whose schema sets no time_bounds.max_ahead_of_wall_clock:
+  // events more than `ms` ahead of the wall clock are refused, so that one
+  // event from the future cannot move the latest time. Unlike the schema's
+  // bound, it does not measure max_ahead_of_latest from the clock: backfill
+  // of the event log, under the schema alone, then accepts every event the
+  // server did. 0: off.
+  void RefuseAheadOfWallClock(int64_t ms) { refuse_ahead_ms_ = ms; }
 
   // What CheckAndCommit remembers (the latest time, the duplicate-id
   // window), so that a validator restored from it goes on exactly as this
@@ -211,6 +218,7 @@ class Validator {
   std::string unquoted_;  // unescaped CSV cells; reserved, never reallocated mid-record
   DedupWindow dedup_;
   int64_t latest_ms_ = INT64_MIN;
+  int64_t refuse_ahead_ms_ = 0;  // RefuseAheadOfWallClock
   size_t max_fields_ = 0;
 };
 

@@ -7,10 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "core/hash.h"
 #include "core/strings.h"
+#include "core/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace vigil::event {
 namespace {
@@ -205,6 +206,55 @@ TEST_F(ValidatorTest, TimeBoundsAreRelativeToTheLatestValidTime) {
   // Within bounds, late events are fine and do not move the latest time back.
   EXPECT_TRUE(Json(Deposit("", "d", "2024-01-09T23:00:00Z")).empty());
   EXPECT_EQ(v_->latest_time_ms(), 1704844800000);
+}
+
+// In production the clock bounds event times too: one event stamped in the
+// future cannot move the latest time (and so push every later event "behind"
+// it), and a stream that resumes after a pause longer than
+// max_ahead_of_latest is taken up again instead of refused for good.
+TEST(ValidatorClockTest, TheWallClockBoundsTheFutureAndLetsAStreamResumeAfterAPause) {
+  auto schema = Schema::LoadString(R"(
+time_bounds: {max_ahead_of_latest: 1d, max_behind_latest: 1h, max_ahead_of_wall_clock: 5m}
+event_types:
+  ping:
+    fields:
+      user: {type: string, required: true}
+)",
+                                   "clock.yaml");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  PiiHasher hasher("k");
+  Validator v(*schema, &hasher);
+  Record rec;
+  int n = 0;
+  auto post = [&](int64_t t_ms) {
+    std::vector<Violation> out;
+    std::string line = StrCat(R"({"event_type":"ping","event_id":"p)", ++n, R"(","time":)", t_ms,
+                              R"(,"user":"u"})");
+    const size_t size = line.size();
+    line.append(64, ' ');
+    if (v.DecodeJson(std::string_view(line.data(), size), line.size(), &rec, &out))
+      v.CheckAndCommit(rec, &out);
+    return out;
+  };
+  const int64_t now = core::WallNowMs();
+  const int64_t day = 86400000;
+  EXPECT_TRUE(post(now - 30 * day).empty());
+  // 30 days after the latest time seen, but not in the future: taken.
+  EXPECT_TRUE(post(now - 1000).empty());
+  EXPECT_EQ(v.latest_time_ms(), now - 1000);
+  // 23 hours ahead of the clock: refused, and the latest time stays.
+  const std::vector<Violation> future = post(now + 23 * 3600000LL);
+  ASSERT_EQ(future.size(), 1u);
+  EXPECT_EQ(future[0].rule, Rule::kTimeBounds);
+  EXPECT_THAT(future[0].reason, HasSubstr("ahead of the wall clock"));
+  EXPECT_EQ(v.latest_time_ms(), now - 1000);
+  EXPECT_TRUE(post(now).empty()) << "the stream goes on";
+}
+
+TEST_F(ValidatorTest, WithoutTheClockAStreamThatJumpsFurtherThanMaxAheadOfLatestIsRefused) {
+  EXPECT_TRUE(Json(Deposit("", "a", "2024-01-10T00:00:00Z")).empty());
+  ExpectOne(Json(Deposit("", "b", "2024-02-10T00:00:00Z")), Rule::kTimeBounds, "time",
+            "31.0 days ahead of the latest event time seen");
 }
 
 TEST_F(ValidatorTest, DuplicateIdsWithinTheConfiguredMemory) {

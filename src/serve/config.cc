@@ -196,8 +196,9 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
   c.experiment_salt = static_cast<uint64_t>(salt);
 
   if (core::ConfigNode l = root["limits"]; l.IsDefined()) {
-    VIGIL_RETURN_IF_ERROR(l.CheckKeys({"max_body_bytes", "max_batch", "rate_per_key", "burst_per_key",
-                                       "threads", "recent_decisions", "queue_capacity"}));
+    VIGIL_RETURN_IF_ERROR(
+        l.CheckKeys({"max_body_bytes", "max_batch", "rate_per_key", "burst_per_key", "threads",
+                     "recent_decisions", "queue_capacity", "max_ahead_of_clock_s"}));
     Limits& x = c.limits;
     VIGIL_ASSIGN_OR_RETURN(x.max_body_bytes, l.GetInt("max_body_bytes", x.max_body_bytes));
     VIGIL_ASSIGN_OR_RETURN(x.max_batch, l.GetInt("max_batch", x.max_batch));
@@ -206,6 +207,8 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     VIGIL_ASSIGN_OR_RETURN(x.threads, l.GetInt("threads", x.threads));
     VIGIL_ASSIGN_OR_RETURN(x.recent_decisions, l.GetInt("recent_decisions", x.recent_decisions));
     VIGIL_ASSIGN_OR_RETURN(x.queue_capacity, l.GetInt("queue_capacity", x.queue_capacity));
+    VIGIL_ASSIGN_OR_RETURN(x.max_ahead_of_clock_s,
+                           l.GetInt("max_ahead_of_clock_s", x.max_ahead_of_clock_s));
     if (x.max_body_bytes < 256) return l["max_body_bytes"].Error("max_body_bytes must be at least 256");
     if (x.max_batch < 1) return l["max_batch"].Error("max_batch must be at least 1");
     if (x.rate_per_key < 0) return l["rate_per_key"].Error("rate_per_key must be >= 0 (0 = off)");
@@ -215,6 +218,8 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     if (x.threads < 1 || x.threads > 64) return l["threads"].Error("threads must be in 1..64");
     if (x.recent_decisions < 0) return l["recent_decisions"].Error("recent_decisions must be >= 0");
     if (x.queue_capacity < 1) return l["queue_capacity"].Error("queue_capacity must be at least 1");
+    if (x.max_ahead_of_clock_s < 0)
+      return l["max_ahead_of_clock_s"].Error("max_ahead_of_clock_s must be >= 0 (0 = off)");
   }
   return c;
 }

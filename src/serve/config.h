@@ -41,6 +41,9 @@ struct Limits {
   int64_t threads = 1;                 // HTTP event loops, each a thread serving many connections
   int64_t recent_decisions = 100000;   // decisions kept in memory for retries and GETs
   int64_t queue_capacity = 65536;      // decisions waiting for the store
+  // Events stamped more than this ahead of the server's clock are refused
+  // (when the schema sets no time_bounds.max_ahead_of_wall_clock); 0 = off.
+  int64_t max_ahead_of_clock_s = 300;
 };
 
 struct ServeConfig {

@@ -691,6 +691,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     // feature state and the duplicate-id window exactly as they were, so a
     // restart changes no feature and a retry of an old id is still a retry.
     VIGIL_RETURN_IF_ERROR(impl->ReplayEventLog());
+    // Live events only: the replay took events accepted before.
+    impl->validator->RefuseAheadOfWallClock(c.limits.max_ahead_of_clock_s * 1000);
     event::EventLogOptions eo;
     eo.dir = c.event_log_dir;
     eo.rotate_bytes = c.event_log_rotate_bytes;

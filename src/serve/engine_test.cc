@@ -282,6 +282,32 @@ TEST_F(EngineTest, AddsEveryFeatureToTheAnswerOnlyWhenAsked) {
   EXPECT_FALSE(Json::parse(d.json).contains("features"));
 }
 
+// A live server refuses an event stamped in the future (limits:
+// max_ahead_of_clock_s, 5 minutes by default): accepted, it would move the
+// latest time seen, and the schema's 1-hour bound behind it would then
+// refuse every real event for as long as it is ahead.
+TEST_F(EngineTest, ALiveServerRefusesAnEventFromTheFutureAndGoesOnWithTheRest) {
+  auto engine = Open(ExampleConfig(), /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  const int64_t now = core::WallNowMs();
+  auto at = [](int n, int64_t t_ms) {
+    Json ev = SampleEvent(4);
+    ev["event_id"] = EventId(800000 + n);
+    ev["time"] = core::FormatTimestamp(t_ms);
+    return ev.dump();
+  };
+  Decision d;
+  ASSERT_TRUE(engine->Decide(at(1, now - 60000), &d).ok());
+  EXPECT_EQ(d.status, Decision::Status::kDecided) << d.error;
+  ASSERT_TRUE(engine->Decide(at(2, now + 2 * 3600000), &d).ok());
+  EXPECT_EQ(d.status, Decision::Status::kRejected);
+  EXPECT_EQ(d.http_status, 400);
+  EXPECT_THAT(d.error, HasSubstr("ahead of the wall clock"));
+  EXPECT_THAT(d.json, HasSubstr("limits.max_ahead_of_clock_s"));
+  ASSERT_TRUE(engine->Decide(at(3, now - 30000), &d).ok());
+  EXPECT_EQ(d.status, Decision::Status::kDecided) << d.error;
+}
+
 TEST_F(EngineTest, RejectsAnInvalidEventWithEveryViolationAndLeavesTheStateAlone) {
   auto engine = Open(ExampleConfig());
   Decision d;
