@@ -1,23 +1,24 @@
 #include "feature/engine.h"
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
 #include "absl/container/flat_hash_set.h"
-#include "core/incremental_map.h"
-#include "core/remap_vector.h"
 #include "core/bytes.h"
 #include "core/file.h"
-#include "core/sealed.h"
-#include "feature/identity_graph.h"
 #include "core/hash.h"
+#include "core/incremental_map.h"
+#include "core/remap_vector.h"
+#include "core/sealed.h"
 #include "core/sketch.h"
 #include "core/strings.h"
 #include "core/time.h"
+#include "feature/identity_graph.h"
 
 namespace vigil::feature {
 namespace {
@@ -87,11 +88,59 @@ struct Lifetime {
   double gap_mean = 0, gap_m2 = 0;
 };
 
-// What every event of the entity reads (buf, base, cursors, the start of
-// life) comes first: with the map's key, the first 96 bytes of the slot.
+// One time bucket of an entity over the per-key cap: entries merged, with
+// their count and moments. It lies in one aligned cell of 2^level ms (the
+// cell holding t_min); docs/features.md ("Over the per-key cap") has the
+// rule that picks the level and the error bound it gives.
+struct Bucket {
+  int64_t t_min;  // time of its oldest entry
+  int64_t t_max;  // time of its latest entry
+  int64_t n;
+  double sum;
+  double m2;  // sum of squared deviations from its mean
+  double min, max;
+  double last_v;  // value of its latest entry (ties: the one given last)
+  int32_t level;
+  // The time a window places it at: in (q - width, q] or not, as a whole.
+  int64_t Rep() const { return t_min + (t_max - t_min) / 2; }
+};
+
+// The running totals of an entity's buckets before bucket i, and bucket
+// i's Rep(): a window's buckets are a range found by binary search, and
+// their count and sum a difference. Derived from the buckets (rebuilt when
+// they change, never written to a snapshot): the same buckets give the
+// same bits.
+struct BucketPrefix {
+  int64_t rep;
+  int64_t n;
+  double sum, comp;
+};
+
+// The bucket tier of an entity over the per-key cap: its oldest entries,
+// merged into time buckets, all older than (or as old as) buf.front().
+// Allocated when the entity first goes over the cap, freed when its last
+// bucket ages out.
+struct BucketTier {
+  std::vector<Bucket> buckets;       // time-ordered, disjoint
+  std::vector<BucketPrefix> prefix;  // buckets.size() + 1
+  // Per cursor, the buckets in its window for the current event (set in
+  // Process before the features read them).
+  struct Part {
+    int64_t lo = 0, hi = 0;  // [lo, hi) indices into buckets
+    int64_t n = 0;
+    double sum = 0;
+  };
+  std::vector<Part> parts;
+};
+
+// What every event of the entity reads (buf, base, tier, cursors, the start
+// of life) comes first: with the map's key, the first 104 bytes of the slot.
+// `tier` is null for every entity under the per-key cap: their only extra
+// work is that test, on a line already read.
 struct EntityState {
   std::vector<Entry> buf;  // time-ordered; buf[i] has absolute index base + i
   int64_t base = 0;
+  std::unique_ptr<BucketTier> tier;  // entries merged past the per-key cap, or null
   std::vector<Cursor> cursors;
   Lifetime life;
   std::unique_ptr<WindowDistinct> distinct;  // streams with a windowed distinct count
@@ -101,6 +150,113 @@ struct EntityState {
   // Past distinct_exact_limit values, a HyperLogLog instead (about 1.6 %).
   std::unique_ptr<core::DistinctCounter> life_hll;
 };
+
+// A bucket spans at most 1/kBucketSlack of its age: of how far its cell's
+// end lies behind the latest time seen when it was formed. Hence the error
+// bound in docs/features.md ("Over the per-key cap").
+constexpr int64_t kBucketSlack = 64;
+constexpr int kMaxBucketLevel = 48;  // cells of 2^48 ms: 8,900 years
+
+// Whether the aligned cell of 2^level ms holding t may be one bucket when
+// the latest time is `now`. (The cells of one level tile time; each lies in
+// one cell of every coarser level.)
+inline bool CellFits(int64_t t, int level, int64_t now) {
+  const int64_t width = int64_t{1} << level;
+  const int64_t end = ((t >> level) << level) + width;
+  return end <= now - kBucketSlack * width;
+}
+
+// The coarsest level from `level` up whose cell holding t fits (`level`
+// when none above it does). Fitting is monotone: a coarser cell ends no
+// earlier and is wider, so the levels that fit are 0..L.
+int CoarsestLevel(int64_t t, int level, int64_t now) {
+  const int64_t age = now - t;
+  if (age <= kBucketSlack) return level;
+  // kBucketSlack * 2^L < age is necessary: start there and come down.
+  int l = std::min<int>(
+      kMaxBucketLevel,
+      static_cast<int>(std::bit_width(static_cast<uint64_t>(age / kBucketSlack))) - 1);
+  while (l > level && !CellFits(t, l, now)) --l;
+  return std::max(l, level);
+}
+
+Bucket SingleEntryBucket(int64_t t, double v) { return Bucket{t, t, 1, v, 0, v, v, v, 0}; }
+
+// Adds bucket b, later in time than a, to a (moments by Chan et al.).
+void Absorb(Bucket& a, const Bucket& b) {
+  const double na = static_cast<double>(a.n), nb = static_cast<double>(b.n);
+  const double d = b.sum / nb - a.sum / na;
+  a.m2 += b.m2 + d * d * (na * nb / (na + nb));
+  a.sum += b.sum;
+  a.n += b.n;
+  a.min = std::min(a.min, b.min);
+  a.max = std::max(a.max, b.max);
+  a.t_max = b.t_max;
+  a.last_v = b.last_v;
+}
+
+void RebuildPrefix(BucketTier& bt) {
+  bt.prefix.resize(bt.buckets.size() + 1);
+  int64_t n = 0;
+  double sum = 0, comp = 0;
+  for (size_t i = 0; i < bt.buckets.size(); ++i) {
+    bt.prefix[i] = BucketPrefix{bt.buckets[i].Rep(), n, sum, comp};
+    n += bt.buckets[i].n;
+    AddCompensated(bt.buckets[i].sum, sum, comp);
+  }
+  bt.prefix.back() = BucketPrefix{std::numeric_limits<int64_t>::max(), n, sum, comp};
+}
+
+// Merges the k entries (time-ordered, none older than the buckets) into the
+// buckets, and every bucket into the coarsest cell that fits now: in one
+// pass, in place, so that the tier holds a bounded number of buckets after
+// every merge (docs/features.md gives the bound).
+void MergeIntoBuckets(BucketTier& bt, const Entry* entries, size_t k, int64_t now) {
+  size_t w = 0;
+  auto place = [&](Bucket b) {
+    b.level = CoarsestLevel(b.t_min, b.level, now);
+    if (w > 0) {
+      Bucket& p = bt.buckets[w - 1];
+      // (Items in one cell that fits all coarsen to it: whether a cell fits
+      // depends on the cell alone.)
+      if (p.level == b.level && (p.t_min >> p.level) == (b.t_min >> b.level)) {
+        Absorb(p, b);
+        return;
+      }
+    }
+    if (w < bt.buckets.size()) {
+      bt.buckets[w] = b;
+    } else {
+      bt.buckets.push_back(b);
+    }
+    ++w;
+  };
+  const size_t old = bt.buckets.size();
+  for (size_t i = 0; i < old; ++i) place(bt.buckets[i]);  // a copy: place writes at w <= i
+  for (size_t i = 0; i < k; ++i) place(SingleEntryBucket(entries[i].t, entries[i].v));
+  bt.buckets.resize(w);
+  RebuildPrefix(bt);
+}
+
+// A late entry older than the newest bucket: into the bucket whose time
+// range holds it, or a new bucket of its own between two (the next merge
+// coarsens it).
+void InsertIntoBuckets(BucketTier& bt, int64_t t, double v) {
+  auto it = std::lower_bound(bt.buckets.begin(), bt.buckets.end(), t,
+                             [](const Bucket& b, int64_t x) { return b.t_max < x; });
+  if (it != bt.buckets.end() && it->t_min <= t) {
+    const double mean = it->sum / static_cast<double>(it->n);
+    ++it->n;
+    it->sum += v;
+    it->m2 += (v - mean) * (v - it->sum / static_cast<double>(it->n));
+    it->min = std::min(it->min, v);
+    it->max = std::max(it->max, v);
+    if (t >= it->t_max) it->last_v = v;  // (t <= t_max: the lower bound)
+  } else {
+    bt.buckets.insert(it, SingleEntryBucket(t, v));
+  }
+  RebuildPrefix(bt);
+}
 
 // Event id -> entity key for a label-fed stream, for the last `capacity`
 // events: a label naming an event finds its entity here.
@@ -366,16 +522,15 @@ struct FeatureEngine::Impl {
     if (!sp.needs_buffer) return;
 
     if (static_cast<int64_t>(e.buf.size()) >= spec.max_entries_per_key) {
-      // The per-key cap: drop the oldest quarter at once (so that cursors
-      // start over rarely); windows reaching further back undercount.
-      const size_t k = e.buf.size() / 4;
-      EraseFront(e, k);
-      stats.truncated += static_cast<int64_t>(k);
-      for (Cursor& c : e.cursors) c.valid = false;
+      SpillToBuckets(e, latest);
     }
     if (e.buf.empty() || t >= prev_last) {
       e.buf.push_back(Entry{t, v});
       if (e.distinct) e.distinct->hashes.push_back(h);
+    } else if (e.tier && t < e.tier->buckets.back().t_max) [[unlikely]] {
+      // Late, and older than the newest bucket: into the buckets (its value
+      // hash is not kept there). The raw entries and cursors are unchanged.
+      InsertIntoBuckets(*e.tier, t, v);
     } else {
       // Within the lateness bound: in time order, after entries of the same
       // time (they were given first). Cursors start over.
@@ -399,6 +554,61 @@ struct FeatureEngine::Impl {
       for (Cursor& c : e.cursors) {
         if (c.valid && c.lo < e.base) c.valid = false;
       }
+    }
+    if (e.tier) DropOldBuckets(e, cutoff);
+  }
+
+  // Over the per-key cap (once per cap/4 events of the entity, out of line):
+  // the oldest quarter of the entries goes into time buckets at once, so
+  // that the cursors start over rarely. `now`: the latest time seen.
+  __attribute__((noinline)) void SpillToBuckets(EntityState& e, int64_t now) {
+    const size_t k = e.buf.size() / 4;
+    if (!e.tier) {
+      e.tier = std::make_unique<BucketTier>();
+      e.tier->parts.resize(e.cursors.size());
+    }
+    MergeIntoBuckets(*e.tier, e.buf.data(), k, now);
+    EraseFront(e, k);
+    stats.bucketed += static_cast<int64_t>(k);
+    for (Cursor& c : e.cursors) c.valid = false;
+  }
+
+  // Forgets the buckets no window can read any more (all their entries at
+  // or before cutoff), and the tier with the last of them.
+  static void DropOldBuckets(EntityState& e, int64_t cutoff) {
+    BucketTier& bt = *e.tier;
+    size_t k = 0;
+    while (k < bt.buckets.size() && bt.buckets[k].t_max <= cutoff) ++k;
+    if (k == 0) return;
+    if (k == bt.buckets.size()) {
+      e.tier.reset();
+      return;
+    }
+    bt.buckets.erase(bt.buckets.begin(), bt.buckets.begin() + static_cast<ptrdiff_t>(k));
+    RebuildPrefix(bt);  // (rebuilt, not shifted: the same buckets, the same sums after a restore)
+  }
+
+  // The buckets in each window of the entity for the event at t: a range
+  // by binary search, its count and sum from the prefix totals.
+  static void ReadBuckets(EntityState& e, const StreamPlan& sp, int64_t t) {
+    BucketTier& bt = *e.tier;
+    const BucketPrefix* const p = bt.prefix.data();
+    const BucketPrefix* const end = p + bt.buckets.size();
+    auto after = [p, end](int64_t x) {
+      return std::upper_bound(p, end, x,
+                              [](int64_t y, const BucketPrefix& b) { return y < b.rep; }) -
+             p;
+    };
+    for (size_t i = 0; i < sp.windows.size(); ++i) {
+      const auto [lag, width] = sp.windows[i];
+      const int64_t q = t - lag;
+      BucketTier::Part& part = bt.parts[i];
+      part.lo = after(q - width);
+      part.hi = std::max(part.lo, after(q));
+      const BucketPrefix& a = p[part.lo];
+      const BucketPrefix& b = p[part.hi];
+      part.n = b.n - a.n;
+      part.sum = (b.sum - a.sum) + (b.comp - a.comp);
     }
   }
 
@@ -506,6 +716,83 @@ struct FeatureEngine::Impl {
     last_sweep = latest;
   }
 
+  // Feature `f` over a window that holds buckets (`part`, not empty) and
+  // the raw entries of its cursor (perhaps none): docs/features.md
+  // ("Over the per-key cap") says what each aggregate reads of the buckets.
+  // Out of line: only entities over the per-key cap come here.
+  __attribute__((noinline)) double ComputeWithBuckets(const FeatureDef& f, const FeaturePlan& p,
+                                                      int64_t t, const EntityState& e,
+                                                      const BucketTier::Part& part) const {
+    const Cursor& c = e.cursors[p.cursor];
+    const int64_t lag = streams[p.stream].windows[p.cursor].first;
+    const int64_t n_raw = c.hi - c.lo;
+    const int64_t n = n_raw + part.n;
+    const Bucket* const b = e.tier->buckets.data();
+    auto at = [&](int64_t i) -> const Entry& { return e.buf[static_cast<size_t>(i - e.base)]; };
+    switch (f.agg) {
+      case Agg::kMin: {
+        double m = b[part.lo].min;
+        for (int64_t i = part.lo + 1; i < part.hi; ++i) m = std::min(m, b[i].min);
+        for (int64_t i = c.lo; i < c.hi; ++i) m = std::min(m, at(i).v);
+        return m;
+      }
+      case Agg::kMax: {
+        double m = b[part.lo].max;
+        for (int64_t i = part.lo + 1; i < part.hi; ++i) m = std::max(m, b[i].max);
+        for (int64_t i = c.lo; i < c.hi; ++i) m = std::max(m, at(i).v);
+        return m;
+      }
+      case Agg::kStddev: {
+        if (n < 2) return f.empty_value;
+        const double mean = (c.Sum() + part.sum) / static_cast<double>(n);
+        double ss = 0;
+        for (int64_t i = part.lo; i < part.hi; ++i) {
+          const double d = b[i].sum / static_cast<double>(b[i].n) - mean;
+          ss += b[i].m2 + static_cast<double>(b[i].n) * d * d;
+        }
+        for (int64_t i = c.lo; i < c.hi; ++i) ss += (at(i).v - mean) * (at(i).v - mean);
+        return std::sqrt(ss / static_cast<double>(n - 1));
+      }
+      case Agg::kLast:
+        return n_raw > 0 ? at(c.hi - 1).v : b[part.hi - 1].last_v;
+      // The raw entries' distinct values only: the buckets keep none.
+      case Agg::kDistinctCount:
+        return static_cast<double>(e.distinct->counts[p.cursor].size());
+      case Agg::kDecayedSum: {
+        // A bucket's sum decays from its Rep() time.
+        double s = 0;
+        const double hl = static_cast<double>(f.half_life_ms);
+        for (int64_t i = part.lo; i < part.hi; ++i) {
+          s += b[i].sum * std::exp2(-static_cast<double>(t - lag - b[i].Rep()) / hl);
+        }
+        for (int64_t i = c.lo; i < c.hi; ++i) {
+          s += at(i).v * std::exp2(-static_cast<double>(t - lag - at(i).t) / hl);
+        }
+        return s;
+      }
+      case Agg::kGapMean: {
+        if (n < 2) return f.empty_value;
+        const int64_t last_t = n_raw > 0 ? at(c.hi - 1).t : b[part.hi - 1].t_max;
+        return static_cast<double>(last_t - b[part.lo].t_min) / static_cast<double>(n - 1);
+      }
+      case Agg::kGapCv: {
+        // The gaps between the raw entries only: the buckets keep no gaps.
+        if (n_raw < 3) return f.empty_value;
+        const double mean =
+            static_cast<double>(at(c.hi - 1).t - at(c.lo).t) / static_cast<double>(n_raw - 1);
+        if (mean <= 0) return f.empty_value;
+        double ss = 0;
+        for (int64_t i = c.lo + 1; i < c.hi; ++i) {
+          const double g = static_cast<double>(at(i).t - at(i - 1).t) - mean;
+          ss += g * g;
+        }
+        return std::sqrt(ss / static_cast<double>(n_raw - 1)) / mean;
+      }
+      default:
+        return kNaN;
+    }
+  }
+
   // Feature `f` for the event at `t`. REQUIRES: Process moved the entity's
   // windows to this event.
   double Compute(const FeatureDef& f, const FeaturePlan& p, int64_t t) const {
@@ -559,6 +846,9 @@ struct FeatureEngine::Impl {
     const Cursor& c = e->cursors[p.cursor];
     const int64_t lag = streams[p.stream].windows[p.cursor].first;
     const int64_t n = c.hi - c.lo;
+    if (e->tier && e->tier->parts[p.cursor].n > 0) [[unlikely]] {
+      return ComputeWithBuckets(f, p, t, *e, e->tier->parts[p.cursor]);
+    }
     if (n == 0) return f.empty_value;
     auto at = [&](int64_t i) -> const Entry& { return e->buf[static_cast<size_t>(i - e->base)]; };
     switch (f.agg) {
@@ -748,6 +1038,8 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
         Impl::Advance<false>(*sc.entity, i, t - lag, width);
       }
     }
+    if (sc.entity->tier) [[unlikely]]
+      Impl::ReadBuckets(*sc.entity, sp, t);
   }
   // (Compute reads no feature: the two loops may run in either order.)
   for (const WindowRead& r : im.window_reads) {
@@ -755,11 +1047,20 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     double v = kNaN;
     if (sc.entity) {
       const Cursor& c = sc.entity->cursors[static_cast<size_t>(r.cursor)];
-      const int64_t n = c.hi - c.lo;
-      v = n == 0                   ? r.empty_value
+      int64_t n = c.hi - c.lo;
+      double sum = c.Sum();
+      if (sc.entity->tier) [[unlikely]] {
+        // The window's buckets, for an entity over the per-key cap.
+        const BucketTier::Part& part = sc.entity->tier->parts[static_cast<size_t>(r.cursor)];
+        if (part.n > 0) {
+          n += part.n;
+          sum += part.sum;
+        }
+      }
+      v = n == 0                 ? r.empty_value
           : r.agg == Agg::kCount ? static_cast<double>(n)
-          : r.agg == Agg::kSum   ? c.Sum()
-                                 : c.Sum() / static_cast<double>(n);
+          : r.agg == Agg::kSum   ? sum
+                                 : sum / static_cast<double>(n);
     } else if (sc.has_key) {
       v = r.empty_value;
     }
@@ -801,6 +1102,13 @@ EngineStats FeatureEngine::Stats() const {
         s.memory_bytes += static_cast<int64_t>(e.life_distinct->capacity() * (sizeof(uint64_t) + 1));
       }
       if (e.life_hll) s.memory_bytes += static_cast<int64_t>(e.life_hll->registers().size());
+      if (e.tier) {
+        s.buckets += static_cast<int64_t>(e.tier->buckets.size());
+        s.memory_bytes +=
+            static_cast<int64_t>(sizeof(BucketTier) + e.tier->buckets.capacity() * sizeof(Bucket) +
+                                 e.tier->prefix.capacity() * sizeof(BucketPrefix) +
+                                 e.tier->parts.capacity() * sizeof(BucketTier::Part));
+      }
     });
   }
   for (const EventIndex& idx : impl_->event_index) {
@@ -813,7 +1121,11 @@ EngineStats FeatureEngine::Stats() const {
 namespace {
 
 constexpr char kMagic[8] = {'V', 'I', 'G', 'I', 'L', 'F', 'E', 'S'};
-constexpr uint32_t kSnapshotVersion = 1;
+// Version 2 adds the bucket tier of entities past the per-key cap (and
+// counts entries bucketed where version 1 counted entries dropped); version
+// 1 is still read.
+constexpr uint32_t kSnapshotVersion = 2;
+constexpr uint32_t kSnapshotVersion1 = 1;
 
 template <typename Map>
 std::vector<uint64_t> SortedKeys(const Map& m) {
@@ -871,9 +1183,21 @@ void WriteEntity(const EntityState& e, core::ByteWriter& w) {
     w.U64(e.life_distinct->size());
     for (uint64_t k : SortedKeys(*e.life_distinct)) w.U64(k);
   }
+  // Version 2: the buckets (their prefix totals follow from them).
+  w.U8(e.tier != nullptr);
+  if (e.tier) {
+    w.U64(e.tier->buckets.size());
+    for (const Bucket& b : e.tier->buckets) {
+      w.I64(b.t_min);
+      w.I64(b.t_max);
+      w.I64(b.n);
+      for (double d : {b.sum, b.m2, b.min, b.max, b.last_v}) w.F64(d);
+      w.U8(static_cast<uint8_t>(b.level));
+    }
+  }
 }
 
-bool ReadEntity(core::ByteReader& r, const StreamPlan& sp, EntityState* e) {
+bool ReadEntity(core::ByteReader& r, const StreamPlan& sp, uint32_t version, EntityState* e) {
   InitEntity(sp, *e);
   uint64_t n;
   if (!r.I64(&e->base) || !r.Count(&n, 24)) return false;
@@ -939,6 +1263,33 @@ bool ReadEntity(core::ByteReader& r, const StreamPlan& sp, EntityState* e) {
   } else if (has != 0) {
     return r.Fail("bad distinct-count state");
   }
+  if (version < 2) return true;
+  if (!r.U8(&has)) return false;
+  if (has > 1) return r.Fail("bad bucket state");
+  if (has == 0) return true;
+  if (!r.Count(&n, 65)) return false;
+  if (n == 0) return r.Fail("an empty bucket tier");
+  e->tier = std::make_unique<BucketTier>();
+  BucketTier& bt = *e->tier;
+  bt.buckets.resize(n);
+  bt.parts.resize(e->cursors.size());
+  for (size_t i = 0; i < n; ++i) {
+    Bucket& b = bt.buckets[i];
+    uint8_t level;
+    if (!r.I64(&b.t_min) || !r.I64(&b.t_max) || !r.I64(&b.n) || !r.F64(&b.sum) || !r.F64(&b.m2) ||
+        !r.F64(&b.min) || !r.F64(&b.max) || !r.F64(&b.last_v) || !r.U8(&level)) {
+      return false;
+    }
+    b.level = level;
+    if (b.n < 1 || level > kMaxBucketLevel || b.t_min > b.t_max ||
+        (b.t_max >> level) != (b.t_min >> level) || (i > 0 && bt.buckets[i - 1].t_max > b.t_min)) {
+      return r.Fail("a time bucket out of order or out of its cell");
+    }
+  }
+  if (!e->buf.empty() && bt.buckets.back().t_max > e->buf.front().t) {
+    return r.Fail("time buckets newer than the entries");
+  }
+  RebuildPrefix(bt);
   return true;
 }
 
@@ -957,7 +1308,7 @@ void FeatureEngine::AppendTo(std::string* out) const {
   core::ByteWriter w(out);
   w.I64(latest_ms_);
   const EngineStats& st = impl_->stats;
-  for (int64_t v : {st.events, st.applied, st.too_late, st.late_applied, st.expired, st.truncated,
+  for (int64_t v : {st.events, st.applied, st.too_late, st.late_applied, st.expired, st.bucketed,
                     impl_->last_sweep}) {
     w.I64(v);
   }
@@ -991,9 +1342,16 @@ void FeatureEngine::AppendTo(std::string* out) const {
 absl::Status FeatureEngine::Restore(std::string_view snapshot) {
   impl_ = std::make_unique<Impl>(*spec_);
   latest_ms_ = INT64_MIN;
-  VIGIL_ASSIGN_OR_RETURN(const core::Unsealed sealed,
-                         core::Unseal(snapshot, std::string_view(kMagic, sizeof kMagic), kSnapshotVersion,
-                                      "feature snapshot"));
+  // The version follows the magic: read version 1 as such.
+  uint32_t version = kSnapshotVersion;
+  if (snapshot.size() >= sizeof kMagic + 4) {
+    uint32_t v;
+    std::memcpy(&v, snapshot.data() + sizeof kMagic, 4);
+    if (v == kSnapshotVersion1) version = v;
+  }
+  VIGIL_ASSIGN_OR_RETURN(
+      const core::Unsealed sealed,
+      core::Unseal(snapshot, std::string_view(kMagic, sizeof kMagic), version, "feature snapshot"));
   if (sealed.key != spec_->content_hash) {
     return absl::FailedPreconditionError(
         StrCat("feature snapshot: taken with feature spec ", sealed.key.substr(0, 12),
@@ -1004,8 +1362,12 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
   int64_t latest;
   EngineStats& st = im.stats;
   uint64_t streams;
+  // (Version 1 counted entries dropped by the per-key cap here: not entries
+  // bucketed, so not kept.)
+  int64_t v1_truncated = 0;
   bool ok = pr.I64(&latest) && pr.I64(&st.events) && pr.I64(&st.applied) && pr.I64(&st.too_late) &&
-            pr.I64(&st.late_applied) && pr.I64(&st.expired) && pr.I64(&st.truncated) &&
+            pr.I64(&st.late_applied) && pr.I64(&st.expired) &&
+            pr.I64(version == kSnapshotVersion1 ? &v1_truncated : &st.bucketed) &&
             pr.I64(&im.last_sweep) && pr.U64(&streams);
   if (ok && streams != im.entities.size()) ok = pr.Fail("stream count does not match the spec");
   for (size_t s = 0; ok && s < im.entities.size(); ++s) {
@@ -1017,7 +1379,7 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
       ok = pr.U64(&key);
       if (!ok) break;
       EntityState& e = *im.entities[s].try_emplace(key).first;
-      ok = ReadEntity(pr, im.streams[s], &e);
+      ok = ReadEntity(pr, im.streams[s], version, &e);
     }
   }
   for (size_t s = 0; ok && s < im.event_index.size(); ++s) {

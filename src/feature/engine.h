@@ -12,7 +12,10 @@
 // State: per stream (docs/features.md), a map from the entity's key hash to
 // its recent entries (time-ordered) and lifetime statistics. Windowed sums
 // and counts move with two cursors (amortised O(1) per event); min, max,
-// stddev, gaps and windowed decayed sums scan the window.
+// stddev, gaps and windowed decayed sums scan the window. Past
+// limits.max_entries_per_key entries, an entity's oldest entries are merged
+// into time buckets, and windows reaching back into them are approximate
+// within the bound docs/features.md states ("Over the per-key cap").
 //
 // Thread-safety: none. One engine per thread (serving shards by entity).
 #ifndef VIGIL_FEATURE_ENGINE_H_
@@ -35,9 +38,10 @@ struct EngineStats {
   int64_t too_late = 0;       // beyond the lateness bound: not applied
   int64_t late_applied = 0;   // behind the latest time, within the bound
   int64_t expired = 0;        // entities forgotten after entity_ttl without an event
-  int64_t truncated = 0;      // entries dropped by the per-key cap
+  int64_t bucketed = 0;       // entries merged into time buckets by the per-key cap
   int64_t entities = 0;       // live entity states over all streams
-  int64_t entries = 0;        // buffered entries over all entities
+  int64_t entries = 0;        // buffered entries over all entities (raw, not in buckets)
+  int64_t buckets = 0;        // time buckets over all entities past the per-key cap
   int64_t memory_bytes = 0;   // approximate
 };
 

@@ -1,14 +1,17 @@
 #include "feature/engine.h"
 
+#include <bit>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <set>
 
 #include "core/alloc_counter.h"
-#include "core/time.h"
-#include "event/validator.h"
-#include "event/event_reader.h"
+#include "core/sealed.h"
 #include "core/strings.h"
+#include "core/time.h"
+#include "event/event_reader.h"
+#include "event/validator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -331,7 +334,15 @@ TEST(FeatureEngineTest, IdleEntitiesAreForgottenAfterTheirTtl) {
   EXPECT_TRUE(std::isnan(f[1]));  // a is new again
 }
 
-TEST(FeatureEngineTest, PerKeyCapDropsTheOldestEntriesAndSaysSo) {
+// An event of the brute-force references.
+struct Ev {
+  int64_t t;
+  int user;
+  double amount;
+  int dev;
+};
+
+TEST(FeatureEngineTest, PerKeyCapMergesTheOldestEntriesIntoBucketsAndSaysSo) {
   Harness h("  - {name: n, agg: count, key: user, window: 1d}\n"
             "  - {name: all, agg: count, key: user, window: lifetime}\n"
             "  - {name: devs, agg: distinct_count, of: dev, key: user, window: 1d}\n",
@@ -340,16 +351,233 @@ TEST(FeatureEngineTest, PerKeyCapDropsTheOldestEntriesAndSaysSo) {
   auto dev = [](int i) { return i < 20 ? std::string("x") : StrCat("d", i); };
   for (int i = 0; i < 40; ++i) {
     f = h.Event("tx", i * kMin, "a", 1, StrCat(",\"dev\":\"", dev(i), "\""));
-    // The window holds the last f[0] events: their devices, also once
-    // entries (and their values' hashes) are dropped.
+    // Buckets younger than 64 ms per ms of width are single minutes here:
+    // the count stays exact.
+    ASSERT_EQ(f[0], i + 1) << i;
+    // Distinct values: those of the raw entries only, as documented: the
+    // last `raw` events (two streams, the count's and the devices', hold the
+    // same events).
+    const int raw = static_cast<int>(h.engine().Stats().entries / 2);
     std::set<std::string> in;
-    for (int j = i - static_cast<int>(f[0]) + 1; j <= i; ++j) in.insert(dev(j));
+    for (int j = i - raw + 1; j <= i; ++j) in.insert(dev(j));
     ASSERT_EQ(f[2], static_cast<double>(in.size())) << i;
   }
-  EXPECT_EQ(f[1], 40);  // lifetime statistics stay exact
-  EXPECT_LE(f[0], 16);  // the window undercounts past the cap
-  EXPECT_GE(f[0], 12);
-  EXPECT_GT(h.engine().Stats().truncated, 0);
+  EXPECT_EQ(f[1], 40);
+  const EngineStats st = h.engine().Stats();
+  EXPECT_LE(st.entries, 2 * 16);
+  EXPECT_EQ(st.bucketed + st.entries, 2 * 40);  // nothing dropped
+  EXPECT_GT(st.buckets, 0);
+}
+
+// One key far over a small cap, its windows reaching back past its raw
+// entries, against a brute-force reference. The documented bound: an event
+// is counted wrongly only if it lies within (T - x) / 64 of a window edge x,
+// T the latest time seen; windows within the raw entries are exact.
+TEST(FeatureEngineTest, WindowsOverBucketsStayWithinTheDocumentedBoundOfBruteForce) {
+  struct W {
+    int64_t width, lag;
+  };
+  const std::vector<W> windows = {
+      {20 * kMin, 0}, {2 * kHour, 0}, {kDay, 0}, {7 * kDay, 0}, {kDay, kDay}};
+  std::string features;
+  for (const W& w : windows) {
+    for (const char* a : {"count", "sum", "mean", "min", "max"}) {
+      features += StrCat("  - {name: ", a, "_", w.width, "_", w.lag, ", agg: ", a,
+                         std::string_view(a) == "count" ? "" : ", of: amount",
+                         ", key: user, window: ", w.width, "ms, lag: ", w.lag, "ms}\n");
+    }
+  }
+  Harness h(features, "limits: {max_entries_per_key: 16}\n");
+  std::mt19937_64 rng(7);
+  std::vector<Ev> given;
+  int64_t now = 0, latest = 0;
+  int exact_checks = 0, bucket_checks = 0, inexact = 0;
+  for (int i = 0; i < 4000; ++i) {
+    now += static_cast<int64_t>(rng() % (8 * kMin));
+    int64_t t = now;
+    if (rng() % 10 == 0) t -= static_cast<int64_t>(rng() % (50 * kMin));  // late, within 1h
+    latest = std::max(latest, t);
+    const Ev e{t, 0, static_cast<double>(rng() % 1000) / 10, 0};
+    const auto f = h.Event("tx", e.t, "a", e.amount);
+    given.push_back(e);
+    // The raw entries are the newest `entries` events: a window whose lower
+    // edge is at or after the oldest of them reads no bucket.
+    std::vector<int64_t> times;
+    for (const Ev& g : given) times.push_back(g.t);
+    std::sort(times.begin(), times.end());
+    const int64_t oldest_raw =
+        times[times.size() - static_cast<size_t>(h.engine().Stats().entries)];
+    size_t k = 0;
+    for (const W& w : windows) {
+      const int64_t q = e.t - w.lag, from = q - w.width;
+      const double near_from = static_cast<double>(latest - from) / 64;
+      const double near_q = static_cast<double>(latest - q) / 64;
+      auto near = [&](int64_t x) {
+        return std::fabs(static_cast<double>(x - from)) <= near_from ||
+               std::fabs(static_cast<double>(x - q)) <= near_q;
+      };
+      double n = 0, sum = 0, slack_n = 0, slack_sum = 0;
+      double lo_all = INFINITY, hi_all = -INFINITY, lo_far = INFINITY, hi_far = -INFINITY;
+      for (const Ev& g : given) {
+        const bool in = g.t > from && g.t <= q;
+        if (in) {
+          ++n;
+          sum += g.amount;
+        }
+        if (near(g.t)) {
+          ++slack_n;
+          slack_sum += g.amount;
+        }
+        if (in || near(g.t)) {
+          lo_all = std::min(lo_all, g.amount);
+          hi_all = std::max(hi_all, g.amount);
+        }
+        if (in && !near(g.t)) {
+          lo_far = std::min(lo_far, g.amount);
+          hi_far = std::max(hi_far, g.amount);
+        }
+      }
+      const double got_n = f[k], got_sum = f[k + 1], got_mean = f[k + 2], got_min = f[k + 3],
+                   got_max = f[k + 4];
+      k += 5;
+      const std::string where = StrCat("event ", i, " window ", w.width, " lag ", w.lag);
+      if (from >= oldest_raw) {
+        ++exact_checks;
+        ASSERT_EQ(got_n, n) << where;
+        ASSERT_NEAR(got_sum, sum, 1e-9 * std::max(1.0, sum)) << where;
+        continue;
+      }
+      ++bucket_checks;
+      if (got_n != n) ++inexact;
+      ASSERT_LE(std::fabs(got_n - n), slack_n) << where;
+      ASSERT_LE(std::fabs(got_sum - sum), slack_sum + 1e-9 * std::max(1.0, sum)) << where;
+      if (got_n == 0) continue;
+      ASSERT_NEAR(got_mean, got_sum / got_n, 1e-9 * std::max(1.0, got_mean)) << where;
+      // min and max come from the events of the window and those near its
+      // edges; no event well inside it is missed.
+      ASSERT_GE(got_min, lo_all) << where;
+      ASSERT_LE(got_max, hi_all) << where;
+      if (lo_far != INFINITY) {
+        ASSERT_LE(got_min, lo_far) << where;
+        ASSERT_GE(got_max, hi_far) << where;
+      }
+    }
+  }
+  EXPECT_GT(exact_checks, 1000);
+  EXPECT_GT(bucket_checks, 5000);
+  EXPECT_GT(h.engine().Stats().bucketed, 3900);
+  std::printf("windows over buckets: %d checked, %d counts off within the bound\n", bucket_checks,
+              inexact);
+}
+
+// Feeds the same events to `a` and `b` and expects the same bits.
+void ExpectSameBits(const std::vector<double>& a, const std::vector<double>& b, int i) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) {
+    ASSERT_EQ(std::bit_cast<uint64_t>(a[k]), std::bit_cast<uint64_t>(b[k]))
+        << "event " << i << " feature " << k << ": " << a[k] << " vs " << b[k];
+  }
+}
+
+constexpr std::string_view kBucketFeatures =
+    "  - {name: n, agg: count, key: user, window: 1d}\n"
+    "  - {name: s, agg: sum, of: amount, key: user, window: 1d}\n"
+    "  - {name: m, agg: mean, of: amount, key: user, window: 7d, lag: 1h}\n"
+    "  - {name: lo, agg: min, of: amount, key: user, window: 1d}\n"
+    "  - {name: hi, agg: max, of: amount, key: user, window: 7d, lag: 1h}\n"
+    "  - {name: sd, agg: stddev, of: amount, key: user, window: 1d}\n"
+    "  - {name: last, agg: last, of: amount, key: user, window: 7d, lag: 1h}\n"
+    "  - {name: gm, agg: gap_mean, key: user, window: 1d}\n"
+    "  - {name: cv, agg: gap_cv, key: user, window: 1d}\n"
+    "  - {name: ds, agg: decayed_sum, of: amount, key: user, window: 1d, half_life: 6h}\n"
+    "  - {name: dc, agg: distinct_count, of: dev, key: user, window: 1d}\n";
+
+TEST(FeatureEngineTest, RestoreAmidBucketsGivesTheBitsOfAnUninterruptedRun) {
+  Harness a(kBucketFeatures, "limits: {max_entries_per_key: 16}\n");
+  Harness b(kBucketFeatures, "limits: {max_entries_per_key: 16}\n");
+  std::mt19937_64 rng(11);
+  int64_t now = 0;
+  auto event = [&](Harness& h, int64_t t, double amount, int dev) {
+    return h.Event("tx", t, "a", amount, StrCat(",\"dev\":\"d", dev, "\""));
+  };
+  struct E {
+    int64_t t;
+    double amount;
+    int dev;
+  };
+  std::vector<E> events;
+  for (int i = 0; i < 3000; ++i) {
+    now += static_cast<int64_t>(rng() % (5 * kMin));
+    int64_t t = now;
+    if (rng() % 8 == 0) t -= static_cast<int64_t>(rng() % (50 * kMin));
+    events.push_back(E{t, static_cast<double>(rng() % 10000) / 7, static_cast<int>(rng() % 6)});
+  }
+  for (int i = 0; i < 1500; ++i) event(a, events[i].t, events[i].amount, events[i].dev);
+  ASSERT_GT(a.engine().Stats().buckets, 0);
+  std::string snap;
+  a.engine().SerializeTo(&snap);
+  ASSERT_TRUE(b.engine().Restore(snap).ok());
+  std::string again;
+  b.engine().SerializeTo(&again);
+  EXPECT_EQ(again, snap);
+  for (int i = 1500; i < 3000; ++i) {
+    const auto fa = event(a, events[i].t, events[i].amount, events[i].dev);
+    const auto fb = event(b, events[i].t, events[i].amount, events[i].dev);
+    ExpectSameBits(fa, fb, i);
+    if (HasFatalFailure()) return;
+  }
+  EXPECT_EQ(a.engine().Stats().bucketed, b.engine().Stats().bucketed);
+}
+
+TEST(FeatureEngineTest, VersionOneSnapshotsAreStillRead) {
+  // A version 1 snapshot is a version 2 one without the byte that says an
+  // entity has no buckets: rewrite one (one stream, one entity, under the
+  // cap) and restore it.
+  Harness a("  - {name: n, agg: count, key: user, window: 1d}\n");
+  Harness b("  - {name: n, agg: count, key: user, window: 1d}\n");
+  for (int i = 0; i < 10; ++i) a.Event("tx", i * kMin, "a");
+  std::string snap;
+  a.engine().SerializeTo(&snap);
+  auto sealed = core::Unseal(snap, "VIGILFES", 2, "feature snapshot");
+  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  std::string payload(sealed->payload);
+  // After the entity: its stream's label index (16 bytes) and the identity
+  // graph (an empty string, 8 bytes).
+  const size_t tier_byte = payload.size() - 16 - 8 - 1;
+  ASSERT_EQ(payload[tier_byte], 0);
+  payload.erase(tier_byte, 1);
+  std::string v1;
+  core::Seal("VIGILFES", 1, sealed->key, payload, &v1);
+  ASSERT_TRUE(b.engine().Restore(v1).ok()) << b.engine().Restore(v1);
+  EXPECT_EQ(b.Event("tx", 10 * kMin, "a")[0], 11);
+  EXPECT_EQ(a.Event("tx", 10 * kMin, "a")[0], 11);
+}
+
+TEST(FeatureEngineTest, BucketsOfAKeyFarOverTheCapStayBoundedAsItGrows) {
+  // One event a minute for 60 days, a 30-day window: the documented
+  // bound, 65 buckets per level up to log2((reach + lateness) / 64 ms) and
+  // 65 more.
+  Harness h("  - {name: s, agg: sum, of: amount, key: user, window: 30d}\n",
+            "limits: {max_entries_per_key: 16}\n");
+  const double reach = static_cast<double>(30 * kDay + kHour);
+  const int64_t bound = 65 * (static_cast<int64_t>(std::log2(reach / 64)) + 2) + 65;
+  int64_t most = 0, memory_at_30d = 0, memory_most = 0;
+  constexpr int64_t kStep = kMin;
+  for (int64_t t = 0; t < 60 * kDay; t += kStep) {
+    h.Event("tx", t, "a", 1);
+    if (t % (kDay / 4) != 0) continue;
+    const EngineStats st = h.engine().Stats();
+    most = std::max(most, st.buckets);
+    if (t == 30 * kDay) memory_at_30d = st.memory_bytes;
+    if (t > 30 * kDay) memory_most = std::max(memory_most, st.memory_bytes);
+  }
+  EXPECT_LE(most, bound);
+  EXPECT_GT(most, 100);
+  // Past the window's reach it no longer grows.
+  EXPECT_LE(memory_most, memory_at_30d * 5 / 4);
+  std::printf("buckets at most %lld (bound %lld), memory %lld bytes\n",
+              static_cast<long long>(most), static_cast<long long>(bound),
+              static_cast<long long>(memory_most));
 }
 
 TEST(FeatureEngineTest, TtlShorterThanAWindowIsRefused) {
@@ -403,12 +631,6 @@ TEST(FeatureEngineTest, DecodeAndProcessAllocateNothingOnceEntitiesExist) {
 
 // The engine against a brute-force reference on random streams with late
 // events: every windowed aggregate, with and without lag.
-struct Ev {
-  int64_t t;
-  int user;
-  double amount;
-  int dev;
-};
 
 TEST(FeatureEngineTest, MatchesBruteForceOnRandomStreamsWithLateEvents) {
   const std::string aggs[] = {"count", "sum", "mean", "min", "max", "stddev", "last", "gap_mean", "gap_cv"};

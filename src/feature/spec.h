@@ -128,8 +128,9 @@ struct FeatureSpec {
   int64_t lateness_ms = 0;
   // Limits on state. An entity with no event for entity_ttl is forgotten
   // (checked every ttl/16 of event time, at least hourly); an entity keeps at most
-  // max_entries_per_key entries per stream, dropping its oldest beyond that
-  // (windows reaching further back then undercount; counted in stats).
+  // max_entries_per_key raw entries per stream, merging its oldest beyond that
+  // into time buckets (windows reaching back into them are approximate within
+  // the bound docs/features.md states; counted in stats).
   int64_t entity_ttl_ms = 0;
   int64_t max_entries_per_key = 0;
   int64_t label_join_memory = 0;  // event ids remembered per label-fed stream
