@@ -433,6 +433,7 @@ TEST_F(ExprTest, Ratio) {
   EXPECT_EQ(Num("ratio(6, features.missing, -1)"), -1);
   EXPECT_EQ(Num("ratio(features.deposits_24h, features.withdrawals_24h, 0)"), 0);
   EXPECT_TRUE(IsNull("ratio(features.missing, 2, -1)"));
+  EXPECT_EQ(Num("ratio(features.missing, 0, -1)"), -1) << "b decides first (docs/expressions.md)";
   EXPECT_TRUE(IsNull("ratio(1, 0, null)"));
 }
 

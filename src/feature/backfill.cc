@@ -238,7 +238,13 @@ class LabelIndex {
             continue;
           }
           value = h.value;
-          if (h.value == 1 && first_positive < 0) first_positive = h.t - row.time_ms;
+          // The delay of the label that made the row 1: a later 0 overrides
+          // an earlier 1, and a 1 after it starts again.
+          if (h.value != 1) {
+            first_positive = -1;
+          } else if (first_positive < 0) {
+            first_positive = h.t - row.time_ms;
+          }
         }
         if (value == 1) {
           if (!positive || first_positive < delay) delay = first_positive;

@@ -403,9 +403,14 @@ features:
       dep("d1", t0, "u1") + dep("d2", t0 + d, "u1") + dep("d3", t0 + 2 * d, "u2") +
       lab(1, t0 + 3 * d, "account_takeover", R"("target_entity":{"key":"user","value":"u2"})", 1) +
       dep("d4", t0 + 3 * d + 1, "u2") + dep("d5", t0 + 4 * d, "u3") +
+      dep("d7", t0 + 4 * d + 1, "u5") +
       lab(2, t0 + 5 * d, "chargeback", R"("target_event_id":"d1")", 1) +
+      lab(6, t0 + 5 * d + 1, "chargeback", R"("target_event_id":"d7")", 1) +
       lab(3, t0 + 6 * d, "chargeback", R"("target_event_id":"d5")", 1) +
+      lab(7, t0 + 6 * d + 1, "chargeback", R"("target_event_id":"d7")", 0) +
       lab(4, t0 + 7 * d, "chargeback", R"("target_event_id":"d5")", 0) +  // dispute won
+      // d7: 1, then 0, then 1 again: labelled by the last, 3 days after it.
+      lab(8, t0 + 7 * d + 1, "chargeback", R"("target_event_id":"d7")", 1) +
       // A 0 about the user does not undo the chargeback on d1 (another target).
       lab(5, t0 + 8 * d, "chargeback", R"("target_entity":{"key":"user","value":"u1"})", 0) +
       dep("d6", t0 + 11 * d, "u4");
@@ -427,6 +432,7 @@ features:
   EXPECT_THAT(csv, HasSubstr("\nd3,2024-01-03T00:00:00.000Z,deposit,1,86400000,"));  // entity label
   EXPECT_THAT(csv, HasSubstr("\nd4,2024-01-04T00:00:00.001Z,deposit,0,,"));  // after the label
   EXPECT_THAT(csv, HasSubstr("\nd5,2024-01-05T00:00:00.000Z,deposit,0,,"));  // overridden by a 0
+  EXPECT_THAT(csv, HasSubstr("\nd7,2024-01-05T00:00:00.001Z,deposit,1,259200000,"));
   // Day 11 + a 10-day horizon is past the end (day 20): not known yet.
   EXPECT_THAT(csv, HasSubstr("\nd6,2024-01-12T00:00:00.000Z,deposit,,,"));
   // Without as_of the data ends at d6 (day 11): horizons still open are empty.

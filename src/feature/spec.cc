@@ -225,6 +225,18 @@ class Builder {
       VIGIL_ASSIGN_OR_RETURN(f.name, nodes[i].GetString("name", ""));
       if (f.name.empty()) return nodes[i].Error("a feature needs a name");
       if (names_.contains(f.name)) return nodes[i]["name"].Error(StrCat("feature '", f.name, "' twice"));
+      // Backfill writes these columns beside the features: a feature of the
+      // same name would let training take an id, a time or a label for one.
+      const bool passthrough = std::find(spec_->passthrough.begin(), spec_->passthrough.end(),
+                                         f.name) != spec_->passthrough.end();
+      if (f.name == "event_id" || f.name == "event_time" || f.name == "event_type" || passthrough ||
+          (!spec_->label_kinds.empty() && (f.name == "label" || f.name == "label_delay_ms"))) {
+        return nodes[i]["name"].Error(
+            StrCat("feature '", f.name, "': backfill writes a column of that name already (",
+                   passthrough ? "a passthrough field"
+                               : "event_id, event_time, event_type, label, label_delay_ms",
+                   "): name the feature otherwise"));
+      }
       f.index = static_cast<int>(i);
       f.where = nodes[i].Where();
       names_[f.name] = f.index;
@@ -406,6 +418,12 @@ class Builder {
       VIGIL_ASSIGN_OR_RETURN(std::string text, n["expr"].String());
       auto e = expr::Expr::Compile(text, Bind(f->index), Pos(n["expr"]));
       if (!e.ok()) return e.status();
+      if (e->result_kind() == expr::Kind::kString) {
+        return n["expr"].Error(
+            StrCat("feature '", f->name,
+                   "': expr gives a string; a feature is a number or true/false "
+                   "(compare it, e.g. email_domain(event.email) in list.disposable)"));
+      }
       for (const std::string& field : e->event_fields_read()) {
         VIGIL_RETURN_IF_ERROR(CheckLeakage(n["expr"], f->name, RoleField(s, AllTypes(), field), 0, false));
       }

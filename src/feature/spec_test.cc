@@ -96,6 +96,36 @@ TEST(FeatureSpecTest, TypeMismatchIsRefused) {
   EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 1d, where: \"event.amount\"}\n")
                   .message(),
               HasSubstr("where must be true or false"));
+  const std::string derived_string(Err("  - {name: a, expr: \"event.method\"}\n").message());
+  EXPECT_THAT(derived_string, HasSubstr("f.yaml:3:"));
+  EXPECT_THAT(derived_string, HasSubstr("feature 'a': expr gives a string"));
+  EXPECT_TRUE(Err("  - {name: a, expr: \"event.method == 'card'\"}\n").ok());
+}
+
+// Backfill writes event_id, event_time, event_type, the passthrough fields
+// and the label columns beside the features: a feature may not take one of
+// their names (training would take it for a feature).
+TEST(FeatureSpecTest, AFeatureNamedLikeABackfillColumnIsRefused) {
+  for (const char* name : {"event_id", "event_time", "event_type"}) {
+    EXPECT_THAT(
+        Err(StrCat("  - {name: ", name, ", agg: count, key: user_id, window: 1d}\n")).message(),
+        HasSubstr(StrCat("feature '", name, "': backfill writes a column of that name already")));
+  }
+  auto spec = [](std::string_view head) {
+    auto s = FeatureSpec::LoadString(
+        StrCat("score_on: [deposit]\n", head,
+               "features:\n  - {name: amount, agg: count, key: user_id, window: 1d}\n"),
+        "f.yaml", Schema());
+    return s.ok() ? absl::OkStatus() : s.status();
+  };
+  EXPECT_TRUE(spec("").ok()) << "amount is a field, not a column, unless passed through";
+  EXPECT_THAT(spec("passthrough: [amount]\n").message(), HasSubstr("(a passthrough field)"));
+  auto labelled = FeatureSpec::LoadString(
+      "score_on: [deposit]\nlabels: {chargeback: {horizon: 30d}}\nfeatures:\n"
+      "  - {name: label, agg: count, key: user_id, window: 1d}\n",
+      "f.yaml", Schema());
+  ASSERT_FALSE(labelled.ok());
+  EXPECT_THAT(labelled.status().message(), HasSubstr("feature 'label': backfill writes"));
 }
 
 TEST(FeatureSpecTest, LeakageGuardWantsTheLabelsDelay) {
