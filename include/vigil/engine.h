@@ -92,6 +92,10 @@ struct EngineOptions {
 struct EngineStats {
   int64_t events = 0, decided = 0, not_scored = 0, rejected = 0, retries = 0, labels = 0;
   int64_t too_late = 0;
+  // Feature entries of busy keys merged into time buckets by the spec's
+  // limits.max_entries_per_key (windows reaching them are approximate, within
+  // docs/features.md's bound).
+  int64_t entries_bucketed = 0;
   // Rejected events written to the dead-letter file, and those a failed
   // write (a full disk) lost, with the last such error.
   int64_t dead_letters = 0, dead_letters_dropped = 0;

@@ -103,6 +103,13 @@ int Run(const BackfillArgs& a) {
                Thousands(res->too_late).c_str(), Thousands(res->engine.entities).c_str(),
                Thousands(res->engine.entries).c_str(),
                static_cast<double>(res->engine.memory_bytes) / 1e6);
+  if (res->engine.bucketed > 0) {
+    std::fprintf(
+        stderr,
+        "          %s entries of busy keys merged into time buckets (limits.max_entries_per_key): "
+        "windows reaching them are within the bound of docs/features.md, not exact\n",
+        Thousands(res->engine.bucketed).c_str());
+  }
   if (!res->meta_path.empty()) std::fprintf(stderr, "          columns: %s\n", res->meta_path.c_str());
   return kExitOk;
 }

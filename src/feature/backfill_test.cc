@@ -341,6 +341,7 @@ TEST(BackfillTest, ColumnsAndMetaFile) {
   EXPECT_THAT(meta, HasSubstr("\"label_fields\": [\n    \"fraud\""));
   EXPECT_THAT(meta, HasSubstr("\"spec_hash\": \"" + fx.spec->content_hash));
   EXPECT_THAT(meta, HasSubstr("\"feature_columns\": [\n    \"n_1h\""));
+  EXPECT_THAT(meta, HasSubstr("\"entries_bucketed\": 0"));
   EXPECT_EQ(res->rows, 2);
 }
 

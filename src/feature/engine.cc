@@ -1075,6 +1075,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
 }
 
 int64_t FeatureEngine::events() const { return impl_->stats.events; }
+int64_t FeatureEngine::bucketed() const { return impl_->stats.bucketed; }
 
 EngineStats FeatureEngine::Stats() const {
   // An estimate: table slots, buffers, cursors with their distinct-count

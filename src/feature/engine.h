@@ -71,6 +71,8 @@ class FeatureEngine {
   EngineStats Stats() const;
   // Events given to Process so far (Stats().events, without the walk).
   int64_t events() const;
+  // EngineStats::bucketed, without the walk over every entity Stats() does.
+  int64_t bucketed() const;
 
   // Snapshot: the whole state as bytes (versioned, checksummed, entities in
   // key order), and back. Processing after Restore gives exactly what an

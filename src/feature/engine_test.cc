@@ -367,6 +367,7 @@ TEST(FeatureEngineTest, PerKeyCapMergesTheOldestEntriesIntoBucketsAndSaysSo) {
   EXPECT_LE(st.entries, 2 * 16);
   EXPECT_EQ(st.bucketed + st.entries, 2 * 40);  // nothing dropped
   EXPECT_GT(st.buckets, 0);
+  EXPECT_EQ(h.engine().bucketed(), st.bucketed);
 }
 
 // One key far over a small cap, its windows reaching back past its raw

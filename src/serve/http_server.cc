@@ -1016,6 +1016,11 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
         MetricType::kCounter, st.decision_writer_boosts);
     one("vigil_events_too_late_total", "Events beyond the lateness bound (decided, not applied to features)",
         MetricType::kCounter, st.too_late);
+    one("vigil_feature_entries_bucketed_total",
+        "Feature entries of busy keys merged into time buckets (the spec's "
+        "limits.max_entries_per_key): windows "
+        "reaching them are approximate",
+        MetricType::kCounter, st.entries_bucketed);
     one("vigil_event_log_errors_total", "Events the event log could not take, answered 503 (alert on any)",
         MetricType::kCounter, st.event_log_errors);
     one("vigil_dead_letters_total", "Rejected events written to the dead-letter file", MetricType::kCounter,
