@@ -41,7 +41,8 @@ struct Decision {
     kDecided,    // a scored event type: action, score, reasons...
     kNotScored,  // applied to feature state and logged; not a scored type
     kRejected,   // invalid: `error` says the field and the rule; dead-lettered
-    kRetry,      // an event id already decided: `json` is the stored decision, state unchanged
+    kRetry,      // an event id seen before: `json` is the stored decision, state unchanged
+                 // (409 decision_unavailable when a scored event's decision is not stored)
   };
   struct Reason {
     std::string feature;
@@ -92,6 +93,9 @@ struct EngineOptions {
 struct EngineStats {
   int64_t events = 0, decided = 0, not_scored = 0, rejected = 0, retries = 0, labels = 0;
   int64_t too_late = 0;
+  // Of the retries: scored events whose decision was not stored (answered
+  // 409 decision_unavailable: lost in a crash, or no longer kept).
+  int64_t retries_unavailable = 0;
   // Feature entries of busy keys merged into time buckets by the spec's
   // limits.max_entries_per_key (windows reaching them are approximate, within
   // docs/features.md's bound).

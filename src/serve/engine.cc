@@ -192,7 +192,7 @@ struct Engine::Impl {
 
   // Counters (read by Stats from any thread).
   std::atomic<int64_t> n_events{0}, n_decided{0}, n_not_scored{0}, n_rejected{0}, n_retries{0},
-      n_labels{0}, n_too_late{0}, n_bucketed{0};
+      n_labels{0}, n_too_late{0}, n_bucketed{0}, n_retries_unavailable{0};
 
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
@@ -1118,14 +1118,30 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
     if (stored) {
       m.RenderRetry(*stored, with_features, out);
     } else {
-      // Seen before and not a stored decision (an unscored event, or one
-      // older than the retry memory and the store): not applied again.
+      // Seen before and not a stored decision: not applied again. An
+      // unscored event has none; a scored one's is gone (lost in a crash
+      // before it reached the store, or no longer kept): 409, so that a
+      // client does not take the answer for a decision.
       m.n_retries.fetch_add(1, std::memory_order_relaxed);
       out->status = Decision::Status::kRetry;
+      const int type = m.rec.type->index;
+      const bool scored_type = type >= 0 && m.spec->score_on[static_cast<size_t>(type)];
       out->json.assign("{");
       AppendKey("event_id", &out->json);
       AppendJsonString(out->event_id, &out->json);
-      out->json.append(",\"scored\":false,\"retry\":true}");
+      if (scored_type) {
+        m.n_retries_unavailable.fetch_add(1, std::memory_order_relaxed);
+        out->http_status = 409;
+        out->json.append(
+            ",\"scored\":true,\"retry\":true,\"error\":\"decision_unavailable\",\"message\":\"this "
+            "event was "
+            "taken before, but its decision is not stored (lost in a crash before it reached the "
+            "store, or no "
+            "longer kept); it is not applied again. vigil decide over the event log recomputes "
+            "it\"}");
+      } else {
+        out->json.append(",\"scored\":false,\"retry\":true}");
+      }
     }
     return absl::OkStatus();
   }
@@ -1356,6 +1372,7 @@ EngineStats Engine::Stats() const {
   s.not_scored = m.n_not_scored.load(std::memory_order_relaxed);
   s.rejected = m.n_rejected.load(std::memory_order_relaxed);
   s.retries = m.n_retries.load(std::memory_order_relaxed);
+  s.retries_unavailable = m.n_retries_unavailable.load(std::memory_order_relaxed);
   s.labels = m.n_labels.load(std::memory_order_relaxed);
   s.too_late = m.n_too_late.load(std::memory_order_relaxed);
   s.entries_bucketed = m.n_bucketed.load(std::memory_order_relaxed);

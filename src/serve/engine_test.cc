@@ -7,6 +7,7 @@
 #include "vigil/engine.h"
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -327,6 +328,52 @@ TEST_F(EngineTest, RejectsAnInvalidEventWithEveryViolationAndLeavesTheStateAlone
   EXPECT_EQ(Json::parse(d.json)["error"], "invalid_event");
   EXPECT_EQ(engine->Stats().rejected, 2);
   EXPECT_EQ(engine->Stats().decided, 0);
+}
+
+// A retried scored event whose decision is not stored (lost in a crash
+// before it reached the store; here deleted from it) is not applied again,
+// and is answered 409 decision_unavailable, never as an unscored event.
+TEST_F(EngineTest, ARetriedScoredEventWhoseDecisionIsGoneIsAnswered409NotUnscored) {
+  const std::string config = ExampleConfig();
+  const std::vector<std::string> lines = SampleLines();
+  const std::string scored = lines.at(3), unscored = lines.at(1);  // a deposit, a login
+  std::string id;
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    for (const std::string& l : lines) ASSERT_TRUE(e->Decide(l, &d).ok());
+    ASSERT_TRUE(e->Decide(scored, &d).ok());
+    ASSERT_EQ(d.status, Decision::Status::kRetry);
+    EXPECT_EQ(d.http_status, 200) << "still remembered";
+    id = Json::parse(scored)["event_id"];
+    ASSERT_TRUE(e->Flush().ok());
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
+    const std::string sql = "DELETE FROM decisions WHERE event_id = '" + id + "'";
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+  }
+  auto e = Open(config, /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  Decision d;
+  ASSERT_TRUE(e->Decide(scored, &d).ok());
+  EXPECT_EQ(d.status, Decision::Status::kRetry);
+  EXPECT_EQ(d.http_status, 409);
+  Json j = Json::parse(d.json);
+  EXPECT_EQ(j["error"], "decision_unavailable");
+  EXPECT_EQ(j["scored"], true);
+  EXPECT_EQ(j["event_id"], id);
+  ASSERT_TRUE(e->Decide(unscored, &d).ok());
+  EXPECT_EQ(d.http_status, 200);
+  EXPECT_EQ(Json::parse(d.json)["scored"], false);
+  const EngineStats s = e->Stats();
+  EXPECT_EQ(s.retries, 2);
+  EXPECT_EQ(s.retries_unavailable, 1);
+  EXPECT_EQ(s.decided, 0) << "nothing decided again";
 }
 
 TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) {

@@ -1016,6 +1016,10 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
         MetricType::kCounter, st.decision_writer_boosts);
     one("vigil_events_too_late_total", "Events beyond the lateness bound (decided, not applied to features)",
         MetricType::kCounter, st.too_late);
+    one("vigil_retries_unavailable_total",
+        "Retried scored events whose decision was not stored (answered 409: lost in a crash, or no "
+        "longer kept)",
+        MetricType::kCounter, st.retries_unavailable);
     one("vigil_feature_entries_bucketed_total",
         "Feature entries of busy keys merged into time buckets (the spec's "
         "limits.max_entries_per_key): windows "
