@@ -96,6 +96,9 @@ struct EngineStats {
   // Of the retries: scored events whose decision was not stored (answered
   // 409 decision_unavailable: lost in a crash, or no longer kept).
   int64_t retries_unavailable = 0;
+  // At start: decisions lost in a crash (still queued for the store when the
+  // process died) made again from the event log, marked "recovered".
+  int64_t decisions_recovered = 0;
   // Feature entries of busy keys merged into time buckets by the spec's
   // limits.max_entries_per_key (windows reaching them are approximate, within
   // docs/features.md's bound).

@@ -83,6 +83,13 @@ int RunServe(const ServeArgs& a) {
       std::fprintf(stderr, "serve: replayed %s events of the event log into the features in %.2f s%s\n",
                    Thousands(st.replayed).c_str(), st.replay_seconds, skipped.c_str());
     }
+    if (st.decisions_recovered > 0) {
+      std::fprintf(
+          stderr,
+          "serve: made again %s decisions the last run answered but did not store (it stopped "
+          "without a clean stop); they are marked \"recovered\"\n",
+          Thousands(st.decisions_recovered).c_str());
+    }
   }
   monitor::Registry registry;
   serve::Auth auth({config->limits.rate_per_key, config->limits.burst_per_key});

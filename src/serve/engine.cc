@@ -208,6 +208,15 @@ struct Engine::Impl {
   absl::Status ReplayEventLog();
   int64_t replayed = 0, replay_rejected = 0;
   double replay_seconds = 0;
+  // Decisions lost in a crash (still in the store's queue when the process
+  // died), made again while the replay passes their events: the features
+  // are then exactly what they were. Only after the event of the decision
+  // the store took last (`recover_after`): no earlier one can be missing.
+  void RecoverIfLost(bool late);
+  std::string recover_after;  // "": nothing to recover
+  bool recovering = false;    // the replay has passed recover_after
+  Decision recovered_scratch;
+  int64_t recovered = 0;
 
   // The state saved at a clean stop, beside the event log it summarises.
   std::string StatePath() const { return config.event_log_dir + "/state.snap"; }
@@ -527,6 +536,11 @@ absl::Status Engine::Impl::ReplayEventLog() {
   // Left by a process that died while it saved (a crash, or a save in the
   // background killed): never read, only in the way.
   core::RemoveStaleTemporaries(StatePath());
+  if (store) {
+    // (Unknown: nothing recovered, as before. The replay goes on.)
+    auto newest = store->NewestDecisionId();
+    if (newest.ok() && newest->has_value()) recover_after = **newest;
+  }
   RestoreState(files, &first, &skip);
   VIGIL_ASSIGN_OR_RETURN(const bool whole_lines, Replay(files, first, skip));
   if (!whole_lines) {
@@ -559,12 +573,51 @@ absl::StatusOr<bool> Engine::Impl::Replay(const std::vector<std::string>& files,
         ++replay_rejected;  // the schema changed since: reported at start
         continue;
       }
-      features->Process(rec, values);
+      const feature::FeatureEngine::Result r = features->Process(rec, values);
       ++replayed;
+      if (recovering) {
+        RecoverIfLost(r == feature::FeatureEngine::Result::kTooLate);
+      } else if (!recover_after.empty() && rec.event_id == recover_after) {
+        recovering = true;
+      }
     }
     VIGIL_RETURN_IF_ERROR(lines->status());
   }
   return true;
+}
+
+void Engine::Impl::RecoverIfLost(bool late) {
+  const int type = rec.type->index;
+  if (type < 0 || !spec->score_on[static_cast<size_t>(type)] || !log) return;
+  if (log->FindPending(rec.event_id)) return;
+  if (auto s = store->GetDecision(rec.event_id); !s.ok() || s->has_value()) return;
+  Decision& d = recovered_scratch;
+  d = Decision{};
+  d.event_id.assign(rec.event_id);
+  d.event_type.assign(rec.type->name);
+  d.event_time_ms = rec.time_ms;
+  d.status = Decision::Status::kDecided;
+  d.features.assign(values.begin(), values.end());
+  const std::shared_ptr<const Runtime> rt = runtime.Load();
+  Score(*rt, rt->types[static_cast<size_t>(type)], &d);
+  Render(&d, late, /*with_features=*/false);
+  // Marked, before the feature values (which Expand cuts off and names).
+  static constexpr std::string_view kValues = ",\"feature_values\":[";
+  const size_t at = stored.rfind(kValues);
+  stored.insert(at == std::string::npos ? stored.size() - 1 : at, ",\"recovered\":true");
+  store::DecisionRow row;
+  row.event_id = d.event_id;
+  row.event_time_ms = rec.time_ms;
+  row.event_type = d.event_type;
+  row.action = d.action;
+  row.score = d.score;
+  row.model = d.model;
+  row.arm = d.arm;
+  row.decided_at_ms = core::WallNowMs();
+  row.json = stored;
+  log->Submit(std::move(row));
+  Remember(d);
+  ++recovered;
 }
 
 absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const serve::ServeConfig& cfg,
@@ -1373,6 +1426,7 @@ EngineStats Engine::Stats() const {
   s.rejected = m.n_rejected.load(std::memory_order_relaxed);
   s.retries = m.n_retries.load(std::memory_order_relaxed);
   s.retries_unavailable = m.n_retries_unavailable.load(std::memory_order_relaxed);
+  s.decisions_recovered = m.recovered;
   s.labels = m.n_labels.load(std::memory_order_relaxed);
   s.too_late = m.n_too_late.load(std::memory_order_relaxed);
   s.entries_bucketed = m.n_bucketed.load(std::memory_order_relaxed);

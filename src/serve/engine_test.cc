@@ -376,6 +376,64 @@ TEST_F(EngineTest, ARetriedScoredEventWhoseDecisionIsGoneIsAnswered409NotUnscore
   EXPECT_EQ(s.decided, 0) << "nothing decided again";
 }
 
+// Decisions lost in a crash (still queued for the store; here deleted from
+// it after the fact) are made again at the next start, while the replay of
+// the event log passes their events: the same action, score, model and
+// reasons as answered, marked "recovered". Only those after the decision
+// the store took last are looked for.
+TEST_F(EngineTest, DecisionsLostInACrashAreMadeAgainFromTheEventLogAtTheNextStart) {
+  const std::string config = ExampleConfig();
+  std::vector<std::pair<std::string, Json>> answered;  // scored, in order
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    for (const std::string& l : SampleLines()) {
+      ASSERT_TRUE(e->Decide(l, &d).ok());
+      if (d.status == Decision::Status::kDecided)
+        answered.emplace_back(d.event_id, Json::parse(d.json));
+    }
+    ASSERT_TRUE(e->Flush().ok());
+    // Destroyed without SaveState: a crash, as far as the state goes.
+  }
+  ASSERT_GE(answered.size(), 6u);
+  const size_t lost = 3;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
+    for (size_t i = answered.size() - lost; i < answered.size(); ++i) {
+      const std::string sql = "DELETE FROM decisions WHERE event_id = '" + answered[i].first + "'";
+      EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+      EXPECT_EQ(sqlite3_changes(db), 1);
+    }
+    sqlite3_close(db);
+  }
+  auto e = Open(config, /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->Stats().decisions_recovered, static_cast<int64_t>(lost));
+  EXPECT_EQ(e->Stats().decided, 0);
+  for (size_t i = 0; i < answered.size(); ++i) {
+    const auto& [id, first] = answered[i];
+    auto doc = e->GetDecision(id);
+    ASSERT_TRUE(doc.ok()) << id << ": " << doc.status();
+    const Json j = Json::parse(*doc);
+    const bool was_lost = i >= answered.size() - lost;
+    EXPECT_EQ(j.value("recovered", false), was_lost) << id;
+    for (const char* k : {"action", "score", "model", "reasons", "rules", "experiment", "path"}) {
+      EXPECT_EQ(j[k], first[k]) << id << " " << k;
+    }
+  }
+  // A retry of one is answered with it (from the retry memory).
+  for (const std::string& l : SampleLines()) {
+    if (Json::parse(l)["event_id"] != answered.back().first) continue;
+    Decision d;
+    ASSERT_TRUE(e->Decide(l, &d).ok());
+    EXPECT_EQ(d.status, Decision::Status::kRetry);
+    EXPECT_EQ(d.http_status, 200);
+    EXPECT_EQ(Json::parse(d.json)["action"], answered.back().second["action"]);
+  }
+}
+
 TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) {
   auto engine = Open(ExampleConfig());
   const auto lines = SampleLines();

@@ -1016,6 +1016,10 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
         MetricType::kCounter, st.decision_writer_boosts);
     one("vigil_events_too_late_total", "Events beyond the lateness bound (decided, not applied to features)",
         MetricType::kCounter, st.too_late);
+    one("vigil_decisions_recovered_total",
+        "Decisions the last run answered but did not store (a crash), made again from the event "
+        "log at start",
+        MetricType::kCounter, st.decisions_recovered);
     one("vigil_retries_unavailable_total",
         "Retried scored events whose decision was not stored (answered 409: lost in a crash, or no "
         "longer kept)",

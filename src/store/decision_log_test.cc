@@ -384,6 +384,9 @@ class GatedStore final : public Store {
     return real_->GetDecision(id);
   }
   absl::StatusOr<int64_t> CountDecisions() override { return real_->CountDecisions(); }
+  absl::StatusOr<std::optional<std::string>> NewestDecisionId() override {
+    return real_->NewestDecisionId();
+  }
   absl::Status PutLabels(std::span<const LabelRow> rows) override { return real_->PutLabels(rows); }
   absl::StatusOr<std::vector<LabelRow>> LabelsForEvent(std::string_view id) override {
     return real_->LabelsForEvent(id);

@@ -57,6 +57,9 @@ constexpr const char* kGetDecision =
     "SELECT event_id, event_time_ms, event_type, action, score, model, arm, decided_at_ms, json "
     "FROM decisions WHERE event_id = ?";
 constexpr const char* kCountDecisions = "SELECT COUNT(*) FROM decisions";
+// The rowid grows with each insert: the newest row.
+constexpr const char* kNewestDecision =
+    "SELECT event_id FROM decisions ORDER BY rowid DESC LIMIT 1";
 constexpr const char* kInsertLabel =
     "INSERT INTO labels (label_id, kind, time_ms, target_event_id, target_key, target_value, "
     "value, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (label_id) DO NOTHING";
@@ -234,6 +237,7 @@ class SqliteStore final : public Store {
     }
     VIGIL_RETURN_IF_ERROR(Prepare(rdb, kGetDecision, &get_decision_));
     VIGIL_RETURN_IF_ERROR(Prepare(rdb, kCountDecisions, &count_decisions_));
+    VIGIL_RETURN_IF_ERROR(Prepare(rdb, kNewestDecision, &newest_decision_));
     VIGIL_RETURN_IF_ERROR(Prepare(rdb, kLabelsForEvent, &labels_for_event_));
     VIGIL_RETURN_IF_ERROR(Prepare(rdb, kKeys, &keys_));
     return absl::OkStatus();
@@ -268,6 +272,16 @@ class SqliteStore final : public Store {
     const int rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) return Error(s, "count decisions", rc);
     return sqlite3_column_int64(s, 0);
+  }
+
+  absl::StatusOr<std::optional<std::string>> NewestDecisionId() override {
+    std::lock_guard<std::mutex> lock(*read_mu_);
+    sqlite3_stmt* s = newest_decision_.get();
+    ResetOnExit reset(s);
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) return std::optional<std::string>();
+    if (rc != SQLITE_ROW) return Error(s, "find the newest decision", rc);
+    return std::optional<std::string>(ColumnText(s, 0));
   }
 
   absl::Status PutLabels(std::span<const LabelRow> rows) override {
@@ -451,6 +465,7 @@ class SqliteStore final : public Store {
   Stmt insert_decision_;
   Stmt get_decision_;
   Stmt count_decisions_;
+  Stmt newest_decision_;
   Stmt insert_label_;
   Stmt labels_for_event_;
   Stmt upsert_key_;

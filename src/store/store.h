@@ -82,6 +82,10 @@ class Store {
   // The stored decision, or nullopt when there is none.
   virtual absl::StatusOr<std::optional<DecisionRow>> GetDecision(std::string_view event_id) = 0;
   virtual absl::StatusOr<int64_t> CountDecisions() = 0;
+  // The event id of the decision stored last (nullopt: none). Every decision
+  // submitted before it reached the store or its journal first; one replayed
+  // from a journal may have been stored after later ones.
+  virtual absl::StatusOr<std::optional<std::string>> NewestDecisionId() = 0;
 
   // Like PutDecisions, idempotent by label_id.
   virtual absl::Status PutLabels(std::span<const LabelRow> rows) = 0;

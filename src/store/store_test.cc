@@ -158,6 +158,23 @@ TEST(SqliteStoreTest, PutDecisionsLeavesAnAlreadyStoredEventIdAsItIs) {
   ExpectSameDecision(**got, first);
 }
 
+// The decision stored last, whatever its id: what a restart after a crash
+// recovers after. A row already stored does not become the newest again.
+TEST(SqliteStoreTest, NewestDecisionIdIsTheLastOneStored) {
+  TempDir dir;
+  auto store = MustOpen(StrCat("sqlite:", dir.File("vigil.db")));
+  ASSERT_NE(store, nullptr);
+  auto newest = store->NewestDecisionId();
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  EXPECT_FALSE(newest->has_value());
+  const DecisionRow first[] = {Row(9), Row(3)};
+  ASSERT_TRUE(store->PutDecisions(first).ok());
+  EXPECT_EQ(**store->NewestDecisionId(), Row(3).event_id);
+  const DecisionRow later[] = {Row(1), Row(9)};
+  ASSERT_TRUE(store->PutDecisions(later).ok());
+  EXPECT_EQ(**store->NewestDecisionId(), Row(1).event_id);
+}
+
 TEST(SqliteStoreTest, EmptyBatchIsOk) {
   auto store = MustOpen("sqlite::memory:");
   ASSERT_NE(store, nullptr);
