@@ -5,7 +5,9 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "core/file.h"
@@ -73,7 +75,14 @@ std::string KeyHash(std::string_view key) {
 absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path) {
   std::vector<store::KeyRow> rows;
   std::ifstream in(path);
-  if (!in) return rows;  // no keys yet
+  if (!in) {
+    // A missing file is told apart from one that cannot be read: only the
+    // first may mean "no keys yet" (`vigil keys create` makes the file), and
+    // only at start (HttpServer::LoadKeys decides).
+    const int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(StrCat("the keys file ", path, " does not exist"));
+    return absl::FailedPreconditionError(StrCat("cannot read the keys file ", path, ": ", std::strerror(err)));
+  }
   std::string line;
   int no = 0;
   while (std::getline(in, line)) {
@@ -93,6 +102,9 @@ absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path)
     if (!ParseRole(r.role)) return absl::InvalidArgumentError(StrCat(path, ":", no, ": role '", r.role, "': score, label or admin"));
     rows.push_back(std::move(r));
   }
+  // A read error (a folder, an I/O error) must not pass for the end of the
+  // file: the keys before it would replace every key.
+  if (in.bad()) return absl::DataLossError(StrCat("cannot read the keys file ", path, " after line ", no));
   return rows;
 }
 

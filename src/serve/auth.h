@@ -33,6 +33,9 @@ absl::StatusOr<std::string> NewApiKey();
 std::string KeyHash(std::string_view key);
 
 // Keys file: one key per line, "<sha256 hex> <role> [name]"; '#' comments.
+// NotFound when the file does not exist, FailedPrecondition when it cannot be
+// opened, DataLoss when reading fails, InvalidArgument naming the line of a
+// malformed key: never a partial key set.
 absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path);
 absl::Status AppendKeysFile(const std::string& path, const store::KeyRow& row);
 

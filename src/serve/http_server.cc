@@ -321,10 +321,20 @@ struct HttpServer::Impl {
     request_seconds[e]->Observe(seconds);
   }
 
-  absl::Status LoadKeys() {
+  // Replaces the keys, or on failure leaves them as they were. `at_start`:
+  // a keys file that does not exist yet holds no keys (`vigil keys create`
+  // makes it). On a reload it is an error like a malformed line: a file
+  // moved away must not lock every key out, admin's included, until a
+  // restart.
+  absl::Status LoadKeys(bool at_start) {
     std::vector<store::KeyRow> keys;
     if (!config.keys_file.empty()) {
-      VIGIL_ASSIGN_OR_RETURN(keys, ReadKeysFile(config.keys_file));
+      auto rows = ReadKeysFile(config.keys_file);
+      if (rows.ok()) {
+        keys = std::move(*rows);
+      } else if (!at_start || !absl::IsNotFound(rows.status())) {
+        return rows.status();
+      }
     } else {
       VIGIL_ASSIGN_OR_RETURN(auto st, store::OpenStore(config.store));
       VIGIL_ASSIGN_OR_RETURN(keys, st->Keys());
@@ -492,7 +502,7 @@ struct HttpServer::Impl {
 
   static void DoReload(Impl* m, Reply* r) {
     absl::Status st = m->engine->Reload();
-    absl::Status keys = m->LoadKeys();
+    absl::Status keys = m->LoadKeys(/*at_start=*/false);
     if (!st.ok() && !absl::IsUnavailable(st)) {
       return r->Error(409, "reload_failed", StrCat(st.message(), " (the running models and policy stay)"));
     }
@@ -1051,7 +1061,7 @@ HttpServer::~HttpServer() {
   impl_->Teardown();
 }
 
-absl::Status HttpServer::LoadKeys() { return impl_->LoadKeys(); }
+absl::Status HttpServer::LoadKeys() { return impl_->LoadKeys(/*at_start=*/true); }
 
 absl::Status HttpServer::Bind(const std::string& host, int port) {
   Impl& m = *impl_;

@@ -727,6 +727,17 @@ def test_reload():
             check(st == 200 and doc["reloaded"], f"reload: {st} {doc}")
             versions.update(m["version"] for m in doc["models"]["models"])
             time.sleep(0.05)
+        # The keys file moved away: the reload says so and keeps the keys it
+        # had (not "no keys": every key, admin's too, would answer 401).
+        keys = os.path.join(work, "var", "keys.txt")
+        os.rename(keys, keys + ".moved")
+        st, doc = s.request("POST", "/v1/admin/reload", "", key="admin")
+        check(st == 200 and "does not exist" in doc.get("keys_error", ""), f"reload without the keys file: {st} {doc}")
+        _, ready = s.request("GET", "/readyz", key=None)
+        check(ready["keys"] == 3, f"the keys stay after a reload without the keys file: {ready}")
+        st, doc = s.request("GET", "/v1/admin/models", key="admin")
+        check(st == 200, f"the admin key after a reload without the keys file: {st} {doc}")
+        os.rename(keys + ".moved", keys)
         # A broken model: the reload keeps the last good version and says so.
         bad = os.path.join(work, "model")
         subprocess.run(["cp", "-r", os.path.join(EX, "model"), bad], check=True)
