@@ -136,7 +136,7 @@ size_t Auth::num_keys() const {
   return keys_.size();
 }
 
-Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::string* key_id) const {
+Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::string* key_id, Role* role) const {
   constexpr std::string_view kBearer = "Bearer ";
   if (header.size() <= kBearer.size() || header.substr(0, kBearer.size()) != kBearer) return Result::kMissing;
   std::string_view key = header.substr(kBearer.size());
@@ -150,6 +150,7 @@ Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::strin
   }
   if (!found) return Result::kUnknown;
   *key_id = Hex(md, 8);
+  if (role) *role = found->role;
   if (found->role == Role::kAdmin || found->role == needed) return Result::kOk;
   return Result::kForbidden;
 }

@@ -264,6 +264,7 @@ struct HttpServer::Impl {
     int64_t accept_errors = 0;              // since the last one logged
     Reply reply;             // the request being handled
     std::string key_id, answer;
+    Role role = Role::kScore;  // the key's, once Authorize passed
   };
 
   // A request answered by the worker thread.
@@ -346,7 +347,7 @@ struct HttpServer::Impl {
   // Authenticates for `role`; on failure fills the loop's reply and returns false.
   bool Authorize(Loop& l, evhttp_request* req, Role role, bool rate_limited_endpoint) {
     Reply& r = l.reply;
-    switch (auth->Authenticate(Header(req, "Authorization"), role, &l.key_id)) {
+    switch (auth->Authenticate(Header(req, "Authorization"), role, &l.key_id, &l.role)) {
       case Auth::Result::kOk:
         break;
       case Auth::Result::kMissing:
@@ -396,10 +397,11 @@ struct HttpServer::Impl {
     it->second->Inc();
   }
 
-  // One event through the engine under the sequencer. Returns the HTTP status.
-  int DecideOne(std::string_view body, bool with_features, std::string* answer) {
+  // One event through the engine under the sequencer. Returns the HTTP
+  // status. Without `may_label`, a label event is refused (403).
+  int DecideOne(std::string_view body, bool with_features, bool may_label, std::string* answer) {
     std::lock_guard<std::mutex> lock(decide_mu);
-    absl::Status s = engine->Decide(body, &decision, with_features);
+    absl::Status s = engine->Decide(body, &decision, with_features, may_label);
     if (!s.ok()) {
       answer->clear();
       AppendErrorJson("unavailable", std::string(s.message()), answer);
@@ -419,7 +421,9 @@ struct HttpServer::Impl {
     Reply& r = l.reply;
     if (!Authorize(l, req, Role::kScore, true)) return;
     if (!IsJson(req)) return r.Error(415, "unsupported_media_type", "Content-Type must be application/json");
-    r.status = DecideOne(Body(req), WantsFeatures(req), &r.body);
+    // Labels need role label or admin, whatever the endpoint: a score key's
+    // label event is refused by the engine once it knows the event's type.
+    r.status = DecideOne(Body(req), WantsFeatures(req), l.role != Role::kScore, &r.body);
   }
 
   // A batch or a label list: a JSON array of events, each answered on its own.
@@ -445,7 +449,7 @@ struct HttpServer::Impl {
         status = 400;
         answer = ErrorJson("not_a_label", "POST /v1/labels takes events with \"event_type\": \"label\"");
       } else {
-        status = DecideOne(ev, false, &answer);
+        status = DecideOne(ev, false, l.role != Role::kScore, &answer);
       }
       StrAppend(&out, "{\"status\":", status, ",\"answer\":", answer, "}");
     }

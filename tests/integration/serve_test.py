@@ -148,6 +148,17 @@ class Server:
         return self.request("POST", "/v1/events" + ("?features=true" if features else ""), event, key=key)
 
 
+def post_event(s, event):
+    """One event of a stream as a client posts it: a label to /v1/labels with
+    a label key (a score key may not label), the rest to /v1/events.
+    Returns the event's own status and answer."""
+    ev = json.loads(event) if isinstance(event, str) else event
+    if ev["event_type"] == "label":
+        st, d = s.request("POST", "/v1/labels", event, key="label")
+        return (d["results"][0]["status"], d["results"][0]["answer"]) if st == 200 else (st, d)
+    return s.request("POST", "/v1/events", event)
+
+
 def pipelined(port, key, requests):
     """Sends `requests` ((method, path, body) each) back to back on one
     connection before reading anything, then reads the answers in order."""
@@ -252,6 +263,20 @@ def test_errors():
         check(st == 401, f"unknown key: {st} {doc}")
         st, doc = s.post(ev, key="label")
         check(st == 403 and doc["error"] == "forbidden", f"label key on /v1/events: {st} {doc}")
+        # A label event needs role label or admin on every endpoint: a score
+        # key's is refused, alone or in a batch, and nothing of it is kept.
+        lab = {"event_id": "e800000000009", "event_type": "label", "time": ev["time"], "kind": "chargeback",
+               "target_event_id": ev["event_id"], "value": 1}
+        st, doc = s.post(lab)
+        check(st == 403 and doc == {"error": "forbidden", "message": "a label event needs a key with role label or admin"},
+              f"a label event with a score key on /v1/events: {st} {doc}")
+        st, doc = s.request("POST", "/v1/events:batch", [lab])
+        check(st == 200 and doc["results"][0]["status"] == 403 and doc["results"][0]["answer"]["error"] == "forbidden",
+              f"a label event with a score key in a batch: {st} {doc}")
+        st, doc = s.request("POST", "/v1/labels", lab, key="label")
+        r0 = doc["results"][0]
+        check(st == 200 and r0["status"] == 200 and "retry" not in r0["answer"],
+              f"the refused label was not applied: posted with a label key it is new: {st} {doc}")
         st, doc = s.request("GET", "/v1/admin/models", key="score")
         check(st == 403, f"score key on admin: {st}")
         # The body limit is checked from Content-Length, before the body is
@@ -446,7 +471,7 @@ def test_store_failure():
         labels = 0  # label events: stored against their decisions, journaled like them
         half = len(lines) // 2
         for l in lines[:half]:
-            st, d = s.request("POST", "/v1/events", l)
+            st, d = post_event(s, l)
             check(st == 200, f"{st} {d}")
             scored += bool(d.get("scored"))
             labels += '"event_type":"label"' in l.replace(" ", "")
@@ -456,7 +481,7 @@ def test_store_failure():
         t0 = time.time()
         labels_before = labels
         for l in lines[half:]:
-            st, d = s.request("POST", "/v1/events", l)
+            st, d = post_event(s, l)
             check(st == 200, f"while the store is down: {st} {d}")
             scored += bool(d.get("scored"))
             labels += '"event_type":"label"' in l.replace(" ", "")
@@ -502,7 +527,7 @@ def test_store_failure():
             ev = json.loads(l)
             ev["event_id"] = "again-" + ev["event_id"]
             ev["time"] = "2024-01-05T00:00:00.000Z"
-            st, d = s.post(ev)
+            st, d = post_event(s, ev)
             extra += bool(d.get("scored"))
             labels += ev["event_type"] == "label"
         s.stop()
@@ -712,8 +737,10 @@ def test_reload():
             for l in lines:
                 if stop.is_set():
                     break
-                c.request("POST", "/v1/events", body=l, headers={
-                    "Authorization": "Bearer " + s.keys["score"], "Content-Type": "application/json"})
+                label = '"event_type":"label"' in l.replace(" ", "")
+                c.request("POST", "/v1/labels" if label else "/v1/events", body=l, headers={
+                    "Authorization": "Bearer " + s.keys["label" if label else "score"],
+                    "Content-Type": "application/json"})
                 r = c.getresponse()
                 r.read()
                 statuses.append(r.status)
