@@ -131,7 +131,7 @@ struct EngineStats {
   // the journal), journaled, or lost (the journal failed too).
   int64_t labels_stored = 0, labels_journaled = 0, labels_lost = 0;
   int64_t store_errors = 0;
-  std::string store_error;  // the last one
+  std::string store_error;  // the last one; "" once the store takes writes again
 };
 
 // Hits of one policy rule since start (or the last reload of the policy).

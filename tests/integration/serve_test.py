@@ -518,6 +518,15 @@ def test_store_failure():
             time.sleep(0.2)
         n = decision_count(db, "labels")
         check(n == labels, f"{n} labels in the store, {labels} were posted")
+        # The store takes writes again: /readyz says so (the outage's error
+        # is not reported for ever).
+        deadline = time.time() + 10
+        while True:
+            _, ready = s.request("GET", "/readyz", key=None)
+            if ready["store"] == "ok" or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        check(ready["store"] == "ok", f"/readyz once the journal is replayed: {ready}")
         # Down again, then stopped: the journal keeps them; a restart replays them.
         lock = sqlite3.connect(db, timeout=10, isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
