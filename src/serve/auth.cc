@@ -137,9 +137,18 @@ size_t Auth::num_keys() const {
 }
 
 Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::string* key_id, Role* role) const {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (header.size() <= kBearer.size() || header.substr(0, kBearer.size()) != kBearer) return Result::kMissing;
+  // "Bearer" 1*SP key; the scheme without regard to case (RFC 7235 2.1).
+  constexpr std::string_view kBearer = "Bearer";
+  const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  if (header.size() <= kBearer.size() ||
+      !std::equal(kBearer.begin(), kBearer.end(), header.begin(),
+                  [&](char a, char b) { return lower(a) == lower(b); }) ||
+      header[kBearer.size()] != ' ') {
+    return Result::kMissing;
+  }
   std::string_view key = header.substr(kBearer.size());
+  while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
+  if (key.empty()) return Result::kMissing;
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), md);
   std::lock_guard<std::mutex> lock(mu_);

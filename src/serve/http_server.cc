@@ -49,7 +49,7 @@ constexpr const char* kEndpointNames[kNumEndpoints] = {"events", "events_batch",
                                                        "metrics", "admin_reload", "admin_models", "other"};
 // Every status an answer can have: ours, and those evhttp gives itself
 // (400, 413, 417, 501; see OnOutput).
-constexpr std::array<int, 14> kCodes = {200, 400, 401, 403, 404, 405, 409,
+constexpr std::array<int, 15> kCodes = {200, 400, 401, 403, 404, 405, 409, 411,
                                         413, 415, 417, 429, 500, 501, 503};
 
 // Request line and headers together; evhttp answers 400 beyond it.
@@ -131,7 +131,22 @@ std::string_view Header(evhttp_request* req, const char* name) {
   return v ? std::string_view(v) : std::string_view();
 }
 
-bool IsJson(evhttp_request* req) { return Header(req, "Content-Type").rfind("application/json", 0) == 0; }
+// Content-Type: application/json, the media type compared without regard to
+// case and parameters (`; charset=utf-8`) allowed, as RFC 9110 has it.
+bool IsJson(evhttp_request* req) {
+  constexpr std::string_view kJson = "application/json";
+  std::string_view type = Header(req, "Content-Type");
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  return type.size() == kJson.size() && std::equal(type.begin(), type.end(), kJson.begin(), [](char a, char b) {
+           return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b;
+         });
+}
+
+// The reason phrase of the status line, where libevent 2.1's own table has
+// none ("Client Error" for a 429).
+const char* ReasonPhrase(int status) { return status == 429 ? "Too Many Requests" : nullptr; }
 
 // ?features=true
 bool WantsFeatures(evhttp_request* req) {
@@ -359,7 +374,9 @@ struct HttpServer::Impl {
         r.www_authenticate = "Bearer";
         return false;
       case Auth::Result::kForbidden:
-        r.Error(403, "forbidden", StrCat("this endpoint needs a key with role ", RoleName(role), " or admin"));
+        r.Error(403, "forbidden",
+                role == Role::kAdmin ? std::string("this endpoint needs a key with role admin")
+                                     : StrCat("this endpoint needs a key with role ", RoleName(role), " or admin"));
         return false;
     }
     if (rate_limited_endpoint && !auth->Allow(l.key_id)) {
@@ -579,7 +596,7 @@ struct HttpServer::Impl {
     bool post = method == EVHTTP_REQ_POST;
 
     if (post && Header(req, "Content-Length").empty() && Header(req, "Transfer-Encoding").empty()) {
-      r.Error(400, "length_required", "a POST needs a Content-Length, even for an empty body (curl: -d '')");
+      r.Error(411, "length_required", "a POST needs a Content-Length, even for an empty body (curl: -d '')");
       return false;
     }
     if (post && e == kEvents) {
@@ -620,7 +637,7 @@ struct HttpServer::Impl {
     if (l.stopping) evhttp_add_header(h, "Connection", "close");
     if (!head) evbuffer_add(evhttp_request_get_output_buffer(req), r.body.data(), r.body.size());
     l.replying = true;
-    evhttp_send_reply(req, r.status, nullptr, nullptr);
+    evhttp_send_reply(req, r.status, ReasonPhrase(r.status), nullptr);
     l.replying = false;
   }
 

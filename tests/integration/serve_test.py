@@ -3,7 +3,7 @@
 real HTTP, the exchange example's schema, features, policy and model.
 
 Usage: serve_test.py VIGIL_BINARY SOURCE_DIR TEST
-TEST: api_docs | errors | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion | stop
+TEST: api_docs | errors | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion | stop | http
 
 Standard library only (python3 on PATH is enough).
 """
@@ -801,7 +801,65 @@ def test_reload():
               "keeps its last good version, a broken policy changes nothing")
 
 
-TESTS = {"decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
+# -------------------------------------------------------------------- http
+def raw_answer(port, raw):
+    """Sends `raw` on a new connection: the answer's status line and body."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        f = sock.makefile("rb")
+        status_line = f.readline().decode().rstrip("\r\n")
+        length = 0
+        while (line := f.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        return status_line, json.loads(f.read(length))
+
+
+def test_http():
+    """What HTTP says of headers and status lines: media types and the auth
+    scheme without regard to case, 411 for a POST without a length, the
+    reason phrase of a 429, one role named in an admin endpoint's 403."""
+    with tempfile.TemporaryDirectory() as work:
+        # 20 requests per key, then (almost) none: the 429 comes when asked.
+        s = Server(work, limits={"rate_per_key": 0.01, "burst_per_key": 20})
+        events = [dict(e, event_id=f"e5{i:011d}") for i, e in enumerate(sample_events()) if e["event_type"] != "label"]
+        for i, ctype in enumerate(["Application/JSON", "application/json; charset=utf-8",
+                                   " APPLICATION/json ;charset=UTF-8"]):
+            st, doc = s.request("POST", "/v1/events", events[i], ctype=ctype)
+            check(st == 200, f"Content-Type {ctype!r}: {st} {doc}")
+        for ctype in ["application/jsonx", "text/plain; charset=application/json"]:
+            st, doc = s.request("POST", "/v1/events", events[3], ctype=ctype)
+            check(st == 415 and doc["error"] == "unsupported_media_type", f"Content-Type {ctype!r}: {st} {doc}")
+        for scheme in ["bearer", "BEARER"]:
+            st, doc = s.request("POST", "/v1/events", events[4], key=None,
+                                headers={"Authorization": f"{scheme} {s.keys['score']}"})
+            check(st == 200, f"the scheme {scheme!r}: {st} {doc}")
+        st, doc = s.request("GET", "/v1/admin/models", key="score")
+        check(st == 403 and doc["message"] == "this endpoint needs a key with role admin", f"admin's 403: {st} {doc}")
+        st, doc = s.request("POST", "/v1/labels", [], key="score")
+        check(st == 403 and doc["message"] == "this endpoint needs a key with role label or admin",
+              f"labels' 403: {st} {doc}")
+        line, doc = raw_answer(s.port, f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                       f"{s.keys['score']}\r\nContent-Type: application/json\r\n\r\n".encode())
+        check(line == "HTTP/1.1 411 Length Required" and doc["error"] == "length_required",
+              f"a POST without Content-Length: {line} {doc}")
+        # The reload takes no body: its Content-Type does not matter (docs/api.md).
+        st, doc = s.request("POST", "/v1/admin/reload", "", key="admin", ctype="text/plain")
+        check(st == 200 and doc["reloaded"], f"reload with text/plain: {st} {doc}")
+        for _ in range(25):
+            s.conn.request("GET", "/v1/decisions/e500000000000", headers={"Authorization": "Bearer " + s.keys["score"]})
+            r = s.conn.getresponse()
+            r.read()
+            if r.status == 429:
+                break
+        check(r.status == 429 and r.reason == "Too Many Requests", f"the 429's status line: {r.status} {r.reason}")
+        s.stop()
+        print("ok: media types and the auth scheme without regard to case; 411; 429 Too Many Requests; 403 messages")
+
+
+TESTS = {"http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
  "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}
