@@ -843,7 +843,8 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
       // Read by DecodeJson already (the first one); a second is refused like
       // any repeated key, not left to decide which type the event is.
       if (event_type_seen) {
-        Add(out, Rule::kDuplicateField, nullptr, "", "field 'event_type' appears twice in the record");
+        Add(out, Rule::kDuplicateField, nullptr, "",
+            "field 'event_type' appears twice in the record");
         out->back().field = "event_type";
       }
       event_type_seen = true;

@@ -148,8 +148,10 @@ TEST_F(ValidatorTest, DuplicateField) {
 // The first event_type chooses the type; a second, even of another known
 // type, must not pass unnoticed (nor the same one twice).
 TEST_F(ValidatorTest, RepeatedEventTypeIsADuplicateField) {
-  ExpectOne(Json(Deposit(R"(,"event_type":"label")")), Rule::kDuplicateField, "event_type", "twice");
-  ExpectOne(Json(Deposit(R"(,"event_type":"deposit")")), Rule::kDuplicateField, "event_type", "twice");
+  ExpectOne(Json(Deposit(R"(,"event_type":"label")")), Rule::kDuplicateField, "event_type",
+            "twice");
+  ExpectOne(Json(Deposit(R"(,"event_type":"deposit")")), Rule::kDuplicateField, "event_type",
+            "twice");
 }
 
 TEST_F(ValidatorTest, UnknownField) {

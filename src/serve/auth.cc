@@ -80,8 +80,10 @@ absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path)
     // first may mean "no keys yet" (`vigil keys create` makes the file), and
     // only at start (HttpServer::LoadKeys decides).
     const int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(StrCat("the keys file ", path, " does not exist"));
-    return absl::FailedPreconditionError(StrCat("cannot read the keys file ", path, ": ", std::strerror(err)));
+    if (err == ENOENT)
+      return absl::NotFoundError(StrCat("the keys file ", path, " does not exist"));
+    return absl::FailedPreconditionError(
+        StrCat("cannot read the keys file ", path, ": ", std::strerror(err)));
   }
   std::string line;
   int no = 0;
@@ -104,7 +106,8 @@ absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path)
   }
   // A read error (a folder, an I/O error) must not pass for the end of the
   // file: the keys before it would replace every key.
-  if (in.bad()) return absl::DataLossError(StrCat("cannot read the keys file ", path, " after line ", no));
+  if (in.bad())
+    return absl::DataLossError(StrCat("cannot read the keys file ", path, " after line ", no));
   return rows;
 }
 
@@ -136,10 +139,13 @@ size_t Auth::num_keys() const {
   return keys_.size();
 }
 
-Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::string* key_id, Role* role) const {
+Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::string* key_id,
+                                Role* role) const {
   // "Bearer" 1*SP key; the scheme without regard to case (RFC 7235 2.1).
   constexpr std::string_view kBearer = "Bearer";
-  const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  const auto lower = [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  };
   if (header.size() <= kBearer.size() ||
       !std::equal(kBearer.begin(), kBearer.end(), header.begin(),
                   [&](char a, char b) { return lower(a) == lower(b); }) ||

@@ -154,14 +154,16 @@ TEST_F(AuthenticateTest, AcceptsAKeyForItsOwnRoleAndGivesItsId) {
 }
 
 TEST_F(AuthenticateTest, AnswersMissingWithoutABearerKey) {
-  for (const char* h : {"", "Bearer", "Bearer ", "Bearer   ", "Bearervk_score", "Basic dms6c2NvcmU=", "vk_score"}) {
+  for (const char* h :
+       {"", "Bearer", "Bearer ", "Bearer   ", "Bearervk_score", "Basic dms6c2NvcmU=", "vk_score"}) {
     EXPECT_EQ(Check(h, Role::kScore), Auth::Result::kMissing) << "'" << h << "'";
   }
 }
 
 // RFC 7235: the scheme is case-insensitive, and one or more spaces follow it.
 TEST_F(AuthenticateTest, AcceptsTheBearerSchemeInAnyCase) {
-  for (const char* h : {"bearer vk_score", "BEARER vk_score", "bEaReR vk_score", "Bearer  vk_score"}) {
+  for (const char* h :
+       {"bearer vk_score", "BEARER vk_score", "bEaReR vk_score", "Bearer  vk_score"}) {
     EXPECT_EQ(Check(h, Role::kScore), Auth::Result::kOk) << "'" << h << "'";
   }
 }

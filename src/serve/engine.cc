@@ -1064,7 +1064,8 @@ void Engine::Impl::Expand(std::string_view doc, bool with_features, std::string*
   out->push_back('}');
 }
 
-absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool with_features, bool may_label) {
+absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool with_features,
+                            bool may_label) {
   Impl& m = *impl_;
   auto t0 = std::chrono::steady_clock::now();
   m.n_events.fetch_add(1, std::memory_order_relaxed);

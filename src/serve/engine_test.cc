@@ -275,8 +275,10 @@ TEST_F(EngineTest, RefusesALabelEventThatMayNotLabelAndKeepsNothingOfIt) {
   ASSERT_TRUE(engine->Decide(label, &d, /*with_features=*/false, /*may_label=*/false).ok());
   EXPECT_EQ(d.status, Decision::Status::kRejected);
   EXPECT_EQ(d.http_status, 403);
-  EXPECT_EQ(Json::parse(d.json),
-            Json::parse(R"({"error": "forbidden", "message": "a label event needs a key with role label or admin"})"));
+  EXPECT_EQ(
+      Json::parse(d.json),
+      Json::parse(
+          R"({"error": "forbidden", "message": "a label event needs a key with role label or admin"})"));
   EXPECT_EQ(engine->Stats().labels, 0);
   EXPECT_EQ(engine->Stats().dead_letters, 0);
   ASSERT_TRUE(engine->Flush().ok());

@@ -139,9 +139,9 @@ bool IsJson(evhttp_request* req) {
   type = type.substr(0, type.find(';'));
   while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
   while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
-  return type.size() == kJson.size() && std::equal(type.begin(), type.end(), kJson.begin(), [](char a, char b) {
-           return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b;
-         });
+  return type.size() == kJson.size() &&
+         std::equal(type.begin(), type.end(), kJson.begin(),
+                    [](char a, char b) { return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b; });
 }
 
 // The reason phrase of the status line, where libevent 2.1's own table has
@@ -375,8 +375,9 @@ struct HttpServer::Impl {
         return false;
       case Auth::Result::kForbidden:
         r.Error(403, "forbidden",
-                role == Role::kAdmin ? std::string("this endpoint needs a key with role admin")
-                                     : StrCat("this endpoint needs a key with role ", RoleName(role), " or admin"));
+                role == Role::kAdmin
+                    ? std::string("this endpoint needs a key with role admin")
+                    : StrCat("this endpoint needs a key with role ", RoleName(role), " or admin"));
         return false;
     }
     if (rate_limited_endpoint && !auth->Allow(l.key_id)) {
@@ -596,7 +597,8 @@ struct HttpServer::Impl {
     bool post = method == EVHTTP_REQ_POST;
 
     if (post && Header(req, "Content-Length").empty() && Header(req, "Transfer-Encoding").empty()) {
-      r.Error(411, "length_required", "a POST needs a Content-Length, even for an empty body (curl: -d '')");
+      r.Error(411, "length_required",
+              "a POST needs a Content-Length, even for an empty body (curl: -d '')");
       return false;
     }
     if (post && e == kEvents) {

@@ -497,8 +497,9 @@ absl::Status DecisionLog::Flush(absl::Duration timeout) {
   const int64_t lost = decision_n_.lost.load(std::memory_order_relaxed);
   const int64_t labels_lost = label_n_.lost.load(std::memory_order_relaxed);
   if (lost + labels_lost > 0) {
-    return absl::DataLossError(StrCat("decision log: ", lost, " decisions and ", labels_lost,
-                                      " labels could be neither stored nor journaled: ", lost_error_));
+    return absl::DataLossError(
+        StrCat("decision log: ", lost, " decisions and ", labels_lost,
+               " labels could be neither stored nor journaled: ", lost_error_));
   }
   return absl::OkStatus();
 }
