@@ -40,7 +40,8 @@ struct Decision {
   enum class Status {
     kDecided,    // a scored event type: action, score, reasons...
     kNotScored,  // applied to feature state and logged; not a scored type
-    kRejected,   // invalid: `error` says the field and the rule; dead-lettered
+    kRejected,   // invalid: `error` says the field and the rule; dead-lettered. Or
+                 // a label event Decide may not apply (403; not dead-lettered)
     kRetry,      // an event id seen before: `json` is the stored decision, state unchanged
                  // (409 decision_unavailable when a scored event's decision is not stored)
   };
@@ -78,7 +79,7 @@ struct Decision {
   struct Timings {
     int64_t parse_ns = 0, features_ns = 0, model_ns = 0, policy_ns = 0;
   } timings;
-  int http_status = 200;  // what the HTTP API answers: 200, 400 (kRejected), 503
+  int http_status = 200;  // what the HTTP API answers: 200, 400 or 403 (kRejected), 503
   std::string error;      // kRejected: "field 'amount': rule min: ..." (every violation)
   std::string json;  // the answer document (docs/api.md); features only when asked
 };
@@ -141,7 +142,7 @@ struct EngineStats {
   // the journal), journaled, or lost (the journal failed too).
   int64_t labels_stored = 0, labels_journaled = 0, labels_lost = 0;
   int64_t store_errors = 0;
-  std::string store_error;  // the last one
+  std::string store_error;  // the last one; "" once the store takes writes again
 };
 
 // Hits of one policy rule since start (or the last reload of the policy).
@@ -161,7 +162,11 @@ class Engine {
   // Decides one event (a JSON object). A non-OK status only for a failure of
   // vigil itself (the event log cannot be written); a bad event is a
   // kRejected decision. `with_features` adds the features to `json`.
-  absl::Status Decide(std::string_view event_json, Decision* out, bool with_features = false);
+  // Without `may_label` (a caller whose key has no label role), a label
+  // event is refused, neither applied nor remembered: kRejected, 403,
+  // "forbidden".
+  absl::Status Decide(std::string_view event_json, Decision* out, bool with_features = false,
+                      bool may_label = true);
 
   // The stored decision of `event_id` (JSON, features included) with exact
   // TreeSHAP reasons added when its model is loaded; NotFound if none.

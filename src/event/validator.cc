@@ -837,8 +837,19 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
                                  std::vector<Violation>* out) {
   const EventTypeSpec& t = *rec->type;
   char keybuf[256];
+  bool event_type_seen = false;
   for (const auto [key, val] : obj) {
-    if (prefix.empty() && key == "event_type") continue;
+    if (prefix.empty() && key == "event_type") {
+      // Read by DecodeJson already (the first one); a second is refused like
+      // any repeated key, not left to decide which type the event is.
+      if (event_type_seen) {
+        Add(out, Rule::kDuplicateField, nullptr, "",
+            "field 'event_type' appears twice in the record");
+        out->back().field = "event_type";
+      }
+      event_type_seen = true;
+      continue;
+    }
     std::string_view full = key;
     if (!prefix.empty()) {
       if (prefix.size() + 1 + key.size() > sizeof keybuf) {

@@ -146,6 +146,15 @@ TEST_F(ValidatorTest, DuplicateField) {
   ExpectOne(Json(Deposit(R"(,"n":1,"n":2)")), Rule::kDuplicateField, "n", "twice");
 }
 
+// The first event_type chooses the type; a second, even of another known
+// type, must not pass unnoticed (nor the same one twice).
+TEST_F(ValidatorTest, RepeatedEventTypeIsADuplicateField) {
+  ExpectOne(Json(Deposit(R"(,"event_type":"label")")), Rule::kDuplicateField, "event_type",
+            "twice");
+  ExpectOne(Json(Deposit(R"(,"event_type":"deposit")")), Rule::kDuplicateField, "event_type",
+            "twice");
+}
+
 TEST_F(ValidatorTest, UnknownField) {
   ExpectOne(Json(Deposit(R"(,"colour":"red")")), Rule::kUnknownField, "colour", "not in event type 'deposit'");
 }

@@ -5,7 +5,9 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "core/file.h"
@@ -73,7 +75,16 @@ std::string KeyHash(std::string_view key) {
 absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path) {
   std::vector<store::KeyRow> rows;
   std::ifstream in(path);
-  if (!in) return rows;  // no keys yet
+  if (!in) {
+    // A missing file is told apart from one that cannot be read: only the
+    // first may mean "no keys yet" (`vigil keys create` makes the file), and
+    // only at start (HttpServer::LoadKeys decides).
+    const int err = errno;
+    if (err == ENOENT)
+      return absl::NotFoundError(StrCat("the keys file ", path, " does not exist"));
+    return absl::FailedPreconditionError(
+        StrCat("cannot read the keys file ", path, ": ", std::strerror(err)));
+  }
   std::string line;
   int no = 0;
   while (std::getline(in, line)) {
@@ -93,6 +104,10 @@ absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path)
     if (!ParseRole(r.role)) return absl::InvalidArgumentError(StrCat(path, ":", no, ": role '", r.role, "': score, label or admin"));
     rows.push_back(std::move(r));
   }
+  // A read error (a folder, an I/O error) must not pass for the end of the
+  // file: the keys before it would replace every key.
+  if (in.bad())
+    return absl::DataLossError(StrCat("cannot read the keys file ", path, " after line ", no));
   return rows;
 }
 
@@ -124,10 +139,22 @@ size_t Auth::num_keys() const {
   return keys_.size();
 }
 
-Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::string* key_id) const {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (header.size() <= kBearer.size() || header.substr(0, kBearer.size()) != kBearer) return Result::kMissing;
+Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::string* key_id,
+                                Role* role) const {
+  // "Bearer" 1*SP key; the scheme without regard to case (RFC 7235 2.1).
+  constexpr std::string_view kBearer = "Bearer";
+  const auto lower = [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  };
+  if (header.size() <= kBearer.size() ||
+      !std::equal(kBearer.begin(), kBearer.end(), header.begin(),
+                  [&](char a, char b) { return lower(a) == lower(b); }) ||
+      header[kBearer.size()] != ' ') {
+    return Result::kMissing;
+  }
   std::string_view key = header.substr(kBearer.size());
+  while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
+  if (key.empty()) return Result::kMissing;
   unsigned char md[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), md);
   std::lock_guard<std::mutex> lock(mu_);
@@ -138,6 +165,7 @@ Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::strin
   }
   if (!found) return Result::kUnknown;
   *key_id = Hex(md, 8);
+  if (role) *role = found->role;
   if (found->role == Role::kAdmin || found->role == needed) return Result::kOk;
   return Result::kForbidden;
 }

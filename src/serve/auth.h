@@ -33,6 +33,9 @@ absl::StatusOr<std::string> NewApiKey();
 std::string KeyHash(std::string_view key);
 
 // Keys file: one key per line, "<sha256 hex> <role> [name]"; '#' comments.
+// NotFound when the file does not exist, FailedPrecondition when it cannot be
+// opened, DataLoss when reading fails, InvalidArgument naming the line of a
+// malformed key: never a partial key set.
 absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path);
 absl::Status AppendKeysFile(const std::string& path, const store::KeyRow& row);
 
@@ -49,8 +52,10 @@ class Auth {
 
   enum class Result { kOk, kMissing, kUnknown, kForbidden };
   // Checks "Authorization: Bearer <key>" against the keys and `needed`
-  // (admin passes every check). `key_id` gets the matching key's hash.
-  Result Authenticate(std::string_view authorization_header, Role needed, std::string* key_id) const;
+  // (admin passes every check). `key_id` gets the matching key's hash and
+  // `role`, when not null, its role.
+  Result Authenticate(std::string_view authorization_header, Role needed, std::string* key_id,
+                      Role* role = nullptr) const;
 
   // The rate limit: false when `key_id` has no token left (429). Always true
   // when the limit is off.

@@ -78,10 +78,24 @@ TEST_F(KeysFileTest, SkipsCommentsBlankLinesAndLineEndSpaces) {
   EXPECT_EQ((*rows)[1].name, "ops team");
 }
 
-TEST_F(KeysFileTest, AMissingFileHoldsNoKeys) {
-  auto rows = ReadKeysFile((dir_ / "none.txt").string());
-  ASSERT_TRUE(rows.ok()) << rows.status();
-  EXPECT_TRUE(rows->empty());
+// Not "no keys": the caller decides what a missing file means (at start, no
+// keys yet; on a reload, an error that keeps the keys it had).
+TEST_F(KeysFileTest, AMissingFileIsNotFoundNamingIt) {
+  const std::string path = (dir_ / "none.txt").string();
+  absl::Status s = ReadKeysFile(path).status();
+  EXPECT_TRUE(absl::IsNotFound(s)) << s;
+  EXPECT_THAT(Msg(s), HasSubstr(path));
+  EXPECT_THAT(Msg(s), HasSubstr("does not exist"));
+}
+
+TEST_F(KeysFileTest, AFileThatCannotBeReadIsAnErrorNotAnEmptyKeySet) {
+  // A folder opens, and fails at the first read.
+  fs::create_directory(dir_ / "keys.d");
+  const std::string path = (dir_ / "keys.d").string();
+  absl::Status s = ReadKeysFile(path).status();
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(absl::IsNotFound(s)) << s;
+  EXPECT_THAT(Msg(s), HasSubstr("cannot read the keys file " + path));
 }
 
 TEST_F(KeysFileTest, NamesTheLineOfAMalformedKey) {
@@ -140,8 +154,17 @@ TEST_F(AuthenticateTest, AcceptsAKeyForItsOwnRoleAndGivesItsId) {
 }
 
 TEST_F(AuthenticateTest, AnswersMissingWithoutABearerKey) {
-  for (const char* h : {"", "Bearer", "Bearer ", "bearer vk_score", "Basic dms6c2NvcmU=", "vk_score"}) {
+  for (const char* h :
+       {"", "Bearer", "Bearer ", "Bearer   ", "Bearervk_score", "Basic dms6c2NvcmU=", "vk_score"}) {
     EXPECT_EQ(Check(h, Role::kScore), Auth::Result::kMissing) << "'" << h << "'";
+  }
+}
+
+// RFC 7235: the scheme is case-insensitive, and one or more spaces follow it.
+TEST_F(AuthenticateTest, AcceptsTheBearerSchemeInAnyCase) {
+  for (const char* h :
+       {"bearer vk_score", "BEARER vk_score", "bEaReR vk_score", "Bearer  vk_score"}) {
+    EXPECT_EQ(Check(h, Role::kScore), Auth::Result::kOk) << "'" << h << "'";
   }
 }
 

@@ -196,6 +196,9 @@ struct Engine::Impl {
 
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
+  // A label event from a caller that may not label: 403, not applied, not
+  // logged, not dead-lettered (the event is valid; the key is not enough).
+  void Forbid(Decision* out);
   void RenderRetry(std::string_view stored, bool with_features, Decision* out);
   // The stored (compact) document `doc` as the API answers it: with the
   // features as a named object, or without them.
@@ -778,6 +781,21 @@ Engine::~Engine() {
 
 const std::vector<std::string>& Engine::feature_names() const { return impl_->feature_names; }
 
+void Engine::Impl::Forbid(Decision* out) {
+  n_rejected.fetch_add(1, std::memory_order_relaxed);
+  out->status = Decision::Status::kRejected;
+  out->http_status = 403;
+  static constexpr std::string_view kWhy = "a label event needs a key with role label or admin";
+  out->error.assign(kWhy);
+  std::string& j = out->json;
+  j.assign("{");
+  AppendKey("error", &j);
+  AppendJsonString("forbidden", &j);
+  AppendKey("message", &j);
+  AppendJsonString(kWhy, &j);
+  j.push_back('}');
+}
+
 void Engine::Impl::Reject(std::string_view raw, Decision* out) {
   n_rejected.fetch_add(1, std::memory_order_relaxed);
   out->status = Decision::Status::kRejected;
@@ -1101,7 +1119,8 @@ void Engine::Impl::Expand(std::string_view doc, bool with_features, std::string*
   out->push_back('}');
 }
 
-absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool with_features) {
+absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool with_features,
+                            bool may_label) {
   Impl& m = *impl_;
   auto t0 = std::chrono::steady_clock::now();
   m.n_events.fetch_add(1, std::memory_order_relaxed);
@@ -1141,6 +1160,12 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   out->event_id.assign(m.rec.event_id);
   out->event_type.assign(m.rec.type->name);
   out->event_time_ms = m.rec.time_ms;
+
+  // Before the retry memory: a refused label learns nothing of earlier ones.
+  if (m.rec.type->is_label && !may_label) {
+    m.Forbid(out);
+    return absl::OkStatus();
+  }
 
   // A retried event id: the stored decision, feature state untouched.
   if (auto it = m.recent.find(out->event_id); it != m.recent.end()) {

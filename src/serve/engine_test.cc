@@ -260,6 +260,39 @@ TEST_F(EngineTest, AppliesLabelsToTheFeaturesOfLaterEvents) {
   EXPECT_NE(without.decided_by, "rule:card_with_chargeback");
 }
 
+// POST /v1/events with a key of role score: a label event is refused (403,
+// the API's "forbidden" shape) and nothing of it is kept: not in the
+// features, not a label, not in the event log or the dead-letter file, not
+// remembered (posted with the right, it is new).
+TEST_F(EngineTest, RefusesALabelEventThatMayNotLabelAndKeepsNothingOfIt) {
+  auto engine = Open(ExampleConfig(), /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  const std::vector<std::string> lines = SampleLines();
+  Decision d;
+  for (size_t i = 0; i < 25; ++i) ASSERT_TRUE(engine->Decide(lines[i], &d).ok());
+  const std::string label = lines.at(27);  // e000000000028, a chargeback
+  ASSERT_EQ(Json::parse(label)["event_type"], "label");
+
+  ASSERT_TRUE(engine->Decide(label, &d, /*with_features=*/false, /*may_label=*/false).ok());
+  EXPECT_EQ(d.status, Decision::Status::kRejected);
+  EXPECT_EQ(d.http_status, 403);
+  EXPECT_EQ(
+      Json::parse(d.json),
+      Json::parse(
+          R"({"error": "forbidden", "message": "a label event needs a key with role label or admin"})"));
+  EXPECT_EQ(engine->Stats().labels, 0);
+  EXPECT_EQ(engine->Stats().dead_letters, 0);
+  ASSERT_TRUE(engine->Flush().ok());
+  for (const auto& f : fs::directory_iterator(dir_ / "var/eventlog")) {
+    EXPECT_THAT(ReadText(f.path()), ::testing::Not(HasSubstr("e000000000028"))) << f.path();
+  }
+
+  ASSERT_TRUE(engine->Decide(label, &d, /*with_features=*/false, /*may_label=*/true).ok());
+  EXPECT_EQ(d.status, Decision::Status::kNotScored) << d.json;
+  EXPECT_EQ(d.http_status, 200);
+  EXPECT_EQ(engine->Stats().labels, 1);
+}
+
 TEST_F(EngineTest, AddsEveryFeatureToTheAnswerOnlyWhenAsked) {
   auto engine = Open(ExampleConfig());
   Decision d;

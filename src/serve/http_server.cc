@@ -49,7 +49,7 @@ constexpr const char* kEndpointNames[kNumEndpoints] = {"events", "events_batch",
                                                        "metrics", "admin_reload", "admin_models", "other"};
 // Every status an answer can have: ours, and those evhttp gives itself
 // (400, 413, 417, 501; see OnOutput).
-constexpr std::array<int, 14> kCodes = {200, 400, 401, 403, 404, 405, 409,
+constexpr std::array<int, 15> kCodes = {200, 400, 401, 403, 404, 405, 409, 411,
                                         413, 415, 417, 429, 500, 501, 503};
 
 // Request line and headers together; evhttp answers 400 beyond it.
@@ -131,7 +131,22 @@ std::string_view Header(evhttp_request* req, const char* name) {
   return v ? std::string_view(v) : std::string_view();
 }
 
-bool IsJson(evhttp_request* req) { return Header(req, "Content-Type").rfind("application/json", 0) == 0; }
+// Content-Type: application/json, the media type compared without regard to
+// case and parameters (`; charset=utf-8`) allowed, as RFC 9110 has it.
+bool IsJson(evhttp_request* req) {
+  constexpr std::string_view kJson = "application/json";
+  std::string_view type = Header(req, "Content-Type");
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  return type.size() == kJson.size() &&
+         std::equal(type.begin(), type.end(), kJson.begin(),
+                    [](char a, char b) { return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b; });
+}
+
+// The reason phrase of the status line, where libevent 2.1's own table has
+// none ("Client Error" for a 429).
+const char* ReasonPhrase(int status) { return status == 429 ? "Too Many Requests" : nullptr; }
 
 // ?features=true
 bool WantsFeatures(evhttp_request* req) {
@@ -264,6 +279,7 @@ struct HttpServer::Impl {
     int64_t accept_errors = 0;              // since the last one logged
     Reply reply;             // the request being handled
     std::string key_id, answer;
+    Role role = Role::kScore;  // the key's, once Authorize passed
   };
 
   // A request answered by the worker thread.
@@ -321,10 +337,20 @@ struct HttpServer::Impl {
     request_seconds[e]->Observe(seconds);
   }
 
-  absl::Status LoadKeys() {
+  // Replaces the keys, or on failure leaves them as they were. `at_start`:
+  // a keys file that does not exist yet holds no keys (`vigil keys create`
+  // makes it). On a reload it is an error like a malformed line: a file
+  // moved away must not lock every key out, admin's included, until a
+  // restart.
+  absl::Status LoadKeys(bool at_start) {
     std::vector<store::KeyRow> keys;
     if (!config.keys_file.empty()) {
-      VIGIL_ASSIGN_OR_RETURN(keys, ReadKeysFile(config.keys_file));
+      auto rows = ReadKeysFile(config.keys_file);
+      if (rows.ok()) {
+        keys = std::move(*rows);
+      } else if (!at_start || !absl::IsNotFound(rows.status())) {
+        return rows.status();
+      }
     } else {
       VIGIL_ASSIGN_OR_RETURN(auto st, store::OpenStore(config.store));
       VIGIL_ASSIGN_OR_RETURN(keys, st->Keys());
@@ -336,7 +362,7 @@ struct HttpServer::Impl {
   // Authenticates for `role`; on failure fills the loop's reply and returns false.
   bool Authorize(Loop& l, evhttp_request* req, Role role, bool rate_limited_endpoint) {
     Reply& r = l.reply;
-    switch (auth->Authenticate(Header(req, "Authorization"), role, &l.key_id)) {
+    switch (auth->Authenticate(Header(req, "Authorization"), role, &l.key_id, &l.role)) {
       case Auth::Result::kOk:
         break;
       case Auth::Result::kMissing:
@@ -348,7 +374,10 @@ struct HttpServer::Impl {
         r.www_authenticate = "Bearer";
         return false;
       case Auth::Result::kForbidden:
-        r.Error(403, "forbidden", StrCat("this endpoint needs a key with role ", RoleName(role), " or admin"));
+        r.Error(403, "forbidden",
+                role == Role::kAdmin
+                    ? std::string("this endpoint needs a key with role admin")
+                    : StrCat("this endpoint needs a key with role ", RoleName(role), " or admin"));
         return false;
     }
     if (rate_limited_endpoint && !auth->Allow(l.key_id)) {
@@ -386,10 +415,11 @@ struct HttpServer::Impl {
     it->second->Inc();
   }
 
-  // One event through the engine under the sequencer. Returns the HTTP status.
-  int DecideOne(std::string_view body, bool with_features, std::string* answer) {
+  // One event through the engine under the sequencer. Returns the HTTP
+  // status. Without `may_label`, a label event is refused (403).
+  int DecideOne(std::string_view body, bool with_features, bool may_label, std::string* answer) {
     std::lock_guard<std::mutex> lock(decide_mu);
-    absl::Status s = engine->Decide(body, &decision, with_features);
+    absl::Status s = engine->Decide(body, &decision, with_features, may_label);
     if (!s.ok()) {
       answer->clear();
       AppendErrorJson("unavailable", std::string(s.message()), answer);
@@ -409,7 +439,9 @@ struct HttpServer::Impl {
     Reply& r = l.reply;
     if (!Authorize(l, req, Role::kScore, true)) return;
     if (!IsJson(req)) return r.Error(415, "unsupported_media_type", "Content-Type must be application/json");
-    r.status = DecideOne(Body(req), WantsFeatures(req), &r.body);
+    // Labels need role label or admin, whatever the endpoint: a score key's
+    // label event is refused by the engine once it knows the event's type.
+    r.status = DecideOne(Body(req), WantsFeatures(req), l.role != Role::kScore, &r.body);
   }
 
   // A batch or a label list: a JSON array of events, each answered on its own.
@@ -435,7 +467,7 @@ struct HttpServer::Impl {
         status = 400;
         answer = ErrorJson("not_a_label", "POST /v1/labels takes events with \"event_type\": \"label\"");
       } else {
-        status = DecideOne(ev, false, &answer);
+        status = DecideOne(ev, false, l.role != Role::kScore, &answer);
       }
       StrAppend(&out, "{\"status\":", status, ",\"answer\":", answer, "}");
     }
@@ -492,7 +524,7 @@ struct HttpServer::Impl {
 
   static void DoReload(Impl* m, Reply* r) {
     absl::Status st = m->engine->Reload();
-    absl::Status keys = m->LoadKeys();
+    absl::Status keys = m->LoadKeys(/*at_start=*/false);
     if (!st.ok() && !absl::IsUnavailable(st)) {
       return r->Error(409, "reload_failed", StrCat(st.message(), " (the running models and policy stay)"));
     }
@@ -565,7 +597,8 @@ struct HttpServer::Impl {
     bool post = method == EVHTTP_REQ_POST;
 
     if (post && Header(req, "Content-Length").empty() && Header(req, "Transfer-Encoding").empty()) {
-      r.Error(400, "length_required", "a POST needs a Content-Length, even for an empty body (curl: -d '')");
+      r.Error(411, "length_required",
+              "a POST needs a Content-Length, even for an empty body (curl: -d '')");
       return false;
     }
     if (post && e == kEvents) {
@@ -606,7 +639,7 @@ struct HttpServer::Impl {
     if (l.stopping) evhttp_add_header(h, "Connection", "close");
     if (!head) evbuffer_add(evhttp_request_get_output_buffer(req), r.body.data(), r.body.size());
     l.replying = true;
-    evhttp_send_reply(req, r.status, nullptr, nullptr);
+    evhttp_send_reply(req, r.status, ReasonPhrase(r.status), nullptr);
     l.replying = false;
   }
 
@@ -1064,7 +1097,7 @@ HttpServer::~HttpServer() {
   impl_->Teardown();
 }
 
-absl::Status HttpServer::LoadKeys() { return impl_->LoadKeys(); }
+absl::Status HttpServer::LoadKeys() { return impl_->LoadKeys(/*at_start=*/true); }
 
 absl::Status HttpServer::Bind(const std::string& host, int port) {
   Impl& m = *impl_;

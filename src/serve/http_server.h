@@ -46,7 +46,9 @@ class HttpServer {
   // request passed to the control-plane thread was answered.
   void Stop();
 
-  // Reloads keys (from the store or the keys file): at start and on reload.
+  // Loads the keys (from the store or the keys file) at start; a keys file
+  // that does not exist yet holds none. POST /v1/admin/reload loads them
+  // again, and keeps the old ones when they cannot be read.
   absl::Status LoadKeys();
 
  private:

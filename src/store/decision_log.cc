@@ -177,9 +177,13 @@ void DecisionLog::JournalRows(std::span<const Row> rows) {
     return;
   }
   n.lost.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
-  SetLastError(StrCat(st.message(), " (", rows.size(),
-                      std::is_same_v<Row, LabelRow> ? " labels" : " decisions",
-                      " lost: the store failed too)"));
+  std::string message = StrCat(st.message(), " (", rows.size(),
+                               std::is_same_v<Row, LabelRow> ? " labels" : " decisions",
+                               " lost: the store failed too)");
+  BeforeLock();
+  std::lock_guard<std::mutex> lock(mu_);
+  lost_error_ = message;
+  last_error_ = std::move(message);
 }
 
 void DecisionLog::BeforeLock() {
@@ -193,6 +197,10 @@ void DecisionLog::SetLastError(std::string message) {
   BeforeLock();
   std::lock_guard<std::mutex> lock(mu_);
   last_error_ = std::move(message);
+}
+
+void DecisionLog::StoreTookWrites(int64_t bad_lines_before) {
+  if (journal_->bad_lines() == bad_lines_before) last_error_.clear();
 }
 
 void DecisionLog::Run() {
@@ -232,11 +240,13 @@ void DecisionLog::Run() {
       // busy with other work would leave the journal for long.
       Boost();
       const int64_t covers = replay_requested_;
+      const int64_t bad_lines = journal_->bad_lines();
       lock.unlock();
       absl::Status st = ReplayJournal();
       lock.lock();
       replay_done_ = std::max(replay_done_, covers);
       degraded_ = !st.ok();
+      if (st.ok()) StoreTookWrites(bad_lines);
       last_replay_ = std::move(st);
       next_retry_ = Clock::now() + interval;
       done_cv_.notify_all();
@@ -249,6 +259,7 @@ void DecisionLog::Run() {
       // batch of decisions, to the journal while the store is failing.
       const size_t n = labels_.Take();
       const bool degraded = degraded_;
+      const int64_t bad_lines = journal_->bad_lines();
       lock.unlock();
       labels_.FreeSpare();
       const std::span<const LabelRow> taken(labels_.inflight);
@@ -267,6 +278,8 @@ void DecisionLog::Run() {
       if (!st.ok()) {
         degraded_ = true;
         next_retry_ = Clock::now() + interval;
+      } else if (!degraded) {
+        StoreTookWrites(bad_lines);
       }
       labels_.Done();
       labels_done_ += static_cast<int64_t>(n);
@@ -287,6 +300,7 @@ void DecisionLog::Run() {
       // The whole queue at once (see Lane).
       const size_t n = decisions_.Take();
       bool degraded = degraded_;
+      const int64_t bad_lines = journal_->bad_lines();
       // Stored at idle priority unless behind or degraded (a Boost meanwhile
       // raises it again: redone if it came before SetIdle took effect).
       IdleStore section{tid, idle_ok_ && !boosted_ && !degraded};
@@ -333,6 +347,8 @@ void DecisionLog::Run() {
       if (!st.ok()) {
         degraded_ = true;
         next_retry_ = Clock::now() + interval;
+      } else if (!degraded) {
+        StoreTookWrites(bad_lines);
       }
       // Only now, so that FindPending sees a row until it is in the store or
       // the journal.
@@ -481,8 +497,9 @@ absl::Status DecisionLog::Flush(absl::Duration timeout) {
   const int64_t lost = decision_n_.lost.load(std::memory_order_relaxed);
   const int64_t labels_lost = label_n_.lost.load(std::memory_order_relaxed);
   if (lost + labels_lost > 0) {
-    return absl::DataLossError(StrCat("decision log: ", lost, " decisions and ", labels_lost,
-                                      " labels could be neither stored nor journaled: ", last_error_));
+    return absl::DataLossError(
+        StrCat("decision log: ", lost, " decisions and ", labels_lost,
+               " labels could be neither stored nor journaled: ", lost_error_));
   }
   return absl::OkStatus();
 }

@@ -84,7 +84,8 @@ struct DecisionLogStats {
   int64_t store_errors = 0;       // failed store writes (batches and replay attempts)
   int64_t queue_depth = 0;        // waiting in the queue or being stored now
   int64_t journal_pending = 0;    // rows in the journal, not yet confirmed stored
-  std::string last_error;         // the last store or journal error, "" when none
+  std::string last_error;         // the last store or journal error, "" when none since the
+                                  // store last took a batch or a replay without setting a row aside
   int64_t queue_full = 0;         // of `journaled`: spilled by Submit because the queue was full
   int64_t lost = 0;               // written nowhere: the store and the journal both failed
   int64_t journal_bad_lines = 0;  // lines moved to PATH.bad: not a decision, or `refused`
@@ -202,6 +203,11 @@ class DecisionLog {
   // the way back without CAP_SYS_NICE or a high enough RLIMIT_NICE).
   static bool CanLeaveIdle();
   void SetLastError(std::string message);
+  // The store took a batch or a replay: the error before it is over, unless
+  // rows were set aside meanwhile (the journal's bad lines are no longer
+  // `bad_lines_before`): that error stays until the next clean write.
+  // REQUIRES: mu_.
+  void StoreTookWrites(int64_t bad_lines_before);
   // Before a lock of the log's is taken: the writer leaves idle priority if
   // it stores at it; with check_priority_for_testing, counts a lock taken
   // (or held) at idle priority all the same.
@@ -263,6 +269,7 @@ class DecisionLog {
   int64_t replay_done_ = 0;       // guarded by mu_: requests the last finished attempt covered
   absl::Status last_replay_;      // guarded by mu_
   std::string last_error_;        // guarded by mu_
+  std::string lost_error_;        // guarded by mu_: why rows were last lost (Flush says it)
 
   Counters decision_n_;
   Counters label_n_;

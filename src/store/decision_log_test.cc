@@ -667,6 +667,38 @@ TEST_F(DecisionLogTest, ADecisionTheStoreRefusesIsSetAsideAndDoesNotHoldTheOther
   EXPECT_EQ(log->locked_at_idle_for_testing(), 0);  // it set the poison aside at an ordinary priority
 }
 
+// last_error is the store's state on /readyz: an outage, or a row set
+// aside, is reported until the store takes writes again (a replay, or a
+// batch from the queue), not for ever.
+TEST_F(DecisionLogTest, ForgetsTheLastErrorOnceTheStoreTakesWritesAgain) {
+  testing::RefuseEventId(db_path_, "poison");
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  {
+    SqliteLock lock(db_path_);
+    for (int i = 0; i < 10; ++i) log->Submit(Row(i));
+    ASSERT_TRUE(WaitFor([&] { return log->Stats().journaled == 10; }));
+    EXPECT_THAT(log->Stats().last_error, HasSubstr("locked"));
+  }
+  // The journal replayed: the outage is over.
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 10);
+  EXPECT_EQ(log->Stats().last_error, "");
+
+  // A row set aside from a batch that is otherwise stored is reported...
+  DecisionRow poison = Row(0);
+  poison.event_id = "poison";
+  log->Submit(Row(10));
+  log->Submit(poison);  // last: in the last batch however the writer takes them
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_THAT(log->Stats().last_error, HasSubstr("decision 'poison' refused by the store"));
+  // ...until the next batch the store takes whole.
+  log->Submit(Row(11));
+  ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
+  EXPECT_EQ(Count(), 12);
+  EXPECT_EQ(log->Stats().last_error, "");
+}
+
 TEST_F(DecisionLogTest, ADecisionSubmittedTwiceIsStoredOnceAsFirstSubmitted) {
   auto log = Start();
   ASSERT_NE(log, nullptr);

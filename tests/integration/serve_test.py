@@ -3,7 +3,7 @@
 real HTTP, the exchange example's schema, features, policy and model.
 
 Usage: serve_test.py VIGIL_BINARY SOURCE_DIR TEST
-TEST: api_docs | errors | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion | stop
+TEST: api_docs | errors | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion | stop | http
 
 Standard library only (python3 on PATH is enough).
 """
@@ -148,6 +148,17 @@ class Server:
         return self.request("POST", "/v1/events" + ("?features=true" if features else ""), event, key=key)
 
 
+def post_event(s, event):
+    """One event of a stream as a client posts it: a label to /v1/labels with
+    a label key (a score key may not label), the rest to /v1/events.
+    Returns the event's own status and answer."""
+    ev = json.loads(event) if isinstance(event, str) else event
+    if ev["event_type"] == "label":
+        st, d = s.request("POST", "/v1/labels", event, key="label")
+        return (d["results"][0]["status"], d["results"][0]["answer"]) if st == 200 else (st, d)
+    return s.request("POST", "/v1/events", event)
+
+
 def pipelined(port, key, requests):
     """Sends `requests` ((method, path, body) each) back to back on one
     connection before reading anything, then reads the answers in order."""
@@ -252,6 +263,20 @@ def test_errors():
         check(st == 401, f"unknown key: {st} {doc}")
         st, doc = s.post(ev, key="label")
         check(st == 403 and doc["error"] == "forbidden", f"label key on /v1/events: {st} {doc}")
+        # A label event needs role label or admin on every endpoint: a score
+        # key's is refused, alone or in a batch, and nothing of it is kept.
+        lab = {"event_id": "e800000000009", "event_type": "label", "time": ev["time"], "kind": "chargeback",
+               "target_event_id": ev["event_id"], "value": 1}
+        st, doc = s.post(lab)
+        check(st == 403 and doc == {"error": "forbidden", "message": "a label event needs a key with role label or admin"},
+              f"a label event with a score key on /v1/events: {st} {doc}")
+        st, doc = s.request("POST", "/v1/events:batch", [lab])
+        check(st == 200 and doc["results"][0]["status"] == 403 and doc["results"][0]["answer"]["error"] == "forbidden",
+              f"a label event with a score key in a batch: {st} {doc}")
+        st, doc = s.request("POST", "/v1/labels", lab, key="label")
+        r0 = doc["results"][0]
+        check(st == 200 and r0["status"] == 200 and "retry" not in r0["answer"],
+              f"the refused label was not applied: posted with a label key it is new: {st} {doc}")
         st, doc = s.request("GET", "/v1/admin/models", key="score")
         check(st == 403, f"score key on admin: {st}")
         # The body limit is checked from Content-Length, before the body is
@@ -446,7 +471,7 @@ def test_store_failure():
         labels = 0  # label events: stored against their decisions, journaled like them
         half = len(lines) // 2
         for l in lines[:half]:
-            st, d = s.request("POST", "/v1/events", l)
+            st, d = post_event(s, l)
             check(st == 200, f"{st} {d}")
             scored += bool(d.get("scored"))
             labels += '"event_type":"label"' in l.replace(" ", "")
@@ -456,7 +481,7 @@ def test_store_failure():
         t0 = time.time()
         labels_before = labels
         for l in lines[half:]:
-            st, d = s.request("POST", "/v1/events", l)
+            st, d = post_event(s, l)
             check(st == 200, f"while the store is down: {st} {d}")
             scored += bool(d.get("scored"))
             labels += '"event_type":"label"' in l.replace(" ", "")
@@ -493,6 +518,15 @@ def test_store_failure():
             time.sleep(0.2)
         n = decision_count(db, "labels")
         check(n == labels, f"{n} labels in the store, {labels} were posted")
+        # The store takes writes again: /readyz says so (the outage's error
+        # is not reported for ever).
+        deadline = time.time() + 10
+        while True:
+            _, ready = s.request("GET", "/readyz", key=None)
+            if ready["store"] == "ok" or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        check(ready["store"] == "ok", f"/readyz once the journal is replayed: {ready}")
         # Down again, then stopped: the journal keeps them; a restart replays them.
         lock = sqlite3.connect(db, timeout=10, isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
@@ -502,7 +536,7 @@ def test_store_failure():
             ev = json.loads(l)
             ev["event_id"] = "again-" + ev["event_id"]
             ev["time"] = "2024-01-05T00:00:00.000Z"
-            st, d = s.post(ev)
+            st, d = post_event(s, ev)
             extra += bool(d.get("scored"))
             labels += ev["event_type"] == "label"
         s.stop()
@@ -712,8 +746,10 @@ def test_reload():
             for l in lines:
                 if stop.is_set():
                     break
-                c.request("POST", "/v1/events", body=l, headers={
-                    "Authorization": "Bearer " + s.keys["score"], "Content-Type": "application/json"})
+                label = '"event_type":"label"' in l.replace(" ", "")
+                c.request("POST", "/v1/labels" if label else "/v1/events", body=l, headers={
+                    "Authorization": "Bearer " + s.keys["label" if label else "score"],
+                    "Content-Type": "application/json"})
                 r = c.getresponse()
                 r.read()
                 statuses.append(r.status)
@@ -727,6 +763,17 @@ def test_reload():
             check(st == 200 and doc["reloaded"], f"reload: {st} {doc}")
             versions.update(m["version"] for m in doc["models"]["models"])
             time.sleep(0.05)
+        # The keys file moved away: the reload says so and keeps the keys it
+        # had (not "no keys": every key, admin's too, would answer 401).
+        keys = os.path.join(work, "var", "keys.txt")
+        os.rename(keys, keys + ".moved")
+        st, doc = s.request("POST", "/v1/admin/reload", "", key="admin")
+        check(st == 200 and "does not exist" in doc.get("keys_error", ""), f"reload without the keys file: {st} {doc}")
+        _, ready = s.request("GET", "/readyz", key=None)
+        check(ready["keys"] == 3, f"the keys stay after a reload without the keys file: {ready}")
+        st, doc = s.request("GET", "/v1/admin/models", key="admin")
+        check(st == 200, f"the admin key after a reload without the keys file: {st} {doc}")
+        os.rename(keys + ".moved", keys)
         # A broken model: the reload keeps the last good version and says so.
         bad = os.path.join(work, "model")
         subprocess.run(["cp", "-r", os.path.join(EX, "model"), bad], check=True)
@@ -754,7 +801,65 @@ def test_reload():
               "keeps its last good version, a broken policy changes nothing")
 
 
-TESTS = {"decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
+# -------------------------------------------------------------------- http
+def raw_answer(port, raw):
+    """Sends `raw` on a new connection: the answer's status line and body."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        f = sock.makefile("rb")
+        status_line = f.readline().decode().rstrip("\r\n")
+        length = 0
+        while (line := f.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        return status_line, json.loads(f.read(length))
+
+
+def test_http():
+    """What HTTP says of headers and status lines: media types and the auth
+    scheme without regard to case, 411 for a POST without a length, the
+    reason phrase of a 429, one role named in an admin endpoint's 403."""
+    with tempfile.TemporaryDirectory() as work:
+        # 20 requests per key, then (almost) none: the 429 comes when asked.
+        s = Server(work, limits={"rate_per_key": 0.01, "burst_per_key": 20})
+        events = [dict(e, event_id=f"e5{i:011d}") for i, e in enumerate(sample_events()) if e["event_type"] != "label"]
+        for i, ctype in enumerate(["Application/JSON", "application/json; charset=utf-8",
+                                   " APPLICATION/json ;charset=UTF-8"]):
+            st, doc = s.request("POST", "/v1/events", events[i], ctype=ctype)
+            check(st == 200, f"Content-Type {ctype!r}: {st} {doc}")
+        for ctype in ["application/jsonx", "text/plain; charset=application/json"]:
+            st, doc = s.request("POST", "/v1/events", events[3], ctype=ctype)
+            check(st == 415 and doc["error"] == "unsupported_media_type", f"Content-Type {ctype!r}: {st} {doc}")
+        for scheme in ["bearer", "BEARER"]:
+            st, doc = s.request("POST", "/v1/events", events[4], key=None,
+                                headers={"Authorization": f"{scheme} {s.keys['score']}"})
+            check(st == 200, f"the scheme {scheme!r}: {st} {doc}")
+        st, doc = s.request("GET", "/v1/admin/models", key="score")
+        check(st == 403 and doc["message"] == "this endpoint needs a key with role admin", f"admin's 403: {st} {doc}")
+        st, doc = s.request("POST", "/v1/labels", [], key="score")
+        check(st == 403 and doc["message"] == "this endpoint needs a key with role label or admin",
+              f"labels' 403: {st} {doc}")
+        line, doc = raw_answer(s.port, f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                                       f"{s.keys['score']}\r\nContent-Type: application/json\r\n\r\n".encode())
+        check(line == "HTTP/1.1 411 Length Required" and doc["error"] == "length_required",
+              f"a POST without Content-Length: {line} {doc}")
+        # The reload takes no body: its Content-Type does not matter (docs/api.md).
+        st, doc = s.request("POST", "/v1/admin/reload", "", key="admin", ctype="text/plain")
+        check(st == 200 and doc["reloaded"], f"reload with text/plain: {st} {doc}")
+        for _ in range(25):
+            s.conn.request("GET", "/v1/decisions/e500000000000", headers={"Authorization": "Bearer " + s.keys["score"]})
+            r = s.conn.getresponse()
+            r.read()
+            if r.status == 429:
+                break
+        check(r.status == 429 and r.reason == "Too Many Requests", f"the 429's status line: {r.status} {r.reason}")
+        s.stop()
+        print("ok: media types and the auth scheme without regard to case; 411; 429 Too Many Requests; 403 messages")
+
+
+TESTS = {"http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
  "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}
