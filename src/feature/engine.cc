@@ -813,7 +813,10 @@ struct FeatureEngine::Impl {
       return sc.pre_last == kNone || sc.pre_last > t ? kNaN : static_cast<double>(t - sc.pre_last);
     }
     if (f.agg == Agg::kFirstSeen) {
-      return sc.pre_first == kNone ? kNaN : static_cast<double>(std::max<int64_t>(0, t - sc.pre_first));
+      // Not seen before t (a late event older than every event of the
+      // entity given before it): missing, as for time_since_last.
+      return sc.pre_first == kNone || sc.pre_first > t ? kNaN
+                                                       : static_cast<double>(t - sc.pre_first);
     }
     if (!e) return f.empty_value;
     if (p.cursor < 0) {

@@ -130,6 +130,14 @@ TEST(FeatureEngineTest, TimeSinceLastAndFirstSeenExcludeTheCurrentEvent) {
   f = h.Event("tx", 10 * kMin, "a");
   EXPECT_EQ(f[0], 3 * kMin);
   EXPECT_EQ(f[1], 5 * kMin);
+  // Late (within the lateness bound): after the entity's first, an age; before
+  // it, not seen before: missing (as time_since_last, whose last is later).
+  f = h.Event("tx", 6 * kMin, "a");
+  EXPECT_TRUE(std::isnan(f[0]));
+  EXPECT_EQ(f[1], 1 * kMin);
+  f = h.Event("tx", 4 * kMin, "a");
+  EXPECT_TRUE(std::isnan(f[0]));
+  EXPECT_TRUE(std::isnan(f[1]));
 }
 
 TEST(FeatureEngineTest, OtherEventTypesFeedFeaturesOfScoredOnes) {

@@ -248,11 +248,28 @@ class Builder {
     int64_t reach = 0;
     for (const Stream& st : spec_->streams) reach = std::max(reach, st.max_reach_ms);
     if (spec_->entity_ttl_ms < reach + spec_->lateness_ms) {
-      return limits["entity_ttl"].Error(StrCat(
-          "entity_ttl (", core::FormatDuration(spec_->entity_ttl_ms),
-          ") must cover the longest window and lag plus the lateness bound (",
-          core::FormatDuration(reach + spec_->lateness_ms), "): an entity would be forgotten while "
-          "a window still reads it"));
+      // Said where it is fixed: at entity_ttl when the spec sets it, else at
+      // the feature that reaches furthest back.
+      size_t furthest = 0;
+      int64_t furthest_reach = -1;
+      for (size_t i = 0; i < spec_->features.size(); ++i) {
+        const FeatureDef& f = spec_->features[i];
+        if (f.is_aggregate && f.window_ms > 0 && f.window_ms + f.lag_ms > furthest_reach) {
+          furthest = i;
+          furthest_reach = f.window_ms + f.lag_ms;
+        }
+      }
+      const bool set = limits["entity_ttl"].IsDefined();
+      const std::string message = StrCat(
+          "entity_ttl (", core::FormatDuration(spec_->entity_ttl_ms), set ? "" : ", the default",
+          ") must cover the longest window and lag (", core::FormatDuration(reach),
+          furthest_reach == reach ? StrCat(", feature '", spec_->features[furthest].name, "'") : "",
+          ") plus the lateness bound (", core::FormatDuration(spec_->lateness_ms),
+          "): an entity would be forgotten while a window still reads it; set limits.entity_ttl to "
+          "at least ",
+          core::FormatDuration(reach + spec_->lateness_ms));
+      if (set || furthest_reach != reach) return limits["entity_ttl"].Error(message);
+      return nodes[furthest]["window"].Error(message);
     }
     return OrderDerived(nodes);
   }

@@ -81,6 +81,24 @@ TEST(FeatureSpecTest, BadWindows) {
               HasSubstr("a lag needs a finite window"));
 }
 
+// A window longer than the entities live is refused where it is fixed: at
+// the window when entity_ttl is the default, naming both and the remedy.
+TEST(FeatureSpecTest, AWindowBeyondTheEntityTtlIsRefusedAtTheWindow) {
+  const std::string st(Err("  - {name: a, agg: count, key: user_id, window: 3650d}\n").message());
+  EXPECT_THAT(st, HasSubstr("f.yaml:3:"));
+  EXPECT_THAT(st, HasSubstr("entity_ttl (400d, the default) must cover the longest window and lag "
+                            "(3650d, feature 'a')"));
+  EXPECT_THAT(st, HasSubstr("set limits.entity_ttl to at least"));
+  auto set = FeatureSpec::LoadString(
+      "score_on: [deposit]\nlimits: {entity_ttl: 10d}\nfeatures:\n  - {name: a, agg: count, key: "
+      "user_id, window: 30d}\n",
+      "f.yaml", Schema());
+  ASSERT_FALSE(set.ok());
+  EXPECT_THAT(set.status().message(), HasSubstr("f.yaml:2:"));
+  EXPECT_THAT(set.status().message(), HasSubstr("entity_ttl (10d) must cover"));
+  EXPECT_TRUE(Err("  - {name: a, agg: count, key: user_id, window: 365d}\n").ok());
+}
+
 TEST(FeatureSpecTest, CyclicDerivedFeaturesAreRefusedWithTheCycle) {
   auto st = Err(
       "  - {name: a, expr: \"features.b + 1\"}\n"
