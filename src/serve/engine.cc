@@ -216,6 +216,8 @@ struct Engine::Impl {
   // are then exactly what they were. Only after the event of the decision
   // the store took last (`recover_after`): no earlier one can be missing.
   void RecoverIfLost(bool late);
+  // Queues decision `d` (its stored document: `stored`) for the store.
+  void SubmitDecision(const Decision& d);
   std::string recover_after;  // "": nothing to recover
   bool recovering = false;    // the replay has passed recover_after
   Decision recovered_scratch;
@@ -608,9 +610,15 @@ void Engine::Impl::RecoverIfLost(bool late) {
   static constexpr std::string_view kValues = ",\"feature_values\":[";
   const size_t at = stored.rfind(kValues);
   stored.insert(at == std::string::npos ? stored.size() - 1 : at, ",\"recovered\":true");
+  SubmitDecision(d);
+  Remember(d);
+  ++recovered;
+}
+
+void Engine::Impl::SubmitDecision(const Decision& d) {
   store::DecisionRow row;
   row.event_id = d.event_id;
-  row.event_time_ms = rec.time_ms;
+  row.event_time_ms = d.event_time_ms;
   row.event_type = d.event_type;
   row.action = d.action;
   row.score = d.score;
@@ -619,8 +627,6 @@ void Engine::Impl::RecoverIfLost(bool late) {
   row.decided_at_ms = core::WallNowMs();
   row.json = stored;
   log->Submit(std::move(row));
-  Remember(d);
-  ++recovered;
 }
 
 absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const serve::ServeConfig& cfg,
@@ -1266,19 +1272,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   out->latency_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
   m.Render(out, late, with_features);
   if (scored) {
-    if (m.log) {
-      store::DecisionRow row;
-      row.event_id = out->event_id;
-      row.event_time_ms = m.rec.time_ms;
-      row.event_type = out->event_type;
-      row.action = out->action;
-      row.score = out->score;
-      row.model = out->model;
-      row.arm = out->arm;
-      row.decided_at_ms = core::WallNowMs();
-      row.json = m.stored;
-      m.log->Submit(std::move(row));
-    }
+    if (m.log) m.SubmitDecision(*out);
     m.Remember(*out);
   }
   // Now and then the state is saved (event_log: save_state_s), so that a
