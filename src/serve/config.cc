@@ -218,8 +218,10 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     if (x.threads < 1 || x.threads > 64) return l["threads"].Error("threads must be in 1..64");
     if (x.recent_decisions < 0) return l["recent_decisions"].Error("recent_decisions must be >= 0");
     if (x.queue_capacity < 1) return l["queue_capacity"].Error("queue_capacity must be at least 1");
-    if (x.max_ahead_of_clock_s < 0)
-      return l["max_ahead_of_clock_s"].Error("max_ahead_of_clock_s must be >= 0 (0 = off)");
+    if (x.max_ahead_of_clock_s < 0 || x.max_ahead_of_clock_s > 366 * 86400) {
+      return l["max_ahead_of_clock_s"].Error(
+          "max_ahead_of_clock_s must be in 0..31622400 (a year; 0 = off)");
+    }
   }
   return c;
 }

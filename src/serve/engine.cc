@@ -1209,7 +1209,9 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
       m.n_retries.fetch_add(1, std::memory_order_relaxed);
       out->status = Decision::Status::kRetry;
       const int type = m.rec.type->index;
-      const bool scored_type = type >= 0 && m.spec->score_on[static_cast<size_t>(type)];
+      // (Offline, without a store, a scored id seen before is a duplicate
+      // in the file: said as for an unscored one.)
+      const bool scored_type = m.store && type >= 0 && m.spec->score_on[static_cast<size_t>(type)];
       out->json.assign("{");
       AppendKey("event_id", &out->json);
       AppendJsonString(out->event_id, &out->json);

@@ -412,6 +412,21 @@ TEST_F(EngineTest, ARetriedScoredEventWhoseDecisionIsGoneIsAnswered409NotUnscore
   EXPECT_EQ(s.decided, 0) << "nothing decided again";
 }
 
+// Offline (vigil decide: no store), a scored id seen again beyond the retry
+// memory is a duplicate in the file, not a decision lost in a crash.
+TEST_F(EngineTest, OfflineAScoredIdSeenAgainIsAnsweredAsARetryNot409) {
+  auto e = Open(ExampleConfig("limits: {recent_decisions: 0}\n"));
+  ASSERT_NE(e, nullptr);
+  const std::string scored = SampleLines().at(3);
+  Decision d;
+  ASSERT_TRUE(e->Decide(scored, &d).ok());
+  ASSERT_EQ(d.status, Decision::Status::kDecided);
+  ASSERT_TRUE(e->Decide(scored, &d).ok());
+  EXPECT_EQ(d.status, Decision::Status::kRetry);
+  EXPECT_EQ(d.http_status, 200);
+  EXPECT_EQ(e->Stats().retries_unavailable, 0);
+}
+
 // Decisions lost in a crash (still queued for the store; here deleted from
 // it after the fact) are made again at the next start, while the replay of
 // the event log passes their events: the same action, score, model and
