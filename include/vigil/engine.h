@@ -89,6 +89,10 @@ struct EngineOptions {
   std::string model_override;  // a bundle to use as the champion of every scored type
   // Offline (vigil decide): no store, no decision log, no event log, no dead-letter file.
   bool offline = false;
+  // Offline over a live server's event log: its events were checked against
+  // that server's clock when it took them, and are not checked again
+  // (event::Validator::SetReplaying).
+  bool event_log_input = false;
 };
 
 struct EngineStats {

@@ -12,6 +12,7 @@
 #include "cli/progress.h"
 #include "core/strings.h"
 #include "core/time.h"
+#include "event/event_log.h"
 #include "event/line_reader.h"
 #include "monitor/metrics.h"
 #include "nlohmann/json.hpp"
@@ -203,6 +204,7 @@ int RunDecide(const DecideArgs& a) {
   eo.config_path = a.config;
   eo.model_override = a.model;
   eo.offline = true;
+  eo.event_log_input = event::IsEventLogFile(a.events);
   auto engine = Engine::Open(eo);
   if (!engine.ok()) {
     PrintError("decide", engine.status());

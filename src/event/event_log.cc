@@ -118,6 +118,13 @@ absl::StatusOr<std::vector<LogName>> ListNames(const std::string& dir, const std
 
 }  // namespace
 
+bool IsEventLogFile(std::string_view path, std::string_view prefix) {
+  const size_t slash = path.rfind('/');
+  int64_t time_ms = 0, seq = 0;
+  return ParseLogName(slash == std::string_view::npos ? path : path.substr(slash + 1), prefix,
+                      &time_ms, &seq);
+}
+
 absl::StatusOr<std::vector<std::string>> ListEventLogFiles(const std::string& dir,
                                                            const std::string& prefix) {
   VIGIL_ASSIGN_OR_RETURN(std::vector<LogName> names, ListNames(dir, prefix));

@@ -138,6 +138,11 @@ class EventLog {
 absl::StatusOr<std::vector<std::string>> ListEventLogFiles(const std::string& dir,
                                                            const std::string& prefix);
 
+// Whether the file name of `path` is one the event log `prefix` writes
+// ("<prefix>-YYYYMMDD-HHMMSS-NNNNNN.jsonl[.gz]"): its events were accepted
+// by a live server (Validator::SetReplaying).
+bool IsEventLogFile(std::string_view path, std::string_view prefix = "events");
+
 }  // namespace vigil::event
 
 #endif  // VIGIL_EVENT_EVENT_LOG_H_

@@ -93,6 +93,8 @@ class EventReader {
   // Uncompressed bytes over all the files read so far.
   int64_t bytes_read() const { return bytes_before_ + lines_->bytes_read(); }
   const Validator& validator() const { return validator_; }
+  // To set how it checks time (Validator::SetReplaying) before reading.
+  Validator& mutable_validator() { return validator_; }
   // The file the last record came from, and its index in the paths.
   const std::string& current_path() const { return name_; }
   size_t file_index() const { return file_; }

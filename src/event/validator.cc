@@ -1067,19 +1067,25 @@ bool Validator::Check(const Record& rec, std::vector<Violation>* out, bool commi
         StrCat("event time ", core::FormatTimestamp(t), " is ", core::HumanDuration(delta), " ",
                what, "; the limit is ", core::FormatDuration(limit), " (", setting, ")"));
   };
-  // Bound by the clock too, no event can be ahead of it, and the latest time
-  // seen is never ahead of it by more than that bound: an event up to now is
-  // not "ahead" of a latest time the stream left behind (a server that was
-  // down for longer than max_ahead_of_latest would otherwise refuse every
-  // event from then on). A replay later sees a later clock, so it accepts
-  // whatever this accepted.
-  const bool clocked = schema_->max_ahead_of_wall_clock_ms > 0;
-  const int64_t now = clocked || schema_->max_behind_wall_clock_ms > 0 || refuse_ahead_ms_ > 0
-                          ? core::WallNowMs()
-                          : 0;
+  // The clock's bound on how far ahead an event may be: the schema's, or on
+  // a live server the one it sets. A live server also measures
+  // max_ahead_of_latest from the latest time or its clock, whichever is
+  // later: the latest time is never ahead of the clock by more than the
+  // bound, and an event up to now is not "ahead" of a latest time the stream
+  // left behind (after a pause longer than max_ahead_of_latest every event
+  // would be refused from then on). A replay of what a live server accepted
+  // makes none of the checks that depended on its clock.
+  const int64_t clock_ahead = schema_->max_ahead_of_wall_clock_ms > 0
+                                  ? schema_->max_ahead_of_wall_clock_ms
+                              : live_ ? live_clock_ahead_ms_
+                                      : 0;
+  const bool clock_checks =
+      !replaying_ && (clock_ahead > 0 || schema_->max_behind_wall_clock_ms > 0);
+  const int64_t now = clock_checks ? core::WallNowMs() : 0;
   if (latest_ms_ != INT64_MIN) {
-    const int64_t ahead_of = clocked ? std::max(latest_ms_, now) : latest_ms_;
-    if (schema_->max_ahead_of_latest_ms > 0 && t > ahead_of + schema_->max_ahead_of_latest_ms) {
+    const int64_t ahead_of = live_ && clock_ahead > 0 ? std::max(latest_ms_, now) : latest_ms_;
+    if (!replaying_ && schema_->max_ahead_of_latest_ms > 0 &&
+        t > ahead_of + schema_->max_ahead_of_latest_ms) {
       bounds(
           StrCat("ahead of the latest event time seen (", core::FormatTimestamp(latest_ms_), ")"),
           t - ahead_of, schema_->max_ahead_of_latest_ms, "time_bounds.max_ahead_of_latest");
@@ -1089,19 +1095,16 @@ bool Validator::Check(const Record& rec, std::vector<Violation>* out, bool commi
              latest_ms_ - t, schema_->max_behind_latest_ms, "time_bounds.max_behind_latest");
     }
   }
-  if (schema_->max_ahead_of_wall_clock_ms > 0 || schema_->max_behind_wall_clock_ms > 0) {
-    if (schema_->max_ahead_of_wall_clock_ms > 0 && t > now + schema_->max_ahead_of_wall_clock_ms) {
-      bounds("ahead of the wall clock", t - now, schema_->max_ahead_of_wall_clock_ms,
-             "time_bounds.max_ahead_of_wall_clock");
+  if (clock_checks) {
+    if (clock_ahead > 0 && t > now + clock_ahead) {
+      bounds("ahead of the wall clock", t - now, clock_ahead,
+             schema_->max_ahead_of_wall_clock_ms > 0 ? "time_bounds.max_ahead_of_wall_clock"
+                                                     : "limits.max_ahead_of_clock_s of vigil.yaml");
     }
     if (schema_->max_behind_wall_clock_ms > 0 && t < now - schema_->max_behind_wall_clock_ms) {
       bounds("behind the wall clock", now - t, schema_->max_behind_wall_clock_ms,
              "time_bounds.max_behind_wall_clock");
     }
-  }
-  if (!clocked && refuse_ahead_ms_ > 0 && t > now + refuse_ahead_ms_) {
-    bounds("ahead of the wall clock", t - now, refuse_ahead_ms_,
-           "limits.max_ahead_of_clock_s of vigil.yaml");
   }
   // A valid record committed costs one hash lookup: the insert, whose
   // failure is the duplicate. A record already rejected, or only checked, is

@@ -111,13 +111,20 @@ class Validator {
 
   // Latest valid event time seen, or INT64_MIN.
   int64_t latest_time_ms() const { return latest_ms_; }
-  // For a live server whose schema sets no time_bounds.max_ahead_of_wall_clock:
-  // events more than `ms` ahead of the wall clock are refused, so that one
-  // event from the future cannot move the latest time. Unlike the schema's
-  // bound, it does not measure max_ahead_of_latest from the clock: backfill
-  // of the event log, under the schema alone, then accepts every event the
-  // server did. 0: off.
-  void RefuseAheadOfWallClock(int64_t ms) { refuse_ahead_ms_ = ms; }
+  // A live server's validator: events are bounded by its clock (the
+  // schema's time_bounds.max_ahead_of_wall_clock, else `clock_ahead_ms`; 0:
+  // none), and max_ahead_of_latest is measured from the latest time or the
+  // clock, whichever is later, so that a stream resumes after a pause.
+  // Files (backfill, validate) are checked against the schema alone.
+  void SetLive(int64_t clock_ahead_ms) {
+    live_ = true;
+    live_clock_ahead_ms_ = clock_ahead_ms;
+  }
+  // Events a live server accepted (its event log, replayed at its start or
+  // by backfill): the checks that depended on its clock then
+  // (max_ahead_of_latest and the wall-clock bounds) are not made again, so
+  // that the replay takes every event the server took.
+  void SetReplaying(bool on) { replaying_ = on; }
 
   // What CheckAndCommit remembers (the latest time, the duplicate-id
   // window), so that a validator restored from it goes on exactly as this
@@ -218,7 +225,9 @@ class Validator {
   std::string unquoted_;  // unescaped CSV cells; reserved, never reallocated mid-record
   DedupWindow dedup_;
   int64_t latest_ms_ = INT64_MIN;
-  int64_t refuse_ahead_ms_ = 0;  // RefuseAheadOfWallClock
+  bool live_ = false;                // SetLive
+  int64_t live_clock_ahead_ms_ = 0;  // SetLive
+  bool replaying_ = false;           // SetReplaying
   size_t max_fields_ = 0;
 };
 

@@ -217,11 +217,13 @@ TEST_F(ValidatorTest, TimeBoundsAreRelativeToTheLatestValidTime) {
   EXPECT_EQ(v_->latest_time_ms(), 1704844800000);
 }
 
-// In production the clock bounds event times too: one event stamped in the
-// future cannot move the latest time (and so push every later event "behind"
-// it), and a stream that resumes after a pause longer than
-// max_ahead_of_latest is taken up again instead of refused for good.
-TEST(ValidatorClockTest, TheWallClockBoundsTheFutureAndLetsAStreamResumeAfterAPause) {
+// The clock bounds event times: one event stamped in the future cannot move
+// the latest time (and so push every later event "behind" it). On a live
+// server (SetLive) a stream that resumes after a pause longer than
+// max_ahead_of_latest is taken up again; in a file the same jump is refused
+// (a wrong year in old data must not move the latest time); a replay of
+// what a live server took (SetReplaying) takes it all again.
+TEST(ValidatorClockTest, LiveTheClockBoundsTheFutureAndLetsAStreamResumeFilesKeepTheirBound) {
   auto schema = Schema::LoadString(R"(
 time_bounds: {max_ahead_of_latest: 1d, max_behind_latest: 1h, max_ahead_of_wall_clock: 5m}
 event_types:
@@ -232,10 +234,9 @@ event_types:
                                    "clock.yaml");
   ASSERT_TRUE(schema.ok()) << schema.status();
   PiiHasher hasher("k");
-  Validator v(*schema, &hasher);
   Record rec;
   int n = 0;
-  auto post = [&](int64_t t_ms) {
+  auto post = [&](Validator& v, int64_t t_ms) {
     std::vector<Violation> out;
     std::string line = StrCat(R"({"event_type":"ping","event_id":"p)", ++n, R"(","time":)", t_ms,
                               R"(,"user":"u"})");
@@ -247,17 +248,33 @@ event_types:
   };
   const int64_t now = core::WallNowMs();
   const int64_t day = 86400000;
-  EXPECT_TRUE(post(now - 30 * day).empty());
+  Validator live(*schema, &hasher);
+  live.SetLive(0);  // the schema's bound
+  EXPECT_TRUE(post(live, now - 30 * day).empty());
   // 30 days after the latest time seen, but not in the future: taken.
-  EXPECT_TRUE(post(now - 1000).empty());
-  EXPECT_EQ(v.latest_time_ms(), now - 1000);
+  EXPECT_TRUE(post(live, now - 1000).empty());
+  EXPECT_EQ(live.latest_time_ms(), now - 1000);
   // 23 hours ahead of the clock: refused, and the latest time stays.
-  const std::vector<Violation> future = post(now + 23 * 3600000LL);
+  const std::vector<Violation> future = post(live, now + 23 * 3600000LL);
   ASSERT_EQ(future.size(), 1u);
   EXPECT_EQ(future[0].rule, Rule::kTimeBounds);
   EXPECT_THAT(future[0].reason, HasSubstr("ahead of the wall clock"));
-  EXPECT_EQ(v.latest_time_ms(), now - 1000);
-  EXPECT_TRUE(post(now).empty()) << "the stream goes on";
+  EXPECT_EQ(live.latest_time_ms(), now - 1000);
+  EXPECT_TRUE(post(live, now).empty()) << "the stream goes on";
+
+  Validator file(*schema, &hasher);
+  EXPECT_TRUE(post(file, now - 30 * day).empty());
+  const std::vector<Violation> jump = post(file, now - 1000);
+  ASSERT_EQ(jump.size(), 1u);
+  EXPECT_THAT(jump[0].reason, HasSubstr("max_ahead_of_latest"));
+  EXPECT_EQ(file.latest_time_ms(), now - 30 * day);
+
+  Validator replay(*schema, &hasher);
+  replay.SetReplaying(true);
+  EXPECT_TRUE(post(replay, now - 30 * day).empty());
+  EXPECT_TRUE(post(replay, now - 1000).empty());
+  EXPECT_FALSE(post(replay, now - 1000 - 2 * 3600000LL).empty())
+      << "behind the latest: still refused";
 }
 
 TEST_F(ValidatorTest, WithoutTheClockAStreamThatJumpsFurtherThanMaxAheadOfLatestIsRefused) {

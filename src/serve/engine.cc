@@ -558,6 +558,8 @@ absl::Status Engine::Impl::ReplayEventLog() {
 }
 
 absl::StatusOr<bool> Engine::Impl::Replay(const std::vector<std::string>& files, size_t first, int64_t skip) {
+  // Accepted before: not checked again against this run's clock.
+  validator->SetReplaying(true);
   for (size_t f = first; f < files.size(); ++f) {
     const std::string& path = files[f];
     VIGIL_ASSIGN_OR_RETURN(auto lines, event::LineReader::Open(path, event::LineReaderOptions{}));
@@ -706,6 +708,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   std::string warning;
   impl->hasher = std::make_unique<event::PiiHasher>(event::PiiHasher::FromEnv(impl->schema->pii_key_env, &warning));
   impl->validator = std::make_unique<event::Validator>(impl->schema, impl->hasher.get());
+  if (options.offline && options.event_log_input) impl->validator->SetReplaying(true);
   impl->features = std::make_unique<feature::FeatureEngine>(impl->spec);
   impl->feature_names = impl->spec->FeatureNames();
   impl->values.assign(impl->feature_names.size(), 0);
@@ -753,8 +756,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     // feature state and the duplicate-id window exactly as they were, so a
     // restart changes no feature and a retry of an old id is still a retry.
     VIGIL_RETURN_IF_ERROR(impl->ReplayEventLog());
-    // Live events only: the replay took events accepted before.
-    impl->validator->RefuseAheadOfWallClock(c.limits.max_ahead_of_clock_s * 1000);
+    // Live events from now on (the replay took events accepted before).
+    impl->validator->SetReplaying(false);
+    impl->validator->SetLive(c.limits.max_ahead_of_clock_s * 1000);
     event::EventLogOptions eo;
     eo.dir = c.event_log_dir;
     eo.rotate_bytes = c.event_log_rotate_bytes;

@@ -345,6 +345,35 @@ TEST_F(EngineTest, ALiveServerRefusesAnEventFromTheFutureAndGoesOnWithTheRest) {
   EXPECT_EQ(d.status, Decision::Status::kDecided) << d.error;
 }
 
+// A live server takes events up again after a pause longer than the
+// schema's max_ahead_of_latest (1d): its clock vouches for them. Its replay
+// at the next start takes every event it took.
+TEST_F(EngineTest, ALiveServerResumesAfterAPauseAndItsReplayTakesEveryEventItTook) {
+  const std::string config = ExampleConfig();
+  const int64_t now = core::WallNowMs();
+  auto at = [](int n, int64_t t_ms) {
+    Json ev = SampleEvent(4);
+    ev["event_id"] = EventId(810000 + n);
+    ev["time"] = core::FormatTimestamp(t_ms);
+    return ev.dump();
+  };
+  {
+    auto engine = Open(config, /*offline=*/false);
+    ASSERT_NE(engine, nullptr);
+    Decision d;
+    ASSERT_TRUE(engine->Decide(at(1, now - 30 * 86400000LL), &d).ok());
+    EXPECT_EQ(d.status, Decision::Status::kDecided) << d.error;
+    ASSERT_TRUE(engine->Decide(at(2, now - 60000), &d).ok());
+    EXPECT_EQ(d.status, Decision::Status::kDecided) << d.error;
+    ASSERT_TRUE(engine->Decide(at(3, now - 30000), &d).ok());
+    EXPECT_EQ(d.status, Decision::Status::kDecided) << d.error;
+  }
+  auto engine = Open(config, /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(engine->Stats().replayed, 3);
+  EXPECT_EQ(engine->Stats().replay_rejected, 0);
+}
+
 TEST_F(EngineTest, RejectsAnInvalidEventWithEveryViolationAndLeavesTheStateAlone) {
   auto engine = Open(ExampleConfig());
   Decision d;

@@ -136,6 +136,37 @@ TEST(BackfillFilesTest, TheEventLogsOwnFilesBackfillAsTheWholeFile) {
   EXPECT_EQ(ReadFile(dir.File("log.csv")), ReadFile(dir.File("whole.csv")));
 }
 
+// A live server takes an event after a pause longer than the schema's
+// max_ahead_of_latest (its clock vouches for it); backfill of its event log
+// takes every event it took, where the same events in a plain file are
+// checked against the schema alone and those after the jump are refused.
+TEST(BackfillFilesTest, TheEventLogAfterAPauseBackfillsWhatTheServerTookAPlainFileDoesNot) {
+  TempDir dir;
+  std::vector<std::string> lines = SplitLines(ReadFile(Exchange() + "/sample.jsonl"));
+  for (size_t i = lines.size() / 2; i < lines.size(); ++i) {  // a month later
+    const std::string from = "\"time\": \"2024-01-", to = "\"time\": \"2024-02-";
+    const size_t at = lines[i].find(from);
+    ASSERT_NE(at, std::string::npos) << lines[i];
+    lines[i].replace(at, from.size(), to);
+  }
+  std::string plain;
+  for (const std::string& l : lines) plain += l + "\n";
+  WriteFile(dir.File("plain.jsonl"), plain);
+  event::EventLogOptions o;
+  o.dir = dir.File("events");
+  auto log = event::EventLog::Open(o);
+  ASSERT_TRUE(log.ok()) << log.status();
+  for (const std::string& l : lines) ASSERT_TRUE((*log)->Append(l).ok());
+  ASSERT_TRUE((*log)->Close().ok());
+  Backfill(dir, {o.dir}, dir.File("log.csv"));
+  Backfill(dir, {dir.File("plain.jsonl")}, dir.File("plain.csv"));
+  const nlohmann::json from_log = Meta(dir.File("log.csv")),
+                       from_plain = Meta(dir.File("plain.csv"));
+  EXPECT_EQ(from_log["rejected"], 0);
+  EXPECT_GT(from_plain["rejected"].get<int>(), 0);
+  EXPECT_GT(from_log["rows"].get<int>(), from_plain["rows"].get<int>());
+}
+
 // A handbook-shaped CSV: 300 transactions of 7 cards at 5 terminals over 40
 // days, some fraudulent (the terminal risk features read TX_FRAUD).
 std::vector<std::string> HandbookRows() {
