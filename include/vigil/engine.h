@@ -53,9 +53,20 @@ struct Decision {
   struct Rule {
     std::string name, action, reason;
   };
+  // A model scored in shadow (a challenger, or the champion when an A/B arm
+  // decided) and what the policy would have decided with its score: the
+  // same event, features and rules (Policy::DecideShadow, rule hit counters
+  // untouched), before any holdout. Logged for comparison, never acted on.
   struct Shadow {
     std::string model;  // name@version
     double score = 0;
+    std::string action;      // allow | challenge | review | block
+    std::string decided_by;  // as Decision::decided_by
+    // Whether the rules that fired are not the decision's (only a rule that
+    // reads model.score can tell the scores apart), and then the names of
+    // those that fired with this score (empty otherwise).
+    bool rules_differ = false;
+    std::vector<std::string> rules;
   };
 
   Status status = Status::kRejected;

@@ -979,6 +979,23 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
     out->rules[static_cast<size_t>(i)].action.assign(policy::ActionName(r.action));
     out->rules[static_cast<size_t>(i)].reason.assign(r.reason);
   }
+  // What the policy would have decided with each shadow score: the same
+  // event and features, hit counters untouched, before the holdout (which
+  // acts only on the real decision). Fired rules differ only through a rule
+  // that reads model.score: listed then, so that an offline comparison sees
+  // why the actions differ.
+  for (Decision::Shadow& s : out->shadow) {
+    const policy::Outcome so = pol.DecideShadow(rec, values.data(), s.score, tr.configured);
+    s.action.assign(policy::ActionName(so.action));
+    s.decided_by.assign(so.decided_by);
+    s.rules_differ =
+        so.num_fired != o.num_fired ||
+        !std::equal(so.fired.begin(), so.fired.begin() + so.num_listed(), o.fired.begin(),
+                    [](policy::FiredRule a, policy::FiredRule b) { return a.rule == b.rule; });
+    s.rules.resize(s.rules_differ ? static_cast<size_t>(so.num_listed()) : 0);
+    for (size_t i = 0; i < s.rules.size(); ++i)
+      s.rules[i].assign(rules[static_cast<size_t>(so.fired[i].rule)].name);
+  }
   // The holdout lets through only blocks the model's thresholds decided, never
   // a deny list or a block rule; the decision keeps what would have decided.
   if (tr.holdout) out->propensity *= tr.holdout->Apply(&o, rec.id_hash);
@@ -1057,6 +1074,19 @@ void Engine::Impl::Render(Decision* out, bool late, bool with_features) {
       AppendJsonString(s.model, &j);
       AppendKey("score", &j);
       AppendJsonNumber(s.score, &j);
+      AppendKey("action", &j);
+      AppendJsonString(s.action, &j);
+      AppendKey("decided_by", &j);
+      AppendJsonString(s.decided_by, &j);
+      if (s.rules_differ) {
+        AppendKey("rules", &j);
+        j.push_back('[');
+        for (const std::string& r : s.rules) {
+          if (j.back() != '[') j.push_back(',');
+          AppendJsonString(r, &j);
+        }
+        j.push_back(']');
+      }
       j.push_back('}');
     }
     j.push_back(']');
