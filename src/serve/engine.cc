@@ -1178,7 +1178,10 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   m.rec.record_no = m.records;
   m.rec.line_no = m.records;
   if (!m.validator->DecodeJson(text, m.buf.size(), &m.rec, &m.violations)) {
-    if (!m.rec.event_id.empty()) {
+    if (!m.rec.event_id.empty() && m.rec.type == nullptr) {
+      // An id read without its type's field spec: cut to a printable length.
+      out->event_id = m.validator->Printable(nullptr, m.rec.event_id, nullptr);
+    } else if (!m.rec.event_id.empty()) {
       out->event_id.assign(m.rec.event_id);
     } else if (m.rec.type && m.rec.type->id_field >= 0 && m.rec[m.rec.type->id_field].present()) {
       const event::FieldSpec* idf = &m.rec.type->fields[static_cast<size_t>(m.rec.type->id_field)];

@@ -604,6 +604,48 @@ TEST_F(EngineTest, RejectedEventsReachTheDeadLetterFileAtOnceAcrossRestartsAndAF
   EXPECT_EQ(failed_step, 0) << "the step that failed: see the numbers the test returns";
 }
 
+// Dead letters, one JSON object a line.
+std::vector<Json> DeadLetters(const fs::path& path) {
+  std::vector<Json> out;
+  std::ifstream in(path);
+  for (std::string l; std::getline(in, l);) out.push_back(Json::parse(l));
+  return out;
+}
+
+// Before its type is known the id field is not, yet a string event_id still
+// names the event: in the answer and in the dead letter.
+TEST_F(EngineTest, AnEventWithoutAKnownTypeIsNamedByItsEventIdInTheAnswerAndTheDeadLetter) {
+  auto engine = Open(ExampleConfig(), /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  const std::vector<std::pair<std::string, Json>> cases = {
+      {R"({"event_id": "e000000000911", "time": "2024-01-03T00:00:00.000Z"})", "e000000000911"},
+      {R"({"event_id": "e000000000912", "event_type": "transfer"})", "e000000000912"},
+      {R"({"event_type": 5, "event_id": "e000000000913"})", "e000000000913"},
+      {R"({"event_id": 914, "event_type": "transfer"})", nullptr},  // not a string: no id
+  };
+  Decision d;
+  for (const auto& [body, id] : cases) {
+    SCOPED_TRACE(body);
+    ASSERT_TRUE(engine->Decide(body, &d).ok());
+    EXPECT_EQ(d.status, Decision::Status::kRejected);
+    EXPECT_EQ(d.http_status, 400);
+    const Json answer = Json::parse(d.json);
+    EXPECT_EQ(answer["violations"][0]["field"], "event_type");
+    if (id.is_null()) {
+      EXPECT_FALSE(answer.contains("event_id")) << d.json;
+    } else {
+      EXPECT_EQ(d.event_id, id);
+      EXPECT_EQ(answer["event_id"], id) << d.json;
+    }
+  }
+  const std::vector<Json> dead = DeadLetters(dir_ / "var" / "dead-letter.jsonl");
+  ASSERT_EQ(dead.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(dead[i]["event_id"], cases[i].second) << dead[i];
+    EXPECT_EQ(dead[i]["field"], "event_type") << dead[i];
+  }
+}
+
 // GET /readyz's rule for the event log: not ready once it has stopped, or
 // while its disk is full; ready when it is short of room but has room again.
 TEST(ReadinessTest, TheEventLogIsNotReadyWhenStoppedOrItsDiskIsFull) {
