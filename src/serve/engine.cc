@@ -196,6 +196,10 @@ struct Engine::Impl {
 
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
+  // Engine::RejectBody.
+  void RejectBody(std::string_view body, std::string_view source, std::string_view reason);
+  // REQUIRES: `dead` is open.
+  void WriteDeadLetter(const event::Rejection& r);
   // A label event from a caller that may not label: 403, not applied, not
   // logged, not dead-lettered (the event is valid; the key is not enough).
   void Forbid(Decision* out);
@@ -839,14 +843,36 @@ void Engine::Impl::Reject(std::string_view raw, Decision* out) {
     r.violations = violations;
     r.raw = event::MaskJsonText(raw, rec.type, *schema, *hasher);
     r.raw_bytes = raw.size();
-    // To the OS at once: a rejection survives the process. One that cannot
-    // be written (a full disk) is counted and reported; the client has its
-    // 400 with every violation all the same.
-    if (absl::Status st = dead->Write(r); !st.ok() || !(st = dead->Flush()).ok()) {
-      std::lock_guard<std::mutex> lock(dead_mu);
-      dead_error = std::string(st.message());
-    }
+    WriteDeadLetter(r);
   }
+}
+
+void Engine::Impl::WriteDeadLetter(const event::Rejection& r) {
+  // To the OS at once: a rejection survives the process. One that cannot
+  // be written (a full disk) is counted and reported; the client has its
+  // 400 with every violation all the same.
+  if (absl::Status st = dead->Write(r); !st.ok() || !(st = dead->Flush()).ok()) {
+    std::lock_guard<std::mutex> lock(dead_mu);
+    dead_error = std::string(st.message());
+  }
+}
+
+void Engine::Impl::RejectBody(std::string_view body, std::string_view source,
+                              std::string_view reason) {
+  if (!dead) return;
+  event::Rejection r;
+  r.file = std::string(source);
+  r.violations.push_back(event::Violation{event::Rule::kMalformedJson, std::string(), std::string(),
+                                          std::string(reason)});
+  // Cut as the readers cut a record (before masking, which sees a cut value
+  // as a value all the same); a body is at most limits.max_body_bytes.
+  const size_t max = static_cast<size_t>(std::max<int64_t>(schema->max_record_bytes, 0));
+  r.raw_truncated = body.size() > max;
+  r.raw_bytes = body.size();
+  // Events of any type may be in it: pii keys are masked by name wherever they are.
+  r.raw =
+      event::MaskJsonText(r.raw_truncated ? body.substr(0, max) : body, nullptr, *schema, *hasher);
+  WriteDeadLetter(r);
 }
 
 void Engine::Impl::RenderRetry(std::string_view stored_doc, bool with_features, Decision* out) {
@@ -1325,6 +1351,10 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
     (void)m.SaveInBackground();  // the outcome is in Stats
   }
   return absl::OkStatus();
+}
+
+void Engine::RejectBody(std::string_view body, std::string_view source, std::string_view reason) {
+  impl_->RejectBody(body, source, reason);
 }
 
 absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {

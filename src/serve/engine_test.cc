@@ -43,6 +43,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Json = nlohmann::ordered_json;
 
 // The message as a std::string, which gMock prints readably.
@@ -644,6 +645,40 @@ TEST_F(EngineTest, AnEventWithoutAKnownTypeIsNamedByItsEventIdInTheAnswerAndTheD
     EXPECT_EQ(dead[i]["event_id"], cases[i].second) << dead[i];
     EXPECT_EQ(dead[i]["field"], "event_type") << dead[i];
   }
+}
+
+// A batch or label body that holds no events is one dead letter: the reason,
+// the body with its pii masked, cut at max_record_bytes (16384 in the example).
+TEST_F(EngineTest, ABodyThatHoldsNoEventsIsOneDeadLetterMaskedAndCut) {
+  auto engine = Open(ExampleConfig(), /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  const std::string bad = R"([{"event_id": "e1", "email": "ann@gmail.com",])";
+  engine->RejectBody(bad, "POST /v1/events:batch", "the body is not valid JSON");
+  const std::string big = "[" + std::string(20000, ' ') + "5]";
+  engine->RejectBody(big, "POST /v1/labels", "element 0 of the array is not an object");
+
+  const std::vector<Json> dead = DeadLetters(dir_ / "var" / "dead-letter.jsonl");
+  ASSERT_EQ(dead.size(), 2u);
+  EXPECT_EQ(dead[0]["file"], "POST /v1/events:batch");
+  EXPECT_EQ(dead[0]["rule"], "malformed_json");
+  EXPECT_EQ(dead[0]["reason"], "the body is not valid JSON");
+  EXPECT_TRUE(dead[0]["event_id"].is_null());
+  const std::string raw = dead[0]["raw"].get<std::string>();
+  EXPECT_THAT(raw, HasSubstr(R"("event_id": "e1")"));
+  EXPECT_THAT(raw, Not(HasSubstr("ann@gmail.com")));
+  EXPECT_THAT(raw, HasSubstr("hmac:"));
+  EXPECT_FALSE(dead[0].contains("raw_truncated"));
+
+  EXPECT_EQ(dead[1]["file"], "POST /v1/labels");
+  EXPECT_EQ(dead[1]["reason"], "element 0 of the array is not an object");
+  EXPECT_EQ(dead[1]["raw"].get<std::string>().size(), 16384u);
+  EXPECT_EQ(dead[1]["raw_truncated"], true);
+  EXPECT_EQ(dead[1]["raw_bytes"], big.size());
+
+  const EngineStats st = engine->Stats();
+  EXPECT_EQ(st.dead_letters, 2);
+  EXPECT_EQ(st.events, 0) << "a body is not an event";
+  EXPECT_EQ(st.rejected, 0);
 }
 
 // GET /readyz's rule for the event log: not ready once it has stopped, or
