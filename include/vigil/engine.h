@@ -14,8 +14,8 @@
 // received, Decide allocates nothing in steady state except the copies a
 // decision log and the retry memory keep (docs/api.md, "Hot path").
 //
-// Thread-safety: Decide, SaveState and SaveStateInBackground from one thread
-// at a time (one of them at a time); GetDecision, Reload, ModelsJson,
+// Thread-safety: Decide, RejectBody, SaveState and SaveStateInBackground from
+// one thread at a time (one of them at a time); GetDecision, Reload, ModelsJson,
 // RuleHitCounts, Stats and Flush from any thread, concurrently with Decide.
 #ifndef VIGIL_ENGINE_H_
 #define VIGIL_ENGINE_H_
@@ -53,9 +53,20 @@ struct Decision {
   struct Rule {
     std::string name, action, reason;
   };
+  // A model scored in shadow (a challenger, or the champion when an A/B arm
+  // decided) and what the policy would have decided with its score: the
+  // same event, features and rules (Policy::DecideShadow, rule hit counters
+  // untouched), before any holdout. Logged for comparison, never acted on.
   struct Shadow {
     std::string model;  // name@version
     double score = 0;
+    std::string action;      // allow | challenge | review | block
+    std::string decided_by;  // as Decision::decided_by
+    // Whether the rules that fired are not the decision's (only a rule that
+    // reads model.score can tell the scores apart), and then the names of
+    // those that fired with this score (empty otherwise).
+    bool rules_differ = false;
+    std::vector<std::string> rules;
   };
 
   Status status = Status::kRejected;
@@ -171,6 +182,17 @@ class Engine {
   // "forbidden".
   absl::Status Decide(std::string_view event_json, Decision* out, bool with_features = false,
                       bool may_label = true);
+
+  // Writes a request body that holds no event to decide (a POST
+  // /v1/events:batch or /v1/labels body that is not valid JSON, not an
+  // array, or has an element that is not an object) to the dead-letter file
+  // as one record: rule malformed_json, `reason` (what was wrong, where),
+  // `source` (the request, e.g. "POST /v1/labels") as its file, the body as
+  // its raw text (pii masked, cut at the schema's max_record_bytes). Counted
+  // in Stats().dead_letters (or dead_letters_dropped); not an event, so not
+  // in `events` or `rejected`. Nothing offline (no dead-letter file).
+  // Thread-safety: as Decide (one thread at a time, not during a Decide).
+  void RejectBody(std::string_view body, std::string_view source, std::string_view reason);
 
   // The stored decision of `event_id` (JSON, features included) with exact
   // TreeSHAP reasons added when its model is loaded; NotFound if none.

@@ -35,6 +35,9 @@ struct Record {
   int64_t record_no = 0;  // 1-based count of records read (CSV: data rows)
   int64_t line_no = 0;    // 1-based line where the record starts
   int64_t time_ms = 0;
+  // Also set when a JSON record is rejected before its type is known (no
+  // event_type, or an unknown one) and has a string under the name of some
+  // type's id field.
   std::string_view event_id;
   uint64_t id_hash = 0;
   // By FieldSpec::index. Only the first type->fields.size() entries belong

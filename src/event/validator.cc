@@ -1012,21 +1012,38 @@ bool Validator::DecodeJson(std::string_view line, size_t readable, Record* rec,
     Add(out, Rule::kMalformedJson, nullptr, "", "a record must be a JSON object");
     return false;
   }
+  // Without its type, which field is the id is not known: a string under
+  // the name some type gives its id still names the event (in the dead
+  // letter and the answer), as it would have with a type.
+  auto note_id = [&] {
+    for (const EventTypeSpec& t : schema_->types) {
+      if (t.id_field < 0) continue;
+      std::string_view id;
+      if (obj.at_key(t.fields[static_cast<size_t>(t.id_field)].name).get_string().get(id) ==
+          sj::SUCCESS) {
+        rec->event_id = id;
+        return;
+      }
+    }
+  };
   dom::element tv;
   if (obj.at_key("event_type").get(tv)) {
     Add(out, Rule::kRequired, nullptr, "",
         "missing required field 'event_type' (every JSON event names its type)");
     out->back().field = "event_type";
+    note_id();
     return false;
   }
   std::string_view type_name;
   if (tv.get_string().get(type_name)) {
     Add(out, Rule::kType, nullptr, "", "field 'event_type': expected a string");
     out->back().field = "event_type";
+    note_id();
     return false;
   }
   const EventTypeSpec* type = schema_->FindType(type_name);
   if (!type) {
+    note_id();
     std::vector<std::string_view> names;
     for (const EventTypeSpec& t : schema_->types) names.push_back(t.name);
     Add(out, Rule::kUnknownEventType, nullptr, Printable(nullptr, type_name, nullptr),

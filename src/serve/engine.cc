@@ -196,6 +196,10 @@ struct Engine::Impl {
 
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
+  // Engine::RejectBody.
+  void RejectBody(std::string_view body, std::string_view source, std::string_view reason);
+  // REQUIRES: `dead` is open.
+  void WriteDeadLetter(const event::Rejection& r);
   // A label event from a caller that may not label: 403, not applied, not
   // logged, not dead-lettered (the event is valid; the key is not enough).
   void Forbid(Decision* out);
@@ -849,14 +853,36 @@ void Engine::Impl::Reject(std::string_view raw, Decision* out) {
     r.violations = violations;
     r.raw = event::MaskJsonText(raw, rec.type, *schema, *hasher);
     r.raw_bytes = raw.size();
-    // To the OS at once: a rejection survives the process. One that cannot
-    // be written (a full disk) is counted and reported; the client has its
-    // 400 with every violation all the same.
-    if (absl::Status st = dead->Write(r); !st.ok() || !(st = dead->Flush()).ok()) {
-      std::lock_guard<std::mutex> lock(dead_mu);
-      dead_error = std::string(st.message());
-    }
+    WriteDeadLetter(r);
   }
+}
+
+void Engine::Impl::WriteDeadLetter(const event::Rejection& r) {
+  // To the OS at once: a rejection survives the process. One that cannot
+  // be written (a full disk) is counted and reported; the client has its
+  // 400 with every violation all the same.
+  if (absl::Status st = dead->Write(r); !st.ok() || !(st = dead->Flush()).ok()) {
+    std::lock_guard<std::mutex> lock(dead_mu);
+    dead_error = std::string(st.message());
+  }
+}
+
+void Engine::Impl::RejectBody(std::string_view body, std::string_view source,
+                              std::string_view reason) {
+  if (!dead) return;
+  event::Rejection r;
+  r.file = std::string(source);
+  r.violations.push_back(event::Violation{event::Rule::kMalformedJson, std::string(), std::string(),
+                                          std::string(reason)});
+  // Cut as the readers cut a record (before masking, which sees a cut value
+  // as a value all the same); a body is at most limits.max_body_bytes.
+  const size_t max = static_cast<size_t>(std::max<int64_t>(schema->max_record_bytes, 0));
+  r.raw_truncated = body.size() > max;
+  r.raw_bytes = body.size();
+  // Events of any type may be in it: pii keys are masked by name wherever they are.
+  r.raw =
+      event::MaskJsonText(r.raw_truncated ? body.substr(0, max) : body, nullptr, *schema, *hasher);
+  WriteDeadLetter(r);
 }
 
 void Engine::Impl::RenderRetry(std::string_view stored_doc, bool with_features, Decision* out) {
@@ -989,6 +1015,23 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
     out->rules[static_cast<size_t>(i)].action.assign(policy::ActionName(r.action));
     out->rules[static_cast<size_t>(i)].reason.assign(r.reason);
   }
+  // What the policy would have decided with each shadow score: the same
+  // event and features, hit counters untouched, before the holdout (which
+  // acts only on the real decision). Fired rules differ only through a rule
+  // that reads model.score: listed then, so that an offline comparison sees
+  // why the actions differ.
+  for (Decision::Shadow& s : out->shadow) {
+    const policy::Outcome so = pol.DecideShadow(rec, values.data(), s.score, tr.configured);
+    s.action.assign(policy::ActionName(so.action));
+    s.decided_by.assign(so.decided_by);
+    s.rules_differ =
+        so.num_fired != o.num_fired ||
+        !std::equal(so.fired.begin(), so.fired.begin() + so.num_listed(), o.fired.begin(),
+                    [](policy::FiredRule a, policy::FiredRule b) { return a.rule == b.rule; });
+    s.rules.resize(s.rules_differ ? static_cast<size_t>(so.num_listed()) : 0);
+    for (size_t i = 0; i < s.rules.size(); ++i)
+      s.rules[i].assign(rules[static_cast<size_t>(so.fired[i].rule)].name);
+  }
   // The holdout lets through only blocks the model's thresholds decided, never
   // a deny list or a block rule; the decision keeps what would have decided.
   if (tr.holdout) out->propensity *= tr.holdout->Apply(&o, rec.id_hash);
@@ -1067,6 +1110,19 @@ void Engine::Impl::Render(Decision* out, bool late, bool with_features) {
       AppendJsonString(s.model, &j);
       AppendKey("score", &j);
       AppendJsonNumber(s.score, &j);
+      AppendKey("action", &j);
+      AppendJsonString(s.action, &j);
+      AppendKey("decided_by", &j);
+      AppendJsonString(s.decided_by, &j);
+      if (s.rules_differ) {
+        AppendKey("rules", &j);
+        j.push_back('[');
+        for (const std::string& r : s.rules) {
+          if (j.back() != '[') j.push_back(',');
+          AppendJsonString(r, &j);
+        }
+        j.push_back(']');
+      }
       j.push_back('}');
     }
     j.push_back(']');
@@ -1158,7 +1214,10 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   m.rec.record_no = m.records;
   m.rec.line_no = m.records;
   if (!m.validator->DecodeJson(text, m.buf.size(), &m.rec, &m.violations)) {
-    if (!m.rec.event_id.empty()) {
+    if (!m.rec.event_id.empty() && m.rec.type == nullptr) {
+      // An id read without its type's field spec: cut to a printable length.
+      out->event_id = m.validator->Printable(nullptr, m.rec.event_id, nullptr);
+    } else if (!m.rec.event_id.empty()) {
       out->event_id.assign(m.rec.event_id);
     } else if (m.rec.type && m.rec.type->id_field >= 0 && m.rec[m.rec.type->id_field].present()) {
       const event::FieldSpec* idf = &m.rec.type->fields[static_cast<size_t>(m.rec.type->id_field)];
@@ -1292,6 +1351,10 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
     (void)m.SaveInBackground();  // the outcome is in Stats
   }
   return absl::OkStatus();
+}
+
+void Engine::RejectBody(std::string_view body, std::string_view source, std::string_view reason) {
+  impl_->RejectBody(body, source, reason);
 }
 
 absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {

@@ -46,6 +46,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Json = nlohmann::ordered_json;
 
 // The message as a std::string, which gMock prints readably.
@@ -754,6 +755,82 @@ TEST_F(EngineTest, RejectedEventsReachTheDeadLetterFileAtOnceAcrossRestartsAndAF
   EXPECT_EQ(failed_step, 0) << "the step that failed: see the numbers the test returns";
 }
 
+// Dead letters, one JSON object a line.
+std::vector<Json> DeadLetters(const fs::path& path) {
+  std::vector<Json> out;
+  std::ifstream in(path);
+  for (std::string l; std::getline(in, l);) out.push_back(Json::parse(l));
+  return out;
+}
+
+// Before its type is known the id field is not, yet a string event_id still
+// names the event: in the answer and in the dead letter.
+TEST_F(EngineTest, AnEventWithoutAKnownTypeIsNamedByItsEventIdInTheAnswerAndTheDeadLetter) {
+  auto engine = Open(ExampleConfig(), /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  const std::vector<std::pair<std::string, Json>> cases = {
+      {R"({"event_id": "e000000000911", "time": "2024-01-03T00:00:00.000Z"})", "e000000000911"},
+      {R"({"event_id": "e000000000912", "event_type": "transfer"})", "e000000000912"},
+      {R"({"event_type": 5, "event_id": "e000000000913"})", "e000000000913"},
+      {R"({"event_id": 914, "event_type": "transfer"})", nullptr},  // not a string: no id
+  };
+  Decision d;
+  for (const auto& [body, id] : cases) {
+    SCOPED_TRACE(body);
+    ASSERT_TRUE(engine->Decide(body, &d).ok());
+    EXPECT_EQ(d.status, Decision::Status::kRejected);
+    EXPECT_EQ(d.http_status, 400);
+    const Json answer = Json::parse(d.json);
+    EXPECT_EQ(answer["violations"][0]["field"], "event_type");
+    if (id.is_null()) {
+      EXPECT_FALSE(answer.contains("event_id")) << d.json;
+    } else {
+      EXPECT_EQ(d.event_id, id);
+      EXPECT_EQ(answer["event_id"], id) << d.json;
+    }
+  }
+  const std::vector<Json> dead = DeadLetters(dir_ / "var" / "dead-letter.jsonl");
+  ASSERT_EQ(dead.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(dead[i]["event_id"], cases[i].second) << dead[i];
+    EXPECT_EQ(dead[i]["field"], "event_type") << dead[i];
+  }
+}
+
+// A batch or label body that holds no events is one dead letter: the reason,
+// the body with its pii masked, cut at max_record_bytes (16384 in the example).
+TEST_F(EngineTest, ABodyThatHoldsNoEventsIsOneDeadLetterMaskedAndCut) {
+  auto engine = Open(ExampleConfig(), /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  const std::string bad = R"([{"event_id": "e1", "email": "ann@gmail.com",])";
+  engine->RejectBody(bad, "POST /v1/events:batch", "the body is not valid JSON");
+  const std::string big = "[" + std::string(20000, ' ') + "5]";
+  engine->RejectBody(big, "POST /v1/labels", "element 0 of the array is not an object");
+
+  const std::vector<Json> dead = DeadLetters(dir_ / "var" / "dead-letter.jsonl");
+  ASSERT_EQ(dead.size(), 2u);
+  EXPECT_EQ(dead[0]["file"], "POST /v1/events:batch");
+  EXPECT_EQ(dead[0]["rule"], "malformed_json");
+  EXPECT_EQ(dead[0]["reason"], "the body is not valid JSON");
+  EXPECT_TRUE(dead[0]["event_id"].is_null());
+  const std::string raw = dead[0]["raw"].get<std::string>();
+  EXPECT_THAT(raw, HasSubstr(R"("event_id": "e1")"));
+  EXPECT_THAT(raw, Not(HasSubstr("ann@gmail.com")));
+  EXPECT_THAT(raw, HasSubstr("hmac:"));
+  EXPECT_FALSE(dead[0].contains("raw_truncated"));
+
+  EXPECT_EQ(dead[1]["file"], "POST /v1/labels");
+  EXPECT_EQ(dead[1]["reason"], "element 0 of the array is not an object");
+  EXPECT_EQ(dead[1]["raw"].get<std::string>().size(), 16384u);
+  EXPECT_EQ(dead[1]["raw_truncated"], true);
+  EXPECT_EQ(dead[1]["raw_bytes"], big.size());
+
+  const EngineStats st = engine->Stats();
+  EXPECT_EQ(st.dead_letters, 2);
+  EXPECT_EQ(st.events, 0) << "a body is not an event";
+  EXPECT_EQ(st.rejected, 0);
+}
+
 // GET /readyz's rule for the event log: not ready once it has stopped, or
 // while its disk is full; ready when it is short of room but has room again.
 TEST(ReadinessTest, TheEventLogIsNotReadyWhenStoppedOrItsDiskIsFull) {
@@ -1336,6 +1413,148 @@ TEST_F(EngineTest, DrawsArmsPerUserScoresChallengersInShadowAndHoldsOutOnlyThres
       EXPECT_EQ(d.holdout, held_out[id]);
     }
   }
+}
+
+// Deposits are reviewed from 0.5 and blocked from 0.97; a rule that reads
+// the score challenges from 0.95, so that a high score fires it.
+constexpr char kScorePolicy[] = R"(name: test
+version: 1
+event_types:
+  deposit:
+    thresholds:
+      - {action: block, score_at_least: 0.97}
+      - {action: review, score_at_least: 0.5}
+    rules:
+      - name: high_score
+        when: model.score >= 0.95
+        action: challenge
+    on_model_unavailable: open
+default:
+  on_model_unavailable: open
+)";
+
+// A copy of the example's bundle whose calibration maps every score to `p`.
+std::string ConstantModel(const fs::path& dir, double p) {
+  fs::copy(Example() + "/model", dir,
+           fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  Json manifest = Json::parse(ReadText(dir / "manifest.json"));
+  manifest["calibration"] = {{"x", {0.0}}, {"y", {p}}};
+  WriteText(dir / "manifest.json", manifest.dump());
+  return dir.string();
+}
+
+TEST_F(EngineTest, AShadowChallengerCarriesThePolicysActionForItsScoreAndLeavesTheChampionsAlone) {
+  const std::string policy = (dir_ / "policy.yaml").string();
+  WriteText(policy, kScorePolicy);
+  const std::string hot = ConstantModel(dir_ / "hot", 0.99);
+  const std::string champion = "    champion: {name: exchange, bundle: " + Example() + "/model}\n";
+  const std::string with_shadow =
+      Config("  deposit:\n" + champion + "    challengers:\n      - {name: hot, bundle: " + hot +
+                 ", mode: shadow}\n",
+             policy);
+  auto engine = Open(with_shadow, /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  // The same events without the challenger, and with it as the champion:
+  // what the policy gives for each model's score.
+  auto alone = Open(Config("  deposit:\n" + champion, policy));
+  ASSERT_NE(alone, nullptr);
+  auto hot_only =
+      Open(Config("  deposit:\n    champion: {name: hot, bundle: " + hot + "}\n", policy));
+  ASSERT_NE(hot_only, nullptr);
+
+  Decision d, a, h;
+  for (int i = 0; i < 5; ++i) {
+    const std::string ev = Deposit(300000000 + i, 2000000 + i, 30 * i);
+    ASSERT_TRUE(engine->Decide(ev, &d).ok());
+    ASSERT_TRUE(alone->Decide(ev, &a).ok());
+    ASSERT_TRUE(hot_only->Decide(ev, &h).ok());
+    ASSERT_EQ(d.status, Decision::Status::kDecided) << d.json;
+    SCOPED_TRACE(d.json);
+    // The champion's decision is what it is without the challenger.
+    EXPECT_EQ(d.action, a.action);
+    EXPECT_EQ(d.decided_by, a.decided_by);
+    EXPECT_DOUBLE_EQ(d.score, a.score);
+    EXPECT_EQ(d.rules.size(), a.rules.size());
+    EXPECT_LT(d.score, 0.5) << "a new user's card deposit: the champion allows it";
+    EXPECT_EQ(d.action, "allow");
+    // The challenger's entry is what the policy decides with its score.
+    ASSERT_EQ(d.shadow.size(), 1u);
+    const Decision::Shadow& s = d.shadow[0];
+    EXPECT_EQ(s.model, h.model);
+    EXPECT_DOUBLE_EQ(s.score, 0.99);
+    EXPECT_EQ(s.action, h.action);
+    EXPECT_EQ(s.action, "block");
+    EXPECT_EQ(s.decided_by, h.decided_by);
+    EXPECT_EQ(s.decided_by, "threshold");
+    // high_score fired for the challenger only: its rules are listed.
+    EXPECT_TRUE(s.rules_differ);
+    EXPECT_EQ(s.rules, std::vector<std::string>{"high_score"});
+    ASSERT_EQ(h.rules.size(), 1u);
+    EXPECT_EQ(h.rules[0].name, "high_score");
+    const Json shadow = Json::parse(d.json)["shadow"];
+    EXPECT_EQ(shadow, Json::parse(R"([{"model": ")" + h.model +
+                                  R"(", "score": 0.99, "action": "block", "decided_by": "threshold",
+                                      "rules": ["high_score"]}])"));
+  }
+  // The shadow rules are not counted: only the champion's decisions count hits.
+  for (const RuleHits& r : engine->RuleHitCounts()) EXPECT_EQ(r.hits, 0) << r.rule;
+
+  // The stored decision (GET /v1/decisions/{id}) keeps the shadow's decision.
+  ASSERT_TRUE(engine->Flush().ok());
+  auto doc = engine->GetDecision(EventId(300000004));
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  const Json stored = Json::parse(*doc)["shadow"];
+  ASSERT_EQ(stored.size(), 1u) << *doc;
+  EXPECT_EQ(stored[0]["action"], "block");
+  EXPECT_EQ(stored[0]["decided_by"], "threshold");
+  EXPECT_EQ(stored[0]["rules"], Json::parse(R"(["high_score"])"));
+}
+
+// The shadow's decision reuses the entry's strings: a warm Decide with a
+// challenger that the policy would have challenged allocates nothing more.
+TEST_F(EngineTest, DecideAllocatesNothingForAShadowDecisionInSteadyState) {
+  const std::string hot = ConstantModel(dir_ / "hot", 0.99);
+  std::string models;
+  for (const char* t : {"signup", "deposit", "withdrawal", "promo_redeem", "api_key_create"})
+    models +=
+        std::string("  ") + t + ": {champion: {name: exchange, bundle: " + Example() + "/model}}\n";
+  models += "  trade:\n    champion: {name: exchange, bundle: " + Example() +
+            "/model}\n    challengers:\n      - {name: hot, bundle: " + hot + ", mode: shadow}\n";
+  auto engine = Open(Config(models, "", "limits: {recent_decisions: 0}\n"));
+  ASSERT_NE(engine, nullptr);
+  const std::vector<int64_t> counts = DecideAllocations(engine.get(), kWarm, kMeasured);
+  Report("offline, reasons 3, recent_decisions 0, a shadow challenger", counts);
+  EXPECT_EQ(Max(counts), 0);
+
+  // The example's policy challenges a trade from 0.90: the shadow would have.
+  Json ev = SampleEvent(5);
+  ev["event_id"] = EventId(100999999);
+  ev["time"] = Time(10 * (kWarm + kMeasured));
+  Decision d;
+  ASSERT_TRUE(engine->Decide(ev.dump(), &d).ok());
+  ASSERT_EQ(d.shadow.size(), 1u) << d.json;
+  EXPECT_EQ(d.shadow[0].action, "challenge") << d.json;
+  EXPECT_NE(d.action, "challenge") << d.json;
+}
+
+// A shadow challenger that scores as the champion does fires the same rules:
+// they are not repeated in its entry.
+TEST_F(EngineTest, AShadowEntryListsNoRulesWhenTheyAreTheDecisions) {
+  const std::string policy = (dir_ / "policy.yaml").string();
+  WriteText(policy, kScorePolicy);
+  const std::string twin = CopyModel("twin");
+  auto engine = Open(Config("  deposit:\n    champion: {name: exchange, bundle: " + Example() +
+                                "/model}\n    challengers:\n      - {name: twin, bundle: " + twin +
+                                ", mode: shadow}\n",
+                            policy));
+  ASSERT_NE(engine, nullptr);
+  Decision d;
+  ASSERT_TRUE(engine->Decide(Deposit(300000100, 2000100, 0), &d).ok());
+  ASSERT_EQ(d.shadow.size(), 1u) << d.json;
+  EXPECT_EQ(d.shadow[0].action, d.action);
+  EXPECT_EQ(d.shadow[0].decided_by, d.decided_by);
+  EXPECT_FALSE(d.shadow[0].rules_differ);
+  EXPECT_FALSE(Json::parse(d.json)["shadow"][0].contains("rules")) << d.json;
 }
 
 // --- reloads ------------------------------------------------------------------

@@ -450,7 +450,17 @@ struct HttpServer::Impl {
     if (!Authorize(l, req, labels ? Role::kLabel : Role::kScore, true)) return;
     if (!IsJson(req)) return r.Error(415, "unsupported_media_type", "Content-Type must be application/json");
     auto items = SplitBatch(Body(req), /*allow_object=*/labels);
-    if (!items.ok()) return r.Error(400, "invalid_batch", std::string(items.status().message()));
+    if (!items.ok()) {
+      // Not events: the body as a whole goes to the dead-letter file, as an
+      // invalid single event does. Under the sequencer: the file has one
+      // writer, Decide's thread.
+      std::string why(items.status().message());
+      {
+        std::lock_guard<std::mutex> lock(decide_mu);
+        engine->RejectBody(Body(req), labels ? "POST /v1/labels" : "POST /v1/events:batch", why);
+      }
+      return r.Error(400, "invalid_batch", why);
+    }
     if (static_cast<int64_t>(items->size()) > config.limits.max_batch) {
       return r.Error(413, "batch_too_large",
                      StrCat("a batch of ", items->size(), " events; the limit is ", config.limits.max_batch,
@@ -1064,7 +1074,8 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
         MetricType::kCounter, st.entries_bucketed);
     one("vigil_event_log_errors_total", "Events the event log could not take, answered 503 (alert on any)",
         MetricType::kCounter, st.event_log_errors);
-    one("vigil_dead_letters_total", "Rejected events written to the dead-letter file", MetricType::kCounter,
+    one("vigil_dead_letters_total",
+        "Rejected events and batch bodies written to the dead-letter file", MetricType::kCounter,
         st.dead_letters);
     one("vigil_dead_letters_dropped_total",
         "Rejected events the dead-letter file could not take (the disk was full; alert on any)", MetricType::kCounter,

@@ -3,7 +3,7 @@
 real HTTP, the exchange example's schema, features, policy and model.
 
 Usage: serve_test.py VIGIL_BINARY SOURCE_DIR TEST
-TEST: api_docs | errors | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion | stop | http
+TEST: api_docs | errors | dead_letters | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion | stop | http
 
 Standard library only (python3 on PATH is enough).
 """
@@ -333,8 +333,8 @@ def test_errors():
               "501 and 417 counted on /metrics")
         s.stop()
         dead = [json.loads(l) for l in open(os.path.join(work, "var", "dead-letter.jsonl"))]
-        check(len(dead) == 3 and dead[1]["event_id"] == "e800000000002" and dead[1]["field"] == "country"
-              and dead[2]["rule"] == "duplicate_field",
+        check(len(dead) == 4 and dead[1]["event_id"] == "e800000000002" and dead[1]["field"] == "country"
+              and dead[2]["file"] == "POST /v1/events:batch" and dead[3]["rule"] == "duplicate_field",
               f"dead-letter file: {dead}")
         print("ok: 400 401 403 404 413 415 429, dead-letter file, metrics")
 
@@ -859,7 +859,62 @@ def test_http():
         print("ok: media types and the auth scheme without regard to case; 411; 429 Too Many Requests; 403 messages")
 
 
-TESTS = {"http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
+# ------------------------------------------------------------------ dead letters
+def test_dead_letters():
+    """A batch or label body that holds no events is answered 400 invalid_batch
+    and written whole to the dead-letter file, before the answer; an event
+    without a known type is named by its event_id in the answer and there."""
+    with tempfile.TemporaryDirectory() as work:
+        s = Server(work)
+        path = os.path.join(work, "var", "dead-letter.jsonl")
+
+        def dead():
+            return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+
+        ev = sample_events()[3]
+        valid = json.dumps(dict(ev, event_id="e810000000001"))
+        cases = [  # endpoint, key, body, the reason's words
+            ("/v1/labels", "label", "{bad", "not valid JSON"),
+            ("/v1/events:batch", "score", '[{"event_id":"e1","email":"ann@gmail.com",]', "not valid JSON"),
+            ("/v1/events:batch", "score", "[" + valid + ",5]", "element 1 of the array is not an object"),
+            ("/v1/labels", "label", "[5]", "element 0 of the array is not an object"),
+        ]
+        for i, (endpoint, key, body, words) in enumerate(cases):
+            st, doc = s.request("POST", endpoint, body, key=key)
+            check(st == 400 and doc["error"] == "invalid_batch" and words in doc["message"],
+                  f"{endpoint} {body[:40]}: {st} {doc}")
+            d = dead()
+            check(len(d) == i + 1, f"{endpoint} {body[:40]}: not in the dead-letter file at once: {d}")
+            last = d[-1]
+            check(last["file"] == "POST " + endpoint and last["rule"] == "malformed_json"
+                  and last["event_id"] is None and words in last["reason"],
+                  f"{endpoint} {body[:40]}: dead letter {last}")
+            if "ann@gmail.com" in body:
+                check("ann@gmail.com" not in last["raw"] and "hmac:" in last["raw"]
+                      and last["raw"].startswith('[{"event_id":"e1","email":"'),
+                      f"the body's pii is masked: {last['raw']}")
+            else:
+                check(last["raw"] == body, f"the raw body: {last['raw']!r}")
+        st, doc = s.post(json.loads(valid))
+        check(st == 200, f"the batch's valid element was not decided with the batch: {st} {doc}")
+
+        # An event without event_type, or of an unknown type: its id is known all the same.
+        for i, body in enumerate([{"event_id": "e810000000002", "user_id": "u0000001"},
+                                  {"event_id": "e810000000003", "event_type": "transfer"}]):
+            st, doc = s.post(body)
+            check(st == 400 and doc["error"] == "invalid_event" and doc.get("event_id") == body["event_id"],
+                  f"{body}: {st} {doc}")
+            last = dead()[-1]
+            check(last["event_id"] == body["event_id"] and last["field"] == "event_type",
+                  f"{body}: dead letter {last}")
+        st, metrics = s.request("GET", "/metrics", key="admin")
+        check(re.search(r"^vigil_dead_letters_total 6$", metrics, re.M),
+              "dead letters counted: " + "".join(l for l in metrics.splitlines(True) if "dead_letter" in l))
+        s.stop()
+        print("ok: invalid batch and label bodies dead-lettered whole; ids of events without a known type")
+
+
+TESTS = {"dead_letters": test_dead_letters, "http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
  "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}
