@@ -81,6 +81,11 @@ TEST(FeatureSpecTest, BadWindows) {
               HasSubstr("a lag needs a finite window"));
 }
 
+TEST(FeatureSpecTest, RefusesASettingGivenTwice) {
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 1h, window: 2h}\n").message(),
+              HasSubstr("f.yaml:3:53: 'window' given twice in this mapping (first at 3:41)"));
+}
+
 TEST(FeatureSpecTest, CyclicDerivedFeaturesAreRefusedWithTheCycle) {
   auto st = Err(
       "  - {name: a, expr: \"features.b + 1\"}\n"
