@@ -1,11 +1,12 @@
 #include "core/config.h"
-#include "core/file.h"
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <unordered_map>
 
 #include "absl/strings/ascii.h"
+#include "core/file.h"
 #include "core/strings.h"
 #include "core/time.h"
 #include "yaml-cpp/yaml.h"
@@ -33,6 +34,55 @@ absl::StatusOr<ConfigNode> Fail(const std::string& file, const YAML::Exception& 
       StrCat(FormatWhere(file, e.mark.line + 1, e.mark.column + 1), ": ", e.msg));
 }
 
+// Fails at the first key, in document order, that a mapping anywhere in the
+// document gives twice. yaml-cpp keeps both entries and ConfigNode::operator[]
+// returns the first, so a second `window:` or a second top-level `features:`
+// would otherwise be ignored without a word. Keys compare by their text, as
+// operator[] matches them. Each collection is visited once even where aliases
+// share it: an alias of an ancestor makes the tree a cycle, and nested
+// aliases would otherwise make the walk exponential.
+class DuplicateKeyCheck {
+ public:
+  explicit DuplicateKeyCheck(const std::string& file) : file_(file) {}
+
+  // REQUIRES: `n` was parsed from text (its Mark() is its position there).
+  absl::Status Visit(const YAML::Node& n) {
+    if (!n.IsMap() && !n.IsSequence()) return absl::OkStatus();
+    // Two collections can start at the same offset (a flow map as the first
+    // key of a block map); `is` tells them apart.
+    std::vector<YAML::Node>& same_start = visited_[n.Mark().pos];
+    for (const YAML::Node& v : same_start) {
+      if (v.is(n)) return absl::OkStatus();
+    }
+    same_start.push_back(n);
+    if (n.IsSequence()) {
+      for (auto it = n.begin(); it != n.end(); ++it) VIGIL_RETURN_IF_ERROR(Visit(*it));
+      return absl::OkStatus();
+    }
+    std::unordered_map<std::string, YAML::Mark> first;  // key -> its first position
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (it->first.IsScalar()) {
+        const YAML::Mark m = it->first.Mark();
+        auto [f, inserted] = first.try_emplace(it->first.Scalar(), m);
+        if (!inserted) {
+          return absl::InvalidArgumentError(
+              StrCat(FormatWhere(file_, m.line + 1, m.column + 1), ": '", it->first.Scalar(),
+                     "' given twice in this mapping (first at ", f->second.line + 1, ":",
+                     f->second.column + 1, ")"));
+        }
+      } else {
+        VIGIL_RETURN_IF_ERROR(Visit(it->first));  // a complex key may hold a mapping
+      }
+      VIGIL_RETURN_IF_ERROR(Visit(it->second));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const std::string& file_;
+  std::unordered_map<int, std::vector<YAML::Node>> visited_;  // by Mark().pos
+};
+
 }  // namespace
 
 ConfigNode::ConfigNode() : impl_(std::make_unique<Impl>()) {
@@ -51,6 +101,7 @@ absl::StatusOr<ConfigNode> ConfigNode::LoadString(std::string_view text, std::st
   impl->file = std::make_shared<const std::string>(name);
   try {
     impl->node = YAML::Load(std::string(text));
+    VIGIL_RETURN_IF_ERROR(DuplicateKeyCheck(*impl->file).Visit(impl->node));
   } catch (const YAML::Exception& e) {
     return Fail(*impl->file, e);
   }

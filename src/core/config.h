@@ -22,8 +22,9 @@ namespace vigil::core {
 
 class ConfigNode {
  public:
-  // Parses the YAML file at `path`. Syntax errors come back as
-  // InvalidArgument "path:line:col: ..."; an unreadable file as NotFound.
+  // Parses the YAML file at `path`. Syntax errors, and a mapping anywhere in
+  // the document that gives a key twice, come back as InvalidArgument
+  // "path:line:col: ..."; an unreadable file as NotFound.
   static absl::StatusOr<ConfigNode> LoadFile(const std::string& path);
   // Parses `text`; `name` stands for the file in messages.
   static absl::StatusOr<ConfigNode> LoadString(std::string_view text, std::string_view name);

@@ -69,6 +69,50 @@ TEST(ClosestMatchTest, ShortWordsNeedACloseMatch) {
   EXPECT_EQ(ClosestMatch("requird", {"required", "nullable"}), "required");
 }
 
+TEST(ConfigNodeTest, KeyTwiceAtTopLevelFailsNamingBothPositions) {
+  auto r = ConfigNode::LoadString("features: []\nname: x\nfeatures: [a]\n", "f.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(),
+            "f.yaml:3:1: 'features' given twice in this mapping (first at 1:1)");
+}
+
+TEST(ConfigNodeTest, KeyTwiceInANestedFlowMappingFails) {
+  auto r = ConfigNode::LoadString(
+      "features:\n  - {name: a, window: 1h, expr: x}\n  - {name: b, window: 1h, window: 2h}\n",
+      "f.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "f.yaml:3:27: 'window' given twice in this mapping (first at 3:15)");
+}
+
+TEST(ConfigNodeTest, KeyTwiceInABlockMappingInsideAListFails) {
+  auto r = ConfigNode::LoadString(
+      "reasons:\n"
+      "  - name: a\n"
+      "    text: first\n"
+      "  - name: b\n"
+      "    text: second\n"
+      "    \"name\": c\n",
+      "vigil.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "vigil.yaml:6:5: 'name' given twice in this mapping (first at 4:5)");
+}
+
+TEST(ConfigNodeTest, SameKeyInDifferentMappingsAndSharedAliasesLoad) {
+  // `b` shares `a`'s map and `d` contains itself: each is checked once.
+  auto r = ConfigNode::LoadString(
+      "a: &w {window: 1h, n: {window: 2h}}\n"
+      "b: *w\n"
+      "c: [{window: 1h}, {window: 2h}]\n"
+      "d: &self {e: 1, f: *self}\n",
+      "f.yaml");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)["b"]["window"].Text(), "1h");
+  EXPECT_EQ((*r)["d"]["f"]["f"]["e"].Text(), "1");
+}
+
 TEST(ConfigNodeTest, MissingFileIsNotFound) {
   auto r = ConfigNode::LoadFile("/nonexistent/vigil.yaml");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);

@@ -91,6 +91,12 @@ TEST(SchemaTest, RefusesBadPatternsBoundsAndReservedNames) {
               HasSubstr("needs `values"));
 }
 
+TEST(SchemaTest, RefusesASettingGivenTwice) {
+  EXPECT_THAT(
+      LoadError("event_types:\n  a:\n    fields:\n      x: {type: int, type: string}\n").message(),
+      HasSubstr("s.yaml:4:22: 'type' given twice in this mapping (first at 4:11)"));
+}
+
 TEST(SchemaTest, SeveralTypesNeedAnExplicitCsvType) {
   auto s = Schema::LoadString("event_types:\n  a: {fields: {x: int}}\n  b: {fields: {y: int}}\n", "s");
   ASSERT_TRUE(s.ok()) << s.status();

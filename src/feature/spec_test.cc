@@ -99,6 +99,11 @@ TEST(FeatureSpecTest, AWindowBeyondTheEntityTtlIsRefusedAtTheWindow) {
   EXPECT_TRUE(Err("  - {name: a, agg: count, key: user_id, window: 365d}\n").ok());
 }
 
+TEST(FeatureSpecTest, RefusesASettingGivenTwice) {
+  EXPECT_THAT(Err("  - {name: a, agg: count, key: user_id, window: 1h, window: 2h}\n").message(),
+              HasSubstr("f.yaml:3:53: 'window' given twice in this mapping (first at 3:41)"));
+}
+
 TEST(FeatureSpecTest, CyclicDerivedFeaturesAreRefusedWithTheCycle) {
   auto st = Err(
       "  - {name: a, expr: \"features.b + 1\"}\n"

@@ -125,9 +125,6 @@ class Policy::Loader {
                      JoinNames(spec_->score_on_names),
                      "]): the policy decides scored events only"));
         }
-        if (p_->section_of_type_[static_cast<size_t>(t->index)] >= 0) {
-          return KeyError(node, type_name, StrCat("event type '", type_name, "' has two sections"));
-        }
         p_->section_of_type_[static_cast<size_t>(t->index)] =
             static_cast<int>(p_->sections_.size());
         VIGIL_RETURN_IF_ERROR(ParseSection(node, type_name, {t->index}));

@@ -538,6 +538,13 @@ TEST(PolicyErrorTest, UnknownEventTypeWithHint) {
               StartsWith("policy.yaml:3:4: unknown event type 'logon'"));
 }
 
+TEST(PolicyErrorTest, EventTypeWithTwoSectionsNamesBoth) {
+  // Refused where every config is loaded (core/config.cc), before the policy reads it.
+  EXPECT_THAT(
+      Msg(Err("event_types:\n  withdrawal: {}\n  signup: {}\n  withdrawal: {}\n")),
+      StartsWith("policy.yaml:4:3: 'withdrawal' given twice in this mapping (first at 2:3)"));
+}
+
 TEST(PolicyErrorTest, EventTypeNotScored) {
   const absl::Status s = Err("event_types:\n  login:\n    rules: []\n");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

@@ -91,6 +91,11 @@ TEST_F(ConfigTest, NamesAnUnknownKeyWithFileAndLine) {
   EXPECT_THAT(Msg(s), HasSubstr("'max_bodybytes'"));
 }
 
+TEST_F(ConfigTest, RefusesAKeyGivenTwice) {
+  EXPECT_THAT(Msg(Error("reasons: 3\nreasons: 5\n")),
+              HasSubstr("vigil.yaml:5:1: 'reasons' given twice in this mapping (first at 4:1)"));
+}
+
 TEST_F(ConfigTest, RequiresTheSchemaFeaturesAndPolicyAndNamesAMissingFile) {
   std::string path = (dir_ / "vigil.yaml").string();
   std::ofstream(path) << "features: " << Example() << "/features.yaml\n";
