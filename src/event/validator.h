@@ -18,6 +18,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "core/bytes.h"
+#include "core/hash.h"
 #include "core/time.h"
 #include "event/pii.h"
 #include "event/record.h"
@@ -111,6 +112,8 @@ class Validator {
 
   // Latest valid event time seen, or INT64_MIN.
   int64_t latest_time_ms() const { return latest_ms_; }
+  // Whether the event id `id` is among those remembered (duplicates.memory).
+  bool Seen(std::string_view id) const { return dedup_.Contains(core::Hash64(id), id); }
   // A live server's validator: events are bounded by its clock (the
   // schema's time_bounds.max_ahead_of_wall_clock, else `clock_ahead_ms`; 0:
   // none), and max_ahead_of_latest is measured from the latest time or the

@@ -4,6 +4,7 @@
 #include "vigil/engine.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -17,16 +18,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <map>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "core/bytes.h"
 #include "core/file.h"
-#include "core/sealed.h"
 #include "core/hash.h"
+#include "core/sealed.h"
 #include "core/slot.h"
 #include "core/strings.h"
 #include "core/time.h"
@@ -261,7 +262,6 @@ struct Engine::Impl {
   pid_t save_pid = 0;            // guarded by save_mu: the child saving now, or 0
   bool save_cancelled = false;   // guarded by save_mu: EndBackgroundSave killed it
   bool save_timed_out = false;   // guarded by save_mu: killed for running too long
-  std::chrono::steady_clock::time_point save_started;  // guarded by save_mu
   int64_t saves = 0;             // guarded by save_mu: completed, in the background or not
   int64_t save_errors = 0;       // guarded by save_mu
   std::string save_error;        // guarded by save_mu: the last one
@@ -359,17 +359,9 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
 absl::Status Engine::Impl::SaveInBackground() {
   {
     std::lock_guard<std::mutex> lock(save_mu);
-    if (save_pid != 0) {
-      // A save still running after save_timeout is stuck (storage that
-      // does not answer): killed, and counted as failed, or no save would
-      // ever start again.
-      if (save_timeout.count() > 0 &&
-          std::chrono::steady_clock::now() - save_started > save_timeout) {
-        save_timed_out = true;
-        ::kill(save_pid, SIGKILL);
-      }
+    // (One that runs past save_timeout is killed by its reaper.)
+    if (save_pid != 0)
       return absl::FailedPreconditionError("a save of the state is already running");
-    }
   }
   if (save_reaper.joinable()) save_reaper.join();  // the last one, finished
   std::string last;
@@ -425,13 +417,37 @@ absl::Status Engine::Impl::SaveInBackground() {
     std::lock_guard<std::mutex> lock(save_mu);
     save_pid = pid;
     save_cancelled = save_timed_out = false;
-    save_started = t0;
     last_fork_us = std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count();
   }
   save_reaper = std::thread([this, pid, in = pipe_fds[0], t0] {
     std::string said;
     char buf[512];
-    for (ssize_t n; (n = ::read(in, buf, sizeof buf)) != 0;) {
+    // Until the child closes the pipe (it ended): a child still running
+    // after save_timeout is stuck (storage that does not answer) and is
+    // killed, so that saves go on.
+    const auto deadline = t0 + save_timeout;
+    bool killed = false;
+    while (true) {
+      int wait_ms = -1;
+      if (save_timeout.count() > 0 && !killed) {
+        const auto left = deadline - std::chrono::steady_clock::now();
+        wait_ms = static_cast<int>(std::clamp<int64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1, 0, 1 << 30));
+      }
+      pollfd p{in, POLLIN, 0};
+      const int ready = ::poll(&p, 1, wait_ms);
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready == 0) {
+        std::lock_guard<std::mutex> lock(save_mu);
+        if (save_pid == pid) {
+          save_timed_out = true;
+          ::kill(pid, SIGKILL);
+        }
+        killed = true;
+        continue;
+      }
+      const ssize_t n = ::read(in, buf, sizeof buf);
+      if (n == 0) break;
       if (n < 0) {
         if (errno == EINTR) continue;
         break;
@@ -551,10 +567,14 @@ absl::Status Engine::Impl::ReplayEventLog() {
     if (newest.ok() && newest->has_value()) recover_after = **newest;
   }
   RestoreState(files, &first, &skip);
+  // The store's last decision is in the restored state already: every
+  // scored event replayed may have lost its decision.
+  recovering = !recover_after.empty() && state_restored && validator->Seen(recover_after);
   VIGIL_ASSIGN_OR_RETURN(const bool whole_lines, Replay(files, first, skip));
   if (!whole_lines) {
     StateNotUsed(StrCat("byte ", skip, " of ", files[first], ", where the saved state ends, is not the end of a line"));
     replayed = replay_rejected = 0;
+    recovering = false;  // the whole log again: from the store's last decision
     VIGIL_RETURN_IF_ERROR(Replay(files, 0, 0).status());
   }
   replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
