@@ -716,6 +716,23 @@ struct FeatureEngine::Impl {
     last_sweep = latest;
   }
 
+  // The coefficient of variation of the gaps between the cursor's raw
+  // entries; `empty` for fewer than three or no spread of time.
+  static double GapCv(const EntityState& e, const Cursor& c, double empty) {
+    const int64_t n = c.hi - c.lo;
+    if (n < 3) return empty;
+    auto at = [&](int64_t i) -> const Entry& { return e.buf[static_cast<size_t>(i - e.base)]; };
+    const double mean =
+        static_cast<double>(at(c.hi - 1).t - at(c.lo).t) / static_cast<double>(n - 1);
+    if (mean <= 0) return empty;
+    double ss = 0;
+    for (int64_t i = c.lo + 1; i < c.hi; ++i) {
+      const double g = static_cast<double>(at(i).t - at(i - 1).t) - mean;
+      ss += g * g;
+    }
+    return std::sqrt(ss / static_cast<double>(n - 1)) / mean;
+  }
+
   // Feature `f` over a window that holds buckets (`part`, not empty) and
   // the raw entries of its cursor (perhaps none): docs/features.md
   // ("Over the per-key cap") says what each aggregate reads of the buckets.
@@ -775,19 +792,9 @@ struct FeatureEngine::Impl {
         const int64_t last_t = n_raw > 0 ? at(c.hi - 1).t : b[part.hi - 1].t_max;
         return static_cast<double>(last_t - b[part.lo].t_min) / static_cast<double>(n - 1);
       }
-      case Agg::kGapCv: {
+      case Agg::kGapCv:
         // The gaps between the raw entries only: the buckets keep no gaps.
-        if (n_raw < 3) return f.empty_value;
-        const double mean =
-            static_cast<double>(at(c.hi - 1).t - at(c.lo).t) / static_cast<double>(n_raw - 1);
-        if (mean <= 0) return f.empty_value;
-        double ss = 0;
-        for (int64_t i = c.lo + 1; i < c.hi; ++i) {
-          const double g = static_cast<double>(at(i).t - at(i - 1).t) - mean;
-          ss += g * g;
-        }
-        return std::sqrt(ss / static_cast<double>(n_raw - 1)) / mean;
-      }
+        return GapCv(e, c, f.empty_value);
       default:
         return kNaN;
     }
@@ -885,18 +892,8 @@ struct FeatureEngine::Impl {
       case Agg::kGapMean:
         return n > 1 ? static_cast<double>(at(c.hi - 1).t - at(c.lo).t) / static_cast<double>(n - 1)
                      : f.empty_value;
-      case Agg::kGapCv: {
-        if (n < 3) return f.empty_value;
-        const double mean =
-            static_cast<double>(at(c.hi - 1).t - at(c.lo).t) / static_cast<double>(n - 1);
-        if (mean <= 0) return f.empty_value;
-        double ss = 0;
-        for (int64_t i = c.lo + 1; i < c.hi; ++i) {
-          const double g = static_cast<double>(at(i).t - at(i - 1).t) - mean;
-          ss += g * g;
-        }
-        return std::sqrt(ss / static_cast<double>(n - 1)) / mean;
-      }
+      case Agg::kGapCv:
+        return GapCv(*e, c, f.empty_value);
       default: return kNaN;
     }
   }
