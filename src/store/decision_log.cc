@@ -235,7 +235,19 @@ void DecisionLog::Run() {
     const bool requested = replay_requested_ > replay_done_;
     const bool due =
         !stop_ && (degraded_ || journal_->pending() > 0) && Clock::now() >= next_retry_;
-    if (requested || due) {
+    if (due && !requested && !degraded_ && !decisions_.queued.empty() && replay_after_ < 0) {
+      // The journal holds rows the full queue spilled, submitted after
+      // those still queued: the queue goes to the store first, so that the
+      // store's newest row (Store::NewestDecisionId, where a restart after a
+      // crash starts looking for lost decisions) has none submitted before
+      // it missing. Once: rows queued from now on are later than the
+      // journal's.
+      replay_after_ = dequeued_ + static_cast<int64_t>(decisions_.queued.size());
+      flush_target_ = std::max(flush_target_, replay_after_);
+    }
+    const bool queue_first = replay_after_ >= 0 && dequeued_ < replay_after_ && !degraded_;
+    if ((requested || due) && !queue_first) {
+      replay_after_ = -1;
       // Recovery is not routine work: at an ordinary priority, or a machine
       // busy with other work would leave the journal for long.
       Boost();

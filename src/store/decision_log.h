@@ -263,6 +263,8 @@ class DecisionLog {
   Clock::time_point next_retry_;  // guarded by mu_
   Clock::time_point next_commit_;  // guarded by mu_: group commit, see commit_interval_ms
   int64_t flush_target_ = 0;       // guarded by mu_: Flush waits for dequeued_ to reach it
+  int64_t replay_after_ =
+      -1;  // guarded by mu_: a due replay waits for dequeued_ to reach it (-1: none)
   int64_t enqueued_ = 0;          // guarded by mu_: rows ever pushed to decisions_.queued
   int64_t dequeued_ = 0;          // guarded by mu_: of those, stored, journaled or lost
   int64_t replay_requested_ = 0;  // guarded by mu_: Flush's replay requests

@@ -498,11 +498,38 @@ TEST_F(DecisionLogTest, GroupCommitWaitDoesNotRaiseTheWriter) {
   EXPECT_EQ(log->Stats().writer_boosts, 0);
 }
 
-
 // Labels go through the writer too (a label stored on the caller's thread
 // made scoring wait for a transaction); while on their way, FindPendingLabels
 // finds them. A label the store fails to take goes to the journal, as a
 // decision does, and a replay stores it.
+// Rows the full queue spilled to the journal were submitted after those
+// still queued: the queue reaches the store before the journal is replayed,
+// so the store's newest row has no row submitted before it missing (where a
+// restart after a crash starts looking for lost decisions).
+TEST_F(DecisionLogTest, TheQueueIsStoredBeforeTheJournalItSpilledIntoIsReplayed) {
+  options_.queue_capacity = 2;
+  options_.batch_size = 1;
+  GatedStore gate(store_.get());
+  gate.Close();
+  auto started = DecisionLog::Start(&gate, options_);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<DecisionLog> log = *std::move(started);
+  log->Submit(Row(0));
+  ASSERT_TRUE(WaitFor([&] { return gate.arrived() == 1; }));  // the writer holds row 0
+  log->Submit(Row(1));
+  log->Submit(Row(2));
+  log->Submit(Row(3));  // the queue is full: to the journal
+  ASSERT_EQ(log->Stats().queue_full, 1);
+  // Its replay is due well before the store answers again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3 * options_.retry_interval_ms));
+  gate.Open();
+  ASSERT_TRUE(log->Flush(absl::Seconds(20)).ok());
+  EXPECT_EQ(Count(), 4);
+  auto newest = store_->NewestDecisionId();
+  ASSERT_TRUE(newest.ok() && newest->has_value());
+  EXPECT_EQ(**newest, Row(3).event_id);
+}
+
 TEST_F(DecisionLogTest, LabelsAreStoredByTheWriterAndGoThroughTheJournalWhenTheStoreFails) {
   auto log = Start();
   ASSERT_NE(log, nullptr);
