@@ -210,6 +210,14 @@ struct Engine::Impl {
   void Expand(std::string_view doc, bool with_features, std::string* out) const;
   std::string stored;  // the stored document of the last decision (Render)
   void Score(const Runtime& rt, const Runtime::Type& tr, Decision* out);
+  // Elements Score took out of a Decision's vectors, their strings' buffers
+  // with them, for the next decision that needs more: a vector shrunk and
+  // grown again would otherwise allocate its strings anew (the HTTP server
+  // reuses one Decision for events of every type).
+  std::vector<Decision::Reason> spare_reasons;
+  std::vector<Decision::Rule> spare_rules;
+  std::vector<Decision::Shadow> spare_shadows;
+  std::vector<std::string> spare_names;
   void Render(Decision* out, bool late, bool with_features);
   void Remember(const Decision& d);
   void StoreLabel(std::string_view raw);
@@ -224,6 +232,7 @@ struct Engine::Impl {
   // Queues decision `d` (its stored document: `stored`) for the store.
   void SubmitDecision(const Decision& d);
   std::string recover_after;  // "": nothing to recover
+  int64_t recover_after_time = INT64_MAX;  // its event time
   bool recovering = false;    // the replay has passed recover_after
   Decision recovered_scratch;
   int64_t recovered = 0;
@@ -455,12 +464,24 @@ absl::Status Engine::Impl::SaveInBackground() {
       said.append(buf, static_cast<size_t>(n));
     }
     ::close(in);
+    // Ended, not yet reaped: its pid is still its own. Forgotten under the
+    // lock before it is reaped, so that EndBackgroundSave never signals a
+    // pid the system may have given to another process.
+    siginfo_t info{};
+    while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) < 0 &&
+           errno == EINTR) {
+    }
+    bool cancelled;
+    {
+      std::lock_guard<std::mutex> lock(save_mu);
+      save_pid = 0;
+      cancelled = save_cancelled;
+    }
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     std::lock_guard<std::mutex> lock(save_mu);
-    save_pid = 0;
-    if (save_cancelled) return;  // not a failure: the caller saves now itself, or is closing
+    if (cancelled) return;  // not a failure: the caller saves now itself, or is closing
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       ++saves;
       last_save_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -564,12 +585,19 @@ absl::Status Engine::Impl::ReplayEventLog() {
   if (store) {
     // (Unknown: nothing recovered, as before. The replay goes on.)
     auto newest = store->NewestDecisionId();
-    if (newest.ok() && newest->has_value()) recover_after = **newest;
+    if (newest.ok() && newest->has_value()) {
+      recover_after = **newest;
+      auto row = store->GetDecision(recover_after);
+      if (row.ok() && row->has_value()) recover_after_time = (*row)->event_time_ms;
+    }
   }
   RestoreState(files, &first, &skip);
   // The store's last decision is in the restored state already: every
   // scored event replayed may have lost its decision.
-  recovering = !recover_after.empty() && state_restored && validator->Seen(recover_after);
+  // (Its id may be past the remembered ids; then its time says so.)
+  recovering =
+      !recover_after.empty() && state_restored &&
+      (validator->Seen(recover_after) || recover_after_time <= validator->latest_time_ms());
   VIGIL_ASSIGN_OR_RETURN(const bool whole_lines, Replay(files, first, skip));
   if (!whole_lines) {
     StateNotUsed(StrCat("byte ", skip, " of ", files[first], ", where the saved state ends, is not the end of a line"));
@@ -952,6 +980,24 @@ void Engine::Impl::StoreLabel(std::string_view raw) {
   log->SubmitLabel(std::move(l));
 }
 
+// Resizes `v` to `n`, moving what it drops to `spare` and taking from there
+// what it adds: no allocation once both have been as large.
+template <typename T>
+void ResizeKeeping(std::vector<T>& v, std::vector<T>& spare, size_t n) {
+  while (v.size() > n) {
+    spare.push_back(std::move(v.back()));
+    v.pop_back();
+  }
+  while (v.size() < n) {
+    if (spare.empty()) {
+      v.emplace_back();
+    } else {
+      v.push_back(std::move(spare.back()));
+      spare.pop_back();
+    }
+  }
+}
+
 void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* out) {
   auto t_model = std::chrono::steady_clock::now();
   // The deciding model: the champion, or an A/B challenger for this user.
@@ -986,7 +1032,7 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
       size_t k = std::min<size_t>(static_cast<size_t>(config.reasons), n);
       std::partial_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(k), order.end(),
                         [&](uint32_t a, uint32_t b) { return std::fabs(contrib[a]) > std::fabs(contrib[b]); });
-      out->reasons.resize(k);
+      ResizeKeeping(out->reasons, spare_reasons, k);
       for (size_t r = 0; r < k; ++r) {
         uint32_t i = order[r];
         out->reasons[r].feature.assign(m.bundle.layout.feature_names[i]);
@@ -996,7 +1042,7 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
     }
     return score;
   };
-  // Reasons, shadow scores and rules are resized, never cleared first: their
+  // Reasons, shadow scores and rules are resized by ResizeKeeping: their
   // strings keep their buffers from one decision to the next.
   out->score = std::numeric_limits<double>::quiet_NaN();
   out->model.clear();
@@ -1004,14 +1050,14 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
     out->score = score_with(*decider, true);
     out->model.assign(decider->label);
   } else {
-    out->reasons.resize(0);
+    ResizeKeeping(out->reasons, spare_reasons, 0);
   }
   // Every challenger that did not decide is scored in shadow (an A/B arm
   // included, for the users of other arms), and the champion too when an
   // A/B arm decided: logged for comparison, never acted on.
   size_t n_shadow = 0;
   auto add_shadow = [&](const LoadedModel& lm) {
-    if (out->shadow.size() <= n_shadow) out->shadow.resize(n_shadow + 1);
+    if (out->shadow.size() <= n_shadow) ResizeKeeping(out->shadow, spare_shadows, n_shadow + 1);
     out->shadow[n_shadow].model.assign(lm.label);
     out->shadow[n_shadow].score = score_with(lm, false);
     ++n_shadow;
@@ -1021,14 +1067,14 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
     add_shadow(*tr.challengers[i].model);
   }
   if (deciding_challenger >= 0 && tr.champion) add_shadow(*tr.champion);
-  out->shadow.resize(n_shadow);
+  ResizeKeeping(out->shadow, spare_shadows, n_shadow);
 
   auto t_policy = std::chrono::steady_clock::now();
   out->timings.model_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t_policy - t_model).count();
   const policy::Policy& pol = *rt.policy;
   policy::Outcome o = pol.Decide(rec, values.data(), out->score, tr.configured);
   const auto& rules = pol.rules_of(rec.type->index);
-  out->rules.resize(static_cast<size_t>(o.num_listed()));
+  ResizeKeeping(out->rules, spare_rules, static_cast<size_t>(o.num_listed()));
   for (int i = 0; i < o.num_listed(); ++i) {
     const policy::RuleInfo& r = rules[static_cast<size_t>(o.fired[static_cast<size_t>(i)].rule)];
     out->rules[static_cast<size_t>(i)].name.assign(r.name);
@@ -1048,7 +1094,7 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
         so.num_fired != o.num_fired ||
         !std::equal(so.fired.begin(), so.fired.begin() + so.num_listed(), o.fired.begin(),
                     [](policy::FiredRule a, policy::FiredRule b) { return a.rule == b.rule; });
-    s.rules.resize(s.rules_differ ? static_cast<size_t>(so.num_listed()) : 0);
+    ResizeKeeping(s.rules, spare_names, s.rules_differ ? static_cast<size_t>(so.num_listed()) : 0);
     for (size_t i = 0; i < s.rules.size(); ++i)
       s.rules[i].assign(rules[static_cast<size_t>(so.fired[i].rule)].name);
   }

@@ -1241,10 +1241,12 @@ TEST_F(EngineTest, StoresDecisionsAndReadsThemBackWithExactReasons) {
 
 // Allocations of each of `n` Decides of trades of one user (one device, one
 // IP), after `warm` of the same. The bodies are built beforehand.
-std::vector<int64_t> DecideAllocations(Engine* engine, int warm, int n) {
-  Json ev = SampleEvent(5);  // a trade of u0000001
+std::vector<int64_t> DecideAllocations(Engine* engine, int warm, int n, bool mixed = false) {
+  // Trades of u0000001; `mixed`: every other one a deposit (another type:
+  // other models, rules, shadows).
   std::vector<std::string> bodies;
   for (int i = 0; i < warm + n; ++i) {
+    Json ev = SampleEvent(mixed && i % 2 ? 4 : 5);
     ev["event_id"] = EventId(100000000 + i);
     ev["time"] = Time(10 * i);
     bodies.push_back(ev.dump());
@@ -1564,6 +1566,13 @@ TEST_F(EngineTest, DecideAllocatesNothingForAShadowDecisionInSteadyState) {
   const std::vector<int64_t> counts = DecideAllocations(engine.get(), kWarm, kMeasured);
   Report("offline, reasons 3, recent_decisions 0, a shadow challenger", counts);
   EXPECT_EQ(Max(counts), 0);
+  // Trades (a shadow) and deposits (none) in turn, one Decision for both:
+  // the shadow entry and its strings are kept aside, not made anew.
+  auto mixed_engine = Open(Config(models, "", "limits: {recent_decisions: 0}\n"));
+  ASSERT_NE(mixed_engine, nullptr);
+  const std::vector<int64_t> mixed = DecideAllocations(mixed_engine.get(), kWarm, kMeasured, true);
+  Report("offline, reasons 3, recent_decisions 0, a shadow challenger on every other event", mixed);
+  EXPECT_EQ(Max(mixed), 0);
 
   // The example's policy challenges a trade from 0.90: the shadow would have.
   Json ev = SampleEvent(5);

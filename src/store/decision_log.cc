@@ -235,7 +235,7 @@ void DecisionLog::Run() {
     const bool requested = replay_requested_ > replay_done_;
     const bool due =
         !stop_ && (degraded_ || journal_->pending() > 0) && Clock::now() >= next_retry_;
-    if (due && !requested && !degraded_ && !decisions_.queued.empty() && replay_after_ < 0) {
+    if ((requested || due) && !degraded_ && !decisions_.queued.empty() && replay_after_ < 0) {
       // The journal holds rows the full queue spilled, submitted after
       // those still queued: the queue goes to the store first, so that the
       // store's newest row (Store::NewestDecisionId, where a restart after a

@@ -498,10 +498,6 @@ TEST_F(DecisionLogTest, GroupCommitWaitDoesNotRaiseTheWriter) {
   EXPECT_EQ(log->Stats().writer_boosts, 0);
 }
 
-// Labels go through the writer too (a label stored on the caller's thread
-// made scoring wait for a transaction); while on their way, FindPendingLabels
-// finds them. A label the store fails to take goes to the journal, as a
-// decision does, and a replay stores it.
 // Rows the full queue spilled to the journal were submitted after those
 // still queued: the queue reaches the store before the journal is replayed,
 // so the store's newest row has no row submitted before it missing (where a
@@ -530,6 +526,10 @@ TEST_F(DecisionLogTest, TheQueueIsStoredBeforeTheJournalItSpilledIntoIsReplayed)
   EXPECT_EQ(**newest, Row(3).event_id);
 }
 
+// Labels go through the writer too (a label stored on the caller's thread
+// made scoring wait for a transaction); while on their way, FindPendingLabels
+// finds them. A label the store fails to take goes to the journal, as a
+// decision does, and a replay stores it.
 TEST_F(DecisionLogTest, LabelsAreStoredByTheWriterAndGoThroughTheJournalWhenTheStoreFails) {
   auto log = Start();
   ASSERT_NE(log, nullptr);
