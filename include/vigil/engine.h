@@ -115,6 +115,9 @@ struct EngineStats {
   // At start: decisions lost in a crash (still queued for the store when the
   // process died) made again from the event log, marked "recovered".
   int64_t decisions_recovered = 0;
+  // Set when the model that made the store's last decision is not loaded
+  // now: the recovered decisions may differ from those answered.
+  std::string recovered_warning;
   // Feature entries of busy keys merged into time buckets by the spec's
   // limits.max_entries_per_key (windows reaching them are approximate, within
   // docs/features.md's bound).

@@ -91,6 +91,8 @@ int RunServe(const ServeArgs& a) {
           "without a clean stop); they are marked \"recovered\"\n",
           Thousands(st.decisions_recovered).c_str());
     }
+    if (!st.recovered_warning.empty())
+      std::fprintf(stderr, "serve: warning: %s\n", st.recovered_warning.c_str());
   }
   monitor::Registry registry;
   serve::Auth auth({config->limits.rate_per_key, config->limits.burst_per_key});

@@ -233,6 +233,8 @@ struct Engine::Impl {
   void SubmitDecision(const Decision& d);
   std::string recover_after;  // "": nothing to recover
   int64_t recover_after_time = INT64_MAX;  // its event time
+  std::string recover_model;               // and the model that made it
+  std::string recovered_warning;           // set at start: see EngineStats
   bool recovering = false;    // the replay has passed recover_after
   Decision recovered_scratch;
   int64_t recovered = 0;
@@ -588,7 +590,10 @@ absl::Status Engine::Impl::ReplayEventLog() {
     if (newest.ok() && newest->has_value()) {
       recover_after = **newest;
       auto row = store->GetDecision(recover_after);
-      if (row.ok() && row->has_value()) recover_after_time = (*row)->event_time_ms;
+      if (row.ok() && row->has_value()) {
+        recover_after_time = (*row)->event_time_ms;
+        recover_model = (*row)->model;
+      }
     }
   }
   RestoreState(files, &first, &skip);
@@ -606,6 +611,23 @@ absl::Status Engine::Impl::ReplayEventLog() {
     VIGIL_RETURN_IF_ERROR(Replay(files, 0, 0).status());
   }
   replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (recovered > 0 && !recover_model.empty()) {
+    // Made with the models loaded now: said when the one that made the
+    // store's last decision is not among them (a change since the crash).
+    const std::shared_ptr<const Runtime> rt = runtime.Load();
+    bool loaded = false;
+    for (const Runtime::Type& t : rt->types) {
+      loaded |= t.champion && t.champion->label == recover_model;
+      for (const auto& c : t.challengers) loaded |= c.model && c.model->label == recover_model;
+    }
+    if (!loaded) {
+      recovered_warning =
+          StrCat("the model that made the store's last decision (", recover_model,
+                 ") is not loaded now: the ", recovered,
+                 " recovered decisions were made with the models loaded now and may differ "
+                 "from those answered");
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -1581,6 +1603,7 @@ EngineStats Engine::Stats() const {
   s.retries = m.n_retries.load(std::memory_order_relaxed);
   s.retries_unavailable = m.n_retries_unavailable.load(std::memory_order_relaxed);
   s.decisions_recovered = m.recovered;
+  s.recovered_warning = m.recovered_warning;
   s.labels = m.n_labels.load(std::memory_order_relaxed);
   s.too_late = m.n_too_late.load(std::memory_order_relaxed);
   s.entries_bucketed = m.n_bucketed.load(std::memory_order_relaxed);

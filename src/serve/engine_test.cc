@@ -492,6 +492,7 @@ TEST_F(EngineTest, DecisionsLostInACrashAreMadeAgainFromTheEventLogAtTheNextStar
   auto e = Open(config, /*offline=*/false);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->Stats().decisions_recovered, static_cast<int64_t>(lost));
+  EXPECT_EQ(e->Stats().recovered_warning, "") << "the same model as before the crash";
   EXPECT_EQ(e->Stats().decided, 0);
   for (size_t i = 0; i < answered.size(); ++i) {
     const auto& [id, first] = answered[i];
@@ -1549,6 +1550,41 @@ TEST_F(EngineTest, AShadowChallengerCarriesThePolicysActionForItsScoreAndLeavesT
   EXPECT_EQ(stored[0]["action"], "block");
   EXPECT_EQ(stored[0]["decided_by"], "threshold");
   EXPECT_EQ(stored[0]["rules"], Json::parse(R"(["high_score"])"));
+}
+
+// Decisions lost in a crash are made again with the models loaded at the
+// next start: when the model that made the store's last decision is not
+// among them, the start says the recovered decisions may differ.
+TEST_F(EngineTest, RecoveryWithAnotherModelThanBeforeTheCrashSaysSo) {
+  const std::string config = ExampleConfig();
+  std::string last_scored;
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    for (const std::string& l : SampleLines()) {
+      ASSERT_TRUE(e->Decide(l, &d).ok());
+      if (d.status == Decision::Status::kDecided) last_scored = d.event_id;
+    }
+    ASSERT_TRUE(e->Flush().ok());
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
+    const std::string sql = "DELETE FROM decisions WHERE event_id = '" + last_scored + "'";
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  EngineOptions o;
+  o.config_path = config;
+  o.offline = false;
+  o.model_override = ConstantModel(dir_ / "other", 0.5);
+  auto e = Engine::Open(o);
+  ASSERT_TRUE(e.ok()) << e.status();
+  const EngineStats s = (*e)->Stats();
+  EXPECT_EQ(s.decisions_recovered, 1);
+  EXPECT_THAT(s.recovered_warning, HasSubstr("is not loaded now"));
+  EXPECT_THAT(s.recovered_warning, HasSubstr("may differ from those answered"));
 }
 
 // The shadow's decision reuses the entry's strings: a warm Decide with a
