@@ -3,7 +3,7 @@
 real HTTP, the exchange example's schema, features, policy and model.
 
 Usage: serve_test.py VIGIL_BINARY SOURCE_DIR TEST
-TEST: api_docs | errors | dead_letters | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion | stop | http
+TEST: api_docs | errors | dead_letters | crash_recovery | retries | store_failure | backfill_parity | config | decide | tls | reload | fd_exhaustion | stop | http
 
 Standard library only (python3 on PATH is enough).
 """
@@ -914,7 +914,53 @@ def test_dead_letters():
         print("ok: invalid batch and label bodies dead-lettered whole; ids of events without a known type")
 
 
-TESTS = {"dead_letters": test_dead_letters, "http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
+# ------------------------------------------------------------ crash_recovery
+def test_crash_recovery():
+    """kill -9 right after answers: the decisions still queued for the store
+    die with the process; the next start makes them again from the event log,
+    so that the store ends up with a decision for every scored answer, the
+    same action, and the recovered ones marked."""
+    with tempfile.TemporaryDirectory() as work:
+        lines = [l for l in simulate(work, 150, 10) if json.loads(l)["event_type"] != "label"]
+        s = Server(work)
+        db = os.path.join(work, "var", "vigil.db")
+        answered = {}
+        for i in range(0, len(lines), 100):
+            body = "[" + ",".join(lines[i:i + 100]) + "]"
+            st, d = s.request("POST", "/v1/events:batch", body)
+            check(st == 200, f"batch: {st} {d}")
+            for r in d["results"]:
+                a = r["answer"]
+                if r["status"] == 200 and a.get("scored"):
+                    answered[a["event_id"]] = a["action"]
+        s.proc.kill()
+        s.proc.wait()
+        lost = len(answered) - decision_count(db)
+        print(f"crash_recovery: {len(answered)} scored answers, {lost} not in the store after kill -9")
+        s.start()
+        deadline = time.time() + 30
+        while decision_count(db) < len(answered) and time.time() < deadline:
+            time.sleep(0.05)
+        check(decision_count(db) == len(answered),
+              f"{decision_count(db)} decisions stored for {len(answered)} scored answers:\n" + "".join(s.log))
+        c = sqlite3.connect(db, timeout=10)
+        rows = c.execute("select event_id, action, json from decisions").fetchall()
+        c.close()
+        recovered = 0
+        for event_id, action, doc in rows:
+            check(answered.get(event_id) == action, f"{event_id}: stored {action}, answered {answered.get(event_id)}")
+            recovered += '"recovered":true' in doc
+        check(recovered == lost, f"{recovered} decisions marked recovered, {lost} were lost")
+        _, text = s.request("GET", "/metrics")
+        m = re.search(r"^vigil_decisions_recovered_total (\S+)", text, re.M)
+        check(m and float(m.group(1)) == lost, f"vigil_decisions_recovered_total: {m and m.group(1)}")
+        if lost:
+            check(any("made again" in x for x in s.log), "the start says it made decisions again:\n" + "".join(s.log))
+        s.stop()
+    print(f"ok: every scored answer has its decision in the store after kill -9 ({lost} made again)")
+
+
+TESTS = {"crash_recovery": test_crash_recovery, "dead_letters": test_dead_letters, "http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
  "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}
