@@ -584,9 +584,13 @@ absl::Status Engine::Impl::ReplayEventLog() {
   // Left by a process that died while it saved (a crash, or a save in the
   // background killed): never read, only in the way.
   core::RemoveStaleTemporaries(StatePath());
+  // A store without any decision (it took none before the crash: down, or
+  // its writer, at idle priority, got no time) has lost every one.
+  bool store_empty = false;
   if (store) {
     // (Unknown: nothing recovered, as before. The replay goes on.)
     auto newest = store->NewestDecisionId();
+    store_empty = newest.ok() && !newest->has_value();
     if (newest.ok() && newest->has_value()) {
       recover_after = **newest;
       auto row = store->GetDecision(recover_after);
@@ -601,13 +605,14 @@ absl::Status Engine::Impl::ReplayEventLog() {
   // scored event replayed may have lost its decision.
   // (Its id may be past the remembered ids; then its time says so.)
   recovering =
-      !recover_after.empty() && state_restored &&
-      (validator->Seen(recover_after) || recover_after_time <= validator->latest_time_ms());
+      store_empty ||
+      (!recover_after.empty() && state_restored &&
+       (validator->Seen(recover_after) || recover_after_time <= validator->latest_time_ms()));
   VIGIL_ASSIGN_OR_RETURN(const bool whole_lines, Replay(files, first, skip));
   if (!whole_lines) {
     StateNotUsed(StrCat("byte ", skip, " of ", files[first], ", where the saved state ends, is not the end of a line"));
     replayed = replay_rejected = 0;
-    recovering = false;  // the whole log again: from the store's last decision
+    recovering = store_empty;  // the whole log again: from the store's last decision
     VIGIL_RETURN_IF_ERROR(Replay(files, 0, 0).status());
   }
   replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -516,6 +516,35 @@ TEST_F(EngineTest, DecisionsLostInACrashAreMadeAgainFromTheEventLogAtTheNextStar
   }
 }
 
+// A store that took no decision before the crash (down, or its writer at
+// idle priority got no time) has lost every one: all are made again.
+TEST_F(EngineTest, WhenTheStoreTookNoDecisionBeforeTheCrashEveryOneIsMadeAgain) {
+  const std::string config = ExampleConfig();
+  int64_t scored = 0;
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    for (const std::string& l : SampleLines()) {
+      ASSERT_TRUE(e->Decide(l, &d).ok());
+      scored += d.status == Decision::Status::kDecided;
+    }
+    ASSERT_TRUE(e->Flush().ok());
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "DELETE FROM decisions", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto e = Open(config, /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  EXPECT_GT(scored, 0);
+  EXPECT_EQ(e->Stats().decisions_recovered, scored);
+  ASSERT_TRUE(e->Flush().ok());
+  EXPECT_EQ(e->Stats().decisions_stored, scored);
+}
+
 TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) {
   auto engine = Open(ExampleConfig());
   const auto lines = SampleLines();
