@@ -145,6 +145,33 @@ class EngineTest : public ::testing::Test {
     fs::copy(Example() + "/model", to, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
     return to.string();
   }
+  // Deletes decisions from the store (var/vigil.db), as a crash that lost
+  // them before they reached it would leave it: those of `ids`, each of
+  // which must be there, or every one when none is given. The number
+  // deleted.
+  int DeleteStoredDecisions(const std::vector<std::string>& ids = {}) {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
+    int deleted = 0;
+    if (ids.empty()) {
+      EXPECT_EQ(sqlite3_exec(db, "DELETE FROM decisions", nullptr, nullptr, nullptr), SQLITE_OK);
+      deleted = sqlite3_changes(db);
+    }
+    for (const std::string& id : ids) {
+      sqlite3_stmt* st = nullptr;
+      EXPECT_EQ(
+          sqlite3_prepare_v2(db, "DELETE FROM decisions WHERE event_id = ?", -1, &st, nullptr),
+          SQLITE_OK);
+      sqlite3_bind_text(st, 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
+      EXPECT_EQ(sqlite3_step(st), SQLITE_DONE);
+      sqlite3_finalize(st);
+      EXPECT_EQ(sqlite3_changes(db), 1) << id << " was not stored";
+      deleted += sqlite3_changes(db);
+    }
+    sqlite3_close(db);
+    return deleted;
+  }
+
   std::unique_ptr<Engine> Open(const std::string& config, bool offline = true) {
     EngineOptions o;
     o.config_path = config;
@@ -415,14 +442,7 @@ TEST_F(EngineTest, ARetriedScoredEventWhoseDecisionIsGoneIsAnswered409NotUnscore
     id = Json::parse(scored)["event_id"];
     ASSERT_TRUE(e->Flush().ok());
   }
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
-    const std::string sql = "DELETE FROM decisions WHERE event_id = '" + id + "'";
-    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-    EXPECT_EQ(sqlite3_changes(db), 1);
-    sqlite3_close(db);
-  }
+  DeleteStoredDecisions({id});
   auto e = Open(config, /*offline=*/false);
   ASSERT_NE(e, nullptr);
   Decision d;
@@ -479,16 +499,10 @@ TEST_F(EngineTest, DecisionsLostInACrashAreMadeAgainFromTheEventLogAtTheNextStar
   }
   ASSERT_GE(answered.size(), 6u);
   const size_t lost = 3;
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
-    for (size_t i = answered.size() - lost; i < answered.size(); ++i) {
-      const std::string sql = "DELETE FROM decisions WHERE event_id = '" + answered[i].first + "'";
-      EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-      EXPECT_EQ(sqlite3_changes(db), 1);
-    }
-    sqlite3_close(db);
-  }
+  std::vector<std::string> lost_ids;
+  for (size_t i = answered.size() - lost; i < answered.size(); ++i)
+    lost_ids.push_back(answered[i].first);
+  DeleteStoredDecisions(lost_ids);
   auto e = Open(config, /*offline=*/false);
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->Stats().decisions_recovered, static_cast<int64_t>(lost));
@@ -531,12 +545,7 @@ TEST_F(EngineTest, WhenTheStoreTookNoDecisionBeforeTheCrashEveryOneIsMadeAgain) 
     }
     ASSERT_TRUE(e->Flush().ok());
   }
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
-    EXPECT_EQ(sqlite3_exec(db, "DELETE FROM decisions", nullptr, nullptr, nullptr), SQLITE_OK);
-    sqlite3_close(db);
-  }
+  EXPECT_EQ(DeleteStoredDecisions(), scored);
   auto e = Open(config, /*offline=*/false);
   ASSERT_NE(e, nullptr);
   EXPECT_GT(scored, 0);
@@ -1050,15 +1059,7 @@ TEST_F(RestartTest, DecisionsLostAfterTheSavedStateAreMadeAgainToo) {
     ASSERT_TRUE(e->Flush().ok());
     // Destroyed without another save: a crash, as far as the state goes.
   }
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
-    for (const std::string& id : ids) {
-      const std::string sql = "DELETE FROM decisions WHERE event_id = '" + id + "'";
-      EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-    }
-    sqlite3_close(db);
-  }
+  DeleteStoredDecisions(ids);
   auto e = Open(config, /*offline=*/false);
   ASSERT_NE(e, nullptr);
   const EngineStats s = e->Stats();
@@ -1597,13 +1598,7 @@ TEST_F(EngineTest, RecoveryWithAnotherModelThanBeforeTheCrashSaysSo) {
     }
     ASSERT_TRUE(e->Flush().ok());
   }
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
-    const std::string sql = "DELETE FROM decisions WHERE event_id = '" + last_scored + "'";
-    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-    sqlite3_close(db);
-  }
+  DeleteStoredDecisions({last_scored});
   EngineOptions o;
   o.config_path = config;
   o.offline = false;
