@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
@@ -218,7 +219,8 @@ struct Engine::Impl {
   std::vector<Decision::Rule> spare_rules;
   std::vector<Decision::Shadow> spare_shadows;
   std::vector<std::string> spare_names;
-  void Render(Decision* out, bool late, bool with_features);
+  // `recovered`: made again at start for a decision a crash lost (marked).
+  void Render(Decision* out, bool late, bool with_features, bool recovered = false);
   void Remember(const Decision& d);
   void StoreLabel(std::string_view raw);
   absl::Status ReplayEventLog();
@@ -227,15 +229,13 @@ struct Engine::Impl {
   // Decisions lost in a crash (still in the store's queue when the process
   // died), made again while the replay passes their events: the features
   // are then exactly what they were. Only after the event of the decision
-  // the store took last (`recover_after`): no earlier one can be missing.
+  // the store took last (`store_last`): no earlier one can be missing.
   void RecoverIfLost(bool late);
   // Queues decision `d` (its stored document: `stored`) for the store.
   void SubmitDecision(const Decision& d);
-  std::string recover_after;  // "": nothing to recover
-  int64_t recover_after_time = INT64_MAX;  // its event time
-  std::string recover_model;               // and the model that made it
-  std::string recovered_warning;           // set at start: see EngineStats
-  bool recovering = false;    // the replay has passed recover_after
+  std::optional<store::DecisionRow> store_last;  // the store's newest decision at start
+  std::string recovered_warning;                 // set at start: see EngineStats
+  bool recovering = false;                       // the replay has passed store_last's event
   Decision recovered_scratch;
   int64_t recovered = 0;
 
@@ -592,22 +592,17 @@ absl::Status Engine::Impl::ReplayEventLog() {
     auto newest = store->NewestDecisionId();
     store_empty = newest.ok() && !newest->has_value();
     if (newest.ok() && newest->has_value()) {
-      recover_after = **newest;
-      auto row = store->GetDecision(recover_after);
-      if (row.ok() && row->has_value()) {
-        recover_after_time = (*row)->event_time_ms;
-        recover_model = (*row)->model;
-      }
+      auto row = store->GetDecision(**newest);
+      if (row.ok()) store_last = *std::move(row);
     }
   }
   RestoreState(files, &first, &skip);
   // The store's last decision is in the restored state already: every
   // scored event replayed may have lost its decision.
   // (Its id may be past the remembered ids; then its time says so.)
-  recovering =
-      store_empty ||
-      (!recover_after.empty() && state_restored &&
-       (validator->Seen(recover_after) || recover_after_time <= validator->latest_time_ms()));
+  recovering = store_empty || (store_last && state_restored &&
+                               (validator->Seen(store_last->event_id) ||
+                                store_last->event_time_ms <= validator->latest_time_ms()));
   VIGIL_ASSIGN_OR_RETURN(const bool whole_lines, Replay(files, first, skip));
   if (!whole_lines) {
     StateNotUsed(StrCat("byte ", skip, " of ", files[first], ", where the saved state ends, is not the end of a line"));
@@ -616,18 +611,18 @@ absl::Status Engine::Impl::ReplayEventLog() {
     VIGIL_RETURN_IF_ERROR(Replay(files, 0, 0).status());
   }
   replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (recovered > 0 && !recover_model.empty()) {
+  if (recovered > 0 && store_last) {
     // Made with the models loaded now: said when the one that made the
     // store's last decision is not among them (a change since the crash).
     const std::shared_ptr<const Runtime> rt = runtime.Load();
     bool loaded = false;
     for (const Runtime::Type& t : rt->types) {
-      loaded |= t.champion && t.champion->label == recover_model;
-      for (const auto& c : t.challengers) loaded |= c.model && c.model->label == recover_model;
+      loaded |= t.champion && t.champion->label == store_last->model;
+      for (const auto& c : t.challengers) loaded |= c.model && c.model->label == store_last->model;
     }
     if (!loaded) {
       recovered_warning =
-          StrCat("the model that made the store's last decision (", recover_model,
+          StrCat("the model that made the store's last decision (", store_last->model,
                  ") is not loaded now: the ", recovered,
                  " recovered decisions were made with the models loaded now and may differ "
                  "from those answered");
@@ -663,7 +658,7 @@ absl::StatusOr<bool> Engine::Impl::Replay(const std::vector<std::string>& files,
       ++replayed;
       if (recovering) {
         RecoverIfLost(r == feature::FeatureEngine::Result::kTooLate);
-      } else if (!recover_after.empty() && rec.event_id == recover_after) {
+      } else if (store_last && rec.event_id == store_last->event_id) {
         recovering = true;
       }
     }
@@ -686,11 +681,7 @@ void Engine::Impl::RecoverIfLost(bool late) {
   d.features.assign(values.begin(), values.end());
   const std::shared_ptr<const Runtime> rt = runtime.Load();
   Score(*rt, rt->types[static_cast<size_t>(type)], &d);
-  Render(&d, late, /*with_features=*/false);
-  // Marked, before the feature values (which Expand cuts off and names).
-  static constexpr std::string_view kValues = ",\"feature_values\":[";
-  const size_t at = stored.rfind(kValues);
-  stored.insert(at == std::string::npos ? stored.size() - 1 : at, ",\"recovered\":true");
+  Render(&d, late, /*with_features=*/false, /*recovered=*/true);
   SubmitDecision(d);
   Remember(d);
   ++recovered;
@@ -1136,7 +1127,7 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
   out->timings.policy_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t_policy).count();
 }
 
-void Engine::Impl::Render(Decision* out, bool late, bool with_features) {
+void Engine::Impl::Render(Decision* out, bool late, bool with_features, bool recovered) {
   std::string& j = out->json;
   j.assign("{");
   AppendKey("event_id", &j);
@@ -1222,6 +1213,10 @@ void Engine::Impl::Render(Decision* out, bool late, bool with_features) {
   }
   if (late) {
     AppendKey("late", &j);
+    j.append("true");
+  }
+  if (recovered) {
+    AppendKey("recovered", &j);
     j.append("true");
   }
   AppendKey("latency_us", &j);
