@@ -1,6 +1,7 @@
 #include "feature/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <charconv>
 #include <cmath>
@@ -351,6 +352,8 @@ struct FeatureEngine::Impl {
   std::vector<EventIndex> event_index;  // per stream; used by label-fed streams
   int label_fields[3] = {-1, -1, -1};   // target_event_id, target_entity.key, .value
   EngineStats stats;
+  // stats.bucketed for readers on other threads (bucketed()).
+  std::atomic<int64_t> bucketed_shown{0};
   int64_t last_sweep = kNone;
   std::unique_ptr<IdentityGraph> graph;
   std::vector<uint64_t> nodes;  // the current event's graph nodes
@@ -570,6 +573,7 @@ struct FeatureEngine::Impl {
     MergeIntoBuckets(*e.tier, e.buf.data(), k, now);
     EraseFront(e, k);
     stats.bucketed += static_cast<int64_t>(k);
+    bucketed_shown.store(stats.bucketed, std::memory_order_relaxed);
     for (Cursor& c : e.cursors) c.valid = false;
   }
 
@@ -1075,7 +1079,9 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
 }
 
 int64_t FeatureEngine::events() const { return impl_->stats.events; }
-int64_t FeatureEngine::bucketed() const { return impl_->stats.bucketed; }
+int64_t FeatureEngine::bucketed() const {
+  return impl_->bucketed_shown.load(std::memory_order_relaxed);
+}
 
 EngineStats FeatureEngine::Stats() const {
   // An estimate: table slots, buffers, cursors with their distinct-count
@@ -1416,6 +1422,7 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
     impl_ = std::make_unique<Impl>(*spec_);
     return pr.status();
   }
+  im.bucketed_shown.store(st.bucketed, std::memory_order_relaxed);
   latest_ms_ = latest;
   return absl::OkStatus();
 }

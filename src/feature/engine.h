@@ -17,7 +17,7 @@
 // into time buckets, and windows reaching back into them are approximate
 // within the bound docs/features.md states ("Over the per-key cap").
 //
-// Thread-safety: none. One engine per thread (serving shards by entity).
+// Thread-safety: none (but bucketed()). One engine per thread (serving shards by entity).
 #ifndef VIGIL_FEATURE_ENGINE_H_
 #define VIGIL_FEATURE_ENGINE_H_
 
@@ -72,6 +72,8 @@ class FeatureEngine {
   // Events given to Process so far (Stats().events, without the walk).
   int64_t events() const;
   // EngineStats::bucketed, without the walk over every entity Stats() does.
+  // The one call that may run on another thread while Process runs (a
+  // server's metrics).
   int64_t bucketed() const;
 
   // Snapshot: the whole state as bytes (versioned, checksummed, entities in

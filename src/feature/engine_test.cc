@@ -526,6 +526,8 @@ TEST(FeatureEngineTest, RestoreAmidBucketsGivesTheBitsOfAnUninterruptedRun) {
   std::string snap;
   a.engine().SerializeTo(&snap);
   ASSERT_TRUE(b.engine().Restore(snap).ok());
+  EXPECT_EQ(b.engine().bucketed(), a.engine().Stats().bucketed)
+      << "restored, and shown to other threads";
   std::string again;
   b.engine().SerializeTo(&again);
   EXPECT_EQ(again, snap);

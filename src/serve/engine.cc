@@ -194,7 +194,7 @@ struct Engine::Impl {
 
   // Counters (read by Stats from any thread).
   std::atomic<int64_t> n_events{0}, n_decided{0}, n_not_scored{0}, n_rejected{0}, n_retries{0},
-      n_labels{0}, n_too_late{0}, n_bucketed{0}, n_retries_unavailable{0};
+      n_labels{0}, n_too_late{0}, n_retries_unavailable{0};
 
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
@@ -1407,7 +1407,6 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   out->timings.model_ns = out->timings.policy_ns = 0;
   bool late = r == feature::FeatureEngine::Result::kTooLate;
   if (late) m.n_too_late.fetch_add(1, std::memory_order_relaxed);
-  m.n_bucketed.store(m.features->bucketed(), std::memory_order_relaxed);
   bool scored = m.rec.type->index >= 0 && m.spec->score_on[static_cast<size_t>(m.rec.type->index)];
   if (m.rec.type->is_label) m.StoreLabel(text);
 
@@ -1606,7 +1605,7 @@ EngineStats Engine::Stats() const {
   s.recovered_warning = m.recovered_warning;
   s.labels = m.n_labels.load(std::memory_order_relaxed);
   s.too_late = m.n_too_late.load(std::memory_order_relaxed);
-  s.entries_bucketed = m.n_bucketed.load(std::memory_order_relaxed);
+  s.entries_bucketed = m.features->bucketed();
   if (m.dead) {
     s.dead_letters = m.dead->written();
     s.dead_letters_dropped = m.dead->dropped();
