@@ -256,6 +256,13 @@ struct Engine::Impl {
   // due run on the Decide thread; a reaper thread per save waits for the
   // child and records how it ended.
   absl::Status SaveInBackground();
+  // Counts a save that failed, keeps why, and returns `st`.
+  absl::Status SaveFailed(absl::Status st) {
+    std::lock_guard<std::mutex> lock(save_mu);
+    ++save_errors;
+    save_error = std::string(st.message());
+    return st;
+  }
   // Stops a save in progress (the child is killed) and waits for its reaper.
   void EndBackgroundSave();
   // What the next state will take: the saved one's size and a half (an
@@ -354,14 +361,10 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
   const auto t0 = std::chrono::steady_clock::now();
   std::string last;
   int64_t last_size = 0;
-  absl::Status at = LogPosition(&last, &last_size);
-  absl::StatusOr<int64_t> bytes = at.ok() ? WriteState(last, last_size, ExpectedStateBytes()) : absl::StatusOr<int64_t>(at);
+  if (absl::Status at = LogPosition(&last, &last_size); !at.ok()) return SaveFailed(std::move(at));
+  absl::StatusOr<int64_t> bytes = WriteState(last, last_size, ExpectedStateBytes());
+  if (!bytes.ok()) return SaveFailed(bytes.status());
   std::lock_guard<std::mutex> lock(save_mu);
-  if (!bytes.ok()) {
-    ++save_errors;
-    save_error = std::string(bytes.status().message());
-    return bytes;
-  }
   ++saves;
   last_save_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return bytes;
@@ -377,19 +380,12 @@ absl::Status Engine::Impl::SaveInBackground() {
   if (save_reaper.joinable()) save_reaper.join();  // the last one, finished
   std::string last;
   int64_t last_size = 0;
-  if (absl::Status st = LogPosition(&last, &last_size); !st.ok()) {
-    std::lock_guard<std::mutex> lock(save_mu);
-    ++save_errors;
-    save_error = std::string(st.message());
-    return st;
-  }
+  if (absl::Status st = LogPosition(&last, &last_size); !st.ok()) return SaveFailed(std::move(st));
   const int64_t expect = ExpectedStateBytes();
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    std::lock_guard<std::mutex> lock(save_mu);
-    ++save_errors;
-    save_error = StrCat("cannot save the state: pipe: ", std::strerror(errno));
-    return absl::UnavailableError(save_error);
+    return SaveFailed(
+        absl::UnavailableError(StrCat("cannot save the state: pipe: ", std::strerror(errno))));
   }
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
@@ -419,10 +415,8 @@ absl::Status Engine::Impl::SaveInBackground() {
   ::close(pipe_fds[1]);
   if (pid < 0) {
     ::close(pipe_fds[0]);
-    std::lock_guard<std::mutex> lock(save_mu);
-    ++save_errors;
-    save_error = StrCat("cannot save the state: fork: ", std::strerror(fork_errno));
-    return absl::UnavailableError(save_error);
+    return SaveFailed(
+        absl::UnavailableError(StrCat("cannot save the state: fork: ", std::strerror(fork_errno))));
   }
   {
     std::lock_guard<std::mutex> lock(save_mu);
