@@ -926,6 +926,14 @@ class RestartTest : public EngineTest {
     for (const std::string& l : SampleLines()) ASSERT_TRUE(e.Decide(l, &d).ok());
     for (int i = 0; i < n; ++i) ExpectFeatures(e, i);
   }
+  // Replaces the event_log line of vigil.yaml `config` with `value`.
+  void SetEventLog(const std::string& config, const std::string& value) {
+    std::string text = ReadText(config);
+    const std::string plain = "event_log: var/eventlog\n";
+    ASSERT_NE(text.find(plain), std::string::npos);
+    text.replace(text.find(plain), plain.size(), "event_log: " + value + "\n");
+    WriteText(config, text);
+  }
   // Decides LaterEvent(i) on `e`: the reference's features, bit for bit.
   void ExpectFeatures(Engine& e, int i) {
     Decision d;
@@ -1077,13 +1085,7 @@ TEST_F(RestartTest, SavesTheStateInTheBackgroundWhileDecidingGoesOn) {
   const std::vector<std::string> sample = SampleLines();
   const std::string config = ExampleConfig();
   NeverStopped(config, 12);
-  {
-    std::string text = ReadText(config);
-    const std::string plain = "event_log: var/eventlog\n";
-    ASSERT_NE(text.find(plain), std::string::npos);
-    text.replace(text.find(plain), plain.size(), "event_log: {dir: var/eventlog, save_state_s: 1}\n");
-    WriteText(config, text);
-  }
+  SetEventLog(config, "{dir: var/eventlog, save_state_s: 1}");
   // Waits for `n` completed saves and none running; the stats then.
   auto saved = [](Engine& e, int64_t n) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -1145,14 +1147,7 @@ TEST_F(RestartTest, ASaveThatHangsIsKilledAfterItsTimeoutAndSavesGoOn) {
   const std::vector<std::string> sample = SampleLines();
   const std::string config = ExampleConfig();
   NeverStopped(config, 2);
-  {
-    std::string text = ReadText(config);
-    const std::string plain = "event_log: var/eventlog\n";
-    ASSERT_NE(text.find(plain), std::string::npos);
-    text.replace(text.find(plain), plain.size(),
-                 "event_log: {dir: var/eventlog, save_state_s: 0, save_timeout_s: 1}\n");
-    WriteText(config, text);
-  }
+  SetEventLog(config, "{dir: var/eventlog, save_state_s: 0, save_timeout_s: 1}");
   const fs::path dir = dir_ / "var" / "eventlog";
   auto wait_idle = [](Engine& e) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
