@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "core/file.h"
 #include "core/strings.h"
 
@@ -142,13 +143,9 @@ size_t Auth::num_keys() const {
 Auth::Result Auth::Authenticate(std::string_view header, Role needed, std::string* key_id,
                                 Role* role) const {
   // "Bearer" 1*SP key; the scheme without regard to case (RFC 7235 2.1).
-  constexpr std::string_view kBearer = "Bearer";
-  const auto lower = [](char c) {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-  };
+  constexpr absl::string_view kBearer = "Bearer";
   if (header.size() <= kBearer.size() ||
-      !std::equal(kBearer.begin(), kBearer.end(), header.begin(),
-                  [&](char a, char b) { return lower(a) == lower(b); }) ||
+      !absl::StartsWithIgnoreCase(absl::string_view(header.data(), header.size()), kBearer) ||
       header[kBearer.size()] != ' ') {
     return Result::kMissing;
   }

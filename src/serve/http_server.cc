@@ -34,6 +34,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "core/strings.h"
 #include "serve/batch.h"
 #include "serve/json_writer.h"
@@ -134,14 +136,11 @@ std::string_view Header(evhttp_request* req, const char* name) {
 // Content-Type: application/json, the media type compared without regard to
 // case and parameters (`; charset=utf-8`) allowed, as RFC 9110 has it.
 bool IsJson(evhttp_request* req) {
-  constexpr std::string_view kJson = "application/json";
-  std::string_view type = Header(req, "Content-Type");
-  type = type.substr(0, type.find(';'));
-  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
-  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
-  return type.size() == kJson.size() &&
-         std::equal(type.begin(), type.end(), kJson.begin(),
-                    [](char a, char b) { return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b; });
+  const std::string_view type = Header(req, "Content-Type");
+  const std::string_view media = type.substr(0, type.find(';'));
+  return absl::EqualsIgnoreCase(
+      absl::StripAsciiWhitespace(absl::string_view(media.data(), media.size())),
+      "application/json");
 }
 
 // The reason phrase of the status line, where libevent 2.1's own table has
