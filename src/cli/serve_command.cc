@@ -191,7 +191,8 @@ int RunKeysCreate(const KeysArgs& a) {
 }
 
 struct DecideArgs {
-  std::string config, events, out, model, report;
+  std::string config, out, model, report;
+  std::vector<std::string> events;
 };
 
 struct DayCounts {
@@ -206,17 +207,36 @@ int RunDecide(const DecideArgs& a) {
   eo.config_path = a.config;
   eo.model_override = a.model;
   eo.offline = true;
-  eo.event_log_input = event::IsEventLogFile(a.events);
+  // Files and directories (an event log: its files in write order), read
+  // as one stream in the order given, as backfill reads them.
+  auto files = event::ExpandEventPaths(a.events);
+  if (!files.ok()) {
+    PrintError("decide", files.status());
+    return kExitError;
+  }
+  for (const std::string& f : *files) {
+    if (f != "-" && event::FormatFromPath(f) == event::Format::kCsv) {
+      std::fprintf(stderr,
+                   "vigil decide: %s: decide reads JSON Lines (one event object a line), not CSV\n",
+                   f.c_str());
+      return kExitError;
+    }
+  }
+  eo.event_log_input = std::all_of(files->begin(), files->end(),
+                                   [](const std::string& f) { return event::IsEventLogFile(f); });
   auto engine = Engine::Open(eo);
   if (!engine.ok()) {
     PrintError("decide", engine.status());
     return kExitError;
   }
-  event::LineReaderOptions lo;
-  auto lines = event::LineReader::Open(a.events, lo);
-  if (!lines.ok()) {
-    PrintError("decide", lines.status());
-    return kExitError;
+  std::vector<std::unique_ptr<event::LineReader>> readers;
+  for (const std::string& f : *files) {
+    auto lines = event::LineReader::Open(f, event::LineReaderOptions{});
+    if (!lines.ok()) {
+      PrintError("decide", lines.status());
+      return kExitError;
+    }
+    readers.push_back(std::move(*lines));
   }
   FILE* out = a.out == "-" ? stdout : std::fopen(a.out.c_str(), "w");
   if (!out) {
@@ -226,40 +246,47 @@ int RunDecide(const DecideArgs& a) {
   Decision d;
   std::map<std::string, DayCounts> days;  // by UTC day
   int64_t n = 0, rejected = 0;
+  int64_t bytes_before = 0;  // of the files already read
   event::LineReader::Line line;
   std::string day;
-  while ((*lines)->Next(&line)) {
-    std::string_view t = line.text;
-    if (t.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    ++n;
-    if (auto s = (*engine)->Decide(t, &d); !s.ok()) {
-      PrintError("decide", s);
+  for (size_t fi = 0; fi < readers.size(); ++fi) {
+    event::LineReader& lines = *readers[fi];
+    while (lines.Next(&line)) {
+      std::string_view t = line.text;
+      if (t.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      ++n;
+      if (auto s = (*engine)->Decide(t, &d); !s.ok()) {
+        PrintError("decide", s);
+        return kExitError;
+      }
+      // The UTC day of the event's time.
+      day = d.status == Decision::Status::kRejected
+                ? "rejected"
+                : core::FormatTimestamp(d.event_time_ms).substr(0, 10);
+      DayCounts& c = days[day];
+      ++c.events;
+      if (d.status == Decision::Status::kRejected) {
+        ++c.rejected;
+        ++rejected;
+      }
+      if (d.status == Decision::Status::kDecided) {
+        ++c.scored;
+        ++c.actions[d.action];
+        if (d.holdout) ++c.holdout;
+        for (const Decision::Rule& r : d.rules) ++c.rules[r.name];
+        std::fwrite(d.json.data(), 1, d.json.size(), out);
+        std::fputc('\n', out);
+      } else if (d.status == Decision::Status::kRejected) {
+        std::fwrite(d.json.data(), 1, d.json.size(), out);
+        std::fputc('\n', out);
+      }
+      if ((n & 0xfff) == 0) progress.Update(n, bytes_before + lines.bytes_read());
+    }
+    if (!lines.status().ok()) {
+      PrintError("decide", lines.status());
       return kExitError;
     }
-    // The UTC day of the event's time.
-    day = d.status == Decision::Status::kRejected ? "rejected" : core::FormatTimestamp(d.event_time_ms).substr(0, 10);
-    DayCounts& c = days[day];
-    ++c.events;
-    if (d.status == Decision::Status::kRejected) {
-      ++c.rejected;
-      ++rejected;
-    }
-    if (d.status == Decision::Status::kDecided) {
-      ++c.scored;
-      ++c.actions[d.action];
-      if (d.holdout) ++c.holdout;
-      for (const Decision::Rule& r : d.rules) ++c.rules[r.name];
-      std::fwrite(d.json.data(), 1, d.json.size(), out);
-      std::fputc('\n', out);
-    } else if (d.status == Decision::Status::kRejected) {
-      std::fwrite(d.json.data(), 1, d.json.size(), out);
-      std::fputc('\n', out);
-    }
-    if ((n & 0xfff) == 0) progress.Update(n, (*lines)->bytes_read());
-  }
-  if (!(*lines)->status().ok()) {
-    PrintError("decide", (*lines)->status());
-    return kExitError;
+    bytes_before += lines.bytes_read();
   }
   if (out != stdout && std::fclose(out) != 0) {
     std::fprintf(stderr, "vigil decide: cannot write %s\n", a.out.c_str());
@@ -342,18 +369,26 @@ Runner AddDecideCommand(CLI::App& app) {
   auto a = std::make_shared<DecideArgs>();
   CLI::App* cmd = app.add_subcommand(
       "decide",
-      "Run the serving engine over an event file (JSON Lines, plain or gzip), in file order,\n"
+      "Run the serving engine over event files (JSON Lines, plain or gzip, or the event log's\n"
+      "directory), in file order,\n"
       "without a store or logs: one decision per scored event to --out, and per day the\n"
       "actions, the alerts (review + block) and the rules fired. How a risk team tries a\n"
       "policy or model change on history before it ships.");
   cmd->add_option("--config", a->config, "vigil.yaml")->required();
-  cmd->add_option("--events", a->events, "events, JSON Lines (e.g. the event log of vigil serve)")->required();
+  cmd->add_option(
+         "--events", a->events,
+         "events, JSON Lines (.jsonl, optionally .gz, - for stdin), or a directory: the event log\n"
+         "of vigil serve, its files in the order written; several (--events A B) are read as one\n"
+         "stream, in the order given")
+      ->required();
   cmd->add_option("--out", a->out, "decisions, JSON Lines (- for standard output)")->required();
   cmd->add_option("--model", a->model, "a bundle to use as the champion of every scored event type");
   cmd->add_option("--report", a->report, "the per-day summary as JSON");
   cmd->footer(
       "Example:\n"
-      "  vigil decide --config examples/exchange/vigil.yaml --events events.jsonl --out decisions.jsonl");
+      "  vigil decide --config examples/exchange/vigil.yaml --events events.jsonl --out "
+      "decisions.jsonl\n"
+      "  vigil decide --config vigil.yaml --events var/eventlog/ --out decisions.jsonl");
   return [a] { return RunDecide(*a); };
 }
 
