@@ -76,6 +76,10 @@ struct Decision {
   std::string action;  // allow | challenge | review | block ("" unless kDecided)
   double score = std::numeric_limits<double>::quiet_NaN();  // NaN: no model score
   std::string model;   // name@version of the model that decided, or ""
+  // The policy that decided: name@version, the version being the first 12
+  // hex digits of its content hash (GET /v1/admin/models: policy_hash); the
+  // version alone for a policy without a name.
+  std::string policy;
   std::vector<Reason> reasons;
   std::vector<Rule> rules;  // every rule that fired
   std::string decided_by;   // "threshold", "rule:<name>", "on_model_unavailable", "default"
@@ -115,8 +119,8 @@ struct EngineStats {
   // At start: decisions lost in a crash (still queued for the store when the
   // process died) made again from the event log, marked "recovered".
   int64_t decisions_recovered = 0;
-  // Set when the model that made the store's last decision is not loaded
-  // now: the recovered decisions may differ from those answered.
+  // Set when the model or the policy that made the store's last decision is
+  // not loaded now: the recovered decisions may differ from those answered.
   std::string recovered_warning;
   // Feature entries of busy keys merged into time buckets by the spec's
   // limits.max_entries_per_key (windows reaching them are approximate, within

@@ -126,6 +126,7 @@ struct Runtime {
     std::optional<policy::Holdout> holdout;
   };
   std::shared_ptr<const policy::Policy> policy;
+  std::string policy_version;  // Decision::policy
   std::vector<Type> types;  // by event type index
   std::vector<std::string> errors;  // models kept from before because their reload failed
 };
@@ -614,12 +615,24 @@ absl::Status Engine::Impl::ReplayEventLog() {
       loaded |= t.champion && t.champion->label == store_last->model;
       for (const auto& c : t.challengers) loaded |= c.model && c.model->label == store_last->model;
     }
-    if (!loaded) {
-      recovered_warning =
-          StrCat("the model that made the store's last decision (", store_last->model,
-                 ") is not loaded now: the ", recovered,
-                 " recovered decisions were made with the models loaded now and may differ "
-                 "from those answered");
+    // (Decisions stored before they named their policy say nothing.)
+    std::string policy;
+    const auto doc = nlohmann::json::parse(store_last->json, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_object() && doc.contains("policy") && doc["policy"].is_string()) {
+      policy = doc["policy"].get<std::string>();
+    }
+    std::string changed;
+    if (!loaded)
+      StrAppend(&changed, "the model that made it (", store_last->model, ") is not loaded now");
+    if (!policy.empty() && policy != rt->policy_version) {
+      StrAppend(&changed, changed.empty() ? "" : "; ", "its policy (", policy,
+                ") is not the one loaded now (", rt->policy_version, ")");
+    }
+    if (!changed.empty()) {
+      recovered_warning = StrCat(
+          "the store's last decision was made before a change: ", changed, ". The ", recovered,
+          " recovered decisions were made with the models and the policy loaded now "
+          "and may differ from those answered");
     }
   }
   return absl::OkStatus();
@@ -699,6 +712,10 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
                                                                         const Runtime* previous) {
   auto rt = std::make_shared<Runtime>();
   VIGIL_ASSIGN_OR_RETURN(rt->policy, policy::Policy::Load(cfg.policy, spec));
+  rt->policy_version =
+      rt->policy->name().empty()
+          ? rt->policy->content_hash().substr(0, 12)
+          : StrCat(rt->policy->name(), "@", rt->policy->content_hash().substr(0, 12));
   rt->types.resize(schema->types.size());
   auto previous_model = [&](int type, const std::string& name) -> std::shared_ptr<const LoadedModel> {
     if (!previous) return nullptr;
@@ -1118,6 +1135,7 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
   out->decided_by.assign(o.decided_by);
   out->path.assign(policy::PathName(o.path));
   out->action.assign(policy::ActionName(action));
+  out->policy.assign(rt.policy_version);
   out->timings.policy_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t_policy).count();
 }
 
@@ -1138,6 +1156,8 @@ void Engine::Impl::Render(Decision* out, bool late, bool with_features, bool rec
     AppendJsonNumber(out->score, &j);
     AppendKey("model", &j);
     AppendJsonString(out->model, &j);
+    AppendKey("policy", &j);
+    AppendJsonString(out->policy, &j);
     AppendKey("reasons", &j);
     j.push_back('[');
     for (const Decision::Reason& r : out->reasons) {
@@ -1279,6 +1299,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   out->action.clear();
   out->score = std::numeric_limits<double>::quiet_NaN();
   out->model.clear();
+  out->policy.clear();
   out->decided_by.clear();
   out->path.clear();
   out->arm.clear();

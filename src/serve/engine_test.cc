@@ -214,6 +214,7 @@ TEST_F(EngineTest, DecidesEveryScoredEventOfTheSampleAndAnswersTheOthersUnscored
       EXPECT_GE(d.score, 0);
       EXPECT_LE(d.score, 1);
       EXPECT_THAT(d.model, ::testing::StartsWith("exchange@"));
+      EXPECT_THAT(d.policy, ::testing::MatchesRegex("exchange@[0-9a-f]{12}"));
       EXPECT_EQ(d.path, "model");
       EXPECT_EQ(d.arm, "exchange");
       EXPECT_EQ(d.propensity, 1);
@@ -221,9 +222,10 @@ TEST_F(EngineTest, DecidesEveryScoredEventOfTheSampleAndAnswersTheOthersUnscored
       // The documented keys, in the documented order (docs/api.md).
       std::vector<std::string> keys;
       for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
-      EXPECT_THAT(keys, ::testing::ElementsAre("event_id", "event_type", "scored", "action", "score", "model",
-                                               "reasons", "rules", "decided_by", "path", "experiment",
-                                               "shadow", "latency_us"));
+      EXPECT_THAT(
+          keys, ::testing::ElementsAre("event_id", "event_type", "scored", "action", "score",
+                                       "model", "policy", "reasons", "rules", "decided_by", "path",
+                                       "experiment", "shadow", "latency_us"));
       EXPECT_EQ(j["scored"], true);
       EXPECT_EQ(j["action"], d.action);
       EXPECT_DOUBLE_EQ(j["score"].get<double>(), d.score);
@@ -1603,6 +1605,48 @@ TEST_F(EngineTest, RecoveryWithAnotherModelThanBeforeTheCrashSaysSo) {
   const EngineStats s = (*e)->Stats();
   EXPECT_EQ(s.decisions_recovered, 1);
   EXPECT_THAT(s.recovered_warning, HasSubstr("is not loaded now"));
+  EXPECT_THAT(s.recovered_warning, HasSubstr("may differ from those answered"));
+}
+
+// The same when the policy changed between the crash and the start: each
+// decision names its policy, and the start compares the store's last one
+// with the policy loaded now.
+TEST_F(EngineTest, RecoveryWithAnotherPolicyThanBeforeTheCrashSaysSo) {
+  const std::string config = ExampleConfig();
+  std::string last_scored, policy_before;
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    for (const std::string& l : SampleLines()) {
+      ASSERT_TRUE(e->Decide(l, &d).ok());
+      if (d.status == Decision::Status::kDecided) {
+        last_scored = d.event_id;
+        policy_before = d.policy;
+      }
+    }
+    ASSERT_TRUE(e->Flush().ok());
+  }
+  DeleteStoredDecisions({last_scored});
+  // One threshold moved: the same name, another content.
+  std::string text = ReadText(Example() + "/policy.yaml");
+  const size_t at = text.find("score_at_least: 0.97");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 20, "score_at_least: 0.96");
+  WriteText((dir_ / "policy.yaml").string(), text);
+  std::string models;
+  for (const char* t :
+       {"signup", "deposit", "withdrawal", "trade", "promo_redeem", "api_key_create"})
+    models +=
+        std::string("  ") + t + ": {champion: {name: exchange, bundle: " + Example() + "/model}}\n";
+  Config(models, (dir_ / "policy.yaml").string());
+  auto e = Open(config, /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  const EngineStats s = e->Stats();
+  EXPECT_EQ(s.decisions_recovered, 1);
+  EXPECT_THAT(s.recovered_warning,
+              HasSubstr("its policy (" + policy_before + ") is not the one loaded now"));
+  EXPECT_THAT(s.recovered_warning, Not(HasSubstr("the model that made it")));
   EXPECT_THAT(s.recovered_warning, HasSubstr("may differ from those answered"));
 }
 
