@@ -532,6 +532,61 @@ TEST_F(EngineTest, DecisionsLostInACrashAreMadeAgainFromTheEventLogAtTheNextStar
   }
 }
 
+// When the store's last decision lies inside the state saved before the
+// crash, every scored event replayed after that state is looked for. The
+// state knows it by the decision's id while the id is among those it
+// remembers, else by its time: here the schema remembers none
+// (duplicates.memory: 0, so no model of the example fits: rules only).
+TEST_F(EngineTest, AStoresLastDecisionInsideTheSavedStateIsFoundByItsTimeWhenItsIdIsForgotten) {
+  std::string schema = ReadText(Example() + "/schema.yaml");
+  const size_t at = schema.find("memory: 5000000");
+  ASSERT_NE(at, std::string::npos);
+  schema.replace(at, 15, "memory: 0");
+  WriteText((dir_ / "schema.yaml").string(), schema);
+  const std::string config = (dir_ / "vigil.yaml").string();
+  WriteText(config,
+            "schema: " + (dir_ / "schema.yaml").string() + "\nfeatures: " + Example() +
+                "/features.yaml\npolicy: " + Example() +
+                "/policy.yaml\nmodels: {}\nstore: sqlite:var/vigil.db\njournal: var/journal.jsonl\n"
+                "event_log: var/eventlog\ndead_letter: var/dead-letter.jsonl\n");
+  const std::vector<std::string> lines = SampleLines();
+  const size_t half = lines.size() / 2;
+  std::vector<std::string> before, after;  // scored, each side of the saved state
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (i == half) {
+        ASSERT_TRUE(e->SaveState().ok());
+      }
+      ASSERT_TRUE(e->Decide(lines[i], &d).ok());
+      ASSERT_NE(d.status, Decision::Status::kRejected) << d.json;
+      if (d.status == Decision::Status::kDecided) (i < half ? before : after).push_back(d.event_id);
+    }
+    ASSERT_TRUE(e->Flush().ok());
+    // Destroyed without SaveState: a crash, as far as the state goes.
+  }
+  ASSERT_GE(before.size(), 2u);
+  ASSERT_GE(after.size(), 2u);
+  // Lost: the last decision before the saved state and all those after.
+  std::vector<std::string> lost = after;
+  lost.push_back(before.back());
+  DeleteStoredDecisions(lost);
+  auto e = Open(config, /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  const EngineStats s = e->Stats();
+  ASSERT_TRUE(s.state_restored) << s.state_not_used;
+  // Those after the state are made again; the one inside it is not (its
+  // event is not replayed).
+  EXPECT_EQ(s.decisions_recovered, static_cast<int64_t>(after.size()));
+  for (const std::string& id : after) {
+    auto doc = e->GetDecision(id);
+    ASSERT_TRUE(doc.ok()) << id << ": " << doc.status();
+    EXPECT_TRUE(Json::parse(*doc).value("recovered", false)) << id;
+  }
+}
+
 // A store that took no decision before the crash (down, or its writer at
 // idle priority got no time) has lost every one: all are made again.
 TEST_F(EngineTest, WhenTheStoreTookNoDecisionBeforeTheCrashEveryOneIsMadeAgain) {
