@@ -211,7 +211,9 @@ struct Engine::Impl {
   // features as a named object, or without them.
   void Expand(std::string_view doc, bool with_features, std::string* out) const;
   std::string stored;  // the stored document of the last decision (Render)
-  void Score(const Runtime& rt, const Runtime::Type& tr, Decision* out);
+  // `count_hits`: false for a decision made again (recovered), whose rules
+  // were counted by the run that answered it.
+  void Score(const Runtime& rt, const Runtime::Type& tr, Decision* out, bool count_hits = true);
   // Elements Score took out of a Decision's vectors, their strings' buffers
   // with them, for the next decision that needs more: a vector shrunk and
   // grown again would otherwise allocate its strings anew (the HTTP server
@@ -687,7 +689,7 @@ void Engine::Impl::RecoverIfLost(bool late) {
   d.status = Decision::Status::kDecided;
   d.features.assign(values.begin(), values.end());
   const std::shared_ptr<const Runtime> rt = runtime.Load();
-  Score(*rt, rt->types[static_cast<size_t>(type)], &d);
+  Score(*rt, rt->types[static_cast<size_t>(type)], &d, /*count_hits=*/false);
   Render(&d, late, /*with_features=*/false, /*recovered=*/true);
   SubmitDecision(d);
   Remember(d);
@@ -1027,7 +1029,8 @@ void ResizeKeeping(std::vector<T>& v, std::vector<T>& spare, size_t n) {
   }
 }
 
-void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* out) {
+void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* out,
+                         bool count_hits) {
   auto t_model = std::chrono::steady_clock::now();
   // The deciding model: the champion, or an A/B challenger for this user.
   const LoadedModel* decider = tr.champion.get();
@@ -1101,7 +1104,8 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
   auto t_policy = std::chrono::steady_clock::now();
   out->timings.model_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t_policy - t_model).count();
   const policy::Policy& pol = *rt.policy;
-  policy::Outcome o = pol.Decide(rec, values.data(), out->score, tr.configured);
+  policy::Outcome o = count_hits ? pol.Decide(rec, values.data(), out->score, tr.configured)
+                                 : pol.DecideShadow(rec, values.data(), out->score, tr.configured);
   const auto& rules = pol.rules_of(rec.type->index);
   ResizeKeeping(out->rules, spare_rules, static_cast<size_t>(o.num_listed()));
   for (int i = 0; i < o.num_listed(); ++i) {

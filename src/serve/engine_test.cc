@@ -609,6 +609,13 @@ TEST_F(EngineTest, WhenTheStoreTookNoDecisionBeforeTheCrashEveryOneIsMadeAgain) 
   EXPECT_EQ(e->Stats().decisions_recovered, scored);
   ASSERT_TRUE(e->Flush().ok());
   EXPECT_EQ(e->Stats().decisions_stored, scored);
+  // Their rules fired in the run that answered them, and counted there: not
+  // again in this one.
+  auto doc = e->GetDecision("e000000000025");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  EXPECT_FALSE(Json::parse(*doc)["rules"].empty()) << "the sample's takeover fires a rule";
+  for (const RuleHits& r : e->RuleHitCounts())
+    EXPECT_EQ(r.hits, 0) << r.event_type << " " << r.rule;
 }
 
 TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) {
