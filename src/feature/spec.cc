@@ -419,7 +419,11 @@ class Builder {
 
   absl::Status Feature(const ConfigNode& n, FeatureDef* f) {
     const Schema& s = *spec_->schema;
-    if (n["agg"].IsDefined() && StartsWith(n["agg"].Text(), "cluster_")) return ClusterFeature(n, f);
+    // (An unknown cluster_ name is an unknown aggregate, below.)
+    if (n["agg"].IsDefined() && StartsWith(n["agg"].Text(), "cluster_") &&
+        FindAgg(n["agg"].Text())) {
+      return ClusterFeature(n, f);
+    }
     const bool has_expr = n["expr"].IsDefined();
     const bool has_agg = n["agg"].IsDefined();
     if (has_expr == has_agg) {

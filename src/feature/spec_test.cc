@@ -69,6 +69,9 @@ TEST(FeatureSpecTest, UnknownAggregateSuggestsTheClosest) {
   auto st = Err("  - {name: a, agg: cuont, key: user_id, window: 1d}\n");
   EXPECT_THAT(st.message(), HasSubstr("f.yaml:3:"));
   EXPECT_THAT(st.message(), HasSubstr("unknown aggregate 'cuont' (did you mean 'count'?)"));
+  // A misspelt identity-graph aggregate too (it crashed the loader).
+  EXPECT_THAT(Err("  - {name: a, agg: cluster_sizes}\n").message(),
+              HasSubstr("unknown aggregate 'cluster_sizes' (did you mean 'cluster_size'?)"));
 }
 
 TEST(FeatureSpecTest, BadWindows) {
