@@ -369,17 +369,16 @@ Runner AddDecideCommand(CLI::App& app) {
   auto a = std::make_shared<DecideArgs>();
   CLI::App* cmd = app.add_subcommand(
       "decide",
-      "Run the serving engine over event files (JSON Lines, plain or gzip, or the event log's\n"
-      "directory), in file order,\n"
-      "without a store or logs: one decision per scored event to --out, and per day the\n"
-      "actions, the alerts (review + block) and the rules fired. How a risk team tries a\n"
-      "policy or model change on history before it ships.");
+      "Run the serving engine over event files (JSON Lines, plain or gzip) or the event log's\n"
+      "directory, in order, without a store or logs: one decision per scored event to --out,\n"
+      "and per day the actions, the alerts (review + block) and the rules fired. How a risk\n"
+      "team tries a policy or model change on history before it ships.");
   cmd->add_option("--config", a->config, "vigil.yaml")->required();
   cmd->add_option(
          "--events", a->events,
-         "events, JSON Lines (.jsonl, optionally .gz, - for stdin), or a directory: the event log\n"
-         "of vigil serve, its files in the order written; several (--events A B) are read as one\n"
-         "stream, in the order given")
+         "events: JSON Lines (.jsonl, optionally .gz; - for stdin), or a directory (the event\n"
+         "log of vigil serve: its files in the order written); several (--events A B) are read\n"
+         "as one stream, in the order given")
       ->required();
   cmd->add_option("--out", a->out, "decisions, JSON Lines (- for standard output)")->required();
   cmd->add_option("--model", a->model, "a bundle to use as the champion of every scored event type");
