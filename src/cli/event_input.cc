@@ -66,9 +66,18 @@ std::optional<EventInput> OpenEventInput(const EventInputArgs& a, const char* co
   in.reader = std::move(*reader);
   // A live server's event log: its events were checked against that
   // server's clock when it took them; read as it took them.
-  const bool event_log = std::all_of(in.files.begin(), in.files.end(),
-                                     [](const std::string& f) { return event::IsEventLogFile(f); });
-  if (event_log) in.reader->mutable_validator().SetReplaying(true);
+  const size_t logs =
+      static_cast<size_t>(std::count_if(in.files.begin(), in.files.end(), [](const std::string& f) {
+        return event::IsEventLogFile(f);
+      }));
+  if (logs == in.files.size()) {
+    in.reader->mutable_validator().SetReplaying(true);
+  } else if (logs > 0 && !quiet) {
+    std::fprintf(stderr,
+                 "vigil %s: warning: %zu of the %zu files are event-log files and the others are "
+                 "not: all are checked as plain files, the time bounds included\n",
+                 command, logs, in.files.size());
+  }
   return in;
 }
 

@@ -53,7 +53,9 @@ const Env& GetEnv() {
       e->validators.push_back(std::make_unique<event::Validator>(*schema, &e->hasher));
       e->records.push_back(std::make_unique<event::Record>());
       std::vector<event::Violation> v;
-      if (!e->validators.back()->DecodeJson(line, e->lines.back()->size(), e->records.back().get(),
+      // The padded copy: the decoder may read 64 bytes past the line.
+      const std::string_view text = std::string_view(*e->lines.back()).substr(0, line.size());
+      if (!e->validators.back()->DecodeJson(text, e->lines.back()->size(), e->records.back().get(),
                                             &v)) {
         __builtin_trap();  // the fixture itself is wrong
       }

@@ -197,7 +197,7 @@ def sample_events():
 
 
 # ---------------------------------------------------------------- api_docs
-VOLATILE = {"latency_us", "score", "model", "value", "contribution", "bias", "policy_hash",
+VOLATILE = {"latency_us", "score", "model", "policy", "value", "contribution", "bias", "policy_hash",
             "feature_spec_hash", "keys", "message", "reason", "name", "version", "path", "trees", "feature"}
 
 
@@ -662,7 +662,7 @@ def test_backfill_parity():
 
         # docs/api.md: `vigil decide` over the log's directory makes every
         # decision again exactly as it was made.
-        logs = sorted(os.listdir(os.path.join(work, "var", "eventlog")))
+        logs = [f for f in os.listdir(os.path.join(work, "var", "eventlog")) if ".jsonl" in f]
         dout = os.path.join(work, "decisions.jsonl")
         r = subprocess.run([VIGIL, "decide", "--config", s.cfg, "--events", os.path.join(work, "var", "eventlog"),
                             "--out", dout], capture_output=True, text=True, env=ENV)
@@ -671,11 +671,17 @@ def test_backfill_parity():
         check([d["event_id"] for d in again] == list(decided), f"decide: {len(again)} decisions, {len(decided)} served")
         for d in again:
             want = decided[d["event_id"]]
-            for k in ("action", "score", "model", "rules", "decided_by", "path", "experiment", "reasons"):
+            for k in ("action", "score", "model", "policy", "rules", "decided_by", "path", "experiment",
+                      "reasons"):
                 check(k in d and d[k] == want.get(k), f"decide over the log, {d['event_id']} {k}: {d.get(k)!r}, "
                       f"served {want.get(k)!r}")
+        # The log with another file: all checked as plain files, and said.
+        r = subprocess.run([VIGIL, "decide", "--config", s.cfg, "--events", os.path.join(work, "var", "eventlog"),
+                            os.path.join(EX, "sample.jsonl"), "--out", dout], capture_output=True, text=True, env=ENV)
+        check(r.returncode == 0 and f"{len(logs)} of the {len(logs) + 1} files are event-log files" in r.stderr,
+              f"decide over a mix: {r.stderr}")
         print(f"ok: vigil decide over the event log's directory ({len(logs)} files) makes all {len(again)} "
-              "decisions again as served")
+              "decisions again as served, and warns when other files come with it")
 
 
 # ------------------------------------------------------------------ config
