@@ -13,9 +13,8 @@
 #include <vector>
 
 #include "core/config.h"
-#include "event/pii.h"
+#include "event/fuzz_records.h"
 #include "event/schema.h"
-#include "event/validator.h"
 #include "expr/expr.h"
 
 namespace {
@@ -54,11 +53,7 @@ constexpr const char* kRecords[] = {
 };
 
 struct Env {
-  std::shared_ptr<const event::Schema> schema;
-  event::PiiHasher hasher{"fuzz"};
-  std::vector<std::unique_ptr<event::Validator>> validators;  // one per record: views live in it
-  std::vector<std::unique_ptr<std::string>> lines;
-  std::vector<std::unique_ptr<event::Record>> records;
+  std::unique_ptr<event::FuzzRecords> records;
   expr::Lists lists;
   expr::Tables tables;
   expr::Bindings bindings;
@@ -70,18 +65,9 @@ struct Env {
 const Env& GetEnv() {
   static const Env* env = [] {
     auto* e = new Env;
-    e->schema = *event::Schema::LoadString(kSchema, "fuzz.yaml");
-    for (const char* json : kRecords) {
-      const std::string_view text(json);
-      e->lines.push_back(std::make_unique<std::string>(std::string(text) + std::string(64, ' ')));
-      e->validators.push_back(std::make_unique<event::Validator>(e->schema, &e->hasher));
-      e->records.push_back(std::make_unique<event::Record>());
-      std::vector<event::Violation> v;
-      if (!e->validators.back()->DecodeJson(text, e->lines.back()->size(), e->records.back().get(),
-                                            &v)) {
-        __builtin_trap();  // the fixture itself is wrong
-      }
-    }
+    e->records =
+        std::make_unique<event::FuzzRecords>(*event::Schema::LoadString(kSchema, "fuzz.yaml"));
+    for (const char* json : kRecords) e->records->Add(json);
     (void)e->lists.AddEntries("disposable", {"mailinator.com", "yopmail.com"});
     (void)e->lists.AddEntries("deny.users", {"u-666"});
     auto cfg = core::ConfigNode::LoadString(R"(
@@ -90,7 +76,7 @@ ip: {kind: ip_range, entries: [["1.2.3.0", "1.2.3.255", AU], ["10.0.0.0", "10.25
 )",
                                             "tables.yaml");
     e->tables = *expr::Tables::Load(*cfg);
-    e->bindings.schema = e->schema.get();
+    e->bindings.schema = e->records->schema().get();
     e->bindings.lists = &e->lists;
     e->bindings.tables = &e->tables;
     e->bindings.feature = [](std::string_view name) -> std::optional<int> {
@@ -111,7 +97,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   auto e = expr::Expr::Compile(text, env.bindings, expr::SourcePos{"fuzz.yaml", 3, 7, 5});
   if (!e.ok()) return 0;
-  for (const auto& rec : env.records) {
+  for (size_t i = 0; i < env.records->size(); ++i) {
+    const event::Record* rec = &(*env.records)[i];
     const expr::Value v = e->Eval(*rec, env.features);
     if (v.kind != expr::Kind::kNull && v.kind != e->result_kind()) __builtin_trap();
     if (v.kind == expr::Kind::kNumber && !std::isfinite(v.num)) {

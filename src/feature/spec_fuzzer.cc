@@ -6,18 +6,14 @@
 // restore to the same bytes, or features that differ after a restore
 // midway from those of an uninterrupted run (docs/features.md). Seeds are in
 // tests/data/fuzz/spec.
-#include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "event/pii.h"
+#include "event/fuzz_records.h"
 #include "event/schema.h"
-#include "event/validator.h"
 #include "feature/engine.h"
 #include "feature/spec.h"
 
@@ -27,39 +23,15 @@ using namespace vigil;
 
 const std::string kExample = std::string(VIGIL_SOURCE_DIR) + "/examples/exchange";
 
-struct Env {
-  std::shared_ptr<const event::Schema> schema;
-  event::PiiHasher hasher{"fuzz"};
-  std::vector<std::unique_ptr<event::Validator>> validators;  // one per record: views live in it
-  std::vector<std::unique_ptr<std::string>> lines;
-  std::vector<std::unique_ptr<event::Record>> records;
-};
-
-const Env& GetEnv() {
-  static const Env* env = [] {
-    auto* e = new Env;
+const event::FuzzRecords& Records() {
+  static const event::FuzzRecords* records = [] {
     auto schema = event::Schema::Load(kExample + "/schema.yaml");
     if (!schema.ok()) __builtin_trap();
-    e->schema = *schema;
-    std::ifstream in(kExample + "/sample.jsonl");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.empty()) continue;
-      e->lines.push_back(std::make_unique<std::string>(line + std::string(64, ' ')));
-      e->validators.push_back(std::make_unique<event::Validator>(e->schema, &e->hasher));
-      e->records.push_back(std::make_unique<event::Record>());
-      std::vector<event::Violation> v;
-      // The padded copy: the decoder may read 64 bytes past the line.
-      const std::string_view text = std::string_view(*e->lines.back()).substr(0, line.size());
-      if (!e->validators.back()->DecodeJson(text, e->lines.back()->size(), e->records.back().get(),
-                                            &v)) {
-        __builtin_trap();  // the fixture itself is wrong
-      }
-    }
-    if (e->records.empty()) __builtin_trap();
-    return e;
+    auto* r = new event::FuzzRecords(*schema);
+    r->AddFile(kExample + "/sample.jsonl");
+    return r;
   }();
-  return *env;
+  return *records;
 }
 
 bool SameBits(const std::vector<double>& a, const std::vector<double>& b) {
@@ -69,26 +41,26 @@ bool SameBits(const std::vector<double>& a, const std::vector<double>& b) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const Env& env = GetEnv();
+  const event::FuzzRecords& records = Records();
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   // Named as the example's spec, so that its lists/ and tables resolve.
-  auto spec = feature::FeatureSpec::LoadString(text, kExample + "/features.yaml", env.schema);
+  auto spec = feature::FeatureSpec::LoadString(text, kExample + "/features.yaml", records.schema());
   if (!spec.ok()) {
     if (spec.status().message().empty()) __builtin_trap();  // an error says what is wrong
     return 0;
   }
   const size_t n = (*spec)->features.size();
-  const size_t half = env.records.size() / 2;
+  const size_t half = records.size() / 2;
   feature::FeatureEngine whole(*spec), first(*spec);
   std::vector<std::vector<double>> expected;
   std::vector<double> out(n);
-  for (size_t i = 0; i < env.records.size(); ++i) {
+  for (size_t i = 0; i < records.size(); ++i) {
     std::fill(out.begin(), out.end(), 0.0);
-    if (whole.Process(*env.records[i], out) != feature::FeatureEngine::Result::kScored) {
+    if (whole.Process(records[i], out) != feature::FeatureEngine::Result::kScored) {
       out.assign(n, 0.0);
     }
     expected.push_back(out);
-    if (i < half) (void)first.Process(*env.records[i], out);
+    if (i < half) (void)first.Process(records[i], out);
   }
   // Snapshot midway, restore, go on: the same bytes back, the same features.
   std::string snap, again;
@@ -97,9 +69,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!restored.Restore(snap).ok()) __builtin_trap();
   restored.SerializeTo(&again);
   if (snap != again) __builtin_trap();
-  for (size_t i = half; i < env.records.size(); ++i) {
+  for (size_t i = half; i < records.size(); ++i) {
     std::fill(out.begin(), out.end(), 0.0);
-    if (restored.Process(*env.records[i], out) != feature::FeatureEngine::Result::kScored) {
+    if (restored.Process(records[i], out) != feature::FeatureEngine::Result::kScored) {
       out.assign(n, 0.0);
     }
     if (!SameBits(out, expected[i])) __builtin_trap();

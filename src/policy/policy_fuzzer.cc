@@ -8,15 +8,13 @@
 // rule index out of range. Seeds are in tests/data/fuzz/policy.
 #include <cmath>
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "event/pii.h"
+#include "event/fuzz_records.h"
 #include "event/schema.h"
-#include "event/validator.h"
 #include "feature/engine.h"
 #include "feature/spec.h"
 #include "policy/policy.h"
@@ -29,10 +27,7 @@ const std::string kExample = std::string(VIGIL_SOURCE_DIR) + "/examples/exchange
 
 struct Env {
   std::shared_ptr<const feature::FeatureSpec> spec;
-  event::PiiHasher hasher{"fuzz"};
-  std::vector<std::unique_ptr<event::Validator>> validators;  // one per record: views live in it
-  std::vector<std::unique_ptr<std::string>> lines;
-  std::vector<std::unique_ptr<event::Record>> records;
+  std::unique_ptr<event::FuzzRecords> records;
   std::vector<std::vector<double>> features;  // per record
 };
 
@@ -44,26 +39,14 @@ const Env& GetEnv() {
     auto spec = feature::FeatureSpec::Load(kExample + "/features.yaml", *schema);
     if (!spec.ok()) __builtin_trap();
     e->spec = *spec;
+    e->records = std::make_unique<event::FuzzRecords>(*schema);
+    e->records->AddFile(kExample + "/sample.jsonl");
     feature::FeatureEngine engine(e->spec);
-    std::ifstream in(kExample + "/sample.jsonl");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.empty()) continue;
-      e->lines.push_back(std::make_unique<std::string>(line + std::string(64, ' ')));
-      e->validators.push_back(std::make_unique<event::Validator>(*schema, &e->hasher));
-      e->records.push_back(std::make_unique<event::Record>());
-      std::vector<event::Violation> v;
-      // The padded copy: the decoder may read 64 bytes past the line.
-      const std::string_view text = std::string_view(*e->lines.back()).substr(0, line.size());
-      if (!e->validators.back()->DecodeJson(text, e->lines.back()->size(), e->records.back().get(),
-                                            &v)) {
-        __builtin_trap();  // the fixture itself is wrong
-      }
+    for (size_t i = 0; i < e->records->size(); ++i) {
       std::vector<double> f(engine.num_features(), std::numeric_limits<double>::quiet_NaN());
-      (void)engine.Process(*e->records.back(), f);
+      (void)engine.Process((*e->records)[i], f);
       e->features.push_back(std::move(f));
     }
-    if (e->records.empty()) __builtin_trap();
     return e;
   }();
   return *env;
@@ -82,8 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const policy::Policy& p = **policy;
   const double scores[] = {
       std::numeric_limits<double>::quiet_NaN(), 0.0, 0.5, 0.97, 1.0, 2.0, -1.0};
-  for (size_t i = 0; i < env.records.size(); ++i) {
-    const event::Record& rec = *env.records[i];
+  for (size_t i = 0; i < env.records->size(); ++i) {
+    const event::Record& rec = (*env.records)[i];
     const int type = rec.type->index;
     const size_t rules = p.rules_of(type).size();
     for (double score : scores) {
