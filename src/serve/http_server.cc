@@ -404,11 +404,16 @@ struct HttpServer::Impl {
     decision_key.assign(d.action);  // reused: no allocation once grown
     decision_key.push_back('\x1f');
     decision_key.append(d.model);
+    decision_key.push_back('\x1f');
+    decision_key.append(d.policy);
     auto it = decisions_by.find(decision_key);
     if (it == decisions_by.end()) {
       it = decisions_by
-               .emplace(decision_key, registry->GetCounter("vigil_decisions_total", "Decisions by action and model version",
-                                                  {{"action", d.action}, {"model", d.model}}))
+               .emplace(decision_key,
+                        registry->GetCounter(
+                            "vigil_decisions_total",
+                            "Decisions by action, model version and policy version",
+                            {{"action", d.action}, {"model", d.model}, {"policy", d.policy}}))
                .first;
     }
     it->second->Inc();

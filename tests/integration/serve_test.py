@@ -821,9 +821,31 @@ def test_reload():
         check(statuses and all(x == 200 for x in statuses), f"requests during reloads: {set(statuses)}")
         st, d = s.post(json.loads(lines[-1]) | {"event_id": "e999999999999"})
         check(st == 200, "still serving")
+        # A good policy with one threshold moved: later decisions name it, and
+        # /metrics counts them under it.
+        scored = next(json.loads(l) for l in reversed(lines) if '"withdrawal"' in l) | {
+            "time": json.loads(lines[-1])["time"]}
+        st, before = s.post(scored | {"event_id": "e999999999998"})
+        check(st == 200 and before.get("policy", "").startswith("exchange@"), f"a decision names its policy: {before}")
+        text = open(f"{EX}/policy.yaml").read()
+        check("score_at_least: 0.97" in text, "the example policy has the threshold this test moves")
+        open(pol, "w").write(text.replace("score_at_least: 0.97", "score_at_least: 0.96", 1))
+        st, doc = s.request("POST", "/v1/admin/reload", "", key="admin")
+        check(st == 200, f"reload of a changed policy: {st} {doc}")
+        st, after = s.post(scored | {"event_id": "e999999999997"})
+        check(st == 200 and after["policy"].startswith("exchange@") and after["policy"] != before["policy"],
+              f"the changed policy decides: {before['policy']} then {after.get('policy')}")
+        check(after["policy"][len("exchange@"):] == doc["models"]["policy_hash"][:12],
+              f"the decision's policy is the loaded one: {after['policy']} {doc['models']['policy_hash']}")
+        _, metrics = s.request("GET", "/metrics")
+        for v in (before["policy"], after["policy"]):
+            check(re.search(rf'^vigil_decisions_total{{[^}}]*policy="{re.escape(v)}"[^}}]*}} [1-9]', metrics, re.M),
+                  f"vigil_decisions_total counts {v}:\n" + "\n".join(l for l in metrics.splitlines()
+                                                                  if l.startswith("vigil_decisions_total")))
         s.stop()
-        print(f"ok: 7 reloads while {len(statuses)} requests were served, every one 200; a broken model "
-              "keeps its last good version, a broken policy changes nothing")
+        print(f"ok: 8 reloads while {len(statuses)} requests were served, every one 200; a broken model "
+              "keeps its last good version, a broken policy changes nothing, a changed one names the "
+              "decisions after it")
 
 
 # -------------------------------------------------------------------- http
