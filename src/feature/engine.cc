@@ -626,6 +626,19 @@ struct FeatureEngine::Impl {
     e.base += static_cast<int64_t>(k);
   }
 
+  // The sum of the entries [lo, hi) again, for a running sum that is not
+  // finite: values whose sum overflows a double, or the inf − inf left once
+  // one of them is out of the window (which would otherwise stay NaN for as
+  // long as the entity lives). Compensated when that is finite, else plain:
+  // inf for a window whose values overflow.
+  static void Resum(const Entry* lo, const Entry* hi, double& sum, double& comp) {
+    sum = comp = 0;
+    for (const Entry* p = lo; p < hi; ++p) AddCompensated(p->v, sum, comp);
+    if (std::isfinite(sum + comp)) return;
+    sum = comp = 0;
+    for (const Entry* p = lo; p < hi; ++p) sum += p->v;
+  }
+
   // Moves the cursor to the window (q − width, q]. A template over the
   // distinct counts: the loops without them stay small.
   template <bool distinct>
@@ -653,6 +666,9 @@ struct FeatureEngine::Impl {
         const size_t at = static_cast<size_t>(i - e.base);
         c.Add(e.buf[at].v);
         if constexpr (distinct) ++(*counts)[hashes[at]];
+      }
+      if (!std::isfinite(c.Sum())) [[unlikely]] {
+        Resum(e.buf.data() + (c.lo - e.base), e.buf.data() + (c.hi - e.base), c.sum, c.comp);
       }
       c.valid = true;
       c.q = q;
@@ -682,7 +698,11 @@ struct FeatureEngine::Impl {
       }
       ++lo;
     }
-    if (lo == hi) sum = comp = 0;  // nothing left behind by an empty window
+    if (lo == hi) {
+      sum = comp = 0;  // nothing left behind by an empty window
+    } else if (!std::isfinite(sum + comp)) [[unlikely]] {
+      Resum(lo, hi, sum, comp);
+    }
     c.lo = base + (lo - buf);
     c.hi = base + (hi - buf);
     c.sum = sum;

@@ -306,6 +306,27 @@ TEST(FeatureEngineTest, WindowSumsDoNotDriftWhenALargeValueLeaves) {
   EXPECT_EQ(h.Event("tx", kHour + kMin / 2, "a", 0)[0], 2);
 }
 
+// Two values whose sum overflows a double make the window's sum inf while
+// both are in it; once one leaves, inf − inf must not leave the entity's sum,
+// mean and stddev NaN for good.
+TEST(FeatureEngineTest, AWindowWhoseSumOverflowedRecoversOnceTheValuesLeave) {
+  Harness h(
+      "  - {name: s, agg: sum, of: amount, key: user, window: 1h}\n"
+      "  - {name: m, agg: mean, of: amount, key: user, window: 1h}\n"
+      "  - {name: sd, agg: stddev, of: amount, key: user, window: 1h}\n");
+  h.Event("tx", 0, "a", 1e308);
+  const auto both = h.Event("tx", kMin, "a", 1e308);
+  EXPECT_EQ(both[0], std::numeric_limits<double>::infinity());
+  const auto one = h.Event("tx", kHour + kMin / 2, "a", 2);
+  EXPECT_EQ(one[0], 1e308 + 2);
+  EXPECT_EQ(one[1], (1e308 + 2) / 2);
+  const auto none = h.Event("tx", 5 * kHour, "a", 1);
+  EXPECT_EQ(none[0], 1);
+  EXPECT_EQ(none[1], 1);
+  h.Event("tx", 5 * kHour + 1, "a", 3);
+  EXPECT_EQ(h.Event("tx", 5 * kHour + 2, "a", 5)[2], 2);
+}
+
 TEST(FeatureEngineTest, RarelyReadWindowsDoNotPinOldEntries) {
   Harness h("  - {name: logins, agg: count, key: user, window: 1h, on: [login]}\n");
   h.Event("tx", 0, "a");
