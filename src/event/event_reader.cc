@@ -233,17 +233,23 @@ EventReader::Result EventReader::Next(Record* rec, Rejection* rej) {
       if (!lines_->status().ok() || !NextFile()) return Result::kEnd;
       continue;
     }
-    if (format_ == Format::kJsonLines) {
-      // Blank lines separate nothing in JSON Lines; they are not records.
-      bool blank = true;
-      for (char c : line.text) {
-        if (c != ' ' && c != '\t' && c != '\r') {
-          blank = false;
-          break;
-        }
-      }
-      if (blank) continue;
+    // A byte-order mark opening a JSON Lines file is not part of its first
+    // record (a CSV file's goes with its header).
+    if (format_ == Format::kJsonLines && line.line_no == 1 && line.text.size() >= 3 &&
+        line.text.substr(0, 3) == "\xEF\xBB\xBF") {
+      line.text.remove_prefix(3);
+      line.readable -= 3;
     }
+    // Blank lines are not records, in JSON Lines or CSV (a CSV record has a
+    // column per field; an editor's trailing empty line is none).
+    bool blank = true;
+    for (char c : line.text) {
+      if (c != ' ' && c != '\t' && c != '\r') {
+        blank = false;
+        break;
+      }
+    }
+    if (blank && !line.truncated) continue;
     break;
   }
   ++records_;

@@ -68,6 +68,31 @@ TEST(EventReaderTest, SniffsCsvAndJsonAndNumbersRecords) {
   EXPECT_EQ((*json)->records_read(), 2);
 }
 
+// What editors and other tools leave in files: a byte-order mark before a
+// JSON Lines file's first record, blank lines in a CSV file (a trailing
+// one above all). Neither is a record.
+TEST(EventReaderTest, ByteOrderMarksAndBlankLinesAreNotRecords) {
+  PiiHasher h("k");
+  auto json = EventReader::FromString(
+      "\xEF\xBB\xBF{\"event_type\":\"tx\",\"event_id\":1,\"time\":1,\"amount\":2}\n"
+      "{\"event_type\":\"tx\",\"event_id\":2,\"time\":2,\"amount\":3}\n",
+      TxSchema(), &h);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_EQ((*json)->format(), Format::kJsonLines);
+  Counts c = ReadAll(**json);
+  EXPECT_EQ(c.valid, 2);
+  EXPECT_TRUE(c.rejected.empty()) << c.rejected[0].violations[0].reason;
+
+  auto csv = EventReader::FromString(
+      "\xEF\xBB\xBFid,ts,amount\n1,2024-01-01 00:00:00,5\n\n2,2024-01-01 00:00:01,6\r\n\r\n\n",
+      TxSchema(), &h);
+  ASSERT_TRUE(csv.ok()) << csv.status();
+  c = ReadAll(**csv);
+  EXPECT_EQ(c.valid, 2);
+  EXPECT_TRUE(c.rejected.empty()) << c.rejected[0].violations[0].reason;
+  EXPECT_EQ((*csv)->records_read(), 2);
+}
+
 TEST(EventReaderTest, BadHeaderFailsBeforeAnyRecord) {
   PiiHasher h("k");
   auto r = EventReader::FromString("id,ts,amount,shoe\n", TxSchema(), &h);
