@@ -57,12 +57,10 @@ TimeError ParseNumeric(std::string_view s, EpochUnit unit, int64_t* ms) noexcept
   if (ec == std::errc() && p == e) {
     const bool seconds = unit == EpochUnit::kSeconds ||
                          (unit == EpochUnit::kAuto && iv < 100000000000 && iv > -100000000000);
-    if (!seconds) {
-      *ms = iv;
-      return TimeError::kOk;
-    }
-    if (iv > INT64_MAX / 1000 || iv < INT64_MIN / 1000) return TimeError::kOutOfRange;
-    *ms = iv * 1000;
+    if (seconds && (iv > INT64_MAX / 1000 || iv < INT64_MIN / 1000)) return TimeError::kOutOfRange;
+    const int64_t v = seconds ? iv * 1000 : iv;
+    if (v < kMinTimestampMs || v > kMaxTimestampMs) return TimeError::kOutOfRange;
+    *ms = v;
     return TimeError::kOk;
   }
   double dv;
@@ -100,9 +98,11 @@ bool EpochToMs(double v, EpochUnit unit, int64_t* ms) noexcept {
   if (!std::isfinite(v)) return false;
   const bool seconds =
       unit == EpochUnit::kSeconds || (unit == EpochUnit::kAuto && std::fabs(v) < 1e11);
-  const double m = seconds ? v * 1000.0 : v;
-  if (!(m > -9.2e18 && m < 9.2e18)) return false;
-  *ms = static_cast<int64_t>(std::floor(m));
+  const double m = std::floor(seconds ? v * 1000.0 : v);
+  if (!(m >= static_cast<double>(kMinTimestampMs) && m <= static_cast<double>(kMaxTimestampMs))) {
+    return false;
+  }
+  *ms = static_cast<int64_t>(m);
   return true;
 }
 
@@ -224,7 +224,7 @@ const char* TimeErrorText(TimeError e) noexcept {
     case TimeError::kNoZone:
       return "ISO-8601 time without a zone (add Z or an offset such as +02:00)";
     case TimeError::kOutOfRange:
-      return "a date or time field is out of range";
+      return "out of range (a date or time field, or a time outside the years 0000-9999)";
   }
   return "unknown";
 }

@@ -23,6 +23,12 @@ inline constexpr int64_t kMsPerMinute = 60 * kMsPerSecond;
 inline constexpr int64_t kMsPerHour = 60 * kMsPerMinute;
 inline constexpr int64_t kMsPerDay = 24 * kMsPerHour;
 
+// The times a timestamp may hold: the years 0000 to 9999, as written in
+// ISO-8601. An epoch number outside them is out of range (kOutOfRange), so
+// that time arithmetic (t − lag − window) never overflows.
+inline constexpr int64_t kMinTimestampMs = -62167219200000;  // 0000-01-01T00:00:00Z
+inline constexpr int64_t kMaxTimestampMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
+
 // How a number is read as a time.
 enum class EpochUnit {
   kAuto,          // |v| < 1e11 is seconds (up to year 5138), else milliseconds
@@ -56,7 +62,7 @@ class TimestampParser {
 absl::StatusOr<int64_t> ParseTimestamp(std::string_view text, EpochUnit unit = EpochUnit::kAuto);
 
 // Converts an epoch number to milliseconds. Fails (returns false) on NaN,
-// infinities and values beyond year ±292 million.
+// infinities and times outside [kMinTimestampMs, kMaxTimestampMs].
 bool EpochToMs(double v, EpochUnit unit, int64_t* ms) noexcept;
 
 // Says why a timestamp failed, for messages.

@@ -44,6 +44,26 @@ TEST(ParseTimestampTest, EpochSecondsAndMillisecondsByMagnitude) {
   EXPECT_EQ(ms, 15);
 }
 
+// An epoch number may not reach outside the years ISO-8601 writes: the
+// engine's t - lag - window would overflow at the ends of int64.
+TEST(ParseTimestampTest, EpochsOutsideTheYears0000To9999AreOutOfRange) {
+  int64_t ms = 0;
+  EXPECT_EQ(ParseTimestamp("-9223372036854775808", &ms), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("9223372036854775807", &ms), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("253402300800000", &ms), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("-62167219200001", &ms), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("1e300", &ms), TimeError::kSyntax);
+  EXPECT_EQ(ParseTimestamp("253402300800", &ms, EpochUnit::kSeconds), TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("-9000000000000000", &ms, EpochUnit::kMilliseconds),
+            TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("-62167219200001.5", &ms, EpochUnit::kMilliseconds),
+            TimeError::kOutOfRange);
+  EXPECT_EQ(ParseTimestamp("253402300799999", &ms), TimeError::kOk);
+  EXPECT_EQ(FormatTimestamp(ms), "9999-12-31T23:59:59.999Z");
+  EXPECT_EQ(ParseTimestamp("-62167219200000", &ms), TimeError::kOk);
+  EXPECT_EQ(FormatTimestamp(ms), "0000-01-01T00:00:00.000Z");
+}
+
 TEST(ParseTimestampTest, IsoWithoutZoneIsRefusedWithReason) {
   auto r = ParseTimestamp("2018-04-01T00:00:31");
   ASSERT_FALSE(r.ok());
