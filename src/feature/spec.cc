@@ -168,10 +168,16 @@ class Builder {
       spec_->score_on[et->index] = true;
     }
     VIGIL_ASSIGN_OR_RETURN(spec_->passthrough, StringList(root["passthrough"]));
-    for (const std::string& p : spec_->passthrough) {
+    for (size_t i = 0; i < spec_->passthrough.size(); ++i) {
+      const std::string& p = spec_->passthrough[i];
       if (!RoleField(s, spec_->score_on, p)) {
         return root["passthrough"].Error(StrCat("passthrough: '", p, "' is not a field of ",
                                                 StrJoin(spec_->score_on_names, ", ")));
+      }
+      // (Backfill would write the column twice.)
+      if (std::find(spec_->passthrough.begin(), spec_->passthrough.begin() + i, p) !=
+          spec_->passthrough.begin() + i) {
+        return root["passthrough"].Error(StrCat("passthrough: '", p, "' is listed twice"));
       }
     }
 

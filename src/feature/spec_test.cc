@@ -146,6 +146,9 @@ TEST(FeatureSpecTest, AFeatureNamedLikeABackfillColumnIsRefused) {
   };
   EXPECT_TRUE(spec("").ok()) << "amount is a field, not a column, unless passed through";
   EXPECT_THAT(spec("passthrough: [amount]\n").message(), HasSubstr("(a passthrough field)"));
+  // Nor may a passthrough field be listed twice (two columns of one name).
+  EXPECT_THAT(spec("passthrough: [user_id, user_id]\n").message(),
+              HasSubstr("passthrough: 'user_id' is listed twice"));
   auto labelled = FeatureSpec::LoadString(
       "score_on: [deposit]\nlabels: {chargeback: {horizon: 30d}}\nfeatures:\n"
       "  - {name: label, agg: count, key: user_id, window: 1d}\n",
