@@ -111,6 +111,7 @@ struct Reply {
   const char* content_type = "application/json";
   const char* www_authenticate = nullptr;  // on 401
   const char* retry_after = nullptr;       // on 429 and 503
+  bool close = false;                      // end the connection after this answer
   std::string body;
 
   void Reset() {
@@ -118,6 +119,7 @@ struct Reply {
     content_type = "application/json";
     www_authenticate = nullptr;
     retry_after = nullptr;
+    close = false;
     body.clear();
   }
   void Error(int s, std::string_view error, std::string_view message) {
@@ -131,6 +133,23 @@ struct Reply {
 std::string_view Header(evhttp_request* req, const char* name) {
   const char* v = evhttp_find_header(evhttp_request_get_input_headers(req), name);
   return v ? std::string_view(v) : std::string_view();
+}
+
+// Whether the request's body length is ambiguous (RFC 9112, 6.3): two
+// Content-Length headers that differ, or one beside a Transfer-Encoding.
+// evhttp takes one reading; a proxy in front may have taken another, and
+// read the rest as a request of its own (request smuggling).
+bool AmbiguousLength(evhttp_request* req) {
+  const evkeyvalq* h = evhttp_request_get_input_headers(req);
+  const char* length = nullptr;
+  bool transfer_encoding = false;
+  for (const evkeyval* kv = h->tqh_first; kv != nullptr; kv = kv->next.tqe_next) {
+    if (absl::EqualsIgnoreCase(kv->key, "Transfer-Encoding")) transfer_encoding = true;
+    if (!absl::EqualsIgnoreCase(kv->key, "Content-Length")) continue;
+    if (length != nullptr && std::strcmp(length, kv->value) != 0) return true;
+    length = kv->value;
+  }
+  return length != nullptr && transfer_encoding;
 }
 
 // Content-Type: application/json, the media type compared without regard to
@@ -588,6 +607,21 @@ struct HttpServer::Impl {
     return true;
   }
 
+  // The event id of a raw (undecoded) path /v1/decisions/{id}, its one
+  // segment percent-decoded into *id; false when the path has another shape.
+  static bool DecisionId(std::string_view raw, std::string* id) {
+    constexpr std::string_view kPrefix = "/v1/decisions/";
+    if (raw.size() <= kPrefix.size() || raw.substr(0, kPrefix.size()) != kPrefix) return false;
+    const std::string segment(raw.substr(kPrefix.size()));
+    if (segment.find('/') != std::string::npos) return false;
+    size_t n = 0;
+    char* d = evhttp_uridecode(segment.c_str(), 0, &n);
+    if (d == nullptr) return false;
+    id->assign(d, n);
+    std::free(d);
+    return !id->empty();
+  }
+
   // Routes one request. Returns true when it went to the worker; otherwise
   // the loop's reply is filled, and `*counted` says whether it goes to the
   // per-endpoint metrics (everything but the probes).
@@ -610,6 +644,14 @@ struct HttpServer::Impl {
     bool get = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
     bool post = method == EVHTTP_REQ_POST;
 
+    if (AmbiguousLength(req)) {
+      r.Error(
+          400, "bad_request",
+          "the body's length is ambiguous: Content-Length given twice with different values, or "
+          "beside a Transfer-Encoding; the connection is closed");
+      r.close = true;
+      return false;
+    }
     if (post && Header(req, "Content-Length").empty() && Header(req, "Transfer-Encoding").empty()) {
       r.Error(411, "length_required",
               "a POST needs a Content-Length, even for an empty body (curl: -d '')");
@@ -631,10 +673,12 @@ struct HttpServer::Impl {
       return HandleMetrics(l, req, t0, StrCat(MethodName(method), " ", path));
     } else if (get && e == kModels) {
       if (Authorize(l, req, Role::kAdmin, false)) r.body = engine->ModelsJson();
-    } else if (get && e == kDecisions && path.size() > 14 && path.find('/', 14) == std::string_view::npos) {
+    } else if (std::string id; get && e == kDecisions && DecisionId(raw ? raw : "", &id)) {
+      // (The id decoded from the raw path's one segment: an id may hold a
+      // '/', sent as %2F.)
       if (!Authorize(l, req, Role::kScore, true)) return false;
       return Defer(l, req, e, t0, method == EVHTTP_REQ_HEAD, StrCat(MethodName(method), " ", path),
-                   [this, id = std::string(path.substr(14))](Reply* out) { GetStored(this, id, out); });
+                   [this, id = std::move(id)](Reply* out) { GetStored(this, id, out); });
     } else if (post && e == kReload) {
       if (!Authorize(l, req, Role::kAdmin, false)) return false;
       return Defer(l, req, e, t0, false, StrCat(MethodName(method), " ", path),
@@ -650,7 +694,7 @@ struct HttpServer::Impl {
     evhttp_add_header(h, "Content-Type", r.content_type);
     if (r.www_authenticate) evhttp_add_header(h, "WWW-Authenticate", r.www_authenticate);
     if (r.retry_after) evhttp_add_header(h, "Retry-After", r.retry_after);
-    if (l.stopping) evhttp_add_header(h, "Connection", "close");
+    if (l.stopping || r.close) evhttp_add_header(h, "Connection", "close");
     if (!head) evbuffer_add(evhttp_request_get_output_buffer(req), r.body.data(), r.body.size());
     l.replying = true;
     evhttp_send_reply(req, r.status, ReasonPhrase(r.status), nullptr);

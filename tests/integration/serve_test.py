@@ -892,6 +892,24 @@ def test_http():
                                        f"{s.keys['score']}\r\nContent-Type: application/json\r\n\r\n".encode())
         check(line == "HTTP/1.1 411 Length Required" and doc["error"] == "length_required",
               f"a POST without Content-Length: {line} {doc}")
+        # An event id may hold a '/', sent as %2F: the one path segment is the id.
+        st, doc = s.request("GET", "/v1/decisions/e500000000000%2F")
+        check(st == 404 and "no endpoint" not in doc["message"], f"an id with %2F is an id: {st} {doc}")
+        st, doc = s.request("GET", "/v1/decisions/e500000000000/x")
+        check(st == 404 and "no endpoint" in doc["message"], f"two segments are no endpoint: {st} {doc}")
+        # Two lengths that disagree: 400, and the connection ends there, so
+        # what a proxy may have taken for a second request is never served.
+        import socket
+        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock:
+            sock.sendall(f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s.keys['score']}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 45\r\n\r\n"
+                         "{}GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        text = answer.decode(errors="replace")
+        check(text.startswith("HTTP/1.1 400 ") and "bad_request" in text and text.count("HTTP/1.1 ") == 1,
+              f"two Content-Lengths: {text!r}")
         # The reload takes no body: its Content-Type does not matter (docs/api.md).
         st, doc = s.request("POST", "/v1/admin/reload", "", key="admin", ctype="text/plain")
         check(st == 200 and doc["reloaded"], f"reload with text/plain: {st} {doc}")
@@ -903,7 +921,8 @@ def test_http():
                 break
         check(r.status == 429 and r.reason == "Too Many Requests", f"the 429's status line: {r.status} {r.reason}")
         s.stop()
-        print("ok: media types and the auth scheme without regard to case; 411; 429 Too Many Requests; 403 messages")
+        print("ok: media types and the auth scheme without regard to case; 411; 429 Too Many Requests; 403 messages; "
+              "an id with %2F; two Content-Lengths refused and the connection closed")
 
 
 # ------------------------------------------------------------------ dead letters
