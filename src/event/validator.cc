@@ -992,6 +992,38 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
   return true;
 }
 
+void Validator::NoteIdOfInvalidUtf8(std::string_view line, Record* rec) {
+  // Each byte that starts no valid sequence reads as '?'; then the record
+  // parses if nothing else is wrong with it.
+  repaired_.assign(line);
+  for (size_t i = 0; i < repaired_.size();) {
+    const auto lead = static_cast<unsigned char>(repaired_[i]);
+    const size_t n = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    if (i + n <= repaired_.size() && sj::validate_utf8(repaired_.data() + i, n)) {
+      i += n;
+    } else {
+      repaired_[i++] = '?';
+    }
+  }
+  dom::element doc;
+  dom::object obj;
+  if (json_->parser.parse(repaired_.data(), repaired_.size(), /*realloc_if_needed=*/true)
+          .get(doc) ||
+      doc.get_object().get(obj)) {
+    return;
+  }
+  for (const EventTypeSpec& t : schema_->types) {
+    if (t.id_field < 0) continue;
+    std::string_view id;
+    if (obj.at_key(t.fields[static_cast<size_t>(t.id_field)].name).get_string().get(id) ==
+        sj::SUCCESS) {
+      // Only an id written as is in the record (no byte of it was invalid).
+      if (!id.empty() && line.find(id) != std::string_view::npos) rec->event_id = id;
+      return;
+    }
+  }
+}
+
 bool Validator::DecodeJson(std::string_view line, size_t readable, Record* rec,
                            std::vector<Violation>* out) {
   out->clear();
@@ -1002,6 +1034,7 @@ bool Validator::DecodeJson(std::string_view line, size_t readable, Record* rec,
   if (auto e = json_->parser.parse(line.data(), line.size(), /*realloc_if_needed=*/readable < line.size() + sj::SIMDJSON_PADDING).get(doc); e) {
     if (e == sj::UTF8_ERROR) {
       Add(out, Rule::kInvalidUtf8, nullptr, "", "the record is not valid UTF-8");
+      NoteIdOfInvalidUtf8(line, rec);
     } else {
       Add(out, Rule::kMalformedJson, nullptr, "", StrCat("invalid JSON: ", sj::error_message(e)));
     }

@@ -226,6 +226,10 @@ class Validator {
   std::string_view json_line_;  // the JSON record being decoded
   std::string numbers_;   // JSON numbers as text; reserved, never reallocated mid-record
   std::string unquoted_;  // unescaped CSV cells; reserved, never reallocated mid-record
+  std::string repaired_;  // a JSON record with its invalid UTF-8 bytes read as '?'
+  // Sets rec->event_id for a JSON record that is not valid UTF-8 when it has
+  // a readable one (the answer and the dead letter name the event by it).
+  void NoteIdOfInvalidUtf8(std::string_view line, Record* rec);
   DedupWindow dedup_;
   int64_t latest_ms_ = INT64_MIN;
   bool live_ = false;                // SetLive

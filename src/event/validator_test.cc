@@ -130,6 +130,16 @@ TEST_F(ValidatorTest, MalformedJson) {
 
 TEST_F(ValidatorTest, InvalidUtf8) {
   ExpectOne(Json(Deposit(",\"note\":\"caf\xC3\x28\"")), Rule::kInvalidUtf8, "", "UTF-8");
+  // The record still names its event by a readable id (the answer and the
+  // dead letter do), but not by one whose own bytes are invalid.
+  EXPECT_EQ(rec_.event_id, "e1");
+  ExpectOne(Json(Deposit(",\"note\":\"x\"",
+                         "e\xff"
+                         "2")),
+            Rule::kInvalidUtf8, "", "UTF-8");
+  EXPECT_EQ(rec_.event_id, "");
+  ExpectOne(Json(Deposit(",\"note\":\"\xF0\x9F\x98\"", "e3")), Rule::kInvalidUtf8, "", "UTF-8");
+  EXPECT_EQ(rec_.event_id, "e3");
   ExpectOne(Csv("u1,\xff\xfe,,1,USD,card,,,,,,1"), Rule::kInvalidUtf8, "", "UTF-8");
 }
 
