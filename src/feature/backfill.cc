@@ -22,24 +22,46 @@
 namespace vigil::feature {
 namespace {
 
-// Buffered output to a plain file, standard output, or gzip.
+// Buffered output to a plain file, standard output, or gzip. A file is
+// written as <path>.partial and renamed to <path> by Commit: a backfill that
+// fails or is killed midway leaves no file that looks whole (and an earlier
+// run's output stays as it was); the destructor removes the partial file
+// unless it was committed.
 class Sink {
  public:
   static absl::StatusOr<std::unique_ptr<Sink>> Open(const std::string& path) {
     auto s = std::unique_ptr<Sink>(new Sink(path));
     if (path == "-") {
       s->file_ = stdout;
-    } else if (EndsWith(path, ".gz")) {
-      s->gz_ = gzopen(path.c_str(), "wb4");
-      if (!s->gz_) return absl::InvalidArgumentError(StrCat(path, ": cannot create: ", strerror(errno)));
     } else {
-      s->file_ = std::fopen(path.c_str(), "wb");
-      if (!s->file_) return absl::InvalidArgumentError(StrCat(path, ": cannot create: ", strerror(errno)));
+      s->partial_ = path + ".partial";
+      if (EndsWith(path, ".gz")) {
+        s->gz_ = gzopen(s->partial_.c_str(), "wb4");
+      } else {
+        s->file_ = std::fopen(s->partial_.c_str(), "wb");
+      }
+      if (!s->gz_ && !s->file_) {
+        return absl::InvalidArgumentError(StrCat(path, ": cannot create: ", strerror(errno)));
+      }
     }
     s->buf_.resize(kSize);
     return s;
   }
-  ~Sink() { (void)Close(); }
+  ~Sink() {
+    (void)Close();
+    if (!partial_.empty()) std::remove(partial_.c_str());
+  }
+  // Closes, then gives the file its name.
+  absl::Status Commit() {
+    VIGIL_RETURN_IF_ERROR(Close());
+    if (partial_.empty()) return absl::OkStatus();
+    if (std::rename(partial_.c_str(), path_.c_str()) != 0) {
+      return absl::DataLossError(
+          StrCat(path_, ": cannot rename ", partial_, " to it: ", strerror(errno)));
+    }
+    partial_.clear();
+    return absl::OkStatus();
+  }
 
   // Where to write up to `n` bytes (written out first when the buffer has
   // less room); End() with the end of what was written. Rows are written in
@@ -90,6 +112,7 @@ class Sink {
   static constexpr size_t kSize = 1 << 20;
   explicit Sink(std::string path) : path_(std::move(path)) {}
   std::string path_;
+  std::string partial_;  // what is written until Commit ("" for standard output, or once committed)
   FILE* file_ = nullptr;
   gzFile gz_ = nullptr;
   std::string buf_;  // its first len_ bytes are to be written
@@ -426,7 +449,7 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     ++res.rows;
   }
   if (!reader.status().ok()) return reader.status();
-  VIGIL_RETURN_IF_ERROR(sink->Close());
+  VIGIL_RETURN_IF_ERROR(sink->Commit());
   res.read = reader.records_read();
   res.engine = engine.Stats();
   res.too_late = res.engine.too_late;

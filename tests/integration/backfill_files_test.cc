@@ -264,6 +264,42 @@ TEST(BackfillFilesTest, RefusesMissingFilesEmptyDirectoriesAndStdinAmongFiles) {
   EXPECT_THAT(r.err, HasSubstr("one format"));
 }
 
+// A backfill that fails midway (here a gzip file cut short) leaves no output
+// that looks whole: it writes <out>.partial and removes it, and an earlier
+// run's output stays as it was.
+TEST(BackfillFilesTest, AFailureMidwayLeavesNoPartialOutputAndKeepsTheEarlierOne) {
+  TempDir dir;
+  // Without training labels: one pass, so the output is open when the cut
+  // is reached.
+  const std::string schema = dir.File("schema.yaml"), features = dir.File("features.yaml");
+  WriteFile(schema,
+            "event_types:\n  tx:\n    fields:\n      user: {type: string, role: entity}\n"
+            "      amount: {type: float}\n");
+  WriteFile(features,
+            "score_on: [tx]\nfeatures:\n"
+            "  - {name: n, agg: count, key: user, window: 1d}\n");
+  std::string text;
+  for (int i = 0; i < 200000; ++i) {
+    text += StrCat(R"({"event_type":"tx","event_id":"t)", i, R"(","time":)", 1700000000000 + i,
+                   R"(,"user":"u)", i % 977, R"(","amount":)", i % 13, "}\n");
+  }
+  const std::string out = dir.File("out.csv");
+  WriteFile(dir.File("small.jsonl"), text.substr(0, text.find('\n') + 1));
+  Backfill(dir, {dir.File("small.jsonl")}, out, false, schema, features);
+  const std::string before = ReadFile(out);
+  ASSERT_FALSE(before.empty());
+  WriteGzipFile(dir.File("cut.jsonl.gz"), text);
+  const std::string gz = ReadFile(dir.File("cut.jsonl.gz"));
+  WriteFile(dir.File("cut.jsonl.gz"), gz.substr(0, gz.size() * 3 / 4));
+  RunResult r = RunVigil({"backfill", "--schema", schema, "--features", features, "--events",
+                          dir.File("cut.jsonl.gz"), "--out", out},
+                         In(dir));
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("truncated"));
+  EXPECT_EQ(ReadFile(out), before);
+  EXPECT_FALSE(FileExists(out + ".partial"));
+}
+
 // On a terminal, a long backfill redraws a progress line with its rows per
 // second; elsewhere (a pipe, a file) it writes none. `script` gives the
 // run a terminal and records what it showed.
