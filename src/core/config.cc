@@ -313,4 +313,54 @@ std::string ClosestMatch(std::string_view word, const std::vector<std::string_vi
   return out;
 }
 
+SourceText::SourceText(std::string_view text) : text_(text) {
+  line_start_.push_back(0);
+  for (size_t i = 0; i < text_.size(); ++i) {
+    if (text_[i] == '\n') line_start_.push_back(i + 1);
+  }
+}
+
+size_t SourceText::Offset(int line, int col) const {
+  if (line < 1 || col < 1 || static_cast<size_t>(line) > line_start_.size())
+    return std::string_view::npos;
+  const size_t i = line_start_[static_cast<size_t>(line - 1)] + static_cast<size_t>(col - 1);
+  return i < text_.size() ? i : std::string_view::npos;
+}
+
+char SourceText::CharAt(int line, int col) const {
+  const size_t i = Offset(line, col);
+  return i == std::string_view::npos ? 0 : text_[i];
+}
+
+int SourceText::LineOf(size_t pos) const {
+  return static_cast<int>(std::upper_bound(line_start_.begin(), line_start_.end(), pos) -
+                          line_start_.begin());
+}
+
+SourceText::Start SourceText::ScalarStart(const ConfigNode& n) const {
+  Start s;
+  s.line = n.line();
+  s.column = n.column();
+  const char c = CharAt(n.line(), n.column());
+  if (c == '"' || c == '\'') {
+    s.column += 1;
+  } else if (c == '|' || c == '>') {
+    // YAML strips the block's indentation, which its first non-blank line
+    // sets.
+    int indent = 0;
+    for (size_t l = static_cast<size_t>(n.line()); l < line_start_.size(); ++l) {
+      size_t i = line_start_[l];
+      while (i < text_.size() && text_[i] == ' ') ++i;
+      if (i < text_.size() && text_[i] != '\n' && text_[i] != '\r') {
+        indent = static_cast<int>(i - line_start_[l]);
+        break;
+      }
+    }
+    s.line = n.line() + 1;
+    s.column = indent + 1;
+    s.continuation_column = indent + 1;
+  }
+  return s;
+}
+
 }  // namespace vigil::core

@@ -87,6 +87,41 @@ class ConfigNode {
   std::unique_ptr<Impl> impl_;
 };
 
+// A YAML document's text, for the positions YAML does not give: where a
+// scalar's own text starts, and what is at a line and column.
+// Thread-safety: const after construction. `text` must outlive it.
+class SourceText {
+ public:
+  explicit SourceText(std::string_view text);
+
+  struct Start {
+    int line = 1;
+    int column = 1;
+    // Where the scalar's later lines start: a block scalar's indentation + 1
+    // (YAML strips it from every line), else 1.
+    int continuation_column = 1;
+  };
+  // Where the text of scalar `n` starts: one column past the quote of a
+  // quoted scalar; the line after `|` or `>` of a block scalar, at its
+  // indentation; else `n`'s own position. (A folded `>` block or a plain
+  // scalar over several lines joins them: positions past its first line are
+  // approximate.)
+  Start ScalarStart(const ConfigNode& n) const;
+
+  // The byte offset of 1-based `line`:`col`, or npos outside the text.
+  size_t Offset(int line, int col) const;
+  // The character there, or 0 outside the text.
+  char CharAt(int line, int col) const;
+  // The 1-based line of byte offset `pos`.
+  int LineOf(size_t pos) const;
+  size_t LineStart(int line) const { return line_start_[static_cast<size_t>(line - 1)]; }
+  std::string_view text() const { return text_; }
+
+ private:
+  std::string_view text_;
+  std::vector<size_t> line_start_;  // byte offset of each line (0-based index)
+};
+
 // The closest of `candidates` to `word` by edit distance, or "" if none is
 // close; for "did you mean" hints.
 std::string ClosestMatch(std::string_view word, const std::vector<std::string_view>& candidates);

@@ -130,7 +130,8 @@ absl::Status CheckLeakage(const ConfigNode& where, std::string_view feature, con
 
 class Builder {
  public:
-  Builder(std::shared_ptr<FeatureSpec> spec, std::string dir) : spec_(std::move(spec)), dir_(std::move(dir)) {}
+  Builder(std::shared_ptr<FeatureSpec> spec, std::string dir, std::string_view text)
+      : spec_(std::move(spec)), dir_(std::move(dir)), source_(text) {}
 
   absl::Status Build(const ConfigNode& root, std::string* hashed_extra) {
     const Schema& s = *spec_->schema;
@@ -294,11 +295,14 @@ class Builder {
     return b;
   }
 
-  static expr::SourcePos Pos(const ConfigNode& n) {
+  // Where an expression's text starts (core::SourceText::ScalarStart).
+  expr::SourcePos Pos(const ConfigNode& n) const {
+    const core::SourceText::Start st = source_.ScalarStart(n);
     expr::SourcePos p;
     p.file = n.file();
-    p.line = n.line();
-    p.column = n.column() + (n.Quoted() ? 1 : 0);
+    p.line = st.line;
+    p.column = st.column;
+    p.continuation_column = st.continuation_column;
     return p;
   }
 
@@ -736,6 +740,7 @@ class Builder {
 
   std::shared_ptr<FeatureSpec> spec_;
   std::string dir_;
+  core::SourceText source_;
   StringMap<int> names_;
 };
 
@@ -747,7 +752,7 @@ absl::StatusOr<std::shared_ptr<const FeatureSpec>> Load(std::string_view text, s
   spec->file = name;
   spec->schema = std::move(schema);
   std::string extra;
-  Builder b(spec, std::move(dir));
+  Builder b(spec, std::move(dir), text);
   VIGIL_RETURN_IF_ERROR(b.Build(root, &extra));
   spec->content_hash = event::Sha256Hex(StrCat(text, "\n", extra, "\n", spec->schema->content_hash));
   return std::shared_ptr<const FeatureSpec>(std::move(spec));

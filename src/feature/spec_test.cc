@@ -65,6 +65,16 @@ TEST(FeatureSpecTest, UnknownFieldNamesFileLineAndField) {
               HasSubstr("key field 'usr'"));
 }
 
+// An expression's errors point into the file where the token is: in a block
+// scalar (`expr: |`) on its own line and column, as in a quoted one.
+TEST(FeatureSpecTest, ExpressionErrorsNameTheTokensLineAndColumnInBlockScalars) {
+  // Line 3 is `  - name: a`; the block's text starts on line 5, column 7.
+  EXPECT_THAT(Err("  - name: a\n    expr: |\n      event.amount +\n        foo(1)\n").message(),
+              HasSubstr("f.yaml:6:9: unknown function 'foo'"));
+  EXPECT_THAT(Err("  - {name: a, expr: \"1 + foo(1)\"}\n").message(),
+              HasSubstr("f.yaml:3:26: unknown function 'foo'"));
+}
+
 TEST(FeatureSpecTest, UnknownAggregateSuggestsTheClosest) {
   auto st = Err("  - {name: a, agg: cuont, key: user_id, window: 1d}\n");
   EXPECT_THAT(st.message(), HasSubstr("f.yaml:3:"));

@@ -78,12 +78,7 @@ const char* PathName(Path p) {
 class Policy::Loader {
  public:
   Loader(std::string_view text, std::shared_ptr<const feature::FeatureSpec> spec, Policy* p)
-      : text_(text), spec_(std::move(spec)), p_(p) {
-    line_start_.push_back(0);
-    for (size_t i = 0; i < text_.size(); ++i) {
-      if (text_[i] == '\n') line_start_.push_back(i + 1);
-    }
-  }
+      : source_(text), spec_(std::move(spec)), p_(p) {}
 
   absl::Status Run(const ConfigNode& root) {
     const event::Schema& schema = *spec_->schema;
@@ -375,33 +370,14 @@ class Policy::Loader {
                           "; actions are allow, challenge, review, block"));
   }
 
-  // Where the expression's text starts: after the quote of a quoted scalar,
-  // or on the line after `|` / `>` of a block scalar, at its indentation.
+  // Where the expression's text starts (core::SourceText::ScalarStart).
   expr::SourcePos Pos(const ConfigNode& n) const {
+    const core::SourceText::Start st = source_.ScalarStart(n);
     expr::SourcePos p;
     p.file = n.file();
-    p.line = n.line();
-    p.column = n.column();
-    const char c = CharAt(n.line(), n.column());
-    if (c == '"' || c == '\'') {
-      p.column += 1;
-    } else if (c == '|' || c == '>') {
-      // YAML strips the block's indentation, which the first non-blank line
-      // sets. (A folded `>` block joins lines: positions past its first line
-      // are approximate.)
-      int indent = 0;
-      for (size_t l = static_cast<size_t>(n.line()); l < line_start_.size(); ++l) {
-        size_t i = line_start_[l];
-        while (i < text_.size() && text_[i] == ' ') ++i;
-        if (i < text_.size() && text_[i] != '\n' && text_[i] != '\r') {
-          indent = static_cast<int>(i - line_start_[l]);
-          break;
-        }
-      }
-      p.line = n.line() + 1;
-      p.column = indent + 1;
-      p.continuation_column = indent + 1;
-    }
+    p.line = st.line;
+    p.column = st.column;
+    p.continuation_column = st.continuation_column;
     return p;
   }
 
@@ -411,45 +387,28 @@ class Policy::Loader {
   absl::Status KeyError(const ConfigNode& value, std::string_view key,
                         std::string_view message) const {
     std::string where = value.Where();
-    const size_t end = Offset(value.line(), value.column());
+    const std::string_view text = source_.text();
+    const size_t end = source_.Offset(value.line(), value.column());
     if (end != std::string_view::npos && !key.empty()) {
-      size_t pos = text_.rfind(key, end);
+      size_t pos = text.rfind(key, end);
       while (pos != std::string_view::npos) {
         size_t after = pos + key.size();
-        if (after < text_.size() && (text_[after] == '"' || text_[after] == '\'')) ++after;
-        const char before = pos == 0 ? '\n' : text_[pos - 1];
+        if (after < text.size() && (text[after] == '"' || text[after] == '\'')) ++after;
+        const char before = pos == 0 ? '\n' : text[pos - 1];
         const bool starts = before == ' ' || before == '\n' || before == '{' || before == ',' ||
                             before == '"' || before == '\'';
-        if (starts && after < text_.size() && text_[after] == ':') break;
-        pos = pos == 0 ? std::string_view::npos : text_.rfind(key, pos - 1);
+        if (starts && after < text.size() && text[after] == ':') break;
+        pos = pos == 0 ? std::string_view::npos : text.rfind(key, pos - 1);
       }
       if (pos != std::string_view::npos) {
-        const size_t line = static_cast<size_t>(
-            std::upper_bound(line_start_.begin(), line_start_.end(), pos) - line_start_.begin());
-        where = StrCat(value.file(), ":", line, ":", pos - line_start_[line - 1] + 1);
+        const int line = source_.LineOf(pos);
+        where = StrCat(value.file(), ":", line, ":", pos - source_.LineStart(line) + 1);
       }
     }
     return absl::InvalidArgumentError(StrCat(where, ": ", message));
   }
 
-  // The byte offset of 1-based `line`:`col`, or npos outside the text.
-  size_t Offset(int line, int col) const {
-    if (line < 1 || col < 1 || static_cast<size_t>(line) > line_start_.size()) {
-      return std::string_view::npos;
-    }
-    const size_t i = line_start_[static_cast<size_t>(line - 1)] + static_cast<size_t>(col - 1);
-    return i < text_.size() ? i : std::string_view::npos;
-  }
-
-  // The character at 1-based `line`:`col`, or 0 outside the text.
-  char CharAt(int line, int col) const {
-    if (line < 1 || col < 1 || static_cast<size_t>(line) > line_start_.size()) return 0;
-    const size_t i = line_start_[static_cast<size_t>(line - 1)] + static_cast<size_t>(col - 1);
-    return i < text_.size() ? text_[i] : 0;
-  }
-
-  std::string_view text_;
-  std::vector<size_t> line_start_;  // byte offset of each line (0-based index)
+  core::SourceText source_;
   std::shared_ptr<const feature::FeatureSpec> spec_;
   Policy* p_;
 };
