@@ -626,12 +626,14 @@ struct FeatureEngine::Impl {
     e.base += static_cast<int64_t>(k);
   }
 
-  // The sum of the entries [lo, hi) again, for a running sum that is not
-  // finite: values whose sum overflows a double, or the inf − inf left once
-  // one of them is out of the window (which would otherwise stay NaN for as
-  // long as the entity lives). Compensated when that is finite, else plain:
-  // inf for a window whose values overflow.
-  static void Resum(const Entry* lo, const Entry* hi, double& sum, double& comp) {
+  // The sum of the entries [lo, hi) again, for a running sum that reached
+  // ±inf: values whose sum overflows a double. Finite values never bring it
+  // back (and inf − inf left its compensation NaN), so it would otherwise
+  // stay there for as long as the entity lives. Compensated when that is
+  // finite, else plain: inf while the window's values overflow. (A NaN sum
+  // is the sum of a string field's entries, which nothing reads: left be.)
+  __attribute__((noinline, cold)) static void Resum(const Entry* lo, const Entry* hi, double& sum,
+                                                    double& comp) {
     sum = comp = 0;
     for (const Entry* p = lo; p < hi; ++p) AddCompensated(p->v, sum, comp);
     if (std::isfinite(sum + comp)) return;
@@ -667,7 +669,7 @@ struct FeatureEngine::Impl {
         c.Add(e.buf[at].v);
         if constexpr (distinct) ++(*counts)[hashes[at]];
       }
-      if (!std::isfinite(c.Sum())) [[unlikely]] {
+      if (std::isinf(c.sum)) [[unlikely]] {
         Resum(e.buf.data() + (c.lo - e.base), e.buf.data() + (c.hi - e.base), c.sum, c.comp);
       }
       c.valid = true;
@@ -700,7 +702,7 @@ struct FeatureEngine::Impl {
     }
     if (lo == hi) {
       sum = comp = 0;  // nothing left behind by an empty window
-    } else if (!std::isfinite(sum + comp)) [[unlikely]] {
+    } else if (std::isinf(sum)) [[unlikely]] {
       Resum(lo, hi, sum, comp);
     }
     c.lo = base + (lo - buf);
