@@ -100,7 +100,16 @@ absl::StatusOr<ConfigNode> ConfigNode::LoadString(std::string_view text, std::st
   auto impl = std::make_unique<Impl>();
   impl->file = std::make_shared<const std::string>(name);
   try {
-    impl->node = YAML::Load(std::string(text));
+    // One document per file: YAML::Load would read the first and drop the
+    // rest (a deny rule after a `---` would be lost without a word).
+    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
+    if (docs.size() > 1) {
+      const YAML::Mark m = docs[1].Mark();
+      return absl::InvalidArgumentError(
+          StrCat(FormatWhere(*impl->file, m.line + 1, m.column + 1),
+                 ": a second YAML document (after `---`); a vigil file holds one"));
+    }
+    if (!docs.empty()) impl->node = docs[0];
     VIGIL_RETURN_IF_ERROR(DuplicateKeyCheck(*impl->file).Visit(impl->node));
   } catch (const YAML::Exception& e) {
     return Fail(*impl->file, e);

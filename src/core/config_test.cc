@@ -15,6 +15,18 @@ TEST(ConfigNodeTest, SyntaxErrorNamesFileLineAndColumn) {
   EXPECT_THAT(r.status().message(), HasSubstr("x.yaml:"));
 }
 
+// A second document after `---` would be dropped by a one-document reader:
+// a policy's deny rule there was lost without a word.
+TEST(ConfigNodeTest, ASecondYamlDocumentIsAnError) {
+  auto r = ConfigNode::LoadString("a: 1\n---\nb: 2\n", "x.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("x.yaml:3:1: a second YAML document"));
+  // One document, with or without its markers, and an empty file, load.
+  EXPECT_TRUE(ConfigNode::LoadString("---\na: 1\n...\n", "x.yaml").ok());
+  EXPECT_TRUE(ConfigNode::LoadString("# nothing\n", "x.yaml").ok());
+  EXPECT_TRUE(ConfigNode::LoadString("", "x.yaml").ok());
+}
+
 TEST(ConfigNodeTest, TypeErrorNamesPositionOfTheValue) {
   auto r = ConfigNode::LoadString("name: x\nsize: ten\n", "s.yaml");
   ASSERT_TRUE(r.ok());
