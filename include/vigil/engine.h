@@ -81,7 +81,10 @@ struct Decision {
   // version alone for a policy without a name.
   std::string policy;
   std::vector<Reason> reasons;
-  std::vector<Rule> rules;  // every rule that fired
+  // Every rule that fired, in file order, up to 32; past 32 the deciding
+  // rule takes the last place, and rules_not_listed counts the others.
+  std::vector<Rule> rules;
+  int rules_not_listed = 0;
   std::string decided_by;   // "threshold", "rule:<name>", "on_model_unavailable", "default"
   std::string path;         // model | rules_only | fail_open | fail_closed
   std::string arm;          // the experiment arm

@@ -453,6 +453,20 @@ Outcome Policy::DecideShadow(const event::Record& rec, const double* features, d
   return Run(rec, features, score, model_configured, false);
 }
 
+namespace {
+
+// The deciding rule is always listed: past Outcome::kMaxListed fired rules it
+// takes the last place (it comes after every listed one in file order).
+void ListDecider(Outcome& o) {
+  if (o.num_fired <= Outcome::kMaxListed) return;
+  for (const FiredRule& f : o.fired) {
+    if (f.rule == o.decided_rule) return;
+  }
+  o.fired[Outcome::kMaxListed - 1].rule = o.decided_rule;
+}
+
+}  // namespace
+
 Outcome Policy::Run(const event::Record& rec, const double* features, double score,
                     bool model_configured, bool count) const noexcept {
   Outcome o;
@@ -511,6 +525,7 @@ Outcome Policy::Run(const event::Record& rec, const double* features, double sco
     o.action = s->rules[static_cast<size_t>(by_rule)].action;
     o.decided_rule = by_rule;
     o.decided_by = s->decided_by[static_cast<size_t>(by_rule)];
+    ListDecider(o);
     return o;
   }
   Action base = Action::kAllow;
@@ -527,6 +542,7 @@ Outcome Policy::Run(const event::Record& rec, const double* features, double sco
     o.action = worst;
     o.decided_rule = worst_rule;
     o.decided_by = s->decided_by[static_cast<size_t>(worst_rule)];
+    ListDecider(o);
   } else {
     o.action = base;
     o.decided_by = base_by;

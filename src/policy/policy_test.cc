@@ -448,7 +448,9 @@ event_types:
   }
 }
 
-TEST(PolicyFiredTest, MoreThan32FiredRulesAreCountedNotListed) {
+// Past 32 fired rules the others are counted, not listed, but the deciding
+// rule always is: it takes the last place.
+TEST(PolicyFiredTest, MoreThan32FiredRulesAreCountedAndTheDecidingOneStillListed) {
   std::string yaml = "event_types:\n  withdrawal:\n    rules:\n";
   for (int i = 0; i < 40; ++i) {
     StrAppend(&yaml, "      - {name: r", i, ", when: 'event.amount_usd > ", i,
@@ -463,10 +465,13 @@ TEST(PolicyFiredTest, MoreThan32FiredRulesAreCountedNotListed) {
       (*p)->Decide(events.Decode(Withdrawal("u1", "w1", 1000)), f.data(), kNaN, false);
   EXPECT_EQ(o.num_fired, 40);
   EXPECT_EQ(o.num_listed(), 32);
-  EXPECT_EQ(o.fired[31].rule, 31);
-  EXPECT_EQ(o.action, Action::kBlock);  // the 40th rule decides though it is not listed
+  EXPECT_EQ(o.fired[30].rule, 30);
+  EXPECT_EQ(o.action, Action::kBlock);  // the 40th rule decides
   EXPECT_EQ(o.decided_by, "rule:r39");
+  EXPECT_EQ(o.fired[31].rule, 39);
+  EXPECT_EQ(o.decided_rule, 39);
   EXPECT_EQ((*p)->hits(0, 39), 1);
+  EXPECT_EQ((*p)->hits(0, 31), 1);
 }
 
 TEST(PolicyDefaultTest, DefaultCoversScoredTypesNotListedWithTheirOwnCounters) {

@@ -1114,6 +1114,7 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
     out->rules[static_cast<size_t>(i)].action.assign(policy::ActionName(r.action));
     out->rules[static_cast<size_t>(i)].reason.assign(r.reason);
   }
+  out->rules_not_listed = o.num_fired - o.num_listed();
   // What the policy would have decided with each shadow score: the same
   // event and features, hit counters untouched, before the holdout (which
   // acts only on the real decision). Fired rules differ only through a rule
@@ -1190,6 +1191,10 @@ void Engine::Impl::Render(Decision* out, bool late, bool with_features, bool rec
       j.push_back('}');
     }
     j.push_back(']');
+    if (out->rules_not_listed > 0) {
+      AppendKey("rules_not_listed", &j);
+      serve::AppendJsonInt(out->rules_not_listed, &j);
+    }
     AppendKey("decided_by", &j);
     AppendJsonString(out->decided_by, &j);
     AppendKey("path", &j);
@@ -1304,6 +1309,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   out->score = std::numeric_limits<double>::quiet_NaN();
   out->model.clear();
   out->policy.clear();
+  out->rules_not_listed = 0;
   out->decided_by.clear();
   out->path.clear();
   out->arm.clear();

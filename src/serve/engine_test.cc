@@ -1712,6 +1712,40 @@ TEST_F(EngineTest, RecoveryWithAnotherPolicyThanBeforeTheCrashSaysSo) {
   EXPECT_THAT(s.recovered_warning, HasSubstr("may differ from those answered"));
 }
 
+// Past 32 fired rules the answer lists 32, the deciding one last, and says
+// how many it left out.
+TEST_F(EngineTest, AnAnswerWithMoreThan32FiredRulesListsTheDecidingOneAndCountsTheRest) {
+  std::string text = "name: many\nversion: 1\nevent_types:\n  deposit:\n    rules:\n";
+  for (int i = 0; i < 34; ++i) {
+    text += "      - {name: watch" + std::to_string(i) +
+            ", when: 'true', action: allow, shadow: true}\n";
+  }
+  text +=
+      "      - {name: stop, when: 'true', action: block}\n    on_model_unavailable: open\n"
+      "default:\n  on_model_unavailable: open\n";
+  const std::string policy = (dir_ / "policy.yaml").string();
+  WriteText(policy, text);
+  auto engine = Open(Config("", policy));
+  ASSERT_NE(engine, nullptr);
+  Decision d;
+  ASSERT_TRUE(engine->Decide(Deposit(300000000, 2000000, 0), &d).ok());
+  ASSERT_EQ(d.status, Decision::Status::kDecided) << d.json;
+  EXPECT_EQ(d.action, "block");
+  EXPECT_EQ(d.decided_by, "rule:stop");
+  ASSERT_EQ(d.rules.size(), 32u);
+  EXPECT_EQ(d.rules.back().name, "stop");
+  EXPECT_EQ(d.rules_not_listed, 3);
+  const Json j = Json::parse(d.json);
+  EXPECT_EQ(j["rules"].back()["name"], "stop");
+  EXPECT_EQ(j["rules_not_listed"], 3);
+  // A decision with few rules carries no count.
+  WriteText(policy, kScorePolicy);
+  auto plain = Open(Config("", policy));
+  ASSERT_NE(plain, nullptr);
+  ASSERT_TRUE(plain->Decide(Deposit(300000001, 2000001, 0), &d).ok());
+  EXPECT_FALSE(Json::parse(d.json).contains("rules_not_listed")) << d.json;
+}
+
 // The shadow's decision reuses the entry's strings: a warm Decide with a
 // challenger that the policy would have challenged allocates nothing more.
 TEST_F(EngineTest, DecideAllocatesNothingForAShadowDecisionInSteadyState) {
