@@ -15,5 +15,5 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/corpus"
 if [[ -d "$seeds" ]]; then cp -r "$seeds"/. "$work/corpus/"; fi
 cd "$work"
-"$bin" -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+"$bin" -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=4096 \
   -max_len=4096 "$@" "$work/corpus" 2>&1 | tail -n 25

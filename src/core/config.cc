@@ -24,6 +24,38 @@ struct ConfigNode::Impl {
 
 namespace {
 
+// The 1-based line where a second YAML document starts in `text`, or 0: a
+// `---` marker after a document's content, or content after a `...` end
+// marker. (Such markers at the start of a line are never part of a scalar.)
+int SecondDocumentLine(std::string_view text) {
+  bool content = false, ended = false;
+  int line = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view l = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line;
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    auto marker = [&](std::string_view m) {
+      return l.substr(0, 3) == m && (l.size() == 3 || l[3] == ' ' || l[3] == '\t');
+    };
+    if (marker("---")) {
+      if (content || ended) return line;
+      l.remove_prefix(3);  // "--- {a: 1}" starts the document with content
+    } else if (marker("...")) {
+      ended = true;
+      continue;
+    }
+    const size_t first = l.find_first_not_of(" \t");
+    if (first == std::string_view::npos || l[first] == '#' || (!content && l[first] == '%'))
+      continue;
+    if (ended) return line;
+    content = true;
+  }
+  return 0;
+}
+
 std::string FormatWhere(const std::string& file, int line, int col) {
   if (line <= 0) return file;
   return StrCat(file, ":", line, ":", col);
@@ -100,16 +132,15 @@ absl::StatusOr<ConfigNode> ConfigNode::LoadString(std::string_view text, std::st
   auto impl = std::make_unique<Impl>();
   impl->file = std::make_shared<const std::string>(name);
   try {
-    // One document per file: YAML::Load would read the first and drop the
-    // rest (a deny rule after a `---` would be lost without a word).
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.size() > 1) {
-      const YAML::Mark m = docs[1].Mark();
-      return absl::InvalidArgumentError(
-          StrCat(FormatWhere(*impl->file, m.line + 1, m.column + 1),
-                 ": a second YAML document (after `---`); a vigil file holds one"));
+    // One document per file: YAML::Load reads the first and drops the rest
+    // (a deny rule after a `---` would be lost without a word).
+    // (YAML::LoadAll is not used to count them: some inputs make it
+    // allocate without end.)
+    if (const int line = SecondDocumentLine(text); line > 0) {
+      return absl::InvalidArgumentError(StrCat(FormatWhere(*impl->file, line, 1),
+                                               ": a second YAML document; a vigil file holds one"));
     }
-    if (!docs.empty()) impl->node = docs[0];
+    impl->node = YAML::Load(std::string(text));
     VIGIL_RETURN_IF_ERROR(DuplicateKeyCheck(*impl->file).Visit(impl->node));
   } catch (const YAML::Exception& e) {
     return Fail(*impl->file, e);

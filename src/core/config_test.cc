@@ -20,11 +20,23 @@ TEST(ConfigNodeTest, SyntaxErrorNamesFileLineAndColumn) {
 TEST(ConfigNodeTest, ASecondYamlDocumentIsAnError) {
   auto r = ConfigNode::LoadString("a: 1\n---\nb: 2\n", "x.yaml");
   ASSERT_FALSE(r.ok());
-  EXPECT_THAT(r.status().message(), HasSubstr("x.yaml:3:1: a second YAML document"));
-  // One document, with or without its markers, and an empty file, load.
-  EXPECT_TRUE(ConfigNode::LoadString("---\na: 1\n...\n", "x.yaml").ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("x.yaml:2:1: a second YAML document"));
+  EXPECT_THAT(ConfigNode::LoadString("a: 1\n...\nb: 2\n", "x.yaml").status().message(),
+              HasSubstr("x.yaml:3:1: a second YAML document"));
+  EXPECT_THAT(ConfigNode::LoadString("a: |\n  x\n--- b\n", "x.yaml").status().message(),
+              HasSubstr("x.yaml:3:1: a second YAML document"));
+  // One document, with or without its markers, an indented or quoted ---,
+  // and an empty file, load.
+  EXPECT_TRUE(ConfigNode::LoadString("%YAML 1.2\n---\na: 1\n...\n", "x.yaml").ok());
+  EXPECT_TRUE(ConfigNode::LoadString("--- {a: 1}\n", "x.yaml").ok());
+  EXPECT_TRUE(ConfigNode::LoadString("a: |\n  ---\n  x\nb: '---'\n", "x.yaml").ok());
   EXPECT_TRUE(ConfigNode::LoadString("# nothing\n", "x.yaml").ok());
   EXPECT_TRUE(ConfigNode::LoadString("", "x.yaml").ok());
+  // What made YAML::LoadAll allocate without end (20 GB) loads or fails at once.
+  (void)ConfigNode::LoadString(std::string_view("\0,\0\0\0\xfe"
+                                                "0",
+                                                7),
+                               "x.yaml");
 }
 
 TEST(ConfigNodeTest, TypeErrorNamesPositionOfTheValue) {
