@@ -1866,4 +1866,14 @@ bool Expr::EvalBool(const event::Record& rec, const double* features, double sco
   }
 }
 
+SourcePos SourcePosOf(const core::SourceText& text, const core::ConfigNode& n) {
+  const core::SourceText::Start st = text.ScalarStart(n);
+  SourcePos p;
+  p.file = n.file();
+  p.line = st.line;
+  p.column = st.column;
+  p.continuation_column = st.continuation_column;
+  return p;
+}
+
 }  // namespace vigil::expr

@@ -25,13 +25,14 @@
 
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/config.h"
 #include "core/status.h"
 #include "event/record.h"
 #include "event/schema.h"
@@ -82,6 +83,10 @@ struct SourcePos {
   // + 1. The default suits text whose later lines are not indented.
   int continuation_column = 1;
 };
+
+// Where the expression written as YAML scalar `n` of `text` starts
+// (core::SourceText::ScalarStart), for Compile.
+SourcePos SourcePosOf(const core::SourceText& text, const core::ConfigNode& n);
 
 // The largest stack an expression may need (its nesting depth, roughly).
 inline constexpr int kMaxStackDepth = 64;

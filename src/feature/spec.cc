@@ -296,15 +296,7 @@ class Builder {
   }
 
   // Where an expression's text starts (core::SourceText::ScalarStart).
-  expr::SourcePos Pos(const ConfigNode& n) const {
-    const core::SourceText::Start st = source_.ScalarStart(n);
-    expr::SourcePos p;
-    p.file = n.file();
-    p.line = st.line;
-    p.column = st.column;
-    p.continuation_column = st.continuation_column;
-    return p;
-  }
+  expr::SourcePos Pos(const ConfigNode& n) const { return expr::SourcePosOf(source_, n); }
 
   // Every event type: keys, links and derived features read any of them.
   std::vector<bool> AllTypes() const { return std::vector<bool>(spec_->schema->types.size(), true); }

@@ -371,15 +371,7 @@ class Policy::Loader {
   }
 
   // Where the expression's text starts (core::SourceText::ScalarStart).
-  expr::SourcePos Pos(const ConfigNode& n) const {
-    const core::SourceText::Start st = source_.ScalarStart(n);
-    expr::SourcePos p;
-    p.file = n.file();
-    p.line = st.line;
-    p.column = st.column;
-    p.continuation_column = st.continuation_column;
-    return p;
-  }
+  expr::SourcePos Pos(const ConfigNode& n) const { return expr::SourcePosOf(source_, n); }
 
   // An error at the key of the map entry whose value is `value`. YAML gives
   // the value's position, a line below the key in a block map; the key is
