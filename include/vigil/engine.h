@@ -211,8 +211,14 @@ class Engine {
   // Reloads the models and the policy named by the configuration. On any
   // failure the running ones stay and the error is returned.
   absl::Status Reload();
-  // The loaded models, as JSON (name, version, path, event types, role).
+  // The loaded models, as JSON (name, version, path, event types, role),
+  // with "warnings" (ConfigWarnings) when there are any.
   std::string ModelsJson() const;
+  // What the loaded configuration leaves undecided, one sentence each: a
+  // scored event type the policy does not cover (every such event is
+  // allowed), a type whose thresholds never apply (no model configured).
+  // Empty for a configuration without such gaps. Updated by Reload.
+  std::vector<std::string> ConfigWarnings() const;
 
   const std::vector<std::string>& feature_names() const;
   std::vector<RuleHits> RuleHitCounts() const;

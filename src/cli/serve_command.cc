@@ -35,6 +35,13 @@ struct ServeArgs {
   bool check = false;
 };
 
+// What the configuration leaves undecided (Engine::ConfigWarnings), on
+// standard error.
+void PrintConfigWarnings(const char* command, const Engine& engine) {
+  for (const std::string& w : engine.ConfigWarnings())
+    std::fprintf(stderr, "%s: warning: %s\n", command, w.c_str());
+}
+
 int RunServe(const ServeArgs& a) {
   auto config = serve::LoadServeConfig(a.config);
   if (!config.ok()) {
@@ -64,6 +71,7 @@ int RunServe(const ServeArgs& a) {
     PrintError("serve", engine.status());
     return kExitError;
   }
+  PrintConfigWarnings("serve", **engine);
   if (a.check) {
     nlohmann::json models = nlohmann::json::parse((*engine)->ModelsJson());
     std::fprintf(stderr, "serve: %s is valid: %zu features, policy %.12s\n", a.config.c_str(),
@@ -251,6 +259,7 @@ int RunDecide(const DecideArgs& a) {
     PrintError("decide", engine.status());
     return kExitError;
   }
+  PrintConfigWarnings("vigil decide", **engine);
   FILE* out = a.out == "-" ? stdout : std::fopen(a.out.c_str(), "w");
   if (!out) {
     std::fprintf(stderr, "vigil decide: cannot create %s\n", a.out.c_str());

@@ -90,6 +90,7 @@ class Policy::Loader {
     VIGIL_ASSIGN_OR_RETURN(int64_t version, root.GetInt("version", 1));
     if (version != 1) return root["version"].Error("this vigil reads policy version 1");
     VIGIL_ASSIGN_OR_RETURN(p_->name_, root.GetString("name", ""));
+    VIGIL_RETURN_IF_ERROR(root.GetString("description", "").status());
 
     const ConfigNode types = root["event_types"];
     const ConfigNode def = root["default"];
@@ -98,6 +99,11 @@ class Policy::Loader {
     if (!has_types && !has_default) {
       return root.Error(
           "a policy needs `event_types:` (a section per scored event type) or `default:`");
+    }
+    if (has_types && types.IsMap() && types.size() == 0 && !has_default) {
+      return types.Error(
+          "event_types: is empty and there is no default: the policy would decide nothing (every "
+          "scored event allowed); give a section per scored event type, or a default:");
     }
     p_->section_of_type_.assign(schema.types.size(), -1);
     if (has_types) {
@@ -159,6 +165,7 @@ class Policy::Loader {
     }
     VIGIL_RETURN_IF_ERROR(n.CheckKeys(
         {"thresholds", "rules", "on_model_unavailable", "closed_action", "description"}));
+    VIGIL_RETURN_IF_ERROR(n.GetString("description", "").status());
     Section s;
     s.name = name;
     VIGIL_RETURN_IF_ERROR(ParseThresholds(n["thresholds"], name, &s));
@@ -274,6 +281,7 @@ class Policy::Loader {
     VIGIL_ASSIGN_OR_RETURN(info.action, ActionAt(r["action"]));
     VIGIL_ASSIGN_OR_RETURN(info.reason, r.GetString("reason", ""));
     VIGIL_ASSIGN_OR_RETURN(info.shadow, r.GetBool("shadow", false));
+    VIGIL_RETURN_IF_ERROR(r.GetString("description", "").status());
 
     const ConfigNode when = r["when"];
     VIGIL_ASSIGN_OR_RETURN(info.when, when.String());
@@ -556,5 +564,10 @@ int64_t Policy::hits(int event_type, int rule) const {
 }
 
 bool Policy::covers(int event_type) const { return SectionOf(event_type) != nullptr; }
+
+bool Policy::has_thresholds(int event_type) const {
+  const Section* s = SectionOf(event_type);
+  return s != nullptr && !s->thresholds.empty();
+}
 
 }  // namespace vigil::policy

@@ -157,6 +157,8 @@ class Policy {
   int64_t hits(int event_type, int rule) const;
   // Whether the policy has a section (its own or `default`) for the type.
   bool covers(int event_type) const;
+  // Whether that section maps the model's score to actions (thresholds:).
+  bool has_thresholds(int event_type) const;
   // SHA-256 (hex) of the policy text, for reload and version reporting.
   const std::string& content_hash() const { return content_hash_; }
   // The policy's `name:` ("" if none) and file.

@@ -704,6 +704,33 @@ TEST(PolicyErrorTest, UnknownKeysAndShapes) {
   EXPECT_THAT(Msg(s), StartsWith("policy.yaml:"));
 }
 
+TEST(PolicyErrorTest, EmptyEventTypesWithoutDefaultDecidesNothing) {
+  const absl::Status s = Err("name: x\nevent_types: {}\n");
+  EXPECT_THAT(Msg(s),
+              StartsWith("policy.yaml:2:14: event_types: is empty and there is no default"));
+  // With a default it covers every scored type.
+  EXPECT_TRUE(
+      Policy::LoadString("event_types: {}\ndefault: {rules: []}\n", "policy.yaml", TestSpec())
+          .ok());
+}
+
+TEST(PolicyErrorTest, DescriptionsAreText) {
+  EXPECT_THAT(Msg(Err("description: {a: 1}\nevent_types: {withdrawal: {}}\n")),
+              StartsWith("policy.yaml:1:14: expected a single value"));
+  EXPECT_THAT(Msg(ErrIn("    description: [a, b]\n")),
+              StartsWith("policy.yaml:3:18: expected a single value"));
+  EXPECT_THAT(
+      Msg(ErrIn("    rules:\n      - {name: a, when: 'event.amount_usd > 1', action: review, "
+                "description: {x: 1}}\n")),
+      HasSubstr("expected a single value"));
+  // Text, a number or nothing is fine.
+  EXPECT_TRUE(Policy::LoadString("description: >\n  two\n  lines\nevent_types:\n  withdrawal: "
+                                 "{description: 7, rules: [{name: a, when: 'true', action: review, "
+                                 "description: }]}\n",
+                                 "policy.yaml", TestSpec())
+                  .ok());
+}
+
 TEST(PolicyErrorTest, MissingFileIsNotFound) {
   auto p = Policy::Load("/nonexistent/policy.yaml", TestSpec());
   EXPECT_EQ(p.status().code(), absl::StatusCode::kNotFound);

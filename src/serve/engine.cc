@@ -129,6 +129,8 @@ struct Runtime {
   std::string policy_version;  // Decision::policy
   std::vector<Type> types;  // by event type index
   std::vector<std::string> errors;  // models kept from before because their reload failed
+  // What the configuration leaves undecided (Engine::ConfigWarnings).
+  std::vector<std::string> warnings;
 };
 
 }  // namespace
@@ -777,6 +779,20 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
       t.arms.emplace(std::move(assigner));
     }
     if (tm.holdout > 0) t.holdout.emplace(tm.holdout, cfg.experiment_salt ^ 0x9e3779b97f4a7c15ull);
+  }
+  for (const event::EventTypeSpec& et : schema->types) {
+    if (!spec->score_on[static_cast<size_t>(et.index)]) continue;
+    if (!rt->policy->covers(et.index)) {
+      rt->warnings.push_back(StrCat("event type '", et.name, "' is scored (", spec->file,
+                                    " score_on) but ", cfg.policy,
+                                    " has no section for it and no default: every such event is "
+                                    "allowed (decided_by: default)"));
+    } else if (rt->policy->has_thresholds(et.index) &&
+               !rt->types[static_cast<size_t>(et.index)].configured) {
+      rt->warnings.push_back(StrCat("the thresholds of ", cfg.policy, " for '", et.name,
+                                    "' never apply: vigil.yaml configures no model for it "
+                                    "(models:), so its events are decided by rules only"));
+    }
   }
   return std::shared_ptr<const Runtime>(std::move(rt));
 }
@@ -1601,8 +1617,11 @@ std::string Engine::ModelsJson() const {
   doc["policy_hash"] = rt->policy->content_hash();
   doc["feature_spec_hash"] = impl_->spec->content_hash;
   if (!rt->errors.empty()) doc["reload_errors"] = rt->errors;
+  if (!rt->warnings.empty()) doc["warnings"] = rt->warnings;
   return doc.dump();
 }
+
+std::vector<std::string> Engine::ConfigWarnings() const { return impl_->runtime.Load()->warnings; }
 
 std::vector<RuleHits> Engine::RuleHitCounts() const {
   std::shared_ptr<const Runtime> rt = impl_->runtime.Load();

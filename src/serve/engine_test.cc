@@ -1746,6 +1746,47 @@ TEST_F(EngineTest, AnAnswerWithMoreThan32FiredRulesListsTheDecidingOneAndCountsT
   EXPECT_FALSE(Json::parse(d.json).contains("rules_not_listed")) << d.json;
 }
 
+TEST_F(EngineTest, SaysWhichScoredTypesThePolicyLeavesUndecidedAndWhichThresholdsNeverApply) {
+  // The example: every scored type has a section and a model.
+  auto full = Open(ExampleConfig());
+  ASSERT_NE(full, nullptr);
+  EXPECT_THAT(full->ConfigWarnings(), ::testing::IsEmpty());
+  EXPECT_FALSE(Json::parse(full->ModelsJson()).contains("warnings"));
+
+  // A policy for deposits only (with thresholds) and a model for withdrawals only.
+  const std::string policy = (dir_ / "policy.yaml").string();
+  WriteText(policy,
+            "event_types:\n  deposit:\n    thresholds: [{action: block, score_at_least: 0.9}]\n"
+            "    on_model_unavailable: open\n");
+  auto engine = Open(Config(
+      "  withdrawal: {champion: {name: exchange, bundle: " + Example() + "/model}}\n", policy));
+  ASSERT_NE(engine, nullptr);
+  const std::vector<std::string> w = engine->ConfigWarnings();
+  ASSERT_EQ(w.size(), 6u) << ::testing::PrintToString(w);
+  std::string all;
+  for (const std::string& s : w) all += s + "\n";
+  EXPECT_THAT(all, HasSubstr("the thresholds of " + policy + " for 'deposit' never apply"));
+  for (const char* t : {"signup", "withdrawal", "trade", "promo_redeem", "api_key_create"}) {
+    EXPECT_THAT(all,
+                HasSubstr(std::string("event type '") + t + "' is scored (" + Example() +
+                          "/features.yaml score_on) but " + policy +
+                          " has no section for it and no default: every such event is allowed"))
+        << t;
+  }
+  EXPECT_EQ(Json::parse(engine->ModelsJson())["warnings"].size(), 6u);
+  // What the warnings say is what happens.
+  Decision d;
+  ASSERT_TRUE(engine->Decide(Deposit(300000100, 2000100, 0), &d).ok());
+  EXPECT_EQ(d.path, "rules_only") << d.json;
+
+  // A reload with a default for the rest leaves the one about deposits.
+  WriteText(policy,
+            "event_types:\n  deposit:\n    thresholds: [{action: block, score_at_least: 0.9}]\n"
+            "    on_model_unavailable: open\ndefault: {rules: []}\n");
+  ASSERT_TRUE(engine->Reload().ok());
+  EXPECT_EQ(engine->ConfigWarnings().size(), 1u);
+}
+
 // The shadow's decision reuses the entry's strings: a warm Decide with a
 // challenger that the policy would have challenged allocates nothing more.
 TEST_F(EngineTest, DecideAllocatesNothingForAShadowDecisionInSteadyState) {
