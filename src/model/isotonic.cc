@@ -143,6 +143,14 @@ absl::StatusOr<IsotonicCalibration> IsotonicCalibration::FromJson(const nlohmann
     return absl::InvalidArgumentError(
         StrCat("isotonic calibration: x has ", x.size(), " values but y has ", y.size()));
   }
+  // y is a probability: the policy reads a calibrated score outside [0, 1]
+  // as no score at all.
+  for (size_t i = 0; i < y.size(); ++i) {
+    if (y[i] < 0 || y[i] > 1) {
+      return absl::InvalidArgumentError(
+          StrCat("isotonic calibration: y[", i, "] = ", y[i], " is not a probability in [0, 1]"));
+    }
+  }
   for (size_t i = 1; i < x.size(); ++i) {
     if (!(x[i] > x[i - 1])) {
       return absl::InvalidArgumentError(

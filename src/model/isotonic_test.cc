@@ -135,6 +135,8 @@ TEST(IsotonicJsonTest, RejectsMalformedCalibrationsNamingThePlace) {
       {R"({"x": [0, 1], "y": [0, null]})", "y[1] is not a finite number"},
       {R"({"x": [0, 1, 1], "y": [0, 1, 1]})", "x[2] = 1 is not above x[1]"},
       {R"({"x": [0, 1, 2], "y": [0, 1, 0.5]})", "y[2] = 0.5 is below y[1]"},
+      {R"({"x": [0, 1], "y": [0.5, 1.5]})", "y[1] = 1.5 is not a probability in [0, 1]"},
+      {R"({"x": [0, 1], "y": [-0.25, 1]})", "y[0] = -0.25 is not a probability in [0, 1]"},
   };
   for (const auto& c : cases) {
     const auto r = IsotonicCalibration::FromJson(Json::parse(c.json));
