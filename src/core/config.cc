@@ -377,6 +377,292 @@ int SourceText::LineOf(size_t pos) const {
                           line_start_.begin());
 }
 
+namespace {
+
+bool IsBlank(char c) { return c == ' ' || c == '\t'; }
+bool IsBreak(char c) { return c == '\n' || c == '\r'; }
+
+// Appends code point `cp` as UTF-8, every byte placed at `where`.
+void AppendUtf8(uint32_t cp, size_t where, std::string* out, std::vector<size_t>* at) {
+  char b[4];
+  int n = 0;
+  if (cp < 0x80) {
+    b[n++] = static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    b[n++] = static_cast<char>(0xC0 | (cp >> 6));
+    b[n++] = static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    b[n++] = static_cast<char>(0xE0 | (cp >> 12));
+    b[n++] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    b[n++] = static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    b[n++] = static_cast<char>(0xF0 | (cp >> 18));
+    b[n++] = static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    b[n++] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    b[n++] = static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  out->append(b, static_cast<size_t>(n));
+  at->insert(at->end(), static_cast<size_t>(n), where);
+}
+
+}  // namespace
+
+size_t SourceText::Fold(size_t i, std::string* out, std::vector<size_t>* at) const {
+  const size_t first = i;
+  int breaks = 0;
+  while (i < text_.size() && IsBreak(text_[i])) {
+    if (text_[i] == '\r' && i + 1 < text_.size() && text_[i + 1] == '\n') ++i;
+    ++i;
+    ++breaks;
+    while (i < text_.size() && IsBlank(text_[i])) ++i;
+  }
+  if (breaks == 1) {
+    out->push_back(' ');
+    at->push_back(first);
+  }
+  for (int k = 1; k < breaks; ++k) {
+    out->push_back('\n');
+    at->push_back(first);
+  }
+  return i;
+}
+
+bool SourceText::TracePlain(size_t start, size_t want, std::string* out,
+                            std::vector<size_t>* at) const {
+  std::vector<size_t> blanks;  // kept only if more text follows on the line
+  size_t i = start;
+  while (out->size() < want && i < text_.size()) {
+    const char c = text_[i];
+    if (IsBreak(c)) {
+      blanks.clear();
+      i = Fold(i, out, at);
+    } else if (IsBlank(c)) {
+      blanks.push_back(i++);
+    } else {
+      for (size_t b : blanks) {
+        out->push_back(text_[b]);
+        at->push_back(b);
+      }
+      blanks.clear();
+      out->push_back(c);
+      at->push_back(i++);
+    }
+  }
+  return true;
+}
+
+bool SourceText::TraceQuoted(size_t start, std::string* out, std::vector<size_t>* at) const {
+  const char quote = text_[start];
+  std::vector<size_t> blanks;
+  auto flush = [&] {
+    for (size_t b : blanks) {
+      out->push_back(text_[b]);
+      at->push_back(b);
+    }
+    blanks.clear();
+  };
+  size_t i = start + 1;
+  while (i < text_.size()) {
+    const char c = text_[i];
+    if (c == quote) {
+      if (quote == '\'' && i + 1 < text_.size() && text_[i + 1] == '\'') {  // '' is '
+        flush();
+        out->push_back('\'');
+        at->push_back(i);
+        i += 2;
+        continue;
+      }
+      flush();
+      return true;
+    }
+    if (IsBreak(c)) {
+      blanks.clear();
+      i = Fold(i, out, at);
+      continue;
+    }
+    if (IsBlank(c)) {
+      blanks.push_back(i++);
+      continue;
+    }
+    flush();
+    if (c != '\\' || quote == '\'') {
+      out->push_back(c);
+      at->push_back(i++);
+      continue;
+    }
+    // An escape of a double-quoted scalar.
+    if (i + 1 >= text_.size()) return false;
+    const char e = text_[i + 1];
+    if (IsBreak(e)) {  // an escaped line break: joined without a space
+      i += (e == '\r' && i + 2 < text_.size() && text_[i + 2] == '\n') ? 3 : 2;
+      while (i < text_.size() && IsBlank(text_[i])) ++i;
+      continue;
+    }
+    static constexpr std::string_view kFrom = "0abt\tnvfre \"/\\N_LP";
+    static constexpr uint32_t kTo[] = {0,  7,  8,  9,  9,  10,   11,   12,     13,
+                                       27, 32, 34, 47, 92, 0x85, 0xA0, 0x2028, 0x2029};
+    if (const size_t k = kFrom.find(e); k != std::string_view::npos) {
+      AppendUtf8(kTo[k], i, out, at);
+      i += 2;
+      continue;
+    }
+    const int digits = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;
+    if (digits == 0 || i + 2 + static_cast<size_t>(digits) > text_.size()) return false;
+    uint32_t cp = 0;
+    for (int d = 0; d < digits; ++d) {
+      const char h = text_[i + 2 + static_cast<size_t>(d)];
+      const int v = h >= '0' && h <= '9'   ? h - '0'
+                    : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                    : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                           : -1;
+      if (v < 0) return false;
+      cp = cp * 16 + static_cast<uint32_t>(v);
+    }
+    if (cp > 0x10FFFF) return false;
+    AppendUtf8(cp, i, out, at);
+    i += 2 + static_cast<size_t>(digits);
+  }
+  return false;  // no closing quote
+}
+
+bool SourceText::TraceBlock(size_t start, int indent, std::string* out,
+                            std::vector<size_t>* at) const {
+  const bool folded = text_[start] == '>';
+  size_t line = static_cast<size_t>(LineOf(start));  // the 0-based index of the next line
+  // Folded lines: a break between two lines of text at the block's own
+  // indentation is a space; around a more indented line it stays.
+  enum Kind { kNone, kText, kMore } prev = kNone;
+  std::vector<size_t> empties;  // the breaks of the empty lines since the last line of text
+  for (; line < line_start_.size(); ++line) {
+    const size_t begin = line_start_[line];
+    size_t end = line + 1 < line_start_.size() ? line_start_[line + 1] - 1 : text_.size();
+    if (end > begin && text_[end - 1] == '\r') --end;
+    size_t i = begin;
+    while (i < end && text_[i] == ' ') ++i;
+    if (i == end) {  // an empty line (or spaces only)
+      empties.push_back(end);
+      continue;
+    }
+    if (static_cast<int>(i - begin) < indent) break;  // the block has ended
+    const size_t from = begin + static_cast<size_t>(indent);
+    const Kind kind = IsBlank(text_[from]) ? kMore : kText;
+    if (!folded) {
+      for (size_t e : empties) {
+        out->push_back('\n');
+        at->push_back(e);
+      }
+    } else if (prev == kNone) {
+      for (size_t e : empties) {
+        out->push_back('\n');
+        at->push_back(e);
+      }
+    } else if (prev == kText && kind == kText) {
+      if (empties.empty()) {
+        out->push_back(' ');
+        at->push_back(from - 1);
+      }
+      for (size_t e : empties) {
+        out->push_back('\n');
+        at->push_back(e);
+      }
+    } else {
+      out->push_back('\n');
+      at->push_back(from - 1);
+      for (size_t e : empties) {
+        out->push_back('\n');
+        at->push_back(e);
+      }
+    }
+    empties.clear();
+    for (size_t k = from; k < end; ++k) {
+      out->push_back(text_[k]);
+      at->push_back(k);
+    }
+    if (!folded) {
+      out->push_back('\n');
+      at->push_back(end);
+    }
+    prev = kind;
+  }
+  // The last line's break and the empty lines after it: what chomping
+  // keeps of them the value says.
+  if (folded && prev != kNone) {
+    const size_t after = at->back() + 1;
+    out->push_back('\n');
+    at->push_back(after);
+  }
+  for (size_t e : empties) {
+    out->push_back('\n');
+    at->push_back(e);
+  }
+  return true;
+}
+
+std::vector<SourceText::Position> SourceText::ScalarPositions(const ConfigNode& n) const {
+  if (!n.IsScalar()) return {};
+  const size_t start = Offset(n.line(), n.column());
+  if (start == std::string_view::npos) return {};
+  const std::string value = n.Text();
+  std::string out;
+  std::vector<size_t> at;
+  auto matches = [&] {
+    return out.size() >= value.size() && out.compare(0, value.size(), value) == 0;
+  };
+  const char c = text_[start];
+  if (c == '"' || c == '\'') {
+    if (!TraceQuoted(start, &out, &at)) return {};
+  } else if (c == '|' || c == '>') {
+    // The block's indentation is its first line of text's, unless an
+    // indicator (|2) sets it lower: then the one of those that reads the
+    // value YAML read.
+    int first = 0;
+    for (size_t l = static_cast<size_t>(LineOf(start)); l < line_start_.size(); ++l) {
+      size_t i = line_start_[l];
+      while (i < text_.size() && text_[i] == ' ') ++i;
+      if (i < text_.size() && !IsBreak(text_[i])) {
+        first = static_cast<int>(i - line_start_[l]);
+        break;
+      }
+    }
+    // (An indicator is a digit after the | or >, before or after a chomping sign.)
+    const bool explicit_indent =
+        start + 1 < text_.size() &&
+        ((text_[start + 1] >= '1' && text_[start + 1] <= '9') ||
+         (start + 2 < text_.size() && (text_[start + 1] == '+' || text_[start + 1] == '-') &&
+          text_[start + 2] >= '1' && text_[start + 2] <= '9'));
+    const int lowest = explicit_indent ? std::max(1, first - 16) : first;
+    bool found = false;
+    for (int indent = first; indent >= lowest && indent >= 1 && !found; --indent) {
+      out.clear();
+      at.clear();
+      found = TraceBlock(start, indent, &out, &at) && matches();
+    }
+    if (!found) return {};
+  } else {
+    TracePlain(start, value.size(), &out, &at);
+  }
+  if (!matches()) return {};
+  // Offsets rarely go back (never but within an escape): columns are
+  // counted on from the previous byte's, in one pass over the text.
+  std::vector<Position> positions;
+  positions.reserve(value.size());
+  Position p;
+  size_t counted = std::string_view::npos;  // the offset p stands for
+  for (size_t k = 0; k < value.size(); ++k) {
+    if (counted == std::string_view::npos || at[k] < counted || LineOf(at[k]) != p.line) {
+      p.line = LineOf(at[k]);
+      p.column = 1;
+      counted = line_start_[static_cast<size_t>(p.line - 1)];
+    }
+    for (; counted < at[k] && counted < text_.size(); ++counted) {
+      if ((static_cast<unsigned char>(text_[counted]) & 0xC0) != 0x80) ++p.column;
+    }
+    counted = at[k];
+    positions.push_back(p);
+  }
+  return positions;
+}
+
 SourceText::Start SourceText::ScalarStart(const ConfigNode& n) const {
   Start s;
   s.line = n.line();

@@ -103,10 +103,22 @@ class SourceText {
   };
   // Where the text of scalar `n` starts: one column past the quote of a
   // quoted scalar; the line after `|` or `>` of a block scalar, at its
-  // indentation; else `n`'s own position. (A folded `>` block or a plain
-  // scalar over several lines joins them: positions past its first line are
-  // approximate.)
+  // indentation; else `n`'s own position. (Past the first line of a folded
+  // `>` block or a plain or quoted scalar over several lines, which YAML
+  // joins, only ScalarPositions knows where a byte was written.)
   Start ScalarStart(const ConfigNode& n) const;
+
+  struct Position {
+    int line = 1;
+    int column = 1;  // characters, not UTF-8 bytes
+  };
+  // Where each byte of scalar `n`'s value was written, 1-based, whatever
+  // its style: plain or quoted over several lines (folded), with escapes,
+  // literal `|` or folded `>` blocks with their indicators. A byte an
+  // escape or a fold made is placed at the escape or the line break. Empty
+  // when the value cannot be traced back to the text (then only
+  // ScalarStart is known).
+  std::vector<Position> ScalarPositions(const ConfigNode& n) const;
 
   // The byte offset of 1-based `line`:`col`, or npos outside the text.
   size_t Offset(int line, int col) const;
@@ -118,6 +130,17 @@ class SourceText {
   std::string_view text() const { return text_; }
 
  private:
+  // ScalarPositions' readers, by style: each appends the value's bytes to
+  // `out` and their source offsets to `at`, from the scalar at `start`;
+  // false where the text is not what they read.
+  bool TracePlain(size_t start, size_t want, std::string* out, std::vector<size_t>* at) const;
+  bool TraceQuoted(size_t start, std::string* out, std::vector<size_t>* at) const;
+  bool TraceBlock(size_t start, int indent, std::string* out, std::vector<size_t>* at) const;
+  // A flow scalar's line breaks from `i` (at a break): one becomes a
+  // space, n > 1 become n - 1 newlines; the next line's leading blanks go.
+  // Returns the offset after them.
+  size_t Fold(size_t i, std::string* out, std::vector<size_t>* at) const;
+
   std::string_view text_;
   std::vector<size_t> line_start_;  // byte offset of each line (0-based index)
 };

@@ -1,5 +1,7 @@
 #include "core/config.h"
 
+#include <algorithm>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -85,6 +87,90 @@ TEST(ConfigNodeTest, QuotedScalarsAreKnown) {
   EXPECT_TRUE((*r)["a"].Quoted());
   EXPECT_TRUE((*r)["b"].Quoted());
   EXPECT_FALSE((*r)["c"].Quoted());
+}
+
+// "line:col" of byte `k` of the value of `k:` in `yaml`, as
+// SourceText::ScalarPositions places it ("" when it places nothing), after
+// checking that every byte it places at a character of the text other than
+// a break, a blank or an escape is that character.
+std::string PositionOf(const std::string& yaml, size_t k) {
+  auto r = ConfigNode::LoadString(yaml, "x.yaml");
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return "?";
+  const ConfigNode n = (*r)["k"];
+  const SourceText text(yaml);
+  const std::vector<SourceText::Position> at = text.ScalarPositions(n);
+  if (at.empty()) return "";
+  const std::string value = n.Text();
+  EXPECT_EQ(at.size(), value.size()) << yaml;
+  for (size_t i = 0; i < at.size() && i < value.size(); ++i) {
+    const size_t line = text.LineStart(at[i].line);
+    if (std::any_of(yaml.begin() + static_cast<ptrdiff_t>(line),
+                    yaml.begin() + static_cast<ptrdiff_t>(line) + at[i].column,
+                    [](char b) { return (static_cast<unsigned char>(b) & 0x80) != 0; })) {
+      continue;  // columns count characters: CharAt reads bytes
+    }
+    const char c = text.CharAt(at[i].line, at[i].column);
+    if (c == '\\' || c == '\n' || c == '\r' || c == ' ' || c == '\t' || c == 0) continue;
+    EXPECT_EQ(c, value[i]) << yaml << " byte " << i;
+  }
+  return k < at.size() ? std::to_string(at[k].line) + ":" + std::to_string(at[k].column) : "end";
+}
+
+// The offset of the first `what` in k's value.
+size_t ValueOffset(const std::string& yaml, std::string_view what) {
+  auto r = ConfigNode::LoadString(yaml, "x.yaml");
+  return r.ok() ? (*r)["k"].Text().find(what) : std::string::npos;
+}
+
+TEST(SourceTextTest, PlacesEveryByteOfAScalarWhateverItsStyle) {
+  const struct {
+    const char* yaml;
+    const char* token;
+    const char* at;
+  } cases[] = {
+      {"k: event.a > 1\n", "1", "1:14"},
+      // Plain and quoted over several lines: folded into one.
+      {"k: event.a > 1\n   and features.nope > 5\n", "nope", "2:17"},
+      {"a: 1\nk: event.a > 1   \n\n    and  nope\n", "nope", "4:10"},
+      {"k: 'it''s and\n  ''x'''\n", "'x'", "2:3"},
+      {"k: \"a \\\"q\\\" \n  b\\tc\"\n", "c", "2:6"},
+      {"k: \"a \\\"q\\\" \n  b\\tc\"\n", "\t", "2:4"},
+      {"k: \"ab\\\n   cd\"\n", "cd", "2:4"},
+      {"k: \"\\u00e9 \\x41 z\"\n", "z", "1:17"},
+      {"k: 'é x'\n", "x", "1:7"},
+      {"k: \"one\r\n  two\"\r\n", "two", "2:3"},
+      // Literal blocks keep lines; folded blocks join them.
+      {"k: |\n  event.a > 1\n  and features.nope > 5\n", "nope", "3:16"},
+      {"a: x\nk: >\n    event.a > 1\n    and nope\n", "nope", "4:9"},
+      {"k: >-  # a comment\n  one\n\n  two\n    more\n  three\n", "three", "6:3"},
+      {"k: >\n  one\n   more\n  two\n", "two", "4:3"},
+      {"k: |2\n    indented\n  nope\n", "nope", "3:3"},
+      {"k: |2\n    indented\n  nope\n", "indented", "2:5"},
+      {"m:\n  k: |+\n    a\n\n    b\n\n", "b", "5:5"},
+  };
+  for (const auto& c : cases) {
+    if (std::string_view(c.yaml).substr(0, 2) == "m:") {
+      // Nested: k under m.
+      auto r = ConfigNode::LoadString(c.yaml, "x.yaml");
+      ASSERT_TRUE(r.ok());
+      const ConfigNode n = (*r)["m"]["k"];
+      const SourceText text(c.yaml);
+      const auto at = text.ScalarPositions(n);
+      const size_t off = n.Text().find(c.token);
+      ASSERT_LT(off, at.size()) << c.yaml;
+      EXPECT_EQ(std::to_string(at[off].line) + ":" + std::to_string(at[off].column), c.at)
+          << c.yaml;
+      continue;
+    }
+    const size_t k = ValueOffset(c.yaml, c.token);
+    ASSERT_NE(k, std::string::npos) << c.yaml << " has no " << c.token;
+    EXPECT_EQ(PositionOf(c.yaml, k), c.at) << c.yaml;
+  }
+  // Not a scalar: nothing.
+  auto r = ConfigNode::LoadString("k: [1, 2]\n", "x.yaml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(SourceText("k: [1, 2]\n").ScalarPositions((*r)["k"]).empty());
 }
 
 TEST(ClosestMatchTest, ShortWordsNeedACloseMatch) {

@@ -262,6 +262,12 @@ class Compiler {
 
   // "line:col" of byte `offset` of the text.
   std::string LineCol(size_t offset) const {
+    const std::vector<core::SourceText::Position>& at = where_.positions;
+    if (!at.empty()) {
+      if (offset < at.size()) return StrCat(at[offset].line, ":", at[offset].column);
+      // The end of the text: the column after its last character.
+      return StrCat(at.back().line, ":", at.back().column + 1);
+    }
     int line = where_.line;
     int col = where_.column;
     for (size_t i = 0; i < offset && i < text_.size(); ++i) {
@@ -1873,6 +1879,7 @@ SourcePos SourcePosOf(const core::SourceText& text, const core::ConfigNode& n) {
   p.line = st.line;
   p.column = st.column;
   p.continuation_column = st.continuation_column;
+  p.positions = text.ScalarPositions(n);
   return p;
 }
 

@@ -82,10 +82,16 @@ struct SourcePos {
   // block scalar (`expr: |`) whose indentation YAML strips, its indentation
   // + 1. The default suits text whose later lines are not indented.
   int continuation_column = 1;
+  // Where each byte of the text was written, when known
+  // (core::SourceText::ScalarPositions): then line, column and
+  // continuation_column are not used. The text may be shorter (its end
+  // trimmed).
+  std::vector<core::SourceText::Position> positions = {};
 };
 
 // Where the expression written as YAML scalar `n` of `text` starts
-// (core::SourceText::ScalarStart), for Compile.
+// (core::SourceText::ScalarStart) and where each of its bytes was written
+// (ScalarPositions), for Compile.
 SourcePos SourcePosOf(const core::SourceText& text, const core::ConfigNode& n);
 
 // The largest stack an expression may need (its nesting depth, roughly).

@@ -497,7 +497,9 @@ class Builder {
         }
         expr::Bindings b = Bind(f->index);
         b.feature = [](std::string_view) -> std::optional<int> { return std::nullopt; };
-        auto e = expr::Expr::Compile(st.key_fields[k], b, Pos(n["key"]));
+        // A key tuple's expression is its own item of the list.
+        const ConfigNode key = n["key"].IsSequence() ? n["key"].Items()[k] : n["key"];
+        auto e = expr::Expr::Compile(st.key_fields[k], b, Pos(key));
         if (!e.ok()) return e.status();
         if (e->result_kind() == expr::Kind::kBool) {
           return n["key"].Error(StrCat("feature '", f->name, "': a key is a string or a number"));

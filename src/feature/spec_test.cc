@@ -73,6 +73,16 @@ TEST(FeatureSpecTest, ExpressionErrorsNameTheTokensLineAndColumnInBlockScalars) 
               HasSubstr("f.yaml:6:9: unknown function 'foo'"));
   EXPECT_THAT(Err("  - {name: a, expr: \"1 + foo(1)\"}\n").message(),
               HasSubstr("f.yaml:3:26: unknown function 'foo'"));
+  // Folded (`>`), where YAML joins the lines, and with an explicit indentation.
+  EXPECT_THAT(Err("  - name: a\n    expr: >\n      event.amount +\n      foo(1)\n").message(),
+              HasSubstr("f.yaml:6:7: unknown function 'foo'"));
+  EXPECT_THAT(Err("  - name: a\n    expr: |2\n        event.amount +\n      foo(1)\n").message(),
+              HasSubstr("f.yaml:6:7: unknown function 'foo'"));
+  // An expression in a key tuple: at its own item.
+  EXPECT_THAT(
+      Err("  - {name: a, agg: count, window: 1d, key: [user_id, 'ip_prefx(event.ip, 24)']}\n")
+          .message(),
+      HasSubstr("f.yaml:3:55: unknown function 'ip_prefx'"));
 }
 
 TEST(FeatureSpecTest, UnknownAggregateSuggestsTheClosest) {

@@ -649,6 +649,22 @@ TEST(PolicyErrorTest, UnknownFeatureAtItsColumn) {
       "    rules:\n      - name: a\n        when: |\n          event.amount_usd > 1\n"
       "          and features.nope > 5\n        action: review\n");
   EXPECT_THAT(Msg(s), StartsWith("policy.yaml:7:15: unknown feature 'nope'"));
+  // A folded block, a plain scalar over two lines: YAML joins the lines, the
+  // error still names the token's own line and column.
+  s = ErrIn(
+      "    rules:\n      - name: a\n        when: >\n          event.amount_usd > 1\n"
+      "          and features.nope > 5\n        action: review\n");
+  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:7:15: unknown feature 'nope'"));
+  s = ErrIn(
+      "    rules:\n      - name: a\n        when: event.amount_usd > 1\n"
+      "          and  features.nope > 5\n        action: review\n");
+  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:6:16: unknown feature 'nope'"));
+  // After YAML escapes in a double-quoted scalar.
+  s = ErrIn(
+      "    rules:\n      - name: a\n        when: \"event.wallet == \\\"w\\\" and features.nope > "
+      "5\"\n"
+      "        action: review\n");
+  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:5:42: unknown feature 'nope'"));
 }
 
 TEST(PolicyErrorTest, UnknownFieldAndListFromExpr) {
