@@ -99,7 +99,9 @@ double IsotonicCalibration::Apply(double score) const noexcept {
   hi = std::clamp<size_t>(hi, 1, x_.size() - 1);
   const size_t lo = hi - 1;
   const double slope = (y_[hi] - y_[lo]) / (x_[hi] - x_[lo]);
-  return slope * (v - x_[lo]) + y_[lo];
+  // Within the segment's own values: rounding could take the top knot's
+  // 1 to 1.0000000000000002, which the policy reads as no score at all.
+  return std::clamp(slope * (v - x_[lo]) + y_[lo], y_[lo], y_[hi]);
 }
 
 nlohmann::ordered_json IsotonicCalibration::ToJson() const {

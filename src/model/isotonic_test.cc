@@ -29,6 +29,17 @@ TEST(IsotonicTest, InterpolatesBetweenKnotsAndClipsOutsideThem) {
   EXPECT_EQ(c.Apply(5), 1);
 }
 
+TEST(IsotonicTest, StaysWithinTheKnotsValuesWhereRoundingWouldOvershoot) {
+  auto c = IsotonicCalibration::FromJson(Json::parse(R"({"x": [0.334, 0.889], "y": [0.438, 1]})"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (double s : {0.889, 0.95, 1.0, 0.8889999999999999}) {
+    EXPECT_LE(c->Apply(s), 1.0) << s;
+    EXPECT_GE(c->Apply(s), 0.438) << s;
+  }
+  EXPECT_EQ(c->Apply(1.0), 1.0);
+  EXPECT_EQ(c->Apply(0.0), 0.438);
+}
+
 TEST(IsotonicTest, PoolsAdjacentViolators) {
   // Labels 0 1 0 1: the middle pair is pooled to 0.5.
   const IsotonicCalibration c = Fitted({1, 2, 3, 4}, {0, 1, 0, 1});
