@@ -496,6 +496,12 @@ bool SourceText::TraceQuoted(size_t start, std::string* out, std::vector<size_t>
     if (IsBreak(e)) {  // an escaped line break: joined without a space
       i += (e == '\r' && i + 2 < text_.size() && text_[i + 2] == '\n') ? 3 : 2;
       while (i < text_.size() && IsBlank(text_[i])) ++i;
+      while (i < text_.size() && IsBreak(text_[i])) {  // each empty line after it is a newline
+        out->push_back('\n');
+        at->push_back(i);
+        i += (text_[i] == '\r' && i + 1 < text_.size() && text_[i + 1] == '\n') ? 2 : 1;
+        while (i < text_.size() && IsBlank(text_[i])) ++i;
+      }
       continue;
     }
     static constexpr std::string_view kFrom = "0abt\tnvfre \"/\\N_LP";
@@ -525,7 +531,7 @@ bool SourceText::TraceQuoted(size_t start, std::string* out, std::vector<size_t>
   return false;  // no closing quote
 }
 
-bool SourceText::TraceBlock(size_t start, int indent, std::string* out,
+bool SourceText::TraceBlock(size_t start, int indent, std::string_view value, std::string* out,
                             std::vector<size_t>* at) const {
   const bool folded = text_[start] == '>';
   size_t line = static_cast<size_t>(LineOf(start));  // the 0-based index of the next line
@@ -539,7 +545,9 @@ bool SourceText::TraceBlock(size_t start, int indent, std::string* out,
     if (end > begin && text_[end - 1] == '\r') --end;
     size_t i = begin;
     while (i < end && text_[i] == ' ') ++i;
-    if (i == end) {  // an empty line (or spaces only)
+    // An empty line, or spaces only up to the indentation (spaces past it
+    // are the line's text).
+    if (i == end && static_cast<int>(end - begin) <= indent) {
       empties.push_back(end);
       continue;
     }
@@ -574,6 +582,7 @@ bool SourceText::TraceBlock(size_t start, int indent, std::string* out,
       }
     }
     empties.clear();
+    const size_t checked = std::min(out->size(), value.size());
     for (size_t k = from; k < end; ++k) {
       out->push_back(text_[k]);
       at->push_back(k);
@@ -583,6 +592,10 @@ bool SourceText::TraceBlock(size_t start, int indent, std::string* out,
       at->push_back(end);
     }
     prev = kind;
+    // Not the value (a wrong indentation): no need to read on; nor past it.
+    const size_t upto = std::min(out->size(), value.size());
+    if (out->compare(checked, upto - checked, value, checked, upto - checked) != 0) return false;
+    if (out->size() > value.size()) break;
   }
   // The last line's break and the empty lines after it: what chomping
   // keeps of them the value says.
@@ -600,8 +613,10 @@ bool SourceText::TraceBlock(size_t start, int indent, std::string* out,
 
 std::vector<SourceText::Position> SourceText::ScalarPositions(const ConfigNode& n) const {
   if (!n.IsScalar()) return {};
-  const size_t start = Offset(n.line(), n.column());
+  size_t start = Offset(n.line(), n.column());
   if (start == std::string_view::npos) return {};
+  start = PastProperties(start);  // after an anchor or a tag
+  if (start >= text_.size()) return {};
   const std::string value = n.Text();
   std::string out;
   std::vector<size_t> at;
@@ -635,7 +650,7 @@ std::vector<SourceText::Position> SourceText::ScalarPositions(const ConfigNode& 
     for (int indent = first; indent >= lowest && indent >= 1 && !found; --indent) {
       out.clear();
       at.clear();
-      found = TraceBlock(start, indent, &out, &at) && matches();
+      found = TraceBlock(start, indent, value, &out, &at) && matches();
     }
     if (!found) return {};
   } else {
@@ -658,23 +673,59 @@ std::vector<SourceText::Position> SourceText::ScalarPositions(const ConfigNode& 
       if ((static_cast<unsigned char>(text_[counted]) & 0xC0) != 0x80) ++p.column;
     }
     counted = at[k];
-    positions.push_back(p);
+    Position q = p;  // a character's later bytes are at its column
+    if (at[k] < text_.size() && (static_cast<unsigned char>(text_[at[k]]) & 0xC0) == 0x80)
+      --q.column;
+    positions.push_back(q);
   }
   return positions;
+}
+
+size_t SourceText::PastProperties(size_t i) const {
+  while (i < text_.size() && (text_[i] == '&' || text_[i] == '!')) {
+    while (i < text_.size() && !IsBlank(text_[i]) && !IsBreak(text_[i]))
+      ++i;                      // &anchor, !tag, !<uri>
+    while (i < text_.size()) {  // blanks, comments and breaks up to the value
+      if (IsBlank(text_[i]) || IsBreak(text_[i])) {
+        ++i;
+      } else if (text_[i] == '#') {
+        while (i < text_.size() && !IsBreak(text_[i])) ++i;
+      } else {
+        break;
+      }
+    }
+  }
+  return i;
+}
+
+int SourceText::ColumnOf(size_t pos) const {
+  int column = 1;
+  for (size_t i = LineStart(LineOf(pos)); i < pos && i < text_.size(); ++i) {
+    if ((static_cast<unsigned char>(text_[i]) & 0xC0) != 0x80) ++column;
+  }
+  return column;
 }
 
 SourceText::Start SourceText::ScalarStart(const ConfigNode& n) const {
   Start s;
   s.line = n.line();
   s.column = n.column();
-  const char c = CharAt(n.line(), n.column());
+  size_t at = Offset(n.line(), n.column());
+  if (at == std::string_view::npos) return s;
+  if (text_[at] == '&' || text_[at] == '!') {  // after an anchor or a tag: the value itself
+    at = PastProperties(at);
+    if (at >= text_.size()) return s;
+    s.line = LineOf(at);
+    s.column = ColumnOf(at);
+  }
+  const char c = text_[at];
   if (c == '"' || c == '\'') {
     s.column += 1;
   } else if (c == '|' || c == '>') {
     // YAML strips the block's indentation, which its first non-blank line
     // sets.
     int indent = 0;
-    for (size_t l = static_cast<size_t>(n.line()); l < line_start_.size(); ++l) {
+    for (size_t l = static_cast<size_t>(s.line); l < line_start_.size(); ++l) {
       size_t i = line_start_[l];
       while (i < text_.size() && text_[i] == ' ') ++i;
       if (i < text_.size() && text_[i] != '\n' && text_[i] != '\r') {
@@ -682,7 +733,7 @@ SourceText::Start SourceText::ScalarStart(const ConfigNode& n) const {
         break;
       }
     }
-    s.line = n.line() + 1;
+    s.line += 1;
     s.column = indent + 1;
     s.continuation_column = indent + 1;
   }

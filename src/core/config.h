@@ -135,7 +135,13 @@ class SourceText {
   // false where the text is not what they read.
   bool TracePlain(size_t start, size_t want, std::string* out, std::vector<size_t>* at) const;
   bool TraceQuoted(size_t start, std::string* out, std::vector<size_t>* at) const;
-  bool TraceBlock(size_t start, int indent, std::string* out, std::vector<size_t>* at) const;
+  // (TraceBlock stops, false, where it strays from `value`.)
+  bool TraceBlock(size_t start, int indent, std::string_view value, std::string* out,
+                  std::vector<size_t>* at) const;
+  // The offset past the anchor and tag (&a !t) that may open a node at `i`.
+  size_t PastProperties(size_t i) const;
+  // The 1-based column, in characters, of byte offset `pos`.
+  int ColumnOf(size_t pos) const;
   // A flow scalar's line breaks from `i` (at a break): one becomes a
   // space, n > 1 become n - 1 newlines; the next line's leading blanks go.
   // Returns the offset after them.

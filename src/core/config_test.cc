@@ -105,8 +105,9 @@ std::string PositionOf(const std::string& yaml, size_t k) {
   EXPECT_EQ(at.size(), value.size()) << yaml;
   for (size_t i = 0; i < at.size() && i < value.size(); ++i) {
     const size_t line = text.LineStart(at[i].line);
+    const size_t upto = std::min(yaml.size(), line + static_cast<size_t>(at[i].column));
     if (std::any_of(yaml.begin() + static_cast<ptrdiff_t>(line),
-                    yaml.begin() + static_cast<ptrdiff_t>(line) + at[i].column,
+                    yaml.begin() + static_cast<ptrdiff_t>(upto),
                     [](char b) { return (static_cast<unsigned char>(b) & 0x80) != 0; })) {
       continue;  // columns count characters: CharAt reads bytes
     }
@@ -148,6 +149,17 @@ TEST(SourceTextTest, PlacesEveryByteOfAScalarWhateverItsStyle) {
       {"k: |2\n    indented\n  nope\n", "nope", "3:3"},
       {"k: |2\n    indented\n  nope\n", "indented", "2:5"},
       {"m:\n  k: |+\n    a\n\n    b\n\n", "b", "5:5"},
+      // Spaces past the indentation on an otherwise empty line are text.
+      {"k: >\n  a\n  b\n      \n", "b", "3:3"},
+      {"k: >\n  a\n      \n  b\n", "b", "4:3"},
+      // After an anchor or a tag.
+      {"k: &x features.zzz > 5\n", "zzz", "1:16"},
+      {"k: !!str >\n  one\n  two\n", "two", "3:3"},
+      // Empty lines after an escaped line break are newlines.
+      {"k: \"a and \\\n\n   b\"\n", "b", "3:4"},
+      // A character's later UTF-8 bytes are at its column.
+      {"k: 'a\xc3\xa9 x'\n", "x", "1:8"},
+      {"k: 'a\xc3\xa9 x'\n", "\xa9", "1:6"},
   };
   for (const auto& c : cases) {
     if (std::string_view(c.yaml).substr(0, 2) == "m:") {

@@ -789,8 +789,9 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
                                     "allowed (decided_by: default)"));
     } else if (rt->policy->has_thresholds(et.index) &&
                !rt->types[static_cast<size_t>(et.index)].configured) {
-      rt->warnings.push_back(StrCat("the thresholds of ", cfg.policy, " for '", et.name,
-                                    "' never apply: vigil.yaml configures no model for it "
+      rt->warnings.push_back(StrCat("the thresholds ", cfg.policy, " applies to '", et.name,
+                                    "' never apply: ", cfg.file,
+                                    " configures no model for it "
                                     "(models:), so its events are decided by rules only"));
     }
   }

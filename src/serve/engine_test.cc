@@ -1765,7 +1765,8 @@ TEST_F(EngineTest, SaysWhichScoredTypesThePolicyLeavesUndecidedAndWhichThreshold
   ASSERT_EQ(w.size(), 6u) << ::testing::PrintToString(w);
   std::string all;
   for (const std::string& s : w) all += s + "\n";
-  EXPECT_THAT(all, HasSubstr("the thresholds of " + policy + " for 'deposit' never apply"));
+  EXPECT_THAT(all, HasSubstr("the thresholds " + policy + " applies to 'deposit' never apply: " +
+                             (dir_ / "vigil.yaml").string() + " configures no model for it"));
   for (const char* t : {"signup", "withdrawal", "trade", "promo_redeem", "api_key_create"}) {
     EXPECT_THAT(all,
                 HasSubstr(std::string("event type '") + t + "' is scored (" + Example() +
