@@ -640,31 +640,26 @@ TEST(PolicyErrorTest, UnknownFeatureAtItsColumn) {
       "        action: review\n");
   EXPECT_THAT(Msg(s), StartsWith("policy.yaml:5:41: unknown feature 'wallet_user_30d'"));
   EXPECT_THAT(s.message(), HasSubstr("did you mean 'features.wallet_users_30d'?"));
-  // Plain.
-  s = ErrIn(
-      "    rules:\n      - name: a\n        when: features.nope > 5\n        action: review\n");
-  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:5:15: unknown feature 'nope'"));
-  // A block scalar: the expression starts on the next line, at its indentation.
-  s = ErrIn(
-      "    rules:\n      - name: a\n        when: |\n          event.amount_usd > 1\n"
-      "          and features.nope > 5\n        action: review\n");
-  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:7:15: unknown feature 'nope'"));
-  // A folded block, a plain scalar over two lines: YAML joins the lines, the
-  // error still names the token's own line and column.
-  s = ErrIn(
-      "    rules:\n      - name: a\n        when: >\n          event.amount_usd > 1\n"
-      "          and features.nope > 5\n        action: review\n");
-  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:7:15: unknown feature 'nope'"));
-  s = ErrIn(
-      "    rules:\n      - name: a\n        when: event.amount_usd > 1\n"
-      "          and  features.nope > 5\n        action: review\n");
-  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:6:16: unknown feature 'nope'"));
-  // After YAML escapes in a double-quoted scalar.
-  s = ErrIn(
-      "    rules:\n      - name: a\n        when: \"event.wallet == \\\"w\\\" and features.nope > "
-      "5\"\n"
-      "        action: review\n");
-  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:5:42: unknown feature 'nope'"));
+  // A rule's `when:` written in each YAML style (the rest of the line after
+  // "when:", then the lines after it): the error names the token's own line
+  // and column, also where YAML joins lines (folded, plain or quoted over
+  // several lines) or reads escapes.
+  const struct {
+    const char* when;
+    const char* at;
+  } styles[] = {
+      {" features.nope > 5", "5:15"},
+      {" |\n          event.amount_usd > 1\n          and features.nope > 5", "7:15"},
+      {" >\n          event.amount_usd > 1\n          and features.nope > 5", "7:15"},
+      {" event.amount_usd > 1\n          and  features.nope > 5", "6:16"},
+      {" \"event.wallet == \\\"w\\\" and features.nope > 5\"", "5:42"},
+  };
+  for (const auto& c : styles) {
+    s = ErrIn(
+        StrCat("    rules:\n      - name: a\n        when:", c.when, "\n        action: review\n"));
+    EXPECT_THAT(Msg(s), StartsWith(StrCat("policy.yaml:", c.at, ": unknown feature 'nope'")))
+        << c.when;
+  }
 }
 
 TEST(PolicyErrorTest, UnknownFieldAndListFromExpr) {
