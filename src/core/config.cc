@@ -683,9 +683,10 @@ std::vector<SourceText::Position> SourceText::ScalarPositions(const ConfigNode& 
 
 size_t SourceText::PastProperties(size_t i) const {
   while (i < text_.size() && (text_[i] == '&' || text_[i] == '!')) {
-    while (i < text_.size() && !IsBlank(text_[i]) && !IsBreak(text_[i]))
-      ++i;                      // &anchor, !tag, !<uri>
-    while (i < text_.size()) {  // blanks, comments and breaks up to the value
+    // The property (&anchor, !tag, !<uri>), then the blanks, comments and
+    // breaks up to the value.
+    while (i < text_.size() && !IsBlank(text_[i]) && !IsBreak(text_[i])) ++i;
+    while (i < text_.size()) {
       if (IsBlank(text_[i]) || IsBreak(text_[i])) {
         ++i;
       } else if (text_[i] == '#') {
