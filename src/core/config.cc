@@ -15,6 +15,7 @@ namespace vigil::core {
 
 struct ConfigNode::Impl {
   std::shared_ptr<const std::string> file;
+  std::shared_ptr<const SourceText> source;  // the document's text (null: none)
   YAML::Node node;
   bool missing = false;  // an absent key (a default YAML::Node counts as defined)
   // Position to report when `node` is undefined (a missing key): its parent's.
@@ -128,6 +129,18 @@ ConfigNode& ConfigNode::operator=(const ConfigNode& o) {
   return *this;
 }
 
+std::unique_ptr<ConfigNode::Impl> ConfigNode::Child() const {
+  auto impl = std::make_unique<Impl>();
+  impl->file = impl_->file;
+  impl->source = impl_->source;
+  return impl;
+}
+
+const SourceText& ConfigNode::source() const {
+  static const SourceText* const kNone = new SourceText("");
+  return impl_->source ? *impl_->source : *kNone;
+}
+
 absl::StatusOr<ConfigNode> ConfigNode::LoadString(std::string_view text, std::string_view name) {
   auto impl = std::make_unique<Impl>();
   impl->file = std::make_shared<const std::string>(name);
@@ -142,6 +155,7 @@ absl::StatusOr<ConfigNode> ConfigNode::LoadString(std::string_view text, std::st
     }
     impl->node = YAML::Load(std::string(text));
     VIGIL_RETURN_IF_ERROR(DuplicateKeyCheck(*impl->file).Visit(impl->node));
+    impl->source = std::make_shared<const SourceText>(text);
   } catch (const YAML::Exception& e) {
     return Fail(*impl->file, e);
   }
@@ -162,8 +176,7 @@ bool ConfigNode::IsSequence() const { return IsDefined() && impl_->node.IsSequen
 bool ConfigNode::IsScalar() const { return IsDefined() && impl_->node.IsScalar(); }
 
 ConfigNode ConfigNode::operator[](std::string_view key) const {
-  auto impl = std::make_unique<Impl>();
-  impl->file = impl_->file;
+  auto impl = Child();
   impl->line = line();
   impl->column = column();
   impl->missing = true;
@@ -191,8 +204,7 @@ std::vector<std::pair<std::string, ConfigNode>> ConfigNode::Entries() const {
   std::vector<std::pair<std::string, ConfigNode>> out;
   if (!IsMap()) return out;
   for (auto it = impl_->node.begin(); it != impl_->node.end(); ++it) {
-    auto impl = std::make_unique<Impl>();
-    impl->file = impl_->file;
+    auto impl = Child();
     impl->node = it->second;
     const YAML::Mark m = (it->second.IsNull() || it->second.Mark().line < 0) ? it->first.Mark()
                                                                            : it->second.Mark();
@@ -208,8 +220,7 @@ std::vector<ConfigNode> ConfigNode::Items() const {
   std::vector<ConfigNode> out;
   if (!IsSequence()) return out;
   for (auto it = impl_->node.begin(); it != impl_->node.end(); ++it) {
-    auto impl = std::make_unique<Impl>();
-    impl->file = impl_->file;
+    auto impl = Child();
     impl->node = static_cast<const YAML::Node&>(*it);
     impl->line = it->Mark().line + 1;
     impl->column = it->Mark().column + 1;
@@ -326,6 +337,20 @@ std::string ConfigNode::Where() const { return FormatWhere(*impl_->file, line(),
 
 absl::Status ConfigNode::Error(std::string_view message) const {
   return absl::InvalidArgumentError(StrCat(Where(), ": ", message));
+}
+
+absl::Status ConfigNode::KeyError(std::string_view key, std::string_view message) const {
+  if (IsMap()) {
+    for (auto it = impl_->node.begin(); it != impl_->node.end(); ++it) {
+      if (!it->first.IsScalar() || it->first.Scalar() != key || it->first.Mark().line < 0) continue;
+      auto impl = Child();
+      impl->node = it->first;
+      const SourceText::Start at = source().ScalarStart(ConfigNode(std::move(impl)));
+      return absl::InvalidArgumentError(
+          StrCat(FormatWhere(*impl_->file, at.line, at.column), ": ", message));
+    }
+  }
+  return Error(message);
 }
 
 std::string ClosestMatch(std::string_view word, const std::vector<std::string_view>& candidates) {

@@ -20,6 +20,8 @@
 
 namespace vigil::core {
 
+class SourceText;
+
 class ConfigNode {
  public:
   // Parses the YAML file at `path`. Syntax errors, and a mapping anywhere in
@@ -80,16 +82,26 @@ class ConfigNode {
   int column() const;  // 1-based, 0 when unknown
   // InvalidArgument("file:line:col: message").
   absl::Status Error(std::string_view message) const;
+  // The same at the key `key` of this map (where its text starts), not at
+  // its value, which YAML places a line below in a block map; at this node
+  // when the map has no such key.
+  absl::Status KeyError(std::string_view key, std::string_view message) const;
+  // The text of the document the node is in (empty for a node not loaded
+  // from one).
+  const SourceText& source() const;
 
  private:
   struct Impl;
   explicit ConfigNode(std::unique_ptr<Impl> impl);
+  // A node of the same document, positioned at this one.
+  std::unique_ptr<Impl> Child() const;
   std::unique_ptr<Impl> impl_;
 };
 
 // A YAML document's text, for the positions YAML does not give: where a
-// scalar's own text starts, and what is at a line and column.
-// Thread-safety: const after construction. `text` must outlive it.
+// scalar's own text starts, and what is at a line and column. Every node of
+// a loaded document shares its document's (ConfigNode::source).
+// Thread-safety: const after construction.
 class SourceText {
  public:
   explicit SourceText(std::string_view text);
@@ -147,7 +159,7 @@ class SourceText {
   // Returns the offset after them.
   size_t Fold(size_t i, std::string* out, std::vector<size_t>* at) const;
 
-  std::string_view text_;
+  std::string text_;
   std::vector<size_t> line_start_;  // byte offset of each line (0-based index)
 };
 

@@ -98,7 +98,7 @@ std::string PositionOf(const std::string& yaml, size_t k) {
   EXPECT_TRUE(r.ok()) << r.status();
   if (!r.ok()) return "?";
   const ConfigNode n = (*r)["k"];
-  const SourceText text(yaml);
+  const SourceText& text = n.source();  // the document's own
   const std::vector<SourceText::Position> at = text.ScalarPositions(n);
   if (at.empty()) return "";
   const std::string value = n.Text();
@@ -167,7 +167,7 @@ TEST(SourceTextTest, PlacesEveryByteOfAScalarWhateverItsStyle) {
       auto r = ConfigNode::LoadString(c.yaml, "x.yaml");
       ASSERT_TRUE(r.ok());
       const ConfigNode n = (*r)["m"]["k"];
-      const SourceText text(c.yaml);
+      const SourceText& text = n.source();
       const auto at = text.ScalarPositions(n);
       const size_t off = n.Text().find(c.token);
       ASSERT_LT(off, at.size()) << c.yaml;
@@ -182,7 +182,20 @@ TEST(SourceTextTest, PlacesEveryByteOfAScalarWhateverItsStyle) {
   // Not a scalar: nothing.
   auto r = ConfigNode::LoadString("k: [1, 2]\n", "x.yaml");
   ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(SourceText("k: [1, 2]\n").ScalarPositions((*r)["k"]).empty());
+  EXPECT_TRUE((*r)["k"].source().ScalarPositions((*r)["k"]).empty());
+}
+
+TEST(ConfigNodeTest, KeyErrorNamesTheKeyNotItsValue) {
+  auto r = ConfigNode::LoadString(
+      "types:\n  'quoted': {a: 1}\n  plain:\n    a: 1\n  &x anchored: 2\n", "x.yaml");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ConfigNode types = (*r)["types"];
+  EXPECT_EQ(types.KeyError("quoted", "no").message(), "x.yaml:2:4: no");  // past the quote
+  EXPECT_EQ(types.KeyError("plain", "no").message(), "x.yaml:3:3: no");
+  EXPECT_EQ(types.KeyError("anchored", "no").message(), "x.yaml:5:6: no");
+  // No such key, or not a map: at the node itself.
+  EXPECT_EQ(types.KeyError("absent", "no").message(), "x.yaml:2:3: no");
+  EXPECT_EQ(types["plain"]["a"].KeyError("a", "no").message(), "x.yaml:4:8: no");
 }
 
 TEST(ClosestMatchTest, ShortWordsNeedACloseMatch) {

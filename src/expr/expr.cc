@@ -1872,7 +1872,8 @@ bool Expr::EvalBool(const event::Record& rec, const double* features, double sco
   }
 }
 
-SourcePos SourcePosOf(const core::SourceText& text, const core::ConfigNode& n) {
+SourcePos SourcePosOf(const core::ConfigNode& n) {
+  const core::SourceText& text = n.source();
   const core::SourceText::Start st = text.ScalarStart(n);
   SourcePos p;
   p.file = n.file();

@@ -89,10 +89,10 @@ struct SourcePos {
   std::vector<core::SourceText::Position> positions = {};
 };
 
-// Where the expression written as YAML scalar `n` of `text` starts
+// Where the expression written as YAML scalar `n` starts
 // (core::SourceText::ScalarStart) and where each of its bytes was written
-// (ScalarPositions), for Compile.
-SourcePos SourcePosOf(const core::SourceText& text, const core::ConfigNode& n);
+// (ScalarPositions), in the text of n's document, for Compile.
+SourcePos SourcePosOf(const core::ConfigNode& n);
 
 // The largest stack an expression may need (its nesting depth, roughly).
 inline constexpr int kMaxStackDepth = 64;

@@ -130,8 +130,8 @@ absl::Status CheckLeakage(const ConfigNode& where, std::string_view feature, con
 
 class Builder {
  public:
-  Builder(std::shared_ptr<FeatureSpec> spec, std::string dir, std::string_view text)
-      : spec_(std::move(spec)), dir_(std::move(dir)), source_(text) {}
+  Builder(std::shared_ptr<FeatureSpec> spec, std::string dir)
+      : spec_(std::move(spec)), dir_(std::move(dir)) {}
 
   absl::Status Build(const ConfigNode& root, std::string* hashed_extra) {
     const Schema& s = *spec_->schema;
@@ -295,9 +295,6 @@ class Builder {
     return b;
   }
 
-  // Where an expression's text starts (core::SourceText::ScalarStart).
-  expr::SourcePos Pos(const ConfigNode& n) const { return expr::SourcePosOf(source_, n); }
-
   // Every event type: keys, links and derived features read any of them.
   std::vector<bool> AllTypes() const { return std::vector<bool>(spec_->schema->types.size(), true); }
 
@@ -439,7 +436,7 @@ class Builder {
         }
       }
       VIGIL_ASSIGN_OR_RETURN(std::string text, n["expr"].String());
-      auto e = expr::Expr::Compile(text, Bind(f->index), Pos(n["expr"]));
+      auto e = expr::Expr::Compile(text, Bind(f->index), expr::SourcePosOf(n["expr"]));
       if (!e.ok()) return e.status();
       if (e->result_kind() == expr::Kind::kString) {
         return n["expr"].Error(
@@ -499,7 +496,7 @@ class Builder {
         b.feature = [](std::string_view) -> std::optional<int> { return std::nullopt; };
         // A key tuple's expression is its own item of the list.
         const ConfigNode key = n["key"].IsSequence() ? n["key"].Items()[k] : n["key"];
-        auto e = expr::Expr::Compile(st.key_fields[k], b, Pos(key));
+        auto e = expr::Expr::Compile(st.key_fields[k], b, expr::SourcePosOf(key));
         if (!e.ok()) return e.status();
         if (e->result_kind() == expr::Kind::kBool) {
           return n["key"].Error(StrCat("feature '", f->name, "': a key is a string or a number"));
@@ -599,7 +596,7 @@ class Builder {
       VIGIL_ASSIGN_OR_RETURN(st.where_text, n["where"].String());
       expr::Bindings b = Bind(f->index);
       b.feature = [](std::string_view) -> std::optional<int> { return std::nullopt; };
-      auto e = expr::Expr::Compile(st.where_text, b, Pos(n["where"]));
+      auto e = expr::Expr::Compile(st.where_text, b, expr::SourcePosOf(n["where"]));
       if (!e.ok()) return e.status();
       if (e->result_kind() != expr::Kind::kBool) {
         return n["where"].Error(StrCat("feature '", f->name, "': where must be true or false"));
@@ -734,7 +731,6 @@ class Builder {
 
   std::shared_ptr<FeatureSpec> spec_;
   std::string dir_;
-  core::SourceText source_;
   StringMap<int> names_;
 };
 
@@ -746,7 +742,7 @@ absl::StatusOr<std::shared_ptr<const FeatureSpec>> Load(std::string_view text, s
   spec->file = name;
   spec->schema = std::move(schema);
   std::string extra;
-  Builder b(spec, std::move(dir), text);
+  Builder b(spec, std::move(dir));
   VIGIL_RETURN_IF_ERROR(b.Build(root, &extra));
   spec->content_hash = event::Sha256Hex(StrCat(text, "\n", extra, "\n", spec->schema->content_hash));
   return std::shared_ptr<const FeatureSpec>(std::move(spec));

@@ -77,8 +77,8 @@ const char* PathName(Path p) {
 // Reads and checks a policy document into a Policy.
 class Policy::Loader {
  public:
-  Loader(std::string_view text, std::shared_ptr<const feature::FeatureSpec> spec, Policy* p)
-      : source_(text), spec_(std::move(spec)), p_(p) {}
+  Loader(std::shared_ptr<const feature::FeatureSpec> spec, Policy* p)
+      : spec_(std::move(spec)), p_(p) {}
 
   absl::Status Run(const ConfigNode& root) {
     const event::Schema& schema = *spec_->schema;
@@ -114,14 +114,14 @@ class Policy::Loader {
           std::vector<std::string_view> cands;
           for (const std::string& s : spec_->score_on_names) cands.push_back(s);
           const std::string hint = core::ClosestMatch(type_name, cands);
-          return KeyError(node, type_name,
-                          StrCat("unknown event type '", type_name, "'",
-                                 hint.empty() ? "" : StrCat(" (did you mean '", hint, "'?)"),
-                                 "; the scored types are ", JoinNames(spec_->score_on_names)));
+          return types.KeyError(
+              type_name, StrCat("unknown event type '", type_name, "'",
+                                hint.empty() ? "" : StrCat(" (did you mean '", hint, "'?)"),
+                                "; the scored types are ", JoinNames(spec_->score_on_names)));
         }
         if (!spec_->score_on[static_cast<size_t>(t->index)]) {
-          return KeyError(
-              node, type_name,
+          return types.KeyError(
+              type_name,
               StrCat("event type '", type_name, "' is not scored (the feature spec's score_on is [",
                      JoinNames(spec_->score_on_names),
                      "]): the policy decides scored events only"));
@@ -304,7 +304,8 @@ class Policy::Loader {
     };
     b.lists = spec_->lists.get();
     b.tables = spec_->tables.get();
-    absl::StatusOr<expr::Expr> compiled = expr::Expr::Compile(info.when, b, Pos(when));
+    absl::StatusOr<expr::Expr> compiled =
+        expr::Expr::Compile(info.when, b, expr::SourcePosOf(when));
     if (!compiled.ok()) {
       // expr cannot guess a feature's name (it sees only a callback); the
       // spec's names can.
@@ -378,37 +379,6 @@ class Policy::Loader {
                           "; actions are allow, challenge, review, block"));
   }
 
-  // Where the expression's text starts (core::SourceText::ScalarStart).
-  expr::SourcePos Pos(const ConfigNode& n) const { return expr::SourcePosOf(source_, n); }
-
-  // An error at the key of the map entry whose value is `value`. YAML gives
-  // the value's position, a line below the key in a block map; the key is
-  // the last `key:` before it.
-  absl::Status KeyError(const ConfigNode& value, std::string_view key,
-                        std::string_view message) const {
-    std::string where = value.Where();
-    const std::string_view text = source_.text();
-    const size_t end = source_.Offset(value.line(), value.column());
-    if (end != std::string_view::npos && !key.empty()) {
-      size_t pos = text.rfind(key, end);
-      while (pos != std::string_view::npos) {
-        size_t after = pos + key.size();
-        if (after < text.size() && (text[after] == '"' || text[after] == '\'')) ++after;
-        const char before = pos == 0 ? '\n' : text[pos - 1];
-        const bool starts = before == ' ' || before == '\n' || before == '{' || before == ',' ||
-                            before == '"' || before == '\'';
-        if (starts && after < text.size() && text[after] == ':') break;
-        pos = pos == 0 ? std::string_view::npos : text.rfind(key, pos - 1);
-      }
-      if (pos != std::string_view::npos) {
-        const int line = source_.LineOf(pos);
-        where = StrCat(value.file(), ":", line, ":", pos - source_.LineStart(line) + 1);
-      }
-    }
-    return absl::InvalidArgumentError(StrCat(where, ": ", message));
-  }
-
-  core::SourceText source_;
   std::shared_ptr<const feature::FeatureSpec> spec_;
   Policy* p_;
 };
@@ -432,7 +402,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> Policy::LoadString(
   p->file_ = std::string(name);
   p->spec_ = spec;
   p->content_hash_ = event::Sha256Hex(yaml);
-  Loader loader(yaml, std::move(spec), p.get());
+  Loader loader(std::move(spec), p.get());
   VIGIL_RETURN_IF_ERROR(loader.Run(root));
   return std::shared_ptr<const Policy>(std::move(p));
 }
