@@ -432,12 +432,24 @@ void AppendUtf8(uint32_t cp, size_t where, std::string* out, std::vector<size_t>
 
 }  // namespace
 
+size_t SourceText::PastBreak(size_t i) const {
+  return i + ((text_[i] == '\r' && i + 1 < text_.size() && text_[i + 1] == '\n') ? 2 : 1);
+}
+
+int SourceText::BlockIndent(int line) const {
+  for (size_t l = static_cast<size_t>(line); l < line_start_.size(); ++l) {
+    size_t i = line_start_[l];
+    while (i < text_.size() && text_[i] == ' ') ++i;
+    if (i < text_.size() && !IsBreak(text_[i])) return static_cast<int>(i - line_start_[l]);
+  }
+  return 0;
+}
+
 size_t SourceText::Fold(size_t i, std::string* out, std::vector<size_t>* at) const {
   const size_t first = i;
   int breaks = 0;
   while (i < text_.size() && IsBreak(text_[i])) {
-    if (text_[i] == '\r' && i + 1 < text_.size() && text_[i + 1] == '\n') ++i;
-    ++i;
+    i = PastBreak(i);
     ++breaks;
     while (i < text_.size() && IsBlank(text_[i])) ++i;
   }
@@ -519,12 +531,12 @@ bool SourceText::TraceQuoted(size_t start, std::string* out, std::vector<size_t>
     if (i + 1 >= text_.size()) return false;
     const char e = text_[i + 1];
     if (IsBreak(e)) {  // an escaped line break: joined without a space
-      i += (e == '\r' && i + 2 < text_.size() && text_[i + 2] == '\n') ? 3 : 2;
+      i = PastBreak(i + 1);
       while (i < text_.size() && IsBlank(text_[i])) ++i;
       while (i < text_.size() && IsBreak(text_[i])) {  // each empty line after it is a newline
         out->push_back('\n');
         at->push_back(i);
-        i += (text_[i] == '\r' && i + 1 < text_.size() && text_[i + 1] == '\n') ? 2 : 1;
+        i = PastBreak(i);
         while (i < text_.size() && IsBlank(text_[i])) ++i;
       }
       continue;
@@ -653,23 +665,12 @@ std::vector<SourceText::Position> SourceText::ScalarPositions(const ConfigNode& 
     if (!TraceQuoted(start, &out, &at)) return {};
   } else if (c == '|' || c == '>') {
     // The block's indentation is its first line of text's, unless an
-    // indicator (|2) sets it lower: then the one of those that reads the
-    // value YAML read.
-    int first = 0;
-    for (size_t l = static_cast<size_t>(LineOf(start)); l < line_start_.size(); ++l) {
-      size_t i = line_start_[l];
-      while (i < text_.size() && text_[i] == ' ') ++i;
-      if (i < text_.size() && !IsBreak(text_[i])) {
-        first = static_cast<int>(i - line_start_[l]);
-        break;
-      }
-    }
-    // (An indicator is a digit after the | or >, before or after a chomping sign.)
-    const bool explicit_indent =
-        start + 1 < text_.size() &&
-        ((text_[start + 1] >= '1' && text_[start + 1] <= '9') ||
-         (start + 2 < text_.size() && (text_[start + 1] == '+' || text_[start + 1] == '-') &&
-          text_[start + 2] >= '1' && text_[start + 2] <= '9'));
+    // indicator (a digit after the | or >, before or after a chomping sign:
+    // |2, >-2) sets it lower: then the one of those that reads the value
+    // YAML read.
+    const int first = BlockIndent(LineOf(start));
+    const std::string_view header = std::string_view(text_).substr(start + 1, 2);
+    const bool explicit_indent = header.find_first_of("123456789") != std::string_view::npos;
     const int lowest = explicit_indent ? std::max(1, first - 16) : first;
     bool found = false;
     for (int indent = first; indent >= lowest && indent >= 1 && !found; --indent) {
@@ -750,15 +751,7 @@ SourceText::Start SourceText::ScalarStart(const ConfigNode& n) const {
   } else if (c == '|' || c == '>') {
     // YAML strips the block's indentation, which its first non-blank line
     // sets.
-    int indent = 0;
-    for (size_t l = static_cast<size_t>(s.line); l < line_start_.size(); ++l) {
-      size_t i = line_start_[l];
-      while (i < text_.size() && text_[i] == ' ') ++i;
-      if (i < text_.size() && text_[i] != '\n' && text_[i] != '\r') {
-        indent = static_cast<int>(i - line_start_[l]);
-        break;
-      }
-    }
+    const int indent = BlockIndent(s.line);
     s.line += 1;
     s.column = indent + 1;
     s.continuation_column = indent + 1;

@@ -150,6 +150,11 @@ class SourceText {
   // (TraceBlock stops, false, where it strays from `value`.)
   bool TraceBlock(size_t start, int indent, std::string_view value, std::string* out,
                   std::vector<size_t>* at) const;
+  // The offset past the line break at `i` (\n or \r\n).
+  size_t PastBreak(size_t i) const;
+  // The indentation of the first line with text after 1-based `line`: a
+  // block scalar's, when `line` holds its | or >.
+  int BlockIndent(int line) const;
   // The offset past the anchor and tag (&a !t) that may open a node at `i`.
   size_t PastProperties(size_t i) const;
   // The 1-based column, in characters, of byte offset `pos`.
