@@ -65,24 +65,26 @@ TEST(FeatureSpecTest, UnknownFieldNamesFileLineAndField) {
               HasSubstr("key field 'usr'"));
 }
 
-// An expression's errors point into the file where the token is: in a block
-// scalar (`expr: |`) on its own line and column, as in a quoted one.
-TEST(FeatureSpecTest, ExpressionErrorsNameTheTokensLineAndColumnInBlockScalars) {
-  // Line 3 is `  - name: a`; the block's text starts on line 5, column 7.
-  EXPECT_THAT(Err("  - name: a\n    expr: |\n      event.amount +\n        foo(1)\n").message(),
-              HasSubstr("f.yaml:6:9: unknown function 'foo'"));
-  EXPECT_THAT(Err("  - {name: a, expr: \"1 + foo(1)\"}\n").message(),
-              HasSubstr("f.yaml:3:26: unknown function 'foo'"));
-  // Folded (`>`), where YAML joins the lines, and with an explicit indentation.
-  EXPECT_THAT(Err("  - name: a\n    expr: >\n      event.amount +\n      foo(1)\n").message(),
-              HasSubstr("f.yaml:6:7: unknown function 'foo'"));
-  EXPECT_THAT(Err("  - name: a\n    expr: |2\n        event.amount +\n      foo(1)\n").message(),
-              HasSubstr("f.yaml:6:7: unknown function 'foo'"));
-  // An expression in a key tuple: at its own item.
-  EXPECT_THAT(
-      Err("  - {name: a, agg: count, window: 1d, key: [user_id, 'ip_prefx(event.ip, 24)']}\n")
-          .message(),
-      HasSubstr("f.yaml:3:55: unknown function 'ip_prefx'"));
+// An expression's errors point into the file where the token is, in every
+// YAML style: a block scalar's own lines, past a quote, where YAML joins
+// lines (folded `>`), with an explicit indentation, at a key tuple's item.
+TEST(FeatureSpecTest, ExpressionErrorsNameTheTokensLineAndColumnInEveryStyle) {
+  const struct {
+    const char* features;  // after `features:` on line 2
+    const char* error;
+  } cases[] = {
+      {"  - name: a\n    expr: |\n      event.amount +\n        foo(1)\n",
+       "f.yaml:6:9: unknown function 'foo'"},
+      {"  - {name: a, expr: \"1 + foo(1)\"}\n", "f.yaml:3:26: unknown function 'foo'"},
+      {"  - name: a\n    expr: >\n      event.amount +\n      foo(1)\n",
+       "f.yaml:6:7: unknown function 'foo'"},
+      {"  - name: a\n    expr: |2\n        event.amount +\n      foo(1)\n",
+       "f.yaml:6:7: unknown function 'foo'"},
+      {"  - {name: a, agg: count, window: 1d, key: [user_id, 'ip_prefx(event.ip, 24)']}\n",
+       "f.yaml:3:55: unknown function 'ip_prefx'"},
+  };
+  for (const auto& c : cases)
+    EXPECT_THAT(Err(c.features).message(), HasSubstr(c.error)) << c.features;
 }
 
 TEST(FeatureSpecTest, UnknownAggregateSuggestsTheClosest) {
