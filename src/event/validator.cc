@@ -992,19 +992,23 @@ bool Validator::DecodeJsonObject(Object& obj, std::string_view prefix, Record* r
   return true;
 }
 
+void ReplaceInvalidUtf8(std::span<char> text) {
+  for (size_t i = 0; i < text.size();) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    const size_t n = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    if (i + n <= text.size() && sj::validate_utf8(text.data() + i, n)) {
+      i += n;
+    } else {
+      text[i++] = '?';
+    }
+  }
+}
+
 void Validator::NoteIdOfInvalidUtf8(std::string_view line, Record* rec) {
   // Each byte that starts no valid sequence reads as '?'; then the record
   // parses if nothing else is wrong with it.
   repaired_.assign(line);
-  for (size_t i = 0; i < repaired_.size();) {
-    const auto lead = static_cast<unsigned char>(repaired_[i]);
-    const size_t n = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
-    if (i + n <= repaired_.size() && sj::validate_utf8(repaired_.data() + i, n)) {
-      i += n;
-    } else {
-      repaired_[i++] = '?';
-    }
-  }
+  ReplaceInvalidUtf8(repaired_);
   dom::element doc;
   dom::object obj;
   if (json_->parser.parse(repaired_.data(), repaired_.size(), /*realloc_if_needed=*/true)

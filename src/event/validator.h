@@ -11,6 +11,7 @@
 #define VIGIL_EVENT_VALIDATOR_H_
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,6 +70,12 @@ class DedupWindow {
   std::vector<uint64_t> ring_;
   absl::flat_hash_set<uint64_t> set_;
 };
+
+// Reads each byte of `text` that starts no valid UTF-8 sequence as '?', in
+// place: the text keeps its length and every valid byte its offset, so a
+// JSON text refused whole for one invalid byte can be read for its structure
+// (an id, where each element of an array lies).
+void ReplaceInvalidUtf8(std::span<char> text);
 
 class Validator {
  public:

@@ -1,13 +1,27 @@
 #include "serve/batch.h"
 
+#include <span>
+
 #include "core/strings.h"
+#include "event/validator.h"
 #include "simdjson.h"
 
 namespace vigil::serve {
 
 absl::StatusOr<std::vector<std::string>> SplitBatch(std::string_view body, bool allow_object) {
   namespace od = simdjson::ondemand;
+  // simdjson refuses a text with one byte that is not UTF-8 before reading
+  // any structure. The elements are found in a copy with such bytes read as
+  // '?' (the offsets are the same) and taken from the body as posted: an
+  // element with an invalid byte is refused on its own, as it would be
+  // posted alone, and the others are decided.
   simdjson::padded_string padded(body);
+  if (!simdjson::validate_utf8(body.data(), body.size())) {
+    event::ReplaceInvalidUtf8(std::span<char>(padded.data(), padded.size()));
+  }
+  const auto as_posted = [&](std::string_view raw) {
+    return body.substr(static_cast<size_t>(raw.data() - padded.data()), raw.size());
+  };
   od::parser parser;
   od::document doc;
   if (parser.iterate(padded).get(doc) != simdjson::SUCCESS)
@@ -20,7 +34,7 @@ absl::StatusOr<std::vector<std::string>> SplitBatch(std::string_view body, bool 
     od::object obj;
     if (doc.get_object().get(obj) != simdjson::SUCCESS || obj.raw_json().get(raw) != simdjson::SUCCESS)
       return absl::InvalidArgumentError("the body is not valid JSON");
-    items.emplace_back(raw);
+    items.emplace_back(as_posted(raw));
     return items;
   }
   if (type != od::json_type::array) {
@@ -40,7 +54,7 @@ absl::StatusOr<std::vector<std::string>> SplitBatch(std::string_view body, bool 
     if (t != od::json_type::object) return absl::InvalidArgumentError(StrCat("element ", i, " of the array is not an object"));
     if (v.get_object().get(obj) != simdjson::SUCCESS || obj.raw_json().get(raw) != simdjson::SUCCESS)
       return absl::InvalidArgumentError(StrCat("element ", i, " of the array is not valid JSON"));
-    items.emplace_back(raw);
+    items.emplace_back(as_posted(raw));
     ++i;
   }
   return items;
@@ -49,6 +63,9 @@ absl::StatusOr<std::vector<std::string>> SplitBatch(std::string_view body, bool 
 bool IsLabelEvent(std::string_view event) {
   namespace od = simdjson::ondemand;
   simdjson::padded_string padded(event);
+  if (!simdjson::validate_utf8(event.data(), event.size())) {
+    event::ReplaceInvalidUtf8(std::span<char>(padded.data(), padded.size()));
+  }
   od::parser parser;
   od::document doc;
   od::object obj;

@@ -973,11 +973,37 @@ def test_dead_letters():
             last = dead()[-1]
             check(last["event_id"] == body["event_id"] and last["field"] == "event_type",
                   f"{body}: dead letter {last}")
+
+        # One element of a batch that is not UTF-8: it alone is refused (by
+        # its id, and dead-lettered), the others are decided; so for a label.
+        def not_utf8(event):
+            return json.dumps(event).replace('"FR"', '"F~"').encode().replace(b'"F~"', b'"F\xff"')
+
+        bad = not_utf8(dict(ev, event_id="e810000000012"))
+        check(b"\xff" in bad, f"the test's invalid byte: {bad!r}")
+        body = b"[" + b",".join([json.dumps(dict(ev, event_id="e810000000011")).encode(), bad,
+                                 json.dumps(dict(ev, event_id="e810000000013")).encode()]) + b"]"
+        st, doc = s.request("POST", "/v1/events:batch", body)
+        check(st == 200 and [r["status"] for r in doc["results"]] == [200, 400, 200]
+              and doc["results"][1]["answer"]["event_id"] == "e810000000012"
+              and doc["results"][1]["answer"]["violations"][0]["rule"] == "invalid_utf8",
+              f"a batch with one element not UTF-8: {st} {doc}")
+        last = dead()[-1]
+        check(last["event_id"] == "e810000000012" and last["rule"] == "invalid_utf8" and "raw_base64" in last,
+              f"the element not UTF-8: dead letter {last}")
+        lab = not_utf8({"event_id": "e810000000014", "event_type": "label", "time": ev["time"],
+                        "kind": "chargeback", "target_event_id": "e810000000011", "value": 1, "note": "FR"})
+        st, doc = s.request("POST", "/v1/labels", b"[" + lab + b"]", key="label")
+        check(st == 200 and doc["results"][0]["status"] == 400
+              and doc["results"][0]["answer"]["violations"][0]["rule"] == "invalid_utf8",
+              f"a label not UTF-8: {st} {doc}")
+        check(dead()[-1]["event_id"] == "e810000000014", f"the label not UTF-8: dead letter {dead()[-1]}")
         st, metrics = s.request("GET", "/metrics", key="admin")
-        check(re.search(r"^vigil_dead_letters_total 6$", metrics, re.M),
+        check(re.search(r"^vigil_dead_letters_total 8$", metrics, re.M),
               "dead letters counted: " + "".join(l for l in metrics.splitlines(True) if "dead_letter" in l))
         s.stop()
-        print("ok: invalid batch and label bodies dead-lettered whole; ids of events without a known type")
+        print("ok: invalid batch and label bodies dead-lettered whole; ids of events without a known type; "
+              "one element not UTF-8 refused alone")
 
 
 # ------------------------------------------------------------ crash_recovery
