@@ -254,11 +254,15 @@ void DecisionLog::Run() {
       const int64_t covers = replay_requested_;
       const int64_t bad_lines = journal_->bad_lines();
       lock.unlock();
-      absl::Status st = ReplayJournal();
+      bool wrote = false;
+      absl::Status st = ReplayJournal(&wrote);
       lock.lock();
       replay_done_ = std::max(replay_done_, covers);
       degraded_ = !st.ok();
-      if (st.ok()) StoreTookWrites(bad_lines);
+      // An empty journal (the rows went nowhere: it failed too) says nothing
+      // of the store: the next batch tries it, and the error stands until
+      // the store takes one.
+      if (st.ok() && wrote) StoreTookWrites(bad_lines);
       last_replay_ = std::move(st);
       next_retry_ = Clock::now() + interval;
       done_cv_.notify_all();
@@ -426,14 +430,17 @@ absl::Status DecisionLog::Put(std::span<const Row> rows, int64_t* refused) {
   return st;
 }
 
-absl::Status DecisionLog::ReplayJournal() {
+absl::Status DecisionLog::ReplayJournal(bool* wrote) {
   // Rows of this attempt's file stored (not set aside): counted once the
   // file is deleted, as a replay may be redone.
   int64_t decisions = 0, labels = 0;
   const auto put = [&](auto rows, int64_t* stored) {
     int64_t refused = 0;
     absl::Status st = Put(rows, &refused);
-    if (st.ok()) *stored += static_cast<int64_t>(rows.size()) - refused;
+    if (st.ok()) {
+      *stored += static_cast<int64_t>(rows.size()) - refused;
+      *wrote = true;
+    }
     return st;
   };
   absl::Status st;

@@ -191,8 +191,9 @@ class DecisionLog {
   template <typename Row>
   absl::Status Put(std::span<const Row> rows, int64_t* refused);
   // One replay attempt: every file the journal had when it began, into the
-  // store. OK when all of it is stored and deleted.
-  absl::Status ReplayJournal();
+  // store. OK when all of it is stored and deleted; *wrote says whether the
+  // store took any row (not when the journal was empty).
+  absl::Status ReplayJournal(bool* wrote);
   // Appends rows to the journal, counted in journaled or (on failure) lost.
   template <typename Row>
   void JournalRows(std::span<const Row> rows);

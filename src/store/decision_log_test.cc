@@ -2,14 +2,15 @@
 
 #include <dirent.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -723,6 +724,49 @@ TEST_F(DecisionLogTest, ForgetsTheLastErrorOnceTheStoreTakesWritesAgain) {
   log->Submit(Row(11));
   ASSERT_TRUE(log->Flush(absl::Seconds(30)).ok());
   EXPECT_EQ(Count(), 12);
+  EXPECT_EQ(log->Stats().last_error, "");
+}
+
+// A file size limit of 0 for the whole process while it lives: a write
+// that would extend a regular file fails with EFBIG (SIGXFSZ ignored), so
+// the journal can take nothing, as on a full disk.
+class NoRoomForFiles {
+ public:
+  NoRoomForFiles() {
+    signal(SIGXFSZ, SIG_IGN);
+    EXPECT_EQ(getrlimit(RLIMIT_FSIZE, &saved_), 0);
+    rlimit none = saved_;
+    none.rlim_cur = 0;
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &none), 0);
+  }
+  ~NoRoomForFiles() { EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &saved_), 0); }
+
+ private:
+  rlimit saved_{};
+};
+
+// With the store down and no room for the journal, decisions are lost; a
+// retry then finds the journal empty, which says nothing of the store: the
+// error stands (and /readyz says "degraded") until the store takes a batch.
+TEST_F(DecisionLogTest, KeepsTheStoreErrorWhenTheJournalItRetriesIsEmpty) {
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  {
+    SqliteLock lock(db_path_);
+    NoRoomForFiles full;
+    for (int i = 0; i < 10; ++i) log->Submit(Row(i));
+    ASSERT_TRUE(WaitFor([&] { return log->Stats().lost == 10; }));
+    // Flush asks for a retry and waits for it.
+    EXPECT_EQ(log->Flush(absl::Seconds(30)).code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(log->Stats().last_error, HasSubstr("lost"));
+    // Retries on its own, every retry_interval_ms (50): several here.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_NE(log->Stats().last_error, "");
+  }
+  // The store takes writes again, and says so with the next batch.
+  log->Submit(Row(10));
+  EXPECT_EQ(log->Flush(absl::Seconds(30)).code(), absl::StatusCode::kDataLoss);  // 10 were lost
+  EXPECT_EQ(Count(), 1);
   EXPECT_EQ(log->Stats().last_error, "");
 }
 
