@@ -122,6 +122,8 @@ struct EngineStats {
   // At start: decisions lost in a crash (still queued for the store when the
   // process died) made again from the event log, marked "recovered".
   int64_t decisions_recovered = 0;
+  // At start: labels lost in a crash the same way, stored from the event log.
+  int64_t labels_recovered = 0;
   // Set when the model or the policy that made the store's last decision is
   // not loaded now: the recovered decisions may differ from those answered.
   std::string recovered_warning;

@@ -104,6 +104,10 @@ int RunServe(const ServeArgs& a) {
           "without a clean stop); they are marked \"recovered\"\n",
           Thousands(st.decisions_recovered).c_str());
     }
+    if (st.labels_recovered > 0) {
+      std::fprintf(stderr, "serve: stored %s labels the last run answered but did not store\n",
+                   Thousands(st.labels_recovered).c_str());
+    }
     if (!st.recovered_warning.empty())
       std::fprintf(stderr, "serve: warning: %s\n", st.recovered_warning.c_str());
   }

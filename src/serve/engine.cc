@@ -235,7 +235,10 @@ struct Engine::Impl {
   // died), made again while the replay passes their events: the features
   // are then exactly what they were. Only after the event of the decision
   // the store took last (`store_last`): no earlier one can be missing.
-  void RecoverIfLost(bool late);
+  // At start, for the event just replayed (`line`, as the log holds it): a
+  // scored event's decision, or a label, that the last run answered but did
+  // not store (a crash) is stored now, marked or counted as recovered.
+  void RecoverIfLost(bool late, std::string_view line);
   // Queues decision `d` (its stored document: `stored`) for the store.
   void SubmitDecision(const Decision& d);
   std::optional<store::DecisionRow> store_last;  // the store's newest decision at start
@@ -243,6 +246,7 @@ struct Engine::Impl {
   bool recovering = false;                       // the replay has passed store_last's event
   Decision recovered_scratch;
   int64_t recovered = 0;
+  int64_t labels_recovered = 0;
 
   // The state saved at a clean stop, beside the event log it summarises.
   std::string StatePath() const { return config.event_log_dir + "/state.snap"; }
@@ -668,7 +672,7 @@ absl::StatusOr<bool> Engine::Impl::Replay(const std::vector<std::string>& files,
       const feature::FeatureEngine::Result r = features->Process(rec, values);
       ++replayed;
       if (recovering) {
-        RecoverIfLost(r == feature::FeatureEngine::Result::kTooLate);
+        RecoverIfLost(r == feature::FeatureEngine::Result::kTooLate, line.text);
       } else if (store_last && rec.event_id == store_last->event_id) {
         recovering = true;
       }
@@ -678,9 +682,21 @@ absl::StatusOr<bool> Engine::Impl::Replay(const std::vector<std::string>& files,
   return true;
 }
 
-void Engine::Impl::RecoverIfLost(bool late) {
+void Engine::Impl::RecoverIfLost(bool late, std::string_view line) {
+  if (!log) return;
+  if (rec.type->is_label) {
+    // Labels go to the store before the decisions queued after them (the
+    // writer takes them first), so those after the store's last decision
+    // are the ones a crash can have lost. (The label's json is the log's
+    // line: the event as posted, minified.)
+    if (auto s = store->HasLabel(rec.event_id); s.ok() && !*s) {
+      StoreLabel(line);
+      ++labels_recovered;
+    }
+    return;
+  }
   const int type = rec.type->index;
-  if (type < 0 || !spec->score_on[static_cast<size_t>(type)] || !log) return;
+  if (type < 0 || !spec->score_on[static_cast<size_t>(type)]) return;
   if (log->FindPending(rec.event_id)) return;
   if (auto s = store->GetDecision(rec.event_id); !s.ok() || s->has_value()) return;
   Decision& d = recovered_scratch;
@@ -1010,7 +1026,6 @@ void Engine::Impl::Remember(const Decision& d) {
 }
 
 void Engine::Impl::StoreLabel(std::string_view raw) {
-  n_labels.fetch_add(1, std::memory_order_relaxed);
   if (!log) return;
   store::LabelRow l;
   l.label_id = std::string(rec.event_id);
@@ -1450,7 +1465,10 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   bool late = r == feature::FeatureEngine::Result::kTooLate;
   if (late) m.n_too_late.fetch_add(1, std::memory_order_relaxed);
   bool scored = m.rec.type->index >= 0 && m.spec->score_on[static_cast<size_t>(m.rec.type->index)];
-  if (m.rec.type->is_label) m.StoreLabel(text);
+  if (m.rec.type->is_label) {
+    m.n_labels.fetch_add(1, std::memory_order_relaxed);
+    m.StoreLabel(text);
+  }
 
   if (!scored) {
     m.n_not_scored.fetch_add(1, std::memory_order_relaxed);
@@ -1647,6 +1665,7 @@ EngineStats Engine::Stats() const {
   s.retries = m.n_retries.load(std::memory_order_relaxed);
   s.retries_unavailable = m.n_retries_unavailable.load(std::memory_order_relaxed);
   s.decisions_recovered = m.recovered;
+  s.labels_recovered = m.labels_recovered;
   s.recovered_warning = m.recovered_warning;
   s.labels = m.n_labels.load(std::memory_order_relaxed);
   s.too_late = m.n_too_late.load(std::memory_order_relaxed);

@@ -150,18 +150,27 @@ class EngineTest : public ::testing::Test {
   // which must be there, or every one when none is given. The number
   // deleted.
   int DeleteStoredDecisions(const std::vector<std::string>& ids = {}) {
+    return DeleteStored("decisions", "event_id", ids);
+  }
+  // The same for labels, by label_id.
+  int DeleteStoredLabels(const std::vector<std::string>& ids) {
+    return DeleteStored("labels", "label_id", ids);
+  }
+  int DeleteStored(const std::string& table, const std::string& key,
+                   const std::vector<std::string>& ids) {
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &db), SQLITE_OK);
     int deleted = 0;
     if (ids.empty()) {
-      EXPECT_EQ(sqlite3_exec(db, "DELETE FROM decisions", nullptr, nullptr, nullptr), SQLITE_OK);
+      EXPECT_EQ(sqlite3_exec(db, ("DELETE FROM " + table).c_str(), nullptr, nullptr, nullptr),
+                SQLITE_OK);
       deleted = sqlite3_changes(db);
     }
     for (const std::string& id : ids) {
       sqlite3_stmt* st = nullptr;
-      EXPECT_EQ(
-          sqlite3_prepare_v2(db, "DELETE FROM decisions WHERE event_id = ?", -1, &st, nullptr),
-          SQLITE_OK);
+      EXPECT_EQ(sqlite3_prepare_v2(db, ("DELETE FROM " + table + " WHERE " + key + " = ?").c_str(),
+                                   -1, &st, nullptr),
+                SQLITE_OK);
       sqlite3_bind_text(st, 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
       EXPECT_EQ(sqlite3_step(st), SQLITE_DONE);
       sqlite3_finalize(st);
@@ -477,6 +486,38 @@ TEST_F(EngineTest, OfflineAScoredIdSeenAgainIsAnsweredAsARetryNot409) {
   EXPECT_EQ(d.status, Decision::Status::kRetry);
   EXPECT_EQ(d.http_status, 200);
   EXPECT_EQ(e->Stats().retries_unavailable, 0);
+}
+
+// Labels lost in a crash (answered, still queued for the store) are stored
+// at the next start from the event log, as lost decisions are made again:
+// those after the store's last decision that the store does not hold.
+TEST_F(EngineTest, LabelsLostInACrashAreStoredFromTheEventLogAtTheNextStart) {
+  const std::string config = ExampleConfig();
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    Decision d;
+    for (const std::string& l : SampleLines()) ASSERT_TRUE(e->Decide(l, &d).ok());
+    ASSERT_TRUE(e->Flush().ok());
+  }
+  // The sample: the withdrawal e25 (scored), labels e26 (of e25), e27 (of a
+  // user) and e28 (of e18), then the deposits e29 and e30. The crash lost
+  // the two deposits' decisions and two of the labels.
+  ASSERT_EQ(SampleEvent(26)["event_type"], "label");
+  ASSERT_EQ(SampleEvent(26)["target_event_id"], "e000000000025");
+  DeleteStoredDecisions({"e000000000029", "e000000000030"});
+  DeleteStoredLabels({"e000000000026", "e000000000027"});
+  auto e = Open(config, /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->Stats().decisions_recovered, 2);
+  EXPECT_EQ(e->Stats().labels_recovered, 2) << "e28 was stored: not again";
+  EXPECT_EQ(e->Stats().labels, 0) << "none received by this run";
+  ASSERT_TRUE(e->Flush().ok());
+  auto doc = e->GetDecision("e000000000025");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  const Json labels = Json::parse(*doc)["labels"];
+  ASSERT_EQ(labels.size(), 1u) << *doc;
+  EXPECT_EQ(labels[0]["kind"], "account_takeover");
 }
 
 // Decisions lost in a crash (still queued for the store; here deleted from

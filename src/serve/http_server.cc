@@ -1111,6 +1111,10 @@ HttpServer::HttpServer(Engine* engine, Auth* auth, monitor::Registry* registry, 
         "Decisions the last run answered but did not store (a crash), made again from the event "
         "log at start",
         MetricType::kCounter, st.decisions_recovered);
+    one("vigil_labels_recovered_total",
+        "Labels the last run answered but did not store (a crash), stored from the event log at "
+        "start",
+        MetricType::kCounter, st.labels_recovered);
     one("vigil_retries_unavailable_total",
         "Retried scored events whose decision was not stored (answered 409: lost in a crash, or no "
         "longer kept)",

@@ -389,6 +389,7 @@ class GatedStore final : public Store {
     return real_->NewestDecisionId();
   }
   absl::Status PutLabels(std::span<const LabelRow> rows) override { return real_->PutLabels(rows); }
+  absl::StatusOr<bool> HasLabel(std::string_view id) override { return real_->HasLabel(id); }
   absl::StatusOr<std::vector<LabelRow>> LabelsForEvent(std::string_view id) override {
     return real_->LabelsForEvent(id);
   }

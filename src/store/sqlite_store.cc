@@ -63,6 +63,7 @@ constexpr const char* kNewestDecision =
 constexpr const char* kInsertLabel =
     "INSERT INTO labels (label_id, kind, time_ms, target_event_id, target_key, target_value, "
     "value, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (label_id) DO NOTHING";
+constexpr const char* kHasLabel = "SELECT 1 FROM labels WHERE label_id = ?";
 constexpr const char* kLabelsForEvent =
     "SELECT label_id, kind, time_ms, target_event_id, target_key, target_value, value, json "
     "FROM labels WHERE target_event_id = ? ORDER BY time_ms, label_id";
@@ -238,6 +239,7 @@ class SqliteStore final : public Store {
     VIGIL_RETURN_IF_ERROR(Prepare(rdb, kGetDecision, &get_decision_));
     VIGIL_RETURN_IF_ERROR(Prepare(rdb, kCountDecisions, &count_decisions_));
     VIGIL_RETURN_IF_ERROR(Prepare(rdb, kNewestDecision, &newest_decision_));
+    VIGIL_RETURN_IF_ERROR(Prepare(rdb, kHasLabel, &has_label_));
     VIGIL_RETURN_IF_ERROR(Prepare(rdb, kLabelsForEvent, &labels_for_event_));
     VIGIL_RETURN_IF_ERROR(Prepare(rdb, kKeys, &keys_));
     return absl::OkStatus();
@@ -290,6 +292,17 @@ class SqliteStore final : public Store {
       BindLabel(s, r);
       return StrCat("label_id '", r.label_id, "'");
     });
+  }
+
+  absl::StatusOr<bool> HasLabel(std::string_view label_id) override {
+    std::lock_guard<std::mutex> lock(*read_mu_);
+    sqlite3_stmt* s = has_label_.get();
+    ResetOnExit reset(s);
+    sqlite3_bind_text64(s, 1, label_id.data(), label_id.size(), SQLITE_STATIC, SQLITE_UTF8);
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) return false;
+    if (rc != SQLITE_ROW) return Error(s, StrCat("read label '", label_id, "'"), rc);
+    return true;
   }
 
   absl::StatusOr<std::vector<LabelRow>> LabelsForEvent(std::string_view event_id) override {
@@ -467,6 +480,7 @@ class SqliteStore final : public Store {
   Stmt count_decisions_;
   Stmt newest_decision_;
   Stmt insert_label_;
+  Stmt has_label_;
   Stmt labels_for_event_;
   Stmt upsert_key_;
   Stmt keys_;

@@ -89,6 +89,8 @@ class Store {
 
   // Like PutDecisions, idempotent by label_id.
   virtual absl::Status PutLabels(std::span<const LabelRow> rows) = 0;
+  // Whether a label of this label_id is stored.
+  virtual absl::StatusOr<bool> HasLabel(std::string_view label_id) = 0;
   // The labels whose target_event_id is `event_id`, oldest first (time_ms,
   // then label_id).
   virtual absl::StatusOr<std::vector<LabelRow>> LabelsForEvent(std::string_view event_id) = 0;
