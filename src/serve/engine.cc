@@ -811,6 +811,20 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
                                     "(models:), so its events are decided by rules only"));
     }
   }
+  // A retry is known by the schema's duplicate check, which remembers the
+  // last duplicates.memory ids: past them it is a new event, applied again.
+  const int64_t ids = schema->duplicate_memory;
+  if (!options.offline && ids < cfg.limits.recent_decisions) {
+    rt->warnings.push_back(
+        ids <= 0 ? StrCat(schema->file,
+                          " duplicates.memory is 0: retries are not recognised; a retried "
+                          "event is decided and applied to the features again")
+                 : StrCat(schema->file, " duplicates.memory (", ids, ") is below ", cfg.file,
+                          " limits.recent_decisions (", cfg.limits.recent_decisions,
+                          "): a retry of an event "
+                          "more than ",
+                          ids, " events old is decided and applied to the features again"));
+  }
   return std::shared_ptr<const Runtime>(std::move(rt));
 }
 

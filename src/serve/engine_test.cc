@@ -1829,6 +1829,27 @@ TEST_F(EngineTest, SaysWhichScoredTypesThePolicyLeavesUndecidedAndWhichThreshold
   EXPECT_EQ(engine->ConfigWarnings().size(), 1u);
 }
 
+// A retry is known by the schema's duplicate check: a server whose retry
+// memory outlives it is told that older retries are applied again.
+TEST_F(EngineTest, WarnsWhenTheRetryMemoryOutlivesTheSchemasDuplicateMemory) {
+  {
+    auto fine = Open(ExampleConfig(), /*offline=*/false);  // 5,000,000 ids, 100,000 decisions
+    ASSERT_NE(fine, nullptr);
+    EXPECT_THAT(fine->ConfigWarnings(), ::testing::IsEmpty());
+  }
+  auto e = Open(ExampleConfig("limits: {recent_decisions: 6000000}\n"), /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  const std::vector<std::string> w = e->ConfigWarnings();
+  ASSERT_EQ(w.size(), 1u) << ::testing::PrintToString(w);
+  EXPECT_THAT(w[0],
+              HasSubstr(Example() + "/schema.yaml duplicates.memory (5000000) is below " +
+                        (dir_ / "vigil.yaml").string() + " limits.recent_decisions (6000000)"));
+  // Offline (vigil decide) there are no retries to warn of.
+  auto offline = Open(ExampleConfig("limits: {recent_decisions: 6000000}\n"));
+  ASSERT_NE(offline, nullptr);
+  EXPECT_THAT(offline->ConfigWarnings(), ::testing::IsEmpty());
+}
+
 // The shadow's decision reuses the entry's strings: a warm Decide with a
 // challenger that the policy would have challenged allocates nothing more.
 TEST_F(EngineTest, DecideAllocatesNothingForAShadowDecisionInSteadyState) {
