@@ -489,6 +489,8 @@ struct HttpServer::Impl {
                      StrCat("a batch of ", items->size(), " events; the limit is ", config.limits.max_batch,
                             " (limits.max_batch)"));
     }
+    // ?features=true: for each decision, as for one event alone.
+    const bool features = WantsFeatures(req);
     std::string& out = r.body;
     out = "{\"results\":[";
     std::string& answer = l.answer;
@@ -500,7 +502,7 @@ struct HttpServer::Impl {
         status = 400;
         answer = ErrorJson("not_a_label", "POST /v1/labels takes events with \"event_type\": \"label\"");
       } else {
-        status = DecideOne(ev, false, l.role != Role::kScore, &answer);
+        status = DecideOne(ev, features, l.role != Role::kScore, &answer);
       }
       StrAppend(&out, "{\"status\":", status, ",\"answer\":", answer, "}");
     }
