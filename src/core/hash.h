@@ -7,6 +7,7 @@
 #ifndef VIGIL_CORE_HASH_H_
 #define VIGIL_CORE_HASH_H_
 
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
@@ -69,6 +70,11 @@ inline uint64_t Hash64(std::string_view bytes, uint64_t seed = 0) noexcept {
 inline uint64_t HashInt(uint64_t v, uint64_t seed = 0) noexcept {
   using namespace hash_internal;
   return Mix(v ^ kP0 ^ seed, kP1) ^ kP2;
+}
+
+// Hash of a number: numbers that compare equal hash equal (-0 as 0).
+inline uint64_t HashDouble(double v, uint64_t seed = 0) noexcept {
+  return HashInt(std::bit_cast<uint64_t>(v == 0 ? 0.0 : v), seed);
 }
 
 // Combines two hashes, order-dependent (tuple keys).

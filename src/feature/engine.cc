@@ -903,6 +903,22 @@ struct FeatureEngine::Impl {
         const double mean = c.Sum() / static_cast<double>(n);
         double ss = 0;
         for (int64_t i = c.lo; i < c.hi; ++i) ss += (at(i).v - mean) * (at(i).v - mean);
+        if (!std::isfinite(ss)) [[unlikely]] {
+          // Values past about 1e154 apart: their squares overflow (or the
+          // sum did), though the deviation is a double. Again, scaled by
+          // 2^-600 (exact, but for values below about 1e-128, which are
+          // nothing beside such a spread).
+          constexpr double kDown = 0x1p-600, kUp = 0x1p600;
+          double scaled_mean = 0;
+          for (int64_t i = c.lo; i < c.hi; ++i) scaled_mean += at(i).v * kDown;
+          scaled_mean /= static_cast<double>(n);
+          ss = 0;
+          for (int64_t i = c.lo; i < c.hi; ++i) {
+            const double d = at(i).v * kDown - scaled_mean;
+            ss += d * d;
+          }
+          return std::sqrt(ss / static_cast<double>(n - 1)) * kUp;
+        }
         return std::sqrt(ss / static_cast<double>(n - 1));
       }
       case Agg::kLast: return at(c.hi - 1).v;
@@ -971,9 +987,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
         if (kv.kind == expr::Kind::kString) {
           key = core::HashCombine(key, core::Hash64(kv.str));
         } else if (kv.kind == expr::Kind::kNumber) {
-          uint64_t bits;
-          std::memcpy(&bits, &kv.num, sizeof bits);
-          key = core::HashCombine(key, core::HashInt(bits));
+          key = core::HashCombine(key, core::HashDouble(kv.num));
         } else {
           break;  // null: no key
         }
@@ -1029,11 +1043,9 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
         const event::FieldType ft = rec.type->fields[of].type;
         const bool stringy = ft == event::FieldType::kString || ft == event::FieldType::kEnum;
         v = stringy ? kNaN : val.d;
-        uint64_t bits;
-        std::memcpy(&bits, &val.d, sizeof bits);
         vh = stringy || ft == event::FieldType::kInt || ft == event::FieldType::kBool
                  ? val.hash
-                 : core::HashInt(bits);
+                 : core::HashDouble(val.d);
       }
     }
     if (applies && st.where && !st.where->EvalBool(rec, out.data())) applies = false;

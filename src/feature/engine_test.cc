@@ -54,6 +54,11 @@ class Harness {
   // One event; returns its features (empty if not scored or too late).
   std::vector<double> Event(std::string_view type, int64_t t_ms, std::string_view user,
                             double amount = 1, std::string_view extra = "") {
+    return EventAmount(type, t_ms, user, StrCat(amount), extra);
+  }
+  // Event with the amount as written in the JSON.
+  std::vector<double> EventAmount(std::string_view type, int64_t t_ms, std::string_view user,
+                                  std::string_view amount, std::string_view extra = "") {
     const std::string line = StrCat(R"({"event_type":")", type, R"(","event_id":"e)", ++n_,
                                     R"(","time":")", core::FormatTimestamp(t_ms), R"(","user":")", user, "\"",
                                     type == "tx" ? StrCat(",\"amount\":", amount) : "", extra, "}\n");
@@ -325,6 +330,31 @@ TEST(FeatureEngineTest, AWindowWhoseSumOverflowedRecoversOnceTheValuesLeave) {
   EXPECT_EQ(none[1], 1);
   h.Event("tx", 5 * kHour + 1, "a", 3);
   EXPECT_EQ(h.Event("tx", 5 * kHour + 2, "a", 5)[2], 2);
+}
+
+// Numbers that compare equal are one value and one key: 0 and -0 alike.
+TEST(FeatureEngineTest, ZeroAndMinusZeroAreOneValueAndOneKey) {
+  Harness h(
+      "  - {name: d, agg: distinct_count, of: amount, key: user, window: 1h}\n"
+      "  - {name: dl, agg: distinct_count, of: amount, key: user, window: lifetime}\n"
+      "  - {name: n, agg: count, key: \"coalesce(event.amount, 5)\", window: 1h}\n");
+  h.EventAmount("tx", 0, "a", "0.0");
+  h.EventAmount("tx", 1, "a", "-0.0");
+  const auto f = h.EventAmount("tx", 2, "a", "-0");
+  EXPECT_EQ(f[0], 1);
+  EXPECT_EQ(f[1], 1);
+  EXPECT_EQ(f[2], 3);
+}
+
+// Values so far apart that their squared deviations overflow: the windowed
+// stddev is still the double it is.
+TEST(FeatureEngineTest, WindowedStddevOfValuesFarApartDoesNotOverflow) {
+  Harness h("  - {name: sd, agg: stddev, of: amount, key: user, window: 1h}\n");
+  h.Event("tx", 0, "a", 1e300);
+  const double sd = h.Event("tx", 1, "a", 2)[0];
+  EXPECT_NEAR(sd, (1e300 - 2) / std::sqrt(2.0), 1e286);  // 7.07e299
+  h.Event("tx", 2, "a", -1.5e308);
+  EXPECT_TRUE(std::isfinite(h.Event("tx", 3, "a", 1.5e308)[0]));
 }
 
 TEST(FeatureEngineTest, RarelyReadWindowsDoNotPinOldEntries) {
