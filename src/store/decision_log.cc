@@ -177,7 +177,7 @@ void DecisionLog::JournalRows(std::span<const Row> rows) {
     return;
   }
   n.lost.fetch_add(static_cast<int64_t>(rows.size()), std::memory_order_relaxed);
-  std::string message = StrCat(st.message(), " (", rows.size(),
+  std::string message = StrCat(st.message(), " (a batch of ", rows.size(),
                                std::is_same_v<Row, LabelRow> ? " labels" : " decisions",
                                " lost: the store failed too)");
   BeforeLock();
