@@ -211,11 +211,12 @@ class SqliteStore final : public Store {
   // reads on its one connection).
   absl::Status Init(const std::string& path) {
     sqlite3_extended_result_codes(db_.get(), 1);
-    sqlite3_busy_timeout(db_.get(), kSqliteBusyTimeoutMs);
+    sqlite3_busy_timeout(db_.get(), kSqliteOpenBusyTimeoutMs);
     bool in_memory = false;
     VIGIL_RETURN_IF_ERROR(SetJournalMode(&in_memory));
     VIGIL_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL", "set synchronous=FULL"));
     VIGIL_RETURN_IF_ERROR(CreateSchema());
+    sqlite3_busy_timeout(db_.get(), kSqliteBusyTimeoutMs);
     VIGIL_RETURN_IF_ERROR(Prepare(db_.get(), kInsertDecision, &insert_decision_));
     VIGIL_RETURN_IF_ERROR(Prepare(db_.get(), kInsertLabel, &insert_label_));
     VIGIL_RETURN_IF_ERROR(Prepare(db_.get(), kUpsertKey, &upsert_key_));

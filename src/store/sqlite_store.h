@@ -25,6 +25,9 @@ namespace vigil::store {
 
 // How long a statement waits for another connection's lock before failing.
 inline constexpr int kSqliteBusyTimeoutMs = 50;
+// The same while the store is opened (WAL mode, the schema): a start waits
+// out another process's write (`vigil keys create`, an analyst's shell).
+inline constexpr int kSqliteOpenBusyTimeoutMs = 10'000;
 
 // Opens the SQLite database at `path` (":memory:" for a private in-memory
 // one), creating the file and the schema when missing. `url` is what

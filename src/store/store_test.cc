@@ -209,6 +209,9 @@ TEST(SqliteStoreTest, LabelsRoundTripOldestFirstAndAreIdempotentByLabelId) {
   EXPECT_EQ((*got)[1].label_id, "l2");
   EXPECT_EQ((*got)[1].kind, "chargeback");
   EXPECT_TRUE(store->LabelsForEvent("e2")->empty());
+  for (const char* id : {"l1", "l2", "l3"}) EXPECT_TRUE(*store->HasLabel(id)) << id;
+  EXPECT_FALSE(*store->HasLabel("l4"));
+  EXPECT_FALSE(*store->HasLabel("e1"));
 }
 
 TEST(SqliteStoreTest, KeysRoundTripAndPutKeyReplacesRoleKeepingCreatedTime) {
@@ -287,6 +290,30 @@ TEST(SqliteStoreTest, LockedDatabaseFailsFastWithUnavailableAndStoresNothingOfTh
   lock.Release();
   ASSERT_TRUE(store->PutDecisions(rows).ok());
   EXPECT_EQ(*store->CountDecisions(), 2);
+}
+
+// Opening waits out another process's write lock (up to 10 s), where a
+// write fails after 50 ms: a start must not fail because `vigil keys create`
+// was writing at that moment.
+TEST(SqliteStoreTest, OpeningWaitsForAnotherWritersLock) {
+  TempDir dir;
+  const std::string path = dir.File("vigil.db");
+  ASSERT_NE(MustOpen(StrCat("sqlite:", path)), nullptr);
+  SqliteLock lock(path);
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    lock.Release();
+  });
+  auto store = OpenStore(StrCat("sqlite:", path));
+  release.join();
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->PutDecisions(std::span<const DecisionRow>()).ok());
+  const DecisionRow rows[] = {Row(1)};
+  {
+    SqliteLock again(path);  // writes still fail fast
+    EXPECT_EQ((*store)->PutDecisions(rows).code(), absl::StatusCode::kUnavailable);
+  }
+  EXPECT_TRUE((*store)->PutDecisions(rows).ok());
 }
 
 // Reads have a connection of their own: one does not wait for a write of
