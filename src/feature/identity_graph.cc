@@ -322,6 +322,20 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   const size_t n = nodes_.size();
   RebuildScratch& w = scratch_;
 
+  // A hub is seen through its refusals and sightings, and through the
+  // links it still holds: newer than those when a late event made it a hub.
+  // (Scanned only when some hub would lapse.)
+  bool lapsing = false;
+  for (const auto& [x, seen] : hub_seen_) lapsing |= seen <= cutoff;
+  if (lapsing) {
+    links_.for_each([&](const LinkKey&, const LinkRec& l) {
+      for (const uint32_t end : {l.a, l.b}) {
+        if (!(nodes_[end].flags & kHub)) continue;
+        int64_t& seen = hub_seen_.find(end)->second;
+        seen = std::max(seen, l.seen);
+      }
+    });
+  }
   for (const auto& [x, seen] : hub_seen_) {
     if (seen <= cutoff) nodes_[x].flags &= static_cast<uint8_t>(~kHub);
   }

@@ -19,7 +19,8 @@
 // ParseFrom continues exactly as the uninterrupted graph would.
 //
 // Ownership and thread-safety: the graph owns all its memory. Not
-// thread-safe: one graph per thread (serving shards the engine by entity).
+// thread-safe: one graph per engine, which sees every event in order
+// (docs/identity-graph.md, "One graph must see every event").
 // The const readers do not compress paths, so they may run concurrently with
 // each other, but never with a non-const call.
 #ifndef VIGIL_FEATURE_IDENTITY_GRAPH_H_

@@ -226,6 +226,25 @@ TEST(IdentityGraphTest, HubStatusLapsesWhenTheHubIsNotSeenForTheTtl) {
   EXPECT_EQ(g.ClusterSize(User(10)), 3);
 }
 
+// A late event that makes a node a hub: the node was seen later than that
+// event (through a link it holds), and that later sighting keeps the status
+// at the next rebuild, which then cuts the link.
+TEST(IdentityGraphTest, HubMadeByALateEventLivesFromItsLatestSighting) {
+  IdentityGraphOptions o = Opts(0);
+  o.max_degree = 1;
+  o.link_ttl_ms = 12 * kHour;
+  IdentityGraph g(o);
+  const int64_t day = 10 * kDay;
+  Obs(g, {User(1), Device(1)}, day + 23 * kHour);
+  Obs(g, {User(2), Device(1)}, day + 22 * kHour);  // late, refused: the device is a hub
+  ASSERT_TRUE(g.IsHub(Device(1)));
+  // The rebuild (cutoff 22:30 of the day): the device was last seen at 23:00.
+  Obs(g, {User(3)}, day + kDay + 10 * kHour + 30 * 60000);
+  EXPECT_EQ(g.stats().rebuilds, 1);
+  EXPECT_TRUE(g.IsHub(Device(1)));
+  EXPECT_EQ(g.ClusterSize(User(1)), 1);
+}
+
 TEST(IdentityGraphTest, StopNodesNeverLink) {
   IdentityGraph g(Opts(1));
   const uint64_t hot_wallet = Wallet(1);
