@@ -429,8 +429,17 @@ struct FeatureEngine::Impl {
   void Observe(const event::Record& rec, int type, int64_t t) {
     const IdentitySpec& g = spec.identity;
     has_account = false;
+    // A field links when it has a value; an empty string (a client that
+    // sends "" for a device it does not know) is none, as an empty CSV
+    // cell is: else every such account would join one cluster.
+    const auto linkable = [&](int fi) {
+      if (fi < 0 || !rec[fi].present()) return false;
+      const event::FieldType ft = rec.type->fields[static_cast<size_t>(fi)].type;
+      return !rec[fi].text.empty() ||
+             (ft != event::FieldType::kString && ft != event::FieldType::kEnum);
+    };
     const int ai = g.account_index[type];
-    if (ai < 0 || !rec[ai].present()) return;
+    if (!linkable(ai)) return;
     has_account = true;
     account = core::HashCombine(g.account_kind, rec[ai].hash);
     nodes.clear();
@@ -438,7 +447,7 @@ struct FeatureEngine::Impl {
     const size_t nl = g.links.size();
     for (size_t i = 0; i < nl; ++i) {
       const int li = g.link_index[static_cast<size_t>(type) * nl + i];
-      if (li >= 0 && rec[li].present()) nodes.push_back(core::HashCombine(g.link_kind[i], rec[li].hash));
+      if (linkable(li)) nodes.push_back(core::HashCombine(g.link_kind[i], rec[li].hash));
     }
     graph->Observe(nodes, t);
     for (size_t c = 0; c < g.counters.size(); ++c) {

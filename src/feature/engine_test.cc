@@ -232,6 +232,23 @@ TEST(FeatureEngineTest, IdentityGraphJoinsAccountsThatShareADevice) {
   EXPECT_EQ(f[1], 1);
 }
 
+// An empty string is no key to link on (as an empty CSV cell is none):
+// accounts whose client sends "" for its device are not one ring.
+TEST(FeatureEngineTest, IdentityGraphDoesNotLinkOnEmptyStrings) {
+  Harness h(
+      "  - {name: size, agg: cluster_size}\n"
+      "  - {name: accounts, agg: cluster_accounts}\n",
+      "identity:\n  account: user\n  links: [dev]\n");
+  h.Event("tx", 0, "a", 1, ",\"dev\":\"\"");
+  auto f = h.Event("tx", kMin, "b", 1, ",\"dev\":\"\"");
+  EXPECT_EQ(f[0], 1);
+  EXPECT_EQ(f[1], 1);
+  f = h.Event("tx", 2 * kMin, "", 1, ",\"dev\":\"d1\"");  // no account: no cluster
+  EXPECT_TRUE(std::isnan(f[0]));
+  f = h.Event("tx", 3 * kMin, "c", 1, ",\"dev\":\"d1\"");
+  EXPECT_EQ(f[0], 2);  // c and d1 alone
+}
+
 TEST(FeatureEngineTest, LabelEventsFeedLabelAwareAggregates) {
   Harness h("  - {name: cb, agg: count, key: dev, on: [label], window: 30d,"
             " where: \"event.kind == 'chargeback' and event.value == 1\"}\n"
