@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "core/bytes.h"
 #include "core/file.h"
 #include "core/hash.h"
@@ -228,6 +229,8 @@ struct Engine::Impl {
   void Render(Decision* out, bool late, bool with_features, bool recovered = false);
   void Remember(const Decision& d);
   void StoreLabel(std::string_view raw);
+  // The store's row for the label event in `rec`, its json `raw`.
+  store::LabelRow LabelRowOf(std::string_view raw) const;
   absl::Status ReplayEventLog();
   int64_t replayed = 0, replay_rejected = 0;
   double replay_seconds = 0;
@@ -247,6 +250,12 @@ struct Engine::Impl {
   Decision recovered_scratch;
   int64_t recovered = 0;
   int64_t labels_recovered = 0;
+  // Labels replayed after the store's last decision, to be looked for in
+  // the store once the journal the crash left is replayed (RecoverLabels).
+  std::vector<store::LabelRow> label_candidates;
+  absl::flat_hash_set<std::string> label_candidate_ids;
+  std::string label_recovery_warning;
+  void RecoverLabels();
 
   // The state saved at a clean stop, beside the event log it summarises.
   std::string StatePath() const { return config.event_log_dir + "/state.snap"; }
@@ -611,8 +620,11 @@ absl::Status Engine::Impl::ReplayEventLog() {
     StateNotUsed(StrCat("byte ", skip, " of ", files[first], ", where the saved state ends, is not the end of a line"));
     replayed = replay_rejected = 0;
     recovering = store_empty;  // the whole log again: from the store's last decision
+    label_candidates.clear();
+    label_candidate_ids.clear();
     VIGIL_RETURN_IF_ERROR(Replay(files, 0, 0).status());
   }
+  RecoverLabels();
   replay_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (recovered > 0 && store_last) {
     // Made with the models loaded now: said when the one that made the
@@ -688,10 +700,10 @@ void Engine::Impl::RecoverIfLost(bool late, std::string_view line) {
     // Labels go to the store before the decisions queued after them (the
     // writer takes them first), so those after the store's last decision
     // are the ones a crash can have lost. (The label's json is the log's
-    // line: the event as posted, minified.)
-    if (auto s = store->HasLabel(rec.event_id); s.ok() && !*s) {
-      StoreLabel(line);
-      ++labels_recovered;
+    // line: the event as posted, minified.) Once each (a retry the
+    // duplicate memory forgot is in the log twice).
+    if (label_candidate_ids.insert(std::string(rec.event_id)).second) {
+      label_candidates.push_back(LabelRowOf(line));
     }
     return;
   }
@@ -1039,8 +1051,36 @@ void Engine::Impl::Remember(const Decision& d) {
   }
 }
 
+void Engine::Impl::RecoverLabels() {
+  if (label_candidates.empty() || !log) return;
+  // The writer replays the journal the crash left while the event log is
+  // replayed: a label there is not lost. Once it is replayed, the store
+  // holds every label that was not.
+  if (const absl::Status st = log->Flush(absl::Seconds(30)); !st.ok()) {
+    label_recovery_warning = StrCat(
+        label_candidates.size(), " labels after the store's last decision could not ",
+        "be looked for in the store (", st.message(), "): any the crash lost are not stored");
+  } else {
+    for (store::LabelRow& l : label_candidates) {
+      if (auto s = store->HasLabel(l.label_id); s.ok() && !*s) {
+        log->SubmitLabel(std::move(l));
+        ++labels_recovered;
+      }
+    }
+  }
+  label_candidates = {};
+  label_candidate_ids = {};
+}
+
 void Engine::Impl::StoreLabel(std::string_view raw) {
   if (!log) return;
+  // Through the decision log's writer: a synchronous write here made every
+  // request wait for a transaction (an fsync) under the sequencer. While
+  // the store fails, labels wait in the journal with the decisions.
+  log->SubmitLabel(LabelRowOf(raw));
+}
+
+store::LabelRow Engine::Impl::LabelRowOf(std::string_view raw) const {
   store::LabelRow l;
   l.label_id = std::string(rec.event_id);
   l.time_ms = rec.time_ms;
@@ -1051,10 +1091,7 @@ void Engine::Impl::StoreLabel(std::string_view raw) {
   l.target_value = text(label_target_value);
   l.value = label_value >= 0 && rec[label_value].present() ? rec[label_value].d : 0;
   l.json = std::string(raw);
-  // Through the decision log's writer: a synchronous write here made every
-  // request wait for a transaction (an fsync) under the sequencer. While
-  // the store fails, labels wait in the journal with the decisions.
-  log->SubmitLabel(std::move(l));
+  return l;
 }
 
 // Resizes `v` to `n`, moving what it drops to `spare` and taking from there
@@ -1681,6 +1718,10 @@ EngineStats Engine::Stats() const {
   s.decisions_recovered = m.recovered;
   s.labels_recovered = m.labels_recovered;
   s.recovered_warning = m.recovered_warning;
+  if (!m.label_recovery_warning.empty()) {
+    s.recovered_warning +=
+        StrCat(s.recovered_warning.empty() ? "" : "; ", m.label_recovery_warning);
+  }
   s.labels = m.n_labels.load(std::memory_order_relaxed);
   s.too_late = m.n_too_late.load(std::memory_order_relaxed);
   s.entries_bucketed = m.features->bucketed();

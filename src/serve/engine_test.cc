@@ -520,6 +520,33 @@ TEST_F(EngineTest, LabelsLostInACrashAreStoredFromTheEventLogAtTheNextStart) {
   EXPECT_EQ(labels[0]["kind"], "account_takeover");
 }
 
+// Labels the journal holds at start (the store was down when the process
+// stopped) are not lost: the journal's replay stores them, and they are not
+// stored again nor counted as recovered.
+TEST_F(EngineTest, LabelsInTheJournalAtStartAreNotTakenForLost) {
+  const std::string config = ExampleConfig();
+  {
+    auto e = Open(config, /*offline=*/false);
+    ASSERT_NE(e, nullptr);
+    sqlite3* lock = nullptr;  // another process holding the store's write lock
+    ASSERT_EQ(sqlite3_open((dir_ / "var" / "vigil.db").c_str(), &lock), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(lock, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+    Decision d;
+    for (const std::string& l : SampleLines()) ASSERT_TRUE(e->Decide(l, &d).ok());
+    e.reset();  // the queue goes to the journal
+    sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(lock);
+  }
+  auto e = Open(config, /*offline=*/false);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->Stats().labels_recovered, 0);
+  EXPECT_EQ(e->Stats().decisions_recovered, 0);
+  ASSERT_TRUE(e->Flush().ok());
+  auto doc = e->GetDecision("e000000000025");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  EXPECT_EQ(Json::parse(*doc)["labels"].size(), 1u) << *doc;
+}
+
 // Decisions lost in a crash (still queued for the store; here deleted from
 // it after the fact) are made again at the next start, while the replay of
 // the event log passes their events: the same action, score, model and
