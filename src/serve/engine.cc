@@ -823,19 +823,16 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
                                     "(models:), so its events are decided by rules only"));
     }
   }
-  // A retry is known by the schema's duplicate check, which remembers the
-  // last duplicates.memory ids: past them it is a new event, applied again.
-  const int64_t ids = schema->duplicate_memory;
-  if (!options.offline && ids < cfg.limits.recent_decisions) {
-    rt->warnings.push_back(
-        ids <= 0 ? StrCat(schema->file,
-                          " duplicates.memory is 0: retries are not recognised; a retried "
-                          "event is decided and applied to the features again")
-                 : StrCat(schema->file, " duplicates.memory (", ids, ") is below ", cfg.file,
-                          " limits.recent_decisions (", cfg.limits.recent_decisions,
-                          "): a retry of an event "
-                          "more than ",
-                          ids, " events old is decided and applied to the features again"));
+  // A retry is known by the retry memory (the last recent_decisions
+  // decisions) or by the schema's duplicate check (the last
+  // duplicates.memory ids); the check is all an unscored event has.
+  if (!options.offline && schema->duplicate_memory <= 0) {
+    rt->warnings.push_back(StrCat(
+        schema->file,
+        " duplicates.memory is 0: a retry of an unscored event, or of a scored one older than the "
+        "last ",
+        cfg.limits.recent_decisions, " decisions (", cfg.file,
+        " limits.recent_decisions), is not recognised: it is applied to the features again"));
   }
   return std::shared_ptr<const Runtime>(std::move(rt));
 }

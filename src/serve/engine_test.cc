@@ -1856,25 +1856,43 @@ TEST_F(EngineTest, SaysWhichScoredTypesThePolicyLeavesUndecidedAndWhichThreshold
   EXPECT_EQ(engine->ConfigWarnings().size(), 1u);
 }
 
-// A retry is known by the schema's duplicate check: a server whose retry
-// memory outlives it is told that older retries are applied again.
-TEST_F(EngineTest, WarnsWhenTheRetryMemoryOutlivesTheSchemasDuplicateMemory) {
+// A retry is known by the retry memory or the schema's duplicate check; a
+// server whose schema turns the check off is told what that leaves.
+TEST_F(EngineTest, WarnsWhenTheSchemaDoesNotCheckDuplicateIds) {
   {
-    auto fine = Open(ExampleConfig(), /*offline=*/false);  // 5,000,000 ids, 100,000 decisions
+    auto fine = Open(ExampleConfig(), /*offline=*/false);
     ASSERT_NE(fine, nullptr);
     EXPECT_THAT(fine->ConfigWarnings(), ::testing::IsEmpty());
   }
-  auto e = Open(ExampleConfig("limits: {recent_decisions: 6000000}\n"), /*offline=*/false);
+  std::string schema = ReadText(Example() + "/schema.yaml");
+  const size_t at = schema.find("memory: 5000000");
+  ASSERT_NE(at, std::string::npos);
+  schema.replace(at, 15, "memory: 0");
+  WriteText(dir_ / "schema.yaml", schema);
+  // (No model: the bundle was trained on the example schema's spec hash.)
+  std::string config = ReadText(Config(""));
+  const std::string example_schema = "schema: " + Example() + "/schema.yaml";
+  config.replace(config.find(example_schema), example_schema.size(),
+                 "schema: " + (dir_ / "schema.yaml").string());
+  WriteText(dir_ / "vigil.yaml", config);
+  const auto about_duplicates = [](const std::vector<std::string>& w) {
+    std::vector<std::string> found;
+    for (const std::string& s : w)
+      if (s.find("duplicates.memory") != std::string::npos) found.push_back(s);
+    return found;
+  };
+  auto e = Open((dir_ / "vigil.yaml").string(), /*offline=*/false);
   ASSERT_NE(e, nullptr);
-  const std::vector<std::string> w = e->ConfigWarnings();
-  ASSERT_EQ(w.size(), 1u) << ::testing::PrintToString(w);
-  EXPECT_THAT(w[0],
-              HasSubstr(Example() + "/schema.yaml duplicates.memory (5000000) is below " +
-                        (dir_ / "vigil.yaml").string() + " limits.recent_decisions (6000000)"));
+  const std::vector<std::string> w = about_duplicates(e->ConfigWarnings());
+  ASSERT_EQ(w.size(), 1u) << ::testing::PrintToString(e->ConfigWarnings());
+  EXPECT_THAT(w[0], HasSubstr((dir_ / "schema.yaml").string() +
+                              " duplicates.memory is 0: a retry of an unscored "
+                              "event, or of a scored one older than the last 100000 decisions"));
+  e.reset();
   // Offline (vigil decide) there are no retries to warn of.
-  auto offline = Open(ExampleConfig("limits: {recent_decisions: 6000000}\n"));
+  auto offline = Open((dir_ / "vigil.yaml").string());
   ASSERT_NE(offline, nullptr);
-  EXPECT_THAT(offline->ConfigWarnings(), ::testing::IsEmpty());
+  EXPECT_THAT(about_duplicates(offline->ConfigWarnings()), ::testing::IsEmpty());
 }
 
 // The shadow's decision reuses the entry's strings: a warm Decide with a
