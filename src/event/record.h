@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/hash.h"
 #include "event/decimal.h"
 #include "event/schema.h"
 
@@ -80,10 +81,26 @@ enum class Rule : uint8_t {
 inline constexpr int kRuleCount = static_cast<int>(Rule::kUnseenCategory) + 1;
 const char* RuleName(Rule r);
 
-// The hash that a field of `type` carries, in Value::hash, for the value
-// written as `text`: ints and bools by value, everything else by text. For
-// keys that arrive as text elsewhere (a label's target_entity.value, a stop
-// list), so that they meet the records they name. Hot path: no allocation.
+// The hash of field `fi`'s value as a key (an entity, an identity node, a
+// value counted by distinct_count): Value::hash for strings, enums, ints and
+// bools; for floats, decimals and timestamps, which carry none, the number's
+// (core::HashDouble: equal numbers, one key). REQUIRES: the field is present.
+inline uint64_t KeyHash(const Record& rec, int fi) noexcept {
+  const Value& v = rec[fi];
+  switch (rec.type->fields[static_cast<size_t>(fi)].type) {
+    case FieldType::kString:
+    case FieldType::kEnum:
+    case FieldType::kInt:
+    case FieldType::kBool:
+      return v.hash;
+    default:
+      return core::HashDouble(v.d);
+  }
+}
+
+// KeyHash for a value of a field of `type` written as `text`, for keys that
+// arrive as text elsewhere (a label's target_entity.value, a stop list), so
+// that they meet the records they name. Hot path: no allocation.
 uint64_t KeyHashOfText(FieldType type, std::string_view text) noexcept;
 
 struct Violation {

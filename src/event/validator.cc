@@ -126,6 +126,17 @@ uint64_t KeyHashOfText(FieldType type, std::string_view text) noexcept {
     const bool b = text == "true" || text == "1" || text == "True" || text == "TRUE";
     return core::HashInt(b ? 1 : 0);
   }
+  if (type == FieldType::kFloat || type == FieldType::kDecimal) {
+    double d = 0;
+    const char* b = text.data() + (!text.empty() && text[0] == '+');
+    if (std::from_chars(b, text.data() + text.size(), d).ec == std::errc())
+      return core::HashDouble(d);
+  }
+  if (type == FieldType::kTimestamp) {
+    int64_t ms = 0;
+    if (core::ParseTimestamp(text, &ms) == core::TimeError::kOk)
+      return core::HashDouble(static_cast<double>(ms));
+  }
   return core::Hash64(text);
 }
 

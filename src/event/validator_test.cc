@@ -503,6 +503,11 @@ TEST_F(ValidatorTest, KeyHashOfTextMatchesTheHashRecordsCarry) {
   EXPECT_EQ(KeyHashOfText(FieldType::kBool, "true"), rec_[t.Find("first")->index].hash);
   EXPECT_EQ(KeyHashOfText(FieldType::kString, "u1"), rec_[t.Find("user_id")->index].hash);
   EXPECT_NE(KeyHashOfText(FieldType::kInt, "3"), KeyHashOfText(FieldType::kString, "3"));
+  // Floats and decimals by number, as KeyHash takes them from a record.
+  ASSERT_TRUE(Json(Deposit(R"(,"risk":0.25)", "e2")).empty());
+  EXPECT_EQ(KeyHashOfText(FieldType::kFloat, "0.250"), KeyHash(rec_, t.Find("risk")->index));
+  EXPECT_EQ(KeyHashOfText(FieldType::kDecimal, "12.50"), core::HashDouble(12.5));
+  EXPECT_EQ(KeyHashOfText(FieldType::kTimestamp, "1970-01-01T00:00:01Z"), core::HashDouble(1000));
 }
 
 TEST(ValidatorCsvTest, InlineCellDecodingMatchesTheGeneralPath) {

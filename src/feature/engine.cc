@@ -441,13 +441,13 @@ struct FeatureEngine::Impl {
     const int ai = g.account_index[type];
     if (!linkable(ai)) return;
     has_account = true;
-    account = core::HashCombine(g.account_kind, rec[ai].hash);
+    account = core::HashCombine(g.account_kind, event::KeyHash(rec, ai));
     nodes.clear();
     nodes.push_back(account);
     const size_t nl = g.links.size();
     for (size_t i = 0; i < nl; ++i) {
       const int li = g.link_index[static_cast<size_t>(type) * nl + i];
-      if (linkable(li)) nodes.push_back(core::HashCombine(g.link_kind[i], rec[li].hash));
+      if (linkable(li)) nodes.push_back(core::HashCombine(g.link_kind[i], event::KeyHash(rec, li)));
     }
     graph->Observe(nodes, t);
     for (size_t c = 0; c < g.counters.size(); ++c) {
@@ -1003,7 +1003,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
       } else {
         const int fi = st.key_field_index[static_cast<size_t>(type) * keys + k];
         if (fi < 0 || !rec[fi].present()) break;
-        key = core::HashCombine(key, rec[fi].hash);
+        key = core::HashCombine(key, event::KeyHash(rec, fi));
       }
       if (k + 1 == keys) sc.has_key = true;
     }
@@ -1052,9 +1052,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
         const event::FieldType ft = rec.type->fields[of].type;
         const bool stringy = ft == event::FieldType::kString || ft == event::FieldType::kEnum;
         v = stringy ? kNaN : val.d;
-        vh = stringy || ft == event::FieldType::kInt || ft == event::FieldType::kBool
-                 ? val.hash
-                 : core::HashDouble(val.d);
+        vh = event::KeyHash(rec, of);
       }
     }
     if (applies && st.where && !st.where->EvalBool(rec, out.data())) applies = false;

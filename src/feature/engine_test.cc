@@ -349,6 +349,16 @@ TEST(FeatureEngineTest, AWindowWhoseSumOverflowedRecoversOnceTheValuesLeave) {
   EXPECT_EQ(h.Event("tx", 5 * kHour + 2, "a", 5)[2], 2);
 }
 
+// A float field as the key: one entity per number (floats carry no hash of
+// their own in a record; each event's slot once held whatever came before).
+TEST(FeatureEngineTest, AFloatFieldKeysOneEntityPerNumber) {
+  Harness h("  - {name: n, agg: count, key: amount, window: 1h}\n");
+  EXPECT_EQ(h.Event("tx", 0, "a", 1.5)[0], 1);
+  EXPECT_EQ(h.Event("tx", 1, "b", 2.5)[0], 1);
+  EXPECT_EQ(h.EventAmount("tx", 2, "c", "1.50")[0], 2);
+  EXPECT_EQ(h.Event("tx", 3, "d", 2.5)[0], 2);
+}
+
 // Numbers that compare equal are one value and one key: 0 and -0 alike.
 TEST(FeatureEngineTest, ZeroAndMinusZeroAreOneValueAndOneKey) {
   Harness h(
