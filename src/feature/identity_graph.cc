@@ -441,7 +441,17 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   };
   clusters_ = static_cast<int64_t>(m);
   links_.erase_if([&](const LinkKey&, LinkRec& l) {
-    if (dead(l)) return true;  // blocked is in the old numbering, as l is until here
+    if (dead(l)) {  // blocked is in the old numbering, as l is until here
+      // A hub's dropped link is its last sighting when a late event made
+      // it a hub: kept for the rebuild that decides whether it lapses.
+      for (const uint32_t end : {l.a, l.b}) {
+        const uint32_t k = remap[end];
+        if (k == kNone || !(nodes_[k].flags & kHub)) continue;
+        int64_t& seen = hub_seen_.find(k)->second;
+        seen = std::max(seen, l.seen);
+      }
+      return true;
+    }
     l.a = remap[l.a];
     l.b = remap[l.b];
     uint32_t a = find(l.a), b = find(l.b);

@@ -245,6 +245,25 @@ TEST(IdentityGraphTest, HubMadeByALateEventLivesFromItsLatestSighting) {
   EXPECT_EQ(g.ClusterSize(User(1)), 1);
 }
 
+// The same when the later sighting is a link dropped at an earlier rebuild
+// (the hub's links go at the first rebuild after it became one).
+TEST(IdentityGraphTest, HubMadeByALateEventKeepsTheSightingOfALinkAnEarlierRebuildDropped) {
+  IdentityGraphOptions o = Opts(0);
+  o.max_degree = 1;
+  o.link_ttl_ms = 36 * kHour;
+  IdentityGraph g(o);
+  const int64_t day = 10 * kDay;
+  Obs(g, {User(1), Device(1)}, day + 23 * kHour);
+  Obs(g, {User(2), Device(1)}, day + 22 * kHour);  // late: the device is a hub
+  Obs(g, {User(3)}, day + kDay + kHour / 2);       // rebuild: drops the hub's link
+  ASSERT_TRUE(g.IsHub(Device(1)));
+  EXPECT_EQ(g.ClusterSize(User(1)), 1);
+  // Cutoff 22:30 of the first day: the link was last seen at 23:00.
+  Obs(g, {User(3)}, day + 2 * kDay + 10 * kHour + kHour / 2);
+  EXPECT_EQ(g.stats().rebuilds, 2);
+  EXPECT_TRUE(g.IsHub(Device(1)));
+}
+
 TEST(IdentityGraphTest, StopNodesNeverLink) {
   IdentityGraph g(Opts(1));
   const uint64_t hot_wallet = Wallet(1);
