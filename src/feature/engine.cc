@@ -909,26 +909,26 @@ struct FeatureEngine::Impl {
       }
       case Agg::kStddev: {
         if (n < 2) return f.empty_value;
-        const double mean = c.Sum() / static_cast<double>(n);
-        double ss = 0;
-        for (int64_t i = c.lo; i < c.hi; ++i) ss += (at(i).v - mean) * (at(i).v - mean);
-        if (!std::isfinite(ss)) [[unlikely]] {
-          // Values past about 1e154 apart: their squares overflow (or the
-          // sum did), though the deviation is a double. Again, scaled by
-          // 2^-600 (exact, but for values below about 1e-128, which are
-          // nothing beside such a spread).
-          constexpr double kDown = 0x1p-600, kUp = 0x1p600;
-          double scaled_mean = 0;
-          for (int64_t i = c.lo; i < c.hi; ++i) scaled_mean += at(i).v * kDown;
-          scaled_mean /= static_cast<double>(n);
-          ss = 0;
+        // The sample stddev of the values times `scale`, around `mean`.
+        const auto stddev = [&](double mean, double scale) {
+          double ss = 0;
           for (int64_t i = c.lo; i < c.hi; ++i) {
-            const double d = at(i).v * kDown - scaled_mean;
+            const double d = at(i).v * scale - mean;
             ss += d * d;
           }
-          return std::sqrt(ss / static_cast<double>(n - 1)) * kUp;
-        }
-        return std::sqrt(ss / static_cast<double>(n - 1));
+          return std::sqrt(ss / static_cast<double>(n - 1));
+        };
+        const double sd = stddev(c.Sum() / static_cast<double>(n), 1);
+        if (std::isfinite(sd)) [[likely]]
+          return sd;
+        // Values past about 1e154 apart: their squares overflow (or the
+        // sum did), though the deviation is a double. Again, scaled by
+        // 2^-600 (exact, but for values below about 1e-128, which are
+        // nothing beside such a spread).
+        constexpr double kDown = 0x1p-600, kUp = 0x1p600;
+        double scaled_sum = 0;
+        for (int64_t i = c.lo; i < c.hi; ++i) scaled_sum += at(i).v * kDown;
+        return stddev(scaled_sum / static_cast<double>(n), kDown) * kUp;
       }
       case Agg::kLast: return at(c.hi - 1).v;
       case Agg::kDistinctCount: return static_cast<double>(e->distinct->counts[p.cursor].size());

@@ -322,18 +322,21 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   const size_t n = nodes_.size();
   RebuildScratch& w = scratch_;
 
-  // A hub is seen through its refusals and sightings, and through the
-  // links it still holds: newer than those when a late event made it a hub.
-  // (Scanned only when some hub would lapse.)
+  // A hub is seen through its refusals and sightings, and through its
+  // links, which are newer when a late event made it a hub: their times
+  // count where this rebuild drops them (below) and, when some hub would
+  // lapse, before it decides (then only, as it takes a pass).
+  const auto sighting = [this](uint32_t x, int64_t t) {
+    if (!(nodes_[x].flags & kHub)) return;
+    int64_t& seen = hub_seen_.find(x)->second;
+    seen = std::max(seen, t);
+  };
   bool lapsing = false;
   for (const auto& [x, seen] : hub_seen_) lapsing |= seen <= cutoff;
   if (lapsing) {
     links_.for_each([&](const LinkKey&, const LinkRec& l) {
-      for (const uint32_t end : {l.a, l.b}) {
-        if (!(nodes_[end].flags & kHub)) continue;
-        int64_t& seen = hub_seen_.find(end)->second;
-        seen = std::max(seen, l.seen);
-      }
+      sighting(l.a, l.seen);
+      sighting(l.b, l.seen);
     });
   }
   for (const auto& [x, seen] : hub_seen_) {
@@ -442,13 +445,9 @@ void IdentityGraph::Rebuild(int64_t now_ms) {
   clusters_ = static_cast<int64_t>(m);
   links_.erase_if([&](const LinkKey&, LinkRec& l) {
     if (dead(l)) {  // blocked is in the old numbering, as l is until here
-      // A hub's dropped link is its last sighting when a late event made
-      // it a hub: kept for the rebuild that decides whether it lapses.
+      // (Hubs are kept: a hub end is renumbered, into the new layout.)
       for (const uint32_t end : {l.a, l.b}) {
-        const uint32_t k = remap[end];
-        if (k == kNone || !(nodes_[k].flags & kHub)) continue;
-        int64_t& seen = hub_seen_.find(k)->second;
-        seen = std::max(seen, l.seen);
+        if (remap[end] != kNone) sighting(remap[end], l.seen);
       }
       return true;
     }

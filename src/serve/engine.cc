@@ -239,8 +239,9 @@ struct Engine::Impl {
   // are then exactly what they were. Only after the event of the decision
   // the store took last (`store_last`): no earlier one can be missing.
   // At start, for the event just replayed (`line`, as the log holds it): a
-  // scored event's decision, or a label, that the last run answered but did
-  // not store (a crash) is stored now, marked or counted as recovered.
+  // scored event's decision that the last run answered but did not store (a
+  // crash) is made again, marked recovered; a label is kept for
+  // RecoverLabels, which looks for it once the journal is replayed.
   void RecoverIfLost(bool late, std::string_view line);
   // Queues decision `d` (its stored document: `stored`) for the store.
   void SubmitDecision(const Decision& d);
