@@ -215,7 +215,9 @@ struct DecideArgs {
 struct DayCounts {
   int64_t events = 0, scored = 0, rejected = 0, holdout = 0;
   std::map<std::string, int64_t> actions;
-  std::map<std::string, int64_t> rules;
+  // Hits by event type, then rule: names are unique within a policy
+  // section only, and a `default` section serves several types.
+  std::map<std::string, std::map<std::string, int64_t>> rules;
 };
 
 int RunDecide(const DecideArgs& a) {
@@ -275,6 +277,10 @@ int RunDecide(const DecideArgs& a) {
   int64_t bytes_before = 0;  // of the files already read
   event::LineReader::Line line;
   std::string day;
+  // Every rule hit so far, by (event type, rule). A decision lists at most
+  // policy::Outcome::kMaxListed fired rules; the rest of its hits are what
+  // the engine's counters gained over this sum.
+  std::map<std::pair<std::string, std::string>, int64_t> counted;
   for (const std::string& f : *files) {
     // One file open at a time (a year of a rotated log is hundreds).
     auto reader = event::LineReader::Open(f, event::LineReaderOptions{});
@@ -305,7 +311,18 @@ int RunDecide(const DecideArgs& a) {
         ++c.scored;
         ++c.actions[d.action];
         if (d.holdout) ++c.holdout;
-        for (const Decision::Rule& r : d.rules) ++c.rules[r.name];
+        if (d.rules_not_listed == 0) {
+          for (const Decision::Rule& r : d.rules) {
+            ++c.rules[d.event_type][r.name];
+            ++counted[{d.event_type, r.name}];
+          }
+        } else {
+          for (const RuleHits& h : (*engine)->RuleHitCounts()) {
+            int64_t& k = counted[{h.event_type, h.rule}];
+            if (h.hits > k) c.rules[h.event_type][h.rule] += h.hits - k;
+            k = h.hits;
+          }
+        }
         std::fwrite(d.json.data(), 1, d.json.size(), out);
         std::fputc('\n', out);
       } else if (d.status == Decision::Status::kRejected) {
@@ -334,7 +351,10 @@ int RunDecide(const DecideArgs& a) {
       return it == c.actions.end() ? int64_t{0} : it->second;
     };
     std::string rules;
-    for (const auto& [r, h] : c.rules) StrAppend(&rules, rules.empty() ? "" : ", ", r, " ", h);
+    for (const auto& [type, hits] : c.rules) {
+      for (const auto& [r, h] : hits)
+        StrAppend(&rules, rules.empty() ? "" : ", ", type, "/", r, " ", h);
+    }
     std::fprintf(stderr, "%-10s %9lld %8lld %8lld %9lld %7lld %7lld %7lld %8lld  %s\n", dd.c_str(),
                  static_cast<long long>(c.events), static_cast<long long>(c.scored),
                  static_cast<long long>(get("allow")), static_cast<long long>(get("challenge")),

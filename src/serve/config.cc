@@ -51,9 +51,9 @@ absl::StatusOr<ModelRef> ParseModel(const core::ConfigNode& n, const std::string
     if (m.mode != ModelRef::Mode::kAb && n["share"].IsDefined())
       return n["share"].Error("share is for mode: ab");
   }
+  // A missing bundle is the engine's to report: at start it refuses to
+  // start, at a reload the model keeps its last good version.
   m.bundle = Resolve(dir, m.bundle);
-  std::error_code ec;
-  if (!fs::exists(m.bundle, ec)) return n.Error(StrCat("model bundle ", m.bundle, " does not exist"));
   if (m.name.empty()) m.name = fs::path(m.bundle).filename().string();
   return m;
 }

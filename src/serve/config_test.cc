@@ -101,11 +101,6 @@ TEST_F(ConfigTest, RequiresTheSchemaFeaturesAndPolicyAndNamesAMissingFile) {
   std::ofstream(path) << "features: " << Example() << "/features.yaml\n";
   absl::Status s = LoadServeConfig(path).status();
   EXPECT_THAT(Msg(s), HasSubstr("'schema' is required"));
-
-  s = Error("models:\n  deposit: no-such-model\n");
-  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
-  EXPECT_THAT(Msg(s), HasSubstr("vigil.yaml:5:"));
-  EXPECT_THAT(Msg(s), HasSubstr((dir_ / "no-such-model").string() + " does not exist"));
 }
 
 TEST_F(ConfigTest, RefusesABSharesThatLeaveTheChampionNothing) {

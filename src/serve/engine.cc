@@ -120,6 +120,7 @@ struct Runtime {
   };
   struct Type {
     bool configured = false;  // a model is configured (NaN score = unavailable)
+    std::string champion_name;  // as configured: the arm even while no version of it is loaded
     std::shared_ptr<const LoadedModel> champion;
     std::vector<Challenger> challengers;
     std::optional<policy::ArmAssigner> arms;  // arm 0 = champion; arm i = ab_model[i]
@@ -788,6 +789,7 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
       champion.name = fs::path(options.model_override).filename().string();
       champion.where = "--model";
     }
+    t.champion_name = champion.name;
     VIGIL_ASSIGN_OR_RETURN(t.champion, load(champion, type));
     std::vector<policy::Arm> arms;
     double ab = 0;
@@ -803,7 +805,7 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
       t.challengers.push_back({std::move(m), is_ab});
     }
     if (!arms.empty()) {
-      arms.insert(arms.begin(), policy::Arm{t.champion ? t.champion->name : champion.name, 1 - ab});
+      arms.insert(arms.begin(), policy::Arm{champion.name, 1 - ab});
       VIGIL_ASSIGN_OR_RETURN(auto assigner, policy::ArmAssigner::Create(std::move(arms), cfg.experiment_salt));
       t.arms.emplace(std::move(assigner));
     }
@@ -1116,7 +1118,7 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
   // The deciding model: the champion, or an A/B challenger for this user.
   const LoadedModel* decider = tr.champion.get();
   int deciding_challenger = -1;
-  out->arm = decider ? decider->name : "";
+  out->arm = tr.champion_name;
   out->propensity = 1;
   if (tr.arms) {
     int uf = unit_field[static_cast<size_t>(rec.type->index)];

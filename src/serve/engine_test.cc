@@ -1989,6 +1989,28 @@ TEST_F(EngineTest, KeepsTheRunningModelWhenItsReloadIsBrokenAndNamesIt) {
                 fs::copy_options::overwrite_existing);
   EXPECT_TRUE(engine->Reload().ok());
   EXPECT_THAT(engine->ModelsJson(), ::testing::Not(HasSubstr("reload_errors")));
+
+  // A bundle gone altogether is a model that fails to load like any other:
+  // the rest of the reload is taken, this model keeps its last good version.
+  fs::remove_all(model);
+  s = engine->Reload();
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_THAT(Msg(s), HasSubstr("vigil.yaml:"));
+  EXPECT_THAT(Msg(s), HasSubstr("no such model bundle"));
+  ASSERT_TRUE(engine->Decide(Deposit(300000003, 3000003, 120), &d).ok());
+  EXPECT_EQ(d.model, before);
+  EXPECT_EQ(d.path, "model");
+}
+
+TEST_F(EngineTest, RefusesToStartWhenAModelBundleIsMissingAndSaysWhere) {
+  auto e = Engine::Open({.config_path = Config("  deposit: {champion: {name: exchange, bundle: " +
+                                               (dir_ / "no-such-model").string() + "}}\n"),
+                         .model_override = "",
+                         .offline = true});
+  ASSERT_FALSE(e.ok());
+  EXPECT_THAT(Msg(e.status()), HasSubstr("vigil.yaml:"));
+  EXPECT_THAT(Msg(e.status()),
+              HasSubstr((dir_ / "no-such-model").string() + ": no such model bundle"));
 }
 
 TEST_F(EngineTest, KeepsModelsAndPolicyWhenThePolicyOfAReloadIsBroken) {
@@ -2066,6 +2088,8 @@ TEST_F(EngineTest, AppliesOnModelUnavailableWhenAReloadedModelHasNoEarlierVersio
   EXPECT_TRUE(std::isnan(d.score));
   EXPECT_EQ(d.model, "");
   EXPECT_TRUE(Json::parse(d.json)["score"].is_null());
+  EXPECT_EQ(d.arm, "fresh");  // the configured champion's arm, though it is not loaded
+  EXPECT_EQ(d.propensity, 1);
 
   // Deposits fail open for the users of the broken A/B arm; the champion's
   // users are decided by the model as before.

@@ -738,6 +738,31 @@ def test_decide():
         check("alerts" in r.stderr and "takeover_new_wallet" in r.stderr, f"per-day table: {r.stderr}")
         print(f"ok: vigil decide over the sample: {len(decisions)} decisions, report per day")
 
+        # More rules fire than a decision lists (32), under the same names in
+        # two sections: the report counts every hit, per event type.
+        rules = "".join(f"      - {{name: r{i:02}, when: 'event.amount >= 0', action: review, reason: r}}\n"
+                        for i in range(40))
+        pol = os.path.join(work, "policy.yaml")
+        with open(pol, "w") as f:
+            f.write("event_types:\n" + "".join(f"  {t}:\n    rules:\n{rules}" for t in ("deposit", "withdrawal")))
+        cfg = os.path.join(work, "vigil.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"schema: {EX}/schema.yaml\nfeatures: {EX}/features.yaml\npolicy: {pol}\n")
+        r = subprocess.run([VIGIL, "decide", "--config", cfg, "--events", os.path.join(EX, "sample.jsonl"),
+                            "--out", out, "--report", rep], capture_output=True, text=True, env=ENV)
+        check(r.returncode == 0, f"decide with 40 rules: {r.stderr}")
+        decisions = [json.loads(l) for l in open(out)]
+        check(any(d.get("rules_not_listed", 0) > 0 for d in decisions), "more rules fire than are listed")
+        want, day_of = {}, {e["event_id"]: e["time"][:10] for e in events}
+        for d in decisions:
+            if d["event_type"] in ("deposit", "withdrawal"):
+                day = want.setdefault(day_of[d["event_id"]], {}).setdefault(d["event_type"], {})
+                for i in range(40):
+                    day[f"r{i:02}"] = day.get(f"r{i:02}", 0) + 1
+        got = {d["day"]: d["rules"] for d in json.load(open(rep))["days"] if d["rules"]}
+        check(want and got == want, f"every hit counted, per type: {got} against {want}")
+        print("ok: vigil decide's report counts rules past those listed, per event type")
+
 
 # --------------------------------------------------------------------- tls
 def test_tls():
