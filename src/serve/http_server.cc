@@ -56,11 +56,17 @@ constexpr std::array<int, 15> kCodes = {200, 400, 401, 403, 404, 405, 409, 411,
 
 // Request line and headers together; evhttp answers 400 beyond it.
 constexpr ev_ssize_t kMaxHeaderBytes = 16 * 1024;
+// What a connection reads ahead of the request evhttp is on. evhttp moves a
+// body out as it reads it and parses the headers line by line, so this only
+// bounds what a client sends ahead while its answers wait: pipelining
+// without reading them, it had the server buffer gigabytes.
+constexpr size_t kMaxReadAheadBytes = 4 * kMaxHeaderBytes;
 // Requests waiting for the control-plane worker, all loops together; beyond
 // it a request is refused with 503 rather than queued without bound.
 constexpr size_t kMaxPendingJobs = 256;
-// Reading a request, writing an answer, and a keep-alive connection idle
-// between requests: closed after this long.
+// A connection with no byte read or written for this long is closed: in a
+// request, in an answer, or idle between requests. (An idle timeout only:
+// libevent 2.1 has no deadline for a whole request. docs/api.md says so.)
 constexpr int kTimeoutSeconds = 5;
 
 void AppendErrorJson(std::string_view error, std::string_view message, std::string* j) {
@@ -135,21 +141,41 @@ std::string_view Header(evhttp_request* req, const char* name) {
   return v ? std::string_view(v) : std::string_view();
 }
 
-// Whether the request's body length is ambiguous (RFC 9112, 6.3): two
-// Content-Length headers that differ, or one beside a Transfer-Encoding.
-// evhttp takes one reading; a proxy in front may have taken another, and
-// read the rest as a request of its own (request smuggling).
-bool AmbiguousLength(evhttp_request* req) {
+// Why the end of the request's body is in doubt, or null when it is not
+// (RFC 9112, 5.1 and 6.3). evhttp takes one reading of the headers; a proxy
+// in front may take another, and what one reads as body the other reads as a
+// request of its own (request smuggling). So: two Content-Length headers
+// that differ, one beside a Transfer-Encoding, a Transfer-Encoding other
+// than chunked (evhttp would read no body, and the body as a request), a
+// field name with white space in it ("Content-Length : 5" is no
+// Content-Length to evhttp), or a body on a method that takes none (evhttp
+// reads none for HEAD or TRACE). Answered 400 and the connection closed.
+const char* FramingError(evhttp_request* req) {
   const evkeyvalq* h = evhttp_request_get_input_headers(req);
   const char* length = nullptr;
-  bool transfer_encoding = false;
+  const char* transfer_encoding = nullptr;
   for (const evkeyval* kv = h->tqh_first; kv != nullptr; kv = kv->next.tqe_next) {
-    if (absl::EqualsIgnoreCase(kv->key, "Transfer-Encoding")) transfer_encoding = true;
+    if (std::strpbrk(kv->key, " \t") != nullptr) return "a header field name holds white space";
+    if (absl::EqualsIgnoreCase(kv->key, "Transfer-Encoding")) transfer_encoding = kv->value;
     if (!absl::EqualsIgnoreCase(kv->key, "Content-Length")) continue;
-    if (length != nullptr && std::strcmp(length, kv->value) != 0) return true;
+    if (length != nullptr && std::strcmp(length, kv->value) != 0)
+      return "Content-Length given twice with different values";
     length = kv->value;
   }
-  return length != nullptr && transfer_encoding;
+  if (transfer_encoding == nullptr) {
+    if (length == nullptr || evhttp_request_get_command(req) == EVHTTP_REQ_POST) return nullptr;
+    const absl::string_view n = absl::StripAsciiWhitespace(length);
+    return n.find_first_not_of('0') == absl::string_view::npos && !n.empty()
+               ? nullptr
+               : "a body on a request whose method takes none";
+  }
+  if (length != nullptr) return "Content-Length beside a Transfer-Encoding";
+  if (!absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(transfer_encoding), "chunked")) {
+    return "a Transfer-Encoding other than chunked";
+  }
+  if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
+    return "a body on a request whose method takes none";
+  return nullptr;
 }
 
 // Content-Type: application/json, the media type compared without regard to
@@ -646,17 +672,19 @@ struct HttpServer::Impl {
     bool get = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
     bool post = method == EVHTTP_REQ_POST;
 
-    if (AmbiguousLength(req)) {
-      r.Error(
-          400, "bad_request",
-          "the body's length is ambiguous: Content-Length given twice with different values, or "
-          "beside a Transfer-Encoding; the connection is closed");
+    if (const char* why = FramingError(req)) {
+      r.Error(400, "bad_request",
+              StrCat("where the body ends is in doubt: ", why, "; the connection is closed"));
       r.close = true;
       return false;
     }
     if (post && Header(req, "Content-Length").empty() && Header(req, "Transfer-Encoding").empty()) {
-      r.Error(411, "length_required",
-              "a POST needs a Content-Length, even for an empty body (curl: -d '')");
+      // A body may follow all the same: not to be read as a request.
+      r.Error(
+          411, "length_required",
+          "a POST needs a Content-Length, even for an empty body (curl: -d ''); the connection is "
+          "closed");
+      r.close = true;
       return false;
     }
     if (post && e == kEvents) {
@@ -774,6 +802,7 @@ struct HttpServer::Impl {
       if (!bev) return nullptr;
     }
     evbuffer_add_cb(bufferevent_get_output(bev), &OnOutput, &l);
+    bufferevent_setwatermark(bev, EV_READ, 0, kMaxReadAheadBytes);
     // The listener accepts every pending connection in one go, so a burst
     // (a client opening its pool) would all land on the loop that woke
     // first. One connection per turn instead: the loops share a burst, and a

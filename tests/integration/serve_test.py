@@ -926,19 +926,46 @@ def test_http():
         check(st == 404 and "no endpoint" not in doc["message"], f"an id with %2F is an id: {st} {doc}")
         st, doc = s.request("GET", "/v1/decisions/e500000000000/x")
         check(st == 404 and "no endpoint" in doc["message"], f"two segments are no endpoint: {st} {doc}")
-        # Two lengths that disagree: 400, and the connection ends there, so
-        # what a proxy may have taken for a second request is never served.
+        # Where a body ends is in doubt: 400 (411 without any length), and the
+        # connection ends there, so that what a proxy may have taken for a
+        # body is never served as a request of its own (request smuggling).
         import socket
-        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock:
-            sock.sendall(f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s.keys['score']}\r\n"
-                         "Content-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 45\r\n\r\n"
-                         "{}GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-        text = answer.decode(errors="replace")
-        check(text.startswith("HTTP/1.1 400 ") and "bad_request" in text and text.count("HTTP/1.1 ") == 1,
-              f"two Content-Lengths: {text!r}")
+        smuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        head = f"Host: x\r\nAuthorization: Bearer {s.keys['score']}\r\nContent-Type: application/json\r\n"
+        for what, status, raw in [
+                ("two Content-Lengths", 400, f"POST /v1/events HTTP/1.1\r\n{head}Content-Length: 2\r\n"
+                                             f"Content-Length: {2 + len(smuggled)}\r\n\r\n{{}}{smuggled}"),
+                ("Transfer-Encoding: identity", 400, f"POST /v1/events HTTP/1.1\r\n{head}"
+                                                     f"Transfer-Encoding: identity\r\n\r\n{smuggled}"),
+                ("a space before the colon", 400, f"POST /v1/events HTTP/1.1\r\n{head}"
+                                                  f"Content-Length : {len(smuggled)}\r\n\r\n{smuggled}"),
+                ("a body on a HEAD", 400, f"HEAD /healthz HTTP/1.1\r\n{head}Content-Length: {len(smuggled)}\r\n\r\n"
+                                          f"{smuggled}"),
+                ("no length", 411, f"POST /v1/events HTTP/1.1\r\n{head}\r\n{smuggled}")]:
+            with socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock:
+                sock.sendall(raw.encode())
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            text = answer.decode(errors="replace")
+            check(text.startswith(f"HTTP/1.1 {status} ") and text.count("HTTP/1.1 ") == 1 and
+                  "Connection: close" in text, f"{what}: one answer, {status}, and the connection closed: {text!r}")
+        # A client that pipelines requests and never reads the answers: the
+        # server stops reading from it, instead of buffering all it sends.
+        def rss_mb():
+            with open(f"/proc/{s.proc.pid}/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+        before = rss_mb()
+        sent, t0 = 0, time.time()
+        with socket.create_connection(("127.0.0.1", s.port), timeout=0.5) as sock:
+            try:
+                while time.time() - t0 < 2:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 1000)
+                    sent += 1000
+            except (TimeoutError, socket.timeout):
+                pass
+            grown = rss_mb() - before
+        check(grown < 64, f"{sent} pipelined requests never read: the server grew by {grown:.0f} MB")
         # The reload takes no body: its Content-Type does not matter (docs/api.md).
         st, doc = s.request("POST", "/v1/admin/reload", "", key="admin", ctype="text/plain")
         check(st == 200 and doc["reloaded"], f"reload with text/plain: {st} {doc}")
@@ -951,7 +978,8 @@ def test_http():
         check(r.status == 429 and r.reason == "Too Many Requests", f"the 429's status line: {r.status} {r.reason}")
         s.stop()
         print("ok: media types and the auth scheme without regard to case; 411; 429 Too Many Requests; 403 messages; "
-              "an id with %2F; two Content-Lengths refused and the connection closed")
+              "an id with %2F; a body whose end is in doubt refused and the connection closed; "
+              "a client that never reads its answers is not buffered")
 
 
 # ------------------------------------------------------------------ dead letters
