@@ -714,7 +714,12 @@ struct HttpServer::Impl {
       return Defer(l, req, e, t0, false, StrCat(MethodName(method), " ", path),
                    [this](Reply* out) { DoReload(this, out); });
     } else {
-      r.Error(404, "not_found", StrCat("no endpoint ", MethodName(method), " ", path, " (docs/api.md)"));
+      // (A target such as //healthz parses as an authority with no path:
+      // named as sent.)
+      const char* target = evhttp_request_get_uri(req);
+      r.Error(404, "not_found",
+              StrCat("no endpoint ", MethodName(method), " ",
+                     path.empty() && target ? target : path, " (docs/api.md)"));
     }
     return false;
   }

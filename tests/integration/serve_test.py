@@ -926,6 +926,8 @@ def test_http():
         check(st == 404 and "no endpoint" not in doc["message"], f"an id with %2F is an id: {st} {doc}")
         st, doc = s.request("GET", "/v1/decisions/e500000000000/x")
         check(st == 404 and "no endpoint" in doc["message"], f"two segments are no endpoint: {st} {doc}")
+        st, doc = s.request("GET", "//healthz")
+        check(st == 404 and "no endpoint GET //healthz " in doc["message"], f"named as sent: {st} {doc}")
         # Where a body ends is in doubt: 400 (411 without any length), and the
         # connection ends there, so that what a proxy may have taken for a
         # body is never served as a request of its own (request smuggling).
