@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string_view>
@@ -225,9 +226,17 @@ class LabelIndex {
         auto [it, fresh] = key_index_.try_emplace(std::string(rec[key].text),
                                                   static_cast<int>(key_index_.size()));
         if (fresh) key_names_.push_back(it->first);
-        by_entity_[{it->second, EntityHash(it->first, rec[val].text)}].push_back(hit);
+        for (uint64_t h : EntityHashes(it->first, rec[val].text)) {
+          by_entity_[{it->second, h}].push_back(hit);
+        }
       }
     }
+    // Labels in time order (a label may be written after a later one: within
+    // the schema's lateness), ties in file order: "a later 0" is later in
+    // time, as the store orders them.
+    auto by_time = [](const LabelHit& a, const LabelHit& b) { return a.t < b.t; };
+    for (auto& [id, hits] : by_event_) std::stable_sort(hits.begin(), hits.end(), by_time);
+    for (auto& [entity, hits] : by_entity_) std::stable_sort(hits.begin(), hits.end(), by_time);
     return reader.status();
   }
 
@@ -251,13 +260,14 @@ class LabelIndex {
     int64_t delay = 0;
     for (size_t k = 0; k < spec_.label_kinds.size(); ++k) {
       const int64_t horizon = spec_.label_kinds[k].horizon_ms;
+      // (Saturated: a horizon of centuries is a spec's right.)
+      const int64_t until = row.time_ms > INT64_MAX - horizon ? INT64_MAX : row.time_ms + horizon;
       bool kind_positive = false;
       for (const std::vector<LabelHit>* hits : targets_) {
         int value = 0;
         int64_t first_positive = -1;
-        for (const LabelHit& h : *hits) {  // in file (time) order
-          if (h.kind != static_cast<int>(k) || h.t < row.time_ms || h.t > row.time_ms + horizon ||
-              h.t > end_) {
+        for (const LabelHit& h : *hits) {  // in time order
+          if (h.kind != static_cast<int>(k) || h.t < row.time_ms || h.t > until || h.t > end_) {
             continue;
           }
           value = h.value;
@@ -274,7 +284,7 @@ class LabelIndex {
           positive = kind_positive = true;
         }
       }
-      if (!kind_positive && row.time_ms + horizon > end_) pending = true;  // not known yet
+      if (!kind_positive && until > end_) pending = true;  // not known yet
     }
     if (positive) {
       out->append("1,");
@@ -287,13 +297,18 @@ class LabelIndex {
   }
 
  private:
-  // The hash a row's entity field carries for `text`.
-  uint64_t EntityHash(const std::string& key, std::string_view text) const {
+  // The hashes a row's entity field carries for `text`: one per type the
+  // scored event types give the field (an int in one, a string in another).
+  std::vector<uint64_t> EntityHashes(const std::string& key, std::string_view text) const {
+    std::vector<uint64_t> out;
     for (const event::EventTypeSpec& t : spec_.schema->types) {
       const event::FieldSpec* f = t.Find(key);
-      if (f && spec_.score_on[t.index]) return event::KeyHashOfText(f->type, text);
+      if (!f || !spec_.score_on[t.index]) continue;
+      const uint64_t h = event::KeyHashOfText(f->type, text);
+      if (std::find(out.begin(), out.end(), h) == out.end()) out.push_back(h);
     }
-    return core::Hash64(text);
+    if (out.empty()) out.push_back(core::Hash64(text));
+    return out;
   }
 
   const FeatureSpec& spec_;
@@ -314,15 +329,17 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
   const event::Schema& schema = *spec->schema;
   const bool labelled = !spec->label_kinds.empty();
   LabelIndex labels(*spec);
+  if (labelled && !options.label_pass) {
+    return absl::InvalidArgumentError(
+        StrCat(spec->file,
+               ": training labels (labels:) need the events read twice: not from standard input"));
+  }
+  // Before the label pass, which may take minutes: a bad output path is said at once.
+  VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, Sink::Open(options.out));
   if (labelled) {
-    if (!options.label_pass) {
-      return absl::InvalidArgumentError(StrCat(
-          spec->file, ": training labels (labels:) need the events read twice: not from standard input"));
-    }
     VIGIL_RETURN_IF_ERROR(labels.Collect(*options.label_pass));
     if (options.as_of_ms) labels.set_end(*options.as_of_ms);
   }
-  VIGIL_ASSIGN_OR_RETURN(std::unique_ptr<Sink> sink, Sink::Open(options.out));
   FeatureEngine engine(spec);
 
   // Passthrough field index per event type (-1: absent).
@@ -330,7 +347,8 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
   // Whether its text never needs quotes, per passthrough field and type,
   // and per type for the event id.
   std::vector<int> pass(schema.types.size() * np, -1);
-  std::vector<uint8_t> pass_plain(schema.types.size() * np, 0), id_plain(schema.types.size(), 0);
+  std::vector<uint8_t> pass_plain(schema.types.size() * np, 0), id_plain(schema.types.size(), 0),
+      type_plain(schema.types.size(), 0);
   // Whether the field may be pii (for a label's target_entity.value, that
   // depends on the record): then masked.
   std::vector<uint8_t> pass_pii(schema.types.size() * np, 0);
@@ -348,6 +366,8 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
       }
     }
     if (t.id_field >= 0) id_plain[static_cast<size_t>(t.index)] = PlainText(t.fields[t.id_field].type);
+    // (A schema may name a type `a,b`.)
+    type_plain[static_cast<size_t>(t.index)] = CellRoom(t.name) == t.name.size();
   }
 
   std::string header = "event_id,event_time,event_type";
@@ -397,7 +417,7 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     const int* pt = pass.data() + static_cast<size_t>(rec.type->index) * np;
     const uint8_t* plain = pass_plain.data() + static_cast<size_t>(rec.type->index) * np;
     const uint8_t* pii = pass_pii.data() + static_cast<size_t>(rec.type->index) * np;
-    size_t room = CellRoom(rec.event_id) + 64 + rec.type->name.size() +
+    size_t room = CellRoom(rec.event_id) + 64 + CellRoom(rec.type->name) +
                   values.size() * (core::kMaxDoubleChars + 1);
     for (size_t i = 0; i < np; ++i) {
       if (pt[i] < 0) continue;
@@ -424,7 +444,8 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     *p++ = ',';
     p = timestamps.Write(rec.time_ms, p);
     *p++ = ',';
-    p = WritePlain(rec.type->name, p);
+    p = type_plain[static_cast<size_t>(rec.type->index)] ? WritePlain(rec.type->name, p)
+                                                         : WriteCell(rec.type->name, p);
     for (size_t i = 0; i < np; ++i) {
       *p++ = ',';
       if (pt[i] >= 0 && rec[pt[i]].present()) {
@@ -449,12 +470,15 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     ++res.rows;
   }
   if (!reader.status().ok()) return reader.status();
-  VIGIL_RETURN_IF_ERROR(sink->Commit());
   res.read = reader.records_read();
   res.engine = engine.Stats();
   res.too_late = res.engine.too_late;
   if (options.progress) options.progress(res.read, res.rows);
 
+  // The meta file is written whole (as .partial) before the output takes
+  // its name, and takes its own after: a run that cannot write it leaves the
+  // earlier output and meta file as they were.
+  std::string meta_partial;
   if (options.out != "-") {
     nlohmann::ordered_json m;
     m["format"] = "vigil.features/1";
@@ -472,7 +496,9 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
       nlohmann::ordered_json kinds;
       for (const LabelKind& k : spec->label_kinds) kinds[k.kind] = core::FormatDuration(k.horizon_ms);
       m["label_horizons"] = kinds;
-      m["labels_as_of"] = core::FormatTimestamp(labels.end());
+      m["labels_as_of"] = labels.end() == INT64_MIN
+                              ? nlohmann::ordered_json(nullptr)  // no events
+                              : nlohmann::ordered_json(core::FormatTimestamp(labels.end()));
     }
     std::vector<std::string> labels, truth, other;
     for (const std::string& p : spec->passthrough) {
@@ -502,9 +528,25 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
                                  : nlohmann::ordered_json(core::FormatTimestamp(engine.latest_time_ms()));
     m["created"] = core::FormatTimestamp(core::WallNowMs());
     res.meta_path = options.out + ".meta.json";
-    std::ofstream f(res.meta_path);
+    meta_partial = res.meta_path + ".partial";
+    std::ofstream f(meta_partial);
     f << m.dump(2) << "\n";
-    if (!f) return absl::DataLossError(StrCat(res.meta_path, ": cannot write"));
+    f.close();
+    std::error_code ec;
+    if (!f || std::filesystem::is_directory(res.meta_path, ec)) {  // (a rename onto a folder fails)
+      std::remove(meta_partial.c_str());
+      return absl::DataLossError(StrCat(res.meta_path, ": cannot write ", meta_partial));
+    }
+  }
+  if (absl::Status st = sink->Commit(); !st.ok()) {
+    if (!meta_partial.empty()) std::remove(meta_partial.c_str());
+    return st;
+  }
+  if (!meta_partial.empty() && std::rename(meta_partial.c_str(), res.meta_path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(meta_partial.c_str());
+    return absl::DataLossError(
+        StrCat(res.meta_path, ": cannot rename ", meta_partial, " to it: ", strerror(err)));
   }
   return res;
 }

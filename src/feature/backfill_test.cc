@@ -1,5 +1,6 @@
 #include "feature/backfill.h"
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -444,6 +445,156 @@ features:
   EXPECT_THAT(open, HasSubstr("\nd6,2024-01-12T00:00:00.000Z,deposit,,,"));
 }
 
+// Runs a labelled backfill of `events` to `out` and returns the CSV.
+std::string LabelledRun(const Fixture& fx, const std::shared_ptr<const FeatureSpec>& spec,
+                        const std::string& events, const std::string& out) {
+  auto r1 = event::EventReader::FromString(events, spec->schema, &fx.hasher);
+  auto r2 = event::EventReader::FromString(events, spec->schema, &fx.hasher);
+  BackfillOptions opts;
+  opts.out = out;
+  opts.label_pass = r1->get();
+  auto res = Backfill(**r2, spec, opts, nullptr);
+  EXPECT_TRUE(res.ok()) << res.status();
+  return ReadAll(out);
+}
+
+TEST(BackfillTest, LabelsCountInTimeOrderAndAHorizonOfCenturiesDoesNotOverflow) {
+  Fixture fx;
+  auto spec = FeatureSpec::LoadString(R"y(
+score_on: [deposit]
+labels:
+  chargeback: {horizon: 10d}
+features:
+  - {name: n, agg: count, key: user, window: 1d}
+)y",
+                                      "f.yaml", fx.schema);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto forever = FeatureSpec::LoadString(R"y(
+score_on: [deposit]
+labels:
+  takeover: {horizon: 9223372036854775807ms}
+features:
+  - {name: n, agg: count, key: user, window: 1d}
+)y",
+                                         "f.yaml", fx.schema);
+  ASSERT_TRUE(forever.ok()) << forever.status();
+  const int64_t t0 = 1704067200000, d = 86400000;
+  auto dep = [&](const char* id, int64_t t) {
+    return StrCat(R"({"event_type":"deposit","event_id":")", id, R"(","time":)", t,
+                  R"(,"user":"u1","amount":"1"})", "\n");
+  };
+  auto lab = [&](int n, int64_t t, const char* kind, const char* target, int value) {
+    return StrCat(R"({"event_type":"label","event_id":"lb)", n, R"(","time":)", t, R"(,"kind":")",
+                  kind, R"(","target_event_id":")", target, R"(","value":)", value, "}\n");
+  };
+  // d1: a 1 at day 6 written before a 0 of day 5 (late): in time order the
+  // 0 comes first and the 1 stands, 6 days after the row. d2: the reverse.
+  const std::string events =
+      dep("d1", t0) + dep("d2", t0 + 1) + lab(1, t0 + 6 * d, "chargeback", "d1", 1) +
+      lab(2, t0 + 5 * d, "chargeback", "d1", 0) + lab(3, t0 + 5 * d, "chargeback", "d2", 0) +
+      lab(4, t0 + 4 * d, "chargeback", "d2", 1) + dep("d3", t0 + 20 * d) +
+      lab(5, t0 + 30 * d, "takeover", "d3", 1);
+  const std::string csv = LabelledRun(fx, *spec, events, TempPath("label_order.csv"));
+  EXPECT_THAT(csv, HasSubstr("\nd1,2024-01-01T00:00:00.000Z,deposit,1,518400000,"));
+  EXPECT_THAT(csv, HasSubstr("\nd2,2024-01-01T00:00:00.001Z,deposit,0,,"));
+  // A horizon as long as time itself: the label 10 days on counts (the
+  // horizon added to the row's time saturates), the others never close.
+  const std::string open = LabelledRun(fx, *forever, events, TempPath("label_forever.csv"));
+  EXPECT_THAT(open, HasSubstr("\nd3,2024-01-21T00:00:00.000Z,deposit,1,864000000,"));
+  EXPECT_THAT(open, HasSubstr("\nd1,2024-01-01T00:00:00.000Z,deposit,,,"));
+  // No valid event at all: no end of the data to name.
+  const std::string none = TempPath("label_none.csv");
+  EXPECT_EQ(LabelledRun(fx, *spec,
+                        R"({"event_type":"nope","event_id":"z","time":1})"
+                        "\n",
+                        none),
+            "event_id,event_time,event_type,label,label_delay_ms,n\n");
+  EXPECT_THAT(ReadAll(none + ".meta.json"), HasSubstr("\"labels_as_of\": null"));
+}
+
+TEST(BackfillTest, AnEntityLabelNamesItsKeyWhateverTypeEachEventTypeGivesIt) {
+  Fixture fx;
+  auto schema = event::Schema::LoadString(R"(
+time_bounds: {max_behind_latest: off, max_ahead_of_latest: off}
+event_types:
+  deposit:
+    fields:
+      acct: {type: int, required: true, role: entity}
+  withdrawal:
+    fields:
+      acct: {type: string, required: true, role: entity}
+)",
+                                          "s.yaml");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  auto spec = FeatureSpec::LoadString(R"y(
+score_on: [deposit, withdrawal]
+labels:
+  bot: {horizon: 5d}
+features:
+  - {name: n, agg: count, key: acct, window: 1d}
+)y",
+                                      "f.yaml", *schema);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const std::string events =
+      R"({"event_type":"deposit","event_id":"x1","time":1704067200000,"acct":42})"
+      "\n"
+      R"({"event_type":"withdrawal","event_id":"x2","time":1704067200001,"acct":"42"})"
+      "\n"
+      R"({"event_type":"withdrawal","event_id":"x3","time":1704067200002,"acct":"43"})"
+      "\n"
+      R"({"event_type":"label","event_id":"lb","time":1704067200010,"kind":"bot",)"
+      R"("target_entity":{"key":"acct","value":"42"},"value":1})"
+      "\n"
+      R"({"event_type":"deposit","event_id":"x4","time":1704672000000,"acct":1})"
+      "\n";
+  const std::string csv = LabelledRun(fx, *spec, events, TempPath("entity_types.csv"));
+  EXPECT_THAT(csv, HasSubstr("\nx1,2024-01-01T00:00:00.000Z,deposit,1,10,"));
+  EXPECT_THAT(csv, HasSubstr("\nx2,2024-01-01T00:00:00.001Z,withdrawal,1,9,"));
+  EXPECT_THAT(csv, HasSubstr("\nx3,2024-01-01T00:00:00.002Z,withdrawal,0,,"));
+}
+
+TEST(BackfillTest,
+     ATypeNameThatNeedsQuotesIsQuotedAndAMetaFileThatCannotBeWrittenLeavesTheEarlierOutput) {
+  Fixture fx;
+  auto schema = event::Schema::LoadString(R"(
+event_types:
+  "dep,o\"sit":
+    fields:
+      user: {type: string, required: true, role: entity}
+)",
+                                          "s.yaml");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  auto spec = FeatureSpec::LoadString(R"y(
+score_on: ['dep,o"sit']
+features:
+  - {name: n, agg: count, key: user, window: 1d}
+)y",
+                                      "f.yaml", *schema);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const std::string events =
+      R"({"event_type":"dep,o\"sit","event_id":"x1","time":1704067200000,"user":"u"})"
+      "\n";
+  const std::string out = TempPath("quoted_type.csv");
+  auto run = [&] {
+    auto r = event::EventReader::FromString(events, *schema, &fx.hasher);
+    BackfillOptions opts;
+    opts.out = out;
+    return Backfill(**r, *spec, opts, nullptr);
+  };
+  std::remove((out + ".meta.json").c_str());
+  ASSERT_TRUE(run().ok());
+  EXPECT_EQ(ReadAll(out),
+            "event_id,event_time,event_type,n\nx1,2024-01-01T00:00:00.000Z,\"dep,o\"\"sit\",1\n");
+  // The meta file's place taken by a folder: the run fails, and the output
+  // written before stays as it was (not replaced by this run's).
+  std::remove((out + ".meta.json").c_str());
+  std::filesystem::create_directory(out + ".meta.json");
+  std::ofstream(out) << "earlier\n";
+  auto res = run();
+  EXPECT_FALSE(res.ok());
+  EXPECT_EQ(ReadAll(out), "earlier\n");
+  std::filesystem::remove(out + ".meta.json");
+}
 
 }  // namespace
 }  // namespace vigil::feature
