@@ -94,6 +94,11 @@ inline bool EndsWith(std::string_view s, std::string_view suffix) {
 inline bool StartsWith(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
+// `s` without the UTF-8 byte-order mark some editors (Windows Notepad) put
+// at the start of a file.
+inline std::string_view StripUtf8Bom(std::string_view s) {
+  return StartsWith(s, "\xEF\xBB\xBF") ? s.substr(3) : s;
+}
 
 }  // namespace vigil
 

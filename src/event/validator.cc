@@ -323,7 +323,7 @@ absl::Status Validator::SetCsvHeader(std::string_view header) {
   }
   const EventTypeSpec& t = schema_->types[schema_->csv_type];
   header = TrimRight(header);
-  if (header.size() >= 3 && std::memcmp(header.data(), "\xEF\xBB\xBF", 3) == 0) header.remove_prefix(3);
+  header = StripUtf8Bom(header);
   csv_fields_.clear();
   csv_id_column_ = -1;
   std::vector<bool> seen(t.fields.size(), false);

@@ -243,7 +243,7 @@ class Compiler {
     }
     if (overflow_) {
       return ErrorAt(overflow_at_, StrCat("expression too deeply nested: it needs more than ",
-                                          kMaxStackDepth, " stack slots"));
+                                          kMaxStackSlots, " stack slots"));
     }
     prog_->kind = t.kind;
     std::sort(prog_->features_read.begin(), prog_->features_read.end());
@@ -512,7 +512,7 @@ class Compiler {
 
   size_t Emit(Op op, int stack_delta, int32_t a = 0, uint8_t flag = 0, double num = 0) {
     height_ += stack_delta;
-    if (height_ > kMaxStackDepth && !overflow_) {
+    if (height_ > kMaxStackSlots && !overflow_) {
       overflow_ = true;
       overflow_at_ = Cur().begin;
     }
@@ -529,8 +529,8 @@ class Compiler {
     int* depth;
   };
   absl::Status CheckNesting(size_t at) const {
-    if (depth_ > kMaxStackDepth) {
-      return ErrorAt(at, StrCat("expression nested more than ", kMaxStackDepth, " levels deep"));
+    if (depth_ > kMaxNesting) {
+      return ErrorAt(at, StrCat("expression nested more than ", kMaxNesting, " levels deep"));
     }
     return absl::OkStatus();
   }
@@ -1119,6 +1119,10 @@ class Compiler {
   absl::Status ResolveFeature(const std::string& name, size_t begin, Typed* out) {
     if (!b_.feature) return ErrorAt(begin, "features cannot be read here");
     const std::optional<int> idx = b_.feature(name);
+    if (idx == Bindings::kSelf) {
+      return ErrorAt(begin, StrCat("feature '", name,
+                                   "' reads itself: its value is what this expression computes"));
+    }
     if (!idx.has_value() || *idx < 0) {
       return ErrorAt(begin,
                      StrCat("unknown feature '", name, "' (or one this expression may not read)"));
@@ -1503,7 +1507,7 @@ static const event::Value* PresentField(const Program& p, int32_t a, const event
 
 Value Expr::Eval(const event::Record& rec, const double* features, double score) const noexcept {
   const Program& p = *prog_;
-  Slot st[kMaxStackDepth];
+  Slot st[kMaxStackSlots];
   int sp = -1;  // index of the top slot
   const Instr* const code = p.code.data();
   const size_t n = p.code.size();

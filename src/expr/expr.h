@@ -60,11 +60,13 @@ struct Value {
 
 // What an expression may name. Used at compile time only.
 struct Bindings {
+  static constexpr int kSelf = -2;
   // `event.<field>` resolves per event type (a field may exist in some types
   // only). Null: the expression may not read events.
   const event::Schema* schema = nullptr;
   // `features.<name>`: the index of a feature the expression may read, or
-  // nullopt if unknown or not readable. Empty: no feature may be read.
+  // nullopt if unknown or not readable, or kSelf for the feature the
+  // expression defines. Empty: no feature may be read.
   std::function<std::optional<int>(std::string_view name)> feature;
   const Lists* lists = nullptr;    // `lists.<name>`; null: none
   const Tables* tables = nullptr;  // `lookup("<name>", key)`; null: none
@@ -94,8 +96,13 @@ struct SourcePos {
 // (ScalarPositions), in the text of n's document, for Compile.
 SourcePos SourcePosOf(const core::ConfigNode& n);
 
-// The largest stack an expression may need (its nesting depth, roughly).
-inline constexpr int kMaxStackDepth = 64;
+// How deep an expression may nest: parentheses, function calls, `not`,
+// unary minus (docs/expressions.md).
+inline constexpr int kMaxNesting = 64;
+// The evaluation stack: enough for any expression within kMaxNesting, where
+// each level holds at most two values while its last operand is computed
+// (ratio(a, b, ratio(...))); min, max and coalesce fold pairwise.
+inline constexpr int kMaxStackSlots = 2 * kMaxNesting + 2;
 
 namespace internal {
 struct Program;
@@ -110,7 +117,7 @@ class Expr {
   // the offending token: a syntax error, an unclosed string, parenthesis or
   // bracket, an unknown field, feature, list, table or function (with the
   // closest name as a hint), a wrong number of arguments, a type mismatch,
-  // or an expression nested deeper than kMaxStackDepth.
+  // or an expression nested deeper than kMaxNesting.
   static absl::StatusOr<Expr> Compile(std::string_view text, const Bindings& b,
                                       const SourcePos& where);
 

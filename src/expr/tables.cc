@@ -35,11 +35,40 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-// A CSV cell: trimmed, without surrounding double quotes.
-std::string_view Cell(std::string_view s) {
-  s = Trim(s);
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return Trim(s);
+// The cells of a CSV line (RFC 4180, one line): each trimmed; a cell in
+// double quotes may hold commas, and "" stands for a quote. False for a
+// quote left open or text after a closing quote.
+bool SplitCsvLine(std::string_view line, std::vector<std::string>* cells) {
+  cells->clear();
+  size_t i = 0;
+  while (true) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    std::string cell;
+    if (i < line.size() && line[i] == '"') {
+      for (++i;; ++i) {
+        if (i == line.size()) return false;
+        if (line[i] != '"') {
+          cell.push_back(line[i]);
+        } else if (i + 1 < line.size() && line[i + 1] == '"') {
+          cell.push_back('"');
+          ++i;
+        } else {
+          break;
+        }
+      }
+      ++i;
+      while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+      if (i < line.size() && line[i] != ',') return false;
+      cell = std::string(Trim(cell));
+    } else {
+      const size_t end = std::min(line.find(',', i), line.size());
+      cell = std::string(Trim(line.substr(i, end - i)));
+      i = end;
+    }
+    cells->push_back(std::move(cell));
+    if (i >= line.size()) return true;
+    ++i;  // the comma
+  }
 }
 
 void LowerAscii(std::string* s) {
@@ -74,7 +103,7 @@ bool ParseAddress(std::string_view s, uint32_t* addr) {
 absl::StatusOr<StringSet> ParseList(std::string_view path, std::string_view text) {
   StringSet set;
   int line_no = 0;
-  for (std::string_view line : StrSplit(text, '\n')) {
+  for (std::string_view line : StrSplit(StripUtf8Bom(text), '\n')) {
     ++line_no;
     line = Trim(line);
     if (line.empty() || line[0] == '#') continue;
@@ -311,22 +340,27 @@ absl::StatusOr<std::shared_ptr<const Table>> Table::FromConfig(std::string_view 
     }
     int line_no = 0;
     const size_t want = t->kind_ == Kind::kPrefix ? 2 : 3;
-    for (std::string_view line : StrSplit(*text, '\n')) {
+    std::vector<std::string> cells;
+    for (std::string_view line : StrSplit(StripUtf8Bom(*text), '\n')) {
       ++line_no;
       line = Trim(line);
       if (line.empty() || line[0] == '#') continue;
-      const std::vector<std::string_view> cells = StrSplit(line, ',');
       const std::string where = StrCat(path, ":", line_no);
+      if (!SplitCsvLine(line, &cells)) {
+        return absl::InvalidArgumentError(
+            StrCat(where, ": table '", name,
+                   "': a quoted cell is not closed, or text follows its closing quote"));
+      }
       if (cells.size() != want) {
         return absl::InvalidArgumentError(
             StrCat(where, ": table '", name, "': expected ", want, " comma-separated cells (",
                    want == 2 ? "prefix,value" : "first,last,value", "), found ", cells.size()));
       }
       if (want == 2) {
-        VIGIL_RETURN_IF_ERROR(t->AddPrefix(Cell(cells[0]), Cell(cells[1]), where));
+        VIGIL_RETURN_IF_ERROR(t->AddPrefix(cells[0], cells[1], where));
       } else {
-        if (Cell(cells[0]).find(':') != std::string_view::npos) continue;  // IPv6 row
-        VIGIL_RETURN_IF_ERROR(add_range(Cell(cells[0]), Cell(cells[1]), Cell(cells[2]), where));
+        if (cells[0].find(':') != std::string::npos) continue;  // IPv6 row
+        VIGIL_RETURN_IF_ERROR(add_range(cells[0], cells[1], cells[2], where));
       }
     }
   }

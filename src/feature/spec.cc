@@ -289,8 +289,8 @@ class Builder {
     b.tables = spec_->tables.get();
     b.feature = [this, self](std::string_view name) -> std::optional<int> {
       auto it = names_.find(name);
-      if (it == names_.end() || it->second == self) return std::nullopt;
-      return it->second;
+      if (it == names_.end()) return std::nullopt;
+      return it->second == self ? expr::Bindings::kSelf : it->second;
     };
     return b;
   }
@@ -442,7 +442,7 @@ class Builder {
         return n["expr"].Error(
             StrCat("feature '", f->name,
                    "': expr gives a string; a feature is a number or true/false "
-                   "(compare it, e.g. email_domain(event.email) in list.disposable)"));
+                   "(compare it, e.g. email_domain(event.email) in lists.disposable)"));
       }
       for (const std::string& field : e->event_fields_read()) {
         VIGIL_RETURN_IF_ERROR(CheckLeakage(n["expr"], f->name, RoleField(s, AllTypes(), field), 0, false));

@@ -136,6 +136,9 @@ TEST(FeatureSpecTest, CyclicDerivedFeaturesAreRefusedWithTheCycle) {
       "  - {name: c, expr: \"features.a\"}\n");
   EXPECT_THAT(st.message(), HasSubstr("f.yaml:"));
   EXPECT_THAT(st.message(), HasSubstr("cycle: a -> b -> c -> a"));
+  // The shortest cycle: a feature reading itself, said as such.
+  EXPECT_THAT(Err("  - {name: a, expr: \"1 + features.a\"}\n").message(),
+              HasSubstr("f.yaml:3:26: feature 'a' reads itself"));
 }
 
 TEST(FeatureSpecTest, TypeMismatchIsRefused) {
