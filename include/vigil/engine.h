@@ -239,7 +239,10 @@ class Engine {
   // state ended in included). Not while a Decide runs: at a clean stop, or
   // between calls (it takes about a second per 150 MB of state). A save
   // running in the background is stopped first (it would write an older
-  // state over this one). Returns the bytes written.
+  // state over this one). The decisions and labels submitted so far are
+  // waited for (a minute at most, else Unavailable): a state may stand only
+  // where every decision of its events is in the store or the journal, or a
+  // crash would lose the queued ones for good. Returns the bytes written.
   absl::StatusOr<int64_t> SaveState();
   // Saves the state as SaveState does, but in a child process (fork): it
   // returns once the child is started, and deciding goes on while the child
@@ -247,8 +250,10 @@ class Engine {
   // by itself every vigil.yaml `event_log: {save_state_s}` (600 s by
   // default). Not while a Decide runs. FailedPrecondition when a save is
   // running already or there is no event log; Unavailable when the fork
-  // fails. How the save ends is in Stats. Destroying the Engine stops a
-  // save still running (the state saved before stays).
+  // fails. The child's state takes its place once the decisions and labels
+  // of its events are in the store or the journal (SaveState). How the save
+  // ends is in Stats. Destroying the Engine stops a save still running (the
+  // state saved before stays).
   absl::Status SaveStateInBackground();
 
   struct Impl;

@@ -24,7 +24,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return std::move(ss).str();
 }
 
-absl::Status WriteFileAtomic(const std::string& path, std::string_view bytes) {
+absl::StatusOr<std::string> WriteTemporary(const std::string& path, std::string_view bytes) {
   const std::string tmp = StrCat(path, ".", ::getpid(), ".tmp");
   auto fail = [&](const std::string& what) {
     const int err = errno;
@@ -49,7 +49,15 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view bytes) {
     return fail(StrCat(tmp, ": cannot sync"));
   }
   if (::close(fd) != 0) return fail(StrCat(tmp, ": cannot close"));
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return fail(StrCat(path, ": cannot rename into place"));
+  return tmp;
+}
+
+absl::Status CommitTemporary(const std::string& tmp, const std::string& path) {
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return absl::DataLossError(StrCat(path, ": cannot rename into place: ", std::strerror(err)));
+  }
   std::filesystem::path dir = std::filesystem::path(path).parent_path();
   if (dir.empty()) dir = std::filesystem::path(".");
   if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
@@ -57,6 +65,11 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view bytes) {
     ::close(dfd);
   }
   return absl::OkStatus();
+}
+
+absl::Status WriteFileAtomic(const std::string& path, std::string_view bytes) {
+  VIGIL_ASSIGN_OR_RETURN(const std::string tmp, WriteTemporary(path, bytes));
+  return CommitTemporary(tmp, path);
 }
 
 int RemoveStaleTemporaries(const std::string& path) {

@@ -24,6 +24,14 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // is then untouched).
 absl::Status WriteFileAtomic(const std::string& path, std::string_view bytes);
 
+// WriteFileAtomic in two steps, for a file that may take its place only
+// later (a state saved in a child process, valid once what it covers is
+// stored): WriteTemporary writes and syncs `path`.<pid>.tmp and returns its
+// name; CommitTemporary renames it over `path` and syncs the folder. Until
+// then it is a temporary like any other (RemoveStaleTemporaries).
+absl::StatusOr<std::string> WriteTemporary(const std::string& path, std::string_view bytes);
+absl::Status CommitTemporary(const std::string& tmp, const std::string& path);
+
 // Deletes the `path`.<pid>.tmp files WriteFileAtomic left behind when a
 // process died while writing `path`, but that of a process still running
 // (it may be writing now). Returns how many it deleted.

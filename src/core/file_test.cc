@@ -35,6 +35,21 @@ TEST(WriteFileAtomicTest, ReplacesTheFileWholeAndLeavesNoTemporary) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 1);
 }
 
+// In two steps: nothing takes the name until the commit, and until then the
+// temporary is one a later start removes once its writer is gone.
+TEST(WriteFileAtomicTest, ATemporaryTakesTheNameOnlyWhenCommitted) {
+  testing::TempDir dir;
+  const std::string path = dir.File("state.snap");
+  ASSERT_TRUE(WriteFileAtomic(path, "old").ok());
+  auto tmp = WriteTemporary(path, "new");
+  ASSERT_TRUE(tmp.ok()) << tmp.status();
+  EXPECT_EQ(*tmp, StrCat(path, ".", ::getpid(), ".tmp"));
+  EXPECT_EQ(*ReadFile(path), "old");
+  ASSERT_TRUE(CommitTemporary(*tmp, path).ok());
+  EXPECT_EQ(*ReadFile(path), "new");
+  EXPECT_FALSE(fs::exists(*tmp));
+}
+
 // A process that died while it wrote (a server killed, a save in the
 // background killed) leaves its own temporary file; the next start removes
 // it, but never that of a process still running, nor anything else.

@@ -269,7 +269,14 @@ struct Engine::Impl {
   absl::Status LogPosition(std::string* last, int64_t* last_size);
   // Writes the state, said to stand at (last, last_size), to StatePath(),
   // in a buffer of `expect` bytes to begin with. Returns the bytes written.
-  absl::StatusOr<int64_t> WriteState(const std::string& last, int64_t last_size, int64_t expect);
+  // Without `commit`, it stays StatePath().<pid>.tmp (core::WriteTemporary).
+  absl::StatusOr<int64_t> WriteState(const std::string& last, int64_t last_size, int64_t expect,
+                                     bool commit = true);
+  // A state may take its place only once every decision and label of the
+  // events it holds is in the store or the journal: a crash before would
+  // lose those still queued, and the next start, restoring the state,
+  // would never replay their events to make them again.
+  static constexpr absl::Duration kStateWrittenWait = absl::Seconds(60);
 
   // Saving the state in a child process while deciding goes on
   // (Engine::SaveStateInBackground). The fork and the check whether one is
@@ -298,7 +305,8 @@ struct Engine::Impl {
   std::thread save_reaper;                           // the Decide thread's
   mutable std::mutex save_mu;
   pid_t save_pid = 0;            // guarded by save_mu: the child saving now, or 0
-  bool save_cancelled = false;   // guarded by save_mu: EndBackgroundSave killed it
+  bool save_running = false;     // guarded by save_mu: from the fork until the reaper is done
+  bool save_cancelled = false;   // guarded by save_mu: EndBackgroundSave stopped it
   bool save_timed_out = false;   // guarded by save_mu: killed for running too long
   int64_t saves = 0;             // guarded by save_mu: completed, in the background or not
   int64_t save_errors = 0;       // guarded by save_mu
@@ -354,7 +362,7 @@ absl::Status Engine::Impl::LogPosition(std::string* last, int64_t* last_size) {
 }
 
 absl::StatusOr<int64_t> Engine::Impl::WriteState(const std::string& last, int64_t last_size,
-                                                 int64_t expect) {
+                                                 int64_t expect, bool commit) {
   // Written once, in place: not once more for each envelope around it, nor
   // copied as it grows (a std::string that doubles holds three times its
   // bytes for a moment). Pages reserved and not written cost no memory.
@@ -371,7 +379,11 @@ absl::StatusOr<int64_t> Engine::Impl::WriteState(const std::string& last, int64_
   features->AppendTo(&out);
   w.EndStr(part);
   core::EndSeal(start, &out);
-  VIGIL_RETURN_IF_ERROR(core::WriteFileAtomic(StatePath(), out));
+  if (commit) {
+    VIGIL_RETURN_IF_ERROR(core::WriteFileAtomic(StatePath(), out));
+  } else {
+    VIGIL_RETURN_IF_ERROR(core::WriteTemporary(StatePath(), out).status());
+  }
   return static_cast<int64_t>(out.size());
 }
 
@@ -382,6 +394,11 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
   std::string last;
   int64_t last_size = 0;
   if (absl::Status at = LogPosition(&last, &last_size); !at.ok()) return SaveFailed(std::move(at));
+  if (log) {
+    if (absl::Status st = log->WaitWritten(log->Submitted(), kStateWrittenWait); !st.ok()) {
+      return SaveFailed(absl::UnavailableError(StrCat("the state was not saved: ", st.message())));
+    }
+  }
   absl::StatusOr<int64_t> bytes = WriteState(last, last_size, ExpectedStateBytes());
   if (!bytes.ok()) return SaveFailed(bytes.status());
   std::lock_guard<std::mutex> lock(save_mu);
@@ -394,13 +411,15 @@ absl::Status Engine::Impl::SaveInBackground() {
   {
     std::lock_guard<std::mutex> lock(save_mu);
     // (One that runs past save_timeout is killed by its reaper.)
-    if (save_pid != 0)
+    if (save_running)
       return absl::FailedPreconditionError("a save of the state is already running");
   }
   if (save_reaper.joinable()) save_reaper.join();  // the last one, finished
   std::string last;
   int64_t last_size = 0;
   if (absl::Status st = LogPosition(&last, &last_size); !st.ok()) return SaveFailed(std::move(st));
+  // Every decision and label of the events the state holds (all decided).
+  const store::DecisionLog::Mark decided = log ? log->Submitted() : store::DecisionLog::Mark{};
   const int64_t expect = ExpectedStateBytes();
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
@@ -425,7 +444,9 @@ absl::Status Engine::Impl::SaveInBackground() {
     ::close_range(static_cast<unsigned>(out + 1), ~0U, 0);
     const sched_param idle{};
     if (::sched_setscheduler(0, SCHED_IDLE, &idle) != 0) (void)::setpriority(PRIO_PROCESS, 0, 19);
-    const absl::StatusOr<int64_t> bytes = WriteState(last, last_size, expect);
+    // Left a temporary: the parent gives it its name (a crash first, and
+    // the next start removes it, restoring the state saved before).
+    const absl::StatusOr<int64_t> bytes = WriteState(last, last_size, expect, /*commit=*/false);
     if (bytes.ok()) ::_exit(0);
     (void)!::write(out, bytes.status().message().data(), bytes.status().message().size());
     ::_exit(1);
@@ -441,10 +462,11 @@ absl::Status Engine::Impl::SaveInBackground() {
   {
     std::lock_guard<std::mutex> lock(save_mu);
     save_pid = pid;
+    save_running = true;
     save_cancelled = save_timed_out = false;
     last_fork_us = std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count();
   }
-  save_reaper = std::thread([this, pid, in = pipe_fds[0], t0] {
+  save_reaper = std::thread([this, pid, in = pipe_fds[0], t0, decided] {
     std::string said;
     char buf[512];
     // Until the child closes the pipe (it ended): a child still running
@@ -496,16 +518,39 @@ absl::Status Engine::Impl::SaveInBackground() {
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    const std::string tmp = StrCat(StatePath(), ".", pid, ".tmp");
+    const bool written = !cancelled && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    // The state takes its place once the decisions it covers are safe.
+    absl::Status safe = absl::OkStatus();
+    if (written && log) {
+      const auto until =
+          std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(kStateWrittenWait);
+      do {
+        safe = log->WaitWritten(decided, absl::Milliseconds(100));
+        std::lock_guard<std::mutex> lock(save_mu);
+        cancelled = save_cancelled;
+      } while (!safe.ok() && !cancelled && std::chrono::steady_clock::now() < until);
+    }
+    if (written && safe.ok() && !cancelled) safe = core::CommitTemporary(tmp, StatePath());
     std::lock_guard<std::mutex> lock(save_mu);
-    if (cancelled) return;  // not a failure: the caller saves now itself, or is closing
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    save_running = false;
+    if (cancelled) {  // not a failure: the caller saves now itself, or is closing
+      ::unlink(tmp.c_str());
+      return;
+    }
+    if (written && safe.ok()) {
       ++saves;
       last_save_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       return;
     }
     ++save_errors;
-    core::RemoveStaleTemporaries(StatePath());  // the child's, if it died writing
-    if (!said.empty()) {
+    // The child's, if it died writing or its decisions were not safe (and
+    // any other left by a process no longer running).
+    ::unlink(tmp.c_str());
+    core::RemoveStaleTemporaries(StatePath());
+    if (written) {
+      save_error = StrCat("the state saved in the background was dropped: ", safe.message());
+    } else if (!said.empty()) {
       save_error = std::move(said);
     } else if (save_timed_out) {
       save_error = StrCat("the process saving the state was still running after ",
@@ -528,10 +573,8 @@ absl::Status Engine::Impl::SaveInBackground() {
 void Engine::Impl::EndBackgroundSave() {
   {
     std::lock_guard<std::mutex> lock(save_mu);
-    if (save_pid != 0) {
-      save_cancelled = true;
-      ::kill(save_pid, SIGKILL);
-    }
+    if (save_running) save_cancelled = true;  // (its reaper may wait for the decisions)
+    if (save_pid != 0) ::kill(save_pid, SIGKILL);
   }
   if (save_reaper.joinable()) save_reaper.join();
 }
@@ -1749,7 +1792,7 @@ EngineStats Engine::Stats() const {
     s.state_save_error = m.save_error;
     s.state_last_save_seconds = m.last_save_seconds;
     s.state_last_fork_us = m.last_fork_us;
-    s.state_saving = m.save_pid != 0;
+    s.state_saving = m.save_running;
   }
   // When the newest saved state was written, whichever process wrote it
   // (this one, a save in the background, or the run before: an alert on

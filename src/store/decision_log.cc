@@ -473,26 +473,41 @@ absl::Status DecisionLog::ReplayJournal(bool* wrote) {
   return st;
 }
 
-absl::Status DecisionLog::Flush(absl::Duration timeout) {
+DecisionLog::Mark DecisionLog::Submitted() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Mark{enqueued_, labels_enqueued_};
+}
+
+absl::Status DecisionLog::WaitWritten(std::unique_lock<std::mutex>& lock, Mark mark,
+                                      Clock::time_point deadline, absl::Duration timeout) {
+  if (mark.decisions > dequeued_ || mark.labels > labels_done_ || journal_->pending() > 0) Boost();
+  if (mark.decisions > flush_target_) {  // not after a full batch or the group commit
+    flush_target_ = mark.decisions;
+    work_cv_.notify_one();
+  }
+  if (!done_cv_.wait_until(lock, deadline, [&] {
+        return (dequeued_ >= mark.decisions && labels_done_ >= mark.labels) || writer_done_;
+      })) {
+    return absl::DeadlineExceededError(StrCat(
+        "decision log: ", mark.decisions - dequeued_, " decisions and ", mark.labels - labels_done_,
+        " labels still waiting for the store after ", absl::FormatDuration(timeout)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecisionLog::WaitWritten(Mark mark, absl::Duration timeout) {
   // Clamped so that an infinite timeout does not overflow the clock.
   const auto deadline =
       Clock::now() + absl::ToChronoNanoseconds(std::min(timeout, absl::Hours(24 * 365)));
   std::unique_lock<std::mutex> lock(mu_);
-  const int64_t target = enqueued_;
-  const int64_t label_target = labels_enqueued_;
-  if (target > dequeued_ || label_target > labels_done_ || journal_->pending() > 0) Boost();
-  if (target > flush_target_) {
-    flush_target_ = target;
-    work_cv_.notify_one();
-  }
-  if (!done_cv_.wait_until(lock, deadline, [&] {
-        return (dequeued_ >= target && labels_done_ >= label_target) || writer_done_;
-      })) {
-    return absl::DeadlineExceededError(StrCat("decision log: ", target - dequeued_, " decisions and ",
-                                              label_target - labels_done_,
-                                              " labels still waiting for the store after ",
-                                              absl::FormatDuration(timeout)));
-  }
+  return WaitWritten(lock, mark, deadline, timeout);
+}
+
+absl::Status DecisionLog::Flush(absl::Duration timeout) {
+  const auto deadline =
+      Clock::now() + absl::ToChronoNanoseconds(std::min(timeout, absl::Hours(24 * 365)));
+  std::unique_lock<std::mutex> lock(mu_);
+  VIGIL_RETURN_IF_ERROR(WaitWritten(lock, Mark{enqueued_, labels_enqueued_}, deadline, timeout));
   if (journal_->pending() > 0 || degraded_) {
     if (!writer_done_) {
       const int64_t request = ++replay_requested_;

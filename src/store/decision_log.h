@@ -152,6 +152,17 @@ class DecisionLog {
   // journal still holds rows; DeadlineExceeded after `timeout`.
   absl::Status Flush(absl::Duration timeout);
 
+  // How many decisions and labels were submitted so far.
+  struct Mark {
+    int64_t decisions = 0, labels = 0;
+  };
+  Mark Submitted() const;
+  // Waits until every decision and label submitted before `mark` was taken
+  // is in the store or the journal (or the writer has stopped: then Stop
+  // put them there), without waiting out the group commit. A crash loses
+  // none of them from then on. DeadlineExceeded after `timeout`.
+  absl::Status WaitWritten(Mark mark, absl::Duration timeout);
+
   // Stores what is in the queue (to the journal when the store fails or has
   // been failing) and stops the writer. The journal is not replayed: call
   // Flush first for that, or let the next Start do it. Later Submits go to
@@ -173,6 +184,9 @@ class DecisionLog {
 
   DecisionLog(Store* store, DecisionLogOptions options, std::unique_ptr<Journal> journal);
   void Run();
+  // WaitWritten with mu_ held (`lock`).
+  absl::Status WaitWritten(std::unique_lock<std::mutex>& lock, Mark mark,
+                           Clock::time_point deadline, absl::Duration timeout);
   // What the group commit waits for: a batch, or a full queue when the queue
   // holds less than a batch (it would otherwise spill to the journal while
   // the writer waits).

@@ -107,6 +107,27 @@ TEST_F(DecisionLogTest, StoresEveryDecisionSubmittedFromManyThreads) {
 // timeout, while two threads submit. Submit must not wait for the store,
 // decisions must go to the journal, and once the lock is gone every one of
 // them must be in the store exactly once.
+// What a saved state waits for (serve's Engine): the rows submitted before
+// its mark in the store, without waiting out a group commit of a minute.
+TEST_F(DecisionLogTest, WaitWrittenReturnsOnceTheMarkedRowsAreStored) {
+  options_.commit_interval_ms = 60000;
+  auto log = Start();
+  ASSERT_NE(log, nullptr);
+  // The first commit starts the group commit's minute.
+  log->Submit(Row(100));
+  ASSERT_TRUE(WaitFor([&] { return Count() == 1; }));
+  for (int i = 0; i < 3; ++i) log->Submit(Row(i));
+  log->SubmitLabel(Label(0, "e0"));
+  const DecisionLog::Mark mark = log->Submitted();
+  EXPECT_EQ(mark.decisions, 4);
+  EXPECT_EQ(mark.labels, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(log->WaitWritten(mark, absl::Seconds(30)).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+  EXPECT_EQ(Count(), 4);
+  EXPECT_TRUE(*store_->HasLabel(Label(0, "e0").label_id));
+}
+
 TEST_F(DecisionLogTest, LockedStoreSpillsToTheJournalWithoutBlockingAndLosesNothing) {
   options_.batch_size = 256;
   auto log = Start();
