@@ -399,6 +399,15 @@ struct HttpServer::Impl {
       VIGIL_ASSIGN_OR_RETURN(auto st, store::OpenStore(config.store));
       VIGIL_ASSIGN_OR_RETURN(keys, st->Keys());
     }
+    // No key at all would lock out every client, the admin who could reload
+    // again included, until a restart: more likely a file caught while an
+    // editor or a tool rewrote it.
+    if (!at_start && keys.empty() && auth->num_keys() > 0) {
+      return absl::FailedPreconditionError(StrCat(
+          config.keys_file.empty() ? std::string("the store") : config.keys_file,
+          " holds no key; a reload never removes the last one (every client, admin included, "
+          "would be refused until a restart)"));
+    }
     auth->SetKeys(std::move(keys));
     return absl::OkStatus();
   }

@@ -827,6 +827,12 @@ def test_reload():
         check(ready["keys"] == 3, f"the keys stay after a reload without the keys file: {ready}")
         st, doc = s.request("GET", "/v1/admin/models", key="admin")
         check(st == 200, f"the admin key after a reload without the keys file: {st} {doc}")
+        # Caught empty (truncated by a tool rewriting it): the same.
+        open(keys, "w").close()
+        st, doc = s.request("POST", "/v1/admin/reload", "", key="admin")
+        check(st == 200 and "holds no key" in doc.get("keys_error", ""), f"reload with an empty keys file: {st} {doc}")
+        _, ready = s.request("GET", "/readyz", key=None)
+        check(ready["keys"] == 3, f"the keys stay after a reload with an empty keys file: {ready}")
         os.rename(keys + ".moved", keys)
         # A broken model: the reload keeps the last good version and says so.
         bad = os.path.join(work, "model")
