@@ -406,6 +406,12 @@ class SqliteStore final : public Store {
   }
 
   absl::Status CreateSchema() {
+    // There already (every start but the first): read, not written, so that
+    // a start does not wait for another writer's lock (a backup, an
+    // analyst's shell), nor fail when it is held longer than the busy timeout.
+    if (absl::StatusOr<int64_t> v = SchemaVersion(); v.ok() && *v == kSchemaVersion) {
+      return absl::OkStatus();
+    }
     VIGIL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", "create schema: begin transaction"));
     absl::Status st = CreateSchemaInTransaction();
     if (!st.ok()) {
@@ -415,6 +421,20 @@ class SqliteStore final : public Store {
     st = Exec("COMMIT", "create schema: commit");
     if (!st.ok()) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
     return st;
+  }
+
+  // The schema's version; an error when there is no schema yet.
+  absl::StatusOr<int64_t> SchemaVersion() {
+    sqlite3_stmt* raw = nullptr;
+    int rc =
+        sqlite3_prepare_v2(db_.get(), "SELECT MAX(version) FROM vigil_schema", -1, &raw, nullptr);
+    if (rc != SQLITE_OK) return Error("read schema version", rc);
+    Stmt s(raw);
+    rc = sqlite3_step(s.get());
+    if (rc != SQLITE_ROW || sqlite3_column_type(s.get(), 0) == SQLITE_NULL) {
+      return Error("read schema version", rc);
+    }
+    return sqlite3_column_int64(s.get(), 0);
   }
 
   absl::Status CreateSchemaInTransaction() {
