@@ -389,7 +389,8 @@ Runner AddServeCommand(CLI::App& app) {
       "The decision service: POST /v1/events answers each event with a decision (allow,\n"
       "challenge, review, block), its score, reasons and rules, and logs it (docs/api.md).\n"
       "Everything vigil.yaml names is checked at start; a model trained on another feature\n"
-      "spec is refused. SIGINT or SIGTERM stops it after flushing every decision.");
+      "spec is refused. SIGINT or SIGTERM stops it once every decision is in the store\n"
+      "(or in the journal while the store does not take them).");
   cmd->add_option("--config", a->config, "vigil.yaml")->required();
   cmd->add_option("--listen", a->listen, "HOST:PORT, overriding the config's listen (port 0: any free port)");
   cmd->add_option("--model", a->model, "a bundle to use as the champion of every scored event type");
