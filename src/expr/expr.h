@@ -99,10 +99,11 @@ SourcePos SourcePosOf(const core::ConfigNode& n);
 // How deep an expression may nest: parentheses, function calls, `not`,
 // unary minus (docs/expressions.md).
 inline constexpr int kMaxNesting = 64;
-// The evaluation stack: enough for any expression within kMaxNesting, where
-// each level holds at most two values while its last operand is computed
-// (ratio(a, b, ratio(...))); min, max and coalesce fold pairwise.
-inline constexpr int kMaxStackSlots = 2 * kMaxNesting + 2;
+// The evaluation stack: enough for any expression within kMaxNesting. A
+// level holds at most one value per precedence tier waiting for its right
+// side (or, and, a comparison, + and -, * / %) and two arguments of a
+// function (ratio(a, b, ...)); min, max and coalesce fold pairwise.
+inline constexpr int kMaxStackSlots = 7 * kMaxNesting + 2;
 
 namespace internal {
 struct Program;

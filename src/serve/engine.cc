@@ -1194,7 +1194,11 @@ void Engine::Impl::Score(const Runtime& rt, const Runtime::Type& tr, Decision* o
       for (size_t r = 0; r < k; ++r) {
         uint32_t i = order[r];
         out->reasons[r].feature.assign(m.bundle.layout.feature_names[i]);
-        out->reasons[r].value = row[i];
+        // The feature's value, not the float the trees compare (608.34, not
+        // 608.3400268554688).
+        const int s = m.spec_index[i];
+        out->reasons[r].value =
+            s >= 0 ? values[static_cast<size_t>(s)] : std::numeric_limits<double>::quiet_NaN();
         out->reasons[r].contribution = contrib[i];
       }
     }
@@ -1645,11 +1649,15 @@ absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
   if (model && j.contains("features") && j["features"].is_object()) {
     const auto& feats = j["features"];
     std::vector<float> row(model->num_features(), std::numeric_limits<float>::quiet_NaN());
+    std::vector<double> value(row.size(), std::numeric_limits<double>::quiet_NaN());  // as stored
     for (size_t i = 0; i < model->num_features(); ++i) {
       int s = model->spec_index[i];
       if (s < 0) continue;
       auto it = feats.find(m.feature_names[static_cast<size_t>(s)]);
-      if (it != feats.end() && it->is_number()) row[i] = static_cast<float>(it->get<double>());
+      if (it != feats.end() && it->is_number()) {
+        value[i] = it->get<double>();
+        row[i] = static_cast<float>(value[i]);
+      }
     }
     const model::Forest& f = *model->bundle.forest;
     std::vector<double> shap(f.num_features() + 1);
@@ -1661,7 +1669,8 @@ absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
     for (uint32_t i : idx) {
       if (shap[i] == 0) break;
       exact.push_back({{"feature", model->bundle.layout.feature_names[i]},
-                       {"value", std::isnan(row[i]) ? nlohmann::ordered_json() : nlohmann::ordered_json(row[i])},
+                       {"value", std::isnan(value[i]) ? nlohmann::ordered_json()
+                                                      : nlohmann::ordered_json(value[i])},
                        {"contribution", shap[i]}});
     }
     j["exact_reasons"] = std::move(exact);

@@ -253,6 +253,18 @@ TEST_F(EngineTest, DecidesEveryScoredEventOfTheSampleAndAnswersTheOthersUnscored
       EXPECT_TRUE(j["latency_us"].is_number_integer());
       // Every feature is in the decision; the answer has them only when asked.
       EXPECT_EQ(d.features.size(), engine->feature_names().size());
+      // A reason shows the feature's value, not the float the trees compare.
+      for (const Decision::Reason& r : d.reasons) {
+        const auto& names = engine->feature_names();
+        const size_t at =
+            static_cast<size_t>(std::find(names.begin(), names.end(), r.feature) - names.begin());
+        ASSERT_LT(at, names.size()) << r.feature;
+        if (std::isnan(d.features[at])) {
+          EXPECT_TRUE(std::isnan(r.value)) << r.feature;
+        } else {
+          EXPECT_EQ(r.value, d.features[at]) << r.feature;
+        }
+      }
       EXPECT_FALSE(j.contains("features"));
     } else {
       ++not_scored;

@@ -56,10 +56,13 @@ constexpr std::array<int, 15> kCodes = {200, 400, 401, 403, 404, 405, 409, 411,
 
 // Request line and headers together; evhttp answers 400 beyond it.
 constexpr ev_ssize_t kMaxHeaderBytes = 16 * 1024;
-// What a connection reads ahead of the request evhttp is on. evhttp moves a
-// body out as it reads it and parses the headers line by line, so this only
-// bounds what a client sends ahead while its answers wait: pipelining
-// without reading them, it had the server buffer gigabytes.
+// What a connection reads ahead while an answer is written. evhttp keeps
+// reading then, without a callback, so a client pipelining requests and not
+// reading the answers had the server buffer gigabytes. The mark is set only
+// while an answer is written (Send, OnOutputDrained): reading a request,
+// evhttp needs a whole body, or a whole chunk, buffered first, and a mark
+// below that would suspend the connection for good (a suspended read has
+// no timeout). While the answer waits, the write timeout still applies.
 constexpr size_t kMaxReadAheadBytes = 4 * kMaxHeaderBytes;
 // Requests waiting for the control-plane worker, all loops together; beyond
 // it a request is refused with 503 rather than queued without bound.
@@ -148,8 +151,8 @@ std::string_view Header(evhttp_request* req, const char* name) {
 // that differ, one beside a Transfer-Encoding, a Transfer-Encoding other
 // than chunked (evhttp would read no body, and the body as a request), a
 // field name with white space in it ("Content-Length : 5" is no
-// Content-Length to evhttp), or a body on a method that takes none (evhttp
-// reads none for HEAD or TRACE). Answered 400 and the connection closed.
+// Content-Length to evhttp), or a body on HEAD, TRACE or CONNECT (evhttp
+// reads none for them). Answered 400 and the connection closed.
 const char* FramingError(evhttp_request* req) {
   const evkeyvalq* h = evhttp_request_get_input_headers(req);
   const char* length = nullptr;
@@ -162,19 +165,22 @@ const char* FramingError(evhttp_request* req) {
       return "Content-Length given twice with different values";
     length = kv->value;
   }
+  // (libevent 2.1 reads no body for these three.)
+  const evhttp_cmd_type method = evhttp_request_get_command(req);
+  const bool bodiless =
+      method == EVHTTP_REQ_HEAD || method == EVHTTP_REQ_TRACE || method == EVHTTP_REQ_CONNECT;
   if (transfer_encoding == nullptr) {
-    if (length == nullptr || evhttp_request_get_command(req) == EVHTTP_REQ_POST) return nullptr;
+    if (length == nullptr || !bodiless) return nullptr;
     const absl::string_view n = absl::StripAsciiWhitespace(length);
     return n.find_first_not_of('0') == absl::string_view::npos && !n.empty()
                ? nullptr
-               : "a body on a request whose method takes none";
+               : "a body on a HEAD, TRACE or CONNECT request";
   }
   if (length != nullptr) return "Content-Length beside a Transfer-Encoding";
   if (!absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(transfer_encoding), "chunked")) {
     return "a Transfer-Encoding other than chunked";
   }
-  if (evhttp_request_get_command(req) != EVHTTP_REQ_POST)
-    return "a body on a request whose method takes none";
+  if (bodiless) return "a body on a HEAD, TRACE or CONNECT request";
   return nullptr;
 }
 
@@ -734,6 +740,11 @@ struct HttpServer::Impl {
   }
 
   static void Send(Loop& l, evhttp_request* req, const Reply& r, bool head) {
+    if (evhttp_connection* c = evhttp_request_get_connection(req)) {
+      if (bufferevent* bev = evhttp_connection_get_bufferevent(c)) {
+        bufferevent_setwatermark(bev, EV_READ, 0, kMaxReadAheadBytes);  // until written
+      }
+    }
     evkeyvalq* h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", r.content_type);
     if (r.www_authenticate) evhttp_add_header(h, "WWW-Authenticate", r.www_authenticate);
@@ -798,6 +809,14 @@ struct HttpServer::Impl {
     if (code >= 200 && code < 600) l.impl->Count(kOther, code, 0);  // not "100 Continue"
   }
 
+  // An answer is written (its connection's output buffer emptied): reading
+  // ahead is unbounded again, for the next request's body.
+  static void OnOutputDrained(evbuffer* out, const evbuffer_cb_info* info, void* arg) {
+    if (info->n_deleted > 0 && evbuffer_get_length(out) == 0) {
+      bufferevent_setwatermark(static_cast<bufferevent*>(arg), EV_READ, 0, 0);
+    }
+  }
+
   // A new connection's bufferevent: TLS when configured.
   static bufferevent* NewConnection(event_base* base, void* arg) {
     Loop& l = *static_cast<Loop*>(arg);
@@ -816,7 +835,7 @@ struct HttpServer::Impl {
       if (!bev) return nullptr;
     }
     evbuffer_add_cb(bufferevent_get_output(bev), &OnOutput, &l);
-    bufferevent_setwatermark(bev, EV_READ, 0, kMaxReadAheadBytes);
+    evbuffer_add_cb(bufferevent_get_output(bev), &OnOutputDrained, bev);
     // The listener accepts every pending connection in one go, so a burst
     // (a client opening its pool) would all land on the loop that woke
     // first. One connection per turn instead: the loops share a burst, and a

@@ -475,7 +475,7 @@ absl::Status DecisionLog::ReplayJournal(bool* wrote) {
 
 DecisionLog::Mark DecisionLog::Submitted() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return Mark{enqueued_, labels_enqueued_};
+  return Mark{enqueued_, labels_enqueued_, Lost()};
 }
 
 absl::Status DecisionLog::WaitWritten(std::unique_lock<std::mutex>& lock, Mark mark,
@@ -492,6 +492,11 @@ absl::Status DecisionLog::WaitWritten(std::unique_lock<std::mutex>& lock, Mark m
         "decision log: ", mark.decisions - dequeued_, " decisions and ", mark.labels - labels_done_,
         " labels still waiting for the store after ", absl::FormatDuration(timeout)));
   }
+  if (const int64_t lost = Lost(); lost > mark.lost) {
+    return absl::DataLossError(
+        StrCat("decision log: ", lost - mark.lost,
+               " decisions or labels could be neither stored nor journaled: ", lost_error_));
+  }
   return absl::OkStatus();
 }
 
@@ -507,7 +512,9 @@ absl::Status DecisionLog::Flush(absl::Duration timeout) {
   const auto deadline =
       Clock::now() + absl::ToChronoNanoseconds(std::min(timeout, absl::Hours(24 * 365)));
   std::unique_lock<std::mutex> lock(mu_);
-  VIGIL_RETURN_IF_ERROR(WaitWritten(lock, Mark{enqueued_, labels_enqueued_}, deadline, timeout));
+  // (Lost rows are its own report, since the start: below.)
+  VIGIL_RETURN_IF_ERROR(
+      WaitWritten(lock, Mark{enqueued_, labels_enqueued_, INT64_MAX}, deadline, timeout));
   if (journal_->pending() > 0 || degraded_) {
     if (!writer_done_) {
       const int64_t request = ++replay_requested_;

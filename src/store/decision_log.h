@@ -152,15 +152,17 @@ class DecisionLog {
   // journal still holds rows; DeadlineExceeded after `timeout`.
   absl::Status Flush(absl::Duration timeout);
 
-  // How many decisions and labels were submitted so far.
+  // How many decisions and labels were submitted so far, and lost so far.
   struct Mark {
-    int64_t decisions = 0, labels = 0;
+    int64_t decisions = 0, labels = 0, lost = 0;
   };
   Mark Submitted() const;
   // Waits until every decision and label submitted before `mark` was taken
   // is in the store or the journal (or the writer has stopped: then Stop
   // put them there), without waiting out the group commit. A crash loses
-  // none of them from then on. DeadlineExceeded after `timeout`.
+  // none of them from then on. DeadlineExceeded after `timeout`; DataLoss
+  // when rows were lost since the mark (neither stored nor journaled: they
+  // may be of those it covers).
   absl::Status WaitWritten(Mark mark, absl::Duration timeout);
 
   // Stores what is in the queue (to the journal when the store fails or has
@@ -184,6 +186,10 @@ class DecisionLog {
 
   DecisionLog(Store* store, DecisionLogOptions options, std::unique_ptr<Journal> journal);
   void Run();
+  int64_t Lost() const {
+    return decision_n_.lost.load(std::memory_order_relaxed) +
+           label_n_.lost.load(std::memory_order_relaxed);
+  }
   // WaitWritten with mu_ held (`lock`).
   absl::Status WaitWritten(std::unique_lock<std::mutex>& lock, Mark mark,
                            Clock::time_point deadline, absl::Duration timeout);

@@ -102,11 +102,6 @@ TEST_F(DecisionLogTest, StoresEveryDecisionSubmittedFromManyThreads) {
   ExpectJournalEmpty();
 }
 
-// The store-failure test: another connection holds the database's
-// write lock, so every store write fails with SQLITE_BUSY after the busy
-// timeout, while two threads submit. Submit must not wait for the store,
-// decisions must go to the journal, and once the lock is gone every one of
-// them must be in the store exactly once.
 // What a saved state waits for (serve's Engine): the rows submitted before
 // its mark in the store, without waiting out a group commit of a minute.
 TEST_F(DecisionLogTest, WaitWrittenReturnsOnceTheMarkedRowsAreStored) {
@@ -128,6 +123,11 @@ TEST_F(DecisionLogTest, WaitWrittenReturnsOnceTheMarkedRowsAreStored) {
   EXPECT_TRUE(*store_->HasLabel(Label(0, "e0").label_id));
 }
 
+// The store-failure test: another connection holds the database's
+// write lock, so every store write fails with SQLITE_BUSY after the busy
+// timeout, while two threads submit. Submit must not wait for the store,
+// decisions must go to the journal, and once the lock is gone every one of
+// them must be in the store exactly once.
 TEST_F(DecisionLogTest, LockedStoreSpillsToTheJournalWithoutBlockingAndLosesNothing) {
   options_.batch_size = 256;
   auto log = Start();
@@ -779,8 +779,13 @@ TEST_F(DecisionLogTest, KeepsTheStoreErrorWhenTheJournalItRetriesIsEmpty) {
   {
     SqliteLock lock(db_path_);
     NoRoomForFiles full;
+    const DecisionLog::Mark before = log->Submitted();
     for (int i = 0; i < 10; ++i) log->Submit(Row(i));
     ASSERT_TRUE(WaitFor([&] { return log->Stats().lost == 10; }));
+    // Written, as far as the queue goes, but nowhere: a state saved over
+    // them must not stand (serve's Engine).
+    EXPECT_EQ(log->WaitWritten(log->Submitted(), absl::Seconds(30)).code(), absl::StatusCode::kOk);
+    EXPECT_EQ(log->WaitWritten(before, absl::Seconds(30)).code(), absl::StatusCode::kDataLoss);
     // Flush asks for a retry (the journal is empty) and waits for it.
     EXPECT_EQ(log->Flush(absl::Seconds(30)).code(), absl::StatusCode::kDataLoss);
     EXPECT_THAT(log->Stats().last_error, HasSubstr("lost"));

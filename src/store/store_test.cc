@@ -317,6 +317,29 @@ TEST(SqliteStoreTest, OpeningAStoreThatHasItsSchemaDoesNotWaitForAnotherWritersL
   EXPECT_TRUE((*store)->PutDecisions(rows).ok());
 }
 
+// The first start creates the schema: that needs the write lock, and waits
+// for another process's for a while rather than fail at once.
+TEST(SqliteStoreTest, CreatingTheSchemaWaitsForAnotherWritersLock) {
+  TempDir dir;
+  const std::string path = dir.File("vigil.db");
+  {
+    sqlite3* db = nullptr;  // an empty database: no schema yet
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  SqliteLock lock(path);
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    lock.Release();
+  });
+  auto store = OpenStore(StrCat("sqlite:", path));
+  release.join();
+  ASSERT_TRUE(store.ok()) << store.status();
+  const DecisionRow rows[] = {Row(1)};
+  EXPECT_TRUE((*store)->PutDecisions(rows).ok());
+}
+
 // Reads have a connection of their own: one does not wait for a write of
 // the same store in progress. Here the write waits for another process's
 // lock (up to the 50 ms busy timeout), which is let go only once the read

@@ -985,9 +985,36 @@ def test_http():
                 break
         check(r.status == 429 and r.reason == "Too Many Requests", f"the 429's status line: {r.status} {r.reason}")
         s.stop()
+    # Bodies over 64 KiB where the limit allows them, whole or as one chunk:
+    # read and answered (the read-ahead bound holds only while an answer is
+    # written). A chunk-size line that never ends leaves no connection
+    # stuck: the server still stops.
+    with tempfile.TemporaryDirectory() as work:
+        s = Server(work, limits={"max_body_bytes": 1 << 20, "max_batch": 1000})
+        import socket
+        sample = [e for e in sample_events() if e["event_type"] != "label"]
+        for n, chunked in ((0, False), (1, True)):
+            batch = [dict(sample[i % len(sample)], event_id=f"e7{n}{i:010d}") for i in range(400)]
+            body = json.dumps(batch).encode()
+            check(len(body) > 100_000, f"a batch of {len(body)} bytes")
+            head = (f"POST /v1/events:batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s.keys['score']}\r\n"
+                    "Content-Type: application/json\r\nConnection: close\r\n").encode()
+            raw = head + (b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if chunked
+                          else b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            with socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock:
+                sock.sendall(raw)
+                answer = b""
+                while chunk := sock.recv(1 << 20):
+                    answer += chunk
+            text = answer.decode(errors="replace")
+            check(text.startswith("HTTP/1.1 200 ") and text.count('{"status":') == 400,
+                  f"a {len(body)}-byte batch{' in one chunk' if chunked else ''}: {text[:300]!r}")
+        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock:
+            sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 70000)
+        s.stop()
         print("ok: media types and the auth scheme without regard to case; 411; 429 Too Many Requests; 403 messages; "
               "an id with %2F; a body whose end is in doubt refused and the connection closed; "
-              "a client that never reads its answers is not buffered")
+              "a client that never reads its answers is not buffered; bodies over 64 KiB where allowed")
 
 
 # ------------------------------------------------------------------ dead letters
