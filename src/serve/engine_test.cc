@@ -1371,6 +1371,11 @@ TEST_F(EngineTest, StoresDecisionsAndReadsThemBackWithExactReasons) {
   for (const Json& r : j["exact_reasons"]) margin += r["contribution"].get<double>();
   const double score = j["score"].get<double>();
   EXPECT_NEAR(margin, std::log(score / (1 - score)), 1e-4);
+  // Each shows the feature's stored value, not the float the trees compare.
+  for (const Json& r : j["exact_reasons"]) {
+    const Json& v = j["features"][r["feature"].get<std::string>()];
+    EXPECT_EQ(r["value"], v) << r;
+  }
 
   // The labels that named a decided event come with it.
   doc = engine->GetDecision("e000000000018");
