@@ -83,7 +83,14 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> LoadModel(const serve::ModelR
   m->name = ref.name;
   m->path = ref.bundle;
   m->bundle = std::move(*bundle);
-  m->version = event::Sha256Hex(m->bundle.model_json).substr(0, 12);
+  // What scores: the trees, and the calibration when there is one (a
+  // recalibrated bundle is another version; an uncalibrated one keeps the
+  // trees' hash).
+  m->version =
+      event::Sha256Hex(m->bundle.calibration ? StrCat(m->bundle.model_json, "\n",
+                                                      m->bundle.manifest["calibration"].dump())
+                                             : m->bundle.model_json)
+          .substr(0, 12);
   m->label = StrCat(m->name, "@", m->version);
   const model::Bundle& b = m->bundle;
   if (!b.spec_hash.empty() && b.spec_hash != spec.content_hash) {
@@ -1069,6 +1076,22 @@ void Engine::Impl::RejectBody(std::string_view body, std::string_view source,
 void Engine::Impl::RenderRetry(std::string_view stored_doc, bool with_features, Decision* out) {
   n_retries.fetch_add(1, std::memory_order_relaxed);
   out->status = Decision::Status::kRetry;
+  // An event id names one event: a retry is of the same type. (Not of the
+  // same content: what is kept is the answer, not the event.) Another type
+  // under a taken id is a client's mistake, not this decision.
+  std::string& j = out->json;
+  j.assign("\"event_type\":");
+  AppendJsonString(out->event_type, &j);
+  if (stored_doc.find(j) == std::string_view::npos) {
+    out->http_status = 409;
+    j.assign("{");
+    AppendKey("event_id", &j);
+    AppendJsonString(out->event_id, &j);
+    j.append(
+        ",\"retry\":true,\"error\":\"event_id_taken\",\"message\":\"this event id was taken by an "
+        "event of another type (an event id names one event); it is not applied\"}");
+    return;
+  }
   out->http_status = 200;
   Expand(stored_doc, with_features, &out->json);
 }

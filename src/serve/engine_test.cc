@@ -36,6 +36,7 @@
 #include "core/alloc_counter.h"
 #include "core/testing/temp_dir.h"
 #include "core/time.h"
+#include "event/pii.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -719,6 +720,16 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
   ASSERT_EQ(again.status, Decision::Status::kDecided);
   EXPECT_EQ(again.features[ip_signups], ip_signups_before + 1);
   EXPECT_EQ(engine->Stats().retries, 1);
+  EXPECT_EQ(engine->Stats().decided, 2);
+  // An id names one event: another type under the sign-up's id is no retry
+  // of it, and is not applied either.
+  Json other = Json::parse(lines[1]);
+  ASSERT_NE(other["event_type"], Json::parse(lines[0])["event_type"]);
+  other["event_id"] = Json::parse(lines[0])["event_id"];
+  ASSERT_TRUE(engine->Decide(other.dump(), &again).ok());
+  EXPECT_EQ(again.status, Decision::Status::kRetry);
+  EXPECT_EQ(again.http_status, 409);
+  EXPECT_EQ(Json::parse(again.json)["error"], "event_id_taken") << again.json;
   EXPECT_EQ(engine->Stats().decided, 2);
 }
 
@@ -1657,6 +1668,30 @@ std::string ConstantModel(const fs::path& dir, double p) {
   manifest["calibration"] = {{"x", {0.0}}, {"y", {p}}};
   WriteText(dir / "manifest.json", manifest.dump());
   return dir.string();
+}
+
+// A model's version names what scores: the trees, and the calibration when
+// there is one, so that a recalibration shows in stored decisions and in
+// /metrics' series.
+TEST_F(EngineTest, AModelsVersionChangesWithItsCalibration) {
+  auto version = [&](const std::string& bundle) {
+    auto engine = Open(Config("  deposit: {champion: {name: m, bundle: " + bundle + "}}\n"));
+    EXPECT_NE(engine, nullptr);
+    Decision d;
+    EXPECT_TRUE(engine->Decide(Deposit(300000001, 3000001, 0), &d).ok());
+    return d.model;
+  };
+  const std::string plain = version(Example() + "/model");
+  EXPECT_EQ(
+      plain,
+      "m@" +
+          event::Sha256Hex(ReadText(fs::path(Example()) / "model" / "model.json")).substr(0, 12));
+  const std::string a = version(ConstantModel(dir_ / "a", 0.99)),
+                    b = version(ConstantModel(dir_ / "b", 0.5));
+  EXPECT_NE(a, plain);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(
+      a, version(ConstantModel(dir_ / "a2", 0.99)));  // the same bundle elsewhere: the same version
 }
 
 TEST_F(EngineTest, AShadowChallengerCarriesThePolicysActionForItsScoreAndLeavesTheChampionsAlone) {
