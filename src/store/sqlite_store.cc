@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
+#include <optional>
 
 #include "core/strings.h"
 
@@ -409,7 +410,8 @@ class SqliteStore final : public Store {
     // There already (every start but the first): read, not written, so that
     // a start does not wait for another writer's lock (a backup, an
     // analyst's shell), nor fail when it is held longer than the busy timeout.
-    if (absl::StatusOr<int64_t> v = SchemaVersion(); v.ok() && *v == kSchemaVersion) {
+    if (absl::StatusOr<std::optional<int64_t>> v = SchemaVersion();
+        v.ok() && *v == kSchemaVersion) {
       return absl::OkStatus();
     }
     VIGIL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", "create schema: begin transaction"));
@@ -423,22 +425,9 @@ class SqliteStore final : public Store {
     return st;
   }
 
-  // The schema's version; an error when there is no schema yet.
-  absl::StatusOr<int64_t> SchemaVersion() {
-    sqlite3_stmt* raw = nullptr;
-    int rc =
-        sqlite3_prepare_v2(db_.get(), "SELECT MAX(version) FROM vigil_schema", -1, &raw, nullptr);
-    if (rc != SQLITE_OK) return Error("read schema version", rc);
-    Stmt s(raw);
-    rc = sqlite3_step(s.get());
-    if (rc != SQLITE_ROW || sqlite3_column_type(s.get(), 0) == SQLITE_NULL) {
-      return Error("read schema version", rc);
-    }
-    return sqlite3_column_int64(s.get(), 0);
-  }
-
-  absl::Status CreateSchemaInTransaction() {
-    VIGIL_RETURN_IF_ERROR(Exec(kSchema, "create schema"));
+  // The schema's version: nullopt before one is written; an error when
+  // there is no schema table yet.
+  absl::StatusOr<std::optional<int64_t>> SchemaVersion() {
     sqlite3_stmt* raw = nullptr;
     int rc =
         sqlite3_prepare_v2(db_.get(), "SELECT MAX(version) FROM vigil_schema", -1, &raw, nullptr);
@@ -446,14 +435,20 @@ class SqliteStore final : public Store {
     Stmt s(raw);
     rc = sqlite3_step(s.get());
     if (rc != SQLITE_ROW) return Error("read schema version", rc);
-    if (sqlite3_column_type(s.get(), 0) == SQLITE_NULL) {
+    if (sqlite3_column_type(s.get(), 0) == SQLITE_NULL) return std::nullopt;
+    return sqlite3_column_int64(s.get(), 0);
+  }
+
+  absl::Status CreateSchemaInTransaction() {
+    VIGIL_RETURN_IF_ERROR(Exec(kSchema, "create schema"));
+    VIGIL_ASSIGN_OR_RETURN(const std::optional<int64_t> version, SchemaVersion());
+    if (!version) {
       return Exec(
           StrCat("INSERT INTO vigil_schema (version) VALUES (", kSchemaVersion, ")").c_str(),
           "write schema version");
     }
-    const int64_t version = sqlite3_column_int64(s.get(), 0);
-    if (version > kSchemaVersion) {
-      return absl::FailedPreconditionError(StrCat(url_, ": schema version ", version,
+    if (*version > kSchemaVersion) {
+      return absl::FailedPreconditionError(StrCat(url_, ": schema version ", *version,
                                                   " is newer than this vigil knows (",
                                                   kSchemaVersion, "); upgrade vigil"));
     }
