@@ -64,7 +64,7 @@ using serve::AppendKey;
 // One model bundle, loaded and matched to the feature spec.
 struct LoadedModel {
   std::string name;
-  std::string version;  // the first 12 hex digits of SHA-256(model.json)
+  std::string version;  // the first 12 hex digits of SHA-256(model.json, and its calibration)
   std::string path;
   model::Bundle bundle;
   std::vector<int> spec_index;  // per model feature: the spec feature it reads
@@ -284,6 +284,15 @@ struct Engine::Impl {
   // lose those still queued, and the next start, restoring the state,
   // would never replay their events to make them again.
   static constexpr absl::Duration kStateWrittenWait = absl::Seconds(60);
+  // What a state waits for: every decision and label submitted so far, and
+  // none lost since the start. A row lost (neither stored nor journaled) is
+  // made again only by a replay from a state saved before it: once one is
+  // lost, no later state may take the place of the last.
+  store::DecisionLog::Mark StateMark() const {
+    store::DecisionLog::Mark m = log->Submitted();
+    m.lost = 0;
+    return m;
+  }
 
   // Saving the state in a child process while deciding goes on
   // (Engine::SaveStateInBackground). The fork and the check whether one is
@@ -402,7 +411,7 @@ absl::StatusOr<int64_t> Engine::Impl::SaveState() {
   int64_t last_size = 0;
   if (absl::Status at = LogPosition(&last, &last_size); !at.ok()) return SaveFailed(std::move(at));
   if (log) {
-    if (absl::Status st = log->WaitWritten(log->Submitted(), kStateWrittenWait); !st.ok()) {
+    if (absl::Status st = log->WaitWritten(StateMark(), kStateWrittenWait); !st.ok()) {
       return SaveFailed(absl::UnavailableError(StrCat("the state was not saved: ", st.message())));
     }
   }
@@ -426,7 +435,7 @@ absl::Status Engine::Impl::SaveInBackground() {
   int64_t last_size = 0;
   if (absl::Status st = LogPosition(&last, &last_size); !st.ok()) return SaveFailed(std::move(st));
   // Every decision and label of the events the state holds (all decided).
-  const store::DecisionLog::Mark decided = log ? log->Submitted() : store::DecisionLog::Mark{};
+  const store::DecisionLog::Mark decided = log ? StateMark() : store::DecisionLog::Mark{};
   const int64_t expect = ExpectedStateBytes();
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
@@ -534,6 +543,7 @@ absl::Status Engine::Impl::SaveInBackground() {
           std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(kStateWrittenWait);
       do {
         safe = log->WaitWritten(decided, absl::Milliseconds(100));
+        if (absl::IsDataLoss(safe)) break;  // for good: no waiting helps
         std::lock_guard<std::mutex> lock(save_mu);
         cancelled = save_cancelled;
       } while (!safe.ok() && !cancelled && std::chrono::steady_clock::now() < until);

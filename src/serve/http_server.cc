@@ -56,13 +56,16 @@ constexpr std::array<int, 15> kCodes = {200, 400, 401, 403, 404, 405, 409, 411,
 
 // Request line and headers together; evhttp answers 400 beyond it.
 constexpr ev_ssize_t kMaxHeaderBytes = 16 * 1024;
-// What a connection reads ahead while an answer is written. evhttp keeps
-// reading then, without a callback, so a client pipelining requests and not
-// reading the answers had the server buffer gigabytes. The mark is set only
-// while an answer is written (Send, OnOutputDrained): reading a request,
-// evhttp needs a whole body, or a whole chunk, buffered first, and a mark
-// below that would suspend the connection for good (a suspended read has
-// no timeout). While the answer waits, the write timeout still applies.
+// What a plain connection reads ahead while an answer is written. evhttp
+// keeps reading then, without a callback, so a client pipelining requests
+// and not reading the answers had the server buffer gigabytes. The mark is
+// set only while the connection's output buffer holds something (our
+// answers and evhttp's own pages alike; OnOutputWatermark): reading a
+// request, evhttp needs a whole body, or a whole chunk, buffered first, and
+// a mark below that would suspend the connection for good (a suspended read
+// has no timeout). While the answer waits, the write timeout applies. Not
+// on TLS: libevent 2.1's OpenSSL bufferevent does not read again what it
+// decrypted while suspended, and pipelined requests were dropped.
 constexpr size_t kMaxReadAheadBytes = 4 * kMaxHeaderBytes;
 // Requests waiting for the control-plane worker, all loops together; beyond
 // it a request is refused with 503 rather than queued without bound.
@@ -151,8 +154,8 @@ std::string_view Header(evhttp_request* req, const char* name) {
 // that differ, one beside a Transfer-Encoding, a Transfer-Encoding other
 // than chunked (evhttp would read no body, and the body as a request), a
 // field name with white space in it ("Content-Length : 5" is no
-// Content-Length to evhttp), or a body on HEAD, TRACE or CONNECT (evhttp
-// reads none for them). Answered 400 and the connection closed.
+// Content-Length to evhttp), or a body on HEAD or TRACE (evhttp reads none
+// for them). Answered 400 and the connection closed.
 const char* FramingError(evhttp_request* req) {
   const evkeyvalq* h = evhttp_request_get_input_headers(req);
   const char* length = nullptr;
@@ -165,22 +168,21 @@ const char* FramingError(evhttp_request* req) {
       return "Content-Length given twice with different values";
     length = kv->value;
   }
-  // (libevent 2.1 reads no body for these three.)
+  // (libevent 2.1 reads no body for these two.)
   const evhttp_cmd_type method = evhttp_request_get_command(req);
-  const bool bodiless =
-      method == EVHTTP_REQ_HEAD || method == EVHTTP_REQ_TRACE || method == EVHTTP_REQ_CONNECT;
+  const bool bodiless = method == EVHTTP_REQ_HEAD || method == EVHTTP_REQ_TRACE;
   if (transfer_encoding == nullptr) {
     if (length == nullptr || !bodiless) return nullptr;
     const absl::string_view n = absl::StripAsciiWhitespace(length);
     return n.find_first_not_of('0') == absl::string_view::npos && !n.empty()
                ? nullptr
-               : "a body on a HEAD, TRACE or CONNECT request";
+               : "a body on a HEAD or TRACE request";
   }
   if (length != nullptr) return "Content-Length beside a Transfer-Encoding";
   if (!absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(transfer_encoding), "chunked")) {
     return "a Transfer-Encoding other than chunked";
   }
-  if (bodiless) return "a body on a HEAD, TRACE or CONNECT request";
+  if (bodiless) return "a body on a HEAD or TRACE request";
   return nullptr;
 }
 
@@ -740,11 +742,6 @@ struct HttpServer::Impl {
   }
 
   static void Send(Loop& l, evhttp_request* req, const Reply& r, bool head) {
-    if (evhttp_connection* c = evhttp_request_get_connection(req)) {
-      if (bufferevent* bev = evhttp_connection_get_bufferevent(c)) {
-        bufferevent_setwatermark(bev, EV_READ, 0, kMaxReadAheadBytes);  // until written
-      }
-    }
     evkeyvalq* h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", r.content_type);
     if (r.www_authenticate) evhttp_add_header(h, "WWW-Authenticate", r.www_authenticate);
@@ -809,10 +806,14 @@ struct HttpServer::Impl {
     if (code >= 200 && code < 600) l.impl->Count(kOther, code, 0);  // not "100 Continue"
   }
 
-  // An answer is written (its connection's output buffer emptied): reading
-  // ahead is unbounded again, for the next request's body.
-  static void OnOutputDrained(evbuffer* out, const evbuffer_cb_info* info, void* arg) {
-    if (info->n_deleted > 0 && evbuffer_get_length(out) == 0) {
+  // An answer starts (the output buffer was empty): read ahead no more than
+  // kMaxReadAheadBytes until it is written; written (the buffer emptied),
+  // reading ahead is unbounded again, for the next request's body.
+  static void OnOutputWatermark(evbuffer* out, const evbuffer_cb_info* info, void* arg) {
+    const size_t now = evbuffer_get_length(out);
+    if (info->orig_size == 0 && now > 0) {
+      bufferevent_setwatermark(static_cast<bufferevent*>(arg), EV_READ, 0, kMaxReadAheadBytes);
+    } else if (info->orig_size > 0 && now == 0) {
       bufferevent_setwatermark(static_cast<bufferevent*>(arg), EV_READ, 0, 0);
     }
   }
@@ -835,7 +836,7 @@ struct HttpServer::Impl {
       if (!bev) return nullptr;
     }
     evbuffer_add_cb(bufferevent_get_output(bev), &OnOutput, &l);
-    evbuffer_add_cb(bufferevent_get_output(bev), &OnOutputDrained, bev);
+    if (!l.impl->ssl) evbuffer_add_cb(bufferevent_get_output(bev), &OnOutputWatermark, bev);
     // The listener accepts every pending connection in one go, so a burst
     // (a client opening its pool) would all land on the loop that woke
     // first. One connection per turn instead: the loops share a burst, and a
@@ -1031,10 +1032,12 @@ struct HttpServer::Impl {
     evhttp_set_max_headers_size(l.http, kMaxHeaderBytes);
     evhttp_set_timeout(l.http, kTimeoutSeconds);
     // Every method evhttp knows reaches OnRequest (404 for those no endpoint
-    // takes); only a method it does not know gets its own 501.
-    evhttp_set_allowed_methods(l.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                           EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    // takes) but CONNECT, which it answers 501 itself: libevent 2.1 keeps a
+    // CONNECT's connection open whatever its answer says, so that an answer
+    // without a length could not be told from what follows.
+    evhttp_set_allowed_methods(l.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                           EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                           EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
     // The listening socket is shared: no LEV_OPT_CLOSE_ON_FREE (Teardown closes it).
     evconnlistener* listener = evconnlistener_new(l.base, nullptr, nullptr, LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
     if (!listener) return absl::InternalError(StrCat(which, ": evconnlistener_new failed"));

@@ -410,9 +410,9 @@ class SqliteStore final : public Store {
     // There already (every start but the first): read, not written, so that
     // a start does not wait for another writer's lock (a backup, an
     // analyst's shell), nor fail when it is held longer than the busy timeout.
-    if (absl::StatusOr<std::optional<int64_t>> v = SchemaVersion();
-        v.ok() && *v == kSchemaVersion) {
-      return absl::OkStatus();
+    if (absl::StatusOr<std::optional<int64_t>> v = SchemaVersion(); v.ok() && v->has_value()) {
+      if (**v == kSchemaVersion) return absl::OkStatus();
+      if (**v > kSchemaVersion) return NewerSchema(**v);
     }
     VIGIL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", "create schema: begin transaction"));
     absl::Status st = CreateSchemaInTransaction();
@@ -423,6 +423,12 @@ class SqliteStore final : public Store {
     st = Exec("COMMIT", "create schema: commit");
     if (!st.ok()) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
     return st;
+  }
+
+  absl::Status NewerSchema(int64_t version) const {
+    return absl::FailedPreconditionError(StrCat(url_, ": schema version ", version,
+                                                " is newer than this vigil knows (", kSchemaVersion,
+                                                "); upgrade vigil"));
   }
 
   // The schema's version: nullopt before one is written; an error when
@@ -447,11 +453,7 @@ class SqliteStore final : public Store {
           StrCat("INSERT INTO vigil_schema (version) VALUES (", kSchemaVersion, ")").c_str(),
           "write schema version");
     }
-    if (*version > kSchemaVersion) {
-      return absl::FailedPreconditionError(StrCat(url_, ": schema version ", *version,
-                                                  " is newer than this vigil knows (",
-                                                  kSchemaVersion, "); upgrade vigil"));
-    }
+    if (*version > kSchemaVersion) return NewerSchema(*version);
     return absl::OkStatus();
   }
 

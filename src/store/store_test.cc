@@ -397,6 +397,7 @@ TEST(SqliteStoreTest, SchemaNewerThanThisBuildIsRefused) {
     writer.Exec("INSERT INTO vigil_schema (version) VALUES (99)");
     writer.Commit();
   }
+  SqliteLock lock(path);  // said at once, not after waiting for the lock to be let go
   auto store = OpenStore(StrCat("sqlite:", path));
   ASSERT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(store.status().message(), HasSubstr("schema version 99"));
