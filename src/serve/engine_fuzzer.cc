@@ -182,8 +182,10 @@ void CheckDecision(const vigil::Decision& d, size_t num_features, bool with_feat
       FUZZ_CHECK(j.value("error", "") == "invalid_event" && j["violations"].is_array());
       break;
     case S::kRetry:
+      // (409: the decision is gone, or the id was taken by another type.)
       FUZZ_CHECK(d.http_status == 200 ||
-                 (d.http_status == 409 && j.value("error", "") == "decision_unavailable"));
+                 (d.http_status == 409 && (j.value("error", "") == "decision_unavailable" ||
+                                           j.value("error", "") == "event_id_taken")));
       break;
   }
 }
