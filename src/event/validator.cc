@@ -144,6 +144,7 @@ DedupWindow::DedupWindow(size_t capacity) : capacity_(capacity) {
   // Sized up front for up to a million ids, so that the first million
   // records do not pay for growing.
   seq_.reserve(std::min<size_t>(capacity, 1 << 20));
+  seq_types_.reserve(std::min<size_t>(capacity, 1 << 20));
   ring_.reserve(std::min<size_t>(capacity, 1 << 20));
   set_.reserve(std::min<size_t>(capacity, 1 << 20));
 }
@@ -159,46 +160,52 @@ bool DedupWindow::AsNumber(std::string_view id, uint64_t* n) {
   return true;
 }
 
-bool DedupWindow::InSequence(uint64_t n) const {
+ptrdiff_t DedupWindow::InSequence(uint64_t n) const {
   // The ring read oldest first is increasing: binary search on that order.
   const size_t size = seq_.size();
   size_t lo = 0, hi = size;
   while (lo < hi) {
     const size_t mid = lo + (hi - lo) / 2;
-    const uint64_t v = seq_[(seq_head_ + mid) % size];
-    if (v == n) return true;
+    const size_t at = (seq_head_ + mid) % size;
+    const uint64_t v = seq_[at];
+    if (v == n) return static_cast<ptrdiff_t>(at);
     if (v < n) {
       lo = mid + 1;
     } else {
       hi = mid;
     }
   }
-  return false;
+  return -1;
 }
 
-bool DedupWindow::Contains(uint64_t h, std::string_view id) const {
-  if (capacity_ == 0) return false;
+int DedupWindow::TypeOf(uint64_t h, std::string_view id) const {
+  if (capacity_ == 0) return kNotSeen;
   uint64_t n;
-  if (AsNumber(id, &n) && InSequence(n)) return true;
-  return set_.contains(h);
+  if (AsNumber(id, &n)) {
+    if (const ptrdiff_t at = InSequence(n); at >= 0)
+      return TypeOfByte(seq_types_[static_cast<size_t>(at)]);
+  }
+  const auto it = set_.find(h);
+  return it == set_.end() ? kNotSeen : TypeOfByte(it->second);
 }
 
-bool DedupWindow::Insert(uint64_t h, std::string_view id) {
+bool DedupWindow::Insert(uint64_t h, std::string_view id, int type) {
   if (capacity_ == 0) return true;
   uint64_t n = 0;
   const bool numeric = AsNumber(id, &n);
-  return InsertKnown(h, numeric, n);
+  return InsertKnown(h, numeric, n, type);
 }
 
-bool DedupWindow::InsertInt(uint64_t h, std::string_view id, int64_t value) {
+bool DedupWindow::InsertInt(uint64_t h, std::string_view id, int64_t value, int type) {
   if (capacity_ == 0) return true;
   // What AsNumber finds: a text that parsed as an int and starts with a
   // digit is all digits, at most 19 of them; canonical without a leading 0.
   const bool numeric = !id.empty() && id[0] >= '0' && id[0] <= '9' && (id[0] != '0' || id.size() == 1);
-  return InsertKnown(h, numeric, static_cast<uint64_t>(value));
+  return InsertKnown(h, numeric, static_cast<uint64_t>(value), type);
 }
 
-bool DedupWindow::InsertKnown(uint64_t h, bool numeric, uint64_t n) {
+bool DedupWindow::InsertKnown(uint64_t h, bool numeric, uint64_t n, int type) {
+  const uint8_t tb = TypeByte(type);
   if (numeric) {
     const size_t size = seq_.size();
     const bool newest =
@@ -208,15 +215,17 @@ bool DedupWindow::InsertKnown(uint64_t h, bool numeric, uint64_t n) {
       // to the set and are smaller than the newest at their time, so smaller.
       if (size < capacity_) {
         seq_.push_back(n);
+        seq_types_.push_back(tb);
       } else {
         seq_[seq_head_] = n;
+        seq_types_[seq_head_] = tb;
         seq_head_ = (seq_head_ + 1) % capacity_;
       }
       return true;
     }
-    if (InSequence(n)) return false;
+    if (InSequence(n) >= 0) return false;
   }
-  if (!set_.insert(h).second) return false;
+  if (!set_.try_emplace(h, tb).second) return false;
   if (ring_.size() < capacity_) {
     ring_.push_back(h);
   } else {
@@ -228,40 +237,56 @@ bool DedupWindow::InsertKnown(uint64_t h, bool numeric, uint64_t n) {
 }
 
 void DedupWindow::SerializeTo(core::ByteWriter& w) const {
+  // Each id, then its type byte.
   w.U64(seq_.size());
-  for (size_t i = 0; i < seq_.size(); ++i) w.U64(seq_[(seq_head_ + i) % seq_.size()]);
+  for (size_t i = 0; i < seq_.size(); ++i) {
+    const size_t at = (seq_head_ + i) % seq_.size();
+    w.U64(seq_[at]);
+    w.U8(seq_types_[at]);
+  }
   // Oldest first: from next_ once the ring is full (next_ is 0 before).
   w.U64(ring_.size());
-  for (size_t i = 0; i < ring_.size(); ++i) w.U64(ring_[(next_ + i) % ring_.size()]);
+  for (size_t i = 0; i < ring_.size(); ++i) {
+    const uint64_t h = ring_[(next_ + i) % ring_.size()];
+    w.U64(h);
+    w.U8(set_.at(h));
+  }
 }
 
-bool DedupWindow::Restore(core::ByteReader& r) {
+bool DedupWindow::Restore(core::ByteReader& r, bool with_types) {
   seq_.clear();
+  seq_types_.clear();
   ring_.clear();
   set_.clear();
   seq_head_ = next_ = 0;
+  const size_t each = with_types ? 9 : 8;
+  auto type = [&](uint8_t* b) { return !with_types || r.U8(b); };
   uint64_t n;
-  if (!r.Count(&n, 8)) return false;
+  if (!r.Count(&n, each)) return false;
   if (n > capacity_) return r.Fail("more numeric ids than the duplicate window holds");
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t v;
-    if (!r.U64(&v)) return false;
+    uint8_t b = 255;
+    if (!r.U64(&v) || !type(&b)) return false;
     if (!seq_.empty() && v <= seq_.back()) return r.Fail("numeric ids out of order");
     seq_.push_back(v);
+    seq_types_.push_back(b);
   }
-  if (!r.Count(&n, 8)) return false;
+  if (!r.Count(&n, each)) return false;
   if (n > capacity_) return r.Fail("more ids than the duplicate window holds");
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t h;
-    if (!r.U64(&h)) return false;
-    if (!set_.insert(h).second) return r.Fail("an id twice in the duplicate window");
+    uint8_t b = 255;
+    if (!r.U64(&h) || !type(&b)) return false;
+    if (!set_.try_emplace(h, b).second) return r.Fail("an id twice in the duplicate window");
     ring_.push_back(h);
   }
   return true;
 }
 
 namespace {
-constexpr uint64_t kValidatorMagic = 0x314C41564C494756;  // "VGILVAL1"
+constexpr uint64_t kValidatorMagicV1 = 0x314C41564C494756;  // "VGILVAL1": ids without types
+constexpr uint64_t kValidatorMagic = 0x324C41564C494756;    // "VGILVAL2"
 }  // namespace
 
 void Validator::AppendTo(std::string* out) const {
@@ -275,9 +300,10 @@ absl::Status Validator::Restore(std::string_view snapshot) {
   core::ByteReader r(snapshot, "validator snapshot");
   uint64_t magic = 0;
   bool ok = r.U64(&magic);
-  if (ok && magic != kValidatorMagic) ok = r.Fail("not a validator snapshot");
+  if (ok && magic != kValidatorMagic && magic != kValidatorMagicV1)
+    ok = r.Fail("not a validator snapshot");
   int64_t latest = INT64_MIN;
-  ok = ok && r.I64(&latest) && dedup_.Restore(r);
+  ok = ok && r.I64(&latest) && dedup_.Restore(r, magic == kValidatorMagic);
   if (ok && !r.at_end()) ok = r.Fail("bytes after the end");
   if (!ok) {
     dedup_ = DedupWindow(static_cast<size_t>(schema_->duplicate_memory));
@@ -1120,7 +1146,9 @@ bool Validator::InsertId(const Record& rec) {
   // An int id (the handbook's): its number is known.
   const bool int_id = idf.type == FieldType::kInt && idv.present() &&
                       idv.text.data() == rec.event_id.data() && idv.text.size() == rec.event_id.size();
-  return int_id ? dedup_.InsertInt(rec.id_hash, rec.event_id, idv.i) : dedup_.Insert(rec.id_hash, rec.event_id);
+  const int type = rec.type->index;
+  return int_id ? dedup_.InsertInt(rec.id_hash, rec.event_id, idv.i, type)
+                : dedup_.Insert(rec.id_hash, rec.event_id, type);
 }
 
 bool Validator::Check(const Record& rec, std::vector<Violation>* out, bool commit) {

@@ -34,41 +34,59 @@ namespace vigil::event {
 // binary search. Other ids go, as 64-bit hashes, to a hash set, where a
 // false duplicate has a probability of about n²/2^65 for n ids remembered
 // (1e-7 for two million). Each of the two keeps its last `capacity` ids.
+// Beside each id it keeps the index of its event type (one byte), so that a
+// server can tell a retry from another event under a taken id.
 class DedupWindow {
  public:
+  // The type of an id remembered without one (a snapshot from before types
+  // were kept, or a schema's 255th type and later).
+  static constexpr int kUnknownType = -1;
+
   explicit DedupWindow(size_t capacity);
   // True when the id (its text `id` and its hash `h`) is new, and then
-  // remembers it; false for a duplicate.
-  bool Insert(uint64_t h, std::string_view id);
+  // remembers it with `type` (an EventTypeSpec::index); false for a duplicate.
+  bool Insert(uint64_t h, std::string_view id, int type);
   // Insert for an id that is the text of an int field whose value is
   // `value` (parsed already): the same, without reading the digits again.
-  bool InsertInt(uint64_t h, std::string_view id, int64_t value);
-  bool Contains(uint64_t h, std::string_view id) const;
+  bool InsertInt(uint64_t h, std::string_view id, int64_t value, int type);
+  bool Contains(uint64_t h, std::string_view id) const { return TypeOf(h, id) != kNotSeen; }
+  // The type the id was remembered with: kUnknownType when not known,
+  // kNotSeen when the id is not remembered.
+  static constexpr int kNotSeen = -2;
+  int TypeOf(uint64_t h, std::string_view id) const;
   // Starts loading `h`'s slot: the set is large and each lookup a cache miss,
   // so the decoder asks for it as soon as it has the id.
   void Prefetch(uint64_t h) const { set_.prefetch(h); }
 
-  // The remembered ids, oldest first, for a snapshot.
+  // The remembered ids and their types, oldest first, for a snapshot.
   void SerializeTo(core::ByteWriter& w) const;
-  // Replaces the remembered ids with those of a snapshot; false (the reader
-  // says why) when it is corrupt or holds more ids than this window.
-  bool Restore(core::ByteReader& r);
+  // Replaces the remembered ids with those of a snapshot (`with_types`: one
+  // written by SerializeTo; else an older one, of ids alone, whose types are
+  // unknown); false (the reader says why) when it is corrupt or holds more
+  // ids than this window.
+  bool Restore(core::ByteReader& r, bool with_types);
 
  private:
   // The id as a number, when it is canonical decimal (no sign, no leading zero).
   static bool AsNumber(std::string_view id, uint64_t* n);
-  bool InSequence(uint64_t n) const;
+  // Where n is in seq_, or -1.
+  ptrdiff_t InSequence(uint64_t n) const;
   // Insert, once it is known whether the id is a number, and which.
-  bool InsertKnown(uint64_t h, bool numeric, uint64_t n);
+  bool InsertKnown(uint64_t h, bool numeric, uint64_t n, int type);
+  static uint8_t TypeByte(int type) {
+    return type >= 0 && type < 255 ? static_cast<uint8_t>(type) : 255;
+  }
+  static int TypeOfByte(uint8_t b) { return b == 255 ? kUnknownType : b; }
 
   size_t capacity_;
-  // Increasing numeric ids, oldest first from seq_head_ (a ring).
+  // Increasing numeric ids, oldest first from seq_head_ (a ring), and their types.
   std::vector<uint64_t> seq_;
+  std::vector<uint8_t> seq_types_;
   size_t seq_head_ = 0;
-  // Everything else.
+  // Everything else: hashes (a ring, oldest first from next_) and their types.
   size_t next_ = 0;
   std::vector<uint64_t> ring_;
-  absl::flat_hash_set<uint64_t> set_;
+  absl::flat_hash_map<uint64_t, uint8_t> set_;
 };
 
 // Reads each byte of `text` that starts no valid UTF-8 sequence as '?', in
@@ -121,6 +139,9 @@ class Validator {
   int64_t latest_time_ms() const { return latest_ms_; }
   // Whether the event id `id` is among those remembered (duplicates.memory).
   bool Seen(std::string_view id) const { return dedup_.Contains(core::Hash64(id), id); }
+  // The type index of the remembered event whose id is rec's, when known:
+  // DedupWindow::kUnknownType or kNotSeen otherwise.
+  int SeenType(const Record& rec) const { return dedup_.TypeOf(rec.id_hash, rec.event_id); }
   // A live server's validator: events are bounded by its clock (the
   // schema's time_bounds.max_ahead_of_wall_clock, else `clock_ahead_ms`; 0:
   // none), and max_ahead_of_latest is measured from the latest time or the

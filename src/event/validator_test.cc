@@ -348,7 +348,8 @@ TEST_F(ValidatorTest, RestoredFromASnapshotItGoesOnAsTheOriginalWould) {
     EXPECT_EQ(v.latest_time_ms(), INT64_MIN);
   }
   std::string twice = snap;
-  std::memcpy(twice.data() + twice.size() - 8, twice.data() + twice.size() - 16, 8);  // a ring id twice
+  std::memcpy(twice.data() + twice.size() - 9, twice.data() + twice.size() - 18,
+              8);  // a ring id twice
   EXPECT_THAT(std::string(copy.Restore(twice).message()), HasSubstr("twice"));
 }
 
@@ -441,7 +442,7 @@ namespace {
 
 TEST(DedupWindowTest, IncreasingNumbersOutOfOrderNumbersAndTextIdsAllCatchRepeats) {
   DedupWindow d(100);
-  auto ins = [&](std::string_view id) { return d.Insert(core::Hash64(id), id); };
+  auto ins = [&](std::string_view id) { return d.Insert(core::Hash64(id), id, 0); };
   for (int i = 1; i <= 50; ++i) ASSERT_TRUE(ins(std::to_string(i * 2)));  // in sequence
   EXPECT_FALSE(ins("40"));    // a repeat found in the sequence
   EXPECT_TRUE(ins("41"));     // out of order: the hash set
@@ -477,17 +478,79 @@ TEST(DedupWindowTest, InsertIntAgreesWithInsertForEveryShapeOfIntText) {
     if (v >= 0 && rng() % 10 == 0) id = "0" + id;
     if (v == 0 && rng() % 4 == 0) id = "-0";
     const uint64_t h = core::Hash64(id);
-    ASSERT_EQ(a.Insert(h, id), b.InsertInt(h, id, v)) << id;
+    ASSERT_EQ(a.Insert(h, id, 0), b.InsertInt(h, id, v, 0)) << id;
   }
 }
 
 TEST(DedupWindowTest, EachPartRemembersItsLastCapacityIds) {
   DedupWindow d(10);
-  auto ins = [&](uint64_t n) { const std::string id = std::to_string(n); return d.Insert(core::Hash64(id), id); };
+  auto ins = [&](uint64_t n) {
+    const std::string id = std::to_string(n);
+    return d.Insert(core::Hash64(id), id, 0);
+  };
   for (uint64_t i = 1; i <= 25; ++i) ASSERT_TRUE(ins(i));
   EXPECT_TRUE(ins(5));    // forgotten: only 16..25 are remembered
   EXPECT_FALSE(ins(20));  // still remembered
   EXPECT_FALSE(ins(25));
+}
+
+// A server tells a retry from another event under a taken id by the type
+// each id was remembered with: in the sequence, in the set, after either
+// wrapped round, and through a snapshot.
+TEST(DedupWindowTest, EachIdKeepsTheTypeItCameWith) {
+  DedupWindow d(4);
+  auto ins = [&](std::string_view id, int type) { return d.Insert(core::Hash64(id), id, type); };
+  auto type_of = [&](const DedupWindow& w, std::string_view id) {
+    return w.TypeOf(core::Hash64(id), id);
+  };
+  ASSERT_TRUE(ins("10", 1));  // in sequence
+  ASSERT_TRUE(ins("11", 2));
+  ASSERT_TRUE(ins("5", 3));  // out of sequence: the set
+  ASSERT_TRUE(ins("tx", 4));
+  ASSERT_TRUE(ins("big", 300));  // past a byte: remembered, its type unknown
+  EXPECT_FALSE(ins("11", 7));    // a duplicate keeps the first type
+  EXPECT_EQ(type_of(d, "10"), 1);
+  EXPECT_EQ(type_of(d, "11"), 2);
+  EXPECT_EQ(type_of(d, "5"), 3);
+  EXPECT_EQ(type_of(d, "tx"), 4);
+  EXPECT_EQ(type_of(d, "big"), DedupWindow::kUnknownType);
+  EXPECT_EQ(type_of(d, "12"), DedupWindow::kNotSeen);
+  EXPECT_FALSE(d.Contains(core::Hash64("12"), "12"));
+  EXPECT_TRUE(d.Contains(core::Hash64("big"), "big"));
+  // Both rings wrap: the types move with their ids.
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(ins(std::to_string(20 + i), 10 + i));
+    ASSERT_TRUE(ins("s" + std::to_string(i), 20 + i));
+  }
+  EXPECT_EQ(type_of(d, "10"), DedupWindow::kNotSeen);
+  EXPECT_EQ(type_of(d, "tx"), DedupWindow::kNotSeen);
+  for (int i = 2; i < 6; ++i) {
+    EXPECT_EQ(type_of(d, std::to_string(20 + i)), 10 + i);
+    EXPECT_EQ(type_of(d, "s" + std::to_string(i)), 20 + i);
+  }
+  std::string snap;
+  core::ByteWriter w(&snap);
+  d.SerializeTo(w);
+  DedupWindow copy(4);
+  core::ByteReader r(snap, "test");
+  ASSERT_TRUE(copy.Restore(r, /*with_types=*/true)) << r.status();
+  EXPECT_TRUE(r.at_end());
+  for (int i = 2; i < 6; ++i) {
+    EXPECT_EQ(type_of(copy, std::to_string(20 + i)), 10 + i);
+    EXPECT_EQ(type_of(copy, "s" + std::to_string(i)), 20 + i);
+  }
+  // A snapshot of ids alone (before types were kept): remembered, types unknown.
+  std::string old;
+  core::ByteWriter ow(&old);
+  ow.U64(1);
+  ow.U64(42);
+  ow.U64(1);
+  ow.U64(core::Hash64("x"));
+  core::ByteReader orr(old, "test");
+  ASSERT_TRUE(copy.Restore(orr, /*with_types=*/false)) << orr.status();
+  EXPECT_EQ(type_of(copy, "42"), DedupWindow::kUnknownType);
+  EXPECT_EQ(type_of(copy, "x"), DedupWindow::kUnknownType);
+  EXPECT_EQ(type_of(copy, "s5"), DedupWindow::kNotSeen);
 }
 
 }  // namespace

@@ -218,6 +218,8 @@ struct Engine::Impl {
   // logged, not dead-lettered (the event is valid; the key is not enough).
   void Forbid(Decision* out);
   void RenderRetry(std::string_view stored, bool with_features, Decision* out);
+  // 409 event_id_taken: an event of another type under a taken id.
+  void RenderIdTaken(Decision* out);
   // The stored (compact) document `doc` as the API answers it: with the
   // features as a named object, or without them.
   void Expand(std::string_view doc, bool with_features, std::string* out) const;
@@ -1092,18 +1094,21 @@ void Engine::Impl::RenderRetry(std::string_view stored_doc, bool with_features, 
   std::string& j = out->json;
   j.assign("\"event_type\":");
   AppendJsonString(out->event_type, &j);
-  if (stored_doc.find(j) == std::string_view::npos) {
-    out->http_status = 409;
-    j.assign("{");
-    AppendKey("event_id", &j);
-    AppendJsonString(out->event_id, &j);
-    j.append(
-        ",\"retry\":true,\"error\":\"event_id_taken\",\"message\":\"this event id was taken by an "
-        "event of another type (an event id names one event); it is not applied\"}");
-    return;
-  }
+  if (stored_doc.find(j) == std::string_view::npos) return RenderIdTaken(out);
   out->http_status = 200;
   Expand(stored_doc, with_features, &out->json);
+}
+
+void Engine::Impl::RenderIdTaken(Decision* out) {
+  out->status = Decision::Status::kRetry;
+  out->http_status = 409;
+  std::string& j = out->json;
+  j.assign("{");
+  AppendKey("event_id", &j);
+  AppendJsonString(out->event_id, &j);
+  j.append(
+      ",\"retry\":true,\"error\":\"event_id_taken\",\"message\":\"this event id was taken by an "
+      "event of another type (an event id names one event); it is not applied\"}");
 }
 
 void Engine::Impl::Remember(const Decision& d) {
@@ -1528,6 +1533,14 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
     });
     if (!duplicate) {
       m.Reject(text, out);
+      return absl::OkStatus();
+    }
+    // The first event under this id, when its type is known, tells a retry
+    // from a client's mistake before any lookup: an unscored event has no
+    // stored decision to compare with.
+    if (const int first = m.validator->SeenType(m.rec); first >= 0 && first != m.rec.type->index) {
+      m.n_retries.fetch_add(1, std::memory_order_relaxed);
+      m.RenderIdTaken(out);
       return absl::OkStatus();
     }
     std::optional<std::string> stored;

@@ -733,6 +733,41 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
   EXPECT_EQ(engine->Stats().decided, 2);
 }
 
+// An unscored event has no stored decision to compare a retry with: the
+// type its id was remembered with tells a retry from another event under
+// that id, a scored one or a label, which would otherwise be answered as a
+// retry and lost.
+TEST_F(EngineTest, AnotherTypeUnderAnUnscoredEventsIdIsRefusedAsTaken) {
+  auto engine = Open(ExampleConfig());
+  const auto lines = SampleLines();
+  auto of_type = [&](std::string_view type) {
+    for (const auto& l : lines) {
+      Json j = Json::parse(l);
+      if (j["event_type"] == type) return j;
+    }
+    ADD_FAILURE() << "no " << type << " in the sample";
+    return Json::object();
+  };
+  Json login = of_type("login"), deposit = of_type("deposit"), label = of_type("label");
+  login["event_id"] = EventId(900000000200);
+  Decision d;
+  ASSERT_TRUE(engine->Decide(login.dump(), &d).ok());
+  ASSERT_EQ(d.status, Decision::Status::kNotScored) << d.json;
+  // The same login again: a retry, 200.
+  ASSERT_TRUE(engine->Decide(login.dump(), &d).ok());
+  EXPECT_EQ(d.status, Decision::Status::kRetry);
+  EXPECT_EQ(d.http_status, 200) << d.json;
+  for (Json other : {deposit, label}) {
+    other["event_id"] = login["event_id"];
+    ASSERT_TRUE(engine->Decide(other.dump(), &d).ok());
+    EXPECT_EQ(d.status, Decision::Status::kRetry);
+    EXPECT_EQ(d.http_status, 409) << other["event_type"] << ": " << d.json;
+    EXPECT_EQ(Json::parse(d.json)["error"], "event_id_taken") << d.json;
+  }
+  EXPECT_EQ(engine->Stats().decided, 0);
+  EXPECT_EQ(engine->Stats().retries, 3);
+}
+
 // Runs `body` in a child process of its own, for a file size limit (which
 // is the whole process's), and returns its exit code: 0 when every step
 // held, else the number `body` returned for the step that failed. Writes
