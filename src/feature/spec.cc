@@ -444,6 +444,11 @@ class Builder {
                    "': expr gives a string; a feature is a number or true/false "
                    "(compare it, e.g. email_domain(event.email) in lists.disposable)"));
       }
+      if (e->result_kind() == expr::Kind::kNull) {
+        return n["expr"].Error(
+            StrCat("feature '", f->name,
+                   "': expr is always null, so the feature would always be missing"));
+      }
       for (const std::string& field : e->event_fields_read()) {
         VIGIL_RETURN_IF_ERROR(CheckLeakage(n["expr"], f->name, RoleField(s, AllTypes(), field), 0, false));
       }
@@ -498,8 +503,11 @@ class Builder {
         const ConfigNode key = n["key"].IsSequence() ? n["key"].Items()[k] : n["key"];
         auto e = expr::Expr::Compile(st.key_fields[k], b, expr::SourcePosOf(key));
         if (!e.ok()) return e.status();
-        if (e->result_kind() == expr::Kind::kBool) {
-          return n["key"].Error(StrCat("feature '", f->name, "': a key is a string or a number"));
+        if (e->result_kind() == expr::Kind::kBool || e->result_kind() == expr::Kind::kNull) {
+          return n["key"].Error(StrCat("feature '", f->name, "': a key is a string or a number",
+                                       e->result_kind() == expr::Kind::kNull
+                                           ? " (this one is always null: no event would have it)"
+                                           : ""));
         }
         for (const std::string& field : e->event_fields_read()) {
           VIGIL_RETURN_IF_ERROR(CheckLeakage(n["key"], f->name,

@@ -151,6 +151,13 @@ TEST(FeatureSpecTest, TypeMismatchIsRefused) {
   EXPECT_THAT(derived_string, HasSubstr("f.yaml:3:"));
   EXPECT_THAT(derived_string, HasSubstr("feature 'a': expr gives a string"));
   EXPECT_TRUE(Err("  - {name: a, expr: \"event.method == 'card'\"}\n").ok());
+  // An expression that can only be null: a feature always missing.
+  for (const char* text : {"null", "coalesce(null, null)"}) {
+    EXPECT_THAT(Err(StrCat("  - {name: a, expr: \"", text, "\"}\n")).message(),
+                HasSubstr("feature 'a': expr is always null"))
+        << text;
+  }
+  EXPECT_TRUE(Err("  - {name: a, expr: \"coalesce(null, event.amount)\"}\n").ok());
 }
 
 // Backfill writes event_id, event_time, event_type, the passthrough fields
@@ -255,6 +262,9 @@ TEST(FeatureSpecTest, ExpressionKeysAreCheckedLikeFields) {
               HasSubstr("ground_truth"));
   EXPECT_THAT(Err("  - {name: a, agg: count, key: \"(event.amount > 1)\", window: 1d}\n").message(),
               HasSubstr("a key is a string or a number"));
+  EXPECT_THAT(
+      Err("  - {name: a, agg: count, key: \"coalesce(null, null)\", window: 1d}\n").message(),
+      HasSubstr("this one is always null"));
   EXPECT_THAT(Err("  - {name: a, agg: count, key: \"ip_prefix(event.ip, 24)\", on: [label], window: 1d}\n")
                   .message(),
               HasSubstr("labels name a field"));
