@@ -727,7 +727,7 @@ struct FeatureEngine::Impl {
   bool LabelKey(const Stream& st, const event::Record& rec, uint64_t* key) {
     const event::Value& tk = rec[label_fields[1]];
     if (tk.present()) {
-      if (tk.text != st.key_fields[0]) return false;
+      if (tk.text != st.key_fields[0] || rec[label_fields[2]].text.empty()) return false;
       *key = core::HashCombine(0x9e3779b97f4a7c15ull,
                                event::KeyHashOfText(st.key_type, rec[label_fields[2]].text));
       return true;
@@ -990,19 +990,26 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     }
     const size_t keys = st.key_fields.size();
     uint64_t key = 0x9e3779b97f4a7c15ull;
+    // An empty string is no key, as null is: a client that sends "" for a
+    // device it does not know would otherwise make every such event one
+    // entity (the identity graph's rule for links, Observe).
     for (size_t k = 0; k < keys; ++k) {
       if (st.key_exprs[k]) {
         const expr::Value kv = st.key_exprs[k]->Eval(rec, nullptr);
-        if (kv.kind == expr::Kind::kString) {
+        if (kv.kind == expr::Kind::kString && !kv.str.empty()) {
           key = core::HashCombine(key, core::Hash64(kv.str));
         } else if (kv.kind == expr::Kind::kNumber) {
           key = core::HashCombine(key, core::HashDouble(kv.num));
         } else {
-          break;  // null: no key
+          break;  // null or "": no key
         }
       } else {
         const int fi = st.key_field_index[static_cast<size_t>(type) * keys + k];
         if (fi < 0 || !rec[fi].present()) break;
+        if (rec[fi].text.empty()) {
+          const event::FieldType ft = rec.type->fields[static_cast<size_t>(fi)].type;
+          if (ft == event::FieldType::kString || ft == event::FieldType::kEnum) break;
+        }
         key = core::HashCombine(key, event::KeyHash(rec, fi));
       }
       if (k + 1 == keys) sc.has_key = true;

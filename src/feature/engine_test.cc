@@ -249,6 +249,26 @@ TEST(FeatureEngineTest, IdentityGraphDoesNotLinkOnEmptyStrings) {
   EXPECT_EQ(f[0], 2);  // c and d1 alone
 }
 
+// The same for aggregates: "" is no key, whether a field, a part of a
+// tuple or what an expression gives; the event updates nothing there.
+TEST(FeatureEngineTest, AnEmptyStringKeysNoAggregate) {
+  Harness h(
+      "  - {name: n, agg: count, key: dev, window: 1d}\n"
+      "  - {name: users, agg: distinct_count, of: user, key: dev, window: 1d}\n"
+      "  - {name: pair, agg: count, key: [user, dev], window: 1d}\n"
+      "  - {name: e, agg: count, key: \"coalesce(event.dev, 'x')\", window: 1d}\n"
+      "  - {name: u, agg: count, key: user, window: 1d}\n");
+  for (int i = 0; i < 3; ++i) {
+    auto f = h.Event("tx", i * kMin, StrCat("u", i), 1, ",\"dev\":\"\"");
+    for (int k = 0; k < 4; ++k) EXPECT_TRUE(std::isnan(f[k])) << i << " " << k << " " << f[k];
+    EXPECT_EQ(f[4], 1);  // the user's own count goes on
+  }
+  auto f = h.Event("tx", 5 * kMin, "u9", 1, ",\"dev\":\"d1\"");
+  EXPECT_EQ(f[0], 1);
+  EXPECT_EQ(f[1], 1);
+  EXPECT_EQ(f[3], 1);
+}
+
 TEST(FeatureEngineTest, LabelEventsFeedLabelAwareAggregates) {
   Harness h("  - {name: cb, agg: count, key: dev, on: [label], window: 30d,"
             " where: \"event.kind == 'chargeback' and event.value == 1\"}\n"
