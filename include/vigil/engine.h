@@ -17,6 +17,11 @@
 // Thread-safety: Decide, RejectBody, SaveState and SaveStateInBackground from
 // one thread at a time (one of them at a time); GetDecision, Reload, ModelsJson,
 // RuleHitCounts, Stats and Flush from any thread, concurrently with Decide.
+//
+// Signals: the engine changes no signal's disposition. Under a file size
+// limit (RLIMIT_FSIZE) a process that embeds it ignores SIGXFSZ, as `vigil`
+// does, so that a write past the limit fails (the event log answers 503 and
+// goes on in a new file) instead of killing the process.
 #ifndef VIGIL_ENGINE_H_
 #define VIGIL_ENGINE_H_
 

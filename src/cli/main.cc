@@ -1,4 +1,5 @@
 // vigil: real-time fraud and risk decisions. Entry point of the command.
+#include <csignal>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -11,6 +12,10 @@
 #endif
 
 int main(int argc, char** argv) {
+  // A write past a file size limit (ulimit -f, systemd's LimitFSIZE=) fails
+  // with EFBIG, which every writer reports (the server's event log answers
+  // 503 and goes on in a new file), instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{
       "vigil — real-time fraud and risk decisions for exchanges and fintechs.\n"
       "One binary: validate and profile event data, compute features, train and score\n"

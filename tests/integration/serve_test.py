@@ -45,7 +45,7 @@ class Server:
     """A vigil serve process with its own state folder and three keys."""
 
     def __init__(self, work, limits=None, models=True, extra="", keys_file=True, tls=False, nofile=None,
-                 save_state_s=600):
+                 save_state_s=600, fsize=None):
         self.work = work
         self.cfg = os.path.join(work, "vigil.yaml")
         lim = {"max_body_bytes": 65536, "max_batch": 100, "threads": 2}
@@ -76,14 +76,17 @@ class Server:
         check(all(k.encode() not in stored for k in self.keys.values()), "the keys are not kept, only hashes")
         self.tls = tls
         self.nofile = nofile  # the open-file limit, soft and hard
+        self.fsize = fsize  # the file size limit in bytes, soft and hard
         self.proc = None
         self.start()
 
     def start(self):
         def limit():
+            import resource
             if self.nofile:
-                import resource
                 resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+            if self.fsize:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (self.fsize, self.fsize))
         self.proc = subprocess.Popen([VIGIL, "serve", "--config", self.cfg], stderr=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, text=True, env=ENV, preexec_fn=limit)
         self.log = []
@@ -365,7 +368,35 @@ def test_fd_exhaustion():
         check(st == 200, f"accepting again once connections closed: {st} {doc}")
         check(any("cannot accept a connection" in l for l in s.log), "the accept error is logged")
         s.stop()
-        print(f"ok: descriptors exhausted, {used:.2f} s of CPU in 1 s; accepting again afterwards")
+    # A file size limit: a write past it fails (EFBIG) instead of killing the
+    # server; the event log answers 503 and goes on in a new file, and a
+    # restart replays every event it acknowledged.
+    with tempfile.TemporaryDirectory() as work:
+        limit = 256 << 10
+        s = Server(work, fsize=limit)
+        login = next(e for e in sample_events() if e["event_type"] == "login")
+        statuses = []
+        for b in range(12):
+            batch = [dict(login, event_id=f"e77{b:04d}{i:06d}") for i in range(100)]
+            st, doc = s.request("POST", "/v1/events:batch", batch)
+            check(st == 200, f"batch {b}: {st} {doc}")
+            statuses += [r["status"] for r in doc["results"]]
+        check(s.proc.poll() is None, f"the server died under a file size limit: {s.proc.returncode}")
+        logdir = os.path.join(work, "var", "eventlog")
+        files = sorted(os.listdir(logdir))
+        check(len(files) >= 2 and all(os.path.getsize(os.path.join(logdir, f)) <= limit for f in files),
+              f"event log files under the limit, more than one: {files}")
+        ok, refused = statuses.count(200), statuses.count(503)
+        check(ok + refused == len(statuses) and 0 < refused <= len(files) and statuses[-1] == 200,
+              f"200 but for a 503 where a file filled up: {ok} ok, {refused} refused, of {len(statuses)}")
+        s.stop()
+        s.fsize = None
+        s.start()
+        check(any(f"({ok:,} events)" in l for l in s.log),
+              f"the restart restores the {ok:,} acknowledged events:\n" + "".join(s.log))
+        s.stop()
+        print(f"ok: descriptors exhausted, {used:.2f} s of CPU in 1 s; accepting again afterwards; "
+              f"a file size limit: {refused} of {len(statuses)} events refused, {len(files)} log files")
 
 
 def test_stop():
