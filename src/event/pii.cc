@@ -49,11 +49,24 @@ PiiMode PiiOfKey(std::string_view path, std::string_view last, const EventTypeSp
   return PiiMode::kNone;
 }
 
+std::string UnquoteLoose(std::string_view tok) {
+  if (tok.size() >= 2 && tok.front() == '"' && tok.back() == '"')
+    tok = tok.substr(1, tok.size() - 2);
+  std::string out, err;
+  if (absl::CUnescape(absl::string_view(tok.data(), tok.size()), &out, &err)) return out;
+  return std::string(tok);
+}
+
+bool JsonSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
 // A tolerant JSON token scanner. For every value that follows a key it calls
 // `on_value(path, last_key, begin, end)` with the token's span in `text`
-// (strings including their quotes; objects and arrays not reported, their
-// members are). Malformed text is scanned as far as it goes; an unterminated
-// string runs to the end.
+// (strings including their quotes). Keys are read as JSON reads them
+// (escapes such as \u0061 decoded), whatever white space precedes their
+// colon. Objects and arrays are not reported; their members are, an object's
+// under its key's path ("a.b"), an array's under the array's own key (the
+// elements of "email": [...] are e-mails). Malformed text is scanned as far
+// as it goes; an unterminated string runs to the end.
 void ScanJson(std::string_view text,
               const std::function<void(std::string_view path, std::string_view key, size_t b,
                                        size_t e)>& on_value) {
@@ -66,73 +79,86 @@ void ScanJson(std::string_view text,
     while (j < text.size() && text[j] != '"') j += text[j] == '\\' ? 2 : 1;
     return std::min(j + 1, text.size());
   };
-  std::vector<char> stack;  // '{' or '['
-  std::vector<bool> pushed;  // whether the container pushed a path component
+  struct Container {
+    char open;        // '{' or '['
+    bool pushed;      // whether it pushed a path component
+    std::string key;  // an array's key (its elements are its values), or ""
+  };
+  std::vector<Container> stack;
+  // The key a value at i belongs to: the pending one in an object, the
+  // enclosing array's in an array.
+  auto report = [&](size_t b, size_t e) {
+    if (have_key) {
+      std::string full = path.empty() ? pending_key : StrCat(path.back(), ".", pending_key);
+      on_value(full, pending_key, b, e);
+      have_key = false;
+    } else if (!stack.empty() && stack.back().open == '[' && !stack.back().key.empty()) {
+      const std::string& key = stack.back().key;
+      on_value(key, std::string_view(key).substr(key.rfind('.') + 1), b, e);
+    }
+  };
   while (i < text.size()) {
     const char c = text[i];
     if (c == '"') {
       const size_t e = string_end(i);
       size_t k = e;
-      while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
-      const bool in_object = !stack.empty() && stack.back() == '{';
+      while (k < text.size() && JsonSpace(text[k])) ++k;
+      const bool in_object = !stack.empty() && stack.back().open == '{';
       if (in_object && !have_key && k < text.size() && text[k] == ':') {
-        pending_key.assign(text.substr(i + 1, e >= i + 2 ? e - i - 2 : 0));
+        const std::string_view raw = text.substr(i + 1, e >= i + 2 ? e - i - 2 : 0);
+        if (raw.find('\\') == std::string_view::npos) {
+          pending_key.assign(raw);
+        } else {
+          pending_key = UnquoteLoose(raw);
+        }
         have_key = true;
         i = k + 1;
         continue;
       }
-      if (have_key) {
-        std::string full = path.empty() ? pending_key : StrCat(path.back(), ".", pending_key);
-        on_value(full, pending_key, i, e);
-        have_key = false;
-      }
+      report(i, e);
       i = e;
       continue;
     }
     if (c == '{' || c == '[') {
-      stack.push_back(c);
-      if (have_key && c == '{') {
-        path.push_back(path.empty() ? pending_key : StrCat(path.back(), ".", pending_key));
-        pushed.push_back(true);
-      } else {
-        pushed.push_back(false);
+      Container box{c, false, ""};
+      if (have_key) {
+        std::string full = path.empty() ? pending_key : StrCat(path.back(), ".", pending_key);
+        if (c == '{') {
+          path.push_back(std::move(full));
+          box.pushed = true;
+        } else {
+          box.key = std::move(full);
+        }
+      } else if (c == '[' && !stack.empty() && stack.back().open == '[') {
+        box.key = stack.back().key;  // nested arrays: the same key's values
       }
+      stack.push_back(std::move(box));
       have_key = false;
       ++i;
       continue;
     }
     if (c == '}' || c == ']') {
       if (!stack.empty()) {
+        if (stack.back().pushed) path.pop_back();
         stack.pop_back();
-        if (pushed.back()) path.pop_back();
-        pushed.pop_back();
       }
       have_key = false;
       ++i;
       continue;
     }
-    if (have_key && c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != ',') {
+    if (!JsonSpace(c) && c != ',' && c != ':') {
       size_t e = i;
       while (e < text.size() && text[e] != ',' && text[e] != '}' && text[e] != ']' &&
-             text[e] != ' ' && text[e] != '\n') {
+             !JsonSpace(text[e])) {
         ++e;
       }
-      std::string full = path.empty() ? pending_key : StrCat(path.back(), ".", pending_key);
-      on_value(full, pending_key, i, e);
-      have_key = false;
-      i = e;
+      report(i, e);
+      i = std::max(e, i + 1);
       continue;
     }
     if (c == ',') have_key = false;
     ++i;
   }
-}
-
-std::string UnquoteLoose(std::string_view tok) {
-  if (tok.size() >= 2 && tok.front() == '"' && tok.back() == '"') tok = tok.substr(1, tok.size() - 2);
-  std::string out, err;
-  if (absl::CUnescape(absl::string_view(tok.data(), tok.size()), &out, &err)) return out;
-  return std::string(tok);
 }
 
 }  // namespace
@@ -277,6 +303,13 @@ std::string MaskJsonText(std::string_view text, const EventTypeSpec* type, const
   ScanJson(text, [&](std::string_view path, std::string_view key, size_t b, size_t e) {
     PiiMode m = PiiOfKey(path, key, type, schema);
     if (path == "target_entity.value" && entity_value_is_pii) m = PiiMode::kHash;
+    // A member of an object under a pii key ("email": {"x": ...}) is as
+    // sensitive as the key.
+    for (size_t dot = path.find('.'); m == PiiMode::kNone && dot != std::string_view::npos;
+         dot = path.find('.', dot + 1)) {
+      const std::string_view prefix = path.substr(0, dot);
+      m = PiiOfKey(prefix, prefix.substr(prefix.rfind('.') + 1), type, schema);
+    }
     if (m != PiiMode::kNone) spans.push_back({b, e, m});
   });
   std::string out;

@@ -63,6 +63,32 @@ TEST(MaskJsonTextTest, MasksPiiKeysEvenInBrokenJson) {
   EXPECT_THAT(unterminated, Not(HasSubstr("alice")));
 }
 
+// JSON that a reader takes as an e-mail is masked whatever its spelling:
+// white space before the colon, an escaped key, an array or an object under
+// the key.
+TEST(MaskJsonTextTest, MasksPiiUnderEveryKeySpellingAndShape) {
+  auto schema = TestSchema();
+  PiiHasher h("k");
+  for (const char* text :
+       {"{\"email\"\n: \"ann@x.com\"}", "{\"email\"\r\n:\"ann@x.com\"}",
+        "{\"em\\u0061il\": \"ann@x.com\"}", "{\"email\": [\"ann@x.com\", [\"ann@x.com\"]]}",
+        "{\"email\": {\"a\": {\"b\": \"ann@x.com\"}}}", "[{\"email\"\r\n: \"ann@x.com\",]",
+        "{\"phone\":\t5550100\t}"}) {
+    for (const EventTypeSpec* type :
+         {schema->FindType("signup"), static_cast<const EventTypeSpec*>(nullptr)}) {
+      const std::string masked = MaskJsonText(text, type, *schema, h);
+      EXPECT_THAT(masked, Not(HasSubstr("ann@x.com"))) << text;
+      EXPECT_THAT(masked, Not(HasSubstr("5550100"))) << text;
+    }
+  }
+  // Other keys and values are left as they are, arrays of them too.
+  const std::string other =
+      MaskJsonText(R"({"name": ["Al", {"x": 1}], "user_id": "u1", "email": "a@b"})",
+                   schema->FindType("signup"), *schema, h);
+  EXPECT_THAT(other, HasSubstr(R"("name": ["Al", {"x": 1}], "user_id": "u1")"));
+  EXPECT_THAT(other, Not(HasSubstr("a@b")));
+}
+
 TEST(MaskJsonTextTest, MasksALabelsEntityValueWhenItsKeyIsPii) {
   auto schema = TestSchema();
   PiiHasher h("k");
