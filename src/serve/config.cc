@@ -58,6 +58,48 @@ absl::StatusOr<ModelRef> ParseModel(const core::ConfigNode& n, const std::string
   return m;
 }
 
+constexpr int64_t kYearSeconds = 366 * 86400;
+
+// What the server writes must be files of their own: a journal that is the
+// store's database moved every stored decision out of it at the next
+// start, and a dead-letter file that is the schema broke the next start.
+// Compared as the paths resolve (symbolic links followed where they exist).
+absl::Status CheckPathsApart(const core::ConfigNode& root, const ServeConfig& c) {
+  struct Named {
+    std::string key;
+    std::string path;
+    bool written;
+  };
+  std::vector<Named> paths = {
+      {"store", c.store.substr(7), true},   {"journal", c.journal, true},
+      {"dead_letter", c.dead_letter, true}, {"event_log", c.event_log_dir, true},
+      {"schema", c.schema, false},          {"features", c.features, false},
+      {"policy", c.policy, false}};
+  if (!c.keys_file.empty()) paths.push_back({"keys_file", c.keys_file, true});
+  if (!c.tls_cert.empty()) paths.push_back({"tls.cert", c.tls_cert, false});
+  if (!c.tls_key.empty()) paths.push_back({"tls.key", c.tls_key, false});
+  paths.push_back({"the config itself", c.file, false});
+  for (Named& n : paths) {
+    std::error_code ec;
+    fs::path canon = fs::weakly_canonical(fs::path(n.path), ec);
+    n.path = (ec ? fs::path(n.path).lexically_normal() : canon).string();
+  }
+  for (size_t i = 0; i < paths.size(); ++i) {
+    for (size_t j = i + 1; j < paths.size(); ++j) {
+      const Named& a = paths[i];
+      const Named& b = paths[j];
+      if (!(a.written || b.written) || a.path != b.path) continue;
+      const Named& w = a.written ? a : b;
+      const Named& o = a.written ? b : a;
+      const core::ConfigNode at = root[w.key == "event_log" ? "event_log" : w.key];
+      return (at.IsDefined() ? at : root)
+          .Error(StrCat(w.key, " and ", o.key, " are the same file (", w.path, "): vigil writes ",
+                        w.key, ", so each needs a file of its own"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ParseListen(std::string_view text, std::string* host, int* port) {
@@ -161,20 +203,24 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
         {"dir", "rotate_mb", "rotate_daily", "sync_ms", "save_state_s", "save_timeout_s"}));
     VIGIL_ASSIGN_OR_RETURN(c.event_log_dir, log.GetString("dir", c.event_log_dir));
     VIGIL_ASSIGN_OR_RETURN(int64_t mb, log.GetInt("rotate_mb", c.event_log_rotate_bytes >> 20));
-    if (mb < 1) return log["rotate_mb"].Error("rotate_mb must be at least 1");
+    if (mb < 1 || mb > (int64_t{1} << 20))
+      return log["rotate_mb"].Error("rotate_mb must be in 1..1048576 (1 TiB)");
     c.event_log_rotate_bytes = mb << 20;
     VIGIL_ASSIGN_OR_RETURN(c.event_log_rotate_daily, log.GetBool("rotate_daily", true));
     VIGIL_ASSIGN_OR_RETURN(c.event_log_sync_ms, log.GetInt("sync_ms", c.event_log_sync_ms));
-    if (c.event_log_sync_ms < 0) return log["sync_ms"].Error("sync_ms must be >= 0 (0: never fsync)");
+    if (c.event_log_sync_ms < 0 || c.event_log_sync_ms > 3'600'000)
+      return log["sync_ms"].Error("sync_ms must be in 0..3600000 (an hour; 0: never fsync)");
     VIGIL_ASSIGN_OR_RETURN(c.event_log_save_state_s, log.GetInt("save_state_s", c.event_log_save_state_s));
-    if (c.event_log_save_state_s < 0) {
-      return log["save_state_s"].Error("save_state_s must be >= 0 (0: save the state only at a clean stop)");
+    if (c.event_log_save_state_s < 0 || c.event_log_save_state_s > kYearSeconds) {
+      return log["save_state_s"].Error(
+          "save_state_s must be in 0..31622400 (a year; 0: save the state only at a clean stop)");
     }
     VIGIL_ASSIGN_OR_RETURN(c.event_log_save_timeout_s,
                            log.GetInt("save_timeout_s", c.event_log_save_timeout_s));
-    if (c.event_log_save_timeout_s < 0) {
+    if (c.event_log_save_timeout_s < 0 || c.event_log_save_timeout_s > kYearSeconds) {
       return log["save_timeout_s"].Error(
-          "save_timeout_s must be >= 0 (0: three times save_state_s, and at least 60)");
+          "save_timeout_s must be in 0..31622400 (a year; 0: three times save_state_s, and at "
+          "least 60)");
     }
   }
   c.event_log_dir = Resolve(c.dir, c.event_log_dir);
@@ -218,11 +264,12 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     if (x.threads < 1 || x.threads > 64) return l["threads"].Error("threads must be in 1..64");
     if (x.recent_decisions < 0) return l["recent_decisions"].Error("recent_decisions must be >= 0");
     if (x.queue_capacity < 1) return l["queue_capacity"].Error("queue_capacity must be at least 1");
-    if (x.max_ahead_of_clock_s < 0 || x.max_ahead_of_clock_s > 366 * 86400) {
+    if (x.max_ahead_of_clock_s < 0 || x.max_ahead_of_clock_s > kYearSeconds) {
       return l["max_ahead_of_clock_s"].Error(
           "max_ahead_of_clock_s must be in 0..31622400 (a year; 0 = off)");
     }
   }
+  VIGIL_RETURN_IF_ERROR(CheckPathsApart(root, c));
   return c;
 }
 

@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
+#include "core/strings.h"
 #include "core/testing/temp_dir.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -185,14 +187,54 @@ TEST_F(ConfigTest, RefusesLimitsOutOfRangeAndAStoreItCannotOpen) {
   EXPECT_THAT(Msg(Error("reasons: 33\n")), HasSubstr("reasons must be in 0..32"));
   EXPECT_THAT(Msg(Error("store: postgres://db\n")), HasSubstr("supported is sqlite:PATH"));
   EXPECT_THAT(Msg(Error("store: \"sqlite:\"\n")), HasSubstr("needs a path"));
-  EXPECT_THAT(Msg(Error("event_log: {rotate_mb: 0}\n")), HasSubstr("rotate_mb must be at least 1"));
-  EXPECT_THAT(Msg(Error("event_log: {sync_ms: -5}\n")), HasSubstr("sync_ms must be >= 0"));
-  EXPECT_THAT(Msg(Error("event_log: {save_state_s: -1}\n")), HasSubstr("save_state_s must be >= 0"));
+  // Too large as well as too small: seconds and megabytes that would wrap
+  // round once multiplied (a save every 0.3 s for "585 years").
+  for (const char* bad : {"0", "8796093022208", "1048577"}) {
+    EXPECT_THAT(Msg(Error(StrCat("event_log: {rotate_mb: ", bad, "}\n"))),
+                HasSubstr("rotate_mb must be in 1..1048576"))
+        << bad;
+  }
+  EXPECT_TRUE(Error("event_log: {rotate_mb: 1048576}\n").ok());
+  EXPECT_THAT(Msg(Error("event_log: {sync_ms: -5}\n")), HasSubstr("sync_ms must be in 0..3600000"));
+  for (const char* bad : {"-1", "18446744074", "31622401"}) {
+    EXPECT_THAT(Msg(Error(StrCat("event_log: {save_state_s: ", bad, "}\n"))),
+                HasSubstr("save_state_s must be in 0..31622400"))
+        << bad;
+    EXPECT_THAT(Msg(Error(StrCat("event_log: {save_timeout_s: ", bad, "}\n"))),
+                HasSubstr("save_timeout_s must be in 0..31622400"))
+        << bad;
+  }
   EXPECT_THAT(Msg(Error("limits: {max_ahead_of_clock_s: -1}\n")),
               HasSubstr("max_ahead_of_clock_s must be in 0..31622400"));
-  EXPECT_THAT(Msg(Error("event_log: {save_timeout_s: -1}\n")),
-              HasSubstr("save_timeout_s must be >= 0"));
   EXPECT_THAT(Msg(Error("listen: localhost\n")), HasSubstr("expected HOST:PORT"));
+}
+
+// What the server writes may not be another of its files: a journal that
+// is the store moved the stored decisions out of it at the next start.
+TEST_F(ConfigTest, RefusesAWrittenFileThatIsAnotherOfItsFiles) {
+  const std::string ex = Example();
+  const std::string d = dir_.string();
+  struct Case {
+    std::string yaml, message;
+  };
+  const std::vector<Case> cases = {
+      {"store: sqlite:var/vigil.db\njournal: var/vigil.db\n",
+       "store and journal are the same file"},
+      {"store: sqlite:var/vigil.db\njournal: ./var/../var/vigil.db\n",
+       "store and journal are the same file"},
+      {"dead_letter: " + ex + "/schema.yaml\n", "dead_letter and schema are the same file"},
+      {"journal: x.jsonl\ndead_letter: x.jsonl\n", "journal and dead_letter are the same file"},
+      {"keys_file: vigil.yaml\n", "keys_file and the config itself are the same file"},
+      {"event_log: {dir: var}\njournal: var\n", "journal and event_log are the same file"},
+      {"dead_letter: " + ex + "/policy.yaml\n", "vigil.yaml:4:"},
+  };
+  for (const Case& c : cases) EXPECT_THAT(Msg(Error(c.yaml)), HasSubstr(c.message)) << c.yaml;
+  // Through a symbolic link too.
+  fs::create_directories(dir_ / "var");
+  fs::create_symlink(dir_ / "var", dir_ / "link");
+  EXPECT_THAT(Msg(Error("store: sqlite:var/vigil.db\njournal: link/vigil.db\n")),
+              HasSubstr("store and journal are the same file"));
+  EXPECT_TRUE(Error("store: sqlite:var/vigil.db\njournal: var/journal.jsonl\n").ok());
 }
 
 TEST(ParseListenTest, SplitsHostAndPortAndRefusesABadPort) {
