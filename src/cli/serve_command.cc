@@ -176,6 +176,15 @@ int RunKeysCreate(const KeysArgs& a) {
     std::fprintf(stderr, "vigil keys: --role %s: one of score, label, admin\n", a.role.c_str());
     return kExitError;
   }
+  // One line per key in the keys file: a line break in the name would make
+  // it two, and the file unreadable at the next start.
+  if (std::any_of(a.name.begin(), a.name.end(),
+                  [](char c) { return (c >= 0 && c < 0x20) || c == 0x7f; })) {
+    std::fprintf(
+        stderr,
+        "vigil keys: --name may not hold a line break, a tab or another control character\n");
+    return kExitError;
+  }
   auto key = serve::NewApiKey();
   if (!key.ok()) {
     PrintError("keys", key.status());
@@ -411,10 +420,13 @@ Runner AddKeysCommand(CLI::App& app) {
   create->add_option("--config", a->config, "vigil.yaml (keys go to its keys_file, else its store)")->required();
   create->add_option("--role", a->role, "score, label or admin")->required();
   create->add_option("--name", a->name, "a note kept beside the hash (who or what uses it)");
-  cmd->footer(
-      "Example:\n"
-      "  vigil keys create --config vigil.yaml --role score --name checkout\n"
-      "  KEY=$(vigil keys create --config vigil.yaml --role admin 2>/dev/null)");
+  for (CLI::App* c : {cmd, create}) {
+    c->footer(
+        "Example:\n"
+        "  vigil keys create --config vigil.yaml --role score --name checkout\n"
+        "  KEY=$(vigil keys create --config vigil.yaml --role admin 2>/dev/null)\n"
+        "Exit status: 0 the key was stored and printed, 2 a usage, configuration or I/O error.");
+  }
   return [a] { return RunKeysCreate(*a); };
 }
 

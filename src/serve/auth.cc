@@ -8,8 +8,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "core/file.h"
 #include "core/strings.h"
@@ -75,6 +77,11 @@ std::string KeyHash(std::string_view key) {
 
 absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path) {
   std::vector<store::KeyRow> rows;
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::FailedPreconditionError(
+        StrCat("cannot read the keys file ", path, ": it is a directory"));
+  }
   std::ifstream in(path);
   if (!in) {
     // A missing file is told apart from one that cannot be read: only the
@@ -88,9 +95,11 @@ absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path)
   }
   std::string line;
   int no = 0;
+  absl::flat_hash_map<std::string, int> line_of;  // hash -> its line
   while (std::getline(in, line)) {
     ++no;
     std::string_view l = line;
+    if (no == 1) l = StripUtf8Bom(l);
     while (!l.empty() && (l.back() == '\r' || l.back() == ' ')) l.remove_suffix(1);
     if (l.empty() || l[0] == '#') continue;
     size_t a = l.find(' ');
@@ -103,6 +112,11 @@ absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path)
     unsigned char tmp[32];
     if (!FromHex(r.sha256_hex, tmp)) return absl::InvalidArgumentError(StrCat(path, ":", no, ": the key hash must be 64 lowercase hex digits"));
     if (!ParseRole(r.role)) return absl::InvalidArgumentError(StrCat(path, ":", no, ": role '", r.role, "': score, label or admin"));
+    // One key, one role: which line would win is not for the file's order to say.
+    if (auto [it, added] = line_of.try_emplace(r.sha256_hex, no); !added) {
+      return absl::InvalidArgumentError(StrCat(path, ":", no, ": the key hash of line ", it->second,
+                                               " again; a key has one line"));
+    }
     rows.push_back(std::move(r));
   }
   // A read error (a folder, an I/O error) must not pass for the end of the
@@ -113,9 +127,17 @@ absl::StatusOr<std::vector<store::KeyRow>> ReadKeysFile(const std::string& path)
 }
 
 absl::Status AppendKeysFile(const std::string& path, const store::KeyRow& row) {
-  FILE* f = std::fopen(path.c_str(), "a");
-  if (!f) return absl::NotFoundError(StrCat("cannot open the keys file ", path, " for appending"));
-  std::string line = StrCat(row.sha256_hex, " ", row.role, row.name.empty() ? "" : " ", row.name, "\n");
+  FILE* f = std::fopen(path.c_str(), "a+");
+  if (!f) {
+    return absl::FailedPreconditionError(
+        StrCat("cannot open the keys file ", path, " for appending: ", std::strerror(errno)));
+  }
+  // A file edited by hand may lack its last line break: the new key gets a
+  // line of its own, not the end of the last one's name.
+  bool newline_first = false;
+  if (std::fseek(f, -1, SEEK_END) == 0) newline_first = std::fgetc(f) != '\n';
+  std::string line = StrCat(newline_first ? "\n" : "", row.sha256_hex, " ", row.role,
+                            row.name.empty() ? "" : " ", row.name, "\n");
   bool ok = std::fwrite(line.data(), 1, line.size(), f) == line.size();
   ok = std::fclose(f) == 0 && ok;
   if (!ok) return absl::DataLossError(StrCat("cannot write the keys file ", path));

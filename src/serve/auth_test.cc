@@ -96,6 +96,7 @@ TEST_F(KeysFileTest, AFileThatCannotBeReadIsAnErrorNotAnEmptyKeySet) {
   EXPECT_FALSE(s.ok());
   EXPECT_FALSE(absl::IsNotFound(s)) << s;
   EXPECT_THAT(Msg(s), HasSubstr("cannot read the keys file " + path));
+  EXPECT_THAT(Msg(s), HasSubstr("it is a directory"));
 }
 
 TEST_F(KeysFileTest, NamesTheLineOfAMalformedKey) {
@@ -113,13 +114,34 @@ TEST_F(KeysFileTest, NamesTheLineOfAMalformedKey) {
 
   std::string upper = KeyHash("vk_b");
   for (char& c : upper) c = static_cast<char>(std::toupper(c));
-  Write(good + good + upper + " score\n");
+  Write(good + KeyHash("vk_c") + " label\n" + upper + " score\n");
   EXPECT_THAT(Msg(ReadKeysFile(path_).status()), HasSubstr(path_ + ":3:"));
+
+  // One key, one line: a second role for it is not for the order to settle.
+  Write(good + KeyHash("vk_c") + " label\n" + KeyHash("vk_a") + " admin\n");
+  s = ReadKeysFile(path_).status();
+  EXPECT_THAT(Msg(s), HasSubstr(path_ + ":3: the key hash of line 1 again"));
 
   Write(good + KeyHash("vk_b") + " root\n");
   s = ReadKeysFile(path_).status();
   EXPECT_THAT(Msg(s), HasSubstr(path_ + ":2:"));
   EXPECT_THAT(Msg(s), HasSubstr("role 'root'"));
+}
+
+// A file edited by hand: a BOM before the first line is no part of the
+// hash, and a last line without its line break keeps its name when a key is
+// appended.
+TEST_F(KeysFileTest, ReadsAHandEditedFileAndAppendsOnALineOfItsOwn) {
+  Write("\xEF\xBB\xBF" + KeyHash("vk_a") + " score checkout");
+  store::KeyRow b{.sha256_hex = KeyHash("vk_b"), .role = "admin", .name = ""};
+  ASSERT_TRUE(AppendKeysFile(path_, b).ok());
+  auto rows = ReadKeysFile(path_);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].sha256_hex, KeyHash("vk_a"));
+  EXPECT_EQ((*rows)[0].name, "checkout");
+  EXPECT_EQ((*rows)[1].sha256_hex, KeyHash("vk_b"));
+  EXPECT_EQ((*rows)[1].role, "admin");
 }
 
 TEST_F(KeysFileTest, AppendingToAnUnwritablePlaceFailsNamingIt) {

@@ -743,7 +743,14 @@ def test_config():
         r = subprocess.run([VIGIL, "serve", "--config", os.path.join(EX, "vigil.yaml"), "--check"],
                            capture_output=True, text=True, env=ENV)
         check(r.returncode == 0, f"the exchange example: {r.stderr}")
-        print("ok: configuration errors name file:line; the exchange example checks")
+        # A key's name is one line of the keys file: a line break is refused.
+        open(cfg, "w").write(f"schema: {EX}/schema.yaml\nfeatures: {EX}/features.yaml\npolicy: {EX}/policy.yaml\n"
+                             f"store: sqlite:{work}/v.db\nkeys_file: {work}/keys.txt\n")
+        r = subprocess.run([VIGIL, "keys", "create", "--config", cfg, "--role", "admin", "--name", "ops\nteam"],
+                           capture_output=True, text=True, env=ENV)
+        check(r.returncode == 2 and "line break" in r.stderr and r.stdout == "" and
+              not os.path.exists(os.path.join(work, "keys.txt")), f"a name with a line break: {r.returncode} {r.stderr}")
+        print("ok: configuration errors name file:line; the exchange example checks; a key's name is one line")
 
 
 # ------------------------------------------------------------------ decide
