@@ -1,5 +1,6 @@
 #include "serve/config.h"
 
+#include <cctype>
 #include <filesystem>
 
 #include "core/config.h"
@@ -54,7 +55,13 @@ absl::StatusOr<ModelRef> ParseModel(const core::ConfigNode& n, const std::string
   // A missing bundle is the engine's to report: at start it refuses to
   // start, at a reload the model keeps its last good version.
   m.bundle = Resolve(dir, m.bundle);
-  if (m.name.empty()) m.name = fs::path(m.bundle).filename().string();
+  const bool named = !m.name.empty();
+  if (!named) m.name = ModelNameOfBundle(m.bundle);
+  if (const std::string why = BadModelName(m.name); !why.empty()) {
+    return (named ? n["name"] : n)
+        .Error(StrCat(
+            why, named ? "" : " (a model takes its bundle's folder name unless it has a name:)"));
+  }
   return m;
 }
 
@@ -101,6 +108,24 @@ absl::Status CheckPathsApart(const core::ConfigNode& root, const ServeConfig& c)
 }
 
 }  // namespace
+
+std::string ModelNameOfBundle(const std::string& bundle) {
+  fs::path p = fs::path(bundle).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+std::string BadModelName(std::string_view name) {
+  if (name.empty()) return "a model needs a name";
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
+      return StrCat("model name '", name,
+                    "': letters, digits, '.', '_' and '-' only (it shows as name@version in "
+                    "decisions and /metrics)");
+    }
+  }
+  return "";
+}
 
 absl::Status ParseListen(std::string_view text, std::string* host, int* port) {
   size_t colon = text.rfind(':');

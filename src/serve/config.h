@@ -25,6 +25,13 @@ struct ModelRef {
   std::string where;   // file:line:col of its declaration
 };
 
+// The name a bundle gets when none is given: its folder's (or file's) name,
+// a trailing slash or not ("models/w1/" is w1).
+std::string ModelNameOfBundle(const std::string& bundle);
+// Why `name` cannot name a model (it shows in decisions and /metrics as
+// name@version: letters, digits, '.', '_' and '-'), or "" when it can.
+std::string BadModelName(std::string_view name);
+
 struct TypeModels {
   std::string event_type;
   ModelRef champion;

@@ -160,6 +160,25 @@ TEST_F(ConfigTest, RefusesTwoModelsOfATypeWithOneName) {
   EXPECT_THAT(Msg(s), HasSubstr("two models of deposit are named 'y'"));
 }
 
+// A model shows as name@version: a bundle path with a trailing slash is
+// named after its folder, and a name that would make name@version
+// ambiguous, or is empty, is refused.
+TEST_F(ConfigTest, NamesAModelAfterItsFolderAndRefusesANameThatCannotShow) {
+  const std::string m = Example() + "/model";
+  auto c = LoadServeConfig(Write("models:\n  deposit: " + m + "/\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->models[0].champion.name, "model");
+  EXPECT_EQ(ModelNameOfBundle("a/b//"), "b");
+  EXPECT_EQ(ModelNameOfBundle("w1"), "w1");
+  for (const char* name : {"'a b'", "x@y", "'a\"b'"}) {
+    absl::Status s = Error("models:\n  deposit: {champion: {name: " + std::string(name) +
+                           ", bundle: " + m + "}}\n");
+    EXPECT_THAT(Msg(s), HasSubstr("vigil.yaml:5:")) << name;
+    EXPECT_THAT(Msg(s), HasSubstr("letters, digits, '.', '_' and '-' only")) << name;
+  }
+  EXPECT_THAT(Msg(Error("models:\n  deposit: /\n")), HasSubstr("a model needs a name"));
+}
+
 // Decisions and the admin API tell models apart by name: a challenger named
 // as its champion would be reported as the champion.
 TEST_F(ConfigTest, RefusesAChallengerNamedAsItsChampion) {

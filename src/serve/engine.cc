@@ -848,8 +848,11 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
     serve::ModelRef champion = tm.champion;
     if (!options.model_override.empty()) {
       champion.bundle = options.model_override;
-      champion.name = fs::path(options.model_override).filename().string();
+      champion.name = serve::ModelNameOfBundle(options.model_override);
       champion.where = "--model";
+      if (const std::string why = serve::BadModelName(champion.name); !why.empty()) {
+        return absl::InvalidArgumentError(StrCat("--model ", options.model_override, ": ", why));
+      }
     }
     t.champion_name = champion.name;
     VIGIL_ASSIGN_OR_RETURN(t.champion, load(champion, type));
