@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -231,7 +232,10 @@ EventLog::EventLog(EventLogOptions options) : options_(std::move(options)) {
   if (!options_.now_ms) options_.now_ms = [] { return core::WallNowMs(); };
 }
 
-EventLog::~EventLog() { Close().IgnoreError(); }
+EventLog::~EventLog() {
+  Close().IgnoreError();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // (an Open that failed after taking it)
+}
 
 absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(EventLogOptions options) {
   if (options.dir.empty()) return absl::InvalidArgumentError("event log: no directory given");
@@ -254,6 +258,24 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(EventLogOptions options
         ec.value(), StrCat(options.dir, ": cannot create the event log directory: ", ec.message()));
   }
   auto log = std::unique_ptr<EventLog>(new EventLog(std::move(options)));
+  // One writer per log: two servers on one folder would interleave their
+  // events in one stream that neither saw (and each save a state of half).
+  const std::string lock_path = StrCat(log->options_.dir, "/.", log->options_.prefix, ".lock");
+  log->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (log->lock_fd_ < 0) {
+    const int err = errno;
+    return ErrnoStatus(err,
+                       StrCat(lock_path, ": cannot open the event log's lock: ", strerror(err)));
+  }
+  if (::flock(log->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(
+          StrCat("event log ", log->options_.dir, ": in use by another process (", lock_path,
+                 " is locked); each server needs an event log folder of its own"));
+    }
+    return ErrnoStatus(err, StrCat(lock_path, ": cannot lock the event log: ", strerror(err)));
+  }
   VIGIL_ASSIGN_OR_RETURN(std::vector<LogName> names,
                          ListNames(log->options_.dir, log->options_.prefix));
   int64_t max_seq = 0;
@@ -415,6 +437,8 @@ absl::Status EventLog::Close() {
     absl::Status synced = syncer_->Stop();
     if (st.ok() && !synced.ok()) st = Fail(synced);
   }
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock: another may write the log now
+  lock_fd_ = -1;
   return st;
 }
 

@@ -212,6 +212,24 @@ TEST(EventLogTest, ReopeningAppendsToANewFileAndKeepsTheOldOnes) {
   EXPECT_EQ(all, "first\nsecond\n");
 }
 
+// Two servers on one folder would interleave their events into a stream
+// neither saw: the second is refused while the first holds the log.
+TEST(EventLogTest, ASecondWriterOfTheSameLogIsRefusedUntilTheFirstCloses) {
+  TempDir dir;
+  FakeClock clock{Ms("2024-03-05T06:07:08Z")};
+  auto first = EventLog::Open(Options(dir, &clock));
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = EventLog::Open(Options(dir, &clock));
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("in use by another process"));
+  ASSERT_TRUE((*first)->Close().ok());  // Close lets the log go
+  auto third = EventLog::Open(Options(dir, &clock));
+  ASSERT_TRUE(third.ok()) << third.status();
+  ASSERT_TRUE((*third)->Append("x").ok());
+  ASSERT_TRUE((*third)->Close().ok());
+  EXPECT_EQ((*third)->Files().size(), 2u);  // the lock file is not one of them
+}
+
 TEST(EventLogTest, RejectsALineHoldingANewline) {
   TempDir dir;
   FakeClock clock{Ms("2024-03-05T06:07:08Z")};
