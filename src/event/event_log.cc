@@ -260,21 +260,23 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(EventLogOptions options
   auto log = std::unique_ptr<EventLog>(new EventLog(std::move(options)));
   // One writer per log: two servers on one folder would interleave their
   // events in one stream that neither saw (and each save a state of half).
-  const std::string lock_path = StrCat(log->options_.dir, "/.", log->options_.prefix, ".lock");
-  log->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  // The lock is on the folder itself: no file to create (and no inode to
+  // find on a full disk), nothing left behind.
+  const std::string& dir = log->options_.dir;
+  log->lock_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (log->lock_fd_ < 0) {
     const int err = errno;
-    return ErrnoStatus(err,
-                       StrCat(lock_path, ": cannot open the event log's lock: ", strerror(err)));
+    return ErrnoStatus(err, StrCat(dir, ": cannot open the event log directory: ", strerror(err)));
   }
   if (::flock(log->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(
-          StrCat("event log ", log->options_.dir, ": in use by another process (", lock_path,
-                 " is locked); each server needs an event log folder of its own"));
+      return absl::FailedPreconditionError(StrCat("event log ", dir,
+                                                  ": in use by another process (it holds the "
+                                                  "folder's lock); each server needs an event log "
+                                                  "folder of its own"));
     }
-    return ErrnoStatus(err, StrCat(lock_path, ": cannot lock the event log: ", strerror(err)));
+    return ErrnoStatus(err, StrCat(dir, ": cannot lock the event log directory: ", strerror(err)));
   }
   VIGIL_ASSIGN_OR_RETURN(std::vector<LogName> names,
                          ListNames(log->options_.dir, log->options_.prefix));

@@ -72,8 +72,8 @@ struct EventLogOptions {
 class EventLog {
  public:
   // Creates the directory if needed and opens a new file in it. One
-  // EventLog per directory and prefix at a time, across processes (a lock
-  // file, .<prefix>.lock): FailedPrecondition while another holds it.
+  // EventLog per directory at a time, across processes (a flock on the
+  // directory): FailedPrecondition while another holds it.
   // InvalidArgument for bad options; the OS's reason with the path
   // (PermissionDenied, NotFound, Unavailable) when the directory or the file
   // cannot be created.
@@ -120,7 +120,7 @@ class EventLog {
   class Syncer;
 
   EventLogOptions options_;
-  int lock_fd_ = -1;  // holds the flock on <dir>/.<prefix>.lock
+  int lock_fd_ = -1;  // the directory, holding its flock
   int fd_ = -1;
   std::string path_;
   std::string buffer_;

@@ -227,7 +227,7 @@ TEST(EventLogTest, ASecondWriterOfTheSameLogIsRefusedUntilTheFirstCloses) {
   ASSERT_TRUE(third.ok()) << third.status();
   ASSERT_TRUE((*third)->Append("x").ok());
   ASSERT_TRUE((*third)->Close().ok());
-  EXPECT_EQ((*third)->Files().size(), 2u);  // the lock file is not one of them
+  EXPECT_EQ((*third)->Files().size(), 2u);
 }
 
 TEST(EventLogTest, RejectsALineHoldingANewline) {
