@@ -1054,7 +1054,11 @@ void Engine::Impl::Reject(std::string_view raw, Decision* out) {
     r.line_no = records;
     r.event_id = out->event_id;
     r.violations = violations;
-    r.raw = event::MaskJsonText(raw, rec.type, *schema, *hasher);
+    // Cut as the readers cut a record (RejectBody).
+    const size_t max = static_cast<size_t>(schema->max_record_bytes);
+    r.raw_truncated = raw.size() > max;
+    r.raw =
+        event::MaskJsonText(r.raw_truncated ? raw.substr(0, max) : raw, rec.type, *schema, *hasher);
     r.raw_bytes = raw.size();
     WriteDeadLetter(r);
   }
@@ -1488,6 +1492,20 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   out->holdout = false;
   out->error.clear();
   out->http_status = 200;
+
+  // The event log is read back (at a restart, by backfill) with the
+  // schema's max_record_bytes: an event longer than that as posted (its
+  // logged line, minified, is no longer) would be acknowledged here and
+  // refused there.
+  if (event_json.size() > static_cast<size_t>(m.schema->max_record_bytes)) {
+    m.violations.assign(
+        1, event::Violation{event::Rule::kRecordTooLarge, "", StrCat(event_json.size()),
+                            StrCat("the event is ", event_json.size(), " bytes; the limit is ",
+                                   m.schema->max_record_bytes, " (limits.max_record_bytes)")});
+    m.rec.type = nullptr;
+    m.Reject(event_json, out);
+    return absl::OkStatus();
+  }
 
   // simdjson reads up to 64 bytes past the end: a padded copy.
   m.buf.assign(event_json);

@@ -1573,6 +1573,39 @@ std::string Deposit(int64_t id, int user, int64_t t) {
   return ev.dump();
 }
 
+// The event log is read back with the schema's max_record_bytes (16384 in
+// the example): an event longer than that is refused as the readers refuse
+// it, not acknowledged and then skipped at the next start, and an event
+// refused for another reason is dead-lettered cut at that length too.
+TEST_F(EngineTest, AnEventOverMaxRecordBytesIsRefusedAndDeadLettersAreCut) {
+  auto engine = Open(ExampleConfig(), /*offline=*/false);
+  ASSERT_NE(engine, nullptr);
+  Json ev = Json::parse(Deposit(300000007, 3000007, 0));
+  ev["padding_for_the_test"] = std::string(20000, 'x');  // unknown: refused, and over the limit
+  Decision d;
+  ASSERT_TRUE(engine->Decide(ev.dump(), &d).ok());
+  EXPECT_EQ(d.http_status, 400) << d.json;
+  EXPECT_EQ(Json::parse(d.json)["violations"][0]["rule"], "record_too_large") << d.json;
+  // Under the limit, but refused: its dead letter is whole.
+  Json small = Json::parse(Deposit(300000008, 3000008, 0));
+  small["padding_for_the_test"] = "x";
+  ASSERT_TRUE(engine->Decide(small.dump(), &d).ok());
+  EXPECT_EQ(d.http_status, 400) << d.json;
+  // Over it once pretty-printed: the text as posted counts.
+  const std::string pretty = Json::parse(Deposit(300000009, 3000009, 0)).dump(4000);
+  ASSERT_GT(pretty.size(), 16384u);
+  ASSERT_TRUE(engine->Decide(pretty, &d).ok());
+  EXPECT_EQ(d.http_status, 400) << d.json.substr(0, 300);
+  const std::vector<Json> dead = DeadLetters(dir_ / "var" / "dead-letter.jsonl");
+  ASSERT_EQ(dead.size(), 3u);
+  EXPECT_EQ(dead[0]["rule"], "record_too_large");
+  EXPECT_EQ(dead[0]["raw"].get<std::string>().size(), 16384u);
+  EXPECT_EQ(dead[0]["raw_truncated"], true);
+  EXPECT_EQ(dead[0]["raw_bytes"], ev.dump().size());
+  EXPECT_FALSE(dead[1].contains("raw_truncated")) << dead[1];
+  EXPECT_EQ(engine->Stats().decided, 0);
+}
+
 std::string ChargebackOn(int64_t id, int64_t target, int64_t t) {
   Json ev = SampleEvent(28);
   ev["event_id"] = EventId(id);
