@@ -208,8 +208,11 @@ class Engine {
   // its raw text (pii masked, cut at the schema's max_record_bytes). Counted
   // in Stats().dead_letters (or dead_letters_dropped); not an event, so not
   // in `events` or `rejected`. Nothing offline (no dead-letter file).
+  // `not_a_label`: an element of a POST /v1/labels body that is no label
+  // event, written as one dead letter of rule unknown_event_type instead.
   // Thread-safety: as Decide (one thread at a time, not during a Decide).
-  void RejectBody(std::string_view body, std::string_view source, std::string_view reason);
+  void RejectBody(std::string_view body, std::string_view source, std::string_view reason,
+                  bool not_a_label = false);
 
   // The stored decision of `event_id` (JSON, features included) with exact
   // TreeSHAP reasons added when its model is loaded; NotFound if none.

@@ -211,7 +211,8 @@ struct Engine::Impl {
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
   // Engine::RejectBody.
-  void RejectBody(std::string_view body, std::string_view source, std::string_view reason);
+  void RejectBody(std::string_view body, std::string_view source, std::string_view reason,
+                  bool not_a_label);
   // REQUIRES: `dead` is open.
   void WriteDeadLetter(const event::Rejection& r);
   // A label event from a caller that may not label: 403, not applied, not
@@ -1075,12 +1076,13 @@ void Engine::Impl::WriteDeadLetter(const event::Rejection& r) {
 }
 
 void Engine::Impl::RejectBody(std::string_view body, std::string_view source,
-                              std::string_view reason) {
+                              std::string_view reason, bool not_a_label) {
   if (!dead) return;
   event::Rejection r;
   r.file = std::string(source);
-  r.violations.push_back(event::Violation{event::Rule::kMalformedJson, std::string(), std::string(),
-                                          std::string(reason)});
+  r.violations.push_back(
+      event::Violation{not_a_label ? event::Rule::kUnknownEventType : event::Rule::kMalformedJson,
+                       not_a_label ? "event_type" : "", std::string(), std::string(reason)});
   // Cut as the readers cut a record (before masking, which sees a cut value
   // as a value all the same); a body is at most limits.max_body_bytes.
   const size_t max = static_cast<size_t>(std::max<int64_t>(schema->max_record_bytes, 0));
@@ -1665,8 +1667,9 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   return absl::OkStatus();
 }
 
-void Engine::RejectBody(std::string_view body, std::string_view source, std::string_view reason) {
-  impl_->RejectBody(body, source, reason);
+void Engine::RejectBody(std::string_view body, std::string_view source, std::string_view reason,
+                        bool not_a_label) {
+  impl_->RejectBody(body, source, reason, not_a_label);
 }
 
 absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {

@@ -544,6 +544,14 @@ struct HttpServer::Impl {
       if (labels && !IsLabelEvent(ev)) {
         status = 400;
         answer = ErrorJson("not_a_label", "POST /v1/labels takes events with \"event_type\": \"label\"");
+        // A 400 is dead-lettered, this one too (not an event of this
+        // endpoint, so not decided: not in Decide's counts).
+        std::lock_guard<std::mutex> lock(decide_mu);
+        engine->RejectBody(ev, "POST /v1/labels",
+                           StrCat("element ", i,
+                                  " is not a label event: POST /v1/labels takes events with "
+                                  "\"event_type\": \"label\""),
+                           /*not_a_label=*/true);
       } else {
         status = DecideOne(ev, features, l.role != Role::kScore, &answer);
       }

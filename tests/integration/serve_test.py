@@ -1205,8 +1205,18 @@ def test_dead_letters():
               and doc["results"][0]["answer"]["violations"][0]["rule"] == "invalid_utf8",
               f"a label not UTF-8: {st} {doc}")
         check(dead()[-1]["event_id"] == "e810000000014", f"the label not UTF-8: dead letter {dead()[-1]}")
+        # An element of a label body that is no label: 400 not_a_label, and
+        # dead-lettered like every 400.
+        st, doc = s.request("POST", "/v1/labels", "[" + json.dumps(dict(ev, event_id="e810000000015")) + "]",
+                            key="label")
+        check(st == 200 and doc["results"][0]["status"] == 400
+              and doc["results"][0]["answer"]["error"] == "not_a_label", f"a deposit among labels: {st} {doc}")
+        last = dead()[-1]
+        check(last["rule"] == "unknown_event_type" and last["file"] == "POST /v1/labels"
+              and "e810000000015" in last["raw"] and "not a label event" in last["reason"],
+              f"the deposit among labels: dead letter {last}")
         st, metrics = s.request("GET", "/metrics", key="admin")
-        check(re.search(r"^vigil_dead_letters_total 8$", metrics, re.M),
+        check(re.search(r"^vigil_dead_letters_total 9$", metrics, re.M),
               "dead letters counted: " + "".join(l for l in metrics.splitlines(True) if "dead_letter" in l))
         s.stop()
         print("ok: invalid batch and label bodies dead-lettered whole; ids of events without a known type; "
