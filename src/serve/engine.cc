@@ -1913,7 +1913,8 @@ absl::Status Engine::Ready() const {
   struct statvfs fs_stat;
   const bool known = ::statvfs(m.config.event_log_dir.c_str(), &fs_stat) == 0;
   const uint64_t free_bytes = known ? static_cast<uint64_t>(fs_stat.f_bavail) * fs_stat.f_frsize : 0;
-  return serve::EventLogReadiness(stopped, known, free_bytes, error);
+  return serve::EventLogReadiness(stopped, known, free_bytes, error, known && fs_stat.f_files > 0,
+                                  known ? static_cast<uint64_t>(fs_stat.f_favail) : 0);
 }
 
 absl::Status Engine::SaveStateInBackground() { return impl_->SaveInBackground(); }

@@ -1074,6 +1074,13 @@ TEST(ReadinessTest, TheEventLogIsNotReadyWhenStoppedOrItsDiskIsFull) {
   EXPECT_THAT(Msg(full), HasSubstr("4096 bytes free"));
   EXPECT_TRUE(serve::EventLogReadiness(false, true, 2u << 20, err).ok());
   EXPECT_TRUE(serve::EventLogReadiness(false, false, 0, err).ok()) << "free space unknown: try";
+  // Bytes free but no inode: no new file can be made.
+  const absl::Status no_inode = serve::EventLogReadiness(false, true, 50u << 20, err, true, 0);
+  EXPECT_EQ(no_inode.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(Msg(no_inode), HasSubstr("no inode free"));
+  EXPECT_TRUE(serve::EventLogReadiness(false, true, 50u << 20, err, true, 3).ok());
+  EXPECT_TRUE(serve::EventLogReadiness(false, true, 50u << 20, err, false, 0).ok())
+      << "inodes not counted";
 }
 
 // --- restarts ---------------------------------------------------------------
