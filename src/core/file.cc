@@ -18,6 +18,11 @@ namespace vigil::core {
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(StrCat(path, ": cannot open: ", std::strerror(errno)));
+  // A folder opens, and reads as nothing: an empty list or spec, silently.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::FailedPreconditionError(StrCat(path, ": is a directory, not a file"));
+  }
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) return absl::DataLossError(StrCat(path, ": read error"));

@@ -68,5 +68,15 @@ TEST(WriteFileAtomicTest, StaleTemporariesOfDeadProcessesAreRemovedAndNothingEls
   }
 }
 
+// A folder opens and reads as nothing: said, not read as an empty file
+// (an empty list of deny-listed domains, silently).
+TEST(ReadFileTest, ADirectoryIsAnErrorNotAnEmptyFile) {
+  vigil::testing::TempDir dir;
+  auto got = ReadFile(dir.path());
+  ASSERT_FALSE(got.ok());
+  EXPECT_NE(std::string(got.status().message()).find("is a directory"), std::string::npos)
+      << got.status();
+}
+
 }  // namespace
 }  // namespace vigil::core

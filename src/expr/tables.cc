@@ -173,8 +173,8 @@ absl::StatusOr<Lists> Lists::Load(const core::ConfigNode& node) {
     }
     auto text = ReadFile(path);
     if (!text.ok()) {
-      return absl::NotFoundError(
-          StrCat(value.Where(), ": list '", name, "': cannot read '", path, "'"));
+      return absl::NotFoundError(StrCat(value.Where(), ": list '", name, "': cannot read '", path,
+                                        "' (", text.status().message(), ")"));
     }
     VIGIL_ASSIGN_OR_RETURN(StringSet set, ParseList(path, *text));
     VIGIL_RETURN_IF_ERROR(out.Put(name, std::move(set)));
@@ -335,8 +335,8 @@ absl::StatusOr<std::shared_ptr<const Table>> Table::FromConfig(std::string_view 
     const std::string path = Resolve(file.file(), path_text);
     auto text = ReadFile(path);
     if (!text.ok()) {
-      return absl::NotFoundError(
-          StrCat(file.Where(), ": table '", name, "': cannot read '", path, "'"));
+      return absl::NotFoundError(StrCat(file.Where(), ": table '", name, "': cannot read '", path,
+                                        "' (", text.status().message(), ")"));
     }
     int line_no = 0;
     const size_t want = t->kind_ == Kind::kPrefix ? 2 : 3;

@@ -768,7 +768,8 @@ const char* AggName(Agg a) {
 absl::StatusOr<std::shared_ptr<const FeatureSpec>> FeatureSpec::Load(
     const std::string& path, std::shared_ptr<const Schema> schema) {
   auto text = ReadFile(path);
-  if (!text.ok()) return absl::NotFoundError(StrCat(path, ": cannot open feature spec"));
+  if (!text.ok())
+    return absl::NotFoundError(StrCat("cannot open the feature spec: ", text.status().message()));
   return feature::Load(*text, path, DirOf(path), std::move(schema));
 }
 
