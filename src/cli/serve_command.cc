@@ -73,6 +73,16 @@ int RunServe(const ServeArgs& a) {
   }
   PrintConfigWarnings("serve", **engine);
   if (a.check) {
+    // What the start would refuse after the engine: the keys, TLS, the host.
+    monitor::Registry registry;
+    serve::Auth auth({config->limits.rate_per_key, config->limits.burst_per_key});
+    serve::HttpServer server(engine->get(), &auth, &registry, *config);
+    absl::Status s = serve::CheckStatePaths(*config);
+    if (s.ok()) s = server.Check(host);
+    if (!s.ok()) {
+      PrintError("serve", s);
+      return kExitError;
+    }
     nlohmann::json models = nlohmann::json::parse((*engine)->ModelsJson());
     std::fprintf(stderr, "serve: %s is valid: %zu features, policy %.12s\n", a.config.c_str(),
                  (*engine)->feature_names().size(), models["policy_hash"].get<std::string>().c_str());
@@ -137,8 +147,9 @@ int RunServe(const ServeArgs& a) {
     server.Stop();
   });
   // The port on its own line first: scripts and tests read it.
-  std::fprintf(stderr, "serve: listening on %s:%d%s\n", host.c_str(), server.port(),
-               config->tls_cert.empty() ? "" : " (TLS)");
+  const bool v6 = host.find(':') != std::string::npos;
+  std::fprintf(stderr, "serve: listening on %s%s%s:%d%s\n", v6 ? "[" : "", host.c_str(),
+               v6 ? "]" : "", server.port(), config->tls_cert.empty() ? "" : " (TLS)");
   std::fflush(stderr);
   server.Run();
   // Run returned: stopped by a signal (the waiter is done) or failed.

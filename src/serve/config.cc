@@ -1,6 +1,8 @@
 #include "serve/config.h"
 
 #include <cctype>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "core/config.h"
@@ -132,6 +134,13 @@ absl::Status ParseListen(std::string_view text, std::string* host, int* port) {
   if (colon == std::string_view::npos || colon == 0)
     return absl::InvalidArgumentError(StrCat("listen address '", text, "': expected HOST:PORT"));
   *host = std::string(text.substr(0, colon));
+  // An IPv6 address in brackets, as in a URL: [::1]:8080.
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  } else if (host->find(':') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        StrCat("listen address '", text, "': an IPv6 address goes in brackets, as [::1]:8080"));
+  }
   std::string_view p = text.substr(colon + 1);
   int v = 0;
   if (p.empty() || p.size() > 5) v = -1;
@@ -155,6 +164,38 @@ absl::Status EnsureStateDirs(const ServeConfig& c) {
     std::error_code ec;
     fs::create_directories(d, ec);
     if (ec) return absl::PermissionDeniedError(StrCat("cannot create the folder ", d.string(), ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckStatePaths(const ServeConfig& c) {
+  std::error_code ec;
+  auto is = [&](const fs::path& p, bool dir, std::string_view what) -> absl::Status {
+    if (p.empty() || !fs::exists(p, ec)) return absl::OkStatus();
+    if (fs::is_directory(p, ec) != dir) {
+      return absl::FailedPreconditionError(StrCat(
+          what, " ", p.string(), " is ", dir ? "not a directory" : "a directory, not a file"));
+    }
+    return absl::OkStatus();
+  };
+  const std::string db = c.store.substr(7);
+  VIGIL_RETURN_IF_ERROR(is(c.event_log_dir, true, "the event log folder"));
+  VIGIL_RETURN_IF_ERROR(is(c.journal, false, "the journal"));
+  VIGIL_RETURN_IF_ERROR(is(c.dead_letter, false, "the dead-letter file"));
+  VIGIL_RETURN_IF_ERROR(is(db, false, "the store"));
+  if (!c.keys_file.empty()) VIGIL_RETURN_IF_ERROR(is(c.keys_file, false, "the keys file"));
+  for (const std::string& f : {c.journal, c.dead_letter, db, c.keys_file}) {
+    if (!f.empty()) VIGIL_RETURN_IF_ERROR(is(fs::path(f).parent_path(), true, "the folder"));
+  }
+  if (fs::exists(db, ec) && fs::file_size(db, ec) > 0) {
+    // An SQLite database starts so (sqlite.org/fileformat.html, "The Database Header").
+    char head[16] = {};
+    std::FILE* f = std::fopen(db.c_str(), "rb");
+    const bool read = f && std::fread(head, 1, sizeof head, f) == sizeof head;
+    if (f) std::fclose(f);
+    if (!read || std::memcmp(head, "SQLite format 3", 16) != 0) {
+      return absl::FailedPreconditionError(StrCat("the store ", db, " is not an SQLite database"));
+    }
   }
   return absl::OkStatus();
 }

@@ -86,6 +86,12 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path);
 // file and keys file. Fails naming the folder.
 absl::Status EnsureStateDirs(const ServeConfig& config);
 
+// What a start would find wrong with the state paths, changing nothing
+// (vigil serve --check): the event log folder and every state file's folder
+// that exist are folders, the journal, dead-letter and keys files that exist
+// are files, and a store file that exists is an SQLite database.
+absl::Status CheckStatePaths(const ServeConfig& config);
+
 // "HOST:PORT" split; InvalidArgument naming the text otherwise.
 absl::Status ParseListen(std::string_view text, std::string* host, int* port);
 

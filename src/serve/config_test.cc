@@ -263,8 +263,9 @@ TEST(ParseListenTest, SplitsHostAndPortAndRefusesABadPort) {
   EXPECT_EQ(host, "127.0.0.1");
   EXPECT_EQ(port, 8080);
   ASSERT_TRUE(ParseListen("[::1]:0", &host, &port).ok());
-  EXPECT_EQ(host, "[::1]");
+  EXPECT_EQ(host, "::1");  // brackets as in a URL, for getaddrinfo without them
   EXPECT_EQ(port, 0);
+  EXPECT_THAT(Msg(ParseListen("::1:8080", &host, &port)), HasSubstr("goes in brackets"));
   for (const char* bad : {"8080", ":8080", "host:", "host:65536", "host:80a", "host:123456", "host:-1"}) {
     absl::Status s = ParseListen(bad, &host, &port);
     EXPECT_TRUE(absl::IsInvalidArgument(s)) << bad;

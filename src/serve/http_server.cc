@@ -28,6 +28,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -234,6 +235,20 @@ std::string OpenSslErrors() {
     out += buf;
   }
   return out.empty() ? "unknown OpenSSL error" : out;
+}
+
+// Whether `host` resolves to an address to listen on.
+absl::Status ResolveListenHost(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), "0", &hints, &found); rc != 0) {
+    return absl::UnavailableError(StrCat("cannot listen on ", host, ": ", gai_strerror(rc)));
+  }
+  freeaddrinfo(found);
+  return absl::OkStatus();
 }
 
 // The listening socket, non-blocking, shared by every loop.
@@ -1236,6 +1251,22 @@ HttpServer::~HttpServer() {
 }
 
 absl::Status HttpServer::LoadKeys() { return impl_->LoadKeys(/*at_start=*/true); }
+
+absl::Status HttpServer::Check(const std::string& host) {
+  Impl& m = *impl_;
+  // (Keys kept in a store not made yet: none, and a check makes nothing.)
+  std::error_code ec;
+  if (!m.config.keys_file.empty() || std::filesystem::exists(m.config.store.substr(7), ec)) {
+    VIGIL_RETURN_IF_ERROR(m.LoadKeys(/*at_start=*/true));
+  }
+  if (!m.config.tls_cert.empty()) {
+    absl::Status tls = m.LoadTls();
+    SSL_CTX_free(m.ssl);
+    m.ssl = nullptr;
+    VIGIL_RETURN_IF_ERROR(tls);
+  }
+  return ResolveListenHost(host);
+}
 
 absl::Status HttpServer::Bind(const std::string& host, int port) {
   Impl& m = *impl_;

@@ -51,6 +51,11 @@ class HttpServer {
   // again, and keeps the old ones when they cannot be read.
   absl::Status LoadKeys();
 
+  // What a start would refuse after the engine opened, without listening
+  // (vigil serve --check): the keys (LoadKeys), the TLS certificate and key,
+  // and the listen host, resolved.
+  absl::Status Check(const std::string& host);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

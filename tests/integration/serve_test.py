@@ -743,6 +743,26 @@ def test_config():
         r = subprocess.run([VIGIL, "serve", "--config", os.path.join(EX, "vigil.yaml"), "--check"],
                            capture_output=True, text=True, env=ENV)
         check(r.returncode == 0, f"the exchange example: {r.stderr}")
+        # --check finds what the start would refuse, and makes nothing.
+        base = (f"schema: {EX}/schema.yaml\nfeatures: {EX}/features.yaml\npolicy: {EX}/policy.yaml\n"
+                f"store: sqlite:{work}/c/v.db\nevent_log: {{dir: {work}/c/log}}\n")
+        os.makedirs(os.path.join(work, "c"), exist_ok=True)
+        open(os.path.join(work, "c", "keys.txt"), "w").write("not a key line\n")
+        open(os.path.join(work, "c", "notes.txt"), "w").write("not a certificate\n")
+        for extra, words in [(f"keys_file: {work}/c/keys.txt\n", "keys.txt:1:"),
+                             (f"tls: {{cert: {work}/c/notes.txt, key: {work}/c/notes.txt}}\n", "cannot load the certificate"),
+                             ("listen: ::1:8080\n", "goes in brackets"),
+                             (f"journal: {work}/c\n", "is a directory, not a file")]:
+            open(cfg, "w").write(base + extra)
+            r = subprocess.run([VIGIL, "serve", "--config", cfg, "--check"], capture_output=True, text=True, env=ENV)
+            check(r.returncode == 2 and words in r.stderr, f"--check with {extra.strip()}: {r.returncode} {r.stderr}")
+        open(cfg, "w").write(base + "listen: \"[::1]:0\"\n")
+        r = subprocess.run([VIGIL, "serve", "--config", cfg, "--check"], capture_output=True, text=True, env=ENV)
+        check(r.returncode == 0 and not os.path.exists(os.path.join(work, "c", "v.db"))
+              and not os.path.exists(os.path.join(work, "c", "log")), f"--check of a good config: {r.stderr}")
+        open(os.path.join(work, "c", "v.db"), "w").write("not a database, longer than sixteen bytes\n")
+        r = subprocess.run([VIGIL, "serve", "--config", cfg, "--check"], capture_output=True, text=True, env=ENV)
+        check(r.returncode == 2 and "not an SQLite database" in r.stderr, f"--check of a store: {r.stderr}")
         # A key's name is one line of the keys file: a line break is refused.
         open(cfg, "w").write(f"schema: {EX}/schema.yaml\nfeatures: {EX}/features.yaml\npolicy: {EX}/policy.yaml\n"
                              f"store: sqlite:{work}/v.db\nkeys_file: {work}/keys.txt\n")
@@ -750,7 +770,8 @@ def test_config():
                            capture_output=True, text=True, env=ENV)
         check(r.returncode == 2 and "line break" in r.stderr and r.stdout == "" and
               not os.path.exists(os.path.join(work, "keys.txt")), f"a name with a line break: {r.returncode} {r.stderr}")
-        print("ok: configuration errors name file:line; the exchange example checks; a key's name is one line")
+        print("ok: configuration errors name file:line; the exchange example checks; --check finds keys, TLS "
+              "and the state paths; a key's name is one line")
 
 
 # ------------------------------------------------------------------ decide
