@@ -211,6 +211,15 @@ absl::Status Lists::Put(std::string_view name, StringSet set) {
   return absl::OkStatus();
 }
 
+absl::Status Lists::Merge(const Lists& other) {
+  for (const auto& [name, set] : other.lists_) {
+    if (lists_.contains(name))
+      return absl::InvalidArgumentError(StrCat("list '", name, "' is named twice"));
+  }
+  for (const auto& [name, set] : other.lists_) lists_.emplace(name, set);
+  return absl::OkStatus();
+}
+
 std::shared_ptr<const StringSet> Lists::Find(std::string_view name) const {
   auto it = lists_.find(name);
   return it == lists_.end() ? nullptr : it->second;

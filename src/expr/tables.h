@@ -57,6 +57,10 @@ class Lists {
   absl::Status AddEntries(std::string_view name, const std::vector<std::string>& entries,
                           std::string_view where = "<entries>");
 
+  // Adds every list of `other`, shared, not copied. InvalidArgument naming
+  // the first name both have.
+  absl::Status Merge(const Lists& other);
+
   // The list called `name`, or null.
   std::shared_ptr<const StringSet> Find(std::string_view name) const;
   // Every list name, sorted.

@@ -1,6 +1,7 @@
 #include "policy/policy.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <utility>
 
 #include "core/config.h"
@@ -80,17 +81,44 @@ class Policy::Loader {
   Loader(std::shared_ptr<const feature::FeatureSpec> spec, Policy* p)
       : spec_(std::move(spec)), p_(p) {}
 
+  // What the lists of the policy's own `lists:` hold, name and file text
+  // each, for its version: a deny-list edit is another policy.
+  const std::string& list_texts() const { return list_texts_; }
+
+  // The lists rules read: the feature spec's, and the policy's own (read
+  // again at every load, so a reload takes a list's edits; not in the
+  // spec's hash, so an edit needs no retraining).
+  absl::Status LoadLists(const ConfigNode& node) {
+    if (spec_->lists) lists_ = *spec_->lists;
+    if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();
+    VIGIL_ASSIGN_OR_RETURN(expr::Lists own, expr::Lists::Load(node));
+    for (const auto& [name, value] : node.Entries()) {
+      if (spec_->lists && spec_->lists->Find(name)) {
+        return value.Error(StrCat("list '", name, "' is a list of the feature spec (", spec_->file,
+                                  ") already; give the policy's another name"));
+      }
+      VIGIL_ASSIGN_OR_RETURN(std::string path, value.String());
+      // (Resolved as Lists::Load resolves it: against the policy's folder.)
+      std::filesystem::path full(path);
+      if (full.is_relative()) full = std::filesystem::path(value.file()).parent_path() / full;
+      auto text = core::ReadFile(full.string());
+      if (text.ok()) StrAppend(&list_texts_, name, "\n", *text, "\n");
+    }
+    return lists_.Merge(own);
+  }
+
   absl::Status Run(const ConfigNode& root) {
     const event::Schema& schema = *spec_->schema;
     if (!root.IsMap()) {
       return root.Error("a policy is a map with `event_types:` (and optionally `default:`)");
     }
     VIGIL_RETURN_IF_ERROR(
-        root.CheckKeys({"version", "name", "description", "event_types", "default"}));
+        root.CheckKeys({"version", "name", "description", "lists", "event_types", "default"}));
     VIGIL_ASSIGN_OR_RETURN(int64_t version, root.GetInt("version", 1));
     if (version != 1) return root["version"].Error("this vigil reads policy version 1");
     VIGIL_ASSIGN_OR_RETURN(p_->name_, root.GetString("name", ""));
     VIGIL_RETURN_IF_ERROR(root.GetString("description", "").status());
+    VIGIL_RETURN_IF_ERROR(LoadLists(root["lists"]));
 
     const ConfigNode types = root["event_types"];
     const ConfigNode def = root["default"];
@@ -302,7 +330,7 @@ class Policy::Loader {
       }
       return i;
     };
-    b.lists = spec_->lists.get();
+    b.lists = &lists_;
     b.tables = spec_->tables.get();
     absl::StatusOr<expr::Expr> compiled =
         expr::Expr::Compile(info.when, b, expr::SourcePosOf(when));
@@ -381,6 +409,8 @@ class Policy::Loader {
 
   std::shared_ptr<const feature::FeatureSpec> spec_;
   Policy* p_;
+  expr::Lists lists_;
+  std::string list_texts_;
 };
 
 Policy::~Policy() = default;
@@ -401,9 +431,11 @@ absl::StatusOr<std::shared_ptr<const Policy>> Policy::LoadString(
   std::shared_ptr<Policy> p(new Policy());
   p->file_ = std::string(name);
   p->spec_ = spec;
-  p->content_hash_ = event::Sha256Hex(yaml);
   Loader loader(std::move(spec), p.get());
   VIGIL_RETURN_IF_ERROR(loader.Run(root));
+  p->content_hash_ = loader.list_texts().empty()
+                         ? event::Sha256Hex(yaml)
+                         : event::Sha256Hex(StrCat(yaml, "\n", loader.list_texts()));
   return std::shared_ptr<const Policy>(std::move(p));
 }
 

@@ -2,12 +2,14 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <thread>
 
 #include "core/alloc_counter.h"
 #include "core/file.h"
 #include "core/strings.h"
+#include "core/testing/temp_dir.h"
 #include "event/event_reader.h"
 #include "event/validator.h"
 #include "feature/engine.h"
@@ -516,6 +518,57 @@ TEST(PolicyHashTest, ContentHashIsTheTextsSha256) {
   EXPECT_EQ((*a)->content_hash().size(), 64u);
   EXPECT_EQ((*a)->content_hash(), (*b)->content_hash());
   EXPECT_NE((*a)->content_hash(), (*c)->content_hash());
+}
+
+// A deny list of the policy's own is read at every load (so a reload takes
+// its edits, and no model is retrained for it: it is not in the feature
+// spec), rules read it beside the spec's lists, and its contents are part
+// of the policy's version.
+TEST(PolicyListsTest, APolicysOwnListsAreReadAtEachLoadAndVersionIt) {
+  vigil::testing::TempDir dir;
+  const std::string list = dir.path() + "/deny_users.txt";
+  const std::string path = dir.path() + "/policy.yaml";
+  auto write = [](const std::string& file, std::string_view text) { std::ofstream(file) << text; };
+  write(path, R"(version: 1
+lists:
+  deny_users: deny_users.txt
+event_types:
+  withdrawal:
+    rules:
+      - {name: denied_user, when: "event.user in lists.deny_users", action: block}
+      - {name: denied_wallet, when: "event.wallet in lists.deny_wallets", action: block}
+)");
+  write(list, "# users\nu-bad\n");
+  auto spec = TestSpec();
+  Events events(spec->schema);
+  const double f[2] = {1, 1};
+  auto first = Policy::Load(path, spec);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ((*first)->Decide(events.Decode(Withdrawal("u-bad", "w1", 5)), f, 0.1, true).action,
+            Action::kBlock);
+  EXPECT_EQ((*first)->Decide(events.Decode(Withdrawal("u-new", "w1", 5)), f, 0.1, true).action,
+            Action::kAllow);
+  EXPECT_EQ((*first)->Decide(events.Decode(Withdrawal("u-new", "w-bad", 5)), f, 0.1, true).action,
+            Action::kBlock);  // the spec's list, beside the policy's
+  write(list, "u-bad\nu-new\n");
+  auto second = Policy::Load(path, spec);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ((*second)->Decide(events.Decode(Withdrawal("u-new", "w1", 5)), f, 0.1, true).action,
+            Action::kBlock);
+  EXPECT_NE((*second)->content_hash(), (*first)->content_hash()) << "a list edit is another policy";
+  // A name the spec's lists have is refused, at the policy's entry.
+  write(path,
+        "version: 1\nlists:\n  deny_wallets: deny_users.txt\nevent_types:\n  withdrawal:\n    "
+        "rules: []\n");
+  auto clash = Policy::Load(path, spec);
+  ASSERT_FALSE(clash.ok());
+  EXPECT_THAT(std::string(clash.status().message()), HasSubstr("policy.yaml:3:"));
+  EXPECT_THAT(std::string(clash.status().message()),
+              HasSubstr("list 'deny_wallets' is a list of the feature spec"));
+  // A list that cannot be read names it.
+  write(path, "version: 1\nlists:\n  gone: gone.txt\nevent_types:\n  withdrawal:\n    rules: []\n");
+  EXPECT_THAT(std::string(Policy::Load(path, spec).status().message()),
+              HasSubstr("list 'gone': cannot read"));
 }
 
 // ----------------------------------------------------------------- errors
