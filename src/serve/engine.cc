@@ -94,10 +94,15 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> LoadModel(const serve::ModelR
   m->label = StrCat(m->name, "@", m->version);
   const model::Bundle& b = m->bundle;
   if (!b.spec_hash.empty() && b.spec_hash != spec.content_hash) {
-    return absl::FailedPreconditionError(
-        StrCat(ref.where, ": model ", ref.name, " (", ref.bundle, ") was trained on features of another spec (hash ",
-               b.spec_hash.substr(0, 12), "), not ", spec.file, " (hash ", spec.content_hash.substr(0, 12),
-               "): backfill with this spec and train again"));
+    return absl::FailedPreconditionError(StrCat(
+        ref.where, ": model ", ref.name, " (", ref.bundle,
+        ") was trained on features of another spec (hash ", b.spec_hash.substr(0, 12), "), not ",
+        spec.file, " (hash ", spec.content_hash.substr(0, 12),
+        "): backfill with this spec and train again",
+        spec.lists && spec.lists->size() > 0
+            ? " (the spec's hash covers the contents of its lists: a list only the policy reads "
+              "belongs in policy.yaml's lists:, which a reload reads again)"
+            : ""));
   }
   m->spec_index.assign(b.layout.num_features(), -1);
   for (const model::FeatureLayout::Input& in : b.layout.inputs) {
