@@ -836,6 +836,17 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
     if (auto it = loaded.find(key); it != loaded.end()) return it->second;
     auto m = LoadModel(ref, *spec);
     if (m.ok()) loaded[key] = *m;
+    if (m.ok() && (*m)->bundle.spec_hash.empty()) {
+      // (A bare XGBoost model, or a manifest without the hash: matched to
+      // the spec's features by name only.)
+      rt->warnings.push_back(
+          StrCat(ref.where, ": model ", ref.name, " (", ref.bundle,
+                 ") does not say which feature spec it was trained on (no feature_spec_hash): "
+                 "its inputs are matched to ",
+                 spec->file,
+                 "'s features by name only, so a feature whose definition changed since would "
+                 "go unnoticed"));
+    }
     if (m.ok() || !previous) return m;
     rt->errors.push_back(std::string(m.status().message()));
     auto kept = previous_model(type, ref.name);

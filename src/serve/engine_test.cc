@@ -1745,6 +1745,27 @@ std::string ConstantModel(const fs::path& dir, double p) {
   return dir.string();
 }
 
+// A bundle whose manifest does not name its feature spec cannot be checked
+// against it: it loads (matched by feature names), and the engine says so.
+TEST_F(EngineTest, WarnsOfABundleThatDoesNotNameItsFeatureSpec) {
+  const fs::path dir = dir_ / "unnamed";
+  fs::copy(Example() + "/model", dir, fs::copy_options::recursive);
+  Json manifest = Json::parse(ReadText(dir / "manifest.json"));
+  ASSERT_TRUE(manifest.contains("feature_spec_hash"));
+  manifest.erase("feature_spec_hash");
+  WriteText(dir / "manifest.json", manifest.dump());
+  auto engine = Open(Config("  deposit: {champion: {name: m, bundle: " + dir.string() + "}}\n"));
+  ASSERT_NE(engine, nullptr);
+  std::string all;
+  for (const std::string& w : engine->ConfigWarnings()) all += w + "\n";
+  EXPECT_THAT(all, HasSubstr("model m (" + dir.string() +
+                             ") does not say which feature spec it was trained on"));
+  auto named = Open(Config("  deposit: {champion: {name: m, bundle: " + Example() + "/model}}\n"));
+  ASSERT_NE(named, nullptr);
+  for (const std::string& w : named->ConfigWarnings())
+    EXPECT_THAT(w, Not(HasSubstr("feature_spec_hash")));
+}
+
 // A model's version names what scores: the trees, and the calibration when
 // there is one, so that a recalibration shows in stored decisions and in
 // /metrics' series.
