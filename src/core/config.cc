@@ -21,6 +21,7 @@ struct ConfigNode::Impl {
   // Position to report when `node` is undefined (a missing key): its parent's.
   int line = 0;
   int column = 0;
+  std::string key;  // the key it was looked up by, when it was (for "'share' is required")
 };
 
 namespace {
@@ -180,6 +181,7 @@ ConfigNode ConfigNode::operator[](std::string_view key) const {
   impl->line = line();
   impl->column = column();
   impl->missing = true;
+  impl->key = std::string(key);
   if (IsMap()) {
     // yaml-cpp's non-const operator[] would insert; search instead.
     for (auto it = impl_->node.begin(); it != impl_->node.end(); ++it) {
@@ -237,7 +239,9 @@ std::string ConfigNode::Text() const { return IsScalar() ? impl_->node.Scalar() 
 bool ConfigNode::Quoted() const { return IsScalar() && impl_->node.Tag() == "!"; }
 
 absl::StatusOr<std::string> ConfigNode::String() const {
-  if (!IsDefined()) return Error("missing value");
+  if (!IsDefined())
+    return Error(impl_->key.empty() ? std::string("missing value")
+                                    : StrCat("'", impl_->key, "' is required"));
   if (!IsScalar()) return Error("expected a single value (a string), found a list or a map");
   return impl_->node.Scalar();
 }
@@ -313,9 +317,10 @@ absl::Status ConfigNode::CheckKeys(const std::vector<std::string_view>& allowed)
   for (const auto& [key, node] : Entries()) {
     if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
     std::string hint = ClosestMatch(key, allowed);
-    return node.Error(StrCat("unknown key '", key, "'",
-                                   hint.empty() ? "" : StrCat(" (did you mean '", hint, "'?)"),
-                                   "; allowed here: ", StrJoin(allowed, ", ")));
+    // At the key, not its value (which may start lines below).
+    return KeyError(key, StrCat("unknown key '", key, "'",
+                                hint.empty() ? "" : StrCat(" (did you mean '", hint, "'?)"),
+                                "; allowed here: ", StrJoin(allowed, ", ")));
   }
   return absl::OkStatus();
 }

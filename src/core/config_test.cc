@@ -54,8 +54,24 @@ TEST(ConfigNodeTest, UnknownKeySuggestsTheClosest) {
   auto r = ConfigNode::LoadString("nmae: x\n", "s.yaml");
   ASSERT_TRUE(r.ok());
   auto st = r->CheckKeys({"name", "fields"});
-  EXPECT_THAT(st.message(), HasSubstr("s.yaml:1:7"));
+  EXPECT_THAT(st.message(), HasSubstr("s.yaml:1:1"));  // at the key
   EXPECT_THAT(st.message(), HasSubstr("did you mean 'name'"));
+  // At the key, not at its value lines below.
+  r = ConfigNode::LoadString("name: x\nlimitz:\n\n\n  a: 1\n", "s.yaml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_THAT(r->CheckKeys({"name", "limits"}).message(),
+              HasSubstr("s.yaml:2:1: unknown key 'limitz'"));
+}
+
+// A required value that is absent is named: "'share' is required", not
+// "missing value" at its parent.
+TEST(ConfigNodeTest, AMissingRequiredValueIsNamed) {
+  auto r = ConfigNode::LoadString("challenger: {name: x, mode: ab}\n", "s.yaml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_THAT((*r)["challenger"]["share"].Double().status().message(),
+              HasSubstr("'share' is required"));
+  EXPECT_THAT((*r)["challenger"]["bundle"].String().status().message(),
+              HasSubstr("s.yaml:1:13: 'bundle' is required"));
 }
 
 TEST(ConfigNodeTest, DefaultsApplyOnlyWhenAbsent) {
