@@ -336,9 +336,10 @@ def test_errors():
               "501 and 417 counted on /metrics")
         s.stop()
         dead = [json.loads(l) for l in open(os.path.join(work, "var", "dead-letter.jsonl"))]
-        check(len(dead) == 4 and dead[1]["event_id"] == "e800000000002" and dead[1]["field"] == "country"
-              and dead[2]["file"] == "POST /v1/events:batch" and dead[3]["rule"] == "duplicate_field",
-              f"dead-letter file: {dead}")
+        check(len(dead) == 5 and dead[1]["event_id"] == "e800000000002" and dead[1]["field"] == "country"
+              and dead[2]["file"] == "POST /v1/labels" and dead[2]["rule"] == "unknown_event_type"
+              and dead[3]["file"] == "POST /v1/events:batch" and dead[4]["rule"] == "duplicate_field",
+              f"dead-letter file: {[{k: str(v)[:80] for k, v in d.items()} for d in dead]}")
         print("ok: 400 401 403 404 413 415 429, dead-letter file, metrics")
 
 
