@@ -47,6 +47,14 @@ int main(int argc, char** argv) {
   add(vigil::cli::AddServeCommand(app));
   add(vigil::cli::AddKeysCommand(app));
   add(vigil::cli::AddDecideCommand(app));
+  // Every command says how it exits (validate has a 1 of its own; keys
+  // says it for its subcommand).
+  for (CLI::App* sub : app.get_subcommands({})) {
+    const std::string footer = sub->get_footer();
+    if (footer.find("Exit status") != std::string::npos || sub->get_name() == "keys") continue;
+    sub->footer(footer + (footer.empty() ? "" : "\n") +
+                "Exit status: 0 done, 2 a usage, configuration, data or I/O error (the message says which).");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
