@@ -9,6 +9,7 @@
 
 #include "absl/strings/escaping.h"
 #include "core/strings.h"
+#include "core/time.h"
 #include "nlohmann/json.hpp"
 #include "simdjson.h"
 
@@ -19,6 +20,8 @@ std::string RejectionToJson(const Rejection& r) {
   // With several input files (a rotated event log), the line alone is
   // ambiguous.
   if (!r.file.empty()) j["file"] = r.file;
+  // A server's rejections: when (its record_no counts that run's requests).
+  if (r.received_ms != 0) j["received"] = core::FormatTimestamp(r.received_ms);
   j["record_no"] = r.record_no;
   j["line"] = r.line_no;
   j["event_id"] = r.event_id.empty() ? nlohmann::ordered_json(nullptr)

@@ -51,6 +51,7 @@ struct Rejection {
   std::string raw;        // the record's text, pii masked (truncated if too large)
   bool raw_truncated = false;
   size_t raw_bytes = 0;   // size of the whole record
+  int64_t received_ms = 0;  // when a server received it (UTC ms); 0: read from a file
 };
 
 class EventReader {

@@ -879,6 +879,11 @@ absl::StatusOr<std::shared_ptr<const Runtime>> Engine::Impl::LoadRuntime(const s
     for (const serve::ModelRef& ch : tm.challengers) {
       VIGIL_ASSIGN_OR_RETURN(auto m, load(ch, type));
       bool is_ab = ch.mode == serve::ModelRef::Mode::kAb;
+      if (m && t.champion && m->version == t.champion->version) {
+        rt->warnings.push_back(StrCat(ch.where, ": challenger ", ch.name, " of ", tm.event_type,
+                                      " is the champion's model (the same version, ", m->version,
+                                      "): it compares the model with itself"));
+      }
       if (is_ab) {
         arms.push_back({ch.name, ch.share});
         ab += ch.share;
@@ -1071,6 +1076,7 @@ void Engine::Impl::Reject(std::string_view raw, Decision* out) {
     r.line_no = records;
     r.event_id = out->event_id;
     r.violations = violations;
+    r.received_ms = core::WallNowMs();
     // Cut as the readers cut a record (RejectBody).
     const size_t max = static_cast<size_t>(schema->max_record_bytes);
     r.raw_truncated = raw.size() > max;
@@ -1096,6 +1102,7 @@ void Engine::Impl::RejectBody(std::string_view body, std::string_view source,
   if (!dead) return;
   event::Rejection r;
   r.file = std::string(source);
+  r.received_ms = core::WallNowMs();
   r.violations.push_back(
       event::Violation{not_a_label ? event::Rule::kUnknownEventType : event::Rule::kMalformedJson,
                        not_a_label ? "event_type" : "", std::string(), std::string(reason)});

@@ -1610,6 +1610,13 @@ TEST_F(EngineTest, AnEventOverMaxRecordBytesIsRefusedAndDeadLettersAreCut) {
   EXPECT_EQ(dead[0]["raw_truncated"], true);
   EXPECT_EQ(dead[0]["raw_bytes"], ev.dump().size());
   EXPECT_FALSE(dead[1].contains("raw_truncated")) << dead[1];
+  // When the server refused it (a restart numbers records from 1 again).
+  const int64_t now = core::WallNowMs();
+  for (const Json& d : dead) {
+    int64_t received = 0;
+    ASSERT_EQ(core::ParseTimestamp(d.value("received", ""), &received), core::TimeError::kOk) << d;
+    EXPECT_LE(std::abs(received - now), 60'000) << d;
+  }
   EXPECT_EQ(engine->Stats().decided, 0);
 }
 
@@ -1764,6 +1771,28 @@ TEST_F(EngineTest, WarnsOfABundleThatDoesNotNameItsFeatureSpec) {
   ASSERT_NE(named, nullptr);
   for (const std::string& w : named->ConfigWarnings())
     EXPECT_THAT(w, Not(HasSubstr("feature_spec_hash")));
+}
+
+// An A/B test or a shadow of the champion's own model compares it with
+// itself: allowed (a dry run of the experiment), and said.
+TEST_F(EngineTest, WarnsOfAChallengerThatIsTheChampionsModel) {
+  const std::string m = Example() + "/model";
+  auto same = Open(Config("  deposit:\n    champion: {name: a, bundle: " + m +
+                          "}\n    challengers:\n"
+                          "      - {name: b, bundle: " +
+                          m + "/, mode: ab, share: 0.5}\n"));
+  ASSERT_NE(same, nullptr);
+  std::string all;
+  for (const std::string& w : same->ConfigWarnings()) all += w + "\n";
+  EXPECT_THAT(all, HasSubstr("challenger b of deposit is the champion's model"));
+  const std::string other = ConstantModel(dir_ / "other", 0.5);
+  auto differ = Open(Config("  deposit:\n    champion: {name: a, bundle: " + m +
+                            "}\n    challengers:\n"
+                            "      - {name: b, bundle: " +
+                            other + ", mode: ab, share: 0.5}\n"));
+  ASSERT_NE(differ, nullptr);
+  for (const std::string& w : differ->ConfigWarnings())
+    EXPECT_THAT(w, Not(HasSubstr("champion's model")));
 }
 
 // A model's version names what scores: the trees, and the calibration when
