@@ -59,18 +59,31 @@ std::string UnquoteLoose(std::string_view tok) {
 
 bool JsonSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-// A tolerant JSON token scanner. For every value that follows a key it calls
-// `on_value(path, last_key, begin, end)` with the token's span in `text`
-// (strings including their quotes). Keys are read as JSON reads them
-// (escapes such as \u0061 decoded), whatever white space precedes their
-// colon. Objects and arrays are not reported; their members are, an object's
-// under its key's path ("a.b"), an array's under the array's own key (the
-// elements of "email": [...] are e-mails). Malformed text is scanned as far
-// as it goes; an unterminated string runs to the end.
+// A tolerant JSON token scanner. For every scalar value it calls
+// `on_value(path, key, begin, end, inherited)` with the token's span in
+// `text` (strings including their quotes): `path` is where it lies ("a.b"),
+// `key` its own key, `inherited` the pii mode of the nearest container whose
+// key `classify(path, key)` found pii (kNone when none): an object's members
+// and an array's elements under "email" are e-mails. Keys are read as JSON
+// reads them (escapes such as \u0061 decoded), whatever white space precedes
+// their colon. Bounded work on hostile text: past kMaxDepth containers every
+// scalar is reported as kHash (no event is that deep), and a key longer than
+// kMaxKeyBytes (no field name is) enters paths as "?". Malformed text is
+// scanned as far as it goes; an unterminated string runs to the end.
+constexpr size_t kMaxDepth = 32;
+constexpr size_t kMaxKeyBytes = 256;
+
 void ScanJson(std::string_view text,
+              const std::function<PiiMode(std::string_view path, std::string_view key)>& classify,
               const std::function<void(std::string_view path, std::string_view key, size_t b,
-                                       size_t e)>& on_value) {
-  std::vector<std::string> path;  // keys of enclosing objects
+                                       size_t e, PiiMode inherited)>& on_value) {
+  struct Container {
+    char open;          // '{' or '['
+    std::string path;   // an object's path; an array's: the path of its key
+    std::string key;    // an array's key (its elements are its values), or ""
+    PiiMode inherited;  // from its own key or an enclosing container's
+  };
+  std::vector<Container> stack;
   std::string pending_key;
   bool have_key = false;
   size_t i = 0;
@@ -79,23 +92,24 @@ void ScanJson(std::string_view text,
     while (j < text.size() && text[j] != '"') j += text[j] == '\\' ? 2 : 1;
     return std::min(j + 1, text.size());
   };
-  struct Container {
-    char open;        // '{' or '['
-    bool pushed;      // whether it pushed a path component
-    std::string key;  // an array's key (its elements are its values), or ""
+  auto path_of = [&](std::string_view key) {
+    const std::string& base = stack.empty() ? std::string() : stack.back().path;
+    return base.empty() ? std::string(key) : StrCat(base, ".", key);
   };
-  std::vector<Container> stack;
-  // The key a value at i belongs to: the pending one in an object, the
-  // enclosing array's in an array.
+  auto inherited = [&] { return stack.empty() ? PiiMode::kNone : stack.back().inherited; };
+  // Reports the scalar [b, e): under the pending key in an object, under the
+  // enclosing array's key in an array; anything else is no value of a key.
   auto report = [&](size_t b, size_t e) {
-    if (have_key) {
-      std::string full = path.empty() ? pending_key : StrCat(path.back(), ".", pending_key);
-      on_value(full, pending_key, b, e);
-      have_key = false;
-    } else if (!stack.empty() && stack.back().open == '[' && !stack.back().key.empty()) {
-      const std::string& key = stack.back().key;
-      on_value(key, std::string_view(key).substr(key.rfind('.') + 1), b, e);
+    if (stack.size() > kMaxDepth) {
+      on_value("", "", b, e, PiiMode::kHash);
+    } else if (have_key) {
+      on_value(path_of(pending_key), pending_key, b, e, inherited());
+    } else if (!stack.empty() && stack.back().open == '[') {
+      const Container& c = stack.back();
+      if (!c.key.empty() || c.inherited != PiiMode::kNone)
+        on_value(c.path, c.key, b, e, c.inherited);
     }
+    have_key = false;
   };
   while (i < text.size()) {
     const char c = text[i];
@@ -106,7 +120,9 @@ void ScanJson(std::string_view text,
       const bool in_object = !stack.empty() && stack.back().open == '{';
       if (in_object && !have_key && k < text.size() && text[k] == ':') {
         const std::string_view raw = text.substr(i + 1, e >= i + 2 ? e - i - 2 : 0);
-        if (raw.find('\\') == std::string_view::npos) {
+        if (raw.size() > kMaxKeyBytes) {
+          pending_key = "?";
+        } else if (raw.find('\\') == std::string_view::npos) {
           pending_key.assign(raw);
         } else {
           pending_key = UnquoteLoose(raw);
@@ -120,17 +136,17 @@ void ScanJson(std::string_view text,
       continue;
     }
     if (c == '{' || c == '[') {
-      Container box{c, false, ""};
-      if (have_key) {
-        std::string full = path.empty() ? pending_key : StrCat(path.back(), ".", pending_key);
-        if (c == '{') {
-          path.push_back(std::move(full));
-          box.pushed = true;
-        } else {
-          box.key = std::move(full);
+      Container box{c, "", "", inherited()};
+      if (stack.size() < kMaxDepth) {
+        if (have_key) {
+          box.path = path_of(pending_key);
+          if (box.inherited == PiiMode::kNone) box.inherited = classify(box.path, pending_key);
+          if (c == '[') box.key = pending_key;
+        } else if (!stack.empty()) {
+          // An element of an array: the array's path and key.
+          box.path = stack.back().path;
+          box.key = stack.back().open == '[' ? stack.back().key : std::string();
         }
-      } else if (c == '[' && !stack.empty() && stack.back().open == '[') {
-        box.key = stack.back().key;  // nested arrays: the same key's values
       }
       stack.push_back(std::move(box));
       have_key = false;
@@ -138,26 +154,25 @@ void ScanJson(std::string_view text,
       continue;
     }
     if (c == '}' || c == ']') {
-      if (!stack.empty()) {
-        if (stack.back().pushed) path.pop_back();
-        stack.pop_back();
-      }
+      if (!stack.empty()) stack.pop_back();
       have_key = false;
       ++i;
       continue;
     }
-    if (!JsonSpace(c) && c != ',' && c != ':') {
-      size_t e = i;
-      while (e < text.size() && text[e] != ',' && text[e] != '}' && text[e] != ']' &&
-             !JsonSpace(text[e])) {
-        ++e;
-      }
-      report(i, e);
-      i = std::max(e, i + 1);
+    if (JsonSpace(c) || c == ',' || c == ':') {
+      if (c == ',') have_key = false;
+      ++i;
       continue;
     }
-    if (c == ',') have_key = false;
-    ++i;
+    // A bare token (a number, true, null, or junk): up to where a value ends
+    // or another begins; reported if it is a key's value.
+    size_t e = i;
+    while (e < text.size() && text[e] != ',' && text[e] != '}' && text[e] != ']' &&
+           text[e] != '{' && text[e] != '[' && text[e] != '"' && !JsonSpace(text[e])) {
+      ++e;
+    }
+    report(i, e);
+    i = std::max(e, i + 1);
   }
 }
 
@@ -291,27 +306,25 @@ std::string MaskCsvLine(std::string_view line, const std::vector<const FieldSpec
 std::string MaskJsonText(std::string_view text, const EventTypeSpec* type, const Schema& schema,
                          const PiiHasher& hasher) {
   if (!schema.has_pii) return std::string(text);
+  auto none = [](std::string_view, std::string_view) { return PiiMode::kNone; };
   // Pass 1: does a label's target_entity name a pii key?
   bool entity_value_is_pii = false;
-  ScanJson(text, [&](std::string_view path, std::string_view, size_t b, size_t e) {
+  ScanJson(text, none, [&](std::string_view path, std::string_view, size_t b, size_t e, PiiMode) {
     if (path == "target_entity.key" && IsPiiEntityKey(UnquoteLoose(text.substr(b, e - b)), schema)) {
       entity_value_is_pii = true;
     }
   });
+  auto classify = [&](std::string_view path, std::string_view key) {
+    if (path == "target_entity.value" && entity_value_is_pii) return PiiMode::kHash;
+    return PiiOfKey(path, key, type, schema);
+  };
   struct Span { size_t b, e; PiiMode mode; };
   std::vector<Span> spans;
-  ScanJson(text, [&](std::string_view path, std::string_view key, size_t b, size_t e) {
-    PiiMode m = PiiOfKey(path, key, type, schema);
-    if (path == "target_entity.value" && entity_value_is_pii) m = PiiMode::kHash;
-    // A member of an object under a pii key ("email": {"x": ...}) is as
-    // sensitive as the key.
-    for (size_t dot = path.find('.'); m == PiiMode::kNone && dot != std::string_view::npos;
-         dot = path.find('.', dot + 1)) {
-      const std::string_view prefix = path.substr(0, dot);
-      m = PiiOfKey(prefix, prefix.substr(prefix.rfind('.') + 1), type, schema);
-    }
-    if (m != PiiMode::kNone) spans.push_back({b, e, m});
-  });
+  ScanJson(text, classify,
+           [&](std::string_view path, std::string_view key, size_t b, size_t e, PiiMode inherited) {
+             const PiiMode m = inherited != PiiMode::kNone ? inherited : classify(path, key);
+             if (m != PiiMode::kNone) spans.push_back({b, e, m});
+           });
   std::string out;
   size_t at = 0;
   for (const Span& s : spans) {

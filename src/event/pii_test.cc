@@ -81,6 +81,28 @@ TEST(MaskJsonTextTest, MasksPiiUnderEveryKeySpellingAndShape) {
       EXPECT_THAT(masked, Not(HasSubstr("5550100"))) << text;
     }
   }
+  // Text before the object (a BOM, junk glued to its brace) hides nothing,
+  // and objects in an array under a pii key are under it too.
+  for (const char* text :
+       {"\xEF\xBB\xBF{\"event_type\":\"signup\",\"email\":\"ann@x.com\",\"x\":1}",
+        "x{\"email\":\"ann@x.com\",\"x\":1}", "{\"email\":[{\"a\":\"ann@x.com\"}]}",
+        "{\"email\":[[{\"a\":[\"ann@x.com\"]}]]}", "5{\"email\" :\"ann@x.com\"}"}) {
+    EXPECT_THAT(MaskJsonText(text, nullptr, *schema, h), Not(HasSubstr("ann@x.com"))) << text;
+  }
+  // Nested past any event's depth: every value there is masked, and the
+  // scan stays linear (a hostile body of 8,000 levels once took seconds).
+  std::string deep;
+  for (int i = 0; i < 8000; ++i) deep += "{\"a\":";
+  deep += "\"ann@x.com\"";
+  for (int i = 0; i < 8000; ++i) deep += "}";
+  EXPECT_THAT(MaskJsonText(deep, nullptr, *schema, h), Not(HasSubstr("ann@x.com")));
+  std::string wide = "{\"" + std::string(40000, 'k') + "\":";
+  for (int i = 0; i < 20000; ++i) wide += "[";
+  wide += "1";
+  for (int i = 0; i < 20000; ++i) wide += "]";
+  wide += "}";
+  EXPECT_EQ(MaskJsonText(wide, nullptr, *schema, h).size(),
+            wide.size() - 1 + 2 + h.Hash("1").size());
   // Other keys and values are left as they are, arrays of them too.
   const std::string other =
       MaskJsonText(R"({"name": ["Al", {"x": 1}], "user_id": "u1", "email": "a@b"})",
