@@ -303,7 +303,11 @@ int RunDecide(const DecideArgs& a) {
   std::map<std::pair<std::string, std::string>, int64_t> counted;
   for (const std::string& f : *files) {
     // One file open at a time (a year of a rotated log is hundreds).
-    auto reader = event::LineReader::Open(f, event::LineReaderOptions{});
+    // Whole lines, up to the schema's largest limit: Decide refuses one over
+    // this schema's own (record_too_large), as the server did.
+    event::LineReaderOptions lo;
+    lo.max_record_bytes = 64 << 20;
+    auto reader = event::LineReader::Open(f, lo);
     if (!reader.ok()) {
       PrintError("decide", reader.status());
       return kExitError;

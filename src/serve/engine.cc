@@ -733,7 +733,10 @@ absl::StatusOr<bool> Engine::Impl::Replay(const std::vector<std::string>& files,
   validator->SetReplaying(true);
   for (size_t f = first; f < files.size(); ++f) {
     const std::string& path = files[f];
-    VIGIL_ASSIGN_OR_RETURN(auto lines, event::LineReader::Open(path, event::LineReaderOptions{}));
+    // The schema's limit, as every reader of the log (backfill) reads it.
+    event::LineReaderOptions lo;
+    lo.max_record_bytes = static_cast<size_t>(schema->max_record_bytes);
+    VIGIL_ASSIGN_OR_RETURN(auto lines, event::LineReader::Open(path, lo));
     event::LineReader::Line line;
     // What the saved state holds already: whole lines (one event each, '\n' ended).
     int64_t skipped = 0;
@@ -1518,11 +1521,10 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   out->error.clear();
   out->http_status = 200;
 
-  // The event log is read back (at a restart, by backfill) with the
-  // schema's max_record_bytes: an event longer than that as posted (its
-  // logged line, minified, is no longer) would be acknowledged here and
-  // refused there.
-  if (event_json.size() > static_cast<size_t>(m.schema->max_record_bytes)) {
+  // Offline (vigil decide), the line as read is what backfill's reader
+  // holds to the schema's max_record_bytes; with an event log, the line it
+  // writes is (below).
+  if (!m.event_log && event_json.size() > static_cast<size_t>(m.schema->max_record_bytes)) {
     m.violations.assign(
         1, event::Violation{event::Rule::kRecordTooLarge, "", StrCat(event_json.size()),
                             StrCat("the event is ", event_json.size(), " bytes; the limit is ",
@@ -1638,6 +1640,18 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
       return absl::InternalError(StrCat("event ", out->event_id, ": minify failed after a valid parse"));
     }
     m.line.resize(len);
+    // The log is read back (at a restart, by backfill) with the schema's
+    // max_record_bytes: a longer line would be acknowledged here and refused
+    // there. (Its minified length: white space as posted does not count.)
+    if (m.line.size() > static_cast<size_t>(m.schema->max_record_bytes)) {
+      m.violations.assign(
+          1, event::Violation{event::Rule::kRecordTooLarge, "", StrCat(m.line.size()),
+                              StrCat("the event is ", m.line.size(),
+                                     " bytes as logged (minified); the limit is ",
+                                     m.schema->max_record_bytes, " (limits.max_record_bytes)")});
+      m.Reject(text, out);
+      return absl::OkStatus();
+    }
     // To the operating system before the answer: an acknowledged event is in the log.
     absl::Status logged = m.event_log->Append(m.line);
     if (logged.ok()) logged = m.event_log->Flush();
