@@ -237,7 +237,40 @@ EventLog::~EventLog() {
   if (lock_fd_ >= 0) ::close(lock_fd_);  // (an Open that failed after taking it)
 }
 
+absl::StatusOr<int> LockEventLogDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return ErrnoStatus(ec.value(),
+                       StrCat(dir, ": cannot create the event log directory: ", ec.message()));
+  }
+  // One writer per log: two servers on one folder would interleave their
+  // events in one stream that neither saw (and each save a state of half).
+  // The lock is on the folder itself: no file to create (and no inode to
+  // find on a full disk), nothing left behind.
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    return ErrnoStatus(err, StrCat(dir, ": cannot open the event log directory: ", strerror(err)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(StrCat("event log ", dir,
+                                                  ": in use by another process (it holds the "
+                                                  "folder's lock); each server needs an event log "
+                                                  "folder of its own"));
+    }
+    return ErrnoStatus(err, StrCat(dir, ": cannot lock the event log directory: ", strerror(err)));
+  }
+  return fd;
+}
+
 absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(EventLogOptions options) {
+  // An adopted lock is this call's to close, whatever happens.
+  auto log = std::unique_ptr<EventLog>(new EventLog(options));
+  log->lock_fd_ = options.dir_lock_fd;
   if (options.dir.empty()) return absl::InvalidArgumentError("event log: no directory given");
   if (options.prefix.empty() || options.prefix.find('/') != std::string::npos) {
     return absl::InvalidArgumentError(StrCat("event log: the prefix \"", options.prefix,
@@ -257,26 +290,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(EventLogOptions options
     return ErrnoStatus(
         ec.value(), StrCat(options.dir, ": cannot create the event log directory: ", ec.message()));
   }
-  auto log = std::unique_ptr<EventLog>(new EventLog(std::move(options)));
-  // One writer per log: two servers on one folder would interleave their
-  // events in one stream that neither saw (and each save a state of half).
-  // The lock is on the folder itself: no file to create (and no inode to
-  // find on a full disk), nothing left behind.
-  const std::string& dir = log->options_.dir;
-  log->lock_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (log->lock_fd_ < 0) {
-    const int err = errno;
-    return ErrnoStatus(err, StrCat(dir, ": cannot open the event log directory: ", strerror(err)));
-  }
-  if (::flock(log->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(StrCat("event log ", dir,
-                                                  ": in use by another process (it holds the "
-                                                  "folder's lock); each server needs an event log "
-                                                  "folder of its own"));
-    }
-    return ErrnoStatus(err, StrCat(dir, ": cannot lock the event log directory: ", strerror(err)));
+    VIGIL_ASSIGN_OR_RETURN(log->lock_fd_, LockEventLogDir(log->options_.dir));
   }
   VIGIL_ASSIGN_OR_RETURN(std::vector<LogName> names,
                          ListNames(log->options_.dir, log->options_.prefix));

@@ -64,10 +64,20 @@ struct EventLogOptions {
   // How often what was written is synced to the disk; 0: never (the OS
   // writes it back on its own, within ~30 s).
   int64_t sync_interval_ms = 0;
+  // A lock on `dir` its caller took already (LockEventLogDir), which the log
+  // adopts (and closes); -1: Open takes it.
+  int dir_lock_fd = -1;
   // The UTC wall clock in ms since the epoch; empty: the system clock.
   // Tests inject one to cross midnight.
   std::function<int64_t()> now_ms;
 };
+
+// Creates `dir` if needed and takes its lock (a flock on the directory),
+// which one EventLog holds from Open to Close: the descriptor holding it.
+// FailedPrecondition, naming the folder, while another process holds it. A
+// server takes it before anything else of its state, so that a second
+// server on the same folder is refused before it touches its store.
+absl::StatusOr<int> LockEventLogDir(const std::string& dir);
 
 class EventLog {
  public:

@@ -166,6 +166,15 @@ struct Engine::Impl {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<store::DecisionLog> log;
   std::unique_ptr<event::EventLog> event_log;
+  // The event log folder's lock from the start of Open until event_log
+  // takes it (an Open that fails in between closes it here).
+  int event_log_lock = -1;
+  struct LockCloser {
+    int* fd;
+    ~LockCloser() {
+      if (*fd >= 0) ::close(*fd);
+    }
+  } event_log_lock_closer{&event_log_lock};
   // The event log's failures (Ready, Stats): whether the last write failed,
   // whether the log has stopped for good, and the last error.
   absl::Status EventLogFailed(absl::Status st) {
@@ -978,6 +987,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   impl->rec.values.resize(max_fields);
 
   if (!options.offline) {
+    // First the event log's lock: a second server on the same folder is
+    // refused before it touches a store (its replay would otherwise make
+    // the first one's pending decisions again, into its store or theirs).
+    VIGIL_ASSIGN_OR_RETURN(const int log_lock, event::LockEventLogDir(c.event_log_dir));
+    impl->event_log_lock = log_lock;
     VIGIL_RETURN_IF_ERROR(serve::EnsureStateDirs(c));
     VIGIL_ASSIGN_OR_RETURN(impl->store, store::OpenStore(c.store));
     store::DecisionLogOptions lo;
@@ -996,6 +1010,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     eo.rotate_bytes = c.event_log_rotate_bytes;
     eo.rotate_daily = c.event_log_rotate_daily;
     eo.sync_interval_ms = c.event_log_sync_ms;
+    eo.dir_lock_fd = std::exchange(impl->event_log_lock, -1);  // the log holds it from now on
     VIGIL_ASSIGN_OR_RETURN(impl->event_log, event::EventLog::Open(eo));
     impl->save_every = std::chrono::seconds(c.event_log_save_state_s);
     impl->save_timeout =

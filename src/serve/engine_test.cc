@@ -1580,6 +1580,34 @@ std::string Deposit(int64_t id, int user, int64_t t) {
   return ev.dump();
 }
 
+// Two servers on one event log folder: the second is refused before it
+// opens its store or replays anything (its replay would make the first
+// one's pending decisions again, into a store).
+TEST_F(EngineTest, ASecondServerOnTheSameEventLogIsRefusedBeforeItTouchesItsStore) {
+  auto first = Open(ExampleConfig(), /*offline=*/false);
+  ASSERT_NE(first, nullptr);
+  Decision d;
+  for (const std::string& l : SampleLines()) ASSERT_TRUE(first->Decide(l, &d).ok());
+  fs::create_directories(dir_ / "b");
+  const std::string second = (dir_ / "b" / "vigil.yaml").string();
+  WriteText(second, "schema: " + Example() + "/schema.yaml\nfeatures: " + Example() +
+                        "/features.yaml\npolicy: " + Example() +
+                        "/policy.yaml\nstore: sqlite:var/vigil.db\njournal: var/journal.jsonl\n"
+                        "event_log: " +
+                        (dir_ / "var" / "eventlog").string() + "\ndead_letter: var/dead.jsonl\n");
+  EngineOptions o;
+  o.config_path = second;
+  auto refused = Engine::Open(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("in use by another process"));
+  EXPECT_FALSE(fs::exists(dir_ / "b" / "var" / "vigil.db")) << "the refused server made its store";
+  // Once the first has stopped, the folder is free.
+  first.reset();
+  auto next = Engine::Open(o);
+  EXPECT_TRUE(next.ok()) << next.status();
+}
+
 // The event log is read back with the schema's max_record_bytes, at a
 // restart and by backfill: an event whose logged line (minified) is longer
 // is refused as the readers refuse it, not acknowledged and then skipped;
