@@ -1254,11 +1254,9 @@ absl::Status HttpServer::LoadKeys() { return impl_->LoadKeys(/*at_start=*/true);
 
 absl::Status HttpServer::Check(const std::string& host) {
   Impl& m = *impl_;
-  // (Keys kept in a store not made yet: none, and a check makes nothing.)
-  std::error_code ec;
-  if (!m.config.keys_file.empty() || std::filesystem::exists(m.config.store.substr(7), ec)) {
-    VIGIL_RETURN_IF_ERROR(m.LoadKeys(/*at_start=*/true));
-  }
+  // The keys file. (Keys kept in the store are not read: opening the store
+  // makes its tables, and a check changes nothing.)
+  if (!m.config.keys_file.empty()) VIGIL_RETURN_IF_ERROR(m.LoadKeys(/*at_start=*/true));
   if (!m.config.tls_cert.empty()) {
     absl::Status tls = m.LoadTls();
     SSL_CTX_free(m.ssl);

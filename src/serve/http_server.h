@@ -52,7 +52,7 @@ class HttpServer {
   absl::Status LoadKeys();
 
   // What a start would refuse after the engine opened, without listening
-  // (vigil serve --check): the keys (LoadKeys), the TLS certificate and key,
+  // (vigil serve --check): the keys file, the TLS certificate and key,
   // and the listen host, resolved.
   absl::Status Check(const std::string& host);
 

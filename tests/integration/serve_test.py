@@ -761,6 +761,16 @@ def test_config():
         r = subprocess.run([VIGIL, "serve", "--config", cfg, "--check"], capture_output=True, text=True, env=ENV)
         check(r.returncode == 0 and not os.path.exists(os.path.join(work, "c", "v.db"))
               and not os.path.exists(os.path.join(work, "c", "log")), f"--check of a good config: {r.stderr}")
+        # A database of someone else's: --check leaves it as it was.
+        import sqlite3
+        other = sqlite3.connect(os.path.join(work, "c", "v.db"))
+        other.execute("CREATE TABLE theirs (x)")
+        other.commit()
+        other.close()
+        before = open(os.path.join(work, "c", "v.db"), "rb").read()
+        r = subprocess.run([VIGIL, "serve", "--config", cfg, "--check"], capture_output=True, text=True, env=ENV)
+        check(r.returncode == 0 and open(os.path.join(work, "c", "v.db"), "rb").read() == before
+              and not os.path.exists(os.path.join(work, "c", "v.db-wal")), f"--check changed the store: {r.stderr}")
         open(os.path.join(work, "c", "v.db"), "w").write("not a database, longer than sixteen bytes\n")
         r = subprocess.run([VIGIL, "serve", "--config", cfg, "--check"], capture_output=True, text=True, env=ENV)
         check(r.returncode == 2 and "not an SQLite database" in r.stderr, f"--check of a store: {r.stderr}")
