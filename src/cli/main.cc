@@ -51,7 +51,11 @@ int main(int argc, char** argv) {
   // says it for its subcommand).
   for (CLI::App* sub : app.get_subcommands({})) {
     const std::string footer = sub->get_footer();
-    if (footer.find("Exit status") != std::string::npos || sub->get_name() == "keys") continue;
+    if (footer.find("Exit status") != std::string::npos ||
+        sub->get_description().find("Exit status") != std::string::npos ||
+        sub->get_name() == "keys") {
+      continue;
+    }
     sub->footer(footer + (footer.empty() ? "" : "\n") +
                 "Exit status: 0 done, 2 a usage, configuration, data or I/O error (the message says which).");
   }

@@ -1,7 +1,6 @@
 #include "policy/policy.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <utility>
 
 #include "core/config.h"
@@ -97,12 +96,13 @@ class Policy::Loader {
         return value.Error(StrCat("list '", name, "' is a list of the feature spec (", spec_->file,
                                   ") already; give the policy's another name"));
       }
-      VIGIL_ASSIGN_OR_RETURN(std::string path, value.String());
-      // (Resolved as Lists::Load resolves it: against the policy's folder.)
-      std::filesystem::path full(path);
-      if (full.is_relative()) full = std::filesystem::path(value.file()).parent_path() / full;
-      auto text = core::ReadFile(full.string());
-      if (text.ok()) StrAppend(&list_texts_, name, "\n", *text, "\n");
+      // What the rules will read (not the file again, which may have
+      // changed since): its entries, sorted.
+      const std::shared_ptr<const StringSet> set = own.Find(name);
+      std::vector<std::string_view> entries(set->begin(), set->end());
+      std::sort(entries.begin(), entries.end());
+      StrAppend(&list_texts_, name, "\n", entries.size(), "\n");
+      for (std::string_view e : entries) StrAppend(&list_texts_, e, "\n");
     }
     return lists_.Merge(own);
   }
