@@ -1060,6 +1060,9 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
         const bool stringy = ft == event::FieldType::kString || ft == event::FieldType::kEnum;
         v = stringy ? kNaN : val.d;
         vh = event::KeyHash(rec, of);
+        // "" is no value, as it is no key: a client's "unknown" user is not
+        // one more distinct user of a device.
+        if (stringy && val.text.empty()) applies = false;
       }
     }
     if (applies && st.where && !st.where->EvalBool(rec, out.data())) applies = false;

@@ -267,6 +267,12 @@ TEST(FeatureEngineTest, AnEmptyStringKeysNoAggregate) {
   EXPECT_EQ(f[0], 1);
   EXPECT_EQ(f[1], 1);
   EXPECT_EQ(f[3], 1);
+  // Nor is "" a value: accounts a client sends as "" are not one more
+  // distinct account of the device.
+  Harness g("  - {name: users, agg: distinct_count, of: dev, key: user, window: 1d}\n");
+  g.Event("tx", 0, "a", 1, ",\"dev\":\"d1\"");
+  g.Event("tx", kMin, "a", 1, ",\"dev\":\"\"");
+  EXPECT_EQ(g.Event("tx", 2 * kMin, "a", 1, ",\"dev\":\"\"")[0], 1);
 }
 
 TEST(FeatureEngineTest, LabelEventsFeedLabelAwareAggregates) {
