@@ -81,6 +81,18 @@ enum class Rule : uint8_t {
 inline constexpr int kRuleCount = static_cast<int>(Rule::kUnseenCategory) + 1;
 const char* RuleName(Rule r);
 
+// Whether field `fi` (-1: the type has none) holds a value that keys an
+// entity, links an identity node or is counted: present and, for a string
+// or an enum, not "" (a client that sends "" for a device it does not know,
+// as an empty CSV cell is absent: else every such event would be one
+// entity). Hot path.
+inline bool HasKeyValue(const Record& rec, int fi) noexcept {
+  if (fi < 0 || !rec[fi].present()) return false;
+  if (!rec[fi].text.empty()) return true;
+  const FieldType ft = rec.type->fields[static_cast<size_t>(fi)].type;
+  return ft != FieldType::kString && ft != FieldType::kEnum;
+}
+
 // The hash of field `fi`'s value as a key (an entity, an identity node, a
 // value counted by distinct_count): Value::hash for strings, enums, ints and
 // bools; for floats, decimals and timestamps, which carry none, the number's

@@ -429,17 +429,9 @@ struct FeatureEngine::Impl {
   void Observe(const event::Record& rec, int type, int64_t t) {
     const IdentitySpec& g = spec.identity;
     has_account = false;
-    // A field links when it has a value; an empty string (a client that
-    // sends "" for a device it does not know) is none, as an empty CSV
-    // cell is: else every such account would join one cluster.
-    const auto linkable = [&](int fi) {
-      if (fi < 0 || !rec[fi].present()) return false;
-      const event::FieldType ft = rec.type->fields[static_cast<size_t>(fi)].type;
-      return !rec[fi].text.empty() ||
-             (ft != event::FieldType::kString && ft != event::FieldType::kEnum);
-    };
+    // A field links when it has a value ("" is none).
     const int ai = g.account_index[type];
-    if (!linkable(ai)) return;
+    if (!event::HasKeyValue(rec, ai)) return;
     has_account = true;
     account = core::HashCombine(g.account_kind, event::KeyHash(rec, ai));
     nodes.clear();
@@ -447,7 +439,8 @@ struct FeatureEngine::Impl {
     const size_t nl = g.links.size();
     for (size_t i = 0; i < nl; ++i) {
       const int li = g.link_index[static_cast<size_t>(type) * nl + i];
-      if (linkable(li)) nodes.push_back(core::HashCombine(g.link_kind[i], event::KeyHash(rec, li)));
+      if (event::HasKeyValue(rec, li))
+        nodes.push_back(core::HashCombine(g.link_kind[i], event::KeyHash(rec, li)));
     }
     graph->Observe(nodes, t);
     for (size_t c = 0; c < g.counters.size(); ++c) {
@@ -990,9 +983,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     }
     const size_t keys = st.key_fields.size();
     uint64_t key = 0x9e3779b97f4a7c15ull;
-    // An empty string is no key, as null is: a client that sends "" for a
-    // device it does not know would otherwise make every such event one
-    // entity (the identity graph's rule for links, Observe).
+    // An empty string is no key, as null is (event::HasKeyValue).
     for (size_t k = 0; k < keys; ++k) {
       if (st.key_exprs[k]) {
         const expr::Value kv = st.key_exprs[k]->Eval(rec, nullptr);
@@ -1005,11 +996,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
         }
       } else {
         const int fi = st.key_field_index[static_cast<size_t>(type) * keys + k];
-        if (fi < 0 || !rec[fi].present()) break;
-        if (rec[fi].text.empty()) {
-          const event::FieldType ft = rec.type->fields[static_cast<size_t>(fi)].type;
-          if (ft == event::FieldType::kString || ft == event::FieldType::kEnum) break;
-        }
+        if (!event::HasKeyValue(rec, fi)) break;
         key = core::HashCombine(key, event::KeyHash(rec, fi));
       }
       if (k + 1 == keys) sc.has_key = true;
@@ -1052,7 +1039,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     uint64_t vh = 0;
     if (applies && !st.of.empty()) {
       const int of = st.of_field_index[type];
-      if (of < 0 || !rec[of].present()) {
+      if (!event::HasKeyValue(rec, of)) {  // absent, null or ""
         applies = false;
       } else {
         const event::Value& val = rec[of];
@@ -1060,9 +1047,6 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
         const bool stringy = ft == event::FieldType::kString || ft == event::FieldType::kEnum;
         v = stringy ? kNaN : val.d;
         vh = event::KeyHash(rec, of);
-        // "" is no value, as it is no key: a client's "unknown" user is not
-        // one more distinct user of a device.
-        if (stringy && val.text.empty()) applies = false;
       }
     }
     if (applies && st.where && !st.where->EvalBool(rec, out.data())) applies = false;
