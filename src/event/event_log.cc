@@ -232,10 +232,7 @@ EventLog::EventLog(EventLogOptions options) : options_(std::move(options)) {
   if (!options_.now_ms) options_.now_ms = [] { return core::WallNowMs(); };
 }
 
-EventLog::~EventLog() {
-  Close().IgnoreError();
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // (an Open that failed after taking it)
-}
+EventLog::~EventLog() { Close().IgnoreError(); }  // (the lock too, an Open's that failed)
 
 absl::StatusOr<int> LockEventLogDir(const std::string& dir) {
   std::error_code ec;

@@ -166,15 +166,6 @@ struct Engine::Impl {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<store::DecisionLog> log;
   std::unique_ptr<event::EventLog> event_log;
-  // The event log folder's lock from the start of Open until event_log
-  // takes it (an Open that fails in between closes it here).
-  int event_log_lock = -1;
-  struct LockCloser {
-    int* fd;
-    ~LockCloser() {
-      if (*fd >= 0) ::close(*fd);
-    }
-  } event_log_lock_closer{&event_log_lock};
   // The event log's failures (Ready, Stats): whether the last write failed,
   // whether the log has stopped for good, and the last error.
   absl::Status EventLogFailed(absl::Status st) {
@@ -224,11 +215,22 @@ struct Engine::Impl {
 
   absl::StatusOr<std::shared_ptr<const Runtime>> LoadRuntime(const serve::ServeConfig& cfg, const Runtime* previous);
   void Reject(std::string_view raw, Decision* out);
+  // Reject for an event of `bytes` (`as`: how they were counted) over the
+  // schema's max_record_bytes.
+  void RejectTooLarge(std::string_view raw, size_t bytes, std::string_view as, Decision* out) {
+    violations.assign(
+        1, event::Violation{event::Rule::kRecordTooLarge, "", StrCat(bytes),
+                            StrCat("the event is ", bytes, " bytes", as, "; the limit is ",
+                                   schema->max_record_bytes, " (limits.max_record_bytes)")});
+    Reject(raw, out);
+  }
   // Engine::RejectBody.
   void RejectBody(std::string_view body, std::string_view source, std::string_view reason,
                   bool not_a_label);
+  // Writes `r` with `raw`, the record as received: cut at max_record_bytes,
+  // pii masked (as `type` declares it, or by name), stamped with the time.
   // REQUIRES: `dead` is open.
-  void WriteDeadLetter(const event::Rejection& r);
+  void WriteDeadLetter(event::Rejection* r, std::string_view raw, const event::EventTypeSpec* type);
   // A label event from a caller that may not label: 403, not applied, not
   // logged, not dead-lettered (the event is valid; the key is not enough).
   void Forbid(Decision* out);
@@ -996,8 +998,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     // First the event log's lock: a second server on the same folder is
     // refused before it touches a store (its replay would otherwise make
     // the first one's pending decisions again, into its store or theirs).
-    VIGIL_ASSIGN_OR_RETURN(const int log_lock, event::LockEventLogDir(c.event_log_dir));
-    impl->event_log_lock = log_lock;
+    VIGIL_ASSIGN_OR_RETURN(int log_lock, event::LockEventLogDir(c.event_log_dir));
+    struct Closer {  // until the event log takes it (a failure in between)
+      int& fd;
+      ~Closer() {
+        if (fd >= 0) ::close(fd);
+      }
+    } closer{log_lock};
     VIGIL_RETURN_IF_ERROR(serve::EnsureStateDirs(c));
     VIGIL_ASSIGN_OR_RETURN(impl->store, store::OpenStore(c.store));
     store::DecisionLogOptions lo;
@@ -1016,7 +1023,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     eo.rotate_bytes = c.event_log_rotate_bytes;
     eo.rotate_daily = c.event_log_rotate_daily;
     eo.sync_interval_ms = c.event_log_sync_ms;
-    eo.dir_lock_fd = std::exchange(impl->event_log_lock, -1);  // the log holds it from now on
+    eo.dir_lock_fd = std::exchange(log_lock, -1);  // the log holds it from now on
     VIGIL_ASSIGN_OR_RETURN(impl->event_log, event::EventLog::Open(eo));
     impl->save_every = std::chrono::seconds(c.event_log_save_state_s);
     impl->save_timeout =
@@ -1100,18 +1107,20 @@ void Engine::Impl::Reject(std::string_view raw, Decision* out) {
     r.line_no = records;
     r.event_id = out->event_id;
     r.violations = violations;
-    r.received_ms = core::WallNowMs();
-    // Cut as the readers cut a record (RejectBody).
-    const size_t max = static_cast<size_t>(schema->max_record_bytes);
-    r.raw_truncated = raw.size() > max;
-    r.raw =
-        event::MaskJsonText(r.raw_truncated ? raw.substr(0, max) : raw, rec.type, *schema, *hasher);
-    r.raw_bytes = raw.size();
-    WriteDeadLetter(r);
+    WriteDeadLetter(&r, raw, rec.type);
   }
 }
 
-void Engine::Impl::WriteDeadLetter(const event::Rejection& r) {
+void Engine::Impl::WriteDeadLetter(event::Rejection* rej, std::string_view raw,
+                                   const event::EventTypeSpec* type) {
+  event::Rejection& r = *rej;
+  r.received_ms = core::WallNowMs();
+  // Cut as the readers cut a record (before masking, which sees a cut value
+  // as a value all the same).
+  const size_t max = static_cast<size_t>(schema->max_record_bytes);
+  r.raw_truncated = raw.size() > max;
+  r.raw_bytes = raw.size();
+  r.raw = event::MaskJsonText(r.raw_truncated ? raw.substr(0, max) : raw, type, *schema, *hasher);
   // To the OS at once: a rejection survives the process. One that cannot
   // be written (a full disk) is counted and reported; the client has its
   // 400 with every violation all the same.
@@ -1126,19 +1135,11 @@ void Engine::Impl::RejectBody(std::string_view body, std::string_view source,
   if (!dead) return;
   event::Rejection r;
   r.file = std::string(source);
-  r.received_ms = core::WallNowMs();
   r.violations.push_back(
       event::Violation{not_a_label ? event::Rule::kUnknownEventType : event::Rule::kMalformedJson,
                        not_a_label ? "event_type" : "", std::string(), std::string(reason)});
-  // Cut as the readers cut a record (before masking, which sees a cut value
-  // as a value all the same); a body is at most limits.max_body_bytes.
-  const size_t max = static_cast<size_t>(std::max<int64_t>(schema->max_record_bytes, 0));
-  r.raw_truncated = body.size() > max;
-  r.raw_bytes = body.size();
   // Events of any type may be in it: pii keys are masked by name wherever they are.
-  r.raw =
-      event::MaskJsonText(r.raw_truncated ? body.substr(0, max) : body, nullptr, *schema, *hasher);
-  WriteDeadLetter(r);
+  WriteDeadLetter(&r, body, nullptr);
 }
 
 void Engine::Impl::RenderRetry(std::string_view stored_doc, bool with_features, Decision* out) {
@@ -1546,12 +1547,8 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   // holds to the schema's max_record_bytes; with an event log, the line it
   // writes is (below).
   if (!m.event_log && event_json.size() > static_cast<size_t>(m.schema->max_record_bytes)) {
-    m.violations.assign(
-        1, event::Violation{event::Rule::kRecordTooLarge, "", StrCat(event_json.size()),
-                            StrCat("the event is ", event_json.size(), " bytes; the limit is ",
-                                   m.schema->max_record_bytes, " (limits.max_record_bytes)")});
     m.rec.type = nullptr;
-    m.Reject(event_json, out);
+    m.RejectTooLarge(event_json, event_json.size(), "", out);
     return absl::OkStatus();
   }
 
@@ -1665,12 +1662,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
     // max_record_bytes: a longer line would be acknowledged here and refused
     // there. (Its minified length: white space as posted does not count.)
     if (m.line.size() > static_cast<size_t>(m.schema->max_record_bytes)) {
-      m.violations.assign(
-          1, event::Violation{event::Rule::kRecordTooLarge, "", StrCat(m.line.size()),
-                              StrCat("the event is ", m.line.size(),
-                                     " bytes as logged (minified); the limit is ",
-                                     m.schema->max_record_bytes, " (limits.max_record_bytes)")});
-      m.Reject(text, out);
+      m.RejectTooLarge(text, m.line.size(), " as logged (minified)", out);
       return absl::OkStatus();
     }
     // To the operating system before the answer: an acknowledged event is in the log.
