@@ -80,9 +80,9 @@ class Policy::Loader {
   Loader(std::shared_ptr<const feature::FeatureSpec> spec, Policy* p)
       : spec_(std::move(spec)), p_(p) {}
 
-  // What the lists of the policy's own `lists:` hold, name and file text
-  // each, for its version: a deny-list edit is another policy.
-  const std::string& list_texts() const { return list_texts_; }
+  // What the lists of the policy's own `lists:` hold, name and sorted
+  // entries each, for its version: a deny-list edit is another policy.
+  const std::string& list_entries() const { return list_entries_; }
 
   // The lists rules read: the feature spec's, and the policy's own (read
   // again at every load, so a reload takes a list's edits; not in the
@@ -101,8 +101,8 @@ class Policy::Loader {
       const std::shared_ptr<const StringSet> set = own.Find(name);
       std::vector<std::string_view> entries(set->begin(), set->end());
       std::sort(entries.begin(), entries.end());
-      StrAppend(&list_texts_, name, "\n", entries.size(), "\n");
-      for (std::string_view e : entries) StrAppend(&list_texts_, e, "\n");
+      StrAppend(&list_entries_, name, "\n", entries.size(), "\n");
+      for (std::string_view e : entries) StrAppend(&list_entries_, e, "\n");
     }
     return lists_.Merge(own);
   }
@@ -410,7 +410,7 @@ class Policy::Loader {
   std::shared_ptr<const feature::FeatureSpec> spec_;
   Policy* p_;
   expr::Lists lists_;
-  std::string list_texts_;
+  std::string list_entries_;
 };
 
 Policy::~Policy() = default;
@@ -433,9 +433,9 @@ absl::StatusOr<std::shared_ptr<const Policy>> Policy::LoadString(
   p->spec_ = spec;
   Loader loader(std::move(spec), p.get());
   VIGIL_RETURN_IF_ERROR(loader.Run(root));
-  p->content_hash_ = loader.list_texts().empty()
+  p->content_hash_ = loader.list_entries().empty()
                          ? event::Sha256Hex(yaml)
-                         : event::Sha256Hex(StrCat(yaml, "\n", loader.list_texts()));
+                         : event::Sha256Hex(StrCat(yaml, "\n", loader.list_entries()));
   return std::shared_ptr<const Policy>(std::move(p));
 }
 

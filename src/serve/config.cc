@@ -100,7 +100,7 @@ absl::Status CheckPathsApart(const core::ConfigNode& root, const ServeConfig& c)
       if (!(a.written || b.written) || a.path != b.path) continue;
       const Named& w = a.written ? a : b;
       const Named& o = a.written ? b : a;
-      const core::ConfigNode at = root[w.key == "event_log" ? "event_log" : w.key];
+      const core::ConfigNode at = root[w.key];
       return (at.IsDefined() ? at : root)
           .Error(StrCat(w.key, " and ", o.key, " are the same file (", w.path, "): vigil writes ",
                         w.key, ", so each needs a file of its own"));

@@ -237,32 +237,27 @@ std::string OpenSslErrors() {
   return out.empty() ? "unknown OpenSSL error" : out;
 }
 
-// Whether `host` resolves to an address to listen on.
-absl::Status ResolveListenHost(const std::string& host) {
+// The addresses to listen on at host:port (freeaddrinfo them); `where`
+// names them in the error.
+absl::StatusOr<addrinfo*> ListenAddresses(const std::string& host, int port,
+                                          const std::string& where) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* found = nullptr;
-  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), "0", &hints, &found); rc != 0) {
-    return absl::UnavailableError(StrCat("cannot listen on ", host, ": ", gai_strerror(rc)));
+  const std::string service = std::to_string(port);
+  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found);
+      rc != 0) {
+    return absl::UnavailableError(StrCat("cannot listen on ", where, ": ", gai_strerror(rc)));
   }
-  freeaddrinfo(found);
-  return absl::OkStatus();
+  return found;
 }
 
 // The listening socket, non-blocking, shared by every loop.
 absl::StatusOr<int> ListenOn(const std::string& host, int port) {
   std::string where = port == 0 ? StrCat(host, " (any port)") : StrCat(host, ":", port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  std::string service = std::to_string(port);
-  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found); rc != 0) {
-    return absl::UnavailableError(StrCat("cannot listen on ", where, ": ", gai_strerror(rc)));
-  }
+  VIGIL_ASSIGN_OR_RETURN(addrinfo* const found, ListenAddresses(host, port, where));
   std::string last = "no address";
   for (addrinfo* a = found; a; a = a->ai_next) {
     int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
@@ -1263,7 +1258,9 @@ absl::Status HttpServer::Check(const std::string& host) {
     m.ssl = nullptr;
     VIGIL_RETURN_IF_ERROR(tls);
   }
-  return ResolveListenHost(host);
+  VIGIL_ASSIGN_OR_RETURN(addrinfo* const found, ListenAddresses(host, 0, host));
+  freeaddrinfo(found);
+  return absl::OkStatus();
 }
 
 absl::Status HttpServer::Bind(const std::string& host, int port) {
