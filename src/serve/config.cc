@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "core/strings.h"
+#include "store/store.h"
 
 namespace vigil::serve {
 namespace {
@@ -79,11 +80,13 @@ absl::Status CheckPathsApart(const core::ConfigNode& root, const ServeConfig& c)
     std::string path;
     bool written;
   };
-  std::vector<Named> paths = {
-      {"store", c.store.substr(7), true},   {"journal", c.journal, true},
-      {"dead_letter", c.dead_letter, true}, {"event_log", c.event_log_dir, true},
-      {"schema", c.schema, false},          {"features", c.features, false},
-      {"policy", c.policy, false}};
+  std::vector<Named> paths = {{"store", store::StoreFilePath(c.store), true},
+                              {"journal", c.journal, true},
+                              {"dead_letter", c.dead_letter, true},
+                              {"event_log", c.event_log_dir, true},
+                              {"schema", c.schema, false},
+                              {"features", c.features, false},
+                              {"policy", c.policy, false}};
   if (!c.keys_file.empty()) paths.push_back({"keys_file", c.keys_file, true});
   if (!c.tls_cert.empty()) paths.push_back({"tls.cert", c.tls_cert, false});
   if (!c.tls_key.empty()) paths.push_back({"tls.key", c.tls_key, false});
@@ -97,7 +100,7 @@ absl::Status CheckPathsApart(const core::ConfigNode& root, const ServeConfig& c)
     for (size_t j = i + 1; j < paths.size(); ++j) {
       const Named& a = paths[i];
       const Named& b = paths[j];
-      if (!(a.written || b.written) || a.path != b.path) continue;
+      if (!(a.written || b.written) || a.path.empty() || a.path != b.path) continue;
       const Named& w = a.written ? a : b;
       const Named& o = a.written ? b : a;
       const core::ConfigNode at = root[w.key];
@@ -157,7 +160,7 @@ absl::Status ParseListen(std::string_view text, std::string* host, int* port) {
 absl::Status EnsureStateDirs(const ServeConfig& c) {
   std::vector<fs::path> dirs = {fs::path(c.journal).parent_path(), fs::path(c.dead_letter).parent_path(),
                                 fs::path(c.event_log_dir)};
-  if (c.store.rfind("sqlite:", 0) == 0) dirs.push_back(fs::path(c.store.substr(7)).parent_path());
+  dirs.push_back(fs::path(store::StoreFilePath(c.store)).parent_path());
   if (!c.keys_file.empty()) dirs.push_back(fs::path(c.keys_file).parent_path());
   for (const fs::path& d : dirs) {
     if (d.empty()) continue;
@@ -178,7 +181,7 @@ absl::Status CheckStatePaths(const ServeConfig& c) {
     }
     return absl::OkStatus();
   };
-  const std::string db = c.store.substr(7);
+  const std::string db = store::StoreFilePath(c.store);
   VIGIL_RETURN_IF_ERROR(is(c.event_log_dir, true, "the event log folder"));
   VIGIL_RETURN_IF_ERROR(is(c.journal, false, "the journal"));
   VIGIL_RETURN_IF_ERROR(is(c.dead_letter, false, "the dead-letter file"));
@@ -187,17 +190,7 @@ absl::Status CheckStatePaths(const ServeConfig& c) {
   for (const std::string& f : {c.journal, c.dead_letter, db, c.keys_file}) {
     if (!f.empty()) VIGIL_RETURN_IF_ERROR(is(fs::path(f).parent_path(), true, "the folder"));
   }
-  if (fs::exists(db, ec) && fs::file_size(db, ec) > 0) {
-    // An SQLite database starts so (sqlite.org/fileformat.html, "The Database Header").
-    char head[16] = {};
-    std::FILE* f = std::fopen(db.c_str(), "rb");
-    const bool read = f && std::fread(head, 1, sizeof head, f) == sizeof head;
-    if (f) std::fclose(f);
-    if (!read || std::memcmp(head, "SQLite format 3", 16) != 0) {
-      return absl::FailedPreconditionError(StrCat("the store ", db, " is not an SQLite database"));
-    }
-  }
-  return absl::OkStatus();
+  return store::CheckStoreFile(c.store);
 }
 
 absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {

@@ -1,5 +1,9 @@
 #include "store/store.h"
 
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
 #include "core/strings.h"
 #include "store/sqlite_store.h"
 
@@ -26,6 +30,29 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(std::string_view url) {
   }
   return absl::InvalidArgumentError(
       StrCat("store URL '", url, "': unsupported scheme; supported: sqlite:PATH"));
+}
+
+std::string StoreFilePath(std::string_view url) {
+  constexpr std::string_view kSqlite = "sqlite:";
+  if (!StartsWith(url, kSqlite)) return "";
+  const std::string_view path = url.substr(kSqlite.size());
+  return path == ":memory:" ? "" : std::string(path);
+}
+
+absl::Status CheckStoreFile(std::string_view url) {
+  const std::string path = StoreFilePath(url);
+  std::error_code ec;
+  if (path.empty() || !std::filesystem::is_regular_file(path, ec)) return absl::OkStatus();
+  if (std::filesystem::file_size(path, ec) == 0 || ec) return absl::OkStatus();
+  // An SQLite database starts so (sqlite.org/fileformat.html, "The Database Header").
+  char head[16] = {};
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  const bool read = f && std::fread(head, 1, sizeof head, f) == sizeof head;
+  if (f) std::fclose(f);
+  if (!read || std::memcmp(head, "SQLite format 3", 16) != 0) {
+    return absl::FailedPreconditionError(StrCat("the store ", path, " is not an SQLite database"));
+  }
+  return absl::OkStatus();
 }
 
 bool IsSha256Hex(std::string_view s) {

@@ -113,6 +113,15 @@ class Store {
 // Errors name the URL and SQLite's message.
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(std::string_view url);
 
+// The local file the store at `url` keeps its data in (PATH of
+// "sqlite:PATH"), or "" when it has none (an in-memory database, a server).
+std::string StoreFilePath(std::string_view url);
+
+// Checks, reading only its first bytes, that the file of the store at `url`
+// is a database of its backend, when it exists and is not empty (OpenStore
+// creates it otherwise). FailedPrecondition naming the file when it is not.
+absl::Status CheckStoreFile(std::string_view url);
+
 // Whether `s` is a valid KeyRow::sha256_hex: 64 lowercase hex characters.
 bool IsSha256Hex(std::string_view s);
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 #include <vector>
@@ -86,6 +87,34 @@ TEST(OpenStoreTest, FileThatIsNotADatabaseIsDataLoss) {
   auto store = OpenStore(StrCat("sqlite:", path));
   ASSERT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(store.status().message(), HasSubstr("not a database"));
+}
+
+TEST(StoreFileTest, PathIsThatOfASqliteFileOnly) {
+  EXPECT_EQ(StoreFilePath("sqlite:/var/lib/vigil/vigil.db"), "/var/lib/vigil/vigil.db");
+  EXPECT_EQ(StoreFilePath("sqlite::memory:"), "");
+  EXPECT_EQ(StoreFilePath("postgresql://db/vigil"), "");
+}
+
+TEST(StoreFileTest, CheckAcceptsADatabaseAMissingFileAndAnEmptyOne) {
+  TempDir dir;
+  const std::string db = dir.File("vigil.db");
+  EXPECT_TRUE(CheckStoreFile(StrCat("sqlite:", db)).ok());  // missing: OpenStore creates it
+  std::ofstream(db).close();
+  EXPECT_TRUE(CheckStoreFile(StrCat("sqlite:", db)).ok());  // empty: SQLite takes it
+  std::filesystem::remove(db);
+  ASSERT_TRUE(OpenStore(StrCat("sqlite:", db)).ok());
+  EXPECT_TRUE(CheckStoreFile(StrCat("sqlite:", db)).ok());
+}
+
+TEST(StoreFileTest, CheckRefusesAFileThatIsNotADatabaseWithoutChangingIt) {
+  TempDir dir;
+  const std::string path = dir.File("notes.txt");
+  std::ofstream(path) << "SQLite format 2 and then some";
+  const absl::Status st = CheckStoreFile(StrCat("sqlite:", path));
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(st.message(), HasSubstr(path));
+  EXPECT_THAT(st.message(), HasSubstr("not an SQLite database"));
+  EXPECT_EQ(std::filesystem::file_size(path), 29u);
 }
 
 TEST(SqliteStoreTest, CreatesTheFileInWalModeAndReportsItsUrl) {
