@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -99,6 +100,18 @@ int RemoveStaleTemporaries(const std::string& path) {
     if (fs::remove(e.path(), ec)) ++removed;
   }
   return removed;
+}
+
+void CloseDescriptorsExcept(int keep, bool use_close_range) {
+  if (use_close_range) {
+    bool closed = keep <= 3 || ::close_range(3, static_cast<unsigned>(keep - 1), 0) == 0;
+    closed = ::close_range(static_cast<unsigned>(std::max(keep + 1, 3)), ~0U, 0) == 0 && closed;
+    if (closed) return;
+  }
+  const int max_fd = static_cast<int>(std::min<long>(::sysconf(_SC_OPEN_MAX), 1 << 20));
+  for (int fd = 3; fd < max_fd; ++fd) {
+    if (fd != keep) ::close(fd);
+  }
 }
 
 }  // namespace vigil::core

@@ -37,6 +37,14 @@ absl::Status CommitTemporary(const std::string& tmp, const std::string& path);
 // (it may be writing now). Returns how many it deleted.
 int RemoveStaleTemporaries(const std::string& path);
 
+// Closes every descriptor from 3 up but `keep`: what a child forked from a
+// server does before it runs on its own, so that it holds no socket or lock
+// of its parent. Async-signal-safe (callable after fork() in a process with
+// threads). close_range(2) where the kernel has it (Linux 5.9 on); else, or
+// with `use_close_range` false (tests), one by one up to the descriptor limit
+// (at most 2^20).
+void CloseDescriptorsExcept(int keep, bool use_close_range = true);
+
 }  // namespace vigil::core
 
 #endif  // VIGIL_CORE_FILE_H_

@@ -1,5 +1,6 @@
 #include "core/file.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +77,46 @@ TEST(ReadFileTest, ADirectoryIsAnErrorNotAnEmptyFile) {
   ASSERT_FALSE(got.ok());
   EXPECT_NE(std::string(got.status().message()).find("is a directory"), std::string::npos)
       << got.status();
+}
+
+}  // namespace
+}  // namespace vigil::core
+
+namespace vigil::core {
+namespace {
+
+// In a child (its descriptors are its own): opens some, low and high,
+// closes all but `keep` and says by its exit status whether exactly those
+// went (0), or which survived or went wrongly (the descriptor, < 255).
+int CloseInChild(bool use_close_range) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int fds[4];
+    for (int& fd : fds) fd = ::dup(1);
+    const int high = ::fcntl(1, F_DUPFD, 200);
+    const int keep = fds[1];
+    CloseDescriptorsExcept(keep, use_close_range);
+    if (::fcntl(keep, F_GETFD) < 0) _exit(keep);
+    for (int fd : {fds[0], fds[2], fds[3], high}) {
+      if (::fcntl(fd, F_GETFD) >= 0) _exit(fd);
+    }
+    for (int fd : {0, 1, 2}) {
+      if (::fcntl(fd, F_GETFD) < 0) _exit(fd);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(CloseDescriptorsExceptTest, ClosesAllButTheOneKeptAndTheStandardThree) {
+  EXPECT_EQ(CloseInChild(/*use_close_range=*/true), 0);
+}
+
+// The way of kernels before 5.9, which have no close_range(2).
+TEST(CloseDescriptorsExceptTest, OneByOneClosesTheSame) {
+  EXPECT_EQ(CloseInChild(/*use_close_range=*/false), 0);
 }
 
 }  // namespace

@@ -475,14 +475,7 @@ absl::Status Engine::Impl::SaveInBackground() {
     // with the server, so nothing waits for it; at nice 10, bench/serve.sh's
     // p99 was no better).
     const int out = pipe_fds[1];
-    bool closed = out <= 3 || ::close_range(3, static_cast<unsigned>(out - 1), 0) == 0;
-    closed = ::close_range(static_cast<unsigned>(out + 1), ~0U, 0) == 0 && closed;
-    if (!closed) {  // a kernel before 5.9: one by one
-      const int max_fd = static_cast<int>(std::min<long>(::sysconf(_SC_OPEN_MAX), 1 << 20));
-      for (int fd = 3; fd < max_fd; ++fd) {
-        if (fd != out) ::close(fd);
-      }
-    }
+    core::CloseDescriptorsExcept(out);
     const sched_param idle{};
     if (::sched_setscheduler(0, SCHED_IDLE, &idle) != 0) (void)::setpriority(PRIO_PROCESS, 0, 19);
     // Left a temporary: the parent gives it its name (a crash first, and
