@@ -281,12 +281,8 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(EventLogOptions options
     return absl::InvalidArgumentError(
         StrCat("event log: sync_interval_ms must be >= 0, not ", options.sync_interval_ms));
   }
-  std::error_code ec;
-  std::filesystem::create_directories(options.dir, ec);
-  if (ec) {
-    return ErrnoStatus(
-        ec.value(), StrCat(options.dir, ": cannot create the event log directory: ", ec.message()));
-  }
+  // (The folder is created by LockEventLogDir, here or by whoever handed
+  // its lock over.)
   if (log->lock_fd_ < 0) {
     VIGIL_ASSIGN_OR_RETURN(log->lock_fd_, LockEventLogDir(log->options_.dir));
   }
