@@ -45,7 +45,7 @@ class Server:
     """A vigil serve process with its own state folder and three keys."""
 
     def __init__(self, work, limits=None, models=True, extra="", keys_file=True, tls=False, nofile=None,
-                 save_state_s=600, fsize=None):
+                 save_state_s=600, fsize=None, schema=None):
         self.work = work
         self.cfg = os.path.join(work, "vigil.yaml")
         lim = {"max_body_bytes": 65536, "max_batch": 100, "threads": 2}
@@ -56,7 +56,7 @@ class Server:
                 f"  {t}: {{champion: {{name: exchange, bundle: {EX}/model}}}}\n"
                 for t in ["signup", "deposit", "withdrawal", "trade", "promo_redeem", "api_key_create"])
         with open(self.cfg, "w") as f:
-            f.write(f"schema: {EX}/schema.yaml\nfeatures: {EX}/features.yaml\npolicy: {EX}/policy.yaml\n"
+            f.write(f"schema: {schema or EX + '/schema.yaml'}\nfeatures: {EX}/features.yaml\npolicy: {EX}/policy.yaml\n"
                     f"{model_block}store: sqlite:{work}/var/vigil.db\njournal: {work}/var/journal.jsonl\n"
                     # sync_ms: the event log's sync thread runs in every server of these tests.
                     f"event_log: {{dir: {work}/var/eventlog, sync_ms: 50, save_state_s: {save_state_s}}}\n"
@@ -1366,7 +1366,42 @@ def test_crash_recovery():
               f"{' during a save in the background' if during_save else ''} ({lost} made again)")
 
 
-TESTS = {"crash_recovery": test_crash_recovery, "dead_letters": test_dead_letters, "http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
+def test_large_records():
+    """A schema may allow records past the 1 MiB the readers take by
+    default (limits.max_record_bytes raised): such an event is taken and
+    logged, and the next start reads it back from the log like any other,
+    so the state after a kill -9 still counts it."""
+    with tempfile.TemporaryDirectory() as work:
+        text = open(os.path.join(EX, "schema.yaml")).read()
+        for a, b in [("max_record_bytes: 16384", "max_record_bytes: 4194304"),
+                     ("max_string_length: 256", "max_string_length: 3000000"),
+                     ("user_agent: &user_agent {type: string, required: true, max_length: 512}",
+                      "user_agent: &user_agent {type: string, required: true, max_length: 3000000}")]:
+            check(text.count(a) == 1, f"the exchange schema has no {a!r}")
+            text = text.replace(a, b)
+        schema = os.path.join(work, "schema.yaml")
+        with open(schema, "w") as f:
+            f.write(text)
+        s = Server(work, models=False, schema=schema, limits={"max_body_bytes": 4194304})
+        ev = {e["event_id"]: e for e in sample_events()}
+        login = dict(ev["e000000000002"], user_agent="Mozilla/5.0 " + "x" * (3 << 19))  # 1.5 MiB
+        for e in (ev["e000000000001"], login):
+            st, d = s.post(e)
+            check(st == 200, f"{e['event_type']}: {st} {d}")
+        st, d = s.post(ev["e000000000004"], features=True)
+        check(st == 200 and d["features"]["user_events_1h"] == 3, f"deposit: {st} {d}")
+        s.proc.kill()
+        s.proc.wait()
+        s.start()  # no state saved: the whole log is read back
+        st, d = s.post(ev["e000000000006"], features=True)
+        check(st == 200 and d["features"]["user_events_1h"] == 4,
+              f"withdrawal after the restart: {st} {d.get('features', d) if isinstance(d, dict) else d}:\n"
+              + "".join(s.log))
+        s.stop()
+    print("ok: an event of 1.5 MiB the schema allows is read back from the event log at the next start")
+
+
+TESTS = {"large_records": test_large_records, "crash_recovery": test_crash_recovery, "dead_letters": test_dead_letters, "http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
  "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}
