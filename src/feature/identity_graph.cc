@@ -270,6 +270,7 @@ void IdentityGraph::Observe(std::span<const uint64_t> nodes, int64_t t_ms) {
 
 void IdentityGraph::Add(uint64_t node, int counter, double v) {
   if (counter < 0 || static_cast<size_t>(counter) >= ncounters_ || !std::isfinite(v)) return;
+  if (IsStop(node)) return;  // counts nothing, and is not stored
   uint32_t x;
   if (const uint32_t* at = index_.find(node)) {
     x = *at;

@@ -44,9 +44,11 @@ struct IdentityGraphOptions {
   // A link not seen again for this long (event time) is dropped at the next
   // rebuild; so is a hub's hub status. <= 0: links die at every rebuild.
   int64_t link_ttl_ms = 90LL * 86400000;
-  // A node that would get more distinct live neighbours than this becomes a
-  // hub: it takes no new links and, from the next rebuild, its links join
-  // nothing. Values below 1 are taken as 1.
+  // A node that would get more distinct neighbours than this becomes a hub:
+  // it takes no new links and, from the next rebuild, its links join
+  // nothing. Its links held count, expired ones too until the rebuild that
+  // drops them (docs/identity-graph.md, "Limits"). Values below 1 are taken
+  // as 1.
   int32_t max_degree = 50;
   // The partition is rebuilt from the live links when an event's time enters
   // a new period of this length (periods are aligned to multiples of it, so
@@ -82,7 +84,7 @@ class IdentityGraph {
 
   // Adds `v` to counter `counter` of `node` (and so to its cluster's). An
   // unseen node is created unless `v` is 0. Ignored when `counter` is out of
-  // [0, counters) or `v` is not finite.
+  // [0, counters), `v` is not finite or `node` is a stop node.
   // Hot path: no allocation once the node exists.
   void Add(uint64_t node, int counter, double v);
 

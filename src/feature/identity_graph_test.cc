@@ -272,6 +272,20 @@ TEST(IdentityGraphTest, StopNodesNeverLink) {
   EXPECT_EQ(g.ClusterAccounts(hot_wallet), 0);
 }
 
+// A stop-listed account's own events (a referrer listed as a user is
+// stopped as every user) count nothing, in its cluster or elsewhere.
+TEST(IdentityGraphTest, StopNodesCountNothing) {
+  IdentityGraph g(Opts(1));
+  const uint64_t referrer = User(9);
+  g.AddStopNode(referrer);
+  Obs(g, {referrer, Device(1)}, kHour);
+  g.Add(referrer, 0, 1);
+  g.Add(referrer, 0, 1);
+  EXPECT_EQ(g.ClusterCounter(referrer, 0), 0);
+  EXPECT_EQ(g.ClusterSize(referrer), 1);
+  EXPECT_EQ(g.stats().nodes, 0);
+}
+
 TEST(IdentityGraphTest, NodeStoppedAfterLinkingIsCutAtTheNextRebuild) {
   IdentityGraph g(Opts(0));
   Obs(g, {User(1), Ip(1)}, kHour);
