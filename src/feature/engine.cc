@@ -304,6 +304,9 @@ struct StreamPlan {
   bool life_gaps = false;     // gap mean and variance
   bool life_distinct = false;
   size_t keys = 0;
+  // The buckets a merge leaves at most (docs/features.md, "Memory"), plus
+  // cap / 4: late events put among the buckets past it merge them again.
+  size_t max_buckets = 0;
 };
 
 // A new entity of the stream: its cursors, decayed sums, distinct counts.
@@ -402,6 +405,12 @@ struct FeatureEngine::Impl {
           computed.push_back(f.index);
         }
       }
+    }
+    for (size_t i = 0; i < s.streams.size(); ++i) {
+      const double reach = static_cast<double>(s.streams[i].max_reach_ms + s.lateness_ms);
+      const int levels = reach > 64 ? static_cast<int>(std::log2(reach / 64)) : 0;
+      streams[i].max_buckets =
+          static_cast<size_t>(65 * (levels + 3) + std::max<int64_t>(s.max_entries_per_key / 4, 1));
     }
     entities.resize(s.streams.size());
     scratch.resize(s.streams.size());
@@ -535,7 +544,10 @@ struct FeatureEngine::Impl {
     } else if (e.tier && t < e.tier->buckets.back().t_max) [[unlikely]] {
       // Late, and older than the newest bucket: into the buckets (its value
       // hash is not kept there). The raw entries and cursors are unchanged.
+      // Such events never reach the raw entries' next merge: past the
+      // bound, the buckets merge again here.
       InsertIntoBuckets(*e.tier, t, v);
+      if (e.tier->buckets.size() > sp.max_buckets) MergeIntoBuckets(*e.tier, nullptr, 0, latest);
     } else {
       // Within the lateness bound: in time order, after entries of the same
       // time (they were given first). Cursors start over.
@@ -615,6 +627,13 @@ struct FeatureEngine::Impl {
       const BucketPrefix& b = p[part.hi];
       part.n = b.n - a.n;
       part.sum = (b.sum - a.sum) + (b.comp - a.comp);
+      // Running totals that overflowed tell nothing of the buckets after
+      // (inf − inf): those in the window, summed again.
+      if (std::isinf(b.sum)) [[unlikely]] {
+        double comp;
+        Resum(bt.buckets.data() + part.lo, bt.buckets.data() + part.hi, part.sum, comp);
+        part.sum += comp;
+      }
     }
   }
 
@@ -628,19 +647,23 @@ struct FeatureEngine::Impl {
     e.base += static_cast<int64_t>(k);
   }
 
-  // The sum of the entries [lo, hi) again, for a running sum that reached
-  // ±inf: values whose sum overflows a double. Finite values never bring it
-  // back (and inf − inf left its compensation NaN), so it would otherwise
-  // stay there for as long as the entity lives. Compensated when that is
-  // finite, else plain: inf while the window's values overflow. (A NaN sum
-  // is the sum of a string field's entries, which nothing reads: left be.)
-  __attribute__((noinline, cold)) static void Resum(const Entry* lo, const Entry* hi, double& sum,
+  // The sum of the entries (or buckets) [lo, hi) again, for a running sum
+  // that reached ±inf: values whose sum overflows a double. Finite values
+  // never bring it back (and inf − inf left its compensation NaN), so it
+  // would otherwise stay there for as long as the entity lives. Compensated
+  // when that is finite, else plain: inf while the window's values
+  // overflow. (A NaN sum is the sum of a string field's entries, which
+  // nothing reads: left be.)
+  static double ValueOf(const Entry& x) { return x.v; }
+  static double ValueOf(const Bucket& x) { return x.sum; }
+  template <typename T>
+  __attribute__((noinline, cold)) static void Resum(const T* lo, const T* hi, double& sum,
                                                     double& comp) {
     sum = comp = 0;
-    for (const Entry* p = lo; p < hi; ++p) AddCompensated(p->v, sum, comp);
+    for (const T* p = lo; p < hi; ++p) AddCompensated(ValueOf(*p), sum, comp);
     if (std::isfinite(sum + comp)) return;
     sum = comp = 0;
-    for (const Entry* p = lo; p < hi; ++p) sum += p->v;
+    for (const T* p = lo; p < hi; ++p) sum += ValueOf(*p);
   }
 
   // Moves the cursor to the window (q − width, q]. A template over the

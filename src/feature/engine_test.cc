@@ -23,8 +23,11 @@ constexpr int64_t kHour = 3'600'000;
 constexpr int64_t kDay = 86'400'000;
 
 std::shared_ptr<const event::Schema> Schema() {
+  // (Each event is read by a reader of its own: no duplicate-id window, which
+  // is sized for a million ids up front.)
   auto s = event::Schema::LoadString(R"(
 time_bounds: {max_behind_latest: off, max_ahead_of_latest: off}
+duplicates: {memory: 0}
 event_types:
   tx:
     fields:
@@ -35,7 +38,8 @@ event_types:
   login:
     fields:
       user: {type: string, required: true, role: entity}
-)", "schema.yaml");
+)",
+                                     "schema.yaml");
   EXPECT_TRUE(s.ok()) << s.status();
   return *s;
 }
@@ -693,6 +697,49 @@ TEST(FeatureEngineTest, BucketsOfAKeyFarOverTheCapStayBoundedAsItGrows) {
   std::printf("buckets at most %lld (bound %lld), memory %lld bytes\n",
               static_cast<long long>(most), static_cast<long long>(bound),
               static_cast<long long>(memory_most));
+}
+
+// Values whose sum overflows, once merged into buckets, leave the buckets'
+// running totals inf: windows that reach the buckets but not those values
+// read their own sum, and one that holds them reads inf.
+TEST(FeatureEngineTest, AnOverflowAmongTheBucketsStaysInTheWindowsThatHoldIt) {
+  Harness h(
+      "  - {name: s1m, agg: sum, of: amount, key: user, window: 1m}\n"
+      "  - {name: m1m, agg: mean, of: amount, key: user, window: 1m}\n"
+      "  - {name: s1d, agg: sum, of: amount, key: user, window: 1d}\n",
+      "limits: {max_entries_per_key: 16}\n");
+  h.Event("tx", 0, "a", 1e308);
+  h.Event("tx", 1000, "a", 1e308);
+  std::vector<double> f;
+  for (int i = 0; i < 400; ++i) f = h.Event("tx", (2 + i) * 1000, "a", 1);
+  ASSERT_GT(h.engine().Stats().buckets, 0);
+  EXPECT_EQ(f[0], 60);
+  EXPECT_EQ(f[1], 1);
+  EXPECT_EQ(f[2], std::numeric_limits<double>::infinity());
+}
+
+// Late events older than the newest bucket go among the buckets, not to the
+// raw entries, so they never bring the next merge nearer: past the bound
+// they merge the buckets themselves, and nothing is lost.
+TEST(FeatureEngineTest, LateEventsAmongTheBucketsStayWithinTheBound) {
+  Harness h(
+      "  - {name: n, agg: count, key: user, window: 1h}\n"
+      "  - {name: all, agg: count, key: user, window: lifetime}\n",
+      "limits: {max_entries_per_key: 16}\n");
+  for (int i = 0; i < 20; ++i) h.Event("tx", i * kMin, "a");  // the first 4 go to buckets
+  const double reach = static_cast<double>(kHour + kHour);    // window + lateness
+  const int64_t bound = 65 * (static_cast<int64_t>(std::log2(reach / 64)) + 3) + 16 / 4;
+  constexpr int kLate = 2000;  // past the bound, without the merge
+  int64_t most = 0;
+  for (int i = 0; i < kLate; ++i) {
+    // Each at a millisecond of its own, before the newest bucket (3 min).
+    ASSERT_FALSE(h.Event("tx", 1 + i * 31, "a").empty()) << i;
+    if (i % 64 == 0) most = std::max(most, h.engine().Stats().buckets);
+  }
+  EXPECT_LE(most, bound);
+  const std::vector<double> f = h.Event("tx", 19 * kMin + 1, "a");
+  EXPECT_EQ(f[0], 20 + kLate + 1);  // every bucket is wholly in the window
+  EXPECT_EQ(f[1], 20 + kLate + 1);
 }
 
 TEST(FeatureEngineTest, TtlShorterThanAWindowIsRefused) {
