@@ -23,6 +23,21 @@ using event::FieldType;
 using event::Role;
 using event::Schema;
 
+// Field types whose values key alike (event::KeyHash): text, integers (and
+// booleans), other numbers.
+int KeyClass(FieldType t) {
+  switch (t) {
+    case FieldType::kString:
+    case FieldType::kEnum:
+      return 0;
+    case FieldType::kInt:
+    case FieldType::kBool:
+      return 1;
+    default:
+      return 2;
+  }
+}
+
 struct AggInfo {
   Agg agg;
   const char* name;
@@ -535,9 +550,24 @@ class Builder {
                                        "': a label names one entity: one key field with on: [label]"));
         }
         st.label_fed = true;
+        // A label names its entity by one value (target_entity.value, as
+        // text), read as the key field's type: the types that carry the
+        // field must key alike, or which of them the label reaches would
+        // depend on the schema's order.
+        const EventTypeSpec* first = nullptr;
         for (const EventTypeSpec& t : s.types) {
           const FieldSpec* kf = t.Find(st.key_fields[k]);
-          if (kf) st.key_type = kf->type;
+          if (!kf) continue;
+          if (first && KeyClass(kf->type) != KeyClass(st.key_type)) {
+            return n["key"].Error(StrCat(
+                "feature '", f->name, "': key field '", st.key_fields[k], "' is ",
+                event::FieldTypeName(st.key_type), " in ", first->name, " but ",
+                event::FieldTypeName(kf->type), " in ", t.name,
+                ", which key differently: a label names its entity by one value, so give the "
+                "field one type"));
+          }
+          if (!first) first = &t;
+          st.key_type = kf->type;
         }
       }
       // Keys are read from every type that has them, so check every type.

@@ -233,6 +233,31 @@ TEST(FeatureSpecTest, ClusterFeaturesNeedAnIdentitySection) {
   EXPECT_THAT(bad.status().message(), HasSubstr("no event type has field 'wallet'"));
 }
 
+// A label names an entity by one text value, read as the key field's type:
+// a field that is a number in one type and text in another would reach
+// one of them only, chosen by the schema's order.
+TEST(FeatureSpecTest, LabelFedKeyMustKeyAlikeInEveryType) {
+  auto load = [](std::string_view acct_in_withdrawal) {
+    auto schema = event::Schema::LoadString(
+        StrCat("event_types:\n  deposit:\n    fields:\n      acct: {type: int, role: entity}\n"
+               "  withdrawal:\n    fields:\n      acct: {type: ",
+               acct_in_withdrawal, ", role: entity}\n"),
+        "schema.yaml");
+    EXPECT_TRUE(schema.ok()) << schema.status();
+    auto s = FeatureSpec::LoadString(
+        "score_on: [deposit]\nfeatures:\n"
+        "  - {name: cb, agg: count, key: acct, on: [label], window: lifetime}\n",
+        "f.yaml", *schema);
+    return s.ok() ? absl::OkStatus() : s.status();
+  };
+  const absl::Status mixed = load("string");
+  EXPECT_THAT(mixed.message(),
+              HasSubstr("key field 'acct' is int in deposit but string in withdrawal"));
+  EXPECT_THAT(mixed.message(), HasSubstr("f.yaml:"));
+  EXPECT_TRUE(load("int").ok());
+  EXPECT_TRUE(load("bool").ok()) << "booleans key as integers";
+}
+
 TEST(FeatureSpecTest, ReviewedHolesAreClosed) {
   // A label-fed aggregate keyed by a label field would read the event's own label.
   EXPECT_THAT(Err("  - {name: a, agg: count, key: fraud, on: [label], window: 30d}\n").message(),
