@@ -124,6 +124,11 @@ struct BucketPrefix {
 struct BucketTier {
   std::vector<Bucket> buckets;       // time-ordered, disjoint
   std::vector<BucketPrefix> prefix;  // buckets.size() + 1
+  // The first prefix whose totals an overflow spoilt (a sum past a double,
+  // or a bucket's own that did), or SIZE_MAX: windows ending there or later
+  // sum their buckets again. (A string field's buckets sum to NaN, which
+  // nothing reads: they spoil nothing.)
+  size_t overflow_at = SIZE_MAX;
   // Per cursor, the buckets in its window for the current event (set in
   // Process before the features read them).
   struct Part {
@@ -198,12 +203,19 @@ void Absorb(Bucket& a, const Bucket& b) {
 
 void RebuildPrefix(BucketTier& bt) {
   bt.prefix.resize(bt.buckets.size() + 1);
+  bt.overflow_at = SIZE_MAX;
   int64_t n = 0;
   double sum = 0, comp = 0;
   for (size_t i = 0; i < bt.buckets.size(); ++i) {
-    bt.prefix[i] = BucketPrefix{bt.buckets[i].Rep(), n, sum, comp};
-    n += bt.buckets[i].n;
-    AddCompensated(bt.buckets[i].sum, sum, comp);
+    const Bucket& b = bt.buckets[i];
+    bt.prefix[i] = BucketPrefix{b.Rep(), n, sum, comp};
+    n += b.n;
+    AddCompensated(b.sum, sum, comp);
+    // (A number field's buckets have a min; a string field's, NaN.)
+    if (bt.overflow_at == SIZE_MAX &&
+        (std::isinf(sum) || (!std::isfinite(b.sum) && !std::isnan(b.min)))) {
+      bt.overflow_at = i + 1;
+    }
   }
   bt.prefix.back() = BucketPrefix{std::numeric_limits<int64_t>::max(), n, sum, comp};
 }
@@ -629,7 +641,7 @@ struct FeatureEngine::Impl {
       part.sum = (b.sum - a.sum) + (b.comp - a.comp);
       // Running totals that overflowed tell nothing of the buckets after
       // (inf − inf): those in the window, summed again.
-      if (std::isinf(b.sum)) [[unlikely]] {
+      if (static_cast<size_t>(part.hi) >= bt.overflow_at) [[unlikely]] {
         double comp;
         Resum(bt.buckets.data() + part.lo, bt.buckets.data() + part.hi, part.sum, comp);
         part.sum += comp;

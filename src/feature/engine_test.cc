@@ -716,6 +716,18 @@ TEST(FeatureEngineTest, AnOverflowAmongTheBucketsStaysInTheWindowsThatHoldIt) {
   EXPECT_EQ(f[0], 60);
   EXPECT_EQ(f[1], 1);
   EXPECT_EQ(f[2], std::numeric_limits<double>::infinity());
+
+  // Both signs: totals of inf − inf, NaN, and buckets of their own that may be.
+  Harness g(
+      "  - {name: s1m, agg: sum, of: amount, key: user, window: 1m}\n"
+      "  - {name: m1m, agg: mean, of: amount, key: user, window: 1m}\n",
+      "limits: {max_entries_per_key: 16}\n");
+  // (From 3 s: two cells of 4,096 ms, one +inf bucket and one -inf, the
+  // run too short for them to coarsen into one.)
+  for (int i = 0; i < 4; ++i) g.Event("tx", (3 + i) * 1000, "a", i < 2 ? 1e308 : -1e308);
+  for (int i = 0; i < 400; ++i) f = g.Event("tx", (7 + i) * 1000, "a", 1);
+  EXPECT_EQ(f[0], 60);
+  EXPECT_EQ(f[1], 1);
 }
 
 // Late events older than the newest bucket go among the buckets, not to the
