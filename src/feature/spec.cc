@@ -344,6 +344,17 @@ class Builder {
     if (g.link_ttl_ms <= 0 || g.link_ttl_ms > 3650 * core::kMsPerDay) {
       return n["link_ttl"].Error("link_ttl: a positive duration up to 3650d");
     }
+    // Links expire only at rebuilds, and count toward the degree cap until
+    // then: with a shorter TTL they would live a whole period regardless,
+    // and make hubs of accounts that merely change devices.
+    if (g.link_ttl_ms < g.rebuild_every_ms) {
+      return (n["link_ttl"].IsDefined() ? n["link_ttl"] : n["rebuild_every"])
+          .Error(StrCat("link_ttl (", core::FormatDuration(g.link_ttl_ms),
+                        ") is shorter than rebuild_every (",
+                        core::FormatDuration(g.rebuild_every_ms),
+                        "): links expire only at rebuilds, and count toward max_degree until then; "
+                        "make link_ttl at least rebuild_every"));
+    }
     g.account_index.assign(s.types.size(), -1);
     g.link_index.assign(s.types.size() * g.links.size(), -1);
     bool any = false;

@@ -258,6 +258,24 @@ TEST(FeatureSpecTest, LabelFedKeyMustKeyAlikeInEveryType) {
   EXPECT_TRUE(load("bool").ok()) << "booleans key as integers";
 }
 
+// Links expire only at rebuilds: a TTL shorter than the period would keep
+// them a period anyway, counting toward the degree cap (hubs of accounts
+// that merely change devices).
+TEST(FeatureSpecTest, LinkTtlShorterThanTheRebuildPeriodIsRefused) {
+  auto load = [](std::string_view identity) {
+    auto s = FeatureSpec::LoadString(StrCat("score_on: [deposit]\nidentity: ", identity,
+                                            "\nfeatures:\n  - {name: a, agg: cluster_size}\n"),
+                                     "f.yaml", Schema());
+    return s.ok() ? absl::OkStatus() : s.status();
+  };
+  const absl::Status st = load("{account: user_id, links: [ip], link_ttl: 1h}");
+  EXPECT_THAT(st.message(), HasSubstr("f.yaml:2:"));
+  EXPECT_THAT(st.message(), HasSubstr("link_ttl (1h) is shorter than rebuild_every (1d)"));
+  EXPECT_FALSE(load("{account: user_id, links: [ip], link_ttl: 12h, rebuild_every: 1d}").ok());
+  EXPECT_TRUE(load("{account: user_id, links: [ip], link_ttl: 1d}").ok());
+  EXPECT_TRUE(load("{account: user_id, links: [ip], link_ttl: 1h, rebuild_every: 1h}").ok());
+}
+
 TEST(FeatureSpecTest, ReviewedHolesAreClosed) {
   // A label-fed aggregate keyed by a label field would read the event's own label.
   EXPECT_THAT(Err("  - {name: a, agg: count, key: fraud, on: [label], window: 30d}\n").message(),
