@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/file.h"
 #include "core/strings.h"
 #include "core/time.h"
 
@@ -262,6 +264,44 @@ absl::StatusOr<int> LockEventLogDir(const std::string& dir) {
     return ErrnoStatus(err, StrCat(dir, ": cannot lock the event log directory: ", strerror(err)));
   }
   return fd;
+}
+
+absl::StatusOr<std::string> EventLogId(const std::string& dir) {
+  const std::string path = dir + "/.log-id";
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    VIGIL_ASSIGN_OR_RETURN(std::string text, core::ReadFile(path));
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    const bool hex = text.size() == 32 && std::all_of(text.begin(), text.end(), [](char c) {
+                       return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                     });
+    if (!hex) {
+      return absl::DataLossError(
+          StrCat(path,
+                 ": not an event log id (32 lowercase hex digits); "
+                 "remove it to make a new one (a saved state then goes unused)"));
+    }
+    return text;
+  }
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno,
+                         StrCat(path, ": no random bytes for a new log id: ", strerror(errno)));
+    }
+    got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : bytes) {
+    id += kHex[b >> 4];
+    id += kHex[b & 15];
+  }
+  VIGIL_RETURN_IF_ERROR(core::WriteFileAtomic(path, id + "\n"));
+  return id;
 }
 
 absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(EventLogOptions options) {

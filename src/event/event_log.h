@@ -79,6 +79,13 @@ struct EventLogOptions {
 // server on the same folder is refused before it touches its store.
 absl::StatusOr<int> LockEventLogDir(const std::string& dir);
 
+// The identity of the event log in `dir`: 32 hex digits, random, kept in
+// `dir`/.log-id (hidden: readers of the log skip it) and made there when the
+// folder has none. A server's saved state names it, so that a state copied
+// from another server's folder is never restored onto this log. Call with
+// the folder's lock held. Errors name the file.
+absl::StatusOr<std::string> EventLogId(const std::string& dir);
+
 class EventLog {
  public:
   // Creates the directory if needed and opens a new file in it. One

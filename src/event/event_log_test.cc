@@ -550,5 +550,20 @@ TEST(EventReaderFilesTest, ARotatedEventLogReadsBackInAppendOrder) {
   EXPECT_EQ(got.ids, ids);
 }
 
+// A saved state names its log by this id: made once, the same at every
+// call after, another in another folder, and a damaged one is an error.
+TEST(EventLogIdTest, IsMadeOnceKeptAndTellsFoldersApart) {
+  TempDir a, b;
+  auto id = EventLogId(a.path());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_THAT(*id, ::testing::MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_EQ(*EventLogId(a.path()), *id);
+  EXPECT_NE(*EventLogId(b.path()), *id);
+  std::ofstream(a.path() + "/.log-id") << "not an id\n";
+  const auto bad = EventLogId(a.path());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(bad.status().message(), HasSubstr(a.path() + "/.log-id"));
+}
+
 }  // namespace
 }  // namespace vigil::event

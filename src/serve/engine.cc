@@ -288,7 +288,11 @@ struct Engine::Impl {
   // The state saved at a clean stop, beside the event log it summarises.
   std::string StatePath() const { return config.event_log_dir + "/state.snap"; }
   // What a saved state must have been taken under.
-  std::string StateKey() const { return StrCat(schema->content_hash, " ", spec->content_hash); }
+  // A state is of this schema, spec and event log (a copy from another
+  // server's folder would hold events this log never had).
+  std::string StateKey() const {
+    return StrCat(schema->content_hash, " ", spec->content_hash, " ", log_id);
+  }
   absl::StatusOr<int64_t> SaveState();
   // Where the state stands in the event log: its newest file and that
   // file's size, after writing what the log buffers.
@@ -360,6 +364,7 @@ struct Engine::Impl {
   // is not the end of a line of that file.
   absl::StatusOr<bool> Replay(const std::vector<std::string>& files, size_t first, int64_t skip);
   bool state_restored = false;
+  std::string log_id;  // event::EventLogId of the event log folder
   int64_t state_events = 0;
   std::string state_not_used;
 };
@@ -633,7 +638,11 @@ void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* f
   if (!bytes.ok()) return not_used(std::string(bytes.status().message()));
   auto sealed = core::Unseal(*bytes, kStateMagic, kStateVersion, "saved state");
   if (!sealed.ok()) return not_used(std::string(sealed.status().message()));
-  if (sealed->key != StateKey()) return not_used("saved under another schema or feature spec");
+  if (sealed->key != StateKey()) {
+    return not_used(
+        "saved under another schema, feature spec or event log (a state from before "
+        "vigil named its log counts as another)");
+  }
   core::ByteReader p(sealed->payload, "saved state");
   std::string last;
   std::string_view vstate, fstate;
@@ -998,6 +1007,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
         if (fd >= 0) ::close(fd);
       }
     } closer{log_lock};
+    VIGIL_ASSIGN_OR_RETURN(impl->log_id, event::EventLogId(c.event_log_dir));
     VIGIL_RETURN_IF_ERROR(serve::EnsureStateDirs(c));
     VIGIL_ASSIGN_OR_RETURN(impl->store, store::OpenStore(c.store));
     store::DecisionLogOptions lo;

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -1401,7 +1402,37 @@ def test_large_records():
     print("ok: an event of 1.5 MiB the schema allows is read back from the event log at the next start")
 
 
-TESTS = {"large_records": test_large_records, "crash_recovery": test_crash_recovery, "dead_letters": test_dead_letters, "http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
+def test_foreign_state():
+    """A saved state names its event log: one copied from another server's
+    folder (same schema and spec) is not restored onto this log, whose
+    events it never held; the whole log is replayed instead."""
+    ev = {e["event_id"]: e for e in sample_events()}
+    with tempfile.TemporaryDirectory() as wa, tempfile.TemporaryDirectory() as wb:
+        a = Server(wa)
+        time.sleep(1.1)  # b's log file is named after a's (its start time), as on another host
+        b = Server(wb)
+        for i in range(1, 7):  # u0000001's morning, on a
+            st, d = a.post(ev[f"e00000000000{i}"])
+            check(st == 200, f"a: {st} {d}")
+        for i in (16, 17, 18):  # u0000004's deposits, on b
+            st, d = b.post(ev[f"e0000000000{i}"])
+            check(st == 200, f"b: {st} {d}")
+        a.stop()
+        b.stop()
+        shutil.copy(os.path.join(wa, "var", "eventlog", "state.snap"),
+                    os.path.join(wb, "var", "eventlog", "state.snap"))
+        b.start()
+        st, d = b.post(ev["e000000000025"], features=True)  # u0000001's withdrawal, 20:05
+        check(st == 200 and d["features"]["user_events_1d"] == 1,
+              f"b restored a's state: {st} {d.get('features', d) if isinstance(d, dict) else d}:\n"
+              + "".join(b.log))
+        check(any("another schema, feature spec or event log" in x and "replaying the whole event log" in x
+                  for x in b.log), "the start says why the state was not used:\n" + "".join(b.log))
+        b.stop()
+    print("ok: a state copied from another server's event log folder is not restored")
+
+
+TESTS = {"foreign_state": test_foreign_state, "large_records": test_large_records, "crash_recovery": test_crash_recovery, "dead_letters": test_dead_letters, "http": test_http, "decide": test_decide, "fd_exhaustion": test_fd_exhaustion, "stop": test_stop, "tls": test_tls, "reload": test_reload,
  "api_docs": test_api_docs, "errors": test_errors, "retries": test_retries,
  "store_failure": test_store_failure, "backfill_parity": test_backfill_parity,
  "config": test_config}
