@@ -24,10 +24,19 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   if (std::filesystem::is_directory(path, ec)) {
     return absl::FailedPreconditionError(StrCat(path, ": is a directory, not a file"));
   }
+  // A regular file's size as opened: a read cut short (memory ran out: the
+  // stream then just stops) must not pass for the whole file.
+  const bool regular = std::filesystem::is_regular_file(path, ec);
+  const uintmax_t size = regular ? std::filesystem::file_size(path, ec) : 0;
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) return absl::DataLossError(StrCat(path, ": read error"));
-  return std::move(ss).str();
+  std::string out = std::move(ss).str();
+  if (regular && !ec && out.size() < size) {
+    return absl::ResourceExhaustedError(
+        StrCat(path, ": read ", out.size(), " of its ", size, " bytes (out of memory?)"));
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> WriteTemporary(const std::string& path, std::string_view bytes) {

@@ -1,9 +1,11 @@
 #include "core/file.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -71,6 +73,38 @@ TEST(WriteFileAtomicTest, StaleTemporariesOfDeadProcessesAreRemovedAndNothingEls
 
 // A folder opens and reads as nothing: said, not read as an empty file
 // (an empty list of deny-listed domains, silently).
+// Out of memory, the stream just stops reading: what it read is not the
+// file (a saved state read so was taken for a corrupt one).
+TEST(ReadFileTest, AReadCutShortByMemoryIsAnErrorNotTheFile) {
+  testing::TempDir dir;
+  const std::string path = dir.File("big");
+  {
+    std::ofstream out(path, std::ios::binary);
+    const std::string block(1 << 20, 'x');
+    for (int i = 0; i < 64; ++i) out << block;
+  }
+  const pid_t pid = fork();
+  if (pid == 0) {
+    long pages = 0;
+    if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(f, "%ld", &pages) != 1) pages = 0;
+      std::fclose(f);
+    }
+    // Room for the file once, not for the stream's growing copies of it.
+    const rlim_t limit = static_cast<rlim_t>(pages) * 4096 + (80 << 20);
+    const rlimit lim{limit, limit};
+    if (pages == 0 || setrlimit(RLIMIT_AS, &lim) != 0) _exit(3);
+    const absl::StatusOr<std::string> r = ReadFile(path);
+    if (r.ok()) _exit(r->size() == (64u << 20) ? 1 : 2);  // 1: it fit after all
+    _exit(r.status().code() == absl::StatusCode::kResourceExhausted ? 0 : 4);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 2) << "a part of the file passed for the whole";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: it fit; 3: no limit set; 4: another error";
+}
+
 TEST(ReadFileTest, ADirectoryIsAnErrorNotAnEmptyFile) {
   vigil::testing::TempDir dir;
   auto got = ReadFile(dir.path());

@@ -632,8 +632,13 @@ void Engine::Impl::RestoreState(const std::vector<std::string>& files, size_t* f
   *skip = 0;
   const std::string path = StatePath();
   std::error_code ec;
-  if (!fs::exists(path, ec)) return;
   auto not_used = [&](std::string why) { StateNotUsed(std::move(why)); };
+  if (!fs::exists(path, ec)) {
+    if (fs::is_symlink(fs::symlink_status(path, ec))) return not_used("a link to nothing");
+    return;
+  }
+  // (A pipe would hold the start up until something wrote to it.)
+  if (!fs::is_regular_file(path, ec)) return not_used("not a regular file");
   auto bytes = core::ReadFile(path);
   if (!bytes.ok()) return not_used(std::string(bytes.status().message()));
   auto sealed = core::Unseal(*bytes, kStateMagic, kStateVersion, "saved state");

@@ -1241,6 +1241,16 @@ TEST_F(RestartTest, RestartsFromTheSavedStateAndReplaysOnlyTheLogWrittenSince) {
     WriteText(last, " " + ReadText(last));
     EXPECT_NE(open_without_state("is not the end of a line", sample.size() + 14), nullptr);
   }
+  {
+    // Not a regular file (a pipe held the start up), or a link to nothing
+    // (ignored without a word): not used, and said so.
+    fs::remove(state);
+    ASSERT_EQ(::mkfifo(state.c_str(), 0600), 0);
+    EXPECT_NE(open_without_state("not a regular file", sample.size() + 14), nullptr);
+    fs::remove(state);
+    fs::create_symlink(dir_ / "nowhere", state);
+    EXPECT_NE(open_without_state("a link to nothing", sample.size() + 14), nullptr);
+  }
 }
 
 // Decisions lost in a crash are made again also when the store's last
