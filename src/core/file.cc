@@ -24,15 +24,17 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   if (std::filesystem::is_directory(path, ec)) {
     return absl::FailedPreconditionError(StrCat(path, ": is a directory, not a file"));
   }
-  // A regular file's size as opened: a read cut short (memory ran out: the
-  // stream then just stops) must not pass for the whole file.
+  // A read cut short because memory ran out stops the stream quietly
+  // (failbit, as for an empty file): it must not pass for the whole file.
+  // (Short of the size alone is no sign: files under /sys say 4096 bytes.)
   const bool regular = std::filesystem::is_regular_file(path, ec);
   const uintmax_t size = regular ? std::filesystem::file_size(path, ec) : 0;
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) return absl::DataLossError(StrCat(path, ": read error"));
+  const bool stopped = ss.fail();
   std::string out = std::move(ss).str();
-  if (regular && !ec && out.size() < size) {
+  if (stopped && regular && !ec && out.size() < size) {
     return absl::ResourceExhaustedError(
         StrCat(path, ": read ", out.size(), " of its ", size, " bytes (out of memory?)"));
   }

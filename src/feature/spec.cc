@@ -23,19 +23,11 @@ using event::FieldType;
 using event::Role;
 using event::Schema;
 
-// Field types whose values key alike (event::KeyHash): text, integers (and
-// booleans), other numbers.
+// Field types whose values a label's text names alike (event::KeyHash,
+// event::KeyHashOfText): strings and enums; any other type only itself (an
+// int reads "true" as 0, a float reads a timestamp's text as its year).
 int KeyClass(FieldType t) {
-  switch (t) {
-    case FieldType::kString:
-    case FieldType::kEnum:
-      return 0;
-    case FieldType::kInt:
-    case FieldType::kBool:
-      return 1;
-    default:
-      return 2;
-  }
+  return t == FieldType::kEnum ? static_cast<int>(FieldType::kString) : static_cast<int>(t);
 }
 
 struct AggInfo {
