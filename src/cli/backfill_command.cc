@@ -32,17 +32,14 @@ int Run(const BackfillArgs& a) {
     PrintError("backfill", schema.status());
     return kExitError;
   }
-  if (auto checked = feature::FeatureSpec::Load(a.features, *schema); !checked.ok()) {
-    PrintError("backfill", checked.status());
-    return kExitError;
-  }
-  std::optional<EventInput> in = OpenEventInput(a.input, "backfill");
-  if (!in) return kExitError;
-  auto spec = feature::FeatureSpec::Load(a.features, in->schema);
+  // Each read once (either may be a pipe: `--features <(...)`).
+  auto spec = feature::FeatureSpec::Load(a.features, *schema);
   if (!spec.ok()) {
     PrintError("backfill", spec.status());
     return kExitError;
   }
+  std::optional<EventInput> in = OpenEventInput(a.input, "backfill", false, nullptr, *schema);
+  if (!in) return kExitError;
   feature::BackfillOptions opts;
   opts.out = a.out;
   opts.pii = in->hasher.get();
@@ -67,7 +64,7 @@ int Run(const BackfillArgs& a) {
   // directory being written to may have gained one since).
   std::optional<EventInput> label_pass;
   if (!(*spec)->label_kinds.empty() && in->files != std::vector<std::string>{"-"}) {
-    label_pass = OpenEventInput(a.input, "backfill", /*quiet=*/true, &in->files);
+    label_pass = OpenEventInput(a.input, "backfill", /*quiet=*/true, &in->files, in->schema);
     if (!label_pass) return kExitError;
     opts.label_pass = label_pass->reader.get();
   }

@@ -29,14 +29,19 @@ void PrintError(const char* command, const absl::Status& status) {
 }
 
 std::optional<EventInput> OpenEventInput(const EventInputArgs& a, const char* command, bool quiet,
-                                         const std::vector<std::string>* files) {
+                                         const std::vector<std::string>* files,
+                                         std::shared_ptr<const event::Schema> loaded) {
   EventInput in;
-  auto schema = event::Schema::Load(a.schema);
-  if (!schema.ok()) {
-    PrintError(command, schema.status());
-    return std::nullopt;
+  if (loaded) {
+    in.schema = std::move(loaded);
+  } else {
+    auto schema = event::Schema::Load(a.schema);
+    if (!schema.ok()) {
+      PrintError(command, schema.status());
+      return std::nullopt;
+    }
+    in.schema = *schema;
   }
-  in.schema = *schema;
   std::string warning;
   in.hasher = std::make_unique<event::PiiHasher>(
       event::PiiHasher::FromEnv(in.schema->pii_key_env, &warning));

@@ -51,9 +51,12 @@ struct EventInput {
 // "vigil <command>: <what went wrong>" to standard error and returns nullopt.
 // `quiet` leaves out the warning about a missing pii key (a second pass).
 // `files`, when given, replaces the --events of `args` (a second pass).
+// `schema`, when given, is the one loaded from args.schema already (a file
+// read twice could be a pipe, `--schema <(...)`, empty the second time).
 std::optional<EventInput> OpenEventInput(const EventInputArgs& args, const char* command,
                                          bool quiet = false,
-                                         const std::vector<std::string>* files = nullptr);
+                                         const std::vector<std::string>* files = nullptr,
+                                         std::shared_ptr<const event::Schema> schema = nullptr);
 
 // Prints "vigil <command>: <status message>" to standard error.
 void PrintError(const char* command, const absl::Status& status);

@@ -76,6 +76,24 @@ std::vector<std::string> Cut(const std::vector<std::string>& lines, std::vector<
   return parts;
 }
 
+// A schema given as a pipe (`--schema <(...)`) can be read
+// once: backfill reads it once, for the spec and the events alike.
+TEST(BackfillFilesTest, TheSchemaIsReadOnceSoItMayComeFromAPipe) {
+  TempDir dir;
+  const std::string whole = Exchange() + "/sample.jsonl";
+  Backfill(dir, {whole}, dir.File("file.csv"));
+  // (bash's process substitution: a pipe, which a second open finds empty.)
+  const RunResult r = RunProgram("/bin/bash",
+                                 {"-c",
+                                  StrCat("\"$0\" backfill --schema <(cat \"$1\") --features \"$2\" "
+                                         "--events \"$3\" --out \"$4\""),
+                                  VigilBinary(), Exchange() + "/schema.yaml",
+                                  Exchange() + "/features.yaml", whole, dir.File("pipe.csv")},
+                                 In(dir));
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(ReadFile(dir.File("pipe.csv")), ReadFile(dir.File("file.csv")));
+}
+
 TEST(BackfillFilesTest, ARotatedLogBackfillsExactlyAsTheWholeFile) {
   TempDir dir;
   const std::string whole = Exchange() + "/sample.jsonl";
