@@ -2,8 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <openssl/rand.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "core/file.h"
 #include "core/strings.h"
 #include "core/time.h"
@@ -283,23 +284,13 @@ absl::StatusOr<std::string> EventLogId(const std::string& dir) {
     }
     return text;
   }
+  // (Random as API keys and the pii key are: OpenSSL's generator.)
   unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno,
-                         StrCat(path, ": no random bytes for a new log id: ", strerror(errno)));
-    }
-    got += static_cast<size_t>(n);
+  if (RAND_bytes(bytes, sizeof bytes) != 1) {
+    return absl::InternalError(StrCat(path, ": no random bytes for a new log id (RAND_bytes)"));
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (unsigned char b : bytes) {
-    id += kHex[b >> 4];
-    id += kHex[b & 15];
-  }
+  const std::string id =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
   VIGIL_RETURN_IF_ERROR(core::WriteFileAtomic(path, id + "\n"));
   return id;
 }
