@@ -17,13 +17,7 @@ namespace vigil::event {
 namespace {
 
 std::string Hex(const unsigned char* p, size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string s(2 * n, '0');
-  for (size_t i = 0; i < n; ++i) {
-    s[2 * i] = kHex[p[i] >> 4];
-    s[2 * i + 1] = kHex[p[i] & 15];
-  }
-  return s;
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(p), n));
 }
 
 bool IsPiiEntityKey(std::string_view key, const Schema& schema) {

@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "core/file.h"
 #include "core/strings.h"
@@ -19,15 +20,8 @@
 namespace vigil::serve {
 namespace {
 
-constexpr char kHex[] = "0123456789abcdef";
-
 std::string Hex(const unsigned char* p, size_t n) {
-  std::string s(2 * n, '0');
-  for (size_t i = 0; i < n; ++i) {
-    s[2 * i] = kHex[p[i] >> 4];
-    s[2 * i + 1] = kHex[p[i] & 15];
-  }
-  return s;
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(p), n));
 }
 
 bool FromHex(std::string_view h, unsigned char* out) {
