@@ -83,10 +83,14 @@ struct Lifetime {
   double last_v = kNaN;
   // Kept only when read (StreamPlan::life_moments, life_gaps).
   double sum = 0, mean = 0, m2 = 0;
+  double sum_comp = 0;  // sum's compensation (Neumaier), as a window's
   double min = std::numeric_limits<double>::infinity();
   double max = -std::numeric_limits<double>::infinity();
   int64_t gaps = 0;
   double gap_mean = 0, gap_m2 = 0;
+  // The sum, compensated while it is a double: one past it reads inf (its
+  // compensation is then inf − inf), and stays so, as a plain sum would.
+  double Sum() const { return std::isfinite(sum) ? sum + sum_comp : sum; }
 };
 
 // One time bucket of an entity over the per-key cap: entries merged, with
@@ -500,7 +504,7 @@ struct FeatureEngine::Impl {
     // follow time order for events that arrive in order).
     ++l.n;
     if (sp.life_moments) {
-      l.sum += v;
+      AddCompensated(v, l.sum, l.sum_comp);
       const double d = v - l.mean;
       l.mean += d / static_cast<double>(l.n);
       l.m2 += d * (v - l.mean);
@@ -894,8 +898,10 @@ struct FeatureEngine::Impl {
       if (l.n == 0) return f.empty_value;
       switch (f.agg) {
         case Agg::kCount: return static_cast<double>(l.n);
-        case Agg::kSum: return l.sum;
-        case Agg::kMean: return l.sum / static_cast<double>(l.n);
+        case Agg::kSum:
+          return l.Sum();
+        case Agg::kMean:
+          return l.Sum() / static_cast<double>(l.n);
         case Agg::kMin: return l.min;
         case Agg::kMax: return l.max;
         case Agg::kStddev: return l.n > 1 ? std::sqrt(l.m2 / static_cast<double>(l.n - 1)) : f.empty_value;
@@ -1201,8 +1207,10 @@ constexpr char kMagic[8] = {'V', 'I', 'G', 'I', 'L', 'F', 'E', 'S'};
 // Version 2 adds the bucket tier of entities past the per-key cap (and
 // counts entries bucketed where version 1 counted entries dropped); version
 // 1 is still read.
-constexpr uint32_t kSnapshotVersion = 2;
+// Version 2 added the buckets, version 3 the lifetime sum's compensation.
+constexpr uint32_t kSnapshotVersion = 3;
 constexpr uint32_t kSnapshotVersion1 = 1;
+constexpr uint32_t kSnapshotVersion2 = 2;
 
 template <typename Map>
 std::vector<uint64_t> SortedKeys(const Map& m) {
@@ -1272,7 +1280,11 @@ void WriteEntity(const EntityState& e, core::ByteWriter& w) {
       w.U8(static_cast<uint8_t>(b.level));
     }
   }
+  // Version 3.
+  w.F64(l.sum_comp);
 }
+
+bool ReadBucketTier(core::ByteReader& r, EntityState* e);
 
 bool ReadEntity(core::ByteReader& r, const StreamPlan& sp, uint32_t version, EntityState* e) {
   InitEntity(sp, *e);
@@ -1340,7 +1352,15 @@ bool ReadEntity(core::ByteReader& r, const StreamPlan& sp, uint32_t version, Ent
   } else if (has != 0) {
     return r.Fail("bad distinct-count state");
   }
-  if (version < 2) return true;
+  if (version >= 2 && !ReadBucketTier(r, e)) return false;
+  // (Before version 3 the lifetime sum had no compensation: 0.)
+  return version < 3 || r.F64(&l.sum_comp);
+}
+
+// An entity's bucket tier (snapshot version 2 on).
+bool ReadBucketTier(core::ByteReader& r, EntityState* e) {
+  uint8_t has;
+  uint64_t n;
   if (!r.U8(&has)) return false;
   if (has > 1) return r.Fail("bad bucket state");
   if (has == 0) return true;
@@ -1424,7 +1444,7 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
   if (snapshot.size() >= sizeof kMagic + 4) {
     uint32_t v;
     std::memcpy(&v, snapshot.data() + sizeof kMagic, 4);
-    if (v == kSnapshotVersion1) version = v;
+    if (v == kSnapshotVersion1 || v == kSnapshotVersion2) version = v;
   }
   VIGIL_ASSIGN_OR_RETURN(
       const core::Unsealed sealed,

@@ -648,28 +648,65 @@ TEST(FeatureEngineTest, RestoreAmidBucketsGivesTheBitsOfAnUninterruptedRun) {
   EXPECT_EQ(a.engine().Stats().bucketed, b.engine().Stats().bucketed);
 }
 
-TEST(FeatureEngineTest, VersionOneSnapshotsAreStillRead) {
-  // A version 1 snapshot is a version 2 one without the byte that says an
-  // entity has no buckets: rewrite one (one stream, one entity, under the
-  // cap) and restore it.
-  Harness a("  - {name: n, agg: count, key: user, window: 1d}\n");
-  Harness b("  - {name: n, agg: count, key: user, window: 1d}\n");
-  for (int i = 0; i < 10; ++i) a.Event("tx", i * kMin, "a");
+// An older snapshot made from a version 3 one of `a` (one stream, one entity
+// under the cap): version 2 lacks the lifetime sum's compensation (the
+// entity's last 8 bytes), version 1 also the byte that says the entity has
+// no buckets, just before them.
+std::string OlderSnapshot(FeatureEngine& a, uint32_t version) {
   std::string snap;
-  a.engine().SerializeTo(&snap);
-  auto sealed = core::Unseal(snap, "VIGILFES", 2, "feature snapshot");
-  ASSERT_TRUE(sealed.ok()) << sealed.status();
+  a.SerializeTo(&snap);
+  auto sealed = core::Unseal(snap, "VIGILFES", 3, "feature snapshot");
+  EXPECT_TRUE(sealed.ok()) << sealed.status();
+  if (!sealed.ok()) return "";
   std::string payload(sealed->payload);
   // After the entity: its stream's label index (16 bytes) and the identity
   // graph (an empty string, 8 bytes).
-  const size_t tier_byte = payload.size() - 16 - 8 - 1;
-  ASSERT_EQ(payload[tier_byte], 0);
-  payload.erase(tier_byte, 1);
-  std::string v1;
-  core::Seal("VIGILFES", 1, sealed->key, payload, &v1);
-  ASSERT_TRUE(b.engine().Restore(v1).ok()) << b.engine().Restore(v1);
-  EXPECT_EQ(b.Event("tx", 10 * kMin, "a")[0], 11);
-  EXPECT_EQ(a.Event("tx", 10 * kMin, "a")[0], 11);
+  const size_t comp = payload.size() - 16 - 8 - 8;
+  EXPECT_EQ(payload[comp - 1], 0) << "the tier byte: no buckets";
+  payload.erase(version == 1 ? comp - 1 : comp, version == 1 ? 9 : 8);
+  std::string old;
+  core::Seal("VIGILFES", version, sealed->key, payload, &old);
+  return old;
+}
+
+TEST(FeatureEngineTest, VersionOneAndTwoSnapshotsAreStillRead) {
+  for (uint32_t version : {1u, 2u}) {
+    SCOPED_TRACE(version);
+    Harness a("  - {name: n, agg: count, key: user, window: 1d}\n");
+    Harness b("  - {name: n, agg: count, key: user, window: 1d}\n");
+    for (int i = 0; i < 10; ++i) a.Event("tx", i * kMin, "a");
+    const std::string old = OlderSnapshot(a.engine(), version);
+    ASSERT_TRUE(b.engine().Restore(old).ok()) << b.engine().Restore(old);
+    EXPECT_EQ(b.Event("tx", 10 * kMin, "a")[0], 11);
+    EXPECT_EQ(a.Event("tx", 10 * kMin, "a")[0], 11);
+  }
+}
+
+TEST(FeatureEngineTest, LifetimeSumIsCompensatedAsAWindowsIsAcrossASnapshot) {
+  // 1e15 + 0.3 rounds to 1e15 + 0.25: plain running sums end at 0.55.
+  const std::string spec =
+      "  - {name: life, agg: sum, of: amount, key: user, window: lifetime}\n"
+      "  - {name: window, agg: sum, of: amount, key: user, window: 1d}\n"
+      "  - {name: mean, agg: mean, of: amount, key: user, window: lifetime}\n";
+  Harness a(spec), b(spec);
+  a.Event("tx", 1 * kMin, "a", 1e15);
+  a.Event("tx", 2 * kMin, "a", 0.3);
+  std::string snap;
+  a.engine().SerializeTo(&snap);
+  ASSERT_TRUE(b.engine().Restore(snap).ok());
+  for (Harness* h : {&a, &b}) {
+    h->Event("tx", 3 * kMin, "a", -1e15);
+    const std::vector<double> f = h->Event("tx", 4 * kMin, "a", 0.3);
+    EXPECT_EQ(f[0], 0.6);
+    EXPECT_EQ(f[0], f[1]);
+    EXPECT_EQ(f[2], 0.6 / 4);
+  }
+  // Past a double the sum reads inf, and stays so, as a plain one would.
+  Harness c(spec);
+  c.Event("tx", 1 * kMin, "a", 1e308);
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(c.Event("tx", 2 * kMin, "a", 1e308)[0], kInf);
+  EXPECT_EQ(c.Event("tx", 3 * kMin, "a", -1e308)[0], kInf);
 }
 
 TEST(FeatureEngineTest, BucketsOfAKeyFarOverTheCapStayBoundedAsItGrows) {
