@@ -1,7 +1,9 @@
 // The envelope of vigil's state files (the feature engine's snapshot, the
 // server's saved state): an 8-byte magic, a version, a key the reader must
 // find again (the hash of the spec it was taken under), a CRC-32 of the
-// payload, the payload; little-endian, lengths first (core/bytes.h).
+// version, the key and the payload, the payload; little-endian, lengths
+// first (core/bytes.h). Files whose CRC-32 covers the payload alone (sealed
+// before the version and key were covered) are still read.
 //
 // Thread-safety: plain functions.
 #ifndef VIGIL_CORE_SEALED_H_
@@ -30,8 +32,8 @@ struct Unsealed {
   std::string_view payload;  // into the input
 };
 // The key and payload of `in`, or InvalidArgument "<what>: ..." naming the
-// problem: not this magic, another version, truncated, checksum mismatch.
-// The key is the caller's to check.
+// problem: not this magic, truncated, checksum mismatch (a damaged version
+// or key too), another version. The key is the caller's to check.
 absl::StatusOr<Unsealed> Unseal(std::string_view in, std::string_view magic, uint32_t version,
                                 std::string_view what);
 

@@ -1,5 +1,8 @@
 #include "core/sealed.h"
 
+#include <zlib.h>
+
+#include <cstring>
 #include <string>
 
 #include "core/bytes.h"
@@ -58,6 +61,34 @@ TEST(SealTest, UnsealRefusesAnotherMagicOrVersionAndAnyChangedByte) {
   EXPECT_THAT(Unseal(flipped, "TESTMAGC", 3, "f").status().message(), HasSubstr("checksum mismatch"));
   EXPECT_THAT(Unseal(sealed.substr(0, sealed.size() - 1), "TESTMAGC", 3, "f").status().message(),
               HasSubstr("beyond the end"));
+}
+
+TEST(SealTest, ADamagedVersionOrKeyIsACorruptFileNotAnotherVersionOrKey) {
+  std::string sealed;
+  Seal("TESTMAGC", 3, "key", "the payload", &sealed);
+  std::string version = sealed;
+  version[8] ^= 2;  // version 1
+  EXPECT_THAT(Unseal(version, "TESTMAGC", 1, "f").status().message(),
+              HasSubstr("checksum mismatch"));
+  std::string key = sealed;
+  key[8 + 4 + 8] ^= 1;  // "jey"
+  EXPECT_THAT(Unseal(key, "TESTMAGC", 3, "f").status().message(), HasSubstr("checksum mismatch"));
+}
+
+TEST(SealTest, FilesWhoseChecksumCoversThePayloadAloneAreStillRead) {
+  // As vigil sealed them before the checksum covered the version and key.
+  std::string sealed;
+  Seal("TESTMAGC", 3, "key", "the payload", &sealed);
+  const size_t crc_at = 8 + 4 + 8 + 3;
+  const uint32_t payload_crc =
+      static_cast<uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>("the payload"), 11));
+  ASSERT_NE(std::memcmp(sealed.data() + crc_at, &payload_crc, 4), 0);
+  std::memcpy(sealed.data() + crc_at, &payload_crc, 4);
+  auto u = Unseal(sealed, "TESTMAGC", 3, "f");
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->key, "key");
+  EXPECT_EQ(u->payload, "the payload");
+  EXPECT_THAT(Unseal(sealed, "TESTMAGC", 4, "f").status().message(), HasSubstr("version 3"));
 }
 
 }  // namespace
