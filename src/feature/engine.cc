@@ -88,8 +88,10 @@ struct Lifetime {
   double max = -std::numeric_limits<double>::infinity();
   int64_t gaps = 0;
   double gap_mean = 0, gap_m2 = 0;
-  // The sum, compensated while it is a double: one past it reads inf (its
-  // compensation is then inf − inf), and stays so, as a plain sum would.
+  // The sum with its compensation. Once the running sum itself is past a
+  // double it reads inf (or NaN) from then on, as a plain sum would (the
+  // compensation is then inf − inf); near the limit, sum + compensation may
+  // read inf while it lasts.
   double Sum() const { return std::isfinite(sum) ? sum + sum_comp : sum; }
 };
 
@@ -1204,10 +1206,10 @@ EngineStats FeatureEngine::Stats() const {
 namespace {
 
 constexpr char kMagic[8] = {'V', 'I', 'G', 'I', 'L', 'F', 'E', 'S'};
-// Version 2 adds the bucket tier of entities past the per-key cap (and
-// counts entries bucketed where version 1 counted entries dropped); version
-// 1 is still read.
-// Version 2 added the buckets, version 3 the lifetime sum's compensation.
+// Version 2 added the bucket tier of entities past the per-key cap (and
+// counts entries bucketed where version 1 counted entries dropped), version
+// 3 the lifetime sum's compensation. Versions 1 and 2 are still read, unless
+// the spec reads a lifetime sum or mean (Restore).
 constexpr uint32_t kSnapshotVersion = 3;
 constexpr uint32_t kSnapshotVersion1 = 1;
 constexpr uint32_t kSnapshotVersion2 = 2;
@@ -1439,12 +1441,27 @@ void FeatureEngine::AppendTo(std::string* out) const {
 absl::Status FeatureEngine::Restore(std::string_view snapshot) {
   impl_ = std::make_unique<Impl>(*spec_);
   latest_ms_ = INT64_MIN;
-  // The version follows the magic: read version 1 as such.
+  // The version follows the magic: read versions 1 and 2 as such.
   uint32_t version = kSnapshotVersion;
   if (snapshot.size() >= sizeof kMagic + 4) {
     uint32_t v;
     std::memcpy(&v, snapshot.data() + sizeof kMagic, 4);
     if (v == kSnapshotVersion1 || v == kSnapshotVersion2) version = v;
+  }
+  if (version < 3) {
+    // Their lifetime sums carry no compensation: continued from one, a
+    // lifetime sum or mean would differ from an uninterrupted run's (and
+    // backfill's) for as long as the entity lives.
+    for (const FeatureDef& f : spec_->features) {
+      if (f.is_aggregate && f.stream >= 0 && f.window_ms <= 0 &&
+          (f.agg == Agg::kSum || f.agg == Agg::kMean)) {
+        return absl::FailedPreconditionError(
+            StrCat("feature snapshot: version ", version,
+                   ", from before lifetime sums were compensated, and the "
+                   "spec reads one (feature '",
+                   f.name, "'): not restored"));
+      }
+    }
   }
   VIGIL_ASSIGN_OR_RETURN(
       const core::Unsealed sealed,

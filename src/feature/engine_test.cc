@@ -682,6 +682,21 @@ TEST(FeatureEngineTest, VersionOneAndTwoSnapshotsAreStillRead) {
   }
 }
 
+TEST(FeatureEngineTest, OlderSnapshotsAreRefusedWhenTheSpecReadsALifetimeSumOrMean) {
+  // Their sums have no compensation: continued, they would differ from an
+  // uninterrupted run's.
+  for (const char* agg : {"sum", "mean"}) {
+    const std::string spec =
+        StrCat("  - {name: life, agg: ", agg, ", of: amount, key: user, window: lifetime}\n");
+    Harness a(spec), b(spec);
+    for (int i = 0; i < 10; ++i) a.Event("tx", i * kMin, "a");
+    const std::string old = OlderSnapshot(a.engine(), 2);
+    const absl::Status st = b.engine().Restore(old);
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+    EXPECT_THAT(st.message(), testing::HasSubstr("feature 'life'"));
+  }
+}
+
 TEST(FeatureEngineTest, LifetimeSumIsCompensatedAsAWindowsIsAcrossASnapshot) {
   // 1e15 + 0.3 rounds to 1e15 + 0.25: plain running sums end at 0.55.
   const std::string spec =
@@ -701,7 +716,7 @@ TEST(FeatureEngineTest, LifetimeSumIsCompensatedAsAWindowsIsAcrossASnapshot) {
     EXPECT_EQ(f[0], f[1]);
     EXPECT_EQ(f[2], 0.6 / 4);
   }
-  // Past a double the sum reads inf, and stays so, as a plain one would.
+  // A running sum past a double reads inf from then on, as a plain one would.
   Harness c(spec);
   c.Event("tx", 1 * kMin, "a", 1e308);
   constexpr double kInf = std::numeric_limits<double>::infinity();
