@@ -1448,8 +1448,17 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
     std::memcpy(&v, snapshot.data() + sizeof kMagic, 4);
     if (v == kSnapshotVersion1 || v == kSnapshotVersion2) version = v;
   }
+  VIGIL_ASSIGN_OR_RETURN(
+      const core::Unsealed sealed,
+      core::Unseal(snapshot, std::string_view(kMagic, sizeof kMagic), version, "feature snapshot"));
+  if (sealed.key != spec_->content_hash) {
+    return absl::FailedPreconditionError(StrCat("feature snapshot: taken with feature spec ",
+                                                sealed.key.substr(0, 12), "…, not this one (",
+                                                spec_->content_hash.substr(0, 12), "…)"));
+  }
   if (version < 3) {
-    // Their lifetime sums carry no compensation: continued from one, a
+    // (After the checksum: a damaged version is a corrupt snapshot.) Their
+    // lifetime sums carry no compensation: continued from one, a
     // lifetime sum or mean would differ from an uninterrupted run's (and
     // backfill's) for as long as the entity lives.
     for (const FeatureDef& f : spec_->features) {
@@ -1462,14 +1471,6 @@ absl::Status FeatureEngine::Restore(std::string_view snapshot) {
                    f.name, "'): not restored"));
       }
     }
-  }
-  VIGIL_ASSIGN_OR_RETURN(
-      const core::Unsealed sealed,
-      core::Unseal(snapshot, std::string_view(kMagic, sizeof kMagic), version, "feature snapshot"));
-  if (sealed.key != spec_->content_hash) {
-    return absl::FailedPreconditionError(
-        StrCat("feature snapshot: taken with feature spec ", sealed.key.substr(0, 12),
-               "…, not this one (", spec_->content_hash.substr(0, 12), "…)"));
   }
   core::ByteReader pr(sealed.payload, "feature snapshot");
   Impl& im = *impl_;

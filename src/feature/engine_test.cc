@@ -694,6 +694,11 @@ TEST(FeatureEngineTest, OlderSnapshotsAreRefusedWhenTheSpecReadsALifetimeSumOrMe
     const absl::Status st = b.engine().Restore(old);
     EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
     EXPECT_THAT(st.message(), testing::HasSubstr("feature 'life'"));
+    // A version 3 one whose version was damaged into 2 is corrupt, not old.
+    std::string damaged;
+    a.engine().SerializeTo(&damaged);
+    damaged[8] ^= 1;
+    EXPECT_THAT(b.engine().Restore(damaged).message(), testing::HasSubstr("checksum mismatch"));
   }
 }
 
