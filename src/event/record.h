@@ -114,6 +114,11 @@ inline uint64_t KeyHash(const Record& rec, int fi) noexcept {
 // arrive as text elsewhere (a label's target_entity.value, a stop list), so
 // that they meet the records they name. Hot path: no allocation.
 uint64_t KeyHashOfText(FieldType type, std::string_view text) noexcept;
+// Whether a key written as text reads alike for fields of types `a` and `b`
+// (KeyHashOfText): strings and enums (the text's hash), floats and decimals
+// (the number's); any other type only with itself (an int reads "true" as
+// 0, a float reads a timestamp's text as its year).
+bool KeyTextAlike(FieldType a, FieldType b) noexcept;
 
 struct Violation {
   Rule rule;

@@ -140,6 +140,15 @@ uint64_t KeyHashOfText(FieldType type, std::string_view text) noexcept {
   return core::Hash64(text);
 }
 
+bool KeyTextAlike(FieldType a, FieldType b) noexcept {
+  auto cls = [](FieldType t) {
+    return t == FieldType::kEnum      ? FieldType::kString
+           : t == FieldType::kDecimal ? FieldType::kFloat
+                                      : t;
+  };
+  return cls(a) == cls(b);
+}
+
 DedupWindow::DedupWindow(size_t capacity) : capacity_(capacity) {
   // Sized up front for up to a million ids, so that the first million
   // records do not pay for growing.

@@ -573,6 +573,20 @@ TEST_F(ValidatorTest, KeyHashOfTextMatchesTheHashRecordsCarry) {
   EXPECT_EQ(KeyHashOfText(FieldType::kTimestamp, "1970-01-01T00:00:01Z"), core::HashDouble(1000));
 }
 
+TEST(KeyTextAlikeTest, SaysWhichTypesHashAKeysTextAlike) {
+  const FieldType all[] = {FieldType::kString,   FieldType::kEnum,  FieldType::kInt,
+                           FieldType::kBool,     FieldType::kFloat, FieldType::kDecimal,
+                           FieldType::kTimestamp};
+  const char* texts[] = {"3", "true", "0.5", "u1", "2024-01-01T00:00:00Z"};
+  for (FieldType a : all) {
+    for (FieldType b : all) {
+      bool same = true;
+      for (const char* x : texts) same = same && KeyHashOfText(a, x) == KeyHashOfText(b, x);
+      EXPECT_EQ(KeyTextAlike(a, b), same) << FieldTypeName(a) << " " << FieldTypeName(b);
+    }
+  }
+}
+
 TEST(ValidatorCsvTest, InlineCellDecodingMatchesTheGeneralPath) {
   // Rows of valid and invalid cells of every kind DecodeCsv decodes inline,
   // through a validator that does and one that does not: the same values,

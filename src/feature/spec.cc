@@ -23,13 +23,6 @@ using event::FieldType;
 using event::Role;
 using event::Schema;
 
-// Field types whose values a label's text names alike (event::KeyHash,
-// event::KeyHashOfText): strings and enums; any other type only itself (an
-// int reads "true" as 0, a float reads a timestamp's text as its year).
-int KeyClass(FieldType t) {
-  return t == FieldType::kEnum ? static_cast<int>(FieldType::kString) : static_cast<int>(t);
-}
-
 struct AggInfo {
   Agg agg;
   const char* name;
@@ -561,7 +554,7 @@ class Builder {
         for (const EventTypeSpec& t : s.types) {
           const FieldSpec* kf = t.Find(st.key_fields[k]);
           if (!kf) continue;
-          if (first && KeyClass(kf->type) != KeyClass(st.key_type)) {
+          if (first && !event::KeyTextAlike(kf->type, st.key_type)) {
             return n["key"].Error(StrCat(
                 "feature '", f->name, "': key field '", st.key_fields[k], "' is ",
                 event::FieldTypeName(st.key_type), " in ", first->name, " but ",

@@ -237,10 +237,10 @@ TEST(FeatureSpecTest, ClusterFeaturesNeedAnIdentitySection) {
 // a field that is a number in one type and text in another would reach
 // one of them only, chosen by the schema's order.
 TEST(FeatureSpecTest, LabelFedKeyMustKeyAlikeInEveryType) {
-  auto load = [](std::string_view acct_in_withdrawal) {
+  auto load = [](std::string_view acct_in_withdrawal, std::string_view acct_in_deposit = "int") {
     auto schema = event::Schema::LoadString(
-        StrCat("event_types:\n  deposit:\n    fields:\n      acct: {type: int, role: entity}\n"
-               "  withdrawal:\n    fields:\n      acct: {type: ",
+        StrCat("event_types:\n  deposit:\n    fields:\n      acct: {type: ", acct_in_deposit,
+               ", role: entity}\n  withdrawal:\n    fields:\n      acct: {type: ",
                acct_in_withdrawal, ", role: entity}\n"),
         "schema.yaml");
     EXPECT_TRUE(schema.ok()) << schema.status();
@@ -256,9 +256,14 @@ TEST(FeatureSpecTest, LabelFedKeyMustKeyAlikeInEveryType) {
   EXPECT_THAT(mixed.message(), HasSubstr("f.yaml:"));
   EXPECT_TRUE(load("int").ok());
   // A label's "true" read as an int is 0, and a timestamp's text read as a
-  // float its year: one type, or strings and enums.
+  // float its year: one type, or strings and enums, or floats and decimals
+  // (event::KeyTextAlike).
   EXPECT_FALSE(load("bool").ok());
   EXPECT_FALSE(load("float").ok());
+  EXPECT_FALSE(load("float", "timestamp").ok());
+  EXPECT_TRUE(load("enum, values: [a, b]", "string").ok())
+      << load("enum, values: [a, b]", "string");
+  EXPECT_TRUE(load("decimal", "float").ok()) << load("decimal", "float");
 }
 
 // Links expire only at rebuilds: a TTL shorter than the period would keep
