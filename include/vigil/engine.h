@@ -209,10 +209,12 @@ class Engine {
   // in Stats().dead_letters (or dead_letters_dropped); not an event, so not
   // in `events` or `rejected`. Nothing offline (no dead-letter file).
   // `not_a_label`: an element of a POST /v1/labels body that is no label
-  // event, written as one dead letter of rule unknown_event_type instead.
+  // event, written as one dead letter of rule unknown_event_type instead,
+  // named by its event id when it has a readable one (as an invalid event
+  // is); returns that id ("" when none, and always without `not_a_label`).
   // Thread-safety: as Decide (one thread at a time, not during a Decide).
-  void RejectBody(std::string_view body, std::string_view source, std::string_view reason,
-                  bool not_a_label = false);
+  std::string RejectBody(std::string_view body, std::string_view source, std::string_view reason,
+                         bool not_a_label = false);
 
   // The stored decision of `event_id` (JSON, features included) with exact
   // TreeSHAP reasons added when its model is loaded; NotFound if none.

@@ -225,8 +225,11 @@ struct Engine::Impl {
     Reject(raw, out);
   }
   // Engine::RejectBody.
-  void RejectBody(std::string_view body, std::string_view source, std::string_view reason,
-                  bool not_a_label);
+  std::string RejectBody(std::string_view body, std::string_view source, std::string_view reason,
+                         bool not_a_label);
+  // The event id of the record DecodeJson just refused (`rec`), as an
+  // answer and a dead letter name it: "" when it has no readable one.
+  std::string DecodedEventId() const;
   // Writes `r` with `raw`, the record as received: cut at max_record_bytes,
   // pii masked (as `type` declares it, or by name), stamped with the time.
   // REQUIRES: `dead` is open.
@@ -1138,16 +1141,41 @@ void Engine::Impl::WriteDeadLetter(event::Rejection* rej, std::string_view raw,
   }
 }
 
-void Engine::Impl::RejectBody(std::string_view body, std::string_view source,
-                              std::string_view reason, bool not_a_label) {
-  if (!dead) return;
+std::string Engine::Impl::DecodedEventId() const {
+  if (!rec.event_id.empty() && rec.type == nullptr) {
+    // An id read without its type's field spec: cut to a printable length.
+    return validator->Printable(nullptr, rec.event_id, nullptr);
+  }
+  if (!rec.event_id.empty()) return std::string(rec.event_id);
+  if (rec.type && rec.type->id_field >= 0 && rec[rec.type->id_field].present()) {
+    const event::FieldSpec* idf = &rec.type->fields[static_cast<size_t>(rec.type->id_field)];
+    return validator->Printable(idf, rec[rec.type->id_field].text, &rec);
+  }
+  return std::string();
+}
+
+std::string Engine::Impl::RejectBody(std::string_view body, std::string_view source,
+                                     std::string_view reason, bool not_a_label) {
+  std::string event_id;
+  if (not_a_label) {
+    // An event all the same: named by its id, as an invalid one is.
+    buf.assign(body);
+    buf.append(64, '\0');
+    violations.clear();
+    rec.raw = std::string_view(buf.data(), body.size());
+    (void)validator->DecodeJson(rec.raw, buf.size(), &rec, &violations);
+    event_id = DecodedEventId();
+  }
+  if (!dead) return event_id;
   event::Rejection r;
   r.file = std::string(source);
+  r.event_id = event_id;
   r.violations.push_back(
       event::Violation{not_a_label ? event::Rule::kUnknownEventType : event::Rule::kMalformedJson,
                        not_a_label ? "event_type" : "", std::string(), std::string(reason)});
   // Events of any type may be in it: pii keys are masked by name wherever they are.
   WriteDeadLetter(&r, body, nullptr);
+  return event_id;
 }
 
 void Engine::Impl::RenderRetry(std::string_view stored_doc, bool with_features, Decision* out) {
@@ -1569,15 +1597,7 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   m.rec.record_no = m.records;
   m.rec.line_no = m.records;
   if (!m.validator->DecodeJson(text, m.buf.size(), &m.rec, &m.violations)) {
-    if (!m.rec.event_id.empty() && m.rec.type == nullptr) {
-      // An id read without its type's field spec: cut to a printable length.
-      out->event_id = m.validator->Printable(nullptr, m.rec.event_id, nullptr);
-    } else if (!m.rec.event_id.empty()) {
-      out->event_id.assign(m.rec.event_id);
-    } else if (m.rec.type && m.rec.type->id_field >= 0 && m.rec[m.rec.type->id_field].present()) {
-      const event::FieldSpec* idf = &m.rec.type->fields[static_cast<size_t>(m.rec.type->id_field)];
-      out->event_id = m.validator->Printable(idf, m.rec[m.rec.type->id_field].text, &m.rec);
-    }
+    out->event_id = m.DecodedEventId();
     m.Reject(text, out);
     return absl::OkStatus();
   }
@@ -1725,9 +1745,9 @@ absl::Status Engine::Decide(std::string_view event_json, Decision* out, bool wit
   return absl::OkStatus();
 }
 
-void Engine::RejectBody(std::string_view body, std::string_view source, std::string_view reason,
-                        bool not_a_label) {
-  impl_->RejectBody(body, source, reason, not_a_label);
+std::string Engine::RejectBody(std::string_view body, std::string_view source,
+                               std::string_view reason, bool not_a_label) {
+  return impl_->RejectBody(body, source, reason, not_a_label);
 }
 
 absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {

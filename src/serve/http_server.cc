@@ -76,19 +76,19 @@ constexpr size_t kMaxPendingJobs = 256;
 // libevent 2.1 has no deadline for a whole request. docs/api.md says so.)
 constexpr int kTimeoutSeconds = 5;
 
-void AppendErrorJson(std::string_view error, std::string_view message, std::string* j) {
+// {"error": ..., "event_id": ... (when not empty), "message": ...}
+void AppendErrorJson(std::string_view error, std::string_view message, std::string* j,
+                     std::string_view event_id = {}) {
   j->push_back('{');
   AppendKey("error", j);
   AppendJsonString(error, j);
+  if (!event_id.empty()) {
+    AppendKey("event_id", j);
+    AppendJsonString(event_id, j);
+  }
   AppendKey("message", j);
   AppendJsonString(message, j);
   j->push_back('}');
-}
-
-std::string ErrorJson(std::string_view error, std::string_view message) {
-  std::string j;
-  AppendErrorJson(error, message, &j);
-  return j;
 }
 
 Endpoint EndpointOf(std::string_view path) {
@@ -553,15 +553,21 @@ struct HttpServer::Impl {
       int status;
       if (labels && !IsLabelEvent(ev)) {
         status = 400;
-        answer = ErrorJson("not_a_label", "POST /v1/labels takes events with \"event_type\": \"label\"");
         // A 400 is dead-lettered, this one too (not an event of this
         // endpoint, so not decided: not in Decide's counts).
-        std::lock_guard<std::mutex> lock(decide_mu);
-        engine->RejectBody(ev, "POST /v1/labels",
-                           StrCat("element ", i,
-                                  " is not a label event: POST /v1/labels takes events with "
-                                  "\"event_type\": \"label\""),
-                           /*not_a_label=*/true);
+        std::string event_id;
+        {
+          std::lock_guard<std::mutex> lock(decide_mu);
+          event_id = engine->RejectBody(ev, "POST /v1/labels",
+                                        StrCat("element ", i,
+                                               " is not a label event: POST /v1/labels takes "
+                                               "events with \"event_type\": \"label\""),
+                                        /*not_a_label=*/true);
+        }
+        answer.clear();
+        AppendErrorJson("not_a_label",
+                        "POST /v1/labels takes events with \"event_type\": \"label\"", &answer,
+                        event_id);
       } else {
         status = DecideOne(ev, features, l.role != Role::kScore, &answer);
       }
