@@ -1188,9 +1188,14 @@ bool Validator::Check(const Record& rec, std::vector<Violation>* out, bool commi
     const int64_t ahead_of = live_ && clock_ahead > 0 ? std::max(latest_ms_, now) : latest_ms_;
     if (!replaying_ && schema_->max_ahead_of_latest_ms > 0 &&
         t > ahead_of + schema_->max_ahead_of_latest_ms) {
-      bounds(
-          StrCat("ahead of the latest event time seen (", core::FormatTimestamp(latest_ms_), ")"),
-          t - ahead_of, schema_->max_ahead_of_latest_ms, "time_bounds.max_ahead_of_latest");
+      // (Named as measured: from the clock when it is the later.)
+      bounds(ahead_of == latest_ms_
+                 ? StrCat("ahead of the latest event time seen (",
+                          core::FormatTimestamp(latest_ms_), ")")
+                 : StrCat("ahead of the server's clock (", core::FormatTimestamp(ahead_of),
+                          "), later than the latest event time seen (",
+                          core::FormatTimestamp(latest_ms_), ")"),
+             t - ahead_of, schema_->max_ahead_of_latest_ms, "time_bounds.max_ahead_of_latest");
     }
     if (schema_->max_behind_latest_ms > 0 && t < latest_ms_ - schema_->max_behind_latest_ms) {
       bounds(StrCat("behind the latest event time seen (", core::FormatTimestamp(latest_ms_), ")"),

@@ -272,6 +272,17 @@ event_types:
   EXPECT_EQ(live.latest_time_ms(), now - 1000);
   EXPECT_TRUE(post(live, now).empty()) << "the stream goes on";
 
+  // Past max_ahead_of_latest measured from the clock (the later): named so.
+  Validator paused(*schema, &hasher);
+  paused.SetLive(0);
+  EXPECT_TRUE(post(paused, now - 30 * day).empty());
+  const std::vector<Violation> far = post(paused, now + 2 * day);
+  ASSERT_EQ(far.size(), 2u);
+  EXPECT_THAT(far[0].reason, HasSubstr("2.0 days ahead of the server's clock"));
+  EXPECT_THAT(far[0].reason, HasSubstr("later than the latest event time seen"));
+  EXPECT_THAT(far[0].reason, HasSubstr("max_ahead_of_latest"));
+  EXPECT_THAT(far[1].reason, HasSubstr("ahead of the wall clock"));
+
   Validator file(*schema, &hasher);
   EXPECT_TRUE(post(file, now - 30 * day).empty());
   const std::vector<Violation> jump = post(file, now - 1000);
