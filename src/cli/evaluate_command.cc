@@ -58,7 +58,11 @@ int RunEvaluate(EvaluateArgs& a) {
     PrintError("evaluate", report.status());
     return kExitError;
   }
-  if (!WriteFile(a.out, report->dump(2) + "\n", "evaluate")) return kExitError;
+  if (!WriteFile(
+          a.out,
+          report->dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n",
+          "evaluate"))
+    return kExitError;
   if (!a.html.empty() && !WriteFile(a.html, model::RenderHtml(*report), "evaluate")) return kExitError;
   const auto& mx = (*report)["metrics"];
   const auto& d = (*report)["data"];

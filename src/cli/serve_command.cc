@@ -391,7 +391,9 @@ int RunDecide(const DecideArgs& a) {
   }
   if (!a.report.empty()) {
     FILE* f = std::fopen(a.report.c_str(), "w");
-    std::string text = nlohmann::ordered_json{{"days", report}}.dump(2) + "\n";
+    std::string text = nlohmann::ordered_json{{"days", report}}.dump(
+                           2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) +
+                       "\n";
     if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fclose(f) != 0) {
       std::fprintf(stderr, "vigil decide: cannot write %s\n", a.report.c_str());
       return kExitError;

@@ -22,11 +22,16 @@ namespace vigil::core {
 
 class SourceText;
 
+// The most a configuration file may hold: more is a file named by mistake
+// (a log, /dev/zero), read no further.
+inline constexpr size_t kMaxConfigBytes = 16 << 20;
+
 class ConfigNode {
  public:
-  // Parses the YAML file at `path`. Syntax errors, and a mapping anywhere in
-  // the document that gives a key twice, come back as InvalidArgument
-  // "path:line:col: ..."; an unreadable file as NotFound.
+  // Parses the YAML file at `path`. Syntax errors, a byte that is not UTF-8,
+  // and a mapping anywhere in the document that gives a key twice, come
+  // back as InvalidArgument "path:line:col: ..."; an unreadable file as
+  // NotFound; one of more than kMaxConfigBytes as ResourceExhausted.
   static absl::StatusOr<ConfigNode> LoadFile(const std::string& path);
   // Parses `text`; `name` stands for the file in messages.
   static absl::StatusOr<ConfigNode> LoadString(std::string_view text, std::string_view name);

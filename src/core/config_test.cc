@@ -17,6 +17,37 @@ TEST(ConfigNodeTest, SyntaxErrorNamesFileLineAndColumn) {
   EXPECT_THAT(r.status().message(), HasSubstr("x.yaml:"));
 }
 
+// Names and values end up in JSON (answers, logs, meta files): a byte that
+// is not UTF-8 aborted backfill's meta file and made invalid JSON answers.
+TEST(ConfigNodeTest, ABytesThatIsNotUtf8IsRefusedWhereItIs) {
+  auto r = ConfigNode::LoadString("a: 1\nname: user_\xff_1d\n", "x.yaml");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("x.yaml:2:12: byte 0xff is not UTF-8"));
+  // Columns count characters; a surrogate, an overlong form and a sequence
+  // cut short are not UTF-8 either.
+  EXPECT_THAT(ConfigNode::LoadString("n: \xc3\xa9\xed\xa0\x80\n", "x.yaml").status().message(),
+              HasSubstr("x.yaml:1:5: byte 0xed"));
+  EXPECT_THAT(ConfigNode::LoadString("n: \xc0\xaf\n", "x.yaml").status().message(),
+              HasSubstr("x.yaml:1:4: byte 0xc0"));
+  EXPECT_THAT(ConfigNode::LoadString("n: \xe2\x82", "x.yaml").status().message(),
+              HasSubstr("x.yaml:1:4: byte 0xe2"));
+  // UTF-8 of every length, and a byte-order mark, load.
+  auto ok = ConfigNode::LoadString("\xef\xbb\xbfn: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"\n",
+                                   "x.yaml");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)["n"].Text(), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+}
+
+// A path that names no configuration (/dev/zero, a log) is read no further
+// than kMaxConfigBytes: it took 2.4 GB before.
+TEST(ConfigNodeTest, AFileLargerThanAnyConfigurationIsNotReadWhole) {
+  auto r = ConfigNode::LoadFile("/dev/zero");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(r.status().message(), HasSubstr("/dev/zero: more than 16777216 bytes"));
+}
+
 // A second document after `---` would be dropped by a one-document reader:
 // a policy's deny rule there was lost without a word.
 TEST(ConfigNodeTest, ASecondYamlDocumentIsAnError) {

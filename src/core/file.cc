@@ -16,7 +16,7 @@
 
 namespace vigil::core {
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
+absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(StrCat(path, ": cannot open: ", std::strerror(errno)));
   // A folder opens, and reads as nothing: an empty list or spec, silently.
@@ -29,6 +29,20 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   // (Short of the size alone is no sign: files under /sys say 4096 bytes.)
   const bool regular = std::filesystem::is_regular_file(path, ec);
   const uintmax_t size = regular ? std::filesystem::file_size(path, ec) : 0;
+  if (max_bytes != SIZE_MAX) {
+    // In steps, so that what never ends is not read whole first.
+    std::string out;
+    char buf[1 << 16];
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+      if (out.size() + static_cast<size_t>(in.gcount()) > max_bytes) {
+        return absl::ResourceExhaustedError(
+            StrCat(path, ": more than ", max_bytes, " bytes; not a file of this kind"));
+      }
+      out.append(buf, static_cast<size_t>(in.gcount()));
+    }
+    if (in.bad()) return absl::DataLossError(StrCat(path, ": read error"));
+    return out;
+  }
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) return absl::DataLossError(StrCat(path, ": read error"));

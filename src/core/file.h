@@ -4,6 +4,8 @@
 #ifndef VIGIL_CORE_FILE_H_
 #define VIGIL_CORE_FILE_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -12,8 +14,10 @@
 namespace vigil::core {
 
 // The file's bytes. NotFound "<path>: cannot open: <reason>" when it cannot
-// be opened, DataLoss "<path>: read error" when reading fails.
-absl::StatusOr<std::string> ReadFile(const std::string& path);
+// be opened, DataLoss "<path>: read error" when reading fails,
+// ResourceExhausted when it holds more than `max_bytes` (read no further:
+// /dev/zero, a pipe that does not end).
+absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes = SIZE_MAX);
 
 // Replaces the file at `path` with `bytes` whole or not at all: written to
 // `path`.<pid>.tmp (the process's own: two processes writing the same file,

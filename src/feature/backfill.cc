@@ -530,7 +530,7 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     res.meta_path = options.out + ".meta.json";
     meta_partial = res.meta_path + ".partial";
     std::ofstream f(meta_partial);
-    f << m.dump(2) << "\n";
+    f << m.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
     f.close();
     std::error_code ec;
     if (!f || std::filesystem::is_directory(res.meta_path, ec)) {  // (a rename onto a folder fails)

@@ -43,7 +43,8 @@ std::string Fmt(const Json& v, int digits = 4) {
     return b;
   }
   if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
-  return Esc(v.is_string() ? v.get<std::string>() : v.dump());
+  return Esc(v.is_string() ? v.get<std::string>()
+                           : v.dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
 std::string Pct(const Json& v) {

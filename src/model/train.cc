@@ -331,7 +331,9 @@ absl::StatusOr<TrainSummary> TrainModel(const TrainOptions& o) {
   m["calibration"] = calibration ? calibration->ToJson() : nlohmann::ordered_json(nullptr);
   m["reference_profile"] = "reference_profile.json";
   m["seconds"] = {{"reading", sum.seconds_reading}, {"training", sum.seconds_training}};
-  VIGIL_RETURN_IF_ERROR(WriteText(fs::path(o.out_dir) / "manifest.json", m.dump(2) + "\n"));
+  VIGIL_RETURN_IF_ERROR(
+      WriteText(fs::path(o.out_dir) / "manifest.json",
+                m.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n"));
   sum.out_dir = o.out_dir;
   return sum;
 }

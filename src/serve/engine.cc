@@ -87,9 +87,11 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> LoadModel(const serve::ModelR
   // recalibrated bundle is another version; an uncalibrated one keeps the
   // trees' hash).
   m->version =
-      event::Sha256Hex(m->bundle.calibration ? StrCat(m->bundle.model_json, "\n",
-                                                      m->bundle.manifest["calibration"].dump())
-                                             : m->bundle.model_json)
+      event::Sha256Hex(m->bundle.calibration
+                           ? StrCat(m->bundle.model_json, "\n",
+                                    m->bundle.manifest["calibration"].dump(
+                                        -1, ' ', false, nlohmann::json::error_handler_t::replace))
+                           : m->bundle.model_json)
           .substr(0, 12);
   m->label = StrCat(m->name, "@", m->version);
   const model::Bundle& b = m->bundle;
@@ -1829,7 +1831,7 @@ absl::StatusOr<std::string> Engine::GetDecision(std::string_view event_id) {
     j["exact_reasons_note"] = model ? "no features stored" : "the model that decided is no longer loaded";
     j["labels"] = std::move(labels);
   }
-  return j.dump();
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 absl::Status Engine::Reload() {
@@ -1888,7 +1890,7 @@ std::string Engine::ModelsJson() const {
   doc["feature_spec_hash"] = impl_->spec->content_hash;
   if (!rt->errors.empty()) doc["reload_errors"] = rt->errors;
   if (!rt->warnings.empty()) doc["warnings"] = rt->warnings;
-  return doc.dump();
+  return doc.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 std::vector<std::string> Engine::ConfigWarnings() const { return impl_->runtime.Load()->warnings; }
