@@ -249,6 +249,21 @@ std::vector<ConfigNode> ConfigNode::Items() const {
   return out;
 }
 
+absl::StatusOr<std::vector<ConfigNode>> ConfigNode::ListItems(std::string_view what) const {
+  if (IsDefined() && !IsNull() && !IsSequence()) {
+    return Error(StrCat(what, ": expected a list ([a, b] or one `- item` a line)"));
+  }
+  return Items();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, ConfigNode>>> ConfigNode::MapEntries(
+    std::string_view what) const {
+  if (IsDefined() && !IsNull() && !IsMap()) {
+    return Error(StrCat(what, ": expected a map ({key: value} or one `key: value` a line)"));
+  }
+  return Entries();
+}
+
 size_t ConfigNode::size() const { return IsDefined() ? impl_->node.size() : 0; }
 
 std::string ConfigNode::Text() const { return IsScalar() ? impl_->node.Scalar() : std::string(); }

@@ -53,6 +53,12 @@ class ConfigNode {
   // A map's entries in file order; a sequence's items.
   std::vector<std::pair<std::string, ConfigNode>> Entries() const;
   std::vector<ConfigNode> Items() const;
+  // The same, for a node that must be a list (or a map): none when it is
+  // absent or null, an error at the node naming `what` when it is anything
+  // else (a scalar where a list belongs must not read as an empty list).
+  absl::StatusOr<std::vector<ConfigNode>> ListItems(std::string_view what) const;
+  absl::StatusOr<std::vector<std::pair<std::string, ConfigNode>>> MapEntries(
+      std::string_view what) const;
   size_t size() const;
 
   // Typed reads. Each fails with an error at this node's position when the

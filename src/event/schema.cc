@@ -338,14 +338,17 @@ absl::StatusOr<std::shared_ptr<const Schema>> Build(const ConfigNode& root, std:
   VIGIL_ASSIGN_OR_RETURN(s->pii_key_env, root["pii"].GetString("key_env", s->pii_key_env));
   const ConfigNode labels = root["labels"];
   VIGIL_RETURN_IF_ERROR(labels.CheckKeys({"kinds"}));
-  for (const ConfigNode& k : labels["kinds"].Items()) {
+  VIGIL_ASSIGN_OR_RETURN(const std::vector<ConfigNode> kinds,
+                         labels["kinds"].ListItems("labels.kinds"));
+  for (const ConfigNode& k : kinds) {
     VIGIL_ASSIGN_OR_RETURN(std::string kind, k.String());
     s->label_kinds.push_back(kind);
   }
   const ConfigNode cur = root["currencies"];
   VIGIL_RETURN_IF_ERROR(cur.CheckKeys({"reference", "rates"}));
   VIGIL_ASSIGN_OR_RETURN(s->reference_currency, cur.GetString("reference", ""));
-  for (const auto& [code, rate] : cur["rates"].Entries()) {
+  VIGIL_ASSIGN_OR_RETURN(const auto rates, cur["rates"].MapEntries("currencies.rates"));
+  for (const auto& [code, rate] : rates) {
     VIGIL_ASSIGN_OR_RETURN(double r, rate.Double());
     if (!(r > 0)) return rate.Error(StrCat("rate for ", code, " must be positive"));
     s->rates[code] = r;

@@ -57,6 +57,16 @@ TEST(SchemaTest, UnknownTypeNamesFileLineAndChoices) {
   EXPECT_THAT(st.message(), HasSubstr("unknown type 'integer'"));
 }
 
+// A scalar or a map where a list belongs read as no list: `kinds:
+// chargeback` lifted the restriction on label kinds without a word.
+TEST(SchemaTest, AScalarWhereAListOrAMapBelongsIsRefused) {
+  const std::string types = "event_types:\n  a:\n    fields:\n      x: {type: int}\n";
+  EXPECT_THAT(LoadError("labels: {kinds: chargeback}\n" + types).message(),
+              HasSubstr("s.yaml:1:17: labels.kinds: expected a list"));
+  EXPECT_THAT(LoadError("currencies: {reference: USD, rates: [1, 2]}\n" + types).message(),
+              HasSubstr("currencies.rates: expected a map"));
+}
+
 TEST(SchemaTest, TypoInAFieldSettingSuggestsTheKey) {
   auto st = LoadError("event_types:\n  a:\n    fields:\n      x: {type: int, requird: true}\n");
   EXPECT_THAT(st.message(), HasSubstr("did you mean 'required'"));

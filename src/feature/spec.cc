@@ -186,12 +186,14 @@ class Builder {
     auto lists = expr::Lists::Load(root["lists"]);
     if (!lists.ok()) return lists.status();
     spec_->lists = std::make_shared<const expr::Lists>(std::move(*lists));
-    for (const auto& [name, node] : root["lists"].Entries()) {
+    VIGIL_ASSIGN_OR_RETURN(const auto list_nodes, root["lists"].MapEntries("lists"));
+    for (const auto& [name, node] : list_nodes) {
       const std::string rel = node.Text();
       auto text = ReadFile(!rel.empty() && rel[0] == '/' ? rel : dir_ + "/" + rel);
       if (text.ok()) hashed_extra->append(*text);
     }
-    for (const auto& [name, node] : root["tables"].Entries()) {
+    VIGIL_ASSIGN_OR_RETURN(const auto table_nodes, root["tables"].MapEntries("tables"));
+    for (const auto& [name, node] : table_nodes) {
       const std::string rel = node["file"].Text();
       if (rel.empty()) continue;
       auto text = ReadFile(rel[0] == '/' ? rel : dir_ + "/" + rel);
@@ -202,7 +204,8 @@ class Builder {
     spec_->tables = std::make_shared<const expr::Tables>(std::move(*tables));
 
     const ConfigNode labels = root["labels"];
-    for (const auto& [kind, node] : labels.Entries()) {
+    VIGIL_ASSIGN_OR_RETURN(const auto label_nodes, labels.MapEntries("labels"));
+    for (const auto& [kind, node] : label_nodes) {
       VIGIL_RETURN_IF_ERROR(node.CheckKeys({"horizon"}));
       LabelKind k;
       k.kind = kind;
@@ -374,7 +377,9 @@ class Builder {
     g.account_kind = KindOf(g.account);
     for (const std::string& l : g.links) g.link_kind.push_back(KindOf(l));
     // Stop lists: field -> file of values that never link (a hot wallet, a NAT address).
-    for (const auto& [field, file] : n["stop_lists"].Entries()) {
+    VIGIL_ASSIGN_OR_RETURN(const auto stop_lists,
+                           n["stop_lists"].MapEntries("identity.stop_lists"));
+    for (const auto& [field, file] : stop_lists) {
       if (std::find(g.links.begin(), g.links.end(), field) == g.links.end()) {
         return file.Error(StrCat("identity.stop_lists: '", field, "' is not one of the links"));
       }
@@ -394,7 +399,8 @@ class Builder {
         g.stop_nodes.push_back(core::HashCombine(KindOf(field), event::KeyHashOfText(type, line)));
       }
     }
-    for (const auto& [name, c] : n["counters"].Entries()) {
+    VIGIL_ASSIGN_OR_RETURN(const auto counters, n["counters"].MapEntries("identity.counters"));
+    for (const auto& [name, c] : counters) {
       VIGIL_RETURN_IF_ERROR(c.CheckKeys({"on", "of"}));
       IdentitySpec::Counter counter;
       counter.name = name;

@@ -307,6 +307,26 @@ TEST(FeatureSpecTest, ReviewedHolesAreClosed) {
               HasSubstr("no default"));
 }
 
+// A list where a map belongs was read as an empty map: label columns,
+// stop lists and counters left out without a word.
+TEST(FeatureSpecTest, AListOrAScalarWhereAMapBelongsIsRefused) {
+  auto load = [&](std::string_view extra) {
+    auto s = FeatureSpec::LoadString(
+        StrCat("score_on: [deposit]\n", extra, "\nfeatures:\n  - {name: a, agg: cluster_size}\n"),
+        "f.yaml", Schema());
+    return s.ok() ? absl::OkStatus() : s.status();
+  };
+  EXPECT_THAT(load("labels: [chargeback]\nidentity: {account: user_id, links: [ip]}").message(),
+              HasSubstr("f.yaml:2:9: labels: expected a map"));
+  EXPECT_THAT(load("identity: {account: user_id, links: [ip], stop_lists: [x.txt]}").message(),
+              HasSubstr("identity.stop_lists: expected a map"));
+  EXPECT_THAT(load("identity: {account: user_id, links: [ip], counters: c}").message(),
+              HasSubstr("identity.counters: expected a map"));
+  EXPECT_THAT(load("lists: x.txt\nidentity: {account: user_id, links: [ip]}").message(),
+              HasSubstr("lists: expected a map"));
+  EXPECT_TRUE(load("labels: ~\nidentity: {account: user_id, links: [ip], counters: {}}").ok());
+}
+
 TEST(FeatureSpecTest, ExpressionKeysAreCheckedLikeFields) {
   EXPECT_TRUE(Err("  - {name: a, agg: count, key: \"email_domain(event.user_id)\", window: 1d}\n").ok());
   EXPECT_THAT(Err("  - {name: a, agg: count, key: \"coalesce(event.scenario, 'x')\", window: 1d}\n").message(),
