@@ -5,7 +5,7 @@
 //   auto engine = vigil::Engine::Open({.config_path = "vigil.yaml"});
 //   vigil::Decision d;
 //   absl::Status s = (*engine)->Decide(R"({"event_id": ...})", &d);
-//   if (d.status == vigil::Decision::Status::kDecided && d.action == "block") ...
+//   if (d.action == "block") ...  // decided now, or a retry of a decided event
 //
 // The feature state is one ordered sequence (the order of Decide calls is the
 // order of the event log, which backfill replays), so an Engine is used by one
@@ -47,7 +47,9 @@ struct Decision {
     kNotScored,  // applied to feature state and logged; not a scored type
     kRejected,   // invalid: `error` says the field and the rule; dead-lettered. Or
                  // a label event Decide may not apply (403; not dead-lettered)
-    kRetry,      // an event id seen before: `json` is the stored decision, state unchanged
+    kRetry,      // an event id seen before: `json` is the stored decision (and its action,
+                 // score and model in their fields), state unchanged; 409
+                 // event_id_taken for an event of another type under that id
                  // (409 decision_unavailable when a scored event's decision is not stored)
   };
   struct Reason {
@@ -78,7 +80,9 @@ struct Decision {
   std::string event_id;
   std::string event_type;
   int64_t event_time_ms = 0;  // the event's time (ms since the epoch, UTC); 0 when rejected
-  std::string action;  // allow | challenge | review | block ("" unless kDecided)
+  // allow | challenge | review | block: kDecided, or kRetry of a scored
+  // event (the stored decision's); "" otherwise.
+  std::string action;
   double score = std::numeric_limits<double>::quiet_NaN();  // NaN: no model score
   std::string model;   // name@version of the model that decided, or ""
   // The policy that decided: name@version, the version being the first 12

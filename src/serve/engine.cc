@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -1191,6 +1192,26 @@ void Engine::Impl::RenderRetry(std::string_view stored_doc, bool with_features, 
   AppendJsonString(out->event_type, &j);
   if (stored_doc.find(j) == std::string_view::npos) return RenderIdTaken(out);
   out->http_status = 200;
+  // The stored decision's action, score and model in their fields too: a
+  // caller that reads `action` must not take a retried block for no
+  // decision. (Render writes them first, in this order, right after
+  // "scored"; quotes within strings are escaped, so the key is found once.)
+  static constexpr std::string_view kAction = "\"scored\":true,\"action\":\"";
+  if (const size_t a = stored_doc.find(kAction); a != std::string_view::npos) {
+    std::string_view rest = stored_doc.substr(a + kAction.size());
+    out->action.assign(rest.substr(0, rest.find('"')));
+    static constexpr std::string_view kScore = "\",\"score\":";
+    rest.remove_prefix(std::min(rest.size(), out->action.size() + kScore.size()));
+    double score = std::numeric_limits<double>::quiet_NaN();
+    std::from_chars(rest.data(), rest.data() + rest.size(), score);  // (null: NaN)
+    out->score = score;
+    static constexpr std::string_view kModel = ",\"model\":\"";
+    const size_t m = rest.find(kModel);
+    if (m != std::string_view::npos) {
+      rest.remove_prefix(m + kModel.size());
+      out->model.assign(rest.substr(0, rest.find('"')));
+    }
+  }
   Expand(stored_doc, with_features, &out->json);
 }
 

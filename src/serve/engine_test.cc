@@ -711,6 +711,11 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
   ASSERT_TRUE(engine->Decide(lines[0], &again).ok());
   EXPECT_EQ(again.status, Decision::Status::kRetry);
   EXPECT_EQ(again.json, first.json);
+  // In its fields too: code that reads `action` sees a retried block.
+  ASSERT_FALSE(first.action.empty());
+  EXPECT_EQ(again.action, first.action);
+  EXPECT_EQ(again.score, first.score);
+  EXPECT_EQ(again.model, first.model);
   // The state was not updated again: the same event a second time under a
   // new id sees one more sign-up from its IP than the first did.
   Json ev = Json::parse(lines[0]);
@@ -730,6 +735,8 @@ TEST_F(EngineTest, AnswersARetriedIdWithTheFirstDecisionAndDoesNotCountItTwice) 
   EXPECT_EQ(again.status, Decision::Status::kRetry);
   EXPECT_EQ(again.http_status, 409);
   EXPECT_EQ(Json::parse(again.json)["error"], "event_id_taken") << again.json;
+  EXPECT_EQ(again.action, "");
+  EXPECT_TRUE(std::isnan(again.score));
   EXPECT_EQ(engine->Stats().decided, 2);
 }
 
@@ -753,10 +760,11 @@ TEST_F(EngineTest, AnotherTypeUnderAnUnscoredEventsIdIsRefusedAsTaken) {
   Decision d;
   ASSERT_TRUE(engine->Decide(login.dump(), &d).ok());
   ASSERT_EQ(d.status, Decision::Status::kNotScored) << d.json;
-  // The same login again: a retry, 200.
+  // The same login again: a retry, 200, of no decision.
   ASSERT_TRUE(engine->Decide(login.dump(), &d).ok());
   EXPECT_EQ(d.status, Decision::Status::kRetry);
   EXPECT_EQ(d.http_status, 200) << d.json;
+  EXPECT_EQ(d.action, "");
   for (Json other : {deposit, label}) {
     other["event_id"] = login["event_id"];
     ASSERT_TRUE(engine->Decide(other.dump(), &d).ok());
