@@ -11,12 +11,17 @@
 // order of the event log, which backfill replays), so an Engine is used by one
 // thread at a time; a caller with several threads serialises its calls (the
 // HTTP server does, with one lock around Decide). From an event already
-// received, Decide allocates nothing in steady state except the copies a
-// decision log and the retry memory keep (docs/api.md, "Hot path").
+// received, Decide allocates only the copies a decision log and the retry
+// memory keep, and where the feature state grows: a new entity, or an
+// entity's window holding more entries than it ever has (its buffer
+// doubles). A rejected event, and a retry of an unscored one, allocate
+// their message (docs/api.md, "Hot path").
 //
 // Thread-safety: Decide, RejectBody, SaveState and SaveStateInBackground from
 // one thread at a time (one of them at a time); GetDecision, Reload, ModelsJson,
-// RuleHitCounts, Stats and Flush from any thread, concurrently with Decide.
+// RuleHitCounts, Stats, Flush, Ready, ConfigWarnings and feature_names from
+// any thread, concurrently with Decide. The destructor only once every other
+// call has returned (Flush may wait up to 30 s).
 //
 // Signals: the engine changes no signal's disposition. Under a file size
 // limit (RLIMIT_FSIZE) a process that embeds it ignores SIGXFSZ, as `vigil`
