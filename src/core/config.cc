@@ -337,6 +337,11 @@ absl::StatusOr<int64_t> ConfigNode::GetDurationMs(std::string_view key, int64_t 
   VIGIL_ASSIGN_OR_RETURN(std::string s, n.String());
   auto d = ParseDurationMs(s);
   if (!d.ok()) return n.Error(StrCat(key, ": ", d.status().message()));
+  // Durations are added to event times (ms since 1970): one near the
+  // int64 limit overflowed and refused every event.
+  if (*d > kMaxConfigDurationMs || *d < -kMaxConfigDurationMs) {
+    return n.Error(StrCat(key, ": at most 36500d"));
+  }
   return *d;
 }
 

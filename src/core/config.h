@@ -25,6 +25,8 @@ class SourceText;
 // The most a configuration file may hold: more is a file named by mistake
 // (a log, /dev/zero), read no further.
 inline constexpr size_t kMaxConfigBytes = 16 << 20;
+// The longest duration a configuration may give (100 years).
+inline constexpr int64_t kMaxConfigDurationMs = 36500LL * 86400000LL;
 
 class ConfigNode {
  public:
@@ -78,7 +80,8 @@ class ConfigNode {
   absl::StatusOr<int64_t> GetInt(std::string_view key, int64_t def) const;
   absl::StatusOr<double> GetDouble(std::string_view key, double def) const;
   absl::StatusOr<bool> GetBool(std::string_view key, bool def) const;
-  // A duration ("7d"; see core/time.h) with a default.
+  // A duration ("7d"; see core/time.h) with a default; at most
+  // kMaxConfigDurationMs either way.
   absl::StatusOr<int64_t> GetDurationMs(std::string_view key, int64_t def) const;
 
   // Fails, naming the first key of this map that is not in `allowed` (with

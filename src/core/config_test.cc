@@ -39,6 +39,17 @@ TEST(ConfigNodeTest, ABytesThatIsNotUtf8IsRefusedWhereItIs) {
   EXPECT_EQ((*ok)["n"].Text(), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
 }
 
+// Durations are added to event times: max_ahead_of_latest: 106751991167d
+// overflowed and refused 29 of 30 events.
+TEST(ConfigNodeTest, ADurationOfMoreThanACenturyIsRefused) {
+  auto n = ConfigNode::LoadString("a: 36500d\nb: 36501d\nc: 106751991167d\n", "x.yaml");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n->GetDurationMs("a", 0), kMaxConfigDurationMs);
+  EXPECT_THAT(n->GetDurationMs("b", 0).status().message(),
+              HasSubstr("x.yaml:2:4: b: at most 36500d"));
+  EXPECT_THAT(n->GetDurationMs("c", 0).status().message(), HasSubstr("at most 36500d"));
+}
+
 // A path that names no configuration (/dev/zero, a log) is read no further
 // than kMaxConfigBytes: it took 2.4 GB before.
 TEST(ConfigNodeTest, AFileLargerThanAnyConfigurationIsNotReadWhole) {

@@ -472,7 +472,7 @@ features:
   auto forever = FeatureSpec::LoadString(R"y(
 score_on: [deposit]
 labels:
-  takeover: {horizon: 9223372036854775807ms}
+  takeover: {horizon: 36500d}
 features:
   - {name: n, agg: count, key: user, window: 1d}
 )y",
