@@ -19,6 +19,18 @@ std::string Resolve(const std::string& dir, const std::string& p) {
   return (fs::path(dir) / p).lexically_normal().string();
 }
 
+// A file vigil writes (the store, the journal...): refused at its key when
+// empty, or naming a directory, so that --check says what the start would.
+absl::Status CheckWrittenFile(const core::ConfigNode& n, std::string_view key,
+                              const std::string& full) {
+  std::error_code ec;
+  if (full.empty()) return n.Error(StrCat("'", key, "': needs a path"));
+  if (full.back() == '/' || fs::is_directory(full, ec)) {
+    return n.Error(StrCat("'", key, "': ", full, " is a directory, not a file"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> RequiredPath(const core::ConfigNode& root, std::string_view key,
                                          const std::string& dir) {
   core::ConfigNode n = root[key];
@@ -245,14 +257,17 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
   if (c.store.rfind("sqlite:", 0) == 0) {
     std::string p = c.store.substr(7);
     if (p.empty()) return root["store"].Error("store: sqlite:PATH needs a path");
+    VIGIL_RETURN_IF_ERROR(CheckWrittenFile(root["store"], "store", Resolve(c.dir, p)));
     c.store = "sqlite:" + Resolve(c.dir, p);
   } else {
     return root["store"].Error(StrCat("store '", c.store, "': supported is sqlite:PATH"));
   }
   VIGIL_ASSIGN_OR_RETURN(c.journal, root.GetString("journal", "decisions.journal.jsonl"));
   c.journal = Resolve(c.dir, c.journal);
+  VIGIL_RETURN_IF_ERROR(CheckWrittenFile(root["journal"], "journal", c.journal));
   VIGIL_ASSIGN_OR_RETURN(c.dead_letter, root.GetString("dead_letter", "dead-letter.jsonl"));
   c.dead_letter = Resolve(c.dir, c.dead_letter);
+  VIGIL_RETURN_IF_ERROR(CheckWrittenFile(root["dead_letter"], "dead_letter", c.dead_letter));
   core::ConfigNode log = root["event_log"];
   c.event_log_dir = "eventlog";
   if (log.IsDefined() && log.IsScalar()) {
@@ -283,6 +298,14 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     }
   }
   c.event_log_dir = Resolve(c.dir, c.event_log_dir);
+  {
+    const core::ConfigNode at = log.IsMap() ? log["dir"] : log;
+    std::error_code ec;
+    if (c.event_log_dir.empty()) return at.Error("'event_log': needs a directory");
+    if (fs::exists(c.event_log_dir, ec) && !fs::is_directory(c.event_log_dir, ec)) {
+      return at.Error(StrCat("'event_log': ", c.event_log_dir, " is not a directory"));
+    }
+  }
 
   VIGIL_ASSIGN_OR_RETURN(c.listen, root.GetString("listen", c.listen));
   std::string host;
@@ -290,6 +313,9 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
   if (absl::Status s = ParseListen(c.listen, &host, &port); !s.ok()) return root["listen"].Error(std::string(s.message()));
   VIGIL_ASSIGN_OR_RETURN(c.keys_file, root.GetString("keys_file", ""));
   c.keys_file = Resolve(c.dir, c.keys_file);
+  if (root["keys_file"].IsDefined() && !root["keys_file"].IsNull()) {
+    VIGIL_RETURN_IF_ERROR(CheckWrittenFile(root["keys_file"], "keys_file", c.keys_file));
+  }
   if (core::ConfigNode tls = root["tls"]; tls.IsDefined()) {
     VIGIL_RETURN_IF_ERROR(tls.CheckKeys({"cert", "key"}));
     VIGIL_ASSIGN_OR_RETURN(c.tls_cert, RequiredPath(tls, "cert", c.dir));

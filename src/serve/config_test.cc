@@ -190,6 +190,21 @@ TEST_F(ConfigTest, RefusesAChallengerNamedAsItsChampion) {
   EXPECT_THAT(Msg(s), HasSubstr("two models of deposit are named 'x'"));
 }
 
+// Each passed --check, then the start failed without naming vigil.yaml.
+TEST_F(ConfigTest, RefusesAnEmptyPathOrADirectoryWhereVigilWritesAFile) {
+  fs::create_directory(dir_ / "var");
+  EXPECT_THAT(Msg(Error("journal: ''\n")), HasSubstr("vigil.yaml:4:10: 'journal': needs a path"));
+  EXPECT_THAT(Msg(Error("dead_letter: ''\n")), HasSubstr("'dead_letter': needs a path"));
+  EXPECT_THAT(Msg(Error("event_log: {dir: ''}\n")),
+              HasSubstr("vigil.yaml:4:18: 'event_log': needs a directory"));
+  EXPECT_THAT(Msg(Error("journal: var/\n")), HasSubstr("/var/ is a directory, not a file"));
+  EXPECT_THAT(Msg(Error("journal: var\n")), HasSubstr("/var is a directory, not a file"));
+  EXPECT_THAT(Msg(Error("store: sqlite:var/\n")), HasSubstr("'store': "));
+  EXPECT_THAT(Msg(Error("keys_file: var\n")), HasSubstr("'keys_file': "));
+  EXPECT_THAT(Msg(Error("event_log: vigil.yaml\n")), HasSubstr("vigil.yaml is not a directory"));
+  EXPECT_TRUE(Error("journal: var/j.jsonl\nevent_log: var\n").ok());
+}
+
 TEST_F(ConfigTest, RefusesLimitsOutOfRangeAndAStoreItCannotOpen) {
   EXPECT_THAT(Msg(Error("limits: {threads: 0}\n")), HasSubstr("threads must be in 1..64"));
   EXPECT_THAT(Msg(Error("limits: {threads: 65}\n")), HasSubstr("threads must be in 1..64"));
