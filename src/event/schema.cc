@@ -58,20 +58,24 @@ absl::StatusOr<FieldSpec> ParseField(const std::string& name, const ConfigNode& 
   FieldSpec f;
   f.name = name;
   f.config_where = n.Where();
-  ConfigNode node = n;
-  if (n.IsScalar()) {
-    // Short form: `amount: decimal`.
-    VIGIL_ASSIGN_OR_RETURN(auto yaml, ConfigNode::LoadString(StrCat("type: ", n.Text()),
-                                                             n.Where()));
-    node = yaml;
-  } else if (!n.IsMap()) {
+  const ConfigNode& node = n;
+  // Short form: `amount: decimal`, the type alone (every setting below then
+  // reads as absent: a scalar has no keys). Not parsed again as YAML: a
+  // quoted "int\nmin: 5" would have set a minimum.
+  const bool short_form = n.IsScalar();
+  if (!short_form && !n.IsMap()) {
     return n.Error(StrCat("field '", name, "': expected a map of settings or a type name"));
   }
-  VIGIL_RETURN_IF_ERROR(node.CheckKeys({"type", "required", "nullable", "min", "max", "max_length",
-                                        "pattern", "allowed", "values", "role", "entity",
-                                        "currency", "currency_field", "known_after", "pii", "unit",
-                                        "description"}));
-  VIGIL_ASSIGN_OR_RETURN(std::string type, node.GetString("type", ""));
+  if (!short_form) {
+    VIGIL_RETURN_IF_ERROR(
+        node.CheckKeys({"type", "required", "nullable", "min", "max", "max_length", "pattern",
+                        "allowed", "values", "role", "entity", "currency", "currency_field",
+                        "known_after", "pii", "unit", "description"}));
+  }
+  std::string type = n.Text();
+  if (!short_form) {
+    VIGIL_ASSIGN_OR_RETURN(type, node.GetString("type", ""));
+  }
   if (type.empty()) return n.Error(StrCat("field '", name, "' needs a type"));
   bool found = false;
   for (FieldType t : kTypes) {

@@ -67,6 +67,18 @@ TEST(SchemaTest, AScalarWhereAListOrAMapBelongsIsRefused) {
               HasSubstr("currencies.rates: expected a map"));
 }
 
+// The short form `amount: decimal` is the type alone: it was parsed again as
+// YAML, which doubled the position in its errors and let a quoted
+// "int\nmin: 5" set a minimum.
+TEST(SchemaTest, TheShortFormOfAFieldIsItsTypeAlone) {
+  auto st = LoadError("event_types:\n  a:\n    fields:\n      x: strin\n");
+  EXPECT_THAT(st.message(), HasSubstr("s.yaml:4:10: field 'x': unknown type 'strin'"));
+  EXPECT_THAT(LoadError("event_types:\n  a:\n    fields:\n      x: \"int\\nmin: 5\"\n").message(),
+              HasSubstr("unknown type 'int\nmin: 5'"));
+  auto ok = Schema::LoadString("event_types:\n  a:\n    fields:\n      x: int\n", "s.yaml");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+}
+
 TEST(SchemaTest, TypoInAFieldSettingSuggestsTheKey) {
   auto st = LoadError("event_types:\n  a:\n    fields:\n      x: {type: int, requird: true}\n");
   EXPECT_THAT(st.message(), HasSubstr("did you mean 'required'"));
