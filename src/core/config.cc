@@ -153,16 +153,8 @@ absl::StatusOr<ConfigNode> ConfigNode::LoadString(std::string_view text, std::st
     // yaml-cpp takes any bytes in a string; every name and value read from
     // it ends up in JSON (answers, logs, meta files), which must be UTF-8.
     if (const size_t bad = FirstInvalidUtf8(text); bad != std::string_view::npos) {
-      const std::string_view before = text.substr(0, bad);
-      const size_t nl = before.rfind('\n');
-      const int line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
-      const std::string_view in_line =
-          nl == std::string_view::npos ? before : before.substr(nl + 1);
-      // (Columns count characters, as everywhere in these messages.)
-      const int col =
-          1 + static_cast<int>(std::count_if(in_line.begin(), in_line.end(), [](char c) {
-            return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-          }));
+      const SourceText src(text);
+      const int line = src.LineOf(bad), col = src.ColumnOf(bad);
       const auto b = static_cast<unsigned char>(text[bad]);
       const char hex[] = {"0123456789abcdef"[b >> 4], "0123456789abcdef"[b & 15], '\0'};
       return absl::InvalidArgumentError(StrCat(FormatWhere(*impl->file, line, col), ": byte 0x",

@@ -152,6 +152,8 @@ class SourceText {
   char CharAt(int line, int col) const;
   // The 1-based line of byte offset `pos`.
   int LineOf(size_t pos) const;
+  // The 1-based column, in characters, of byte offset `pos`.
+  int ColumnOf(size_t pos) const;
   size_t LineStart(int line) const { return line_start_[static_cast<size_t>(line - 1)]; }
   std::string_view text() const { return text_; }
 
@@ -171,8 +173,6 @@ class SourceText {
   int BlockIndent(int line) const;
   // The offset past the anchor and tag (&a !t) that may open a node at `i`.
   size_t PastProperties(size_t i) const;
-  // The 1-based column, in characters, of byte offset `pos`.
-  int ColumnOf(size_t pos) const;
   // A flow scalar's line breaks from `i` (at a break): one becomes a
   // space, n > 1 become n - 1 newlines; the next line's leading blanks go.
   // Returns the offset after them.
