@@ -15,7 +15,7 @@ PACKAGES=(
   libabsl-dev libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev zlib1g-dev libssl-dev libre2-dev
   libxgboost-dev xgboost              # training (xgboost: find_package needs the CLI)
-  libevent-dev libhttp-parser-dev libsqlite3-dev  # the decision service: HTTP server (evhttp), request parser, default store
+  libhttp-parser-dev libsqlite3-dev   # the decision service: HTTP request parser, default store
   libjemalloc-dev                     # the vigil binary's malloc
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev

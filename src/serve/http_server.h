@@ -1,14 +1,14 @@
-// The HTTP API of `vigil serve` (docs/api.md) over libevent's evhttp: events,
-// batches, labels, stored decisions, health, readiness, metrics and admin,
-// with API keys, roles, a body limit, an optional per-key rate limit and
-// optional TLS. One lock (the sequencer) orders the calls into the Engine:
-// the order of decisions is the order of the event log.
+// The HTTP API of `vigil serve` (docs/api.md) over src/http/'s server:
+// events, batches, labels, stored decisions, health, readiness, metrics and
+// admin, with API keys, roles, a body limit, an optional per-key rate limit
+// and optional TLS. One lock (the sequencer) orders the calls into the
+// Engine: the order of decisions is the order of the event log.
 //
 // Requests are served by `limits.threads` event-loop threads that share the
 // listening socket; each keeps the connections it accepted, so a request is
 // read, decided and answered on one thread. What may block or take long (a
 // stored decision read from the store, a reload, rendering /metrics) runs on
-// one control-plane thread and is answered on its loop.
+// one control-plane thread, which answers it.
 //
 // Thread-safety: Bind, Run and the destructor from one controlling thread
 // (Run returns before the server is destroyed); Stop from any thread, at any
