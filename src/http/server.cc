@@ -40,6 +40,11 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kReadChunk = 16 * 1024;
 // What a busy connection (an answer being written, or deferred) reads ahead.
 constexpr size_t kMaxReadAhead = 64 * 1024;
+// A closed connection's buffers above this are given back: a slot keeps
+// what an ordinary request needs, not the largest one it ever saw.
+constexpr size_t kKeepBufferBytes = 64 * 1024;
+// How long a lingering close may last, however much the client still sends.
+constexpr int64_t kMaxLingerMs = 30 * 1000;
 // epoll data of what is not a connection.
 constexpr uint64_t kListenTag = ~uint64_t{0};
 constexpr uint64_t kWakeTag = ~uint64_t{0} - 1;
@@ -153,6 +158,11 @@ struct InBuffer {
   size_t cap = 0, begin = 0, end = 0;
 
   ~InBuffer() { std::free(data); }
+  void Release() {
+    std::free(data);
+    data = nullptr;
+    cap = begin = end = 0;
+  }
   size_t size() const { return end - begin; }
   // Room for `n` more bytes at `end`.
   void Reserve(size_t n) {
@@ -197,6 +207,7 @@ struct Conn {
   std::vector<HeaderField> headers;
   std::string body;
   bool in_value = false;
+  bool headers_done = false;  // what the parser reports as fields now are trailers
   size_t header_bytes = 0;
 
   // What the parser's callbacks found wrong: the answer, once it returns.
@@ -211,8 +222,10 @@ struct Conn {
   bool lingering = false;        // answered and shut down for writing: reading and dropping
   bool peer_eof = false;         // the client will send no more
   bool tls_wants_write = false;  // OpenSSL needs the socket writable to go on reading
+  bool tls_write_wants_read = false;  // ... or readable to go on writing
   uint32_t interest = 0;         // the epoll events registered
   int64_t last_io_ms = 0;
+  int64_t linger_until_ms = 0;  // when lingering: closed by then at the latest
 
   bool head = false;    // of the request being answered
   bool http10 = false;  // likewise
@@ -225,7 +238,21 @@ struct Conn {
     headers.clear();
     body.clear();
     in_value = false;
+    headers_done = false;
     header_bytes = 0;
+  }
+  // Gives back what a large request or answer left behind.
+  void ShrinkBuffers() {
+    for (std::string* b : {&url, &fields, &body, &out, &error_message}) {
+      if (b->capacity() > kKeepBufferBytes) std::string().swap(*b);
+    }
+    if (offsets.capacity() * sizeof(FieldOffsets) > kKeepBufferBytes) {
+      std::vector<FieldOffsets>().swap(offsets);
+    }
+    if (headers.capacity() * sizeof(HeaderField) > kKeepBufferBytes) {
+      std::vector<HeaderField>().swap(headers);
+    }
+    if (in.cap > kKeepBufferBytes) in.Release();
   }
 };
 
@@ -245,14 +272,13 @@ std::string PercentDecode(std::string_view in) {
   std::string out;
   out.reserve(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
-    int v = 0;
-    if (in[i] == '%' && i + 2 < in.size()) {
-      auto r = std::from_chars(in.data() + i + 1, in.data() + i + 3, v, 16);
-      if (r.ec == std::errc() && r.ptr == in.data() + i + 3) {
-        out.push_back(static_cast<char>(v));
-        i += 2;
-        continue;
-      }
+    if (in[i] == '%' && i + 2 < in.size() && absl::ascii_isxdigit(in[i + 1]) &&
+        absl::ascii_isxdigit(in[i + 2])) {
+      int v = 0;
+      std::from_chars(in.data() + i + 1, in.data() + i + 3, v, 16);
+      out.push_back(static_cast<char>(v));
+      i += 2;
+      continue;
     }
     out.push_back(in[i]);
   }
@@ -375,8 +401,12 @@ struct Server::Impl {
     c.url.append(at, n);
     return c.loop->impl->CountHeaderBytes(c, n);
   }
+  // After the headers, the parser reports a chunked body's trailers as
+  // fields too: they are counted against the limit and dropped (the
+  // request's header views point into `fields`, which must not move).
   static int OnHeaderField(http_parser* p, const char* at, size_t n) {
     Conn& c = Of(p);
+    if (c.headers_done) return c.loop->impl->CountHeaderBytes(c, n);
     if (c.in_value || c.offsets.empty()) {
       c.offsets.push_back({static_cast<uint32_t>(c.fields.size()), 0, 0, 0});
       c.in_value = false;
@@ -387,6 +417,7 @@ struct Server::Impl {
   }
   static int OnHeaderValue(http_parser* p, const char* at, size_t n) {
     Conn& c = Of(p);
+    if (c.headers_done) return c.loop->impl->CountHeaderBytes(c, n);
     if (!c.in_value) {
       c.offsets.back().value = static_cast<uint32_t>(c.fields.size());
       c.in_value = true;
@@ -413,6 +444,7 @@ struct Server::Impl {
     Conn& c = Of(p);
     Impl& m = *c.loop->impl;
     BuildHeaders(c);
+    c.headers_done = true;
     Request r;
     r.headers = c.headers.data();
     r.num_headers = c.headers.size();
@@ -570,6 +602,9 @@ struct Server::Impl {
       c.deferred = true;
       ++l.deferred;
     }
+    // What the parser reports next (an error before the next request line)
+    // belongs to no path.
+    c.ResetRequest();
   }
 
   // ------------------------------------------------------------------ I/O
@@ -593,6 +628,7 @@ struct Server::Impl {
     c.fd = -1;
     c.open = false;
     c.deferred = false;
+    c.ShrinkBuffers();
     --l.open_conns;
     l.free_slots.push_back(c.slot);
   }
@@ -653,10 +689,12 @@ struct Server::Impl {
                             static_cast<int>(std::min<size_t>(left, 1 << 30)));
         if (put <= 0) {
           int e = SSL_get_error(c.ssl, put);
+          c.tls_write_wants_read = e == SSL_ERROR_WANT_READ;
           if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return false;
           Close(c);
           return false;
         }
+        c.tls_write_wants_read = false;
         n = put;
       } else {
         n = send(c.fd, c.out.data() + c.out_pos, left, MSG_NOSIGNAL);
@@ -681,6 +719,7 @@ struct Server::Impl {
     if (c.ssl) SSL_shutdown(c.ssl);  // close_notify; no wait for the client's
     shutdown(c.fd, SHUT_WR);
     c.lingering = true;
+    c.linger_until_ms = c.loop->now_ms + kMaxLingerMs;
     if (c.peer_eof) return Close(c);
     SetInterest(c, EPOLLIN);
   }
@@ -762,8 +801,10 @@ struct Server::Impl {
     // request cut short gets none).
     if (c.peer_eof && !c.busy()) return Close(c);
     uint32_t want = 0;
-    if (!c.peer_eof && c.in.size() < kMaxReadAhead) want |= EPOLLIN;
-    if (c.out_pos < c.out.size() || c.tls_wants_write) want |= EPOLLOUT;
+    if ((!c.peer_eof && c.in.size() < kMaxReadAhead) || c.tls_write_wants_read) want |= EPOLLIN;
+    if ((c.out_pos < c.out.size() && !c.tls_write_wants_read) || c.tls_wants_write) {
+      want |= EPOLLOUT;
+    }
     SetInterest(c, want);
   }
 
@@ -773,7 +814,13 @@ struct Server::Impl {
       if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) LingerRead(c);
       return;
     }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR) || (c.tls_wants_write && (events & EPOLLOUT))) {
+    // Reset, or closed both ways: nothing can be answered any more. (A
+    // client that only stops sending shows as EPOLLIN and a read of 0.)
+    // Left open, a connection that reads nothing now (its peer's end
+    // already seen, or waiting for an answer with its read-ahead full)
+    // would be woken at once, again and again.
+    if (events & (EPOLLHUP | EPOLLERR)) return Close(c);
+    if (events & EPOLLIN || (c.tls_wants_write && (events & EPOLLOUT))) {
       if (!c.peer_eof) ReadSome(c);
     }
     Pump(c);
@@ -832,6 +879,7 @@ struct Server::Impl {
     c.out_pos = 0;
     c.ResetRequest();
     c.error_status = 0;
+    c.tls_write_wants_read = false;
     c.request_ready = c.deferred = c.close_after = c.lingering = c.peer_eof = c.tls_wants_write =
         false;
     c.keep_alive = true;
@@ -909,7 +957,11 @@ struct Server::Impl {
   void Sweep(Loop& l) {
     for (auto& cp : l.conns) {
       Conn& c = *cp;
-      if (c.open && !c.deferred && l.now_ms - c.last_io_ms >= options.idle_timeout_ms) Close(c);
+      if (!c.open) continue;
+      if ((!c.deferred && l.now_ms - c.last_io_ms >= options.idle_timeout_ms) ||
+          (c.lingering && l.now_ms >= c.linger_until_ms)) {
+        Close(c);
+      }
     }
   }
 
@@ -940,9 +992,15 @@ struct Server::Impl {
         Sweep(l);
         l.next_sweep_ms = l.now_ms + 1000;
       }
-      if (l.stopping && l.deferred == 0) {
-        if (l.drained_at_ms < 0) l.drained_at_ms = l.now_ms;
-        if (l.open_conns == 0 || l.now_ms - l.drained_at_ms >= options.idle_timeout_ms) break;
+      // After Stop, the idle timeout runs from the moment no request waits
+      // for its answer (again, when one came in meanwhile).
+      if (l.stopping) {
+        if (l.deferred > 0) {
+          l.drained_at_ms = -1;
+        } else {
+          if (l.drained_at_ms < 0) l.drained_at_ms = l.now_ms;
+          if (l.open_conns == 0 || l.now_ms - l.drained_at_ms >= options.idle_timeout_ms) break;
+        }
       }
     }
     for (auto& c : l.conns) Close(*c);

@@ -15,7 +15,11 @@
 //
 // Bounds: a connection busy with an answer (being written, or waiting for
 // Answer) reads at most 64 KiB ahead; a connection with no byte read or
-// written for `idle_timeout_ms` is closed (not one waiting for Answer).
+// written for `idle_timeout_ms` is closed (not one waiting for Answer); a
+// lingering close lasts 30 s at most; a connection keeps its buffers from
+// one request to the next, and gives back those over 64 KiB when it closes.
+// A chunked body's trailers count against `max_header_bytes` and are
+// dropped.
 //
 // Thread-safety: Bind, Run and the destructor from one controlling thread
 // (Run returns before the server is destroyed); Stop and Answer from any

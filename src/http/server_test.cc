@@ -204,6 +204,45 @@ TEST_F(ServerTest, RefusesWhatItCannotFrameAndClosesTheConnection) {
   EXPECT_EQ(handler_.own[1], (std::pair<std::string, int>("/p", 413)));
 }
 
+TEST_F(ServerTest, ChunkedTrailersLeaveTheHeadersIntact) {
+  Start();
+  int fd = Connect();
+  // The trailer is read after the headers' views were made; were it stored
+  // beside them, their buffer would move under the views.
+  const std::string value(40, 'v');
+  Send(fd, "POST /t HTTP/1.1\r\nX-Test: " + value +
+               "\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-Trailer: " +
+               std::string(8000, 't') + "\r\nX-Test: trailer\r\n\r\n");
+  std::string got = ReadAnswers(fd, 1);
+  EXPECT_NE(got.find("POST /t  ab " + value), std::string::npos) << got;
+  EXPECT_EQ(got.find("trailer"), std::string::npos) << got;
+  close(fd);
+}
+
+TEST_F(ServerTest, TrailersCountAgainstTheHeaderLimit) {
+  Options o;
+  o.max_header_bytes = 200;
+  Start(o);
+  int fd = Connect();
+  Send(fd, "POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-T: " +
+               std::string(300, 't') + "\r\n\r\n");
+  std::string got = ReadAnswers(fd, 1);
+  EXPECT_EQ(got.rfind("HTTP/1.1 431 ", 0), 0u) << got;
+  close(fd);
+}
+
+TEST_F(ServerTest, AnErrorAfterACompleteRequestIsNotCountedUnderItsPath) {
+  Start();
+  int fd = Connect();
+  Send(fd, "GET /a HTTP/1.1\r\n\r\n\x01garbage\r\n\r\n");
+  std::string got = ReadAnswers(fd, 2);
+  EXPECT_NE(got.find("GET /a"), std::string::npos) << got;
+  EXPECT_NE(got.find("HTTP/1.1 501 "), std::string::npos) << got;  // "\x01garbage": no method
+  std::lock_guard<std::mutex> lock(handler_.mu);
+  ASSERT_EQ(handler_.own.size(), 1u);
+  EXPECT_EQ(handler_.own[0], (std::pair<std::string, int>("", 501)));
+}
+
 TEST_F(ServerTest, ExpectContinueGetsA100ThenTheAnswer) {
   Start();
   int fd = Connect();
@@ -277,6 +316,7 @@ TEST(PercentDecodeTest, DecodesHexPairsAndKeepsTheRest) {
   EXPECT_EQ(PercentDecode("a%2Fb%41"), "a/bA");
   EXPECT_EQ(PercentDecode("50%+x%4"), "50%+x%4");
   EXPECT_EQ(PercentDecode("%zz"), "%zz");
+  EXPECT_EQ(PercentDecode("%-1%+f%0x"), "%-1%+f%0x");  // from_chars would take a sign
 }
 
 }  // namespace
