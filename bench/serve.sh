@@ -36,6 +36,8 @@
 #        benchmark, when configured with -DVIGIL_BENCHMARKS=ON) if needed.
 # Knobs: VIGIL_BENCH_WRK_SECONDS (10), VIGIL_BENCH_USERS (100000),
 #        VIGIL_BENCH_REF_WORKERS ("sync gthread"), VIGIL_BENCH_SKIP_1000,
+#        VIGIL_BENCH_PERF (a path: perf record -g of the server over each
+#        measured run, to PATH.<trees>; the profile includes perf's own cost),
 #        VIGIL_BENCH_THREADS (vigil's limits.threads, its event loops;
 #        default: vigil.yaml's default).
 set -euo pipefail
@@ -282,7 +284,18 @@ bench_model() {  # label trees bundle-dir (empty: the example's)
   scrape "$tmp/metrics0.txt"
   # The measured run continues the stream: after the first run's requests,
   # plus a margin for any in flight when it stopped.
+  local perf_pid=
+  if [[ -n "${VIGIL_BENCH_PERF:-}" ]]; then
+    perf record -q -g -F 2000 -p "$vpid" -o "$VIGIL_BENCH_PERF.$trees" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+  fi
   run_wrk "http://127.0.0.1:$vport" vigil "$vdir/templates.tsv" $((w_requests + 100)) "$seconds" "$vkey" "$vpid"
+  if [[ -n "$perf_pid" ]]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    say "  perf record of the measured run: $VIGIL_BENCH_PERF.$trees"
+  fi
   check_vigil_run "the measured run"
   scrape "$tmp/metrics.txt"
   local split
