@@ -38,6 +38,7 @@
 #        VIGIL_BENCH_REF_WORKERS ("sync gthread"), VIGIL_BENCH_SKIP_1000,
 #        VIGIL_BENCH_PERF (a path: perf record -g of the server over each
 #        measured run, to PATH.<trees>; the profile includes perf's own cost),
+#        VIGIL_BENCH_PRETOUCH_MB (vigil's limits.pretouch_mb, 1024; 0: off),
 #        VIGIL_BENCH_THREADS (vigil's limits.threads, its event loops;
 #        default: vigil.yaml's default).
 set -euo pipefail
@@ -56,6 +57,7 @@ model1000="$results_dir/exchange-1000"
 ex="$repo/examples/exchange"
 sim_users=${VIGIL_BENCH_USERS:-100000}
 loops=${VIGIL_BENCH_THREADS:-}
+pretouch=${VIGIL_BENCH_PRETOUCH_MB:-1024}
 export VIGIL_PII_KEY=${VIGIL_PII_KEY:-serve-bench-key}
 mkdir -p "$results_dir"
 
@@ -168,7 +170,9 @@ start_vigil() {  # name [bundle]
     printf 'store: sqlite:%s/var/vigil.db\njournal: %s/var/journal.jsonl\n' "$vdir" "$vdir"
     printf 'event_log: {dir: %s/var/eventlog}\ndead_letter: %s/var/dead-letter.jsonl\n' "$vdir" "$vdir"
     printf 'keys_file: %s/var/keys.txt\nlisten: 127.0.0.1:0\nreasons: 3\n' "$vdir"
-    [[ -z $loops ]] || printf 'limits: {threads: %s}\n' "$loops"
+    # pretouch_mb (docs/api.md): the state grows through the run, and on
+    # this VM faulting its pages in while scoring cost a third of Decide.
+    printf 'limits: {pretouch_mb: %s%s}\n' "$pretouch" "${loops:+, threads: $loops}"
   } >"$vdir/vigil.yaml"
   vkey=$("$vigil" keys create --config "$vdir/vigil.yaml" --role score 2>/dev/null)
   "$vigil" serve --config "$vdir/vigil.yaml" ${2:+--model "$2"} 2>"$vdir/serve.log" &
@@ -286,7 +290,7 @@ bench_model() {  # label trees bundle-dir (empty: the example's)
   # plus a margin for any in flight when it stopped.
   local perf_pid=
   if [[ -n "${VIGIL_BENCH_PERF:-}" ]]; then
-    perf record -q -g -F 2000 -p "$vpid" -o "$VIGIL_BENCH_PERF.$trees" >/dev/null 2>&1 &
+    perf record -q --call-graph dwarf,32768 -F 1000 -p "$vpid" -o "$VIGIL_BENCH_PERF.$trees" >/dev/null 2>&1 &
     perf_pid=$!
     sleep 0.5
   fi
@@ -312,7 +316,7 @@ bench_model() {  # label trees bundle-dir (empty: the example's)
   local k="vigil $trees" shown=${bundle:-$ex/model}
   rows+=("$k")
   rps[$k]=$w_rps p50[$k]=$w_p50 p99[$k]=$w_p99 p999[$k]=$w_p999 cpu_of[$k]=$w_server_cpu_us wrk_cpu_of[$k]=$w_wrk_cpu_us
-  note[$k]="vigil serve, model ${shown#"$repo"/}, limits.threads ${loops:-default}"
+  note[$k]="vigil serve, model ${shown#"$repo"/}, limits.threads ${loops:-default}, pretouch_mb $pretouch"
   stop_pid "$vpid"
 
   ((have_ref)) || return 0

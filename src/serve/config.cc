@@ -81,6 +81,7 @@ absl::StatusOr<ModelRef> ParseModel(const core::ConfigNode& n, const std::string
 }
 
 constexpr int64_t kYearSeconds = 366 * 86400;
+constexpr int64_t kMaxPretouchMb = 1 << 20;  // 1 TiB
 
 // What the server writes must be files of their own: a journal that is the
 // store's database moved every stored decision out of it at the next
@@ -329,7 +330,7 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
   if (core::ConfigNode l = root["limits"]; l.IsDefined()) {
     VIGIL_RETURN_IF_ERROR(
         l.CheckKeys({"max_body_bytes", "max_batch", "rate_per_key", "burst_per_key", "threads",
-                     "recent_decisions", "queue_capacity", "max_ahead_of_clock_s"}));
+                     "recent_decisions", "queue_capacity", "max_ahead_of_clock_s", "pretouch_mb"}));
     Limits& x = c.limits;
     VIGIL_ASSIGN_OR_RETURN(x.max_body_bytes, l.GetInt("max_body_bytes", x.max_body_bytes));
     VIGIL_ASSIGN_OR_RETURN(x.max_batch, l.GetInt("max_batch", x.max_batch));
@@ -340,6 +341,11 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     VIGIL_ASSIGN_OR_RETURN(x.queue_capacity, l.GetInt("queue_capacity", x.queue_capacity));
     VIGIL_ASSIGN_OR_RETURN(x.max_ahead_of_clock_s,
                            l.GetInt("max_ahead_of_clock_s", x.max_ahead_of_clock_s));
+    VIGIL_ASSIGN_OR_RETURN(x.pretouch_mb, l.GetInt("pretouch_mb", x.pretouch_mb));
+    if (x.pretouch_mb < 0 || x.pretouch_mb > kMaxPretouchMb) {
+      return l["pretouch_mb"].Error(
+          StrCat("pretouch_mb must be in 0..", kMaxPretouchMb, " (MiB; 0 = off)"));
+    }
     if (x.max_body_bytes < 256) return l["max_body_bytes"].Error("max_body_bytes must be at least 256");
     if (x.max_batch < 1) return l["max_batch"].Error("max_batch must be at least 1");
     if (x.rate_per_key < 0) return l["rate_per_key"].Error("rate_per_key must be >= 0 (0 = off)");

@@ -51,6 +51,11 @@ struct Limits {
   // Events stamped more than this ahead of the server's clock are refused
   // (when the schema sets no time_bounds.max_ahead_of_wall_clock); 0 = off.
   int64_t max_ahead_of_clock_s = 300;
+  // MiB of memory `vigil serve` writes to once at start, before it opens the
+  // engine, and gives back to its allocator (which keeps it): the state's
+  // growth then reuses pages already mapped instead of faulting new ones in
+  // while scoring (JVM's AlwaysPreTouch). 0 = off.
+  int64_t pretouch_mb = 0;
 };
 
 struct ServeConfig {

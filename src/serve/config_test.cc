@@ -63,6 +63,7 @@ TEST_F(ConfigTest, ReadsTheExampleWithItsModelsAndLimits) {
   EXPECT_EQ(c->event_log_save_timeout_s, 0);  // three intervals, at least a minute
   EXPECT_EQ(c->limits.max_batch, 100);
   EXPECT_EQ(c->limits.recent_decisions, 100000);
+  EXPECT_EQ(c->limits.pretouch_mb, 0);
   EXPECT_EQ(c->reasons, 3);
 }
 
@@ -217,6 +218,8 @@ TEST_F(ConfigTest, RefusesLimitsOutOfRangeAndAStoreItCannotOpen) {
   EXPECT_THAT(Msg(Error("limits: {burst_per_key: -2}\n")), HasSubstr("burst_per_key must be"));
   EXPECT_THAT(Msg(Error("limits: {recent_decisions: -1}\n")), HasSubstr("recent_decisions must be >= 0"));
   EXPECT_THAT(Msg(Error("limits: {queue_capacity: 0}\n")), HasSubstr("queue_capacity must be at least 1"));
+  EXPECT_THAT(Msg(Error("limits: {pretouch_mb: -1}\n")),
+              HasSubstr("pretouch_mb must be in 0..1048576"));
   EXPECT_THAT(Msg(Error("limits: {threads: many}\n")), HasSubstr("vigil.yaml:4:"));
   EXPECT_THAT(Msg(Error("reasons: 33\n")), HasSubstr("reasons must be in 0..32"));
   EXPECT_THAT(Msg(Error("store: postgres://db\n")), HasSubstr("supported is sqlite:PATH"));
