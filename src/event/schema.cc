@@ -100,6 +100,11 @@ absl::StatusOr<FieldSpec> ParseField(const std::string& name, const ConfigNode& 
   if (node["max_length"].IsDefined() && !stringy) {
     return node["max_length"].Error("max_length applies to string and enum fields");
   }
+  // 0 would refuse every value but the empty string.
+  if (stringy && f.max_length < 1) {
+    return node["max_length"].Error(
+        StrCat("field '", name, "': max_length must be at least 1 (bytes)"));
+  }
   VIGIL_ASSIGN_OR_RETURN(f.pattern_text, node.GetString("pattern", ""));
   if (!f.pattern_text.empty()) {
     if (!stringy) return node["pattern"].Error("pattern applies to string and enum fields");
@@ -323,6 +328,9 @@ absl::StatusOr<std::shared_ptr<const Schema>> Build(const ConfigNode& root, std:
   }
   VIGIL_ASSIGN_OR_RETURN(s->default_max_string_length,
                          limits.GetInt("max_string_length", s->default_max_string_length));
+  if (s->default_max_string_length < 1) {
+    return limits["max_string_length"].Error("max_string_length must be at least 1 (bytes)");
+  }
   const ConfigNode dup = root["duplicates"];
   VIGIL_RETURN_IF_ERROR(dup.CheckKeys({"memory"}));
   VIGIL_ASSIGN_OR_RETURN(s->duplicate_memory, dup.GetInt("memory", s->duplicate_memory));

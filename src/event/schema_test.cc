@@ -111,6 +111,14 @@ TEST(SchemaTest, RefusesBadPatternsBoundsAndReservedNames) {
               HasSubstr("min applies to"));
   EXPECT_THAT(LoadError("event_types:\n  a:\n    fields:\n      e: {type: enum}\n").message(),
               HasSubstr("needs `values"));
+  EXPECT_THAT(LoadError("event_types:\n  a:\n    fields:\n      s: {type: string, max_length: 0}\n")
+                  .message(),
+              HasSubstr("max_length must be at least 1"));
+  EXPECT_THAT(
+      LoadError(
+          "limits: {max_string_length: 0}\nevent_types:\n  a:\n    fields:\n      s: string\n")
+          .message(),
+      HasSubstr("max_string_length must be at least 1"));
 }
 
 TEST(SchemaTest, RefusesASettingGivenTwice) {
