@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "core/file.h"
 #include "core/strings.h"
 #include "core/time.h"
@@ -125,8 +126,12 @@ ConfigNode::ConfigNode() : impl_(std::make_unique<Impl>()) {
 ConfigNode::ConfigNode(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ConfigNode::~ConfigNode() = default;
 ConfigNode::ConfigNode(const ConfigNode& o) : impl_(std::make_unique<Impl>(*o.impl_)) {}
+// A new Impl, not *impl_ = *o.impl_: assigning a YAML::Node that holds a
+// node writes over that node's contents in the document (yaml-cpp's
+// assignment), so that sorting ConfigNodes (the policy's thresholds) wrote
+// one item over another. Copying one makes a new handle to the same node.
 ConfigNode& ConfigNode::operator=(const ConfigNode& o) {
-  if (this != &o) *impl_ = *o.impl_;
+  if (this != &o) impl_ = std::make_unique<Impl>(*o.impl_);
   return *this;
 }
 
@@ -259,6 +264,42 @@ absl::StatusOr<std::vector<std::pair<std::string, ConfigNode>>> ConfigNode::MapE
 size_t ConfigNode::size() const { return IsDefined() ? impl_->node.size() : 0; }
 
 std::string ConfigNode::Text() const { return IsScalar() ? impl_->node.Scalar() : std::string(); }
+
+namespace {
+
+// Each scalar with its length, so that no text can pass for structure.
+void AppendCanonical(const YAML::Node& n, std::string* out) {
+  if (!n.IsDefined() || n.IsNull()) {
+    out->push_back('~');
+  } else if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    absl::StrAppend(out, s.size(), ":", s);
+  } else if (n.IsSequence()) {
+    out->push_back('[');
+    for (const YAML::Node& item : n) {
+      AppendCanonical(item, out);
+      out->push_back(',');
+    }
+    out->push_back(']');
+  } else if (n.IsMap()) {
+    out->push_back('{');
+    for (const auto& kv : n) {
+      AppendCanonical(kv.first, out);
+      out->push_back('=');
+      AppendCanonical(kv.second, out);
+      out->push_back(';');
+    }
+    out->push_back('}');
+  }
+}
+
+}  // namespace
+
+std::string ConfigNode::CanonicalText() const {
+  std::string out;
+  if (IsDefined()) AppendCanonical(impl_->node, &out);
+  return out;
+}
 
 // yaml-cpp tags a quoted scalar "!" (non-specific) and a plain one "?".
 bool ConfigNode::Quoted() const { return IsScalar() && impl_->node.Tag() == "!"; }

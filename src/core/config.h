@@ -104,6 +104,13 @@ class ConfigNode {
   // from one).
   const SourceText& source() const;
 
+  // What the node says, without what YAML does not mean: comments, layout,
+  // quoting, flow or block style, anchors. Two documents that read the same
+  // give the same text (map entries in file order), so that its hash names
+  // a config by its meaning: a comment edited does not make a model's
+  // feature spec another one.
+  std::string CanonicalText() const;
+
  private:
   struct Impl;
   explicit ConfigNode(std::unique_ptr<Impl> impl);

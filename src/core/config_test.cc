@@ -10,6 +10,37 @@ namespace {
 
 using ::testing::HasSubstr;
 
+TEST(ConfigNodeTest, CanonicalTextKeepsWhatTheDocumentSaysAndNothingElse) {
+  auto canon = [](std::string_view yaml) {
+    auto n = ConfigNode::LoadString(yaml, "c.yaml");
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? n->CanonicalText() : std::string();
+  };
+  const std::string block =
+      canon("# a comment\na:\n  b: 1   # another\n  c:\n    - x\n    - 'y z'\nd: ~\n");
+  EXPECT_EQ(block, canon("a: {b: 1, c: [x, \"y z\"]}\nd:\n"));
+  EXPECT_EQ(canon("x: &b {b: 1}\ny: *b\n"), canon("x: {b: 1}\ny: {b: 1}\n"));  // aliases
+  EXPECT_NE(block, canon("a: {b: 2, c: [x, y z]}\nd: ~\n"));
+  EXPECT_NE(block, canon("a: {c: [x, y z], b: 1}\nd: ~\n"));  // file order is kept
+  EXPECT_NE(block, canon("a: {b: 1, c: [x, y, z]}\nd: ~\n"));
+  // A scalar's text cannot pass for structure.
+  EXPECT_NE(canon("a: '1;b=2'\n"), canon("a: 1\nb: 2\n"));
+}
+
+// Assigning one node to another rebinds it; the document is not changed
+// (yaml-cpp's own assignment writes over the node assigned to).
+TEST(ConfigNodeTest, AssigningNodesLeavesTheDocumentAsItWas) {
+  auto root = ConfigNode::LoadString("items: [{v: 1}, {v: 2}]\n", "c.yaml");
+  ASSERT_TRUE(root.ok());
+  const std::string before = root->CanonicalText();
+  std::vector<ConfigNode> items = (*root)["items"].Items();
+  ASSERT_EQ(items.size(), 2u);
+  std::swap(items[0], items[1]);
+  items[0] = items[1];
+  EXPECT_EQ(root->CanonicalText(), before);
+  EXPECT_EQ(items[0]["v"].Text(), "1");
+}
+
 TEST(ConfigNodeTest, SyntaxErrorNamesFileLineAndColumn) {
   auto r = ConfigNode::LoadString("a: 1\nb: [1, 2\n", "x.yaml");
   ASSERT_FALSE(r.ok());

@@ -305,10 +305,11 @@ EventTypeSpec MakeLabelType(const Schema& s) {
 }
 
 absl::StatusOr<std::shared_ptr<const Schema>> Build(const ConfigNode& root, std::string file,
-                                                    std::string hash) {
+                                                    std::string_view text) {
   auto s = std::make_shared<Schema>();
   s->file = std::move(file);
-  s->content_hash = std::move(hash);
+  s->content_hash = Sha256Hex(root.CanonicalText());
+  s->text_hash = Sha256Hex(text);
   if (!root.IsMap()) return root.Error("a schema is a map with at least `event_types:`");
   VIGIL_RETURN_IF_ERROR(root.CheckKeys({"name", "version", "description", "unknown_fields",
                                         "limits", "duplicates", "time_bounds", "csv", "pii",
@@ -469,13 +470,13 @@ const EventTypeSpec* Schema::FindType(std::string_view name) const {
 absl::StatusOr<std::shared_ptr<const Schema>> Schema::Load(const std::string& path) {
   VIGIL_ASSIGN_OR_RETURN(const std::string text, core::ReadFile(path));
   VIGIL_ASSIGN_OR_RETURN(ConfigNode root, ConfigNode::LoadString(text, path));
-  return Build(root, path, Sha256Hex(text));
+  return Build(root, path, text);
 }
 
 absl::StatusOr<std::shared_ptr<const Schema>> Schema::LoadString(std::string_view yaml,
                                                                  std::string_view name) {
   VIGIL_ASSIGN_OR_RETURN(ConfigNode root, ConfigNode::LoadString(yaml, name));
-  return Build(root, std::string(name), Sha256Hex(yaml));
+  return Build(root, std::string(name), yaml);
 }
 
 }  // namespace vigil::event

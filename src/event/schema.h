@@ -101,7 +101,10 @@ struct EventTypeSpec {
 struct Schema {
   std::string name;
   std::string file;
-  std::string content_hash;  // SHA-256 of the schema file, hex
+  // SHA-256, hex, of what the file says (ConfigNode::CanonicalText: a
+  // comment or the layout changes nothing).
+  std::string content_hash;
+  std::string text_hash;  // of the file's bytes: what content_hash was before 2026-12
   std::vector<EventTypeSpec> types;
   StringMap<int> type_index;
   int csv_type = -1;    // the event type a CSV file holds

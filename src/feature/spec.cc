@@ -784,7 +784,9 @@ absl::StatusOr<std::shared_ptr<const FeatureSpec>> Load(std::string_view text, s
   std::string extra;
   Builder b(spec, std::move(dir));
   VIGIL_RETURN_IF_ERROR(b.Build(root, &extra));
-  spec->content_hash = event::Sha256Hex(StrCat(text, "\n", extra, "\n", spec->schema->content_hash));
+  spec->content_hash =
+      event::Sha256Hex(StrCat(root.CanonicalText(), "\n", extra, "\n", spec->schema->content_hash));
+  spec->legacy_hash = event::Sha256Hex(StrCat(text, "\n", extra, "\n", spec->schema->text_hash));
   return std::shared_ptr<const FeatureSpec>(std::move(spec));
 }
 

@@ -121,7 +121,13 @@ struct LabelKind {
 struct FeatureSpec {
   std::string name;
   std::string file;
-  std::string content_hash;  // SHA-256 of the spec text and the files it loads
+  // SHA-256, hex, of what the spec says (ConfigNode::CanonicalText: a
+  // comment or the layout changes nothing), the files it loads and the
+  // schema's content_hash. A model bundle names it.
+  std::string content_hash;
+  // The same over the files' bytes: what content_hash was before 2026-12,
+  // which the bundles trained then name.
+  std::string legacy_hash;
   std::shared_ptr<const event::Schema> schema;
   std::vector<bool> score_on;  // by event type index
   std::vector<std::string> score_on_names;

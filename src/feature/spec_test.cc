@@ -57,6 +57,28 @@ features:
   EXPECT_EQ(f.content_hash.size(), 64u);
 }
 
+// A model bundle names the spec by content_hash: a comment or the layout
+// edited must not make the server refuse the model; a window changed must.
+TEST(FeatureSpecTest, ContentHashIsOfWhatTheSpecSaysNotItsComments) {
+  auto load = [](std::string_view text) {
+    auto s = FeatureSpec::LoadString(text, "f.yaml", Schema());
+    EXPECT_TRUE(s.ok()) << s.status();
+    return *s;
+  };
+  auto a = load(
+      "score_on: [deposit]\nfeatures:\n  - {name: n1, agg: count, key: user_id, window: 1d}\n");
+  auto b = load(
+      "# deposits per user\nscore_on:\n  - deposit\nfeatures:\n  - name: n1   # a day\n"
+      "    agg: count\n    key: user_id\n    window: 1d\n");
+  auto c = load(
+      "score_on: [deposit]\nfeatures:\n  - {name: n1, agg: count, key: user_id, window: 2d}\n");
+  EXPECT_EQ(a->content_hash, b->content_hash);
+  EXPECT_NE(a->content_hash, c->content_hash);
+  // What a bundle trained before 2026-12 names: of the bytes.
+  EXPECT_NE(a->legacy_hash, b->legacy_hash);
+  EXPECT_NE(a->legacy_hash, a->content_hash);
+}
+
 TEST(FeatureSpecTest, UnknownFieldNamesFileLineAndField) {
   auto st = Err("  - {name: a, agg: sum, of: amout, key: user_id, window: 1d}\n");
   EXPECT_THAT(st.message(), HasSubstr("f.yaml:3:"));

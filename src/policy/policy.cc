@@ -433,9 +433,11 @@ absl::StatusOr<std::shared_ptr<const Policy>> Policy::LoadString(
   p->spec_ = spec;
   Loader loader(std::move(spec), p.get());
   VIGIL_RETURN_IF_ERROR(loader.Run(root));
-  p->content_hash_ = loader.list_entries().empty()
-                         ? event::Sha256Hex(yaml)
-                         : event::Sha256Hex(StrCat(yaml, "\n", loader.list_entries()));
+  // Of what the policy says (a comment edited is not another policy).
+  p->content_hash_ =
+      loader.list_entries().empty()
+          ? event::Sha256Hex(root.CanonicalText())
+          : event::Sha256Hex(StrCat(root.CanonicalText(), "\n", loader.list_entries()));
   return std::shared_ptr<const Policy>(std::move(p));
 }
 

@@ -159,7 +159,8 @@ class Policy {
   bool covers(int event_type) const;
   // Whether that section maps the model's score to actions (thresholds:).
   bool has_thresholds(int event_type) const;
-  // SHA-256 (hex) of the policy text, for reload and version reporting.
+  // SHA-256 (hex) of what the policy says (ConfigNode::CanonicalText) and
+  // the lists it loads, for reload and version reporting.
   const std::string& content_hash() const { return content_hash_; }
   // The policy's `name:` ("" if none) and file.
   const std::string& name() const { return name_; }

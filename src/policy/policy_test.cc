@@ -509,15 +509,19 @@ default:
   EXPECT_EQ(w.path, Path::kModel);
 }
 
-TEST(PolicyHashTest, ContentHashIsTheTextsSha256) {
+TEST(PolicyHashTest, ContentHashIsOfWhatThePolicySaysNotItsComments) {
   auto spec = TestSpec();
+  std::string reworded(kPolicy);
+  reworded.replace(reworded.find("score_at_least: 0.8"), 19, "score_at_least: 0.7");
   auto a = Policy::LoadString(kPolicy, "a.yaml", spec);
   auto b = Policy::LoadString(kPolicy, "b.yaml", spec);
-  auto c = Policy::LoadString(StrCat(kPolicy, "# edited\n"), "a.yaml", spec);
-  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  auto c = Policy::LoadString(StrCat("# edited\n", kPolicy, "# edited\n"), "a.yaml", spec);
+  auto d = Policy::LoadString(reworded, "a.yaml", spec);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok() && d.ok());
   EXPECT_EQ((*a)->content_hash().size(), 64u);
   EXPECT_EQ((*a)->content_hash(), (*b)->content_hash());
-  EXPECT_NE((*a)->content_hash(), (*c)->content_hash());
+  EXPECT_EQ((*a)->content_hash(), (*c)->content_hash());              // comments are not the policy
+  EXPECT_NE((*a)->content_hash(), (*d)->content_hash()) << reworded;  // a threshold is
 }
 
 // A deny list of the policy's own is read at every load (so a reload takes
@@ -644,7 +648,7 @@ TEST(PolicyErrorTest, ThresholdsOutOfOrderOrRepeated) {
       "    thresholds:\n      - {action: block, score_at_least: 0.5}\n"
       "      - {action: review, score_at_least: 0.9}\n"
       "    on_model_unavailable: open\n");
-  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:5:"));  // the block, after sorting
+  EXPECT_THAT(Msg(s), StartsWith("policy.yaml:4:"));  // where the block is written
   EXPECT_THAT(s.message(),
               HasSubstr("block at score_at_least 0.5 is not milder than review at 0.9"));
   s = ErrIn(
