@@ -267,37 +267,64 @@ std::string ConfigNode::Text() const { return IsScalar() ? impl_->node.Scalar() 
 
 namespace {
 
-// Each scalar with its length, so that no text can pass for structure.
-void AppendCanonical(const YAML::Node& n, std::string* out) {
-  if (!n.IsDefined() || n.IsNull()) {
-    out->push_back('~');
-  } else if (n.IsScalar()) {
-    const std::string& s = n.Scalar();
-    absl::StrAppend(out, s.size(), ":", s);
-  } else if (n.IsSequence()) {
-    out->push_back('[');
-    for (const YAML::Node& item : n) {
-      AppendCanonical(item, out);
-      out->push_back(',');
+// Each scalar with its length, so that no text can pass for structure. A
+// collection met again (through an alias) is written as "@k", the k-th
+// collection written: an alias of an ancestor makes the tree a cycle, and
+// nested aliases would make the text exponential (as DuplicateKeyCheck).
+class Canonical {
+ public:
+  explicit Canonical(std::string* out) : out_(out) {}
+
+  void Append(const YAML::Node& n) {
+    if (!n.IsDefined() || n.IsNull()) {
+      out_->push_back('~');
+      return;
     }
-    out->push_back(']');
-  } else if (n.IsMap()) {
-    out->push_back('{');
+    if (n.IsScalar()) {
+      const std::string& s = n.Scalar();
+      absl::StrAppend(out_, s.size(), ":", s);
+      return;
+    }
+    if (!n.IsSequence() && !n.IsMap()) return;
+    // Two collections can start at the same offset; `is` tells them apart.
+    std::vector<std::pair<YAML::Node, size_t>>& same_start = seen_[n.Mark().pos];
+    for (const auto& [v, k] : same_start) {
+      if (v.is(n)) {
+        absl::StrAppend(out_, "@", k);
+        return;
+      }
+    }
+    same_start.emplace_back(n, count_++);
+    if (n.IsSequence()) {
+      out_->push_back('[');
+      for (const YAML::Node& item : n) {
+        Append(item);
+        out_->push_back(',');
+      }
+      out_->push_back(']');
+      return;
+    }
+    out_->push_back('{');
     for (const auto& kv : n) {
-      AppendCanonical(kv.first, out);
-      out->push_back('=');
-      AppendCanonical(kv.second, out);
-      out->push_back(';');
+      Append(kv.first);
+      out_->push_back('=');
+      Append(kv.second);
+      out_->push_back(';');
     }
-    out->push_back('}');
+    out_->push_back('}');
   }
-}
+
+ private:
+  std::string* out_;
+  size_t count_ = 0;
+  std::unordered_map<int, std::vector<std::pair<YAML::Node, size_t>>> seen_;  // by Mark().pos
+};
 
 }  // namespace
 
 std::string ConfigNode::CanonicalText() const {
   std::string out;
-  if (IsDefined()) AppendCanonical(impl_->node, &out);
+  if (IsDefined()) Canonical(&out).Append(impl_->node);
   return out;
 }
 

@@ -105,10 +105,11 @@ class ConfigNode {
   const SourceText& source() const;
 
   // What the node says, without what YAML does not mean: comments, layout,
-  // quoting, flow or block style, anchors. Two documents that read the same
-  // give the same text (map entries in file order), so that its hash names
-  // a config by its meaning: a comment edited does not make a model's
-  // feature spec another one.
+  // quoting, flow or block style, anchor names. Two documents that read the
+  // same give the same text (map entries in file order; an alias as a
+  // reference to the collection it names, so that a cycle or nested aliases
+  // stay short), so that its hash names a config by its meaning: a comment
+  // edited does not make a model's feature spec another one.
   std::string CanonicalText() const;
 
  private:
