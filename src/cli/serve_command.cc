@@ -53,6 +53,18 @@ void PrintConfigWarnings(const char* command, const Engine& engine) {
 // first touch costs about 10 µs, and now and then milliseconds.
 void Pretouch(int64_t mb) {
   const auto t0 = std::chrono::steady_clock::now();
+  // Allocation never fails under overcommit; touching more than the machine
+  // has would get the server killed at its start. At most half of it.
+  const int64_t phys_mb =
+      static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) / (1 << 20);
+  if (phys_mb > 0 && mb > phys_mb / 2) {
+    std::fprintf(stderr,
+                 "serve: warning: limits.pretouch_mb %lld is over half of this machine's %lld MiB; "
+                 "pretouching %lld MiB\n",
+                 static_cast<long long>(mb), static_cast<long long>(phys_mb),
+                 static_cast<long long>(phys_mb / 2));
+    mb = phys_mb / 2;
+  }
   constexpr size_t kBlock = 4 << 20;
   const long page = sysconf(_SC_PAGESIZE);
   std::vector<char*> blocks;

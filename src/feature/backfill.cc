@@ -484,6 +484,8 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
     m["format"] = "vigil.features/1";
     m["spec"] = spec->file;
     m["spec_hash"] = spec->content_hash;
+    // What bundles trained before 2026-12 name (FeatureSpec::legacy_hash).
+    m["spec_legacy_hash"] = spec->legacy_hash;
     m["schema"] = schema.file;
     m["schema_hash"] = schema.content_hash;
     m["id_column"] = "event_id";

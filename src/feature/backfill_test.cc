@@ -341,6 +341,7 @@ TEST(BackfillTest, ColumnsAndMetaFile) {
   const std::string meta = ReadAll(res->meta_path);
   EXPECT_THAT(meta, HasSubstr("\"label_fields\": [\n    \"fraud\""));
   EXPECT_THAT(meta, HasSubstr("\"spec_hash\": \"" + fx.spec->content_hash));
+  EXPECT_THAT(meta, HasSubstr("\"spec_legacy_hash\": \"" + fx.spec->legacy_hash));
   EXPECT_THAT(meta, HasSubstr("\"feature_columns\": [\n    \"n_1h\""));
   EXPECT_THAT(meta, HasSubstr("\"entries_bucketed\": 0"));
   EXPECT_EQ(res->rows, 2);

@@ -228,6 +228,7 @@ absl::StatusOr<TableColumns> ResolveColumns(const CsvTable& table, const ColumnO
   c.time_name = !options.time.empty() ? options.time : meta_str("time_column", "event_time");
   c.label_name = options.label;
   c.spec_hash = meta_str("spec_hash", "");
+  c.spec_legacy_hash = meta_str("spec_legacy_hash", "");
   c.schema_hash = meta_str("schema_hash", "");
 
   auto need = [&](const std::string& name, const char* what, const char* flag) -> absl::StatusOr<int> {

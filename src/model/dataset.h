@@ -91,6 +91,7 @@ struct TableColumns {
   std::string id_name, time_name, label_name;
   bool from_meta = false;
   std::string spec_hash, schema_hash;  // from the meta file, when present
+  std::string spec_legacy_hash;        // likewise (FeatureSpec::legacy_hash)
 };
 
 struct ColumnOptions {

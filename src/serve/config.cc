@@ -82,6 +82,7 @@ absl::StatusOr<ModelRef> ParseModel(const core::ConfigNode& n, const std::string
 
 constexpr int64_t kYearSeconds = 366 * 86400;
 constexpr int64_t kMaxPretouchMb = 1 << 20;  // 1 TiB
+constexpr int64_t kMaxRecentDecisions = 10'000'000;
 
 // What the server writes must be files of their own: a journal that is the
 // store's database moved every stored decision out of it at the next
@@ -353,7 +354,12 @@ absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& path) {
     if (x.burst_per_key != 0 && x.burst_per_key < 1)
       return l["burst_per_key"].Error("burst_per_key must be 0 (one second's worth) or at least 1");
     if (x.threads < 1 || x.threads > 64) return l["threads"].Error("threads must be in 1..64");
-    if (x.recent_decisions < 0) return l["recent_decisions"].Error("recent_decisions must be >= 0");
+    // The retry memory's table is sized for it at start (2 x 64 bytes each)
+    // and each holds a decision's document (a few KiB).
+    if (x.recent_decisions < 0 || x.recent_decisions > kMaxRecentDecisions) {
+      return l["recent_decisions"].Error(StrCat(
+          "recent_decisions must be in 0..", kMaxRecentDecisions, " (decisions kept in memory)"));
+    }
     if (x.queue_capacity < 1) return l["queue_capacity"].Error("queue_capacity must be at least 1");
     if (x.max_ahead_of_clock_s < 0 || x.max_ahead_of_clock_s > kYearSeconds) {
       return l["max_ahead_of_clock_s"].Error(

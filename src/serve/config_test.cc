@@ -216,7 +216,10 @@ TEST_F(ConfigTest, RefusesLimitsOutOfRangeAndAStoreItCannotOpen) {
   EXPECT_THAT(Msg(Error("limits: {rate_per_key: 10, burst_per_key: 0.5}\n")),
               HasSubstr("burst_per_key must be 0 (one second's worth) or at least 1"));
   EXPECT_THAT(Msg(Error("limits: {burst_per_key: -2}\n")), HasSubstr("burst_per_key must be"));
-  EXPECT_THAT(Msg(Error("limits: {recent_decisions: -1}\n")), HasSubstr("recent_decisions must be >= 0"));
+  EXPECT_THAT(Msg(Error("limits: {recent_decisions: -1}\n")),
+              HasSubstr("recent_decisions must be in 0..10000000"));
+  EXPECT_THAT(Msg(Error("limits: {recent_decisions: 1000000000}\n")),
+              HasSubstr("recent_decisions must be in 0.."));
   EXPECT_THAT(Msg(Error("limits: {queue_capacity: 0}\n")), HasSubstr("queue_capacity must be at least 1"));
   EXPECT_THAT(Msg(Error("limits: {pretouch_mb: -1}\n")),
               HasSubstr("pretouch_mb must be in 0..1048576"));
