@@ -69,6 +69,27 @@ absl::StatusOr<ConfigNode> Fail(const std::string& file, const YAML::Exception& 
       StrCat(FormatWhere(file, e.mark.line + 1, e.mark.column + 1), ": ", e.msg));
 }
 
+// The collections of a document met so far in a walk, numbered in the order
+// met. REQUIRES: the nodes were parsed from text (Mark() is the position).
+class CollectionIds {
+ public:
+  // The number of `n` when it was met before; else -1, and it is numbered.
+  int64_t FindOrAdd(const YAML::Node& n) {
+    // Two collections can start at the same offset (a flow map as the first
+    // key of a block map); `is` tells them apart.
+    std::vector<std::pair<YAML::Node, int64_t>>& same_start = seen_[n.Mark().pos];
+    for (const auto& [v, id] : same_start) {
+      if (v.is(n)) return id;
+    }
+    same_start.emplace_back(n, count_++);
+    return -1;
+  }
+
+ private:
+  int64_t count_ = 0;
+  std::unordered_map<int, std::vector<std::pair<YAML::Node, int64_t>>> seen_;  // by Mark().pos
+};
+
 // Fails at the first key, in document order, that a mapping anywhere in the
 // document gives twice. yaml-cpp keeps both entries and ConfigNode::operator[]
 // returns the first, so a second `window:` or a second top-level `features:`
@@ -80,16 +101,9 @@ class DuplicateKeyCheck {
  public:
   explicit DuplicateKeyCheck(const std::string& file) : file_(file) {}
 
-  // REQUIRES: `n` was parsed from text (its Mark() is its position there).
   absl::Status Visit(const YAML::Node& n) {
     if (!n.IsMap() && !n.IsSequence()) return absl::OkStatus();
-    // Two collections can start at the same offset (a flow map as the first
-    // key of a block map); `is` tells them apart.
-    std::vector<YAML::Node>& same_start = visited_[n.Mark().pos];
-    for (const YAML::Node& v : same_start) {
-      if (v.is(n)) return absl::OkStatus();
-    }
-    same_start.push_back(n);
+    if (visited_.FindOrAdd(n) >= 0) return absl::OkStatus();
     if (n.IsSequence()) {
       for (auto it = n.begin(); it != n.end(); ++it) VIGIL_RETURN_IF_ERROR(Visit(*it));
       return absl::OkStatus();
@@ -115,7 +129,7 @@ class DuplicateKeyCheck {
 
  private:
   const std::string& file_;
-  std::unordered_map<int, std::vector<YAML::Node>> visited_;  // by Mark().pos
+  CollectionIds visited_;
 };
 
 }  // namespace
@@ -286,15 +300,10 @@ class Canonical {
       return;
     }
     if (!n.IsSequence() && !n.IsMap()) return;
-    // Two collections can start at the same offset; `is` tells them apart.
-    std::vector<std::pair<YAML::Node, size_t>>& same_start = seen_[n.Mark().pos];
-    for (const auto& [v, k] : same_start) {
-      if (v.is(n)) {
-        absl::StrAppend(out_, "@", k);
-        return;
-      }
+    if (const int64_t id = ids_.FindOrAdd(n); id >= 0) {
+      absl::StrAppend(out_, "@", id);
+      return;
     }
-    same_start.emplace_back(n, count_++);
     if (n.IsSequence()) {
       out_->push_back('[');
       for (const YAML::Node& item : n) {
@@ -316,8 +325,7 @@ class Canonical {
 
  private:
   std::string* out_;
-  size_t count_ = 0;
-  std::unordered_map<int, std::vector<std::pair<YAML::Node, size_t>>> seen_;  // by Mark().pos
+  CollectionIds ids_;
 };
 
 }  // namespace
