@@ -434,10 +434,7 @@ absl::StatusOr<std::shared_ptr<const Policy>> Policy::LoadString(
   Loader loader(std::move(spec), p.get());
   VIGIL_RETURN_IF_ERROR(loader.Run(root));
   // Of what the policy says (a comment edited is not another policy).
-  p->content_hash_ =
-      loader.list_entries().empty()
-          ? event::Sha256Hex(root.CanonicalText())
-          : event::Sha256Hex(StrCat(root.CanonicalText(), "\n", loader.list_entries()));
+  p->content_hash_ = event::Sha256Hex(StrCat(root.CanonicalText(), "\n", loader.list_entries()));
   return std::shared_ptr<const Policy>(std::move(p));
 }
 
