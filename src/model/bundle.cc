@@ -78,9 +78,7 @@ std::string Bundle::name() const {
 
 absl::Status CheckCompatible(const Bundle& bundle, const CsvTable& table, const TableColumns& cols) {
   if (!cols.from_meta) return absl::OkStatus();  // any CSV: columns are matched by name
-  // A bundle trained before 2026-12 names the spec's legacy hash.
-  if (!bundle.spec_hash.empty() && !cols.spec_hash.empty() && bundle.spec_hash != cols.spec_hash &&
-      bundle.spec_hash != cols.spec_legacy_hash) {
+  if (!bundle.TakesSpec(cols.spec_hash, cols.spec_legacy_hash)) {
     return absl::FailedPreconditionError(StrCat(
         "model ", bundle.name(), " was trained on features of spec ", bundle.spec_hash.substr(0, 12),
         " but ", table.path(), " was computed by spec ", cols.spec_hash.substr(0, 12),

@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/status.h"
 #include "model/dataset.h"
@@ -46,6 +47,14 @@ struct Bundle {
   static absl::StatusOr<Bundle> Load(const std::string& path);
   // A short name for messages: the directory or file name.
   std::string name() const;
+  // Whether the bundle may take the features of the spec whose hashes
+  // (FeatureSpec::content_hash and legacy_hash) these are: it names either
+  // (a bundle trained before 2026-12 names the legacy one), or names none,
+  // or they are unknown ("").
+  bool TakesSpec(std::string_view content_hash, std::string_view legacy_hash) const {
+    return spec_hash.empty() || content_hash.empty() || spec_hash == content_hash ||
+           spec_hash == legacy_hash;
+  }
 };
 
 // Refuses to score a table whose features were computed by another spec,

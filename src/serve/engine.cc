@@ -96,7 +96,7 @@ absl::StatusOr<std::shared_ptr<const LoadedModel>> LoadModel(const serve::ModelR
           .substr(0, 12);
   m->label = StrCat(m->name, "@", m->version);
   const model::Bundle& b = m->bundle;
-  if (!b.spec_hash.empty() && b.spec_hash != spec.content_hash && b.spec_hash != spec.legacy_hash) {
+  if (!b.TakesSpec(spec.content_hash, spec.legacy_hash)) {
     return absl::FailedPreconditionError(StrCat(
         ref.where, ": model ", ref.name, " (", ref.bundle,
         ") was trained on features of another spec (hash ", b.spec_hash.substr(0, 12), "), not ",
