@@ -392,10 +392,6 @@ struct Server::Impl {
                          " bytes; the connection is closed"));
   }
 
-  static int OnMessageBegin(http_parser* p) {
-    Of(p).ResetRequest();
-    return 0;
-  }
   static int OnUrl(http_parser* p, const char* at, size_t n) {
     Conn& c = Of(p);
     c.url.append(at, n);
@@ -602,8 +598,8 @@ struct Server::Impl {
       c.deferred = true;
       ++l.deferred;
     }
-    // What the parser reports next (an error before the next request line)
-    // belongs to no path.
+    // Ready for the next request (Accept readies the first); what the
+    // parser reports before its request line belongs to no path.
     c.ResetRequest();
   }
 
@@ -1063,7 +1059,6 @@ Server::Server(Handler* handler, const Options& options) : impl_(std::make_uniqu
   m.options = options;
   if (m.options.threads < 1) m.options.threads = 1;
   http_parser_settings_init(&m.settings);
-  m.settings.on_message_begin = &Impl::OnMessageBegin;
   m.settings.on_url = &Impl::OnUrl;
   m.settings.on_header_field = &Impl::OnHeaderField;
   m.settings.on_header_value = &Impl::OnHeaderValue;
