@@ -11,20 +11,6 @@
 #define VIGIL_VERSION "0.1.0"
 #endif
 
-// jemalloc's options (src/cli/CMakeLists.txt links it), read at its start;
-// MALLOC_CONF in the environment overrides them. Freed memory is kept, not
-// given back to the system after 10 s: a page given back and used again is
-// faulted in again, and on the VMs vigil is measured on a fault costs about
-// 10 µs and now and then milliseconds, paid by the event being scored. A
-// server's memory then stays at its peak, which its state sets. No separate
-// arena for allocations over 8 MiB (it gives them back at once): the
-// feature engine's tables are such, and limits.pretouch_mb must be able to
-// serve them.
-extern "C" {
-extern const char* malloc_conf;
-const char* malloc_conf = "dirty_decay_ms:-1,muzzy_decay_ms:-1,oversize_threshold:0";
-}
-
 int main(int argc, char** argv) {
   // A write past a file size limit (ulimit -f, systemd's LimitFSIZE=) fails
   // with EFBIG, which every writer reports (the server's event log answers

@@ -1,10 +1,8 @@
 // `vigil serve` (the decision service), `vigil keys create` (API keys) and
 // `vigil decide` (the same engine over event files, offline).
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/event_input.h"
 #include "cli/progress.h"
+#include "core/memory.h"
 #include "core/strings.h"
 #include "core/time.h"
 #include "event/event_log.h"
@@ -45,41 +44,18 @@ void PrintConfigWarnings(const char* command, const Engine& engine) {
     std::fprintf(stderr, "%s: warning: %s\n", command, w.c_str());
 }
 
-// limits.pretouch_mb: writes to `mb` MiB in blocks of 4 MiB (under
-// jemalloc's oversize_threshold, so that they come from this thread's arena,
-// which the engine's allocations on this thread use too) and frees them.
-// jemalloc keeps them (decay is off: main.cc), so the state's growth reuses
-// these pages instead of faulting new ones in while scoring: on a VM a
-// first touch costs about 10 µs, and now and then milliseconds.
+// limits.pretouch_mb (core::Pretouch), at most half of the machine.
 void Pretouch(int64_t mb) {
-  const auto t0 = std::chrono::steady_clock::now();
-  // Allocation never fails under overcommit; touching more than the machine
-  // has would get the server killed at its start. At most half of it.
-  const int64_t phys_mb =
-      static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) / (1 << 20);
-  if (phys_mb > 0 && mb > phys_mb / 2) {
+  const core::PretouchResult r = core::Pretouch(mb, core::HalfOfPhysicalMemoryMib());
+  if (r.capped) {
     std::fprintf(stderr,
-                 "serve: warning: limits.pretouch_mb %lld is over half of this machine's %lld MiB; "
+                 "serve: warning: limits.pretouch_mb %lld is over half of this machine's memory; "
                  "pretouching %lld MiB\n",
-                 static_cast<long long>(mb), static_cast<long long>(phys_mb),
-                 static_cast<long long>(phys_mb / 2));
-    mb = phys_mb / 2;
+                 static_cast<long long>(mb),
+                 static_cast<long long>(core::HalfOfPhysicalMemoryMib()));
   }
-  constexpr size_t kBlock = 4 << 20;
-  const long page = sysconf(_SC_PAGESIZE);
-  std::vector<char*> blocks;
-  blocks.reserve(static_cast<size_t>(mb / 4 + 1));
-  for (int64_t done = 0; done < mb; done += 4) {
-    auto* b = static_cast<char*>(std::malloc(kBlock));
-    if (b == nullptr) break;  // what could be had
-    for (size_t o = 0; o < kBlock; o += static_cast<size_t>(page))
-      static_cast<volatile char*>(b)[o] = 0;
-    blocks.push_back(b);
-  }
-  for (char* b : blocks) std::free(b);
-  std::fprintf(stderr, "serve: pretouched %zu MiB in %.2f s (limits.pretouch_mb)\n",
-               blocks.size() * 4,
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  std::fprintf(stderr, "serve: pretouched %lld MiB in %.2f s (limits.pretouch_mb)\n",
+               static_cast<long long>(r.touched_mib), r.seconds);
 }
 
 int RunServe(const ServeArgs& a) {

@@ -17,15 +17,25 @@
 // scored events (the decisions a caller waits for) and for all events, the
 // mean per stage of a scored decision, events/s per core (events over the sum
 // of the timed calls), and how often the thread was preempted meanwhile (on a
-// shared machine a preemption shows up in a sample as milliseconds).
+// shared machine a preemption shows up in a sample as milliseconds) and how
+// many page faults the timed calls took (on a VM, 10 µs or more each).
 //
 // The engine is opened offline (EngineOptions::offline: no store, no decision
 // log, no event log), so nothing is written; the retry memory is kept, as in
-// `vigil serve`.
+// `vigil serve`. The memory is set up as `vigil serve` has it under
+// bench/serve.sh: jemalloc with vigil's options (vigil_jemalloc) and
+// VIGIL_BENCH_PRETOUCH_MB pretouched (limits.pretouch_mb).
+//
+// The machine's own stalls: before the timed run, one second of reading the
+// clock in a loop on the same core counts the gaps of 20 µs or more (on the
+// benchmark VM, about a thousand a second of some 40 µs each: the host's
+// timer interrupts). A call of t µs meets one with a probability of about
+// t × rate, and a scored p99 near 50 µs there is mostly calls that did.
 //
 // Environment: VIGIL_BENCH_USERS (2000), VIGIL_BENCH_DAYS (14),
 // VIGIL_BENCH_WARM_DAYS (7), VIGIL_BENCH_MODEL (a bundle directory, optional),
-// VIGIL_BENCH_MODEL_NAME (its label, default "override"). Each benchmark
+// VIGIL_BENCH_MODEL_NAME (its label, default "override"),
+// VIGIL_BENCH_PRETOUCH_MB (1024; 0: off). Each benchmark
 // runs exactly once over the stream (Iterations = timed events).
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
@@ -42,6 +52,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/memory.h"
 #include "core/time.h"
 #include "sim/simulator.h"
 #include "vigil/engine.h"
@@ -113,10 +124,40 @@ double Percentile(const std::vector<int64_t>& sorted_ns, double q) {
   return static_cast<double>(sorted_ns[std::min(i, sorted_ns.size() - 1)]) / 1e3;
 }
 
-long InvoluntarySwitches() {
+// Gaps of at least 20 µs between consecutive clock reads over `seconds` of
+// spinning on this thread: how often the machine takes the core away
+// (interrupts, the host), and the median gap.
+struct Stalls {
+  double per_s = 0;
+  double median_us = 0;
+};
+Stalls MeasureStalls(double seconds) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<int64_t> gaps_ns;
+  gaps_ns.reserve(1 << 16);
+  const auto start = Clock::now();
+  const auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  auto prev = start;
+  while (prev < end) {
+    const auto t = Clock::now();
+    const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t - prev).count();
+    if (ns >= 20000 && gaps_ns.size() < gaps_ns.capacity()) gaps_ns.push_back(ns);
+    prev = t;
+  }
+  Stalls s;
+  s.per_s = static_cast<double>(gaps_ns.size()) / seconds;
+  if (!gaps_ns.empty()) {
+    std::nth_element(gaps_ns.begin(), gaps_ns.begin() + gaps_ns.size() / 2, gaps_ns.end());
+    s.median_us = static_cast<double>(gaps_ns[gaps_ns.size() / 2]) / 1e3;
+  }
+  return s;
+}
+
+rusage ThreadUsage() {
   rusage u{};
   getrusage(RUSAGE_THREAD, &u);
-  return u.ru_nivcsw;
+  return u;
 }
 
 // What main() prints after the run: one summary line per benchmark.
@@ -147,12 +188,13 @@ void BM_Decide(benchmark::State& state, std::string label, std::string model) {
       return;
     }
   }
+  const Stalls stalls = MeasureStalls(1.0);
   const size_t n = s.timed.size();
   std::vector<int64_t> all_ns(n), scored_ns;
   scored_ns.reserve(n);
   int64_t stage_ns[4] = {}, sum_ns = 0, rejected = 0, not_ok = 0;
   size_t i = 0;
-  const long switches0 = InvoluntarySwitches();
+  const rusage usage0 = ThreadUsage();
   for (auto _ : state) {
     const std::string& e = s.timed[i];
     auto t0 = std::chrono::steady_clock::now();
@@ -172,7 +214,9 @@ void BM_Decide(benchmark::State& state, std::string label, std::string model) {
       ++rejected;  // rejected or retried: the stream should have neither
     }
   }
-  const long switches = InvoluntarySwitches() - switches0;
+  const rusage usage1 = ThreadUsage();
+  const long switches = usage1.ru_nivcsw - usage0.ru_nivcsw;
+  const long faults = usage1.ru_minflt - usage0.ru_minflt + usage1.ru_majflt - usage0.ru_majflt;
   if (not_ok || rejected) {
     state.SkipWithError("some timed events were not decided (failed, rejected or retried)");
     return;
@@ -194,18 +238,26 @@ void BM_Decide(benchmark::State& state, std::string label, std::string model) {
   c["policy_us"] = static_cast<double>(stage_ns[3]) / ns_scored / 1e3;
   c["events_per_s"] = sum_ns > 0 ? static_cast<double>(n) * 1e9 / static_cast<double>(sum_ns) : 0;
   c["preempted"] = static_cast<double>(switches);
+  c["page_faults"] = static_cast<double>(faults);
+  c["stalls_per_s"] = stalls.per_s;
+  c["stall_median_us"] = stalls.median_us;
   state.SetItemsProcessed(static_cast<int64_t>(n));
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "decide-bench: %s: %zu events timed (%zu scored) after %zu warm-up; scored p50 %.1f µs, "
-                "p99 %.1f µs, p99.9 %.1f µs; all events p50 %.1f µs, p99 %.1f µs, max %.0f µs; "
-                "%.0f k events/s per core; scored stages parse %.1f, features %.1f, model %.1f, policy %.1f µs; "
-                "preempted %ld times; goal p99 <= 50 µs: %s",
-                label.c_str(), n, scored_ns.size(), s.warm.size(), c["p50_us"].value, c["p99_us"].value,
-                c["p999_us"].value, c["all_p50_us"].value, c["all_p99_us"].value, c["max_us"].value,
-                c["events_per_s"].value / 1e3, c["parse_us"].value, c["features_us"].value,
-                c["model_us"].value, c["policy_us"].value, switches,
-                c["p99_us"].value <= 50 ? "PASS" : "FALL SHORT");
+  char line[768];
+  std::snprintf(
+      line, sizeof line,
+      "decide-bench: %s: %zu events timed (%zu scored) after %zu warm-up; scored p50 %.1f µs, "
+      "p99 %.1f µs, p99.9 %.1f µs; all events p50 %.1f µs, p99 %.1f µs, max %.0f µs; "
+      "%.0f k events/s per core; scored stages parse %.1f, features %.1f, model %.1f, policy %.1f "
+      "µs; "
+      "preempted %ld times; %ld page faults; this core's stalls of >= 20 µs: %.0f/s, median %.1f "
+      "µs "
+      "(%.1f %% of p50-long calls meet one); goal p99 <= 50 µs: %s",
+      label.c_str(), n, scored_ns.size(), s.warm.size(), c["p50_us"].value, c["p99_us"].value,
+      c["p999_us"].value, c["all_p50_us"].value, c["all_p99_us"].value, c["max_us"].value,
+      c["events_per_s"].value / 1e3, c["parse_us"].value, c["features_us"].value,
+      c["model_us"].value, c["policy_us"].value, switches, faults, stalls.per_s, stalls.median_us,
+      100 * stalls.per_s * c["p50_us"].value / 1e6,
+      c["p99_us"].value <= 50 ? "PASS" : "FALL SHORT");
   Summaries()->push_back(line);
 }
 
@@ -214,6 +266,11 @@ void BM_Decide(benchmark::State& state, std::string label, std::string model) {
 int main(int argc, char** argv) {
   // The exchange schema hashes PII with an HMAC key from the environment.
   setenv("VIGIL_PII_KEY", "engine-benchmark-key", /*overwrite=*/0);
+  if (const int64_t mb = EnvInt("VIGIL_BENCH_PRETOUCH_MB", 1024); mb > 0) {
+    const auto r = vigil::core::Pretouch(mb, vigil::core::HalfOfPhysicalMemoryMib());
+    std::fprintf(stderr, "decide-bench: pretouched %lld MiB in %.2f s (VIGIL_BENCH_PRETOUCH_MB)\n",
+                 static_cast<long long>(r.touched_mib), r.seconds);
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   const Stream& s = GetStream();
