@@ -6,6 +6,7 @@
 #ifndef VIGIL_SERVE_JSON_WRITER_H_
 #define VIGIL_SERVE_JSON_WRITER_H_
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -15,28 +16,31 @@
 
 namespace vigil::serve {
 
-// `s` as a JSON string, quotes included; control characters escaped.
+// `s` as a JSON string, quotes included; control characters escaped. The
+// runs between characters to escape (usually the whole text) are appended
+// whole: a character at a time took about 8 % of Decide.
 inline void AppendJsonString(std::string_view s, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
+  size_t run = 0;  // start of the run not yet appended
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out->append("\\\""); break;
       case '\\': out->append("\\\\"); break;
       case '\n': out->append("\\n"); break;
       case '\r': out->append("\\r"); break;
       case '\t': out->append("\\t"); break;
-      default:
-        if (c < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 15]);
-        } else {
-          out->push_back(ch);
-        }
+      default: {
+        const char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+        out->append(u, sizeof u);
+      }
     }
   }
+  out->append(s.data() + run, s.size() - run);
   out->push_back('"');
 }
 
@@ -48,7 +52,11 @@ inline void AppendJsonNumber(double v, std::string* out) {
   core::AppendShortestDouble(v, out);
 }
 
-inline void AppendJsonInt(int64_t v, std::string* out) { out->append(std::to_string(v)); }
+inline void AppendJsonInt(int64_t v, std::string* out) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, static_cast<size_t>(r.ptr - buf));
+}
 
 // `"key":` with a leading comma unless it opens the object.
 inline void AppendKey(std::string_view key, std::string* out) {
