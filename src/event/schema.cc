@@ -115,6 +115,7 @@ absl::StatusOr<FieldSpec> ParseField(const std::string& name, const ConfigNode& 
       return node["pattern"].Error(StrCat("field '", name, "': bad pattern: ", re->error()));
     }
     f.pattern = std::move(re);
+    f.fixed_pattern = FixedPattern::Compile(f.pattern_text);
   }
   ConfigNode allowed = node["allowed"].IsDefined() ? node["allowed"] : node["values"];
   if (allowed.IsDefined()) {

@@ -28,6 +28,7 @@
 #include "core/string_map.h"
 #include "core/time.h"
 #include "event/decimal.h"
+#include "event/fixed_pattern.h"
 
 namespace re2 {
 class RE2;
@@ -64,6 +65,9 @@ struct FieldSpec {
   int64_t max_length = 0;  // strings, in bytes; 0 = none
   std::string pattern_text;
   std::shared_ptr<const re2::RE2> pattern;  // full match
+  // The same pattern as a table per byte, when it has that shape: what
+  // validation matches with then (RE2 gives the same answers, slower).
+  std::optional<FixedPattern> fixed_pattern;
   // Allowed values: strings and enums by text, ints by value, bools by value.
   StringSet allowed_strings;
   absl::flat_hash_set<int64_t> allowed_ints;

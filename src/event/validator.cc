@@ -562,7 +562,10 @@ bool Validator::CheckValue(const FieldSpec& f, Value* v, std::vector<Violation>*
       if (f.max_length > 0 && static_cast<int64_t>(v->text.size()) > f.max_length) {
         RuleError(f, *v, Rule::kMaxLength, out);
       }
-      if (f.pattern && !RE2::FullMatch(re2::StringPiece(v->text.data(), v->text.size()), *f.pattern)) {
+      if (f.pattern &&
+          !(f.fixed_pattern
+                ? f.fixed_pattern->FullMatch(v->text)
+                : RE2::FullMatch(re2::StringPiece(v->text.data(), v->text.size()), *f.pattern))) {
         RuleError(f, *v, Rule::kPattern, out);
       }
       if (!f.allowed_strings.empty() && !f.allowed_strings.contains(v->text)) {
