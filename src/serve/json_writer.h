@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -63,6 +64,21 @@ inline void AppendKey(std::string_view key, std::string* out) {
   if (out->back() != '{' && out->back() != '[') out->push_back(',');
   AppendJsonString(key, out);
   out->push_back(':');
+}
+
+// The same for a key written in the source ("event_id"), which holds no
+// character to escape: appended in one piece, without looking for one.
+template <size_t N>
+inline void AppendKey(const char (&key)[N], std::string* out) {
+  char buf[N + 3];
+  size_t n = 0;
+  if (out->back() != '{' && out->back() != '[') buf[n++] = ',';
+  buf[n++] = '"';
+  std::memcpy(buf + n, key, N - 1);
+  n += N - 1;
+  buf[n++] = '"';
+  buf[n++] = ':';
+  out->append(buf, n);
 }
 
 }  // namespace vigil::serve

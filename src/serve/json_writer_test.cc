@@ -32,6 +32,19 @@ TEST(JsonWriterTest, QuotesBackslashesAndControlCharactersAreEscapedWhereverThey
   EXPECT_EQ(nlohmann::json::parse(Str(all)).get<std::string>(), all);
 }
 
+TEST(JsonWriterTest, KeysGetACommaExceptFirstInAnObjectOrArray) {
+  std::string out = "{";
+  AppendKey("a", &out);
+  out.append("1");
+  AppendKey(std::string_view("b\"c"), &out);  // a key from a spec: escaped
+  out.append("[");
+  AppendKey("d", &out);
+  out.append("2");
+  AppendKey("e", &out);
+  out.append("3]}");
+  EXPECT_EQ(out, R"({"a":1,"b\"c":["d":2,"e":3]})");
+}
+
 TEST(JsonWriterTest, IntsAndNumbers) {
   std::string out;
   AppendJsonInt(0, &out);
