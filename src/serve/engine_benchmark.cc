@@ -247,11 +247,9 @@ void BM_Decide(benchmark::State& state, std::string label, std::string model) {
       line, sizeof line,
       "decide-bench: %s: %zu events timed (%zu scored) after %zu warm-up; scored p50 %.1f µs, "
       "p99 %.1f µs, p99.9 %.1f µs; all events p50 %.1f µs, p99 %.1f µs, max %.0f µs; "
-      "%.0f k events/s per core; scored stages parse %.1f, features %.1f, model %.1f, policy %.1f "
-      "µs; "
-      "preempted %ld times; %ld page faults; this core's stalls of >= 20 µs: %.0f/s, median %.1f "
-      "µs "
-      "(%.1f %% of p50-long calls meet one); goal p99 <= 50 µs: %s",
+      "%.0f k events/s per core; scored stages parse %.1f, features %.1f, model %.1f, "
+      "policy %.1f µs; preempted %ld times; %ld page faults; this core's stalls of >= 20 µs: "
+      "%.0f/s, median %.1f µs (%.1f %% of p50-long calls meet one); goal p99 <= 50 µs: %s",
       label.c_str(), n, scored_ns.size(), s.warm.size(), c["p50_us"].value, c["p99_us"].value,
       c["p999_us"].value, c["all_p50_us"].value, c["all_p99_us"].value, c["max_us"].value,
       c["events_per_s"].value / 1e3, c["parse_us"].value, c["features_us"].value,
