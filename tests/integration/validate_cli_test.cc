@@ -1121,5 +1121,19 @@ TEST(ProfileTest, ValidateRejectsAProfileThatIsNotOne) {
   EXPECT_THAT(r.err, HasSubstr("vigil.profile/1")) << Describe(r);
 }
 
+// The binary runs on jemalloc with vigil's options (src/core/
+// jemalloc_options.cc, linked through vigil_jemalloc): memory kept, freed
+// blocks split for any size, huge pages asked for. jemalloc prints them at
+// exit when asked to.
+TEST(VigilBinaryTest, RunsOnJemallocWithVigilsOptions) {
+  RunOptions o;
+  o.env["MALLOC_CONF"] = "stats_print:true";
+  const RunResult r = RunVigil({"--version"}, o);
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("opt.dirty_decay_ms: -1")) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("opt.lg_extent_max_active_fit: 30")) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("opt.thp: \"always\"")) << Describe(r);
+}
+
 }  // namespace
 }  // namespace vigil::testing
