@@ -6,7 +6,6 @@
 #ifndef VIGIL_SERVE_JSON_WRITER_H_
 #define VIGIL_SERVE_JSON_WRITER_H_
 
-#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -54,9 +53,8 @@ inline void AppendJsonNumber(double v, std::string* out) {
 }
 
 inline void AppendJsonInt(int64_t v, std::string* out) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out->append(buf, static_cast<size_t>(r.ptr - buf));
+  char buf[20];
+  out->append(buf, static_cast<size_t>(core::WriteInt64(v, buf) - buf));
 }
 
 // `"key":` with a leading comma unless it opens the object.
