@@ -8,6 +8,12 @@
 #include "re2/re2.h"
 
 namespace vigil::event {
+
+bool FieldSpec::MatchesPattern(std::string_view text) const {
+  if (fixed_pattern) return fixed_pattern->FullMatch(text);
+  return RE2::FullMatch(re2::StringPiece(text.data(), text.size()), *pattern);
+}
+
 namespace {
 
 using core::ConfigNode;

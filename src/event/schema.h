@@ -65,8 +65,8 @@ struct FieldSpec {
   int64_t max_length = 0;  // strings, in bytes; 0 = none
   std::string pattern_text;
   std::shared_ptr<const re2::RE2> pattern;  // full match
-  // The same pattern as a table per byte, when it has that shape: what
-  // validation matches with then (RE2 gives the same answers, slower).
+  // The same pattern as a table per byte, when it has that shape (set with
+  // `pattern`, from it).
   std::optional<FixedPattern> fixed_pattern;
   // Allowed values: strings and enums by text, ints by value, bools by value.
   StringSet allowed_strings;
@@ -81,6 +81,10 @@ struct FieldSpec {
   core::EpochUnit epoch_unit = core::EpochUnit::kAuto;  // numbers in a timestamp field
   bool id_like = false;  // a string field that also takes JSON numbers as text (ids, keys)
   std::string config_where;   // file:line:col of the declaration
+
+  // Whether the whole of `text` matches `pattern` (which must be set): by
+  // the table when the pattern has its shape, else by RE2 (the same answer).
+  bool MatchesPattern(std::string_view text) const;
 };
 
 struct EventTypeSpec {

@@ -11,11 +11,10 @@
 #endif
 
 #include "absl/strings/ascii.h"
-#include "core/strings.h"
 #include "core/hash.h"
 #include "core/numbers.h"
+#include "core/strings.h"
 #include "core/time.h"
-#include "re2/re2.h"
 #include "simdjson.h"
 
 namespace vigil::event {
@@ -562,10 +561,7 @@ bool Validator::CheckValue(const FieldSpec& f, Value* v, std::vector<Violation>*
       if (f.max_length > 0 && static_cast<int64_t>(v->text.size()) > f.max_length) {
         RuleError(f, *v, Rule::kMaxLength, out);
       }
-      if (f.pattern &&
-          !(f.fixed_pattern
-                ? f.fixed_pattern->FullMatch(v->text)
-                : RE2::FullMatch(re2::StringPiece(v->text.data(), v->text.size()), *f.pattern))) {
+      if (f.pattern && !f.MatchesPattern(v->text)) {
         RuleError(f, *v, Rule::kPattern, out);
       }
       if (!f.allowed_strings.empty() && !f.allowed_strings.contains(v->text)) {
