@@ -51,8 +51,7 @@ void Pretouch(int64_t mb) {
     std::fprintf(stderr,
                  "serve: warning: limits.pretouch_mb %lld is over half of this machine's memory; "
                  "pretouching %lld MiB\n",
-                 static_cast<long long>(mb),
-                 static_cast<long long>(core::HalfOfPhysicalMemoryMib()));
+                 static_cast<long long>(mb), static_cast<long long>(r.touched_mib));
   }
   std::fprintf(stderr, "serve: pretouched %lld MiB in %.2f s (limits.pretouch_mb)\n",
                static_cast<long long>(r.touched_mib), r.seconds);

@@ -22,8 +22,9 @@ PretouchResult Pretouch(int64_t mib, int64_t limit_mib) {
     r.capped = true;
     mib = limit_mib;
   }
-  // 4 MiB: under jemalloc's huge-page-sized extents, so that the blocks come
-  // from this thread's arena, which its later allocations use too.
+  // Blocks of 4 MiB from this thread's arena (no separate arena for large
+  // blocks: oversize_threshold:0), which its later allocations use too, split
+  // for any size (lg_extent_max_active_fit).
   constexpr int64_t kBlockMib = 4;
   constexpr size_t kBlock = kBlockMib << 20;
   const auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));

@@ -1,7 +1,7 @@
-// The process's memory as vigil's binaries set it up (jemalloc with the
-// options of jemalloc_options.cc: the vigil_jemalloc object library, linked
-// into `vigil` and the serving benchmark): pretouching, which has the kernel fault pages in before
-// scoring starts rather than while an event is being scored.
+// Pretouching: having the kernel fault pages in before scoring starts rather
+// than while an event is being scored. It relies on the allocator vigil's
+// binaries link (jemalloc with the options of jemalloc_options.cc, through
+// the vigil_jemalloc object library).
 //
 // Thread-safety: plain functions; Pretouch allocates and frees on the
 // calling thread (whose arena it fills).
