@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "core/bytes.h"
@@ -146,9 +148,9 @@ struct BucketTier {
 };
 
 // What every event of the entity reads (buf, base, tier, cursors, the start
-// of life) comes first: with the map's key, the first 104 bytes of the slot.
-// `tier` is null for every entity under the per-key cap: their only extra
-// work is that test, on a line already read.
+// of life) comes first: the first 96 bytes. `tier` is null for every entity
+// under the per-key cap: their only extra work is that test, on a line
+// already read.
 struct EntityState {
   std::vector<Entry> buf;  // time-ordered; buf[i] has absolute index base + i
   int64_t base = 0;
@@ -161,6 +163,74 @@ struct EntityState {
   std::unique_ptr<absl::flat_hash_set<uint64_t>> life_distinct;
   // Past distinct_exact_limit values, a HyperLogLog instead (about 1.6 %).
   std::unique_ptr<core::DistinctCounter> life_hll;
+};
+
+// The entity states of one stream: a map of key -> index (16-byte slots)
+// and the states in chunks that never move. A lookup probes a line of small
+// slots, where a map of the 224-byte states themselves had a slot span up to
+// five lines, and absl's prefetch fetched the first line of the probe's
+// group, most often another slot's; once the index is known, Process fetches
+// all of a state's lines at once. Growing adds a chunk and copies no state.
+// A swept entity's state is reset (its memory freed) and its place reused.
+// Pointers to states stay valid until the entity is erased.
+class EntityTable {
+ public:
+  EntityState* find(uint64_t key) {
+    const uint32_t* i = index_.find(key);
+    return i ? &At(*i) : nullptr;
+  }
+  const EntityState* find(uint64_t key) const { return const_cast<EntityTable*>(this)->find(key); }
+  // The state of `key`, made when absent (then `true`).
+  std::pair<EntityState*, bool> try_emplace(uint64_t key) {
+    auto [i, fresh] = index_.try_emplace(key, 0u);
+    if (fresh) *i = Allocate();
+    return {&At(*i), fresh};
+  }
+  void prefetch(uint64_t key) const { index_.prefetch(key); }
+  // Erases every entity for which pred(key, state) holds; how many.
+  template <typename Pred>
+  size_t erase_if(Pred pred) {
+    return index_.erase_if([&](uint64_t k, uint32_t i) {
+      EntityState& e = At(i);
+      if (!pred(k, std::as_const(e))) return false;
+      e = EntityState{};
+      free_.push_back(i);
+      return true;
+    });
+  }
+  // Calls f(key, state) for every entity.
+  template <typename F>
+  void for_each(F f) const {
+    index_.for_each([&](uint64_t k, uint32_t i) { f(k, At(i)); });
+  }
+  size_t size() const { return index_.size(); }
+  void reserve(size_t n) { index_.reserve(n); }
+  // The index's slots and the states made (live or free), in bytes.
+  size_t memory_bytes() const {
+    return index_.capacity() * (sizeof(std::pair<uint64_t, uint32_t>) + 1) +
+           chunks_.size() * kChunk * sizeof(EntityState) + free_.capacity() * sizeof(uint32_t);
+  }
+
+ private:
+  static constexpr uint32_t kChunkBits = 9;  // 512 states, 112 KiB
+  static constexpr uint32_t kChunk = 1u << kChunkBits;
+  EntityState& At(uint32_t i) { return chunks_[i >> kChunkBits][i & (kChunk - 1)]; }
+  const EntityState& At(uint32_t i) const { return chunks_[i >> kChunkBits][i & (kChunk - 1)]; }
+  uint32_t Allocate() {
+    if (!free_.empty()) {
+      const uint32_t i = free_.back();
+      free_.pop_back();
+      return i;
+    }
+    if ((used_ >> kChunkBits) == chunks_.size())
+      chunks_.push_back(std::make_unique<EntityState[]>(kChunk));
+    return used_++;
+  }
+
+  core::IncrementalMap<uint64_t, uint32_t> index_;
+  std::vector<std::unique_ptr<EntityState[]>> chunks_;
+  std::vector<uint32_t> free_;  // indices of erased states, to reuse
+  uint32_t used_ = 0;           // indices handed out so far
 };
 
 // A bucket spans at most 1/kBucketSlack of its age: of how far its cell's
@@ -366,9 +436,9 @@ struct FeatureEngine::Impl {
   // window's cursor, and the others (Compute).
   std::vector<WindowRead> window_reads;
   std::vector<int> computed;
-  // Per stream. Incremental: a table of 100 k+ entities that doubled in one
-  // step held up the event (and a server's queue) for 10-50 ms.
-  std::vector<core::IncrementalMap<uint64_t, EntityState>> entities;
+  // Per stream. Its index is incremental: a table of 100 k+ entities that
+  // doubled in one step held up the event (and a server's queue) for 10-50 ms.
+  std::vector<EntityTable> entities;
   std::vector<Scratch> scratch;
   std::vector<EventIndex> event_index;  // per stream; used by label-fed streams
   int label_fields[3] = {-1, -1, -1};   // target_event_id, target_entity.key, .value
@@ -1013,9 +1083,11 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     im.Sweep(latest_ms_);
   }
 
-  // Two passes over the streams: first the keys, prefetching each entity's
-  // slot, so that the cache misses of several streams overlap; then the
-  // lookups and updates.
+  // Passes over the streams, each asking for what the next one reads, so
+  // that the cache misses of several streams overlap: the keys (prefetching
+  // each one's index slot); the lookups (each state's lines); each state's
+  // newest entry and cursors; the entries the cursors stand at; then the
+  // updates.
   for (const Stream& st : spec_->streams) {
     Scratch& sc = im.scratch[st.index];
     sc = Scratch{};
@@ -1053,8 +1125,14 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
     if (!sc.has_key) continue;
     EntityState* found = im.entities[st.index].find(sc.key);
     if (found == nullptr) continue;
-    EntityState& e = *found;
-    sc.entity = &e;
+    sc.entity = found;
+    const char* p = reinterpret_cast<const char*>(found);
+    for (size_t b = 0; b < sizeof(EntityState); b += 64) __builtin_prefetch(p + b);
+  }
+  for (const Stream& st : spec_->streams) {
+    Scratch& sc = im.scratch[st.index];
+    if (!sc.entity) continue;
+    EntityState& e = *sc.entity;
     if (!e.buf.empty()) __builtin_prefetch(&e.buf.back());
     // The cursors live in their own block: fetch it before reading it below.
     const char* cur = reinterpret_cast<const char*>(e.cursors.data());
@@ -1169,7 +1247,7 @@ EngineStats FeatureEngine::Stats() const {
   if (impl_->graph) s.memory_bytes += impl_->graph->stats().memory_bytes;
   for (const auto& m : impl_->entities) {
     s.entities += static_cast<int64_t>(m.size());
-    s.memory_bytes += static_cast<int64_t>(m.capacity() * (sizeof(EntityState) + sizeof(uint64_t) + 1));
+    s.memory_bytes += static_cast<int64_t>(m.memory_bytes());
     m.for_each([&s](uint64_t, const EntityState& e) {
       s.entries += static_cast<int64_t>(e.buf.size());
       s.memory_bytes += static_cast<int64_t>(e.buf.capacity() * sizeof(Entry) +

@@ -450,6 +450,49 @@ TEST(FeatureEngineTest, IdleEntitiesAreForgottenAfterTheirTtl) {
   EXPECT_TRUE(std::isnan(f[1]));  // a is new again
 }
 
+// The places of forgotten entities are reused: a new entity there starts
+// with nothing of the old one (its buffers, distinct values, lifetime moments
+// and decayed sums), feature for feature what a fresh engine gives it.
+TEST(FeatureEngineTest, EntitiesMadeWhereForgottenOnesWereStartEmpty) {
+  constexpr std::string_view kFeatures =
+      "  - {name: n, agg: count, key: user, window: 1h}\n"
+      "  - {name: s, agg: sum, of: amount, key: user, window: 1h}\n"
+      "  - {name: devs, agg: distinct_count, of: dev, key: user, window: 1h}\n"
+      "  - {name: top, agg: max, of: amount, key: user, window: lifetime}\n"
+      "  - {name: all_devs, agg: distinct_count, of: dev, key: user, window: lifetime}\n"
+      "  - {name: decayed, agg: decayed_sum, of: amount, key: user, window: lifetime, half_life: "
+      "1h}\n"
+      "  - {name: age, agg: first_seen, key: user}\n"
+      "  - {name: gaps, agg: gap_cv, key: user, window: 1h}\n";
+  constexpr std::string_view kLimits = "limits: {entity_ttl: 2h}\n";
+  Harness churned(kFeatures, kLimits), fresh(kFeatures, kLimits);
+  for (int u = 0; u < 40; ++u) {
+    for (int i = 0; i < 5; ++i) {
+      churned.Event("tx", u * 1000 + i * 100, StrCat("old", u), 1000 + i,
+                    StrCat(",\"dev\":\"d", i, "\""));
+    }
+  }
+  // Four hours on, the sweep forgets every old user; the new ones take their places.
+  for (int u = 0; u < 40; ++u) {
+    for (int i = 0; i < 3; ++i) {
+      const int64_t t = 4 * kHour + u * 1000 + i * 300;
+      const std::string extra = StrCat(",\"dev\":\"n", u % 3, "\"");
+      const std::vector<double> a = churned.Event("tx", t, StrCat("new", u), i + 1, extra);
+      const std::vector<double> b = fresh.Event("tx", t, StrCat("new", u), i + 1, extra);
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t f = 0; f < a.size(); ++f) {
+        ASSERT_TRUE(a[f] == b[f] || (std::isnan(a[f]) && std::isnan(b[f])))
+            << "user new" << u << " event " << i << " feature " << f << ": " << a[f] << " vs "
+            << b[f];
+      }
+    }
+  }
+  const EngineStats c = churned.engine().Stats(), f = fresh.engine().Stats();
+  EXPECT_EQ(c.entities, f.entities);
+  EXPECT_EQ(c.expired, f.entities);  // the old users' states, as many
+  EXPECT_EQ(c.entries, f.entries);
+}
+
 // An event of the brute-force references.
 struct Ev {
   int64_t t;
