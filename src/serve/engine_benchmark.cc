@@ -22,8 +22,11 @@
 //
 // The engine is opened offline (EngineOptions::offline: no store, no decision
 // log, no event log), so nothing is written; the retry memory is kept, as in
-// `vigil serve`. The memory is set up as `vigil serve` has it under
-// bench/serve.sh: jemalloc with vigil's options (vigil_jemalloc) and
+// `vigil serve`, and holds 10,000 decisions (limits.recent_decisions; the
+// default is 100,000): full before the warm-up ends, as on a server that has
+// run a while, so that each decision replaces the oldest there (a memory
+// still filling would measure a cheaper insert instead). The memory is set up as `vigil serve` has
+// it under bench/serve.sh: jemalloc with vigil's options (vigil_jemalloc) and
 // VIGIL_BENCH_PRETOUCH_MB pretouched (limits.pretouch_mb).
 //
 // The machine's own stalls: before the timed run, one second of reading the
@@ -62,6 +65,9 @@
 #endif
 
 namespace {
+
+// limits.recent_decisions: fewer than the warm-up's scored events.
+constexpr int kRecentDecisions = 10000;
 
 int64_t EnvInt(const char* name, int64_t fallback) {
   const char* v = std::getenv(name);
@@ -111,8 +117,10 @@ const Stream& GetStream() {
       f << "  " << t << ": {champion: {name: exchange, bundle: " << ex << "/model}}\n";
     }
     f << "store: sqlite:" << d << "/var/vigil.db\njournal: " << d << "/var/journal.jsonl\n"
-      << "event_log: {dir: " << d << "/var/eventlog}\ndead_letter: " << d << "/var/dead-letter.jsonl\n"
-      << "keys_file: " << d << "/var/keys.txt\nlisten: 127.0.0.1:0\nreasons: 3\n";
+      << "event_log: {dir: " << d << "/var/eventlog}\ndead_letter: " << d
+      << "/var/dead-letter.jsonl\n"
+      << "keys_file: " << d << "/var/keys.txt\nlisten: 127.0.0.1:0\nreasons: 3\n"
+      << "limits: {recent_decisions: " << kRecentDecisions << "}\n";
     return s;
   }();
   return *s;
@@ -182,11 +190,19 @@ void BM_Decide(benchmark::State& state, std::string label, std::string model) {
     return;
   }
   vigil::Decision d;
+  size_t warm_scored = 0;
   for (const std::string& e : s.warm) {
     if (!(*engine)->Decide(e, &d).ok()) {
       state.SkipWithError("Decide failed during warm-up");
       return;
     }
+    warm_scored += d.status == vigil::Decision::Status::kDecided;
+  }
+  if (warm_scored < kRecentDecisions) {
+    state.SkipWithError(
+        "the warm-up decided fewer events than the retry memory holds: "
+        "raise VIGIL_BENCH_WARM_DAYS or VIGIL_BENCH_USERS");
+    return;
   }
   const Stalls stalls = MeasureStalls(1.0);
   const size_t n = s.timed.size();
