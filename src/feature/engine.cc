@@ -170,11 +170,24 @@ struct EntityState {
 // slots, where a map of the 224-byte states themselves had a slot span up to
 // five lines, and absl's prefetch fetched the first line of the probe's
 // group, most often another slot's; once the index is known, Process fetches
-// all of a state's lines at once. Growing adds a chunk and copies no state.
-// A swept entity's state is reset (its memory freed) and its place reused.
-// Pointers to states stay valid until the entity is erased.
+// all of a state's lines at once. Growing adds a chunk and copies no state;
+// a chunk's states are made one at a time as entities come, so that no
+// event pays for writing a whole chunk. A swept entity's state is reset (its
+// memory freed) and its place reused. Pointers to states stay valid until
+// the entity is erased.
 class EntityTable {
  public:
+  EntityTable() = default;
+  EntityTable(EntityTable&& o) noexcept
+      : index_(std::move(o.index_)),
+        chunks_(std::move(o.chunks_)),
+        free_(std::move(o.free_)),
+        used_(std::exchange(o.used_, 0)) {}
+  EntityTable& operator=(EntityTable&&) = delete;
+  ~EntityTable() {
+    for (uint32_t i = 0; i < used_; ++i) std::destroy_at(&At(i));
+  }
+
   EntityState* find(uint64_t key) {
     const uint32_t* i = index_.find(key);
     return i ? &At(*i) : nullptr;
@@ -205,7 +218,7 @@ class EntityTable {
   }
   size_t size() const { return index_.size(); }
   void reserve(size_t n) { index_.reserve(n); }
-  // The index's slots and the states made (live or free), in bytes.
+  // The index's slots and the chunks' room for states, in bytes.
   size_t memory_bytes() const {
     return index_.capacity() * (sizeof(std::pair<uint64_t, uint32_t>) + 1) +
            chunks_.size() * kChunk * sizeof(EntityState) + free_.capacity() * sizeof(uint32_t);
@@ -214,21 +227,29 @@ class EntityTable {
  private:
   static constexpr uint32_t kChunkBits = 9;  // 512 states, 112 KiB
   static constexpr uint32_t kChunk = 1u << kChunkBits;
-  EntityState& At(uint32_t i) { return chunks_[i >> kChunkBits][i & (kChunk - 1)]; }
-  const EntityState& At(uint32_t i) const { return chunks_[i >> kChunkBits][i & (kChunk - 1)]; }
+  EntityState& At(uint32_t i) { return chunks_[i >> kChunkBits].get()[i & (kChunk - 1)]; }
+  const EntityState& At(uint32_t i) const {
+    return chunks_[i >> kChunkBits].get()[i & (kChunk - 1)];
+  }
   uint32_t Allocate() {
     if (!free_.empty()) {
       const uint32_t i = free_.back();
       free_.pop_back();
       return i;
     }
-    if ((used_ >> kChunkBits) == chunks_.size())
-      chunks_.push_back(std::make_unique<EntityState[]>(kChunk));
+    if ((used_ >> kChunkBits) == chunks_.size()) {
+      chunks_.emplace_back(std::allocator<EntityState>().allocate(kChunk));
+    }
+    std::construct_at(&At(used_));
     return used_++;
   }
+  // A chunk's storage; its states are made and destroyed by the table.
+  struct FreeChunk {
+    void operator()(EntityState* p) const { std::allocator<EntityState>().deallocate(p, kChunk); }
+  };
 
   core::IncrementalMap<uint64_t, uint32_t> index_;
-  std::vector<std::unique_ptr<EntityState[]>> chunks_;
+  std::vector<std::unique_ptr<EntityState, FreeChunk>> chunks_;
   std::vector<uint32_t> free_;  // indices of erased states, to reuse
   uint32_t used_ = 0;           // indices handed out so far
 };
