@@ -460,8 +460,7 @@ TEST(FeatureEngineTest, EntitiesMadeWhereForgottenOnesWereStartEmpty) {
       "  - {name: devs, agg: distinct_count, of: dev, key: user, window: 1h}\n"
       "  - {name: top, agg: max, of: amount, key: user, window: lifetime}\n"
       "  - {name: all_devs, agg: distinct_count, of: dev, key: user, window: lifetime}\n"
-      "  - {name: decayed, agg: decayed_sum, of: amount, key: user, window: lifetime, half_life: "
-      "1h}\n"
+      "  - {name: d, agg: decayed_sum, of: amount, key: user, window: lifetime, half_life: 1h}\n"
       "  - {name: age, agg: first_seen, key: user}\n"
       "  - {name: gaps, agg: gap_cv, key: user, window: 1h}\n";
   constexpr std::string_view kLimits = "limits: {entity_ttl: 2h}\n";

@@ -25,9 +25,10 @@
 // `vigil serve`, and holds 10,000 decisions (limits.recent_decisions; the
 // default is 100,000): full before the warm-up ends, as on a server that has
 // run a while, so that each decision replaces the oldest there (a memory
-// still filling would measure a cheaper insert instead). The memory is set up as `vigil serve` has
-// it under bench/serve.sh: jemalloc with vigil's options (vigil_jemalloc) and
-// VIGIL_BENCH_PRETOUCH_MB pretouched (limits.pretouch_mb).
+// still filling would measure a cheaper insert instead). The memory is set
+// up as `vigil serve` has it under bench/serve.sh: jemalloc with vigil's
+// options (vigil_jemalloc) and VIGIL_BENCH_PRETOUCH_MB pretouched
+// (limits.pretouch_mb).
 //
 // The machine's own stalls: before the timed run, one second of reading the
 // clock in a loop on the same core counts the gaps of 20 µs or more (on the
@@ -68,7 +69,7 @@
 namespace {
 
 // limits.recent_decisions: fewer than the warm-up's scored events.
-constexpr int kRecentDecisions = 10000;
+constexpr size_t kRecentDecisions = 10000;
 
 int64_t EnvInt(const char* name, int64_t fallback) {
   const char* v = std::getenv(name);
