@@ -27,9 +27,21 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Reply = http::Response;
 
-enum Endpoint : int { kEvents, kBatch, kLabels, kDecisions, kMetrics, kReload, kModels, kOther, kNumEndpoints };
-constexpr const char* kEndpointNames[kNumEndpoints] = {"events", "events_batch", "labels", "decisions",
-                                                       "metrics", "admin_reload", "admin_models", "other"};
+enum Endpoint : int {
+  kEvents,
+  kBatch,
+  kLabels,
+  kDecisions,
+  kMetrics,
+  kReload,
+  kModels,
+  kSave,
+  kOther,
+  kNumEndpoints
+};
+constexpr const char* kEndpointNames[kNumEndpoints] = {
+    "events",       "events_batch", "labels",     "decisions", "metrics",
+    "admin_reload", "admin_models", "admin_save", "other"};
 // Every status an answer can have: ours, and those the HTTP layer gives
 // itself (400, 411, 413, 417, 431, 501; see http/server.h).
 constexpr std::array<int, 16> kCodes = {200, 400, 401, 403, 404, 405, 409, 411,
@@ -75,6 +87,7 @@ Endpoint EndpointOf(std::string_view path) {
   if (path == "/metrics") return kMetrics;
   if (path == "/v1/admin/reload") return kReload;
   if (path == "/v1/admin/models") return kModels;
+  if (path == "/v1/admin/save") return kSave;
   return kOther;
 }
 
@@ -405,6 +418,24 @@ struct HttpServer::Impl : http::Handler {
     r->body = std::move(*doc);
   }
 
+  // A save of the state in the background, as event_log save_state_s
+  // starts one: between two decisions (under the sequencer), the fork's
+  // pause on this loop.
+  void StartSave(Reply& r) {
+    absl::Status st;
+    {
+      std::lock_guard<std::mutex> lock(decide_mu);
+      st = engine->SaveStateInBackground();
+    }
+    if (st.ok()) {
+      r.body = "{\"saving\":true}";
+    } else if (absl::IsFailedPrecondition(st)) {
+      SetError(&r, 409, "save_not_started", std::string(st.message()));
+    } else {
+      SetError(&r, 503, "unavailable", std::string(st.message()));
+    }
+  }
+
   static void DoReload(Impl* m, Reply* r) {
     absl::Status st = m->engine->Reload();
     absl::Status keys = m->LoadKeys(/*at_start=*/false);
@@ -505,6 +536,8 @@ struct HttpServer::Impl : http::Handler {
       if (!Authorize(req, sc, r, Role::kAdmin, false)) return false;
       return Defer(t, r, e, t0, StrCat(req.method, " ", path),
                    [this](Reply* out) { DoReload(this, out); });
+    } else if (post && e == kSave) {
+      if (Authorize(req, sc, r, Role::kAdmin, false)) StartSave(r);
     } else {
       SetError(&r, 404, "not_found",
                StrCat("no endpoint ", req.method, " ", path, " (docs/api.md)"));

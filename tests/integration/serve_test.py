@@ -1022,10 +1022,27 @@ def test_reload():
             check(re.search(rf'^vigil_decisions_total{{[^}}]*policy="{re.escape(v)}"[^}}]*}} [1-9]', metrics, re.M),
                   f"vigil_decisions_total counts {v}:\n" + "\n".join(l for l in metrics.splitlines()
                                                                   if l.startswith("vigil_decisions_total")))
+
+        # A save on demand (POST /v1/admin/save): admin only, and it ends as
+        # the saves of save_state_s do, counted in /metrics.
+        def state_metric(name):
+            _, text = s.request("GET", "/metrics")
+            return float(re.search(rf"^{name} (\S+)", text, re.M).group(1))
+
+        st, doc = s.request("POST", "/v1/admin/save", "", key="score")
+        check(st == 403, f"a save asked with a score key: {st} {doc}")
+        saves = state_metric("vigil_state_saves_total")
+        st, doc = s.request("POST", "/v1/admin/save", "", key="admin")
+        check(st == 200 and doc == {"saving": True}, f"a save on demand: {st} {doc}")
+        deadline = time.time() + 60
+        while state_metric("vigil_state_saves_total") == saves and time.time() < deadline:
+            time.sleep(0.05)
+        check(state_metric("vigil_state_saves_total") == saves + 1
+              and state_metric("vigil_state_save_errors_total") == 0, "the save on demand ended, without error")
         s.stop()
         print(f"ok: 8 reloads while {len(statuses)} requests were served, every one 200; a broken model "
               "keeps its last good version, a broken policy changes nothing, a changed one names the "
-              "decisions after it")
+              "decisions after it; a save on demand is the admin's and ends as the others")
 
 
 # -------------------------------------------------------------------- http
