@@ -17,7 +17,6 @@ int64_t HalfOfPhysicalMemoryMib() {
 PretouchResult Pretouch(int64_t mib, int64_t limit_mib) {
   const auto t0 = std::chrono::steady_clock::now();
   PretouchResult r;
-  r.requested_mib = mib;
   if (limit_mib > 0 && mib > limit_mib) {
     r.capped = true;
     mib = limit_mib;

@@ -18,9 +18,8 @@ namespace vigil::core {
 int64_t HalfOfPhysicalMemoryMib();
 
 struct PretouchResult {
-  int64_t requested_mib = 0;
-  int64_t touched_mib = 0;  // below requested when capped or malloc failed
-  bool capped = false;      // requested was over the limit
+  int64_t touched_mib = 0;  // below what was asked when capped or malloc failed
+  bool capped = false;      // what was asked was over the limit
   double seconds = 0;
 };
 
