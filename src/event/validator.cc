@@ -1,11 +1,13 @@
 #include "event/validator.h"
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -151,8 +153,10 @@ bool KeyTextAlike(FieldType a, FieldType b) noexcept {
 DedupWindow::DedupWindow(size_t capacity) : capacity_(capacity) {
   // Sized up front for up to a million ids, so that the first million
   // records do not pay for growing.
-  seq_.reserve(std::min<size_t>(capacity, 1 << 20));
-  seq_types_.reserve(std::min<size_t>(capacity, 1 << 20));
+  if (capacity > 0) {
+    runs_cap_ = std::bit_ceil(std::min<size_t>(capacity, 1 << 20));
+    runs_ = std::make_unique_for_overwrite<Run[]>(runs_cap_);
+  }
   ring_.reserve(std::min<size_t>(capacity, 1 << 20));
   set_.reserve(std::min<size_t>(capacity, 1 << 20));
 }
@@ -168,30 +172,57 @@ bool DedupWindow::AsNumber(std::string_view id, uint64_t* n) {
   return true;
 }
 
-ptrdiff_t DedupWindow::InSequence(uint64_t n) const {
-  // The ring read oldest first is increasing: binary search on that order.
-  const size_t size = seq_.size();
-  size_t lo = 0, hi = size;
+int DedupWindow::InSequence(uint64_t n) const {
+  // Runs read oldest first are increasing and disjoint: the last run that
+  // starts at or before n is the only one that may hold it.
+  size_t lo = 0, hi = runs_n_;
   while (lo < hi) {
     const size_t mid = lo + (hi - lo) / 2;
-    const size_t at = (seq_head_ + mid) % size;
-    const uint64_t v = seq_[at];
-    if (v == n) return static_cast<ptrdiff_t>(at);
-    if (v < n) {
+    if (RunAt(mid).first <= n) {
       lo = mid + 1;
     } else {
       hi = mid;
     }
   }
-  return -1;
+  if (lo == 0) return -1;
+  const Run& r = RunAt(lo - 1);
+  return n - r.first < r.count ? r.type : -1;
+}
+
+void DedupWindow::AppendToSequence(uint64_t n, uint8_t tb) {
+  if (seq_ids_ == capacity_) {  // forget the oldest first: the run may go, and its room
+    Run& oldest = RunAt(0);
+    ++oldest.first;
+    --seq_ids_;
+    if (--oldest.count == 0) {
+      runs_head_ = (runs_head_ + 1) & (runs_cap_ - 1);
+      --runs_n_;
+    }
+  }
+  Run* last = runs_n_ > 0 ? &RunAt(runs_n_ - 1) : nullptr;
+  if (last && n - last->first == last->count && last->type == tb && last->count < UINT32_MAX) {
+    ++last->count;
+  } else {
+    if (runs_n_ == runs_cap_) {
+      // More runs than the room taken up front (a window of over a million
+      // ids, many not consecutive): twice the room, in order.
+      const size_t cap = std::max<size_t>(16, runs_cap_ * 2);
+      auto bigger = std::make_unique_for_overwrite<Run[]>(cap);
+      for (size_t i = 0; i < runs_n_; ++i) bigger[i] = RunAt(i);
+      runs_ = std::move(bigger);
+      runs_cap_ = cap;
+      runs_head_ = 0;
+    }
+    RunAt(runs_n_++) = Run{n, 1, tb};
+  }
+  ++seq_ids_;
 }
 
 int DedupWindow::TypeOf(uint64_t h, std::string_view id) const {
   if (capacity_ == 0) return kNotSeen;
   uint64_t n;
   if (AsNumber(id, &n)) {
-    if (const ptrdiff_t at = InSequence(n); at >= 0)
-      return TypeOfByte(seq_types_[static_cast<size_t>(at)]);
+    if (const int tb = InSequence(n); tb >= 0) return TypeOfByte(static_cast<uint8_t>(tb));
   }
   const auto it = set_.find(h);
   return it == set_.end() ? kNotSeen : TypeOfByte(it->second);
@@ -215,23 +246,19 @@ bool DedupWindow::InsertInt(uint64_t h, std::string_view id, int64_t value, int 
 bool DedupWindow::InsertKnown(uint64_t h, bool numeric, uint64_t n, int type) {
   const uint8_t tb = TypeByte(type);
   if (numeric) {
-    const size_t size = seq_.size();
-    const bool newest =
-        size == 0 || n > seq_[(seq_head_ + size - 1) % size];
-    if (newest) {
-      // Larger than every numeric id in sequence; those out of sequence went
-      // to the set and are smaller than the newest at their time, so smaller.
-      if (size < capacity_) {
-        seq_.push_back(n);
-        seq_types_.push_back(tb);
-      } else {
-        seq_[seq_head_] = n;
-        seq_types_[seq_head_] = tb;
-        seq_head_ = (seq_head_ + 1) % capacity_;
+    const Run* last = runs_n_ > 0 ? &RunAt(runs_n_ - 1) : nullptr;
+    if (!last || n - last->first >= last->count) {
+      if (!last || n > last->first) {
+        // Larger than every numeric id in sequence; those out of sequence
+        // went to the set and are smaller than the newest at their time, so
+        // smaller.
+        AppendToSequence(n, tb);
+        return true;
       }
-      return true;
+      if (InSequence(n) >= 0) return false;
+    } else {
+      return false;  // in the newest run
     }
-    if (InSequence(n) >= 0) return false;
   }
   if (!set_.try_emplace(h, tb).second) return false;
   if (ring_.size() < capacity_) {
@@ -246,11 +273,13 @@ bool DedupWindow::InsertKnown(uint64_t h, bool numeric, uint64_t n, int type) {
 
 void DedupWindow::SerializeTo(core::ByteWriter& w) const {
   // Each id, then its type byte.
-  w.U64(seq_.size());
-  for (size_t i = 0; i < seq_.size(); ++i) {
-    const size_t at = (seq_head_ + i) % seq_.size();
-    w.U64(seq_[at]);
-    w.U8(seq_types_[at]);
+  w.U64(seq_ids_);
+  for (size_t i = 0; i < runs_n_; ++i) {
+    const Run& r = RunAt(i);
+    for (uint64_t k = 0; k < r.count; ++k) {
+      w.U64(r.first + k);
+      w.U8(r.type);
+    }
   }
   // Oldest first: from next_ once the ring is full (next_ is 0 before).
   w.U64(ring_.size());
@@ -262,23 +291,23 @@ void DedupWindow::SerializeTo(core::ByteWriter& w) const {
 }
 
 bool DedupWindow::Restore(core::ByteReader& r, bool with_types) {
-  seq_.clear();
-  seq_types_.clear();
+  runs_head_ = runs_n_ = seq_ids_ = 0;
   ring_.clear();
   set_.clear();
-  seq_head_ = next_ = 0;
+  next_ = 0;
   const size_t each = with_types ? 9 : 8;
   auto type = [&](uint8_t* b) { return !with_types || r.U8(b); };
   uint64_t n;
   if (!r.Count(&n, each)) return false;
   if (n > capacity_) return r.Fail("more numeric ids than the duplicate window holds");
+  uint64_t prev = 0;
   for (uint64_t i = 0; i < n; ++i) {
     uint64_t v;
     uint8_t b = 255;
     if (!r.U64(&v) || !type(&b)) return false;
-    if (!seq_.empty() && v <= seq_.back()) return r.Fail("numeric ids out of order");
-    seq_.push_back(v);
-    seq_types_.push_back(b);
+    if (i > 0 && v <= prev) return r.Fail("numeric ids out of order");
+    AppendToSequence(v, b);
+    prev = v;
   }
   if (!r.Count(&n, each)) return false;
   if (n > capacity_) return r.Fail("more ids than the duplicate window holds");

@@ -30,12 +30,13 @@ namespace vigil::event {
 // Remembers recent event ids to catch duplicates in bounded memory. Ids
 // that are canonical decimal numbers and arrive in increasing order (database
 // sequences, the handbook's TRANSACTION_ID) are kept, as numbers, in a sorted
-// ring: appending is sequential and cache-friendly, a repeat is found by
-// binary search. Other ids go, as 64-bit hashes, to a hash set, where a
-// false duplicate has a probability of about n²/2^65 for n ids remembered
-// (1e-7 for two million). Each of the two keeps its last `capacity` ids.
-// Beside each id it keeps the index of its event type (one byte), so that a
-// server can tell a retry from another event under a taken id.
+// ring of runs (consecutive ids of one type: 16 bytes a run, so a sequence
+// with no gap takes one run whatever its length, and at worst, every id a
+// run of its own, 16 bytes an id): appending is sequential and
+// cache-friendly, a repeat is found by binary search. Other ids go, as 64-bit hashes, to a hash
+// set, where a false duplicate has a probability of about n²/2^65 for n ids remembered (1e-7 for
+// two million). Each of the two keeps its last `capacity` ids. Beside each id it keeps the index of
+// its event type (one byte), so that a server can tell a retry from another event under a taken id.
 class DedupWindow {
  public:
   // The type of an id remembered without one (a snapshot from before types
@@ -69,8 +70,19 @@ class DedupWindow {
  private:
   // The id as a number, when it is canonical decimal (no sign, no leading zero).
   static bool AsNumber(std::string_view id, uint64_t* n);
-  // Where n is in seq_, or -1.
-  ptrdiff_t InSequence(uint64_t n) const;
+  // Consecutive increasing numeric ids of one type: first .. first + count - 1.
+  struct Run {
+    uint64_t first;
+    uint32_t count;
+    uint8_t type;
+  };
+  Run& RunAt(size_t i) { return runs_[(runs_head_ + i) & (runs_cap_ - 1)]; }
+  const Run& RunAt(size_t i) const { return runs_[(runs_head_ + i) & (runs_cap_ - 1)]; }
+  // Appends id n (larger than every id in sequence) of type byte tb, having
+  // forgotten the oldest when capacity_ are held. REQUIRES: capacity_ > 0.
+  void AppendToSequence(uint64_t n, uint8_t tb);
+  // The type byte of n in sequence, or -1.
+  int InSequence(uint64_t n) const;
   // Insert, once it is known whether the id is a number, and which.
   bool InsertKnown(uint64_t h, bool numeric, uint64_t n, int type);
   static uint8_t TypeByte(int type) {
@@ -79,10 +91,15 @@ class DedupWindow {
   static int TypeOfByte(uint8_t b) { return b == 255 ? kUnknownType : b; }
 
   size_t capacity_;
-  // Increasing numeric ids, oldest first from seq_head_ (a ring), and their types.
-  std::vector<uint64_t> seq_;
-  std::vector<uint8_t> seq_types_;
-  size_t seq_head_ = 0;
+  // Increasing numeric ids: runs_n_ runs, oldest first from runs_head_, in a
+  // ring of runs_cap_ (a power of two; room for as many runs as ids, up to
+  // a million, is taken up front and its pages written only as runs come);
+  // seq_ids_ ids in them.
+  std::unique_ptr<Run[]> runs_;
+  size_t runs_cap_ = 0;
+  size_t runs_head_ = 0;
+  size_t runs_n_ = 0;
+  size_t seq_ids_ = 0;
   // Everything else: hashes (a ring, oldest first from next_) and their types.
   size_t next_ = 0;
   std::vector<uint64_t> ring_;

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/hash.h"
@@ -503,6 +506,96 @@ TEST(DedupWindowTest, EachPartRemembersItsLastCapacityIds) {
   EXPECT_TRUE(ins(5));    // forgotten: only 16..25 are remembered
   EXPECT_FALSE(ins(20));  // still remembered
   EXPECT_FALSE(ins(25));
+}
+
+// The increasing numeric ids are kept as runs of consecutive ids of one
+// type. Against a plain model (every id and its type, the last `capacity` of
+// each part) over runs, gaps, changes of type, repeats old and new, ids out
+// of order and text ids, with windows that wrap many times, one past the
+// room taken up front (so the runs' ring grows), and through a snapshot.
+TEST(DedupWindowTest, RunsOfConsecutiveIdsAnswerAsEveryIdKeptAlone) {
+  struct Model {
+    size_t capacity;
+    std::deque<uint64_t> seq;
+    std::unordered_map<uint64_t, int> seq_type;
+    std::deque<std::string> ring;
+    std::map<std::string, int> set;
+    bool Insert(const std::string& id, int type) {
+      uint64_t n = 0;
+      const bool numeric = !id.empty() && id.size() <= 19 && (id[0] != '0' || id.size() == 1) &&
+                           id.find_first_not_of("0123456789") == std::string::npos;
+      if (numeric) {
+        n = std::stoull(id);
+        if (seq.empty() || n > seq.back()) {
+          if (seq.size() == capacity) {
+            seq_type.erase(seq.front());
+            seq.pop_front();
+          }
+          seq.push_back(n);
+          seq_type[n] = type;
+          return true;
+        }
+        if (seq_type.contains(n)) return false;
+      }
+      if (!set.emplace(id, type).second) return false;
+      if (ring.size() == capacity) {
+        set.erase(ring.front());
+        ring.pop_front();
+      }
+      ring.push_back(id);
+      return true;
+    }
+    int TypeOf(const std::string& id) const {
+      if (id.find_first_not_of("0123456789") == std::string::npos &&
+          (id[0] != '0' || id.size() == 1)) {
+        if (const auto at = seq_type.find(std::stoull(id)); at != seq_type.end()) return at->second;
+      }
+      const auto it = set.find(id);
+      return it == set.end() ? DedupWindow::kNotSeen : it->second;
+    }
+  };
+  for (const size_t capacity : {size_t{1}, size_t{7}, size_t{64}, size_t{(1 << 20) + 3}}) {
+    SCOPED_TRACE(capacity);
+    std::mt19937_64 rng(capacity);
+    DedupWindow d(capacity);
+    Model m{capacity, {}, {}, {}, {}};
+    uint64_t next = 1000;
+    int type = 0;
+    const int steps = capacity > 100'000 ? 1'200'000 : 20'000;
+    std::vector<std::string> probes;
+    for (int i = 0; i < steps; ++i) {
+      std::string id;
+      if (capacity > 100'000) {  // every id a run of its own: the ring outgrows its room
+        next += 2;
+        id = std::to_string(next);
+      } else {
+        const int r = static_cast<int>(rng() % 20);
+        if (r == 0) type = static_cast<int>(rng() % 3);
+        if (r == 1) next += 1 + rng() % 5;                    // a gap
+        if (r == 2) id = std::to_string(next - rng() % 200);  // a repeat, or out of order
+        if (r == 3) id = "t" + std::to_string(rng() % 50);    // a text id
+        if (id.empty()) id = std::to_string(next++);
+      }
+      ASSERT_EQ(d.Insert(core::Hash64(id), id, type), m.Insert(id, type))
+          << "step " << i << " id " << id;
+      if (i % 997 == 0) probes.push_back(id);
+    }
+    std::string snap;
+    core::ByteWriter w(&snap);
+    d.SerializeTo(w);
+    DedupWindow copy(capacity);
+    core::ByteReader r(snap, "test");
+    ASSERT_TRUE(copy.Restore(r, /*with_types=*/true)) << r.status();
+    for (uint64_t k = next - 300; k < next + 3; ++k) probes.push_back(std::to_string(k));
+    if (capacity > 100'000) {
+      for (uint64_t k = 0; k < 5; ++k)
+        probes.push_back(std::to_string(next - 2 * (capacity - 1) + 2 * k - 4));
+    }
+    for (const std::string& id : probes) {
+      EXPECT_EQ(d.TypeOf(core::Hash64(id), id), m.TypeOf(id)) << id;
+      EXPECT_EQ(copy.TypeOf(core::Hash64(id), id), m.TypeOf(id)) << id;
+    }
+  }
 }
 
 // A server tells a retry from another event under a taken id by the type
