@@ -261,12 +261,13 @@ server_split() {  # before after
       -v dn0="$(sample "$1" "${d}_count$t}")" -v dn1="$(sample "$2" "${d}_count$t}")" \
       -v db0="$(sample "$1" "${d}_bucket$t,le=\"0.001\"}")" -v db1="$(sample "$2" "${d}_bucket$t,le=\"0.001\"}")" \
       -v d50="$(sample "$1" "${d}_bucket$t,le=\"0.005\"}")" -v d51="$(sample "$2" "${d}_bucket$t,le=\"0.005\"}")" \
-      -v d250="$(sample "$1" "${d}_bucket$t,le=\"0.025\"}")" -v d251="$(sample "$2" "${d}_bucket$t,le=\"0.025\"}")" 'BEGIN {
+      -v d250="$(sample "$1" "${d}_bucket$t,le=\"0.025\"}")" -v d251="$(sample "$2" "${d}_bucket$t,le=\"0.025\"}")" \
+      -v wb0="$(sample "$1" vigil_decision_writer_boosts_total)" -v wb1="$(sample "$2" vigil_decision_writer_boosts_total)" 'BEGIN {
     hn = hn1 - hn0; dn = dn1 - dn0
     if (hn <= 0 || dn <= 0) { print "n/a"; exit }
-    printf "handler (sequencer wait + Decide) mean %.0f µs, %.2f %% over 1 ms; Decide alone mean %.1f µs, %.3f %% over 1 ms, %d calls over 5 ms, %d over 25 ms\n",
+    printf "handler (sequencer wait + Decide) mean %.0f µs, %.2f %% over 1 ms; Decide alone mean %.1f µs, %.3f %% over 1 ms, %d calls over 5 ms, %d over 25 ms; decision writer boosted %d times\n",
       (hs1 - hs0) / hn * 1e6, 100 * (1 - (hb1 - hb0) / hn), (ds1 - ds0) / dn * 1e6, 100 * (1 - (db1 - db0) / dn),
-      dn - (d51 - d50), dn - (d251 - d250) }'
+      dn - (d51 - d50), dn - (d251 - d250), wb1 - wb0 }'
 }
 
 declare -A rps p50 p99 p999 note split_of cpu_of wrk_cpu_of
