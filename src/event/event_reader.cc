@@ -225,6 +225,45 @@ void EventReader::Reject(const LineReader::Line& line, const Record& rec, Reject
   }
 }
 
+void EventReader::PeekKeyHashes(size_t ahead, std::span<const int> fields,
+                                std::span<uint64_t> hashes) {
+  std::fill_n(hashes.begin(), fields.size(), 0);
+  if (format_ != Format::kCsv || schema_->csv_type < 0) return;
+  const std::vector<const FieldSpec*>& columns = validator_.csv_fields();
+  if (peek_file_ != file_ ||
+      !std::equal(fields.begin(), fields.end(), peek_fields_.begin(), peek_fields_.end())) {
+    peek_fields_.assign(fields.begin(), fields.end());
+    peek_columns_.assign(fields.size(), -1);
+    for (size_t i = 0; i < fields.size(); ++i) {
+      for (size_t c = 0; c < columns.size(); ++c) {
+        if (columns[c] && columns[c]->index == fields[i]) peek_columns_[i] = static_cast<int>(c);
+      }
+    }
+    peek_file_ = file_;
+  }
+  const std::string_view line = lines_->PeekLine(ahead);
+  if (line.empty()) return;
+  const EventTypeSpec& type = schema_->types[static_cast<size_t>(schema_->csv_type)];
+  // The cells up to the last column asked for, one pass.
+  int last = -1;
+  for (int c : peek_columns_) last = std::max(last, c);
+  size_t at = 0;
+  for (int c = 0; c <= last && at <= line.size(); ++c) {
+    const char* comma =
+        static_cast<const char*>(std::memchr(line.data() + at, ',', line.size() - at));
+    const size_t stop = comma ? static_cast<size_t>(comma - line.data()) : line.size();
+    const std::string_view cell = line.substr(at, stop - at);
+    // A quoted cell may hold commas: the columns after it cannot be told.
+    if (!cell.empty() && cell[0] == '"') break;
+    for (size_t i = 0; i < fields.size(); ++i) {
+      if (peek_columns_[i] != c || cell.empty()) continue;
+      hashes[i] = KeyHashOfText(type.fields[static_cast<size_t>(fields[i])].type, cell);
+    }
+    if (!comma) break;
+    at = stop + 1;
+  }
+}
+
 EventReader::Result EventReader::Next(Record* rec, Rejection* rej) {
   LineReader::Line line;
   while (true) {

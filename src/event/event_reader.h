@@ -15,7 +15,9 @@
 #ifndef VIGIL_EVENT_EVENT_READER_H_
 #define VIGIL_EVENT_EVENT_READER_H_
 
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -86,6 +88,16 @@ class EventReader {
   // (status() tells which).
   Result Next(Record* rec, Rejection* rej);
 
+  // Read-ahead, for CSV input: the event::KeyHash values of `fields`
+  // (FieldSpec indexes of the CSV event type) in the record `ahead` records
+  // after the one Next returned last, read off its raw text when that is in
+  // the buffer already; 0 for each that cannot be told (JSON Lines, not
+  // buffered yet, no column, an empty or quoted cell). A hint for
+  // prefetching, nothing more: the record is not checked, and a CSV quote
+  // spanning lines, or a record rejected before it, makes it another.
+  // REQUIRES: hashes.size() >= fields.size().
+  void PeekKeyHashes(size_t ahead, std::span<const int> fields, std::span<uint64_t> hashes);
+
   const absl::Status& status() const { return status_.ok() ? lines_->status() : status_; }
   Format format() const { return format_; }
   // Whether the current file is gzip.
@@ -122,6 +134,11 @@ class EventReader {
   std::string name_;          // the current file, for messages
   int64_t bytes_before_ = 0;  // bytes of the files before the current one
   absl::Status status_;       // the error that ended the stream, past lines_'s own
+  // PeekKeyHashes: the fields asked for last, their CSV columns in the
+  // current file (-1: none), and the file those were found for.
+  std::vector<int> peek_fields_;
+  std::vector<int> peek_columns_;
+  size_t peek_file_ = SIZE_MAX;
 };
 
 }  // namespace vigil::event

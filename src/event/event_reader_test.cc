@@ -71,6 +71,85 @@ TEST(EventReaderTest, SniffsCsvAndJsonAndNumbersRecords) {
 // What editors and other tools leave in files: a byte-order mark before a
 // JSON Lines file's first record, blank lines in a CSV file (a trailing
 // one above all). Neither is a record.
+// Read-ahead: the key hashes peeked off a CSV row's raw text are those the
+// row has once decoded (event::KeyHash), for ints, floats and strings, in
+// any column order; 0 where they cannot be told (an empty or quoted cell, a
+// field without a column, JSON input).
+TEST(EventReaderTest, PeekedKeyHashesAreThoseOfTheRecordDecodedLater) {
+  auto schema = Schema::LoadString(R"(
+event_types:
+  tx:
+    fields:
+      id: {type: int, role: event_id}
+      ts: {type: timestamp, role: event_time}
+      user: {type: string}
+      terminal: {type: int}
+      score: {type: float}
+      shop: {type: string}
+)",
+                                   "s.yaml");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  const EventTypeSpec& t = (*schema)->types[0];
+  const std::vector<int> fields = {t.Find("user")->index, t.Find("terminal")->index,
+                                   t.Find("score")->index, t.Find("shop")->index};
+  std::string csv = "terminal,id,user,ts,score\n";
+  for (int i = 0; i < 40; ++i) {
+    const std::string user = i % 7 == 3    ? "\"u,q\""
+                             : i % 11 == 5 ? ""
+                                           : "u" + std::to_string(i % 5);
+    csv += std::to_string(100 + i % 9) + "," + std::to_string(i + 1) + "," + user +
+           ",2024-01-01 00:00:" + std::to_string(10 + i) + "," + std::to_string(i * 0.25) +
+           (i % 2 ? "\r\n" : "\n");
+  }
+  PiiHasher h("k");
+  for (size_t ahead : {1, 2, 3}) {
+    SCOPED_TRACE(ahead);
+    auto r = EventReader::FromString(csv, *schema, &h);
+    ASSERT_TRUE(r.ok()) << r.status();
+    std::vector<std::vector<uint64_t>> peeked, decoded;
+    Record rec;
+    Rejection rej;
+    while ((*r)->Next(&rec, &rej) == EventReader::Result::kRecord) {
+      std::vector<uint64_t> want(fields.size(), 0);
+      // Columns from a quoted cell on (the user's, third) cannot be told.
+      const bool quoted = rec[fields[0]].text.find(',') != std::string_view::npos;
+      for (size_t i = 0; i < fields.size(); ++i) {
+        if (HasKeyValue(rec, fields[i]) && !(quoted && (i == 0 || i == 2)))
+          want[i] = KeyHash(rec, fields[i]);
+      }
+      decoded.push_back(want);
+      std::vector<uint64_t> got(fields.size(), 7);
+      (*r)->PeekKeyHashes(ahead, fields, got);
+      peeked.push_back(got);
+    }
+    ASSERT_TRUE((*r)->status().ok()) << (*r)->status();
+    ASSERT_EQ(decoded.size(), 40u);
+    int told = 0;
+    for (size_t n = 0; n < decoded.size(); ++n) {
+      if (n + ahead >= decoded.size()) {
+        EXPECT_EQ(peeked[n], std::vector<uint64_t>(fields.size(), 0)) << n;  // past the end
+        continue;
+      }
+      EXPECT_EQ(peeked[n], decoded[n + ahead])
+          << "record " << n + 1 << " peeking at " << n + 1 + ahead;
+      told += peeked[n][0] != 0 && peeked[n][1] != 0 && peeked[n][2] != 0;
+    }
+    EXPECT_GT(told, 25);
+    EXPECT_EQ(peeked[0][3], 0u);  // shop: no column
+  }
+  auto json = EventReader::FromString(R"({"event_type":"tx","id":1,"ts":1,"terminal":5}
+{"event_type":"tx","id":2,"ts":2,"terminal":6}
+)",
+                                      *schema, &h);
+  ASSERT_TRUE(json.ok()) << json.status();
+  Record rec;
+  Rejection rej;
+  ASSERT_EQ((*json)->Next(&rec, &rej), EventReader::Result::kRecord);
+  std::vector<uint64_t> got(fields.size(), 7);
+  (*json)->PeekKeyHashes(1, fields, got);
+  EXPECT_EQ(got, std::vector<uint64_t>(fields.size(), 0));
+}
+
 TEST(EventReaderTest, ByteOrderMarksAndBlankLinesAreNotRecords) {
   PiiHasher h("k");
   auto json = EventReader::FromString(

@@ -253,6 +253,7 @@ LineReader::~LineReader() = default;
 
 bool LineReader::Fill() {
   if (eof_) return false;
+  peek_k_ = 0;  // its offsets move
   if (begin_ > 0) {
     std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
     end_ -= begin_;
@@ -280,6 +281,35 @@ std::string_view LineReader::Peek(size_t n) {
   while (end_ - begin_ < n && Fill()) {
   }
   return std::string_view(buf_.get() + begin_, std::min(n, end_ - begin_));
+}
+
+std::string_view LineReader::PeekLine(size_t k) {
+  if (k == 0 || k >= peek_.size()) return {};
+  const char* const base = buf_.get();
+  // The start of the line after the one starting at `at` (end_ when its
+  // newline is not buffered yet).
+  auto after = [&](size_t at) {
+    const char* nl =
+        at < end_ ? static_cast<const char*>(std::memchr(base + at, '\n', end_ - at)) : nullptr;
+    return nl ? static_cast<size_t>(nl - base) + 1 : end_;
+  };
+  if (k == peek_k_ && begin_ == peek_[1] && peek_[k] < end_) {
+    // Called once per Next with the same k, as read-ahead does: one line
+    // on from the last call, so one new line to find.
+    std::copy(peek_.begin() + 1, peek_.begin() + static_cast<ptrdiff_t>(k) + 1, peek_.begin());
+    peek_[k] = after(peek_[k - 1]);
+  } else {
+    peek_[0] = begin_;
+    for (size_t i = 1; i <= k; ++i) peek_[i] = after(peek_[i - 1]);
+    peek_k_ = k;
+  }
+  // Whole only when its newline is buffered (not the last line before EOF).
+  if (peek_[k] == end_ && (end_ == 0 || base[end_ - 1] != '\n')) return {};
+  const size_t at = peek_[k - 1];
+  if (peek_[k] <= at) return {};
+  size_t len = peek_[k] - 1 - at;
+  if (len > 0 && base[at + len - 1] == '\r') --len;
+  return std::string_view(base + at, len);
 }
 
 bool LineReader::Next(Line* line) {
@@ -327,6 +357,7 @@ bool LineReader::Next(Line* line) {
       line->readable = cap_ + kReadPadding - begin_;
       size_t skipped = end_ - begin_;
       // Keep the head readable: move it to the front, then read past it.
+      peek_k_ = 0;
       std::memmove(buf_.get(), base + begin_, max);
       begin_ = end_ = max;
       while (true) {

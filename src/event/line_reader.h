@@ -11,6 +11,7 @@
 #ifndef VIGIL_EVENT_LINE_READER_H_
 #define VIGIL_EVENT_LINE_READER_H_
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -59,6 +60,11 @@ class LineReader {
   void SetCsvQuotes(bool on) { options_.csv_quotes = on; }
   // Peeks at the first bytes of input without consuming them (format sniffing).
   std::string_view Peek(size_t n);
+  // The k-th line (k >= 1) after the last one Next returned, when it lies
+  // whole in the buffer already (reads nothing); empty when it does not. For
+  // read-ahead hints: lines, not records (a CSV quote may span lines).
+  // Cheapest when called once per Next with the same k. REQUIRES: k < 8.
+  std::string_view PeekLine(size_t k);
 
  private:
   LineReader(std::unique_ptr<ByteSource> src, const LineReaderOptions& options, bool gzip,
@@ -73,6 +79,11 @@ class LineReader {
   size_t begin_ = 0; // first unread byte
   size_t end_ = 0;   // one past the last valid byte
   bool eof_ = false;
+  // PeekLine's last call: its k (0: none since the buffer moved) and the
+  // starts of the lines after begin_ then ([0] = begin_ then, [i] = the start
+  // of line i + 1; [k] = past line k's newline, or end_).
+  size_t peek_k_ = 0;
+  std::array<size_t, 8> peek_{};
   int64_t line_no_ = 0;
   int64_t bytes_read_ = 0;
   absl::Status status_;

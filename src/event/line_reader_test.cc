@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,54 @@ TEST(LineReaderTest, SplitsLinesStripsCarriageReturnsAndKeepsALastLineWithoutNew
   auto lines = ReadAll(*r, &t);
   EXPECT_EQ(t, (std::vector<std::string>{"a", "bb", "", "ccc"}));
   EXPECT_EQ(lines[3].line_no, 4);
+}
+
+// Read-ahead peeks at lines Next has not returned yet: whatever the k and
+// however the calls come (once per Next, skipping some, changing k), a line
+// PeekLine gives is the one Next returns k calls later, \r stripped. Over
+// 3 MB, so that the buffer (1 MB) moves under the peeks several times.
+TEST(LineReaderTest, PeekedLinesAreTheLinesNextReturnsLater) {
+  std::mt19937 rng(11);
+  std::string data;
+  std::vector<std::string> want;
+  while (data.size() < (3 << 20)) {
+    std::string line(1 + rng() % 90, 'x');  // never empty: an empty peek is "not buffered"
+    for (char& c : line) c = static_cast<char>('a' + rng() % 26);
+    want.push_back(line);
+    data += line + (rng() % 4 == 0 ? "\r\n" : "\n");
+  }
+  data += "last";  // no newline: never whole while peeked
+  want.push_back("last");
+  LineReaderOptions o;
+  o.max_record_bytes = 256;
+  auto r = LineReader::FromString(data, o);
+  std::vector<std::string> got;
+  std::vector<std::pair<size_t, std::string>> peeked;  // (index of the line, its text)
+  size_t k = 3;
+  LineReader::Line l;
+  size_t empty = 0;
+  while (true) {
+    if (rng() % 1000 == 0) k = 1 + rng() % 7;
+    if (rng() % 10 != 0) {
+      const std::string_view p = r->PeekLine(k);
+      if (p.empty()) {
+        ++empty;
+      } else {
+        peeked.emplace_back(got.size() + k - 1, std::string(p));
+      }
+    }
+    if (!r->Next(&l)) break;
+    got.emplace_back(l.text);
+  }
+  ASSERT_EQ(got, want);
+  ASSERT_GT(peeked.size(), want.size() / 2);
+  for (const auto& [i, text] : peeked) {
+    ASSERT_LT(i, want.size());
+    ASSERT_EQ(text, want[i]) << "line " << i;
+  }
+  EXPECT_LT(empty, want.size() / 100);  // only where the buffer ends
+  EXPECT_TRUE(r->PeekLine(1).empty());
+  EXPECT_TRUE(r->PeekLine(0).empty());
 }
 
 TEST(LineReaderTest, CsvQuotesHoldNewlinesAndLineNumbersCountThem) {

@@ -393,6 +393,19 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
   }
   std::vector<std::string> masked(np);
 
+  // Read-ahead (CSV input): the key fields of each stream, all in one list
+  // for the reader, and each stream's place in it.
+  const size_t ns = spec->streams.size();
+  std::vector<int> ahead_fields, ahead_at(ns + 1, 0);
+  if (reader.format() == event::Format::kCsv && schema.csv_type >= 0) {
+    const std::vector<std::vector<int>> per_stream = engine.ReadAheadFields(schema.csv_type);
+    for (size_t s = 0; s < ns; ++s) {
+      ahead_fields.insert(ahead_fields.end(), per_stream[s].begin(), per_stream[s].end());
+      ahead_at[s + 1] = static_cast<int>(ahead_fields.size());
+    }
+  }
+  std::vector<uint64_t> ahead_hashes(ahead_fields.size()), ahead_keys(ns);
+
   BackfillResult res;
   std::vector<double> values(spec->features.size());
   event::Record rec;
@@ -400,6 +413,18 @@ absl::StatusOr<BackfillResult> Backfill(event::EventReader& reader,
   while (true) {
     const auto r = reader.Next(&rec, &rej);
     if (r == event::EventReader::Result::kEnd) break;
+    if (!ahead_fields.empty()) {
+      // While this record is processed, the cache fetches for those after it.
+      reader.PeekKeyHashes(FeatureEngine::kReadAhead, ahead_fields, ahead_hashes);
+      for (size_t s = 0; s < ns; ++s) {
+        const std::span<const uint64_t> h(ahead_hashes.data() + ahead_at[s],
+                                          static_cast<size_t>(ahead_at[s + 1] - ahead_at[s]));
+        ahead_keys[s] = !h.empty() && std::find(h.begin(), h.end(), 0) == h.end()
+                            ? FeatureEngine::StreamKey(h)
+                            : 0;
+      }
+      engine.ReadAhead(ahead_keys);
+    }
     if (options.progress && (reader.records_read() & 0xfff) == 0) {
       options.progress(reader.records_read(), res.rows);
     }

@@ -1,6 +1,7 @@
 #include "feature/engine.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <charconv>
@@ -438,6 +439,9 @@ struct WindowRead {
 };
 
 // Per stream, what the current event found.
+// Where a stream's key starts before its fields' hashes are combined in.
+constexpr uint64_t kKeySeed = 0x9e3779b97f4a7c15ull;
+
 struct Scratch {
   bool has_key = false;
   uint64_t key = 0;
@@ -461,6 +465,10 @@ struct FeatureEngine::Impl {
   // doubled in one step held up the event (and a server's queue) for 10-50 ms.
   std::vector<EntityTable> entities;
   std::vector<Scratch> scratch;
+  // ReadAhead's stages, per stream: [d] for the event d + 1 events ahead of
+  // the next Process (keys, and the states found for the nearer two).
+  std::array<std::vector<uint64_t>, kReadAhead> ahead_keys;
+  std::array<std::vector<const EntityState*>, kReadAhead> ahead_states;
   std::vector<EventIndex> event_index;  // per stream; used by label-fed streams
   int label_fields[3] = {-1, -1, -1};   // target_event_id, target_entity.key, .value
   EngineStats stats;
@@ -474,6 +482,10 @@ struct FeatureEngine::Impl {
 
   explicit Impl(const FeatureSpec& s) : spec(s) {
     streams.resize(s.streams.size());
+    for (int d = 0; d < kReadAhead; ++d) {
+      ahead_keys[d].assign(s.streams.size(), 0);
+      ahead_states[d].assign(s.streams.size(), nullptr);
+    }
     for (size_t i = 0; i < s.streams.size(); ++i) streams[i].keys = s.streams[i].key_fields.size();
     for (const FeatureDef& f : s.features) {
       FeaturePlan p;
@@ -853,8 +865,8 @@ struct FeatureEngine::Impl {
     const event::Value& tk = rec[label_fields[1]];
     if (tk.present()) {
       if (tk.text != st.key_fields[0] || rec[label_fields[2]].text.empty()) return false;
-      *key = core::HashCombine(0x9e3779b97f4a7c15ull,
-                               event::KeyHashOfText(st.key_type, rec[label_fields[2]].text));
+      *key =
+          core::HashCombine(kKeySeed, event::KeyHashOfText(st.key_type, rec[label_fields[2]].text));
       return true;
     }
     const event::Value& te = rec[label_fields[0]];
@@ -1082,6 +1094,62 @@ FeatureEngine::FeatureEngine(std::shared_ptr<const FeatureSpec> spec)
 
 FeatureEngine::~FeatureEngine() = default;
 
+uint64_t FeatureEngine::StreamKey(std::span<const uint64_t> field_hashes) {
+  uint64_t key = kKeySeed;
+  for (uint64_t h : field_hashes) key = core::HashCombine(key, h);
+  return key;
+}
+
+std::vector<std::vector<int>> FeatureEngine::ReadAheadFields(int type) const {
+  std::vector<std::vector<int>> fields(spec_->streams.size());
+  for (const Stream& st : spec_->streams) {
+    if (st.label_fed) continue;
+    const size_t keys = st.key_fields.size();
+    std::vector<int> f;
+    for (size_t k = 0; k < keys; ++k) {
+      const int fi = st.key_field_index[static_cast<size_t>(type) * keys + k];
+      if (st.key_exprs[k] || fi < 0) break;
+      f.push_back(fi);
+    }
+    if (f.size() == keys) fields[st.index] = std::move(f);
+  }
+  return fields;
+}
+
+void FeatureEngine::ReadAhead(std::span<const uint64_t> keys) {
+  Impl& im = *impl_;
+  // One step nearer for each stage: the event that was d + 1 ahead is d ahead.
+  std::rotate(im.ahead_keys.begin(), im.ahead_keys.begin() + 1, im.ahead_keys.end());
+  std::rotate(im.ahead_states.begin(), im.ahead_states.begin() + 1, im.ahead_states.end());
+  std::vector<uint64_t>& far = im.ahead_keys[kReadAhead - 1];
+  const size_t n = std::min(keys.size(), far.size());
+  for (size_t s = 0; s < far.size(); ++s) {
+    far[s] = s < n ? keys[s] : 0;
+    if (far[s] != 0) im.entities[s].prefetch(far[s]);  // its index slot
+  }
+  // Two ahead: the index slot came; find the state and fetch its lines.
+  for (size_t s = 0; s < far.size(); ++s) {
+    const uint64_t key = im.ahead_keys[1][s];
+    const EntityState* e = key != 0 ? im.entities[s].find(key) : nullptr;
+    im.ahead_states[1][s] = e;
+    if (e == nullptr) continue;
+    const char* p = reinterpret_cast<const char*>(e);
+    for (size_t b = 0; b < sizeof(EntityState); b += 64) __builtin_prefetch(p + b);
+  }
+  // One ahead: the state came; fetch its newest entry and its cursors. (A
+  // state found a step ago may have been swept since: its storage stays, so
+  // reading it is safe, and at worst fetches nothing useful.)
+  for (size_t s = 0; s < far.size(); ++s) {
+    const EntityState* e = im.ahead_states[0][s];
+    if (e == nullptr) continue;
+    if (!e->buf.empty()) __builtin_prefetch(&e->buf.back());
+    const char* cur = reinterpret_cast<const char*>(e->cursors.data());
+    const char* const cur_end =
+        reinterpret_cast<const char*>(e->cursors.data() + e->cursors.size());
+    for (; cur < cur_end; cur += 64) __builtin_prefetch(cur);
+  }
+}
+
 FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span<double> out) {
   Impl& im = *impl_;
   const int64_t t = rec.time_ms;
@@ -1118,7 +1186,7 @@ FeatureEngine::Result FeatureEngine::Process(const event::Record& rec, std::span
       continue;
     }
     const size_t keys = st.key_fields.size();
-    uint64_t key = 0x9e3779b97f4a7c15ull;
+    uint64_t key = kKeySeed;
     // An empty string is no key, as null is (event::HasKeyValue).
     for (size_t k = 0; k < keys; ++k) {
       if (st.key_exprs[k]) {

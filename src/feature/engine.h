@@ -66,6 +66,23 @@ class FeatureEngine {
   // Hot path: no allocation once the entities exist.
   Result Process(const event::Record& rec, std::span<double> out);
 
+  // Read-ahead, for a caller that sees events before it processes them (a
+  // backfill reading a file): before each Process, the stream keys of the
+  // event kReadAhead events later (from ReadAheadFields and StreamKey; 0
+  // where a stream has none or the caller cannot tell). The engine fetches
+  // into the cache, in stages, what that event's streams will read: their
+  // index slots now, their states one event later, their newest entries and
+  // cursors the next. Hints only: a key that is wrong, missing or out of
+  // step costs a useless fetch and changes no value.
+  static constexpr int kReadAhead = 3;
+  void ReadAhead(std::span<const uint64_t> keys);
+  // Per stream, the fields of an event of `type` (by index) whose
+  // event::KeyHash values make its key, in order: empty where the key cannot
+  // be read ahead (a key expression, a stream fed by label events).
+  std::vector<std::vector<int>> ReadAheadFields(int type) const;
+  // A stream's key from its key fields' KeyHash values, as Process makes it.
+  static uint64_t StreamKey(std::span<const uint64_t> field_hashes);
+
   int64_t latest_time_ms() const { return latest_ms_; }
   // Walks every entity (for the memory estimate): not per event.
   EngineStats Stats() const;

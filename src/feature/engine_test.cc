@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/alloc_counter.h"
+#include "core/hash.h"
 #include "core/sealed.h"
 #include "core/strings.h"
 #include "core/time.h"
@@ -636,6 +637,73 @@ void ExpectSameBits(const std::vector<double>& a, const std::vector<double>& b, 
     ASSERT_EQ(std::bit_cast<uint64_t>(a[k]), std::bit_cast<uint64_t>(b[k]))
         << "event " << i << " feature " << k << ": " << a[k] << " vs " << b[k];
   }
+}
+
+// Read-ahead fetches and changes nothing: hints that are right, wrong,
+// missing or about entities swept meanwhile (a short TTL churns them) give
+// the bits a run without hints gives.
+TEST(FeatureEngineTest, ReadAheadHintsRightOrWrongChangeNoValue) {
+  constexpr std::string_view kFeatures =
+      "  - {name: n, agg: count, key: user, window: 1h}\n"
+      "  - {name: s, agg: sum, of: amount, key: user, window: 50m, lag: 10m}\n"
+      "  - {name: devs, agg: distinct_count, of: dev, key: user, window: 1h}\n"
+      "  - {name: dn, agg: count, key: dev, window: 30m}\n"
+      "  - {name: d, agg: decayed_sum, of: amount, key: user, window: lifetime, half_life: 1h}\n"
+      "  - {name: age, agg: first_seen, key: user}\n";
+  constexpr std::string_view kLimits = "limits: {entity_ttl: 2h}\n";
+  Harness plain(kFeatures, kLimits), ahead(kFeatures, kLimits);
+  FeatureEngine& engine = ahead.engine();
+  const int tx = engine.spec().schema->FindType("tx")->index;
+  const std::vector<std::vector<int>> fields = engine.ReadAheadFields(tx);
+  const event::EventTypeSpec& t = *engine.spec().schema->FindType("tx");
+  ASSERT_EQ(fields.size(), engine.spec().streams.size());
+  for (size_t st = 0; st < fields.size(); ++st) {
+    EXPECT_EQ(fields[st], std::vector<int>{t.Find(engine.spec().streams[st].key_fields[0])->index});
+  }
+  struct E {
+    int64_t t;
+    std::string user, dev;
+  };
+  std::mt19937_64 rng(5);
+  std::vector<E> events;
+  int64_t now = 0;
+  for (int i = 0; i < 4000; ++i) {
+    now += static_cast<int64_t>(rng() % (3 * kMin));
+    if (i % 1000 == 999) now += 5 * kHour;  // everyone idle past the TTL: swept
+    events.push_back({now, StrCat("u", rng() % 60), StrCat("d", rng() % 20)});
+  }
+  for (size_t i = 0; i < events.size(); ++i) {
+    std::vector<uint64_t> keys(fields.size(), 0);
+    if (i + FeatureEngine::kReadAhead < events.size()) {
+      const E& later = events[i + FeatureEngine::kReadAhead];
+      for (size_t st = 0; st < keys.size(); ++st) {
+        const uint64_t h = core::Hash64(
+            engine.spec().streams[st].key_fields[0] == "user" ? later.user : later.dev);
+        keys[st] = FeatureEngine::StreamKey(std::span(&h, 1));
+      }
+    }
+    switch (rng() % 8) {
+      case 0:
+        keys[0] = rng();
+        break;  // wrong
+      case 1:
+        keys.assign(keys.size(), 0);
+        break;  // none
+      case 2:
+        keys.resize(1);
+        break;  // short
+      default:
+        break;
+    }
+    engine.ReadAhead(keys);
+    const std::string extra = StrCat(",\"dev\":\"", events[i].dev, "\"");
+    const std::vector<double> a =
+        plain.Event("tx", events[i].t, events[i].user, static_cast<double>(i % 97), extra);
+    const std::vector<double> b =
+        ahead.Event("tx", events[i].t, events[i].user, static_cast<double>(i % 97), extra);
+    ExpectSameBits(a, b, static_cast<int>(i));
+  }
+  EXPECT_GT(engine.Stats().expired, 100);
 }
 
 constexpr std::string_view kBucketFeatures =
