@@ -1117,36 +1117,50 @@ std::vector<std::vector<int>> FeatureEngine::ReadAheadFields(int type) const {
 }
 
 void FeatureEngine::ReadAhead(std::span<const uint64_t> keys) {
+  static_assert(kReadAhead == 4, "one stage per event ahead");
   Impl& im = *impl_;
   // One step nearer for each stage: the event that was d + 1 ahead is d ahead.
   std::rotate(im.ahead_keys.begin(), im.ahead_keys.begin() + 1, im.ahead_keys.end());
   std::rotate(im.ahead_states.begin(), im.ahead_states.begin() + 1, im.ahead_states.end());
-  std::vector<uint64_t>& far = im.ahead_keys[kReadAhead - 1];
-  const size_t n = std::min(keys.size(), far.size());
-  for (size_t s = 0; s < far.size(); ++s) {
-    far[s] = s < n ? keys[s] : 0;
-    if (far[s] != 0) im.entities[s].prefetch(far[s]);  // its index slot
+  const size_t streams = im.entities.size();
+  // Four ahead: its index slots.
+  std::vector<uint64_t>& far = im.ahead_keys[3];
+  for (size_t s = 0; s < streams; ++s) {
+    far[s] = s < keys.size() ? keys[s] : 0;
+    if (far[s] != 0) im.entities[s].prefetch(far[s]);
   }
-  // Two ahead: the index slot came; find the state and fetch its lines.
-  for (size_t s = 0; s < far.size(); ++s) {
-    const uint64_t key = im.ahead_keys[1][s];
+  // Three ahead: the slot came; find the state and fetch its lines.
+  for (size_t s = 0; s < streams; ++s) {
+    const uint64_t key = im.ahead_keys[2][s];
     const EntityState* e = key != 0 ? im.entities[s].find(key) : nullptr;
-    im.ahead_states[1][s] = e;
+    im.ahead_states[2][s] = e;
     if (e == nullptr) continue;
     const char* p = reinterpret_cast<const char*>(e);
     for (size_t b = 0; b < sizeof(EntityState); b += 64) __builtin_prefetch(p + b);
   }
-  // One ahead: the state came; fetch its newest entry and its cursors. (A
-  // state found a step ago may have been swept since: its storage stays, so
-  // reading it is safe, and at worst fetches nothing useful.)
-  for (size_t s = 0; s < far.size(); ++s) {
-    const EntityState* e = im.ahead_states[0][s];
+  // Two ahead: the state came; its newest entry and its cursors. (A state
+  // found a step ago may have been swept since: its storage stays, reset,
+  // so reading it is safe, and at worst fetches nothing useful.)
+  for (size_t s = 0; s < streams; ++s) {
+    const EntityState* e = im.ahead_states[1][s];
     if (e == nullptr) continue;
     if (!e->buf.empty()) __builtin_prefetch(&e->buf.back());
     const char* cur = reinterpret_cast<const char*>(e->cursors.data());
     const char* const cur_end =
         reinterpret_cast<const char*>(e->cursors.data() + e->cursors.size());
     for (; cur < cur_end; cur += 64) __builtin_prefetch(cur);
+  }
+  // One ahead: the cursors came; the entries they stand at (where the
+  // windows' oldest entries leave).
+  for (size_t s = 0; s < streams; ++s) {
+    const EntityState* e = im.ahead_states[0][s];
+    if (e == nullptr) continue;
+    const Entry* const buf = e->buf.data();
+    const uint64_t n = e->buf.size();
+    for (const Cursor& c : e->cursors) {
+      const uint64_t i = static_cast<uint64_t>(c.lo - e->base);  // (below base wraps past n)
+      if (c.valid && i < n) __builtin_prefetch(buf + i);
+    }
   }
 }
 

@@ -72,9 +72,10 @@ class FeatureEngine {
   // where a stream has none or the caller cannot tell). The engine fetches
   // into the cache, in stages, what that event's streams will read: their
   // index slots now, their states one event later, their newest entries and
-  // cursors the next. Hints only: a key that is wrong, missing or out of
-  // step costs a useless fetch and changes no value.
-  static constexpr int kReadAhead = 3;
+  // cursors the next, the entries those cursors stand at the last. Hints
+  // only: a key that is wrong, missing or out of step costs a useless fetch
+  // and changes no value.
+  static constexpr int kReadAhead = 4;
   void ReadAhead(std::span<const uint64_t> keys);
   // Per stream, the fields of an event of `type` (by index) whose
   // event::KeyHash values make its key, in order: empty where the key cannot
